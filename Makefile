@@ -1,0 +1,134 @@
+# smelt — one non-recursive Makefile.  `make help` lists the targets.  V=1 shows commands.
+#
+# Library: every .c under formats/ convert/ quant/ verify/ except the smelt-*.c mains.
+# Tools:   each smelt-*.c main links against lib/libsmelt.a into bin/.
+# Tests:   each tests/<area>/test_*.c is one Criterion binary; tests/run-tests drives them.
+# Flavors: release (default, -O2) in build/release; asan (make check) in build/asan.
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+FLAVOR  ?= release
+BUILD   := build/$(FLAVOR)
+
+ifeq ($(FLAVOR),asan)
+  OPT    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+  BINDIR := $(BUILD)/bin
+  LIBDIR := $(BUILD)/lib
+else
+  OPT    := -O2 -g
+  BINDIR := bin
+  LIBDIR := lib
+endif
+
+WARN     := -Wall -Wextra -Werror -Wno-missing-field-initializers
+CPPFLAGS += -I. -D_GNU_SOURCE
+CFLAGS   += -std=c11 $(WARN) $(OPT) -pthread -MMD -MP
+LDFLAGS  += $(filter -fsanitize%,$(OPT)) -pthread
+LDLIBS   := -ljansson -lxxhash -lz -lm -ldl
+
+ifeq ($(V),1)
+  Q :=
+  say :=
+else
+  Q := @
+  say = @printf '  %-7s %s\n' $(1) $(2);
+endif
+
+SRC_DIRS  := formats formats/base convert quant quant/legacy quant/kquant quant/iquant quant/simd verify
+ALL_C     := $(foreach d,$(SRC_DIRS),$(wildcard $(d)/*.c))
+TOOL_SRC  := $(foreach f,$(ALL_C),$(if $(findstring /smelt-,$(f)),$(f)))
+LIB_SRC   := $(filter-out $(TOOL_SRC),$(ALL_C))
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB       := $(LIBDIR)/libsmelt.a
+TOOLS     := $(foreach s,$(TOOL_SRC),$(BINDIR)/$(basename $(notdir $(s))))
+
+TEST_SRC    := $(wildcard tests/*/test_*.c)
+TEST_COMMON := $(wildcard tests/common/*.c)
+TEST_BINS   := $(TEST_SRC:%.c=$(BUILD)/%)
+TEST_COBJ   := $(TEST_COMMON:%.c=$(BUILD)/%.o)
+
+BENCH_SRC   := $(wildcard tests/bench/bench_*.c)
+BENCH_BINS  := $(BENCH_SRC:%.c=$(BUILD)/%)
+
+# ISA-specific kernels: files named *_avx2.c get the AVX2/FMA/F16C flags; they are only
+# called after runtime CPU detection (quant/cpu.c).
+$(BUILD)/%_avx2.o: CFLAGS += -mavx2 -mfma -mf16c
+
+.PHONY: all lib tools tests test check bench demo install clean help lines oracle
+
+# Build the library and every tool (default).
+all: tools
+
+lib: $(LIB)
+tools: $(TOOLS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$<)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(call say,AR,$@)rm -f $@ && $(AR) rcs $@ $^
+
+$(BINDIR)/smelt-%: $(BUILD)/formats/smelt-%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(call say,LINK,$@)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(BINDIR)/smelt-%: $(BUILD)/convert/smelt-%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(call say,LINK,$@)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(BINDIR)/smelt-%: $(BUILD)/quant/smelt-%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(call say,LINK,$@)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(BINDIR)/smelt-%: $(BUILD)/verify/smelt-%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(call say,LINK,$@)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_COBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(call say,LINK,$@)$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcriterion -o $@
+
+# Build every test and benchmark binary.
+tests: $(TOOLS) $(TEST_BINS) $(BENCH_BINS)
+
+# Run the unit, oracle and end-to-end tests (release build).
+test: tests
+	$(Q)SMELT_BIN=$(CURDIR)/$(BINDIR) SMELT_BUILD=$(CURDIR)/$(BUILD) tests/run-tests $(TEST_BINS)
+
+# The same tests under AddressSanitizer + UndefinedBehaviorSanitizer.
+check:
+	$(Q)$(MAKE) --no-print-directory FLAVOR=asan test
+
+# Benchmarks: throughput and memory, with ratios against llama.cpp where it is installed.
+bench: tools $(BENCH_BINS)
+	$(Q)SMELT_BIN=$(CURDIR)/$(BINDIR) SMELT_BUILD=$(CURDIR)/$(BUILD) tests/bench/run-bench $(BENCH_BINS)
+
+# The main job on samples/: the whole pipeline from a base model + LoRA to a quality table.
+demo: tools
+	$(Q)SMELT_BIN=$(CURDIR)/$(BINDIR) samples/demo.sh
+
+# Install the llama.cpp oracle (node-llama-cpp from npm) into .oracle/ for the tests.
+oracle:
+	$(Q)tests/oracle/install
+
+# Install tools, library and headers under PREFIX.
+install: tools
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/smelt
+	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/
+	for h in $$(find formats convert quant verify -name '*.h' ! -name '*_int.h'); do \
+	  install -D -m 644 $$h $(DESTDIR)$(PREFIX)/include/smelt/$$h; done
+
+# Fail if a C file exceeds 1,500 lines or quant/ includes verify/.
+lines:
+	$(Q)tests/lint-lines
+
+# Remove build products (keeps .oracle/).
+clean:
+	rm -rf build bin lib
+
+help:
+	@grep -B1 -E '^[a-z]+:' Makefile | grep -E '^#' | sed 's/^# */  /'
+	@echo "  targets: all test check bench demo install oracle lines clean"
+
+-include $(LIB_OBJ:.o=.d) $(TOOL_SRC:%.c=$(BUILD)/%.d) $(TEST_SRC:%.c=$(BUILD)/%.d) $(TEST_COMMON:%.c=$(BUILD)/%.d)
+.SECONDARY:

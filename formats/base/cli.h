@@ -1,0 +1,23 @@
+/* cli.h — helpers shared by the tool mains: version, number and size parsing, help text.
+ * Layer: formats/base. Mains only; library code never parses command lines. */
+#ifndef SMELT_CLI_H
+#define SMELT_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define SMELT_VERSION "0.1.0"
+
+/* Parse a non-negative integer; returns 0 on success, -1 if not a number in [lo, hi]. */
+int smelt_cli_int(const char *s, long lo, long hi, long *out);
+/* Parse a byte size: "123", "10K", "500M", "5G", "2GB", "1.5G" (powers of 1000, as
+ * transformers' max_shard_size; "KiB/MiB/GiB" are powers of 1024). -1 on error. */
+int smelt_cli_size(const char *s, uint64_t *out);
+/* Print "TOOL version X" to stdout. */
+void smelt_cli_version(const char *tool);
+/* Print "TOOL: error: MSG\nTry 'TOOL --help'.\n" to stderr; returns exit status 2. */
+int smelt_cli_usage_error(const char *tool, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Human-readable byte count ("17.3 MB") into buf. */
+const char *smelt_cli_bytes(char *buf, size_t n, uint64_t bytes);
+
+#endif

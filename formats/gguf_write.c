@@ -1,0 +1,434 @@
+/* gguf_write.c — streaming GGUF writer. Each KV is kept as its encoded record so that
+ * set/replace/copy are simple and output is byte-exact; tensor data is streamed. */
+#include "gguf.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/ckd.h"
+#include "base/file.h"
+
+typedef struct {
+    char *key;
+    uint8_t *rec; /* full record: key string, type, value */
+    size_t len;
+} wkv;
+
+typedef struct {
+    char *name;
+    uint32_t n_dims;
+    uint64_t ne[SMELT_GGUF_MAX_DIMS];
+    int type;
+    uint64_t nbytes, offset;
+} wtensor;
+
+struct smelt_gguf_writer {
+    uint32_t version;
+    bool no_pad_empty;
+    wkv *kv;
+    size_t n_kv, cap_kv;
+    wtensor *t;
+    size_t n_t, cap_t;
+    /* streaming state */
+    smelt_outfile *out;
+    uint64_t alignment;
+    size_t cur;        /* tensor being written */
+    uint64_t cur_done; /* bytes of it written */
+    int failed;
+};
+
+smelt_gguf_writer *smelt_gguf_writer_new(void)
+{
+    smelt_gguf_writer *w = calloc(1, sizeof *w);
+    if (w) w->version = 3;
+    return w;
+}
+
+void smelt_gguf_writer_free(smelt_gguf_writer *w)
+{
+    if (!w) return;
+    smelt_outfile_abort(w->out);
+    for (size_t i = 0; i < w->n_kv; i++) {
+        free(w->kv[i].key);
+        free(w->kv[i].rec);
+    }
+    for (size_t i = 0; i < w->n_t; i++) free(w->t[i].name);
+    free(w->kv);
+    free(w->t);
+    free(w);
+}
+
+void smelt_gguf_writer_set_version(smelt_gguf_writer *w, uint32_t version) { w->version = version; }
+void smelt_gguf_writer_set_pad_empty(smelt_gguf_writer *w, bool pad) { w->no_pad_empty = !pad; }
+
+/* ==== KV records ==== */
+
+typedef struct {
+    uint8_t *p;
+    size_t len, cap;
+    int oom;
+} buf;
+
+static void put(buf *b, const void *src, size_t n)
+{
+    if (b->oom) return;
+    if (b->len + n > b->cap) {
+        size_t nc = b->cap ? b->cap : 64;
+        while (nc < b->len + n) nc *= 2;
+        uint8_t *np = realloc(b->p, nc);
+        if (!np) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = nc;
+    }
+    memcpy(b->p + b->len, src, n);
+    b->len += n;
+}
+
+static void put_u32(buf *b, uint32_t v) { put(b, &v, 4); }
+static void put_u64(buf *b, uint64_t v) { put(b, &v, 8); }
+static void put_str(buf *b, const char *s, size_t n)
+{
+    put_u64(b, n);
+    put(b, s, n);
+}
+
+static int check_open(smelt_gguf_writer *w, smelt_err *e)
+{
+    if (w->out) return SMELT_ERR(e, SMELT_EINTERNAL, NULL, NULL, "GGUF header already written");
+    return 0;
+}
+
+static long find_kv(const smelt_gguf_writer *w, const char *key)
+{
+    for (size_t i = 0; i < w->n_kv; i++)
+        if (!strcmp(w->kv[i].key, key)) return (long)i;
+    return -1;
+}
+
+/* Install a record for key (takes ownership of b->p). */
+static int install(smelt_gguf_writer *w, const char *key, buf *b, smelt_err *e)
+{
+    if (b->oom) {
+        free(b->p);
+        return SMELT_NOMEM(e, "gguf kv");
+    }
+    long i = find_kv(w, key);
+    if (i >= 0) {
+        free(w->kv[i].rec);
+        w->kv[i].rec = b->p;
+        w->kv[i].len = b->len;
+        return 0;
+    }
+    if (w->n_kv == w->cap_kv) {
+        size_t nc = w->cap_kv ? w->cap_kv * 2 : 32;
+        wkv *nk = realloc(w->kv, nc * sizeof *nk);
+        if (!nk) {
+            free(b->p);
+            return SMELT_NOMEM(e, "gguf kv table");
+        }
+        w->kv = nk;
+        w->cap_kv = nc;
+    }
+    char *k = strdup(key);
+    if (!k) {
+        free(b->p);
+        return SMELT_NOMEM(e, "gguf key");
+    }
+    w->kv[w->n_kv++] = (wkv){k, b->p, b->len};
+    return 0;
+}
+
+static int set_scalar(smelt_gguf_writer *w, const char *key, int type, const void *v, smelt_err *e)
+{
+    int rc = check_open(w, e);
+    if (rc) return rc;
+    buf b = {0};
+    put_str(&b, key, strlen(key));
+    put_u32(&b, (uint32_t)type);
+    put(&b, v, smelt_gguf_vtype_size(type));
+    return install(w, key, &b, e);
+}
+
+#define SETTER(fn, ctype, vt)                                                                   \
+    int smelt_gguf_writer_set_##fn(smelt_gguf_writer *w, const char *key, ctype v, smelt_err *e) \
+    {                                                                                           \
+        return set_scalar(w, key, vt, &v, e);                                                   \
+    }
+SETTER(u8, uint8_t, SMELT_GGUF_U8)
+SETTER(i8, int8_t, SMELT_GGUF_I8)
+SETTER(u16, uint16_t, SMELT_GGUF_U16)
+SETTER(i16, int16_t, SMELT_GGUF_I16)
+SETTER(u32, uint32_t, SMELT_GGUF_U32)
+SETTER(i32, int32_t, SMELT_GGUF_I32)
+SETTER(u64, uint64_t, SMELT_GGUF_U64)
+SETTER(i64, int64_t, SMELT_GGUF_I64)
+SETTER(f32, float, SMELT_GGUF_F32)
+SETTER(f64, double, SMELT_GGUF_F64)
+#undef SETTER
+
+int smelt_gguf_writer_set_bool(smelt_gguf_writer *w, const char *key, bool v, smelt_err *e)
+{
+    uint8_t b = v ? 1 : 0;
+    return set_scalar(w, key, SMELT_GGUF_BOOL, &b, e);
+}
+
+int smelt_gguf_writer_set_strn(smelt_gguf_writer *w, const char *key, const char *v, size_t n,
+                               smelt_err *e)
+{
+    int rc = check_open(w, e);
+    if (rc) return rc;
+    buf b = {0};
+    put_str(&b, key, strlen(key));
+    put_u32(&b, SMELT_GGUF_STRING);
+    put_str(&b, v, n);
+    return install(w, key, &b, e);
+}
+
+int smelt_gguf_writer_set_str(smelt_gguf_writer *w, const char *key, const char *v, smelt_err *e)
+{
+    return smelt_gguf_writer_set_strn(w, key, v, strlen(v), e);
+}
+
+int smelt_gguf_writer_set_arr(smelt_gguf_writer *w, const char *key, int elem_type, const void *data,
+                              uint64_t n, smelt_err *e)
+{
+    int rc = check_open(w, e);
+    if (rc) return rc;
+    size_t es = smelt_gguf_vtype_size(elem_type);
+    if (!es)
+        return SMELT_ERR(e, SMELT_EINTERNAL, NULL, key, "array element type %s is not fixed-size",
+                         smelt_gguf_vtype_name(elem_type));
+    buf b = {0};
+    put_str(&b, key, strlen(key));
+    put_u32(&b, SMELT_GGUF_ARRAY);
+    put_u32(&b, (uint32_t)elem_type);
+    put_u64(&b, n);
+    put(&b, data, (size_t)(n * es));
+    return install(w, key, &b, e);
+}
+
+int smelt_gguf_writer_set_arr_str(smelt_gguf_writer *w, const char *key, const char *const *strs,
+                                  const size_t *lens, uint64_t n, smelt_err *e)
+{
+    int rc = check_open(w, e);
+    if (rc) return rc;
+    buf b = {0};
+    put_str(&b, key, strlen(key));
+    put_u32(&b, SMELT_GGUF_ARRAY);
+    put_u32(&b, SMELT_GGUF_STRING);
+    put_u64(&b, n);
+    for (uint64_t i = 0; i < n; i++) put_str(&b, strs[i], lens ? lens[i] : strlen(strs[i]));
+    return install(w, key, &b, e);
+}
+
+int smelt_gguf_writer_copy_kv(smelt_gguf_writer *w, const smelt_gguf_kv *kv, smelt_err *e)
+{
+    int rc = check_open(w, e);
+    if (rc) return rc;
+    buf b = {0};
+    put_str(&b, kv->key, strlen(kv->key));
+    put_u32(&b, (uint32_t)kv->type);
+    if (kv->type == SMELT_GGUF_ARRAY) {
+        put_u32(&b, (uint32_t)kv->arr_type);
+        put_u64(&b, kv->n);
+    }
+    put(&b, kv->data, (size_t)kv->value_size);
+    return install(w, kv->key, &b, e);
+}
+
+int smelt_gguf_writer_copy_all_kv(smelt_gguf_writer *w, const smelt_gguf *g, smelt_err *e)
+{
+    for (uint64_t i = 0; i < smelt_gguf_n_kv(g); i++) {
+        int rc = smelt_gguf_writer_copy_kv(w, smelt_gguf_kv_at(g, i), e);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+int smelt_gguf_writer_remove_kv(smelt_gguf_writer *w, const char *key)
+{
+    long i = find_kv(w, key);
+    if (i < 0 || w->out) return 0;
+    free(w->kv[i].key);
+    free(w->kv[i].rec);
+    memmove(&w->kv[i], &w->kv[i + 1], (w->n_kv - (size_t)i - 1) * sizeof *w->kv);
+    w->n_kv--;
+    return 1;
+}
+
+bool smelt_gguf_writer_has_kv(const smelt_gguf_writer *w, const char *key) { return find_kv(w, key) >= 0; }
+
+/* ==== tensors and layout ==== */
+
+static uint64_t writer_alignment(const smelt_gguf_writer *w)
+{
+    long i = find_kv(w, "general.alignment");
+    if (i < 0) return SMELT_GGUF_DEFAULT_ALIGNMENT;
+    const wkv *k = &w->kv[i];
+    size_t klen = strlen(k->key);
+    uint32_t type, v;
+    memcpy(&type, k->rec + 8 + klen, 4);
+    if (type != SMELT_GGUF_U32) return 0;
+    memcpy(&v, k->rec + 8 + klen + 4, 4);
+    if (v == 0 || (v & (v - 1))) return 0;
+    return v;
+}
+
+int smelt_gguf_writer_add_tensor(smelt_gguf_writer *w, const char *name, uint32_t n_dims,
+                                 const uint64_t *ne, int type, smelt_err *e)
+{
+    int rc = check_open(w, e);
+    if (rc) return rc;
+    if (strlen(name) >= SMELT_GGUF_MAX_NAME)
+        return SMELT_ERR(e, SMELT_EUNSUPPORTED, NULL, name,
+                         "tensor name is %zu bytes; llama.cpp accepts at most %d", strlen(name),
+                         SMELT_GGUF_MAX_NAME - 1);
+    if (n_dims > SMELT_GGUF_MAX_DIMS)
+        return SMELT_ERR(e, SMELT_EINTERNAL, NULL, name, "n_dims %u > %d", n_dims, SMELT_GGUF_MAX_DIMS);
+    for (size_t i = 0; i < w->n_t; i++)
+        if (!strcmp(w->t[i].name, name))
+            return SMELT_ERR(e, SMELT_EINTERNAL, NULL, name, "tensor declared twice");
+    wtensor t = {0};
+    t.n_dims = n_dims;
+    uint64_t nel = 1;
+    for (int d = 0; d < SMELT_GGUF_MAX_DIMS; d++) {
+        t.ne[d] = (uint32_t)d < n_dims ? ne[d] : 1;
+        if (!smelt_mul_u64(nel, t.ne[d], &nel))
+            return SMELT_ERR(e, SMELT_EINTERNAL, NULL, name, "element count overflows");
+    }
+    const smelt_type_info *ti = smelt_type_get(type);
+    if (!ti || ti->removed)
+        return SMELT_ERR(e, SMELT_EINTERNAL, NULL, name, "unknown ggml type %d", type);
+    if (t.ne[0] % ti->blck)
+        return SMELT_ERR(e, SMELT_EMISMATCH, NULL, name,
+                         "row length %" PRIu64 " is not a multiple of the %s block size %u", t.ne[0],
+                         ti->name, ti->blck);
+    t.nbytes = nel / ti->blck * ti->bytes;
+    t.type = type;
+    if (w->n_t == w->cap_t) {
+        size_t nc = w->cap_t ? w->cap_t * 2 : 64;
+        wtensor *nt = realloc(w->t, nc * sizeof *nt);
+        if (!nt) return SMELT_NOMEM(e, "gguf tensor table");
+        w->t = nt;
+        w->cap_t = nc;
+    }
+    t.name = strdup(name);
+    if (!t.name) return SMELT_NOMEM(e, "tensor name");
+    w->t[w->n_t++] = t;
+    return 0;
+}
+
+uint64_t smelt_gguf_writer_n_tensors(const smelt_gguf_writer *w) { return w->n_t; }
+
+static uint64_t header_size(const smelt_gguf_writer *w)
+{
+    uint64_t n = 4 + 4 + 8 + 8;
+    for (size_t i = 0; i < w->n_kv; i++) n += w->kv[i].len;
+    for (size_t i = 0; i < w->n_t; i++) n += 8 + strlen(w->t[i].name) + 4 + 8 * w->t[i].n_dims + 4 + 8;
+    return n;
+}
+
+/* Offsets: each tensor starts where the previous one's padded size ends (as ggml does). */
+static uint64_t layout(smelt_gguf_writer *w, uint64_t align)
+{
+    uint64_t off = 0;
+    for (size_t i = 0; i < w->n_t; i++) {
+        w->t[i].offset = off;
+        off += smelt_pad_u64(w->t[i].nbytes, align);
+    }
+    return off;
+}
+
+uint64_t smelt_gguf_writer_file_size(const smelt_gguf_writer *w)
+{
+    uint64_t align = writer_alignment(w);
+    if (!align) align = SMELT_GGUF_DEFAULT_ALIGNMENT;
+    uint64_t n = (w->n_t || !w->no_pad_empty) ? smelt_pad_u64(header_size(w), align) : header_size(w);
+    for (size_t i = 0; i < w->n_t; i++) n += smelt_pad_u64(w->t[i].nbytes, align);
+    return n;
+}
+
+int smelt_gguf_writer_begin(smelt_gguf_writer *w, const char *path, smelt_err *e)
+{
+    int rc = check_open(w, e);
+    if (rc) return rc;
+    w->alignment = writer_alignment(w);
+    if (!w->alignment)
+        return SMELT_ERR(e, SMELT_EUSAGE, path, "general.alignment", "must be a u32 power of two");
+    layout(w, w->alignment);
+    if ((rc = smelt_outfile_open(&w->out, path, e))) return rc;
+    buf b = {0};
+    put(&b, "GGUF", 4);
+    put_u32(&b, w->version);
+    put_u64(&b, w->n_t);
+    put_u64(&b, w->n_kv);
+    for (size_t i = 0; i < w->n_kv; i++) put(&b, w->kv[i].rec, w->kv[i].len);
+    for (size_t i = 0; i < w->n_t; i++) {
+        const wtensor *t = &w->t[i];
+        put_str(&b, t->name, strlen(t->name));
+        put_u32(&b, t->n_dims);
+        for (uint32_t d = 0; d < t->n_dims; d++) put_u64(&b, t->ne[d]);
+        put_u32(&b, (uint32_t)t->type);
+        put_u64(&b, t->offset);
+    }
+    if (b.oom) {
+        free(b.p);
+        return SMELT_NOMEM(e, "gguf header");
+    }
+    rc = smelt_outfile_write(w->out, b.p, b.len, e);
+    free(b.p);
+    if (!rc && (w->n_t || !w->no_pad_empty)) rc = smelt_outfile_pad(w->out, w->alignment, e);
+    w->cur = 0;
+    w->cur_done = 0;
+    /* skip leading empty tensors */
+    while (!rc && w->cur < w->n_t && w->t[w->cur].nbytes == 0) w->cur++;
+    if (rc) w->failed = 1;
+    return rc;
+}
+
+int smelt_gguf_writer_write(smelt_gguf_writer *w, const void *p, size_t n, smelt_err *e)
+{
+    if (!w->out || w->failed) return SMELT_ERR(e, SMELT_EINTERNAL, NULL, NULL, "GGUF writer is not writing");
+    if (w->cur >= w->n_t) {
+        if (!n) return 0;
+        return SMELT_ERR(e, SMELT_EINTERNAL, smelt_outfile_path(w->out), NULL,
+                         "%zu bytes of data written after the last tensor", n);
+    }
+    wtensor *t = &w->t[w->cur];
+    if (n > t->nbytes - w->cur_done) {
+        w->failed = 1;
+        return SMELT_ERR(e, SMELT_EINTERNAL, smelt_outfile_path(w->out), t->name,
+                         "write of %zu bytes exceeds the tensor's remaining %" PRIu64 " bytes", n,
+                         t->nbytes - w->cur_done);
+    }
+    int rc = smelt_outfile_write(w->out, p, n, e);
+    w->cur_done += n;
+    if (!rc && w->cur_done == t->nbytes) {
+        rc = smelt_outfile_pad(w->out, w->alignment, e);
+        w->cur++;
+        w->cur_done = 0;
+        while (w->cur < w->n_t && w->t[w->cur].nbytes == 0) w->cur++;
+    }
+    if (rc) w->failed = 1;
+    return rc;
+}
+
+uint64_t smelt_gguf_writer_current(const smelt_gguf_writer *w) { return w->cur; }
+
+int smelt_gguf_writer_commit(smelt_gguf_writer *w, smelt_err *e)
+{
+    if (!w->out) return SMELT_ERR(e, SMELT_EINTERNAL, NULL, NULL, "GGUF writer was not started");
+    if (w->failed) return SMELT_ERR(e, SMELT_EINTERNAL, NULL, NULL, "GGUF writer failed earlier");
+    if (w->cur < w->n_t) {
+        return SMELT_ERR(e, SMELT_EINTERNAL, smelt_outfile_path(w->out), w->t[w->cur].name,
+                         "only %" PRIu64 " of %" PRIu64 " bytes of this tensor were written (tensor %zu of %zu)",
+                         w->cur_done, w->t[w->cur].nbytes, w->cur + 1, w->n_t);
+    }
+    smelt_outfile *o = w->out;
+    w->out = NULL;
+    return smelt_outfile_commit(o, e);
+}

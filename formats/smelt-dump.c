@@ -1,0 +1,385 @@
+/* smelt-dump — list the metadata and tensors of a GGUF file, a safetensors file or a
+ * Hugging Face checkpoint directory; optionally print tensor values. Text or --json. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats/base/cli.h"
+#include "formats/base/file.h"
+#include "formats/base/half.h"
+#include "formats/gguf.h"
+#include "formats/safetensors.h"
+#include "quant/qtypes.h"
+
+static const char *TOOL = "smelt-dump";
+
+static void usage(void)
+{
+    printf("Usage: smelt-dump [options] FILE|DIR\n"
+           "\n"
+           "List the metadata and the tensor table of a GGUF file, a .safetensors file, a\n"
+           "safetensors index json or a Hugging Face model directory (sharded or not).\n"
+           "\n"
+           "Options:\n"
+           "  --json            machine-readable output (one JSON object)\n"
+           "  --full            print arrays and long strings in full\n"
+           "  --tensor NAME     print the values of tensor NAME (dequantized to f32)\n"
+           "  --rows N          with --tensor: number of rows to print (default 4)\n"
+           "  --no-tensors      metadata only\n"
+           "  -h, --help        this help\n"
+           "  --version         version\n"
+           "\n"
+           "GGUF shapes are printed as ggml's ne[] (row length first); safetensors shapes as\n"
+           "stored (PyTorch order, outermost first). Exit status: 0 ok, 1 I/O error, 2 usage,\n"
+           "3 malformed input, 4 unsupported input.\n");
+}
+
+typedef struct {
+    int json, full, no_tensors;
+    const char *tensor;
+    long rows;
+} opts;
+
+/* ==== values ==== */
+
+/* Dequantize one row of any type the quant library knows into dst. */
+static int row_to_f32(int type, const void *src, float *dst, uint64_t n)
+{
+    return smelt_q_dequantize_row(type, src, dst, (size_t)n);
+}
+
+static void print_rows_text(const char *name, const char *tname, const uint8_t *data, uint64_t row_bytes,
+                            uint64_t row_len, uint64_t rows, int type_or_dt, int is_gguf, const opts *o)
+{
+    float *buf = malloc(sizeof(float) * (size_t)(row_len ? row_len : 1));
+    if (!buf) return;
+    uint64_t show = (uint64_t)o->rows < rows ? (uint64_t)o->rows : rows;
+    uint64_t cols = o->full ? row_len : (row_len < 16 ? row_len : 16);
+    printf("%s (%s): %" PRIu64 " of %" PRIu64 " rows, row length %" PRIu64 "\n", name, tname, show, rows, row_len);
+    for (uint64_t r = 0; r < show; r++) {
+        const uint8_t *src = data + r * row_bytes;
+        int rc = is_gguf ? row_to_f32(type_or_dt, src, buf, row_len)
+                         : smelt_dtype_to_f32((smelt_dtype)type_or_dt, src, buf, (size_t)row_len);
+        if (rc) {
+            printf("  (values of type %s cannot be decoded)\n", tname);
+            break;
+        }
+        printf("  [%" PRIu64 "]", r);
+        for (uint64_t c = 0; c < cols; c++) printf(" %.6g", buf[c]);
+        if (cols < row_len) printf(" …");
+        printf("\n");
+    }
+    free(buf);
+}
+
+static json_t *rows_json(const uint8_t *data, uint64_t row_bytes, uint64_t row_len, uint64_t rows, int type_or_dt,
+                         int is_gguf, const opts *o)
+{
+    json_t *arr = json_array();
+    float *buf = malloc(sizeof(float) * (size_t)(row_len ? row_len : 1));
+    if (!buf) return arr;
+    uint64_t show = (uint64_t)o->rows < rows ? (uint64_t)o->rows : rows;
+    for (uint64_t r = 0; r < show; r++) {
+        const uint8_t *src = data + r * row_bytes;
+        int rc = is_gguf ? row_to_f32(type_or_dt, src, buf, row_len)
+                         : smelt_dtype_to_f32((smelt_dtype)type_or_dt, src, buf, (size_t)row_len);
+        if (rc) break;
+        json_t *row = json_array();
+        for (uint64_t c = 0; c < row_len; c++) json_array_append_new(row, json_real(buf[c]));
+        json_array_append_new(arr, row);
+    }
+    free(buf);
+    return arr;
+}
+
+/* ==== GGUF ==== */
+
+static json_t *kv_value_json(const smelt_gguf_kv *kv, uint64_t i, int et)
+{
+    switch (et) {
+    case SMELT_GGUF_STRING: {
+        smelt_str s = kv->type == SMELT_GGUF_ARRAY ? smelt_gguf_arr_str(kv, i) : smelt_gguf_kv_str(kv);
+        json_t *j = json_stringn_nocheck(s.p, (size_t)s.n);
+        return j ? j : json_null();
+    }
+    case SMELT_GGUF_BOOL: return json_boolean(smelt_gguf_kv_int(kv, i));
+    case SMELT_GGUF_F32:
+    case SMELT_GGUF_F64: return json_real(smelt_gguf_kv_num(kv, i));
+    case SMELT_GGUF_U64: return json_integer((json_int_t)smelt_gguf_kv_uint(kv, i));
+    default: return json_integer(smelt_gguf_kv_int(kv, i));
+    }
+}
+
+static int dump_gguf(const char *path, const opts *o)
+{
+    smelt_err e;
+    smelt_err_clear(&e);
+    smelt_gguf *g;
+    int rc = smelt_gguf_open(path, SMELT_GGUF_META_ONLY, &g, &e);
+    if (rc) {
+        smelt_err_print(&e, TOOL, stderr);
+        return smelt_err_exit_status(rc);
+    }
+    uint64_t nkv = smelt_gguf_n_kv(g), nt = smelt_gguf_n_tensors(g);
+    const smelt_gguf_tensor *sel = NULL;
+    if (o->tensor && !(sel = smelt_gguf_find_tensor(g, o->tensor))) {
+        fprintf(stderr, "%s: error: %s: no tensor named '%s'\n", TOOL, path, o->tensor);
+        smelt_gguf_close(g);
+        return 2;
+    }
+    if (o->json) {
+        json_t *root = json_object();
+        json_object_set_new(root, "file", json_string(path));
+        json_object_set_new(root, "format", json_string("gguf"));
+        json_object_set_new(root, "version", json_integer(smelt_gguf_version(g)));
+        json_object_set_new(root, "alignment", json_integer((json_int_t)smelt_gguf_alignment(g)));
+        json_object_set_new(root, "data_offset", json_integer((json_int_t)smelt_gguf_data_offset(g)));
+        json_object_set_new(root, "file_size", json_integer((json_int_t)smelt_gguf_file_size(g)));
+        json_t *md = json_array();
+        for (uint64_t i = 0; i < nkv; i++) {
+            const smelt_gguf_kv *kv = smelt_gguf_kv_at(g, i);
+            json_t *j = json_object();
+            json_object_set_new(j, "key", json_string(kv->key));
+            json_object_set_new(j, "type", json_string(smelt_gguf_vtype_name(kv->type)));
+            if (kv->type == SMELT_GGUF_ARRAY) {
+                json_object_set_new(j, "elem_type", json_string(smelt_gguf_vtype_name(kv->arr_type)));
+                json_object_set_new(j, "n", json_integer((json_int_t)kv->n));
+                uint64_t show = (o->full || kv->n <= 16) ? kv->n : 16;
+                json_t *a = json_array();
+                for (uint64_t k = 0; k < show; k++) json_array_append_new(a, kv_value_json(kv, k, kv->arr_type));
+                json_object_set_new(j, "value", a);
+                if (show < kv->n) json_object_set_new(j, "truncated", json_true());
+            } else {
+                json_object_set_new(j, "value", kv_value_json(kv, 0, kv->type));
+            }
+            json_array_append_new(md, j);
+        }
+        json_object_set_new(root, "metadata", md);
+        if (!o->no_tensors) {
+            json_t *ts = json_array();
+            for (uint64_t i = 0; i < nt; i++) {
+                const smelt_gguf_tensor *t = smelt_gguf_tensor_at(g, i);
+                if (sel && t != sel) continue;
+                json_t *j = json_object();
+                json_object_set_new(j, "name", json_string(t->name));
+                json_object_set_new(j, "type", json_string(smelt_type_name(t->type)));
+                json_t *sh = json_array();
+                for (uint32_t d = 0; d < t->n_dims; d++) json_array_append_new(sh, json_integer((json_int_t)t->ne[d]));
+                json_object_set_new(j, "shape", sh);
+                json_object_set_new(j, "bytes", json_integer((json_int_t)t->nbytes));
+                json_object_set_new(j, "offset", json_integer((json_int_t)(smelt_gguf_data_offset(g) + t->offset)));
+                if (sel && t->data)
+                    json_object_set_new(j, "rows", rows_json(t->data, smelt_gguf_tensor_row_bytes(t), t->ne[0],
+                                                             smelt_gguf_tensor_rows(t), t->type, 1, o));
+                json_array_append_new(ts, j);
+            }
+            json_object_set_new(root, "tensors", ts);
+        }
+        json_dumpf(root, stdout, JSON_INDENT(1) | JSON_ENSURE_ASCII);
+        printf("\n");
+        json_decref(root);
+        smelt_gguf_close(g);
+        return 0;
+    }
+    if (sel) {
+        if (!sel->data) {
+            fprintf(stderr, "%s: error: %s: tensor '%s' has no data in this file\n", TOOL, path, sel->name);
+            smelt_gguf_close(g);
+            return 3;
+        }
+        print_rows_text(sel->name, smelt_type_name(sel->type), sel->data, smelt_gguf_tensor_row_bytes(sel), sel->ne[0],
+                        smelt_gguf_tensor_rows(sel), sel->type, 1, o);
+        smelt_gguf_close(g);
+        return 0;
+    }
+    printf("%s: GGUF v%u, %" PRIu64 " KV pairs, %" PRIu64 " tensors, alignment %" PRIu64 ", data at %" PRIu64 "\n", path,
+           smelt_gguf_version(g), nkv, nt, smelt_gguf_alignment(g), smelt_gguf_data_offset(g));
+    size_t cap = 1 << 16;
+    char *buf = malloc(cap);
+    for (uint64_t i = 0; buf && i < nkv; i++) {
+        const smelt_gguf_kv *kv = smelt_gguf_kv_at(g, i);
+        size_t need = smelt_gguf_kv_format(kv, buf, cap, o->full ? 0 : 8);
+        if (need >= cap) {
+            char *nb = realloc(buf, need + 1);
+            if (nb) {
+                buf = nb;
+                cap = need + 1;
+                smelt_gguf_kv_format(kv, buf, cap, o->full ? 0 : 8);
+            }
+        }
+        char ty[32];
+        if (kv->type == SMELT_GGUF_ARRAY) snprintf(ty, sizeof ty, "[%s]", smelt_gguf_vtype_name(kv->arr_type));
+        else snprintf(ty, sizeof ty, "%s", smelt_gguf_vtype_name(kv->type));
+        printf("  %5" PRIu64 ": %-8s %-40s = %s\n", i, ty, kv->key, buf);
+    }
+    free(buf);
+    if (!o->no_tensors) {
+        printf("\n  %5s  %-48s %-8s %-28s %12s %12s\n", "#", "name", "type", "shape (ne)", "bytes", "offset");
+        for (uint64_t i = 0; i < nt; i++) {
+            const smelt_gguf_tensor *t = smelt_gguf_tensor_at(g, i);
+            char sh[96] = "[";
+            for (uint32_t d = 0; d < t->n_dims; d++) {
+                char x[24];
+                snprintf(x, sizeof x, "%s%" PRIu64, d ? ", " : "", t->ne[d]);
+                strncat(sh, x, sizeof sh - strlen(sh) - 2);
+            }
+            strcat(sh, "]");
+            printf("  %5" PRIu64 "  %-48s %-8s %-28s %12" PRIu64 " %12" PRIu64 "\n", i, t->name, smelt_type_name(t->type),
+                   sh, t->nbytes, smelt_gguf_data_offset(g) + t->offset);
+        }
+    }
+    smelt_gguf_close(g);
+    return 0;
+}
+
+/* ==== safetensors ==== */
+
+static int dump_st(const char *path, const opts *o)
+{
+    smelt_err e;
+    smelt_err_clear(&e);
+    smelt_stset *s;
+    int rc = smelt_stset_open(path, &s, &e);
+    if (rc) {
+        smelt_err_print(&e, TOOL, stderr);
+        return smelt_err_exit_status(rc);
+    }
+    uint64_t nt = smelt_stset_n_tensors(s);
+    const smelt_st_tensor *sel = NULL;
+    if (o->tensor && !(sel = smelt_stset_find(s, o->tensor))) {
+        fprintf(stderr, "%s: error: %s: no tensor named '%s'\n", TOOL, path, o->tensor);
+        smelt_stset_close(s);
+        return 2;
+    }
+    uint64_t sel_rows = 1, sel_len = 1;
+    if (sel) {
+        sel_len = sel->n_dims ? sel->shape[sel->n_dims - 1] : 1;
+        sel_rows = sel_len ? sel->nelements / sel_len : 0;
+    }
+    if (o->json) {
+        json_t *root = json_object();
+        json_object_set_new(root, "path", json_string(path));
+        json_object_set_new(root, "format", json_string("safetensors"));
+        if (smelt_stset_index_path(s)) json_object_set_new(root, "index", json_string(smelt_stset_index_path(s)));
+        json_t *files = json_array();
+        for (size_t f = 0; f < smelt_stset_n_files(s); f++) {
+            const smelt_st *st = smelt_stset_file(s, f);
+            json_t *j = json_object();
+            json_object_set_new(j, "file", json_string(smelt_st_path(st)));
+            json_object_set_new(j, "header_len", json_integer((json_int_t)smelt_st_header_len(st)));
+            json_object_set_new(j, "n_tensors", json_integer((json_int_t)smelt_st_n_tensors(st)));
+            size_t nm;
+            const char *const *m = smelt_st_metadata(st, &nm);
+            json_t *md = json_object();
+            for (size_t i = 0; i < nm; i++) json_object_set_new(md, m[2 * i], json_string(m[2 * i + 1]));
+            json_object_set_new(j, "metadata", md);
+            json_array_append_new(files, j);
+        }
+        json_object_set_new(root, "files", files);
+        if (!o->no_tensors) {
+            json_t *ts = json_array();
+            for (uint64_t i = 0; i < nt; i++) {
+                const smelt_st_tensor *t = smelt_stset_tensor_at(s, i);
+                if (sel && t != sel) continue;
+                json_t *j = json_object();
+                json_object_set_new(j, "name", json_string(t->name));
+                json_object_set_new(j, "dtype", json_string(smelt_dtype_name(t->dtype)));
+                json_t *sh = json_array();
+                for (uint32_t d = 0; d < t->n_dims; d++) json_array_append_new(sh, json_integer((json_int_t)t->shape[d]));
+                json_object_set_new(j, "shape", sh);
+                json_object_set_new(j, "bytes", json_integer((json_int_t)(t->end - t->begin)));
+                json_object_set_new(j, "offset", json_integer((json_int_t)t->file_offset));
+                json_object_set_new(j, "file", json_string(t->file));
+                if (sel)
+                    json_object_set_new(j, "rows", rows_json(t->data, sel_len * smelt_dtype_size(t->dtype), sel_len,
+                                                             sel_rows, t->dtype, 0, o));
+                json_array_append_new(ts, j);
+            }
+            json_object_set_new(root, "tensors", ts);
+        }
+        json_dumpf(root, stdout, JSON_INDENT(1) | JSON_ENSURE_ASCII);
+        printf("\n");
+        json_decref(root);
+        smelt_stset_close(s);
+        return 0;
+    }
+    if (sel) {
+        print_rows_text(sel->name, smelt_dtype_name(sel->dtype), sel->data, sel_len * smelt_dtype_size(sel->dtype),
+                        sel_len, sel_rows, sel->dtype, 0, o);
+        smelt_stset_close(s);
+        return 0;
+    }
+    printf("%s: safetensors, %zu file(s), %" PRIu64 " tensors\n", path, smelt_stset_n_files(s), nt);
+    for (size_t f = 0; f < smelt_stset_n_files(s); f++) {
+        const smelt_st *st = smelt_stset_file(s, f);
+        size_t nm;
+        const char *const *m = smelt_st_metadata(st, &nm);
+        printf("  file %zu: %s (%" PRIu64 " tensors, header %" PRIu64 " bytes)", f, smelt_st_path(st),
+               smelt_st_n_tensors(st), smelt_st_header_len(st));
+        for (size_t i = 0; i < nm; i++) printf(" %s=%s", m[2 * i], m[2 * i + 1]);
+        printf("\n");
+    }
+    if (!o->no_tensors) {
+        printf("\n  %5s  %-60s %-7s %-20s %12s %12s %s\n", "#", "name", "dtype", "shape", "bytes", "offset", "file");
+        for (uint64_t i = 0; i < nt; i++) {
+            const smelt_st_tensor *t = smelt_stset_tensor_at(s, i);
+            char sh[96] = "[";
+            for (uint32_t d = 0; d < t->n_dims; d++) {
+                char x[24];
+                snprintf(x, sizeof x, "%s%" PRIu64, d ? ", " : "", t->shape[d]);
+                strncat(sh, x, sizeof sh - strlen(sh) - 2);
+            }
+            strcat(sh, "]");
+            const char *fb = strrchr(t->file, '/');
+            printf("  %5" PRIu64 "  %-60s %-7s %-20s %12" PRIu64 " %12" PRIu64 " %s\n", i, t->name,
+                   smelt_dtype_name(t->dtype), sh, t->end - t->begin, t->file_offset, fb ? fb + 1 : t->file);
+        }
+    }
+    smelt_stset_close(s);
+    return 0;
+}
+
+static int is_gguf_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    char m[4] = {0};
+    size_t n = fread(m, 1, 4, f);
+    fclose(f);
+    return n == 4 && (!memcmp(m, "GGUF", 4) || !memcmp(m, "FUGG", 4));
+}
+
+int main(int argc, char **argv)
+{
+    opts o = {0};
+    o.rows = 4;
+    static const struct option lo[] = {{"json", no_argument, 0, 'j'},   {"full", no_argument, 0, 'f'},
+                                       {"tensor", required_argument, 0, 'T'}, {"rows", required_argument, 0, 'r'},
+                                       {"no-tensors", no_argument, 0, 'N'}, {"help", no_argument, 0, 'h'},
+                                       {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        switch (c) {
+        case 'j': o.json = 1; break;
+        case 'f': o.full = 1; break;
+        case 'T': o.tensor = optarg; break;
+        case 'r':
+            if (smelt_cli_int(optarg, 0, 1L << 40, &o.rows)) return smelt_cli_usage_error(TOOL, "--rows needs a number");
+            break;
+        case 'N': o.no_tensors = 1; break;
+        case 'h': usage(); return 0;
+        case 'V': smelt_cli_version(TOOL); return 0;
+        default: return smelt_cli_usage_error(TOOL, "unknown option");
+        }
+    }
+    if (optind != argc - 1) return smelt_cli_usage_error(TOOL, "expected exactly one FILE or DIR");
+    const char *path = argv[optind];
+    if (!smelt_is_dir(path) && !smelt_file_exists(path)) {
+        fprintf(stderr, "%s: error: %s: no such file or directory\n", TOOL, path);
+        return 1;
+    }
+    if (!smelt_is_dir(path) && is_gguf_file(path)) return dump_gguf(path, &o);
+    return dump_st(path, &o);
+}
