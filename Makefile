@@ -34,8 +34,7 @@ else
   say = @printf '  %-7s %s\n' $(1) $(2);
 endif
 
-SRC_DIRS  := formats formats/base convert quant quant/legacy quant/kquant quant/iquant quant/simd verify
-ALL_C     := $(foreach d,$(SRC_DIRS),$(wildcard $(d)/*.c))
+ALL_C     := $(sort $(shell find formats convert quant verify -name '*.c'))
 TOOL_SRC  := $(foreach f,$(ALL_C),$(if $(findstring /smelt-,$(f)),$(f)))
 LIB_SRC   := $(filter-out $(TOOL_SRC),$(ALL_C))
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)

@@ -467,6 +467,8 @@ const smelt_st_tensor *smelt_stset_find(const smelt_stset *s, const char *name)
     return i < 0 ? NULL : s->all[i];
 }
 
+int64_t smelt_stset_find_index(const smelt_stset *s, const char *name) { return smelt_names_find(&s->index, name); }
+
 size_t smelt_stset_n_files(const smelt_stset *s) { return s->n_files; }
 const smelt_st *smelt_stset_file(const smelt_stset *s, size_t i) { return i < s->n_files ? s->files[i] : NULL; }
 size_t smelt_stset_file_of(const smelt_stset *s, uint64_t i) { return s->file_of[i]; }

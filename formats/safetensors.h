@@ -59,6 +59,8 @@ uint64_t smelt_stset_n_tensors(const smelt_stset *s);
 /* Tensors shard by shard, each shard in data order. */
 const smelt_st_tensor *smelt_stset_tensor_at(const smelt_stset *s, uint64_t i);
 const smelt_st_tensor *smelt_stset_find(const smelt_stset *s, const char *name);
+/* Index (for smelt_stset_tensor_at) of a tensor, or -1. */
+int64_t smelt_stset_find_index(const smelt_stset *s, const char *name);
 size_t smelt_stset_n_files(const smelt_stset *s);
 const smelt_st *smelt_stset_file(const smelt_stset *s, size_t i);
 /* Index of the file holding tensor i. */

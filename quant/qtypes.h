@@ -1,6 +1,9 @@
 /* qtypes.h — behaviour of every tensor type smelt can decode or encode: the traits table
- * joined from the type families, and row-level entry points the rest of smelt uses.
- * Layer: quant. Includes formats/ only (never verify/). */
+ * joined from the type families, and the row-level entry points the rest of smelt uses.
+ * Layer: quant. Includes formats/ only (never verify/).
+ *
+ * Geometry (block size, bytes per block, names) is a format fact and lives in
+ * formats/ggml_types.h; this table adds what smelt can *do* with each type. */
 #ifndef SMELT_QTYPES_H
 #define SMELT_QTYPES_H
 
@@ -8,12 +11,45 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "formats/base/err.h"
+#include "formats/base/pool.h"
 #include "formats/ggml_types.h"
+
+typedef struct smelt_qtype_ops {
+    int type; /* ggml type id */
+    /* n elements (multiple of the block size) → f32. Bit-exact with ggml's dequantize_row. */
+    void (*dequantize)(const void *src, float *dst, size_t n);
+    /* Quantize n_rows rows of row_len floats. `imatrix` is NULL or row_len non-negative
+     * importance weights (one per column) whose weighted squared error is minimized.
+     * Deterministic, row-independent (so any split of rows over threads gives the same
+     * bytes). NULL for types smelt cannot produce. */
+    void (*quantize)(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imatrix);
+    /* ggml's reference quantizer (quantize_row_*_ref), bit-exact; NULL if none. Used to
+     * prove layout compatibility and as the activation quantizer for dot products. */
+    void (*quantize_ref)(const float *src, void *dst, int64_t n);
+    /* Dot product of n elements: a row of this type with a row of `vec_dot_type`.
+     * NULL if not provided (callers dequantize instead). */
+    float (*vec_dot)(const void *x, const void *y, size_t n);
+    int vec_dot_type;
+    /* ggml_quantize_requires_imatrix: output is garbage without importance weights. */
+    bool needs_imatrix;
+} smelt_qtype_ops;
+
+/* Ops for a type, or NULL if smelt has none. */
+const smelt_qtype_ops *smelt_q_ops(int type);
 
 /* Decode n elements (a multiple of the block size) of `type` to f32.
  * 0 on success, -1 if smelt has no decoder for the type. Thread-safe. */
 int smelt_q_dequantize_row(int type, const void *src, float *dst, size_t n);
 /* True if smelt_q_dequantize_row() handles the type. */
 bool smelt_q_can_dequantize(int type);
+bool smelt_q_can_quantize(int type);
+bool smelt_q_requires_imatrix(int type);
+
+/* Quantize n_rows × row_len floats into dst (n_rows × row bytes), splitting rows over the
+ * pool (may be NULL). Output does not depend on the thread count. Errors: EUNSUPPORTED for
+ * a type smelt cannot produce, EMISMATCH if row_len is not a multiple of the block size. */
+int smelt_q_quantize_rows(int type, const float *src, void *dst, int64_t n_rows, int64_t row_len,
+                          const float *imatrix, smelt_pool *pool, smelt_err *e);
 
 #endif

@@ -1,0 +1,16 @@
+/* torchbin.h — PyTorch checkpoints (torch.save zip archives: pytorch_model.bin, sharded
+ * pytorch_model-0000i-of-0000N.bin + index, adapter_model.bin) as tensor sources.
+ * Layer: formats. Includes base/, tsrc.h. The pickle inside is read by an allow-listed
+ * interpreter (pickle.h) that builds a tensor index and never executes code. */
+#ifndef SMELT_TORCHBIN_H
+#define SMELT_TORCHBIN_H
+
+#include "base/err.h"
+#include "tsrc.h"
+
+/* Open a directory's pytorch_model.bin or pytorch_model.bin.index.json (+ shards). */
+int smelt_torchbin_open_dir(const char *dir, smelt_tsrc *out, smelt_err *e);
+/* Open one .bin file. */
+int smelt_torchbin_open_file(const char *path, smelt_tsrc *out, smelt_err *e);
+
+#endif

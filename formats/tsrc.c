@@ -1,0 +1,118 @@
+/* tsrc.c — scratch buffers, f32 reads, and the safetensors-backed tensor source. */
+#include "tsrc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "safetensors.h"
+
+void *smelt_scratch_get(smelt_scratch *s, size_t n)
+{
+    if (n <= s->cap && s->p) return s->p;
+    void *p = realloc(s->p, n ? n : 1);
+    if (!p) return NULL;
+    s->p = p;
+    s->cap = n;
+    return p;
+}
+
+void smelt_scratch_free(smelt_scratch *s)
+{
+    free(s->p);
+    s->p = NULL;
+    s->cap = 0;
+}
+
+int smelt_tsrc_read_f32(const smelt_tsrc *s, uint64_t i, float *dst, smelt_scratch *scratch, smelt_err *e)
+{
+    const smelt_tinfo *t = smelt_tsrc_info(s, i);
+    const void *data;
+    int rc = smelt_tsrc_read(s, i, &data, scratch, e);
+    if (rc) return rc;
+    if (smelt_dtype_to_f32(t->dtype, data, dst, (size_t)t->nelements))
+        return SMELT_ERR(e, SMELT_EUNSUPPORTED, t->file, t->name, "dtype %s cannot be converted to f32",
+                         smelt_dtype_name(t->dtype));
+    return 0;
+}
+
+void smelt_tsrc_close(smelt_tsrc *s)
+{
+    if (s && s->vt && s->vt->close) s->vt->close(s->self);
+    if (s) memset(s, 0, sizeof *s);
+}
+
+/* ==== safetensors-backed source ==== */
+
+typedef struct {
+    const smelt_stset *set;
+    smelt_tinfo *info;
+    uint64_t n;
+} st_src;
+
+static uint64_t st_count(void *self) { return ((st_src *)self)->n; }
+
+static const smelt_tinfo *st_info(void *self, uint64_t i)
+{
+    st_src *s = self;
+    return i < s->n ? &s->info[i] : NULL;
+}
+
+static int64_t st_find(void *self, const char *name)
+{
+    st_src *s = self;
+    return smelt_stset_find_index(s->set, name);
+}
+
+static int st_read(void *self, uint64_t i, const void **data, smelt_scratch *sc, smelt_err *e)
+{
+    (void)sc;
+    st_src *s = self;
+    if (i >= s->n) return SMELT_ERR(e, SMELT_EINTERNAL, NULL, NULL, "tensor index out of range");
+    *data = smelt_stset_tensor_at(s->set, i)->data;
+    return 0;
+}
+
+static void st_release(void *self, uint64_t i)
+{
+    st_src *s = self;
+    if (i >= s->n) return;
+    const smelt_st *f = smelt_stset_file(s->set, smelt_stset_file_of(s->set, i));
+    smelt_st_release_tensor(f, smelt_stset_tensor_at(s->set, i));
+}
+
+static void st_close(void *self)
+{
+    st_src *s = self;
+    free(s->info);
+    free(s);
+}
+
+static const smelt_tsrc_vt st_vt = {st_count, st_info, st_find, st_read, st_release, st_close};
+
+int smelt_tsrc_open_stset(smelt_tsrc *out, const smelt_stset *set, smelt_err *e)
+{
+    memset(out, 0, sizeof *out);
+    st_src *s = calloc(1, sizeof *s);
+    if (!s) return SMELT_NOMEM(e, "tensor source");
+    s->set = set;
+    s->n = smelt_stset_n_tensors(set);
+    s->info = calloc((size_t)s->n + 1, sizeof *s->info);
+    if (!s->info) {
+        free(s);
+        return SMELT_NOMEM(e, "tensor source");
+    }
+    for (uint64_t i = 0; i < s->n; i++) {
+        const smelt_st_tensor *t = smelt_stset_tensor_at(set, i);
+        smelt_tinfo *ti = &s->info[i];
+        ti->name = t->name;
+        ti->dtype = t->dtype;
+        ti->n_dims = t->n_dims;
+        memcpy(ti->shape, t->shape, sizeof ti->shape);
+        ti->nelements = t->nelements;
+        ti->nbytes = t->end - t->begin;
+        ti->file = t->file;
+    }
+    out->vt = &st_vt;
+    out->self = s;
+    return 0;
+}
