@@ -476,13 +476,20 @@ const char *smelt_stset_index_path(const smelt_stset *s) { return s->index_path;
 
 /* ==== writer ==== */
 
-typedef struct {
+typedef struct wt_ {
     char *name;
     smelt_dtype dt;
     uint32_t n_dims;
     uint64_t shape[SMELT_ST_MAX_DIMS];
     uint64_t nbytes;
 } wt;
+
+static int cmp_wt(const void *a, const void *b)
+{
+    const struct wt_ *x = a, *y = b;
+    if (x->dt != y->dt) return x->dt > y->dt ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
 
 struct smelt_st_writer {
     char **meta;
@@ -559,15 +566,17 @@ int smelt_st_writer_add(smelt_st_writer *w, const char *name, smelt_dtype dt, ui
     t.nbytes = nel * smelt_dtype_size(dt);
     t.name = strdup(name);
     if (!t.name) return SMELT_NOMEM(e, "tensor name");
-    w->t[w->n++] = t;
+    /* keep the table in the safetensors library's order: dtype descending, then name */
+    size_t at = w->n;
+    while (at > 0 && cmp_wt(&w->t[at - 1], &t) > 0) at--;
+    if (at > 0 && !strcmp(w->t[at - 1].name, t.name)) {
+        free(t.name);
+        return SMELT_ERR(e, SMELT_EINTERNAL, NULL, name, "tensor declared twice");
+    }
+    memmove(&w->t[at + 1], &w->t[at], (w->n - at) * sizeof *w->t);
+    w->t[at] = t;
+    w->n++;
     return 0;
-}
-
-static int cmp_wt(const void *a, const void *b)
-{
-    const wt *x = a, *y = b;
-    if (x->dt != y->dt) return x->dt > y->dt ? -1 : 1;
-    return strcmp(x->name, y->name);
 }
 
 typedef struct {
@@ -626,7 +635,7 @@ static void sb_json_str(sbuf *b, const char *s)
     sb_s(b, "\"");
 }
 
-static int build_header(smelt_st_writer *w, sbuf *b)
+static int build_header(const smelt_st_writer *w, sbuf *b)
 {
     sb_s(b, "{");
     if (w->n_meta) {
@@ -665,7 +674,7 @@ static int build_header(smelt_st_writer *w, sbuf *b)
 uint64_t smelt_st_writer_file_size(const smelt_st_writer *w)
 {
     sbuf b = {0};
-    build_header((smelt_st_writer *)w, &b);
+    build_header(w, &b);
     uint64_t n = 8 + b.len;
     free(b.p);
     for (size_t i = 0; i < w->n; i++) n += w->t[i].nbytes;
@@ -680,10 +689,6 @@ static void skip_empty(smelt_st_writer *w)
 int smelt_st_writer_begin(smelt_st_writer *w, const char *path, smelt_err *e)
 {
     if (w->out) return SMELT_ERR(e, SMELT_EINTERNAL, path, NULL, "already started");
-    qsort(w->t, w->n, sizeof *w->t, cmp_wt);
-    for (size_t i = 1; i < w->n; i++)
-        if (!strcmp(w->t[i].name, w->t[i - 1].name))
-            return SMELT_ERR(e, SMELT_EINTERNAL, path, w->t[i].name, "tensor declared twice");
     sbuf b = {0};
     if (build_header(w, &b)) {
         free(b.p);
