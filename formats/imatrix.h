@@ -1,0 +1,88 @@
+/* imatrix.h — importance matrices (per-column sums of squared activations seen by each
+ * weight) in llama.cpp's two file formats: the GGUF imatrix of current llama-imatrix and
+ * the legacy .dat. Reading and writing. Layer: formats. Includes base/ and gguf.h.
+ *
+ * GGUF imatrix: KVs general.type = "imatrix", imatrix.datasets [string],
+ * imatrix.chunk_count u32, imatrix.chunk_size u32; for every weight W two f32 tensors,
+ * "W.in_sum2" [n_cols, n_mat] (raw sums of x², one row per expert of a 3-D MoE weight)
+ * and "W.counts" [1, n_mat] (tokens that reached each matrix).
+ *
+ * Legacy .dat (all little-endian): i32 n_entries; per entry i32 name_len, name bytes,
+ * i32 ncall, i32 n_values, f32 values[n_values] (= sums/count × ncall); then optionally
+ * i32 chunk_count, i32 len, dataset bytes.
+ *
+ * Importance weights for quantizing (smelt_imx_weights) follow llama-quantize: each
+ * matrix's sums divided by its count; a matrix with count 0 (an expert no calibration
+ * token was routed to) gets uniform weights 1. */
+#ifndef SMELT_IMATRIX_H
+#define SMELT_IMATRIX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+
+enum smelt_imx_format {
+    SMELT_IMX_GGUF = 0,   /* sums are raw Σx², counts per matrix */
+    SMELT_IMX_LEGACY = 1, /* values are (Σx²/count)·ncall, one ncall per entry */
+};
+
+typedef struct smelt_imx_entry {
+    char *name;        /* weight tensor name, e.g. "blk.0.ffn_down_exps.weight" (owned) */
+    uint64_t n_values; /* n_mat × columns of the weight */
+    uint64_t n_mat;    /* matrices (experts of a 3-D weight); 1 for legacy entries */
+    float *sums;       /* n_values (owned) */
+    int64_t *counts;   /* n_mat (owned): GGUF token counts, or {ncall} for legacy */
+} smelt_imx_entry;
+
+typedef struct smelt_imx {
+    int format;                /* enum smelt_imx_format of the source (or of the data) */
+    smelt_imx_entry *entries;  /* sorted by name (strcmp), unique */
+    size_t n_entries;
+    char **datasets;           /* calibration file names */
+    size_t n_datasets;
+    uint32_t chunk_count;      /* chunks the sums were collected over */
+    uint32_t chunk_size;       /* tokens per chunk (GGUF only; 0 if unknown) */
+    bool has_metadata;         /* GGUF: datasets, chunk_count and chunk_size keys present */
+} smelt_imx;
+
+/* Read an imatrix file, GGUF (by its magic) or legacy. *out is NULL on error.
+ * Errors: EIO; EFORMAT naming the file, the entry and the byte offset (truncated data,
+ * unpaired in_sum2/counts, non-f32 tensors, shapes that disagree, negative or
+ * non-finite counts, duplicate or empty entries, no entries at all). Caller frees. */
+int smelt_imx_read(const char *path, smelt_imx **out, smelt_err *e);
+/* Same on a buffer (not retained); `name` is used in errors. */
+int smelt_imx_read_mem(const void *buf, size_t size, const char *name, smelt_imx **out,
+                       smelt_err *e);
+void smelt_imx_free(smelt_imx *m); /* NULL is a no-op */
+
+/* Entry for a weight name, or NULL. */
+const smelt_imx_entry *smelt_imx_find(const smelt_imx *m, const char *name);
+
+/* Importance weights of an entry as llama-quantize uses them, into out[n_values]:
+ * GGUF: sums of matrix j divided by counts[j], uniform 1 for a matrix whose count is 0;
+ * legacy: values / ncall (as stored when ncall <= 0). *n_zero (may be NULL) receives the
+ * number of matrices with count 0. EFORMAT if a weight is NaN, infinite or negative. */
+int smelt_imx_weights(const smelt_imx *m, const smelt_imx_entry *en, float *out, uint64_t *n_zero,
+                      smelt_err *e);
+
+/* ==== building and writing (smelt-imatrix) ==== */
+
+/* An empty GGUF-semantics imatrix (format SMELT_IMX_GGUF). NULL on ENOMEM. */
+smelt_imx *smelt_imx_new(void);
+/* Add or accumulate raw sums and counts for a weight: n_values = n_mat × n_cols. An
+ * existing entry must have the same n_values and n_mat (EMISMATCH otherwise); its sums
+ * and counts are added to. Only for format SMELT_IMX_GGUF imatrices (EUSAGE otherwise). */
+int smelt_imx_add(smelt_imx *m, const char *name, uint64_t n_values, uint64_t n_mat,
+                  const float *sums, const int64_t *counts, smelt_err *e);
+int smelt_imx_add_dataset(smelt_imx *m, const char *dataset, smelt_err *e);
+
+/* Write m as `format` (atomic: temporary file + rename). Converting needs chunk_size > 0
+ * (EUSAGE otherwise): GGUF → legacy stores (sums/count)·ncall with
+ * ncall = ceil(max count / chunk_size), skipping entries with no data and giving
+ * count-0 matrices 1·ncall, as llama-imatrix does; legacy → GGUF stores
+ * sums·chunk_size with counts ncall·chunk_size. Entries are written sorted by name. */
+int smelt_imx_write(const smelt_imx *m, const char *path, int format, smelt_err *e);
+
+#endif

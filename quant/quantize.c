@@ -1,0 +1,847 @@
+/* quantize.c — smelt_quantize_run(): open the input (and its shards), read the imatrix,
+ * plan every tensor's type with policy.c, check everything that can fail, then stream:
+ * per tensor, row slabs are decoded to f32, quantized over the thread pool and appended
+ * to the (atomic) GGUF writer. Includes formats/ and quant/ only. */
+#include "quantize.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "formats/base/ckd.h"
+#include "formats/base/file.h"
+#include "formats/base/names.h"
+#include "formats/base/pool.h"
+#include "formats/ggml_types.h"
+#include "formats/gguf.h"
+#include "formats/imatrix.h"
+#include "quant/qtypes.h"
+
+#define QUANT_VERSION 2            /* general.quantization_version of ggml's block formats */
+#define MAX_SHARDS 9999
+#define SLAB_ELEMS (16u << 20)     /* floats decoded per slab: 64 MiB of f32 */
+#define COPY_CHUNK (16u << 20)     /* bytes per write when a tensor is copied as is */
+#define MAX_LISTED 5               /* names quoted in a summary warning */
+
+static const char K_SPLIT_NO[] = "split.no";
+static const char K_SPLIT_COUNT[] = "split.count";
+static const char K_SPLIT_TENSORS[] = "split.tensors.count";
+
+/* ==== small helpers ==== */
+
+void smelt_quantize_opts_default(smelt_quantize_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->ftype = "Q8_0";
+    o->output_tensor_type = -1;
+    o->token_embedding_type = -1;
+}
+
+void smelt_quantize_split_path(char *buf, size_t n, const char *prefix, int i, int count)
+{
+    snprintf(buf, n, "%s-%05d-of-%05d.gguf", prefix, i + 1, count);
+}
+
+static void warnf(const smelt_quantize_opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void warnf(const smelt_quantize_opts *o, const char *fmt, ...)
+{
+    if (!o->on_warn) return;
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    o->on_warn(o->user, buf);
+}
+
+int smelt_kv_override_parse(const char *spec, smelt_kv_override *out, smelt_err *e)
+{
+    memset(out, 0, sizeof *out);
+    const char *eq = strchr(spec, '=');
+    if (!eq || eq == spec || (size_t)(eq - spec) >= sizeof out->key)
+        return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL,
+                         "--override-kv '%s': expected KEY=TYPE:VALUE with a key of 1..127 bytes", spec);
+    memcpy(out->key, spec, (size_t)(eq - spec));
+    const char *v = eq + 1;
+    char *end;
+    if (!strncmp(v, "int:", 4)) {
+        long long x = strtoll(v + 4, &end, 10);
+        if (end == v + 4 || *end || llabs(x) > (long long)UINT32_MAX)
+            return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "--override-kv '%s': '%s' is not an integer of at most 32 bits",
+                             spec, v + 4);
+        out->vtype = SMELT_GGUF_U32; /* llama-quantize stores |value| as u32 */
+        out->u32 = (uint32_t)llabs(x);
+    } else if (!strncmp(v, "float:", 6)) {
+        double x = strtod(v + 6, &end);
+        if (end == v + 6 || *end)
+            return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "--override-kv '%s': '%s' is not a number", spec, v + 6);
+        out->vtype = SMELT_GGUF_F32;
+        out->f32 = (float)x;
+    } else if (!strncmp(v, "bool:", 5)) {
+        if (strcmp(v + 5, "true") && strcmp(v + 5, "false"))
+            return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "--override-kv '%s': bool value must be true or false", spec);
+        out->vtype = SMELT_GGUF_BOOL;
+        out->b = !strcmp(v + 5, "true");
+    } else if (!strncmp(v, "str:", 4)) {
+        if (strlen(v + 4) >= sizeof out->str)
+            return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "--override-kv '%s': string value longer than 127 bytes", spec);
+        out->vtype = SMELT_GGUF_STRING;
+        strcpy(out->str, v + 4);
+    } else {
+        return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "--override-kv '%s': type must be int, float, bool or str", spec);
+    }
+    return 0;
+}
+
+/* ==== inputs ==== */
+
+typedef struct in_tensor {
+    const smelt_gguf_tensor *t;
+    uint16_t shard;
+} in_tensor;
+
+typedef struct inputs {
+    smelt_gguf **g;
+    uint16_t n;
+    char **paths;
+    in_tensor *t;
+    size_t nt;
+} inputs;
+
+static void inputs_close(inputs *in)
+{
+    for (uint16_t i = 0; i < in->n; i++) {
+        smelt_gguf_close(in->g[i]);
+        free(in->paths[i]);
+    }
+    free(in->g);
+    free(in->paths);
+    free(in->t);
+    memset(in, 0, sizeof *in);
+}
+
+static int get_u16_opt(const smelt_gguf *g, const char *key, uint16_t *out, bool *found, smelt_err *e)
+{
+    *found = smelt_gguf_find_kv(g, key) >= 0;
+    if (!*found) return 0;
+    uint32_t v;
+    int rc = smelt_gguf_get_u32(g, key, &v, e);
+    if (rc) return rc;
+    if (v > 65535) return SMELT_ERR(e, SMELT_EFORMAT, smelt_gguf_path(g), key, "value %" PRIu32 " does not fit u16", v);
+    *out = (uint16_t)v;
+    return 0;
+}
+
+static int open_inputs(const char *path, unsigned flags, inputs *in, smelt_err *e)
+{
+    memset(in, 0, sizeof *in);
+    smelt_gguf *g0;
+    int rc = smelt_gguf_open(path, flags, &g0, e);
+    if (rc) return rc;
+    uint16_t count = 1, no = 0;
+    bool has_count, has_no;
+    if ((rc = get_u16_opt(g0, K_SPLIT_COUNT, &count, &has_count, e)) ||
+        (rc = get_u16_opt(g0, K_SPLIT_NO, &no, &has_no, e))) {
+        smelt_gguf_close(g0);
+        return rc;
+    }
+    if (!has_count || count == 0) count = 1;
+    if (count > 1 && no != 0) {
+        smelt_gguf_close(g0);
+        return SMELT_ERR(e, SMELT_EUSAGE, path, K_SPLIT_NO,
+                         "is %u: give the first shard (split.no 0) of this %u-shard model", no, count);
+    }
+    char prefix[4096] = "";
+    if (count > 1) {
+        char sfx[64];
+        snprintf(sfx, sizeof sfx, "-%05d-of-%05d.gguf", 1, count);
+        size_t lp = strlen(path), ls = strlen(sfx);
+        if (lp <= ls || strcmp(path + lp - ls, sfx) || lp - ls >= sizeof prefix) {
+            smelt_gguf_close(g0);
+            return SMELT_ERR(e, SMELT_EUSAGE, path, NULL,
+                             "the first of %u shards must be named PREFIX%s (llama.cpp split naming)", count, sfx);
+        }
+        memcpy(prefix, path, lp - ls);
+        prefix[lp - ls] = 0;
+    }
+    in->g = calloc(count, sizeof *in->g);
+    in->paths = calloc(count, sizeof *in->paths);
+    if (!in->g || !in->paths) {
+        smelt_gguf_close(g0);
+        free(in->g);
+        free(in->paths);
+        return SMELT_NOMEM(e, "shard list");
+    }
+    in->n = count;
+    in->g[0] = g0;
+    if (!(in->paths[0] = strdup(path))) return SMELT_NOMEM(e, "path");
+    for (uint16_t i = 1; i < count; i++) {
+        char p[4200];
+        smelt_quantize_split_path(p, sizeof p, prefix, i, count);
+        if (!(in->paths[i] = strdup(p))) return SMELT_NOMEM(e, "path");
+        if ((rc = smelt_gguf_open(p, flags, &in->g[i], e))) return rc;
+        uint16_t sno = 0;
+        bool f;
+        if ((rc = get_u16_opt(in->g[i], K_SPLIT_NO, &sno, &f, e))) return rc;
+        if (!f || sno != i)
+            return SMELT_ERR(e, SMELT_EFORMAT, p, K_SPLIT_NO, "expected %u (shard %u of %u), found %s%u", i, i + 1,
+                             count, f ? "" : "no key ", f ? sno : 0);
+    }
+    size_t total = 0;
+    for (uint16_t i = 0; i < count; i++) total += smelt_gguf_n_tensors(in->g[i]);
+    in->t = calloc(total ? total : 1, sizeof *in->t);
+    if (!in->t) return SMELT_NOMEM(e, "tensor list");
+    smelt_names seen;
+    if (smelt_names_init(&seen, total)) return SMELT_NOMEM(e, "tensor names");
+    for (uint16_t i = 0; i < count; i++)
+        for (uint64_t j = 0; j < smelt_gguf_n_tensors(in->g[i]); j++) {
+            const smelt_gguf_tensor *t = smelt_gguf_tensor_at(in->g[i], j);
+            long r = smelt_names_add(&seen, t->name, in->nt);
+            if (r == SMELT_NAMES_NOMEM) rc = SMELT_NOMEM(e, "tensor names");
+            else if (r != SMELT_NAMES_ADDED)
+                rc = SMELT_ERR(e, SMELT_EFORMAT, in->paths[i], t->name, "tensor also present in %s",
+                               in->paths[in->t[r].shard]);
+            if (rc) {
+                smelt_names_free(&seen);
+                return rc;
+            }
+            in->t[in->nt++] = (in_tensor){t, i};
+        }
+    smelt_names_free(&seen);
+    if (count > 1 && smelt_gguf_find_kv(g0, K_SPLIT_TENSORS) >= 0) {
+        uint64_t want;
+        if ((rc = smelt_gguf_get_u64(g0, K_SPLIT_TENSORS, &want, e))) return rc;
+        if (want != in->nt)
+            return SMELT_ERR(e, SMELT_EFORMAT, path, K_SPLIT_TENSORS, "says %" PRIu64 " tensors, the %u shards hold %zu",
+                             want, count, in->nt);
+    }
+    return 0;
+}
+
+/* Model hyperparameters the mix rules need, from the first shard's metadata. */
+static int read_model(const smelt_gguf *g, smelt_policy_model *m, smelt_err *e)
+{
+    memset(m, 0, sizeof *m);
+    smelt_str arch;
+    int rc = smelt_gguf_get_str(g, "general.architecture", &arch, e);
+    if (rc) return rc;
+    char a[64], key[160];
+    snprintf(a, sizeof a, "%.*s", (int)(arch.n < 63 ? arch.n : 63), arch.p);
+    if (!strcmp(a, "falcon"))
+        return SMELT_ERR(e, SMELT_EUNSUPPORTED, smelt_gguf_path(g), "general.architecture",
+                         "falcon has its own mix rules, which smelt does not implement");
+    snprintf(key, sizeof key, "%s.block_count", a);
+    if ((rc = smelt_gguf_get_u32(g, key, &m->n_layer, e))) return rc;
+    const char *hk[2] = {"attention.head_count", "attention.head_count_kv"};
+    uint32_t *dst[2] = {&m->n_head, &m->n_head_kv};
+    for (int i = 0; i < 2; i++) {
+        snprintf(key, sizeof key, "%s.%s", a, hk[i]);
+        const smelt_gguf_kv *kv = smelt_gguf_get_kv(g, key);
+        if (!kv) {
+            *dst[i] = i ? m->n_head : 0; /* head_count_kv defaults to head_count */
+            continue;
+        }
+        if (kv->type == SMELT_GGUF_ARRAY) { /* per-layer counts: the rules read layer 0 */
+            if (!kv->n || kv->arr_type == SMELT_GGUF_STRING || kv->arr_type == SMELT_GGUF_ARRAY)
+                return SMELT_ERR(e, SMELT_EFORMAT, smelt_gguf_path(g), key, "expected an integer or integer array");
+            *dst[i] = (uint32_t)smelt_gguf_kv_uint(kv, 0);
+        } else if ((rc = smelt_gguf_get_u32(g, key, dst[i], e))) {
+            return rc;
+        }
+    }
+    snprintf(key, sizeof key, "%s.expert_count", a);
+    if (smelt_gguf_find_kv(g, key) >= 0 && (rc = smelt_gguf_get_u32(g, key, &m->n_expert, e))) return rc;
+    m->is_70b = !strcmp(a, "llama") && m->n_layer == 80 && m->n_head != m->n_head_kv;
+    return 0;
+}
+
+/* ==== the importance matrix ==== */
+
+typedef struct imx_set {
+    smelt_imx *m;
+    bool *keep; /* per entry, after --include/--exclude-weights */
+    size_t n_keep;
+} imx_set;
+
+static bool name_has_any(const char *name, const char *const *subs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strstr(name, subs[i])) return true;
+    return false;
+}
+
+static int load_imatrix(const smelt_quantize_opts *o, imx_set *s, smelt_err *e)
+{
+    memset(s, 0, sizeof *s);
+    int rc = smelt_imx_read(o->imatrix, &s->m, e);
+    if (rc) return rc;
+    if (s->m->format == SMELT_IMX_GGUF && !s->m->has_metadata)
+        return SMELT_ERR(e, SMELT_EFORMAT, o->imatrix, NULL,
+                         "GGUF imatrix without its metadata (imatrix.datasets, imatrix.chunk_count, imatrix.chunk_size)");
+    s->keep = calloc(s->m->n_entries, sizeof *s->keep);
+    if (!s->keep) return SMELT_NOMEM(e, "imatrix filter");
+    for (size_t i = 0; i < s->m->n_entries; i++) {
+        const char *nm = s->m->entries[i].name;
+        bool k = !name_has_any(nm, o->exclude_weights, o->n_exclude);
+        if (o->n_include) k = k && name_has_any(nm, o->include_weights, o->n_include);
+        s->keep[i] = k;
+        s->n_keep += k;
+    }
+    return 0;
+}
+
+static const smelt_imx_entry *imx_lookup(const imx_set *s, const char *name)
+{
+    if (!s->m || !s->n_keep) return NULL;
+    const smelt_imx_entry *en = smelt_imx_find(s->m, name);
+    return en && s->keep[en - s->m->entries] ? en : NULL;
+}
+
+/* ==== the plan ==== */
+
+typedef struct job {
+    const smelt_quantize_opts *o;
+    const smelt_ftype_info *fi;
+    inputs in;
+    imx_set imx;
+    smelt_qplan plan;
+    size_t *order; /* plan index → in.t index */
+    smelt_policy_tensor *pt;
+} job;
+
+static int cmp_llama(const void *a, const void *b, void *ctx)
+{
+    const inputs *in = ctx;
+    const in_tensor *x = &in->t[*(const size_t *)a], *y = &in->t[*(const size_t *)b];
+    return smelt_policy_cmp(x->t->name, y->t->name);
+}
+
+static int cmp_shard(const void *a, const void *b, void *ctx)
+{
+    const inputs *in = ctx;
+    const in_tensor *x = &in->t[*(const size_t *)a], *y = &in->t[*(const size_t *)b];
+    if (x->shard != y->shard) return x->shard < y->shard ? -1 : 1;
+    return x->t->offset < y->t->offset ? -1 : x->t->offset > y->t->offset;
+}
+
+static uint32_t ggml_ndims(const uint64_t ne[4])
+{
+    uint32_t d = 4;
+    while (d > 1 && ne[d - 1] == 1) d--;
+    return d;
+}
+
+static void list_names(char *buf, size_t n, const char *const *names, size_t count)
+{
+    size_t used = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < count && i < MAX_LISTED && used < n; i++)
+        used += (size_t)snprintf(buf + used, n - used, "%s'%s'", i ? ", " : "", names[i]);
+    if (count > MAX_LISTED && used < n) snprintf(buf + used, n - used, ", … (%zu in all)", count);
+}
+
+static int build_plan(job *j, smelt_err *e)
+{
+    const smelt_quantize_opts *o = j->o;
+    inputs *in = &j->in;
+    size_t n = in->nt;
+    j->order = malloc((n ? n : 1) * sizeof *j->order);
+    j->pt = calloc(n ? n : 1, sizeof *j->pt);
+    j->plan.t = calloc(n ? n : 1, sizeof *j->plan.t);
+    if (!j->order || !j->pt || !j->plan.t) return SMELT_NOMEM(e, "plan");
+    for (size_t i = 0; i < n; i++) j->order[i] = i;
+    qsort_r(j->order, n, sizeof *j->order, o->keep_split ? cmp_shard : cmp_llama, in);
+
+    smelt_policy_model model;
+    int rc = read_model(in->g[0], &model, e);
+    if (rc) return rc;
+    smelt_policy_opts po = {j->fi->ftype, j->fi->copy, o->output_tensor_type, o->token_embedding_type, o->pure,
+                            o->leave_output, j->imx.n_keep > 0, o->tensor_types, o->n_tensor_types};
+    for (size_t i = 0; i < n; i++) {
+        const smelt_gguf_tensor *t = in->t[j->order[i]].t;
+        j->pt[i].name = t->name;
+        memcpy(j->pt[i].ne, t->ne, sizeof t->ne);
+        j->pt[i].type = t->type;
+    }
+    if ((rc = smelt_policy_plan(&model, &po, j->pt, n, e))) {
+        if (!e->file[0]) snprintf(e->file, sizeof e->file, "%s", in->paths[0]);
+        return rc;
+    }
+
+    smelt_qplan *p = &j->plan;
+    p->input = in->paths[0];
+    p->ftype_name = j->fi->alias_of ? j->fi->alias_of : j->fi->name;
+    p->default_type = j->fi->default_type;
+    p->n = n;
+    p->n_shards_in = in->n;
+    p->n_shards_out = o->keep_split ? in->n : 1;
+    p->can_run = true;
+    if (j->fi->copy) {
+        uint32_t ft;
+        smelt_err tmp;
+        if (smelt_gguf_find_kv(in->g[0], "general.file_type") >= 0 &&
+            !smelt_gguf_get_u32(in->g[0], "general.file_type", &ft, &tmp)) {
+            p->file_type = ft;
+        } else {
+            int *types = malloc((n ? n : 1) * sizeof *types);
+            if (!types) return SMELT_NOMEM(e, "types");
+            for (size_t i = 0; i < n; i++) types[i] = j->pt[i].type;
+            p->file_type = (uint32_t)smelt_ftype_guess(types, n);
+            free(types);
+        }
+    } else {
+        p->file_type = (uint32_t)j->fi->ftype;
+    }
+    for (size_t i = 0; i < n; i++) {
+        smelt_qplan_tensor *q = &p->t[i];
+        const smelt_policy_tensor *s = &j->pt[i];
+        const in_tensor *it = &in->t[j->order[i]];
+        q->name = s->name;
+        memcpy(q->ne, s->ne, sizeof q->ne);
+        q->n_dims = ggml_ndims(q->ne);
+        q->type = s->type;
+        q->new_type = s->new_type;
+        q->flags = s->flags;
+        q->rule = s->rule;
+        q->shard = it->shard;
+        q->bytes = it->t->nbytes;
+        uint64_t rows = q->ne[1] * q->ne[2] * q->ne[3], rb;
+        if (smelt_type_row_bytes(q->new_type, q->ne[0], &rb, e) || !smelt_mul_u64(rb, rows, &q->new_bytes)) {
+            snprintf(e->object, sizeof e->object, "%s", q->name);
+            return e->code ? e->code : SMELT_EFORMAT;
+        }
+        p->bytes += q->bytes;
+        p->new_bytes += q->new_bytes;
+        p->n_elements += it->t->nelements;
+        if (q->new_type != q->type) p->n_changed++;
+        if (q->flags & SMELT_PT_FALLBACK) p->n_fallback++;
+    }
+    return 0;
+}
+
+/* Everything that can be known wrong before writing a byte. */
+static int check_plan(job *j, smelt_err *e)
+{
+    const smelt_quantize_opts *o = j->o;
+    smelt_qplan *p = &j->plan;
+    const char *in0 = j->in.paths[0];
+    const char **no_w = calloc(p->n ? p->n : 1, sizeof *no_w), **req = calloc(p->n ? p->n : 1, sizeof *req);
+    size_t n_no_w = 0, n_req = 0, n_matched = 0, first_req = 0;
+    const char *unsupported = NULL;
+    int rc = 0;
+    if (!no_w || !req) {
+        rc = SMELT_NOMEM(e, "plan check");
+        goto out;
+    }
+    for (size_t i = 0; i < p->n && !rc; i++) {
+        smelt_qplan_tensor *q = &p->t[i];
+        if (q->new_type == q->type) continue;
+        bool is_tok = !strcmp(q->name, "token_embd.weight") || !strcmp(q->name, "per_layer_token_embd.weight");
+        if (!smelt_q_can_dequantize(q->type)) {
+            rc = SMELT_ERR(e, SMELT_EUNSUPPORTED, j->in.paths[q->shard], q->name, "cannot convert tensors of type %s",
+                           smelt_type_name(q->type));
+            break;
+        }
+        if (smelt_type_is_quantized(q->type)) {
+            if (!n_req) first_req = i;
+            p->n_requant++;
+            req[n_req++] = q->name;
+        }
+        if (!smelt_q_can_quantize(q->new_type)) {
+            p->can_run = false;
+            if (!unsupported) unsupported = q->name;
+        }
+        if (smelt_q_requires_imatrix(q->new_type) && !is_tok && strcmp(q->name, "output.weight"))
+            q->flags |= SMELT_PT_NEEDS_IMX;
+        const smelt_imx_entry *en = imx_lookup(&j->imx, q->name);
+        if (en) {
+            n_matched++;
+            if (en->n_values != q->ne[0] * q->ne[2]) {
+                if (!is_tok) {
+                    rc = SMELT_ERR(e, SMELT_EMISMATCH, o->imatrix, q->name,
+                                   "imatrix entry has %" PRIu64 " values (%" PRIu64 " matrices), the tensor in %s needs "
+                                   "%" PRIu64 " (%" PRIu64 " columns x %" PRIu64 " experts)",
+                                   en->n_values, en->n_mat, j->in.paths[q->shard], q->ne[0] * q->ne[2], q->ne[0], q->ne[2]);
+                    break;
+                }
+                warnf(o, "imatrix entry for '%s' has %" PRIu64 " values, the tensor needs %" PRIu64 ": not used", q->name,
+                      en->n_values, q->ne[0] * q->ne[2]);
+            } else {
+                q->imatrix = true;
+                p->n_imatrix++;
+            }
+        } else if (j->imx.n_keep && smelt_type_is_quantized(q->new_type) && !is_tok && strcmp(q->name, "output.weight")) {
+            no_w[n_no_w++] = q->name; /* llama-imatrix never collects token_embd, nor output by default */
+        }
+        if (q->flags & SMELT_PT_NEEDS_IMX) p->n_needs_imatrix++;
+        if ((q->flags & SMELT_PT_NEEDS_IMX) && !q->imatrix) {
+            if (o->dry_run) continue;
+            rc = SMELT_ERR(e, SMELT_EUNSUPPORTED, in0, q->name,
+                           "%s %s needs importance weights (%s); quantizing it without them gives garbage", p->ftype_name,
+                           smelt_type_name(q->new_type),
+                           j->imx.m ? "the imatrix has no usable entry for it" : "pass --imatrix FILE");
+            break;
+        }
+    }
+    if (rc) goto out;
+    char names[600];
+    if (j->imx.n_keep && !n_matched && p->n_changed) {
+        rc = SMELT_ERR(e, SMELT_EMISMATCH, o->imatrix, NULL,
+                       "no imatrix entry matches a tensor of %s (imatrix has e.g. '%s', the model e.g. '%s')", in0,
+                       j->imx.m->entries[0].name, no_w[0] ? no_w[0] : p->t[0].name);
+        goto out;
+    }
+    if (n_no_w) {
+        list_names(names, sizeof names, no_w, n_no_w);
+        warnf(o, "no importance weights for %zu tensor%s, quantized without: %s", n_no_w, n_no_w > 1 ? "s" : "", names);
+    }
+    if (n_req) {
+        if (!o->allow_requantize && !o->dry_run) {
+            const smelt_qplan_tensor *q = &p->t[first_req];
+            rc = SMELT_ERR(e, SMELT_EUNSUPPORTED, j->in.paths[q->shard], q->name,
+                           "already quantized (%s → %s); requantizing loses quality, pass --allow-requantize to do it anyway",
+                           smelt_type_name(q->type), smelt_type_name(q->new_type));
+            goto out;
+        }
+        list_names(names, sizeof names, req, n_req);
+        warnf(o, "requantizing %zu already-quantized tensor%s (quality is lower than quantizing from F16/F32): %s", n_req,
+              n_req > 1 ? "s" : "", names);
+    }
+    if (p->n_needs_imatrix && o->dry_run && !p->n_imatrix)
+        warnf(o, "%s: %zu tensor%s will need an importance matrix (--imatrix) when quantizing for real", p->ftype_name,
+              p->n_needs_imatrix, p->n_needs_imatrix > 1 ? "s" : "");
+    if (p->n_fallback)
+        warnf(o, "%zu of %zu tensors have rows that do not fit the chosen block size and use a fallback type",
+              p->n_fallback, p->n);
+    if (!p->can_run) {
+        const smelt_qplan_tensor *q = NULL;
+        for (size_t i = 0; i < p->n && !q; i++)
+            if (p->t[i].name == unsupported) q = &p->t[i];
+        if (!o->dry_run) {
+            rc = SMELT_ERR(e, SMELT_EUNSUPPORTED, in0, unsupported, "smelt cannot quantize to %s yet (needed by %s)",
+                           smelt_type_name(q->new_type), p->ftype_name);
+            goto out;
+        }
+        warnf(o, "smelt cannot quantize to %s yet: this plan can only be shown", smelt_type_name(q->new_type));
+    }
+out:
+    free(no_w);
+    free(req);
+    return rc;
+}
+
+/* ==== output metadata ==== */
+
+static int set_override(smelt_gguf_writer *w, const smelt_kv_override *kv, smelt_err *e)
+{
+    smelt_gguf_writer_remove_kv(w, kv->key);
+    switch (kv->vtype) {
+    case SMELT_GGUF_U32: return smelt_gguf_writer_set_u32(w, kv->key, kv->u32, e);
+    case SMELT_GGUF_F32: return smelt_gguf_writer_set_f32(w, kv->key, kv->f32, e);
+    case SMELT_GGUF_BOOL: return smelt_gguf_writer_set_bool(w, kv->key, kv->b, e);
+    default: return smelt_gguf_writer_set_str(w, kv->key, kv->str, e);
+    }
+}
+
+/* The override list llama-quantize builds: the user's, then the imatrix provenance. */
+static int set_metadata(job *j, smelt_gguf_writer *w, smelt_err *e)
+{
+    const smelt_quantize_opts *o = j->o;
+    int rc = smelt_gguf_writer_copy_all_kv(w, j->in.g[0], e);
+    if (rc) return rc;
+    smelt_gguf_writer_remove_kv(w, "general.quantization_version");
+    if ((rc = smelt_gguf_writer_set_u32(w, "general.quantization_version", QUANT_VERSION, e))) return rc;
+    smelt_gguf_writer_remove_kv(w, "general.file_type");
+    if ((rc = smelt_gguf_writer_set_u32(w, "general.file_type", j->plan.file_type, e))) return rc;
+    smelt_gguf_writer_remove_kv(w, K_SPLIT_NO);
+    smelt_gguf_writer_remove_kv(w, K_SPLIT_COUNT);
+    smelt_gguf_writer_remove_kv(w, K_SPLIT_TENSORS);
+    for (size_t i = 0; i < o->n_kv_overrides; i++)
+        if ((rc = set_override(w, &o->kv_overrides[i], e))) return rc;
+    if (j->imx.n_keep) {
+        smelt_kv_override kv = {.vtype = SMELT_GGUF_STRING};
+        strcpy(kv.key, "quantize.imatrix.file");
+        snprintf(kv.str, sizeof kv.str, "%s", o->imatrix); /* llama-quantize keeps 127 bytes */
+        if ((rc = set_override(w, &kv, e))) return rc;
+        if (j->imx.m->n_datasets) {
+            strcpy(kv.key, "quantize.imatrix.dataset");
+            snprintf(kv.str, sizeof kv.str, "%s", j->imx.m->datasets[0]);
+            if ((rc = set_override(w, &kv, e))) return rc;
+        }
+        kv.vtype = SMELT_GGUF_U32;
+        strcpy(kv.key, "quantize.imatrix.entries_count");
+        kv.u32 = (uint32_t)j->imx.n_keep;
+        if ((rc = set_override(w, &kv, e))) return rc;
+        if (j->imx.m->chunk_count > 0) {
+            strcpy(kv.key, "quantize.imatrix.chunks_count");
+            kv.u32 = j->imx.m->chunk_count;
+            if ((rc = set_override(w, &kv, e))) return rc;
+        }
+    }
+    return 0;
+}
+
+/* ==== streaming ==== */
+
+typedef struct conv_job {
+    int type;
+    const uint8_t *src;
+    uint64_t src_row_bytes, row_len, rows_per_task, n_rows;
+    float *dst;
+    bool sanitize;
+    uint64_t *bad; /* per task */
+} conv_job;
+
+static void conv_task(void *ctx, size_t task, int thread)
+{
+    (void)thread;
+    conv_job *c = ctx;
+    uint64_t r0 = task * c->rows_per_task;
+    uint64_t nr = c->n_rows - r0 < c->rows_per_task ? c->n_rows - r0 : c->rows_per_task;
+    float *d = c->dst + r0 * c->row_len;
+    smelt_q_dequantize_row(c->type, c->src + r0 * c->src_row_bytes, d, (size_t)(nr * c->row_len));
+    uint64_t bad = 0;
+    for (uint64_t i = 0; i < nr * c->row_len; i++)
+        if (!isfinite(d[i])) {
+            bad++;
+            if (c->sanitize) d[i] = 0.0f;
+        }
+    c->bad[task] = bad;
+}
+
+typedef struct stream {
+    smelt_pool *pool;
+    float *f32;
+    uint8_t *qbuf;
+    uint64_t *bad;
+    size_t cap_f32, cap_q, cap_bad;
+    float *weights;
+    size_t cap_w;
+} stream;
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem, smelt_err *e)
+{
+    if (need <= *cap) return 0;
+    void *np = realloc(*p, need * elem);
+    if (!np) return SMELT_NOMEM(e, "tensor buffer");
+    *p = np;
+    *cap = need;
+    return 0;
+}
+
+static int write_tensor(job *j, stream *st, smelt_gguf_writer *w, size_t i, smelt_err *e)
+{
+    smelt_qplan_tensor *q = &j->plan.t[i];
+    const in_tensor *it = &j->in.t[j->order[i]];
+    const smelt_gguf_tensor *t = it->t;
+    int rc;
+    if (q->new_type == q->type) {
+        for (uint64_t off = 0; off < t->nbytes; off += COPY_CHUNK) {
+            uint64_t k = t->nbytes - off < COPY_CHUNK ? t->nbytes - off : COPY_CHUNK;
+            if ((rc = smelt_gguf_writer_write(w, t->data + off, (size_t)k, e))) return rc;
+        }
+        return 0;
+    }
+    const uint64_t row_len = q->ne[0], rows_per_mat = q->ne[1], n_mat = q->ne[2] * q->ne[3];
+    uint64_t src_rb = smelt_gguf_tensor_row_bytes(t), dst_rb;
+    if ((rc = smelt_type_row_bytes(q->new_type, row_len, &dst_rb, e))) return rc;
+    const smelt_imx_entry *en = q->imatrix ? imx_lookup(&j->imx, q->name) : NULL;
+    if (en) {
+        if ((rc = grow((void **)&st->weights, &st->cap_w, (size_t)en->n_values, sizeof(float), e))) return rc;
+        uint64_t zero;
+        if ((rc = smelt_imx_weights(j->imx.m, en, st->weights, &zero, e))) {
+            snprintf(e->file, sizeof e->file, "%s", j->o->imatrix);
+            return rc;
+        }
+        if (zero)
+            warnf(j->o, "imatrix: '%s': %" PRIu64 " of %" PRIu64 " experts saw no calibration tokens; they get uniform "
+                        "importance weights", q->name, zero, en->n_mat);
+    }
+    uint64_t slab = SLAB_ELEMS / row_len;
+    if (slab < 1) slab = 1;
+    if (slab > rows_per_mat) slab = rows_per_mat;
+    if ((rc = grow((void **)&st->f32, &st->cap_f32, (size_t)(slab * row_len), sizeof(float), e)) ||
+        (rc = grow((void **)&st->qbuf, &st->cap_q, (size_t)(slab * dst_rb), 1, e)))
+        return rc;
+    bool sanitize = smelt_type_is_quantized(q->new_type);
+    for (uint64_t m = 0; m < n_mat; m++) {
+        const float *imx = en ? st->weights + (m % q->ne[2]) * row_len : NULL;
+        for (uint64_t r = 0; r < rows_per_mat; r += slab) {
+            uint64_t nr = rows_per_mat - r < slab ? rows_per_mat - r : slab;
+            uint64_t row0 = m * rows_per_mat + r;
+            conv_job c = {q->type, t->data + row0 * src_rb, src_rb, row_len, 0, nr, st->f32, sanitize, NULL};
+            c.rows_per_task = (65536 + row_len - 1) / row_len;
+            size_t tasks = (size_t)((nr + c.rows_per_task - 1) / c.rows_per_task);
+            if ((rc = grow((void **)&st->bad, &st->cap_bad, tasks, sizeof(uint64_t), e))) return rc;
+            c.bad = st->bad;
+            smelt_pool_run(st->pool, tasks, conv_task, &c);
+            for (size_t k = 0; k < tasks; k++) q->nonfinite += st->bad[k];
+            if ((rc = smelt_q_quantize_rows(q->new_type, st->f32, st->qbuf, (int64_t)nr, (int64_t)row_len, imx, st->pool, e))) {
+                snprintf(e->object, sizeof e->object, "%s", q->name);
+                return rc;
+            }
+            if ((rc = smelt_gguf_writer_write(w, st->qbuf, (size_t)(nr * dst_rb), e))) return rc;
+        }
+    }
+    if (q->nonfinite)
+        warnf(j->o, "tensor '%s': %" PRIu64 " NaN/Inf value%s in the input%s", q->name, q->nonfinite,
+              q->nonfinite > 1 ? "s" : "", sanitize ? ", quantized as 0" : ", kept as they are");
+    return 0;
+}
+
+static int run_output(job *j, const char *out_path, const smelt_progress *progress, smelt_err *e)
+{
+    const smelt_quantize_opts *o = j->o;
+    smelt_qplan *p = &j->plan;
+    uint16_t ns = p->n_shards_out;
+    char prefix[4096];
+    snprintf(prefix, sizeof prefix, "%s", out_path);
+    size_t lp = strlen(prefix);
+    if (o->keep_split && lp > 5 && !strcmp(prefix + lp - 5, ".gguf")) prefix[lp - 5] = 0;
+    char **paths = calloc(ns, sizeof *paths);
+    smelt_gguf_writer **w = calloc(ns, sizeof *w);
+    stream st = {0};
+    int rc = 0;
+    if (!paths || !w) {
+        rc = SMELT_NOMEM(e, "writers");
+        goto out;
+    }
+    for (uint16_t s = 0; s < ns && !rc; s++) {
+        char pth[4200];
+        if (o->keep_split) smelt_quantize_split_path(pth, sizeof pth, prefix, s, ns);
+        else snprintf(pth, sizeof pth, "%s", out_path);
+        if (!(paths[s] = strdup(pth)) || !(w[s] = smelt_gguf_writer_new())) {
+            rc = SMELT_NOMEM(e, "writer");
+            break;
+        }
+        for (uint16_t k = 0; k < j->in.n; k++)
+            if (!strcmp(pth, j->in.paths[k]) || smelt_same_file(pth, j->in.paths[k])) {
+                rc = SMELT_ERR(e, SMELT_EUSAGE, pth, NULL, "output is the input file %s; choose another output name",
+                               j->in.paths[k]);
+                break;
+            }
+        if (!rc && s == 0) rc = set_metadata(j, w[0], e);
+        if (!rc && ns > 1) {
+            if (!(rc = smelt_gguf_writer_set_u16(w[s], K_SPLIT_NO, s, e)) &&
+                !(rc = smelt_gguf_writer_set_u16(w[s], K_SPLIT_COUNT, ns, e)))
+                rc = smelt_gguf_writer_set_i32(w[s], K_SPLIT_TENSORS, (int32_t)p->n, e);
+        }
+    }
+    for (size_t i = 0; i < p->n && !rc; i++) {
+        const smelt_qplan_tensor *q = &p->t[i];
+        rc = smelt_gguf_writer_add_tensor(w[o->keep_split ? q->shard : 0], q->name, q->n_dims, q->ne, q->new_type, e);
+    }
+    if (rc) goto out;
+    p->out_bytes = 0;
+    for (uint16_t s = 0; s < ns; s++) p->out_bytes += smelt_gguf_writer_file_size(w[s]);
+    uint64_t free_b = o->assume_free_bytes ? o->assume_free_bytes : smelt_fs_free_bytes(paths[0]);
+    if (free_b != UINT64_MAX && free_b < p->out_bytes) {
+        rc = SMELT_ERR(e, SMELT_EIO, paths[0], NULL,
+                       "not enough free space: the output needs %" PRIu64 " bytes (%.2f GB), the filesystem has %" PRIu64
+                       " bytes (%.2f GB) free",
+                       p->out_bytes, (double)p->out_bytes / 1e9, free_b, (double)free_b / 1e9);
+        goto out;
+    }
+    if (o->on_plan) o->on_plan(o->user, p);
+    if (!(st.pool = smelt_pool_new(o->n_threads))) {
+        rc = SMELT_NOMEM(e, "thread pool");
+        goto out;
+    }
+    int cur = -1;
+    uint64_t done_bytes = 0;
+    for (size_t i = 0; i < p->n && !rc; i++) {
+        int s = o->keep_split ? p->t[i].shard : 0;
+        if (s != cur) {
+            if ((rc = smelt_gguf_writer_begin(w[s], paths[s], e))) break;
+            cur = s;
+        }
+        rc = write_tensor(j, &st, w[s], i, e);
+        const in_tensor *it = &j->in.t[j->order[i]];
+        smelt_gguf_release_tensor(j->in.g[it->shard], it->t);
+        done_bytes += p->t[i].bytes;
+        if (!rc) smelt_progress_step(progress, i + 1, p->n, done_bytes, p->t[i].name);
+    }
+    for (uint16_t s = 0; s < ns && !rc; s++) /* shards with no tensors still get their header */
+        if (smelt_gguf_writer_current(w[s]) == 0 && smelt_gguf_writer_n_tensors(w[s]) == 0)
+            rc = smelt_gguf_writer_begin(w[s], paths[s], e);
+    uint16_t committed = 0;
+    for (; committed < ns && !rc; committed++) rc = smelt_gguf_writer_commit(w[committed], e);
+    if (rc)
+        for (uint16_t s = 0; s + 1 < committed; s++) unlink(paths[s]); /* a partial set is not a model */
+out:
+    for (uint16_t s = 0; w && s < ns; s++) smelt_gguf_writer_free(w[s]);
+    for (uint16_t s = 0; paths && s < ns; s++) free(paths[s]);
+    free(w);
+    free(paths);
+    smelt_pool_free(st.pool);
+    free(st.f32);
+    free(st.qbuf);
+    free(st.bad);
+    free(st.weights);
+    return rc;
+}
+
+/* ==== entry point ==== */
+
+static int unknown_ftype(const char *name, smelt_err *e)
+{
+    char list[700];
+    size_t used = 0;
+    list[0] = 0;
+    for (size_t i = 0; i < smelt_ftype_count() && used < sizeof list; i++)
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? " " : "", smelt_ftype_at(i)->name);
+    return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "unknown quantization type '%s'; valid types: %s", name ? name : "",
+                     list);
+}
+
+int smelt_quantize_run(const smelt_quantize_opts *o, const char *in_path, const char *out_path,
+                       const smelt_progress *progress, smelt_err *e)
+{
+    job j;
+    memset(&j, 0, sizeof j);
+    j.o = o;
+    if (!(j.fi = smelt_ftype_find(o->ftype))) return unknown_ftype(o->ftype, e);
+    if (o->n_include && o->n_exclude)
+        return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "--include-weights and --exclude-weights cannot be used together");
+    if (!o->dry_run && !out_path) return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "no output file given");
+    int rc = open_inputs(in_path, o->dry_run ? SMELT_GGUF_META_ONLY : 0, &j.in, e);
+    if (!rc && o->imatrix) {
+        rc = load_imatrix(o, &j.imx, e);
+        if (!rc && !j.imx.n_keep)
+            warnf(o, "imatrix %s: --include/--exclude-weights left no entries; quantizing without importance weights",
+                  o->imatrix);
+    }
+    if (!rc) rc = build_plan(&j, e);
+    if (!rc) {
+        j.plan.imatrix = j.imx.n_keep ? o->imatrix : NULL;
+        j.plan.imatrix_entries = j.imx.n_keep;
+        j.plan.imatrix_chunks = j.imx.m ? j.imx.m->chunk_count : 0;
+        rc = check_plan(&j, e);
+    }
+    if (!rc && o->dry_run) {
+        smelt_gguf_writer *w = smelt_gguf_writer_new();
+        if (!w) rc = SMELT_NOMEM(e, "writer");
+        /* size estimate: the single-file output (headers of extra shards are small) */
+        if (!rc) rc = set_metadata(&j, w, e);
+        for (size_t i = 0; i < j.plan.n && !rc; i++)
+            rc = smelt_gguf_writer_add_tensor(w, j.plan.t[i].name, j.plan.t[i].n_dims, j.plan.t[i].ne,
+                                              j.plan.t[i].new_type, e);
+        if (!rc) j.plan.out_bytes = smelt_gguf_writer_file_size(w);
+        smelt_gguf_writer_free(w);
+        if (!rc && o->on_plan) o->on_plan(o->user, &j.plan);
+    } else if (!rc) {
+        rc = run_output(&j, out_path, progress, e);
+        if (!rc && o->on_done) o->on_done(o->user, &j.plan);
+    }
+    inputs_close(&j.in);
+    smelt_imx_free(j.imx.m);
+    free(j.imx.keep);
+    free(j.order);
+    free(j.pt);
+    free(j.plan.t);
+    return rc;
+}

@@ -1,0 +1,109 @@
+/* quantize.h — smelt_quantize_run(): a GGUF model (one file or llama.cpp split shards)
+ * → per-tensor type plan (policy.h) → quantized GGUF, streaming one tensor at a time
+ * (row ranges spread over threads), with llama-quantize's options and metadata.
+ * Layer: quant. Includes formats/ and quant/ only. */
+#ifndef SMELT_QUANTIZE_H
+#define SMELT_QUANTIZE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "formats/base/err.h"
+#include "formats/base/progress.h"
+#include "quant/policy.h"
+
+/* --override-kv KEY=TYPE:VALUE, TYPE one of int, float, bool, str. As in llama-quantize
+ * the value is written as u32 (int), f32 (float), bool or string. */
+typedef struct smelt_kv_override {
+    char key[128];
+    int vtype; /* SMELT_GGUF_U32, SMELT_GGUF_F32, SMELT_GGUF_BOOL or SMELT_GGUF_STRING */
+    uint32_t u32;
+    float f32;
+    bool b;
+    char str[128];
+} smelt_kv_override;
+
+/* Parse "KEY=TYPE:VALUE". EUSAGE with the reason on a malformed spec. */
+int smelt_kv_override_parse(const char *spec, smelt_kv_override *out, smelt_err *e);
+
+/* One tensor of a plan. */
+typedef struct smelt_qplan_tensor {
+    const char *name;   /* borrowed from the input (valid until the run returns) */
+    uint32_t n_dims;
+    uint64_t ne[4];
+    int type, new_type;
+    uint64_t bytes, new_bytes;
+    unsigned flags;     /* SMELT_PT_* (policy.h) */
+    const char *rule;   /* mix rule that changed the type, or NULL */
+    uint16_t shard;     /* input shard; also the output shard with keep_split */
+    bool imatrix;       /* importance weights will be / were used */
+    uint64_t nonfinite; /* NaN/Inf values found while quantizing (0 for a dry run) */
+} smelt_qplan_tensor;
+
+typedef struct smelt_qplan {
+    const char *input;
+    const char *ftype_name; /* e.g. "Q4_K_M" */
+    uint32_t file_type;     /* value of general.file_type in the output */
+    int default_type;
+    size_t n;
+    smelt_qplan_tensor *t;  /* in output order */
+    uint64_t bytes, new_bytes, n_elements; /* tensor data totals (bpw = bytes·8/n_elements) */
+    uint64_t out_bytes;     /* size of the output file(s), headers included */
+    uint16_t n_shards_in, n_shards_out;
+    size_t n_changed, n_fallback, n_imatrix, n_needs_imatrix, n_requant;
+    const char *imatrix;    /* path, or NULL */
+    size_t imatrix_entries; /* entries after --include/--exclude-weights */
+    uint32_t imatrix_chunks;
+    bool can_run;           /* smelt can produce every planned type */
+} smelt_qplan;
+
+typedef struct smelt_quantize_opts {
+    const char *ftype;      /* llama-quantize name ("Q4_K_M", "q4_k", "COPY") or number */
+    int n_threads;          /* <= 0: one per CPU */
+    const char *imatrix;    /* --imatrix FILE (GGUF or legacy .dat), or NULL */
+    const char *const *include_weights; /* --include-weights: use the imatrix only for entries */
+    size_t n_include;                   /*   whose name contains one of these */
+    const char *const *exclude_weights; /* --exclude-weights: drop entries containing these */
+    size_t n_exclude;
+    int output_tensor_type;   /* --output-tensor-type, -1 = by the mix */
+    int token_embedding_type; /* --token-embedding-type, -1 = by the mix */
+    const smelt_policy_override *tensor_types; /* --tensor-type / --tensor-type-file */
+    size_t n_tensor_types;
+    const smelt_kv_override *kv_overrides;     /* --override-kv */
+    size_t n_kv_overrides;
+    bool pure, leave_output, keep_split, allow_requantize, dry_run;
+    /* Callbacks (may be NULL): warnings (one line each, no newline), and the plan, once
+     * it is complete and checked — before any output is written, or as the result of a
+     * dry run. After the run returns successfully on_done receives the same plan with
+     * nonfinite counts filled in. */
+    void (*on_warn)(void *user, const char *msg);
+    void (*on_plan)(void *user, const smelt_qplan *plan);
+    void (*on_done)(void *user, const smelt_qplan *plan);
+    void *user;
+    /* Tests only: pretend the output filesystem has this many free bytes (0: ask it). */
+    uint64_t assume_free_bytes;
+} smelt_quantize_opts;
+
+void smelt_quantize_opts_default(smelt_quantize_opts *o);
+
+/* Quantize in_path (a GGUF, or the first shard "NAME-00001-of-0000N.gguf" of a split
+ * model, whose other shards are read too) into out_path (with keep_split: out_path
+ * minus ".gguf" + "-0000i-of-0000N.gguf" per shard). Nothing is written for a dry run.
+ * Outputs are atomic; on any error none is left behind.
+ * The output carries every input KV, general.quantization_version = 2,
+ * general.file_type, the --override-kv values and, with an imatrix, quantize.imatrix.file
+ * / .dataset / .entries_count / .chunks_count; tensors in llama.cpp's order.
+ * Errors: EUSAGE (unknown ftype — the message lists the valid ones —, output = input, bad
+ * option), EIO (incl. not enough free space, with the numbers), EFORMAT (malformed input
+ * or imatrix), EMISMATCH (imatrix entries that do not fit the model, named),
+ * EUNSUPPORTED (a type smelt cannot produce yet, requantizing without allow_requantize,
+ * a type that needs an imatrix without one). Progress: one step per tensor, bytes =
+ * input bytes processed. Not thread-safe with respect to the same output path. */
+int smelt_quantize_run(const smelt_quantize_opts *o, const char *in_path, const char *out_path,
+                       const smelt_progress *progress, smelt_err *e);
+
+/* Output shard path as llama.cpp names it: "<prefix>-%05d-of-%05d.gguf", i from 0. */
+void smelt_quantize_split_path(char *buf, size_t n, const char *prefix, int i, int count);
+
+#endif
