@@ -20,7 +20,7 @@ else ifeq ($(FLAVOR),fuzz)
   BINDIR := $(BUILD)/bin
   LIBDIR := $(BUILD)/lib
 else
-  OPT    := -O2 -g
+  OPT    := -O2 -g -fvect-cost-model=dynamic
   BINDIR := bin
   LIBDIR := lib
 endif
