@@ -131,9 +131,11 @@ fuzz-run: $(LIB) $(FUZZ_SRC:%.c=$(BUILD)/%.o)
 	  $(BUILD)/fuzz_$$f -max_total_time=$(FUZZ_TIME) -artifact_prefix=$(BUILD)/crash-$$f- tests/fuzz/corpus/$$f || exit 1; \
 	done
 
-# Install the llama.cpp oracle (node-llama-cpp from npm) into .oracle/ for the tests.
+# Install the llama.cpp oracle into .oracle/ for the tests: node-llama-cpp from npm
+# (prebuilt libllama/libggml-base + the source bundle), then its CLI tools built from source.
 oracle:
 	$(Q)tests/oracle/install
+	$(Q)tests/oracle/build-tools
 
 # Install tools, library and headers under PREFIX.
 install: tools
