@@ -36,6 +36,7 @@ typedef struct {
     const smelt_vm_tensor *t;
     XXH64_state_t *model;
     uint64_t hash;
+    bool hash_failed;
     uint64_t chunk;      /* elements per value task (multiple of the block) */
     size_t n_chunks;
     bool values;
@@ -50,7 +51,7 @@ static void scan_task(void *ctx, size_t task, int thread)
     if (task == 0) {
         XXH64_state_t *s = XXH64_createState();
         if (!s) {
-            j->hash = 0;
+            j->hash_failed = true;
             return;
         }
         XXH64_reset(s, 0);
@@ -139,6 +140,7 @@ int smelt_verify_scan(const smelt_vmodel *m, const smelt_verify_opts *o, smelt_v
             }
         }
         smelt_pool_run(pool, 1 + j.n_chunks, scan_task, &j);
+        if (j.hash_failed) rc = SMELT_NOMEM(e, "a hash state");
         c->xxh64 = j.hash;
         for (size_t k = 0; k < j.n_chunks; k++) {
             part *p = &j.parts[k];

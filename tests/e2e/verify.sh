@@ -44,6 +44,10 @@ check "merged checkpoint fails the base manifest" 1 "$bin" -q --check "$tmp/m" "
 has "mismatch count" "13 of 79 tensors match, 66 mismatch"
 check "missing file is an I/O error (74)" 74 "$bin" "$tmp/nope.gguf"
 check "PyTorch .bin directory is unsupported (4)" 4 "$bin" samples/tiny-mixtral-zh-lora-bin
+head -c 1000000 "$G" >"$tmp/trunc.gguf"
+check "truncated GGUF is malformed (3)" 3 "$bin" "$tmp/trunc.gguf"
+grep -q "trunc.gguf: 'token_embd.weight' @ byte 723709 (0xb0afd): data \[0, 512000) lies outside the data section" "$tmp/err" \
+  && echo "ok   truncation message" || { echo "FAIL truncation message"; cat "$tmp/err"; fails=$((fails+1)); }
 check "malformed manifest (3)" 3 sh -c "echo 'xxh64 zz x' > '$tmp/bad' && '$bin' -q --check '$tmp/bad' '$G'"
 
 # a safetensors file with one NaN and one -Inf
