@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Quality of smelt's quantization against llama-quantize's (issue 5, check 4): for each
+# ftype, quantize the same f16 sample with both tools, without and with the reference
+# imatrix, and measure mean KL-divergence against the f32 model and perplexity with
+# llama-perplexity (the measuring stick until smelt-perplexity covers KLD). smelt must
+# not be worse: KLD <= llama's + its standard error, likewise PPL.
+#
+# Environment: SMELT_QUALITY_TYPES (default "Q8_0 Q6_K Q5_K_M Q4_K_M Q3_K_M Q2_K"),
+# SMELT_QUALITY_FULL=1 (every legacy and k-quant ftype, both eval texts, all chunks),
+# SMELT_QUALITY_CSV=FILE (append the table as CSV). Exit 77 while a tool is missing.
+set -euo pipefail
+cd "$SMELT_ROOT"
+Q="$SMELT_BIN/smelt-quantize"
+B="${SMELT_ORACLE_BIN:-.oracle/build/bin}"
+LQ="$B/llama-quantize" LP="$B/llama-perplexity"
+imx=tests/fixtures/imatrix/tiny-mixtral-calib-c256.gguf
+for x in "$LQ" "$LP"; do [ -x "$x" ] || { echo "skip: $x not built (tests/oracle/build-tools)"; exit 77; }; done
+[ -f "$imx" ] || { echo "skip: $imx missing"; exit 77; }
+types=${SMELT_QUALITY_TYPES:-"Q8_0 Q6_K Q5_K_M Q4_K_M Q3_K_M Q2_K"}
+texts="eval-en" chunks="--chunks 24"
+if [ "${SMELT_QUALITY_FULL:-0}" = 1 ]; then
+  types="Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K"
+  texts="eval-en eval-zh" chunks=""
+fi
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+
+# smelt must be able to produce these types at all
+conv() { # conv OUTTYPE FILE: the sample converted by llama.cpp's converter (or samples/out)
+  if [ "$1" = f16 ] && [ -f samples/out/tiny-mixtral-f16.gguf ]; then cp samples/out/tiny-mixtral-f16.gguf "$2"; return; fi
+  set +e; tests/oracle/convert-hf samples/tiny-mixtral "$2" --outtype "$1" >"$tmp/conv.log" 2>&1; local rc=$?; set -e
+  [ $rc -eq 0 ] || { tail -3 "$tmp/conv.log"; echo "skip: cannot convert the sample (exit $rc)"; exit 77; }
+}
+conv f16 "$tmp/f16.gguf"
+for t in $types; do
+  "$Q" --dry-run --json "$tmp/f16.gguf" "$t" 2>/dev/null >"$tmp/plan.json"
+  python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["can_run"] else 1)' "$tmp/plan.json" ||
+    { echo "skip: smelt cannot quantize $t yet (quant kernels not merged)"; exit 77; }
+done
+conv f32 "$tmp/f32.gguf"
+
+# base logits of the f32 model per text
+for tx in $texts; do
+  "$LP" -m "$tmp/f32.gguf" -f "samples/text/$tx.txt" -c 256 -b 256 -t 2 $chunks \
+    --kl-divergence-base "$tmp/base-$tx.kld" >"$tmp/base.log" 2>&1 || { tail -5 "$tmp/base.log"; exit 1; }
+done
+
+# llama-perplexity sometimes exits before its log thread has printed the last lines (to
+# stdout and --log-file alike): run again until the summary is there.
+measure() { # measure MODEL TEXT → "kld kld_err ppl ppl_err"
+  local try r
+  for try in 1 2 3 4 5; do
+    "$LP" -m "$1" -f "samples/text/$2.txt" -c 256 -b 256 -t 2 $chunks --kl-divergence-base "$tmp/base-$2.kld" \
+      --kl-divergence --log-file "$tmp/m2.log" >"$tmp/m.log" 2>&1 || { tail -5 "$tmp/m.log"; return 1; }
+    r=$(cat "$tmp/m.log" "$tmp/m2.log" | awk '/^Mean +KLD:/ {k=$3; ke=$5} /^Mean PPL\(Q\) +:/ {p=$4; pe=$6}
+      END {if (k != "" && p != "") print k, ke, p, pe}')
+    [ -n "$r" ] && { echo "$r"; return 0; }
+  done
+  echo "llama-perplexity printed no KLD summary for $1 in 5 runs" >&2; return 1
+}
+
+bad=0
+printf '%-8s %-7s %-8s %12s %12s %10s %10s  %s\n' ftype imatrix text kld-smelt kld-llama ppl-smelt ppl-llama verdict
+[ -n "${SMELT_QUALITY_CSV:-}" ] && [ ! -s "$SMELT_QUALITY_CSV" ] &&
+  echo "ftype,imatrix,text,kld_smelt,kld_llama,ppl_smelt,ppl_llama" >"$SMELT_QUALITY_CSV"
+for t in $types; do
+  for im in none "$imx"; do
+    args=(); [ "$im" != none ] && args=(--imatrix "$im")
+    "$Q" -q "${args[@]}" "$tmp/f16.gguf" "$tmp/s.gguf" "$t" 2
+    "$LQ" "${args[@]}" "$tmp/f16.gguf" "$tmp/l.gguf" "$t" 2 >/dev/null 2>&1
+    for tx in $texts; do
+      r=$(measure "$tmp/s.gguf" "$tx") || exit 1
+      read -r ks kse ps pse <<<"$r"
+      r=$(measure "$tmp/l.gguf" "$tx") || exit 1
+      read -r kl kle pl ple <<<"$r"
+      v=$(awk -v ks="$ks" -v kl="$kl" -v kle="$kle" -v ps="$ps" -v pl="$pl" -v ple="$ple" \
+        'BEGIN { print (ks <= kl + kle && ps <= pl + ple) ? "ok" : "WORSE" }')
+      [ "$v" = ok ] || bad=$((bad+1))
+      printf '%-8s %-7s %-8s %12s %12s %10s %10s  %s\n' "$t" "$([ "$im" = none ] && echo no || echo yes)" "$tx" \
+        "$ks" "$kl" "$ps" "$pl" "$v"
+      [ -n "${SMELT_QUALITY_CSV:-}" ] &&
+        echo "$t,$([ "$im" = none ] && echo no || echo yes),$tx,$ks,$kl,$ps,$pl" >>"$SMELT_QUALITY_CSV"
+    done
+  done
+done
+[ $bad -eq 0 ] || { echo "FAIL: $bad measurements where smelt's quant is worse than llama-quantize's"; exit 1; }
+echo "quant_quality: ok"

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# smelt-quantize as a tool: command line, errors and JSON; then against llama.cpp's own
+# llama-quantize: on the ollama tiny-random Llama every ftype falls back to F16 and must be
+# byte-identical; on the real sample model (converted by llama.cpp's converter) the plan of
+# every ftype, with and without the reference imatrix, must equal llama-quantize --dry-run,
+# float outputs must be byte-identical, and llama-perplexity must run on smelt's outputs.
+set -euo pipefail
+cd "$SMELT_ROOT"
+Q="$SMELT_BIN/smelt-quantize"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+small=tests/fixtures/external/gguf-llama2-tiny-random-ollama/llama-2-tiny-random.gguf
+imx=tests/fixtures/imatrix/tiny-mixtral-calib-c256.gguf
+fail() { echo "FAIL: $*"; exit 1; }
+
+# ---- the tool itself ----
+"$Q" --help >"$tmp/help"
+grep -q '^Usage: smelt-quantize \[options\] IN.gguf \[OUT.gguf\] TYPE \[NTHREADS\]' "$tmp/help"
+grep -q 'Q4_K_M' "$tmp/help"
+set +e
+"$Q" >/dev/null 2>&1; [ $? -eq 2 ] || fail "no arguments must exit 2"
+"$Q" "$small" "$tmp/o.gguf" Q9_K 2>"$tmp/err"; rc=$?
+[ $rc -eq 2 ] || fail "unknown ftype: exit $rc"
+grep -q "^smelt-quantize: error: unknown quantization type 'Q9_K'; valid types: Q4_0 Q4_1 " "$tmp/err" || { cat "$tmp/err"; fail "message"; }
+"$Q" "$small" "$small" F16 2>"$tmp/err"; rc=$?
+[ $rc -eq 2 ] || fail "output = input: exit $rc"
+grep -q "output is the input file" "$tmp/err" || fail "output = input message"
+"$Q" --tensor-type attn_v "$small" "$tmp/o.gguf" Q8_0 2>"$tmp/err"; [ $? -eq 2 ] || fail "bad --tensor-type"
+grep -q "malformed tensor type 'attn_v' (expected NAME=TYPE)" "$tmp/err" || { cat "$tmp/err"; fail "tensor-type message"; }
+"$Q" --output-tensor-type q9 "$small" "$tmp/o.gguf" Q8_0 2>"$tmp/err"; [ $? -eq 2 ] || fail "bad type"
+grep -q "unknown ggml type 'q9'" "$tmp/err" || fail "type message"
+"$Q" --override-kv foo=int:x "$small" "$tmp/o.gguf" Q8_0 2>"$tmp/err"; [ $? -eq 2 ] || fail "bad override"
+"$Q" "$tmp/missing.gguf" "$tmp/o.gguf" Q8_0 2>"$tmp/err"; [ $? -eq 1 ] || fail "missing input must exit 1"
+set -e
+[ ! -e "$tmp/o.gguf" ] || fail "an output appeared after an error"
+# IN TYPE form: ggml-model-TYPE.gguf beside the input
+cp "$small" "$tmp/in.gguf"
+"$Q" -q "$tmp/in.gguf" F32 1
+[ -f "$tmp/ggml-model-F32.gguf" ] || fail "IN TYPE did not write ggml-model-F32.gguf"
+# --json dry run
+"$Q" --dry-run --json "$small" Q4_K_M > "$tmp/plan.json"
+python3 - "$tmp/plan.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["ftype"] == "Q4_K_M" and d["dry_run"] is True, d["ftype"]
+assert len(d["tensors"]) == 12 and d["totals"]["tensors"] == 12
+t = {x["name"]: x for x in d["tensors"]}
+# 8-wide rows fit no block: every weight falls back to F16
+assert t["blk.0.attn_q.weight"]["new_type"] == "f16" and t["blk.0.attn_q.weight"]["fallback"]
+assert t["blk.0.attn_norm.weight"]["quantizable"] is False
+assert d["totals"]["fallback"] == 9, d["totals"]
+PY
+
+# ---- against llama-quantize ----
+LQ="${SMELT_ORACLE_BIN:-.oracle/build/bin}/llama-quantize"
+[ -x "$LQ" ] || { echo "llama-quantize not built (tests/oracle/build-tools): oracle checks skipped"; exit 77; }
+
+# plans: llama-quantize --dry-run prints "[ i/ n] name - [shape], type = T, size = … (NEW)"
+llama_plan() { awk '/^\[ *[0-9]+\/ *[0-9]+\]/ { l=$0; sub(/^\[[^]]*\] */, "", l); split(l, f, " "); name=f[1]; match($0, /type = *[a-z0-9_]+/); t=substr($0, RSTART, RLENGTH);
+  sub(/type = */, "", t); if ($0 ~ /->/) { n=$NF; gsub(/[()]/, "", n); t=n } print name, t }'; }
+smelt_plan() { python3 -c 'import json,sys; [print(t["name"], t["new_type"]) for t in json.load(sys.stdin)["tensors"]]'; }
+
+# every ftype on a model with 8- and 32-wide rows (fallbacks everywhere): the plan equals
+# llama-quantize's, and where smelt can already produce every type, so do the bytes
+nb=0 np=0
+for t in $(awk '/^ +[0-9]+ +or +[A-Z]/ {print $3} /^ +COPY/ {print $1}' "$tmp/help"); do
+  "$LQ" --dry-run "$small" "$t" >"$tmp/lq.txt" 2>&1 || { tail -3 "$tmp/lq.txt"; fail "llama-quantize --dry-run $t"; }
+  llama_plan <"$tmp/lq.txt" >"$tmp/a"
+  "$Q" --dry-run --json "$small" "$t" 2>/dev/null | smelt_plan >"$tmp/b"
+  diff "$tmp/a" "$tmp/b" >"$tmp/d" || { head "$tmp/d"; fail "$t: plan of the tiny-random Llama differs"; }
+  np=$((np+1))
+  "$Q" -q "$small" "$tmp/s.gguf" "$t" 2 2>/dev/null || continue
+  "$LQ" "$small" "$tmp/l.gguf" "$t" 2 >"$tmp/lq.log" 2>&1 || { tail -3 "$tmp/lq.log"; fail "llama-quantize $t"; }
+  cmp -s "$tmp/s.gguf" "$tmp/l.gguf" || fail "$t on the tiny-random Llama differs from llama-quantize"
+  nb=$((nb+1))
+done
+[ "$np" -ge 36 ] || fail "only $np ftypes compared"
+echo "tiny-random llama: $np plans equal to llama-quantize's, $nb outputs byte-identical"
+
+# the real sample model, converted by llama.cpp's converter
+f16="$tmp/tiny-mixtral-f16.gguf"
+if [ -f samples/out/tiny-mixtral-f16.gguf ]; then cp samples/out/tiny-mixtral-f16.gguf "$f16"
+else
+  set +e; tests/oracle/convert-hf samples/tiny-mixtral "$f16" --outtype f16 >"$tmp/conv.log" 2>&1; rc=$?; set -e
+  [ $rc -eq 0 ] || { tail -3 "$tmp/conv.log"; echo "no f16 sample (convert-hf exit $rc)"; exit 77; }
+fi
+
+nplans=0
+for t in $(awk '/^ +[0-9]+ +or +[A-Z]/ {print $3}' "$tmp/help"); do
+  for im in "" "$imx"; do
+    [ -n "$im" ] && [ ! -f "$im" ] && continue
+    args=(); [ -n "$im" ] && args=(--imatrix "$im")
+    "$LQ" --dry-run "${args[@]}" "$f16" "$t" >"$tmp/lq.txt" 2>&1 || { tail -3 "$tmp/lq.txt"; fail "llama-quantize --dry-run $t"; }
+    llama_plan <"$tmp/lq.txt" >"$tmp/a"
+    "$Q" --dry-run --json "${args[@]}" "$f16" "$t" 2>/dev/null | smelt_plan >"$tmp/b"
+    [ "$(wc -l <"$tmp/a")" -eq 43 ] || fail "$t: parsed $(wc -l <"$tmp/a") tensors from llama-quantize"
+    diff "$tmp/a" "$tmp/b" >"$tmp/d" || { head "$tmp/d"; fail "$t ${im:+(imatrix)}: plan differs from llama-quantize"; }
+    nplans=$((nplans+1))
+  done
+done
+echo "tiny-mixtral: $nplans plans (ftype x imatrix) equal to llama-quantize --dry-run"
+
+# float ftypes: byte-identical, with the imatrix provenance keys and overrides
+for t in F32 F16 BF16 COPY; do
+  "$Q" -q --imatrix "$imx" --override-kv general.name=str:zh-test --override-kv x.n=int:-3 "$f16" "$tmp/s.gguf" "$t" 1
+  "$LQ" --imatrix "$imx" --override-kv general.name=str:zh-test --override-kv x.n=int:-3 "$f16" "$tmp/l.gguf" "$t" 1 >/dev/null 2>&1
+  cmp "$tmp/s.gguf" "$tmp/l.gguf" || fail "$t with --imatrix/--override-kv differs from llama-quantize"
+done
+echo "tiny-mixtral: F32 F16 BF16 COPY byte-identical to llama-quantize (imatrix keys, overrides)"
+
+# outputs load and run in llama.cpp
+LP="${LQ%/*}/llama-perplexity"
+if [ -x "$LP" ]; then
+  runnable=$(awk '/^ +[0-9]+ +or +[A-Z]/ && !/plan only/ {print $3}' "$tmp/help")
+  for t in $runnable; do
+    "$Q" -q --imatrix "$imx" "$f16" "$tmp/r.gguf" "$t" 2 2>/dev/null || continue
+    head -c 8000 samples/text/eval-en.txt >"$tmp/ev.txt"
+    for try in 1 2 3 4 5; do # its last log lines are sometimes lost at exit: run again
+      "$LP" -m "$tmp/r.gguf" -f "$tmp/ev.txt" -c 128 -b 128 -t 2 --log-file "$tmp/p2.log" >"$tmp/p.log" 2>&1 ||
+        { tail -5 "$tmp/p.log"; fail "llama-perplexity on smelt's $t"; }
+      cat "$tmp/p2.log" >>"$tmp/p.log"
+      grep -q "Final estimate: PPL = " "$tmp/p.log" && break
+    done
+    grep -q "Final estimate: PPL = " "$tmp/p.log" || fail "no PPL for $t"
+    echo "llama-perplexity runs on smelt's $t: $(grep -o 'PPL = [0-9.]*' "$tmp/p.log" | head -1)"
+  done
+fi
+echo "quantize: ok"
