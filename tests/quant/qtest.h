@@ -29,6 +29,9 @@
 
 /* ==== model shapes ==== */
 
+/* tok_src value for qt_write_model(): a generated vocabulary of n_vocab tokens. */
+#define QT_SMALL_VOCAB "<small-vocab>"
+
 typedef struct qt_shape {
     const char *name;
     uint32_t n_layer, n_embd, n_ff, n_head, n_head_kv, n_expert, n_vocab;
@@ -43,6 +46,8 @@ static const qt_shape qt_shapes[] = {
     {"llama-3.1-70b", 80, 8192, 28672, 64, 8, 0, 128256, false, true},
     {"dense-odd", 12, 2880, 1000, 8, 4, 0, 32000, true, false},    /* rows unfit for 256/32 blocks, tied */
 };
+/* samples/tiny-mixtral's own shapes (vocab 4096), for runs that quantize for real. */
+static const qt_shape qt_tiny_mixtral = {"tiny-mixtral", 4, 256, 512, 8, 2, 4, 4096, false, false};
 #define QT_N_SHAPES (sizeof qt_shapes / sizeof qt_shapes[0])
 
 typedef struct qt_tensor {
@@ -164,7 +169,33 @@ QT_FN int qt_write_model(const char *path, const qt_shape *s, int mode, const ch
             rc |= smelt_gguf_writer_set_u32(w, "llama.expert_used_count", 2, &e);
         }
         rc |= smelt_gguf_writer_set_u32(w, "general.file_type", 1, &e);
-        if (tok_src) {
+        if (tok_src && !strcmp(tok_src, QT_SMALL_VOCAB)) {
+            /* a small SentencePiece vocabulary llama.cpp accepts: specials, the 256 byte
+             * tokens, then plain pieces (n_vocab of the shape) */
+            const char **toks = calloc(s->n_vocab, sizeof *toks);
+            char (*txt)[16] = calloc(s->n_vocab, sizeof *txt);
+            float *scores = calloc(s->n_vocab, sizeof *scores);
+            int32_t *types = calloc(s->n_vocab, sizeof *types);
+            for (uint32_t i = 0; i < s->n_vocab; i++) {
+                if (i < 3) snprintf(txt[i], 16, "%s", i == 0 ? "<unk>" : i == 1 ? "<s>" : "</s>");
+                else if (i < 259) snprintf(txt[i], 16, "<0x%02X>", i - 3);
+                else snprintf(txt[i], 16, "\xe2\x96\x81t%u", i);
+                toks[i] = txt[i];
+                types[i] = i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1;
+                scores[i] = i < 259 ? 0.0f : -(float)i;
+            }
+            rc |= smelt_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama", &e);
+            rc |= smelt_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", toks, NULL, s->n_vocab, &e);
+            rc |= smelt_gguf_writer_set_arr(w, "tokenizer.ggml.scores", SMELT_GGUF_F32, scores, s->n_vocab, &e);
+            rc |= smelt_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", SMELT_GGUF_I32, types, s->n_vocab, &e);
+            rc |= smelt_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1, &e);
+            rc |= smelt_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2, &e);
+            rc |= smelt_gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 0, &e);
+            free(toks);
+            free(txt);
+            free(scores);
+            free(types);
+        } else if (tok_src) {
             rc |= smelt_gguf_open(tok_src, 0, &tok, &e);
             for (uint64_t i = 0; !rc && i < smelt_gguf_n_kv(tok); i++) {
                 const smelt_gguf_kv *kv = smelt_gguf_kv_at(tok, i);

@@ -1,0 +1,158 @@
+/* bench_quantize.c — smelt-quantize throughput (input MB/s) and peak RSS per type on
+ * Mixtral-shaped expert tensors (rows of 4096 and 14336), next to llama.cpp's
+ * llama_model_quantize with the same thread count when the oracle is installed.
+ * The model is generated (random f16), never committed: SMELT_BENCH_EXPERTS experts per
+ * tensor (default 1; 8 = one full Mixtral-8x7B layer, 2.8 GB), SMELT_BENCH_THREADS
+ * (default 2), SMELT_BENCH_TYPES (default: every pure type smelt can produce). Each run
+ * is a forked child, so wall time and RSS are its own. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "formats/base/progress.h"
+#include "quant/qtypes.h"
+#include "quant/quantize.h"
+#include "tests/quant/qtest.h"
+
+static int write_layer(const char *path, uint32_t n_exp)
+{
+    smelt_err e;
+    smelt_gguf_writer *w = smelt_gguf_writer_new();
+    int rc = smelt_gguf_writer_set_str(w, "general.architecture", "llama", &e);
+    rc |= smelt_gguf_writer_set_u32(w, "llama.block_count", 1, &e);
+    rc |= smelt_gguf_writer_set_u32(w, "llama.context_length", 4096, &e);
+    rc |= smelt_gguf_writer_set_u32(w, "llama.embedding_length", 4096, &e);
+    rc |= smelt_gguf_writer_set_u32(w, "llama.feed_forward_length", 14336, &e);
+    rc |= smelt_gguf_writer_set_u32(w, "llama.attention.head_count", 32, &e);
+    rc |= smelt_gguf_writer_set_u32(w, "llama.attention.head_count_kv", 8, &e);
+    rc |= smelt_gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f, &e);
+    rc |= smelt_gguf_writer_set_u32(w, "llama.expert_count", 8, &e);
+    rc |= smelt_gguf_writer_set_u32(w, "llama.expert_used_count", 2, &e);
+    uint64_t up[3] = {4096, 14336, n_exp}, down[3] = {14336, 4096, n_exp};
+    uint32_t nd = n_exp > 1 ? 3 : 2;
+    rc |= smelt_gguf_writer_add_tensor(w, "blk.0.ffn_up_exps.weight", nd, up, SMELT_TYPE_F16, &e);
+    rc |= smelt_gguf_writer_add_tensor(w, "blk.0.ffn_down_exps.weight", nd, down, SMELT_TYPE_F16, &e);
+    if (!rc) rc = smelt_gguf_writer_begin(w, path, &e);
+    size_t row = 14336, n = 2 * (size_t)4096 * 14336 * n_exp / row;
+    uint16_t *buf = malloc(row * 2);
+    uint64_t seed = 12345;
+    for (size_t r = 0; !rc && r < n; r++) {
+        for (size_t i = 0; i < row; i++) buf[i] = smelt_f32_to_f16(qt_rand(&seed));
+        rc = smelt_gguf_writer_write(w, buf, row * 2, &e);
+    }
+    free(buf);
+    if (!rc) rc = smelt_gguf_writer_commit(w, &e);
+    if (rc) fprintf(stderr, "bench_quantize: writing the model: %s\n", e.msg);
+    smelt_gguf_writer_free(w);
+    return rc;
+}
+
+typedef struct result {
+    double secs;
+    long rss_mb;
+    int ok;
+} result;
+
+/* Run fn in a child; its wall time and peak RSS. */
+static result in_child(int (*fn)(void *), void *arg)
+{
+    result r = {0, 0, 0};
+    double t0 = smelt_now();
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) _exit(fn(arg) ? 1 : 0);
+    int st;
+    struct rusage ru;
+    if (pid < 0 || wait4(pid, &st, 0, &ru) != pid) return r;
+    r.secs = smelt_now() - t0;
+    r.rss_mb = ru.ru_maxrss / 1024;
+    r.ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    return r;
+}
+
+typedef struct job {
+    const char *in, *out, *ftype;
+    int threads, ftype_id;
+} job;
+
+static int run_smelt(void *p)
+{
+    job *j = p;
+    smelt_quantize_opts o;
+    smelt_quantize_opts_default(&o);
+    o.ftype = j->ftype;
+    o.n_threads = j->threads;
+    o.pure = true;
+    smelt_err e;
+    int rc = smelt_quantize_run(&o, j->in, j->out, NULL, &e);
+    if (rc) fprintf(stderr, "smelt: %s\n", e.msg);
+    return rc;
+}
+
+static int run_llama(void *p)
+{
+    job *j = p;
+    const lq_api *a = lq_get();
+    lq_params q = a->default_params();
+    q.ftype = j->ftype_id;
+    q.nthread = j->threads;
+    q.pure = true;
+    return (int)lq_quantize(a, j->in, j->out, &q, NULL);
+}
+
+int main(void)
+{
+    const char *ev = getenv("SMELT_BENCH_EXPERTS"), *tv = getenv("SMELT_BENCH_THREADS");
+    uint32_t n_exp = ev ? (uint32_t)atoi(ev) : 1;
+    int threads = tv ? atoi(tv) : 2;
+    if (n_exp < 1 || n_exp > 8 || threads < 1) {
+        fprintf(stderr, "bench_quantize: SMELT_BENCH_EXPERTS must be 1..8, SMELT_BENCH_THREADS >= 1\n");
+        return 2;
+    }
+    char dir[4096], in[4200], out[4200];
+    if (tu_mkdtemp(dir, sizeof dir)) return 1;
+    snprintf(in, sizeof in, "%s/layer-f16.gguf", dir);
+    snprintf(out, sizeof out, "%s/out.gguf", dir);
+    if (write_layer(in, n_exp)) return 1;
+    double mb = 2.0 * 4096 * 14336 * n_exp * 2 / 1e6;
+    const lq_api *a = lq_get();
+    printf("Mixtral-shaped ffn_up_exps + ffn_down_exps, %u expert%s: %.0f MB of f16, %d thread%s, --pure\n", n_exp,
+           n_exp > 1 ? "s" : "", mb, threads, threads > 1 ? "s" : "");
+    printf("%-7s %12s %9s %12s %9s %7s\n", "type", "smelt MB/s", "RSS MB", "llama MB/s", "RSS MB", "ratio");
+    const char *deflt[] = {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_S", "Q4_K_S", "Q5_K_S", "Q6_K", "BF16", "F32"};
+    char *types = getenv("SMELT_BENCH_TYPES") ? strdup(getenv("SMELT_BENCH_TYPES")) : NULL;
+    size_t nt = sizeof deflt / sizeof deflt[0];
+    const char *list[64];
+    if (types) {
+        nt = 0;
+        for (char *s = strtok(types, " ,"); s && nt < 64; s = strtok(NULL, " ,")) list[nt++] = s;
+    } else {
+        memcpy(list, deflt, sizeof deflt);
+    }
+    int rc = 0, shown = 0;
+    for (size_t i = 0; i < nt; i++) {
+        const smelt_ftype_info *fi = smelt_ftype_find(list[i]);
+        if (!fi) continue;
+        if (!smelt_q_can_quantize(fi->default_type)) {
+            if (types) printf("%-7s %12s\n", fi->name, "(not yet)");
+            continue;
+        }
+        job j = {in, out, fi->name, threads, fi->ftype};
+        result s = in_child(run_smelt, &j), l = {0, 0, 0};
+        unlink(out);
+        if (a) l = in_child(run_llama, &j);
+        unlink(out);
+        if (!s.ok) rc = 1;
+        printf("%-7s %12.1f %9ld", fi->name, mb / s.secs, s.rss_mb);
+        if (l.ok) printf(" %12.1f %9ld %7.2f\n", mb / l.secs, l.rss_mb, l.secs / s.secs);
+        else printf(" %12s\n", a ? "(failed)" : "(no oracle)");
+        shown++;
+    }
+    if (!shown) printf("(no type smelt can produce in this list yet)\n");
+    free(types);
+    tu_rmtree(dir);
+    return rc;
+}
