@@ -15,7 +15,7 @@
 #include "formats/base/progress.h"
 #include "quant/qtypes.h"
 #include "quant/quantize.h"
-#include "tests/quant/qtest.h"
+#include "tests/quant/qrun.h"
 
 static int write_layer(const char *path, uint32_t n_exp)
 {
@@ -40,7 +40,7 @@ static int write_layer(const char *path, uint32_t n_exp)
     uint16_t *buf = malloc(row * 2);
     uint64_t seed = 12345;
     for (size_t r = 0; !rc && r < n; r++) {
-        for (size_t i = 0; i < row; i++) buf[i] = smelt_f32_to_f16(qt_rand(&seed));
+        for (size_t i = 0; i < row; i++) buf[i] = smelt_f32_to_f16(qr_rand(&seed));
         rc = smelt_gguf_writer_write(w, buf, row * 2, &e);
     }
     free(buf);

@@ -8,7 +8,7 @@
 
 #include "formats/ggml_types.h"
 #include "quant/policy.h"
-#include "tests/quant/qtest.h"
+#include "tests/quant/qrun.h"
 
 /* ==== ftype names ==== */
 
@@ -70,17 +70,17 @@ Test(policy, quantizable_names)
 /* ==== plans ==== */
 
 typedef struct plan {
-    qt_tensor t[QT_MAX_TENSORS];
-    smelt_policy_tensor pt[QT_MAX_TENSORS];
+    qr_tensor t[QR_MAX_TENSORS];
+    smelt_policy_tensor pt[QR_MAX_TENSORS];
     size_t n;
 } plan;
 
 static int cmp_qt(const void *a, const void *b)
 {
-    return smelt_policy_cmp(((const qt_tensor *)a)->name, ((const qt_tensor *)b)->name);
+    return smelt_policy_cmp(((const qr_tensor *)a)->name, ((const qr_tensor *)b)->name);
 }
 
-static smelt_policy_model model_of(const qt_shape *s)
+static smelt_policy_model model_of(const qr_shape *s)
 {
     smelt_policy_model m = {s->n_layer, s->n_head, s->n_head_kv, s->n_expert,
                             s->n_layer == 80 && s->n_head != s->n_head_kv};
@@ -88,9 +88,9 @@ static smelt_policy_model model_of(const qt_shape *s)
 }
 
 /* Plan all tensors of a shape (sorted as llama.cpp does). */
-static int make_plan(plan *p, const qt_shape *s, const smelt_policy_opts *o, smelt_err *e)
+static int make_plan(plan *p, const qr_shape *s, const smelt_policy_opts *o, smelt_err *e)
 {
-    p->n = qt_shape_tensors(s, p->t);
+    p->n = qr_shape_tensors(s, p->t);
     qsort(p->t, p->n, sizeof p->t[0], cmp_qt);
     for (size_t i = 0; i < p->n; i++) {
         p->pt[i].name = p->t[i].name;
@@ -108,7 +108,7 @@ static smelt_policy_opts opts_for(const smelt_ftype_info *f, bool imx)
 }
 
 /* Our snapshot text for a shape, with or without an imatrix. */
-static char *snapshot_text(const qt_shape *s, bool imx)
+static char *snapshot_text(const qr_shape *s, bool imx)
 {
     static plan p;
     size_t cap = 1 << 20, len = 0;
@@ -120,7 +120,7 @@ static char *snapshot_text(const qt_shape *s, bool imx)
     if (s->n_expert) PUT(", n_expert=%u", s->n_expert);
     PUT("\n");
     const smelt_ftype_info *fts[64];
-    size_t nf = qt_snapshot_ftypes(fts);
+    size_t nf = qr_snapshot_ftypes(fts);
     for (size_t k = 0; k < nf; k++) {
         smelt_policy_opts o = opts_for(fts[k], imx);
         smelt_err e;
@@ -137,12 +137,12 @@ static char *snapshot_text(const qt_shape *s, bool imx)
 Test(policy, snapshots)
 {
     bool update = getenv("SMELT_UPDATE_SNAPSHOTS") != NULL;
-    for (size_t k = 0; k < QT_N_SHAPES; k++)
+    for (size_t k = 0; k < QR_N_SHAPES; k++)
         for (int imx = 0; imx < 2; imx++) {
             char rel[256], path[4096];
-            snprintf(rel, sizeof rel, "tests/quant/snapshots/%s%s.schema", qt_shapes[k].name, imx ? ".imatrix" : "");
+            snprintf(rel, sizeof rel, "tests/quant/snapshots/%s%s.schema", qr_shapes[k].name, imx ? ".imatrix" : "");
             tu_path(path, sizeof path, rel);
-            char *txt = snapshot_text(&qt_shapes[k], imx);
+            char *txt = snapshot_text(&qr_shapes[k], imx);
             if (update) {
                 cr_assert_eq(tu_write(path, txt, strlen(txt)), 0);
             } else {
@@ -163,7 +163,7 @@ Test(policy, mix_rules_spot_checks)
     static plan p;
     smelt_err e;
     smelt_policy_opts o = opts_for(smelt_ftype_find("Q4_K_M"), false);
-    cr_assert_eq(make_plan(&p, &qt_shapes[1], &o, &e), 0);
+    cr_assert_eq(make_plan(&p, &qr_shapes[1], &o, &e), 0);
     for (size_t i = 0; i < p.n; i++) {
         const char *n = p.pt[i].name;
         int want = -1;
@@ -179,7 +179,7 @@ Test(policy, mix_rules_spot_checks)
     }
     /* dense-odd: 2880-wide rows do not fit 256-blocks, 1000 fit no block at all */
     o = opts_for(smelt_ftype_find("Q4_K_M"), false);
-    cr_assert_eq(make_plan(&p, &qt_shapes[3], &o, &e), 0);
+    cr_assert_eq(make_plan(&p, &qr_shapes[3], &o, &e), 0);
     for (size_t i = 0; i < p.n; i++) {
         const char *n = p.pt[i].name;
         if (!strcmp(n, "token_embd.weight")) /* tied: output rules; row unfit → Q8_0 */
@@ -202,7 +202,7 @@ Test(policy, options)
     o.n_overrides = 2;
     o.output_tensor_type = SMELT_TYPE_Q8_0;
     o.token_embedding_type = SMELT_TYPE_F16;
-    cr_assert_eq(make_plan(&p, &qt_shapes[0], &o, &e), 0, "%s", e.msg);
+    cr_assert_eq(make_plan(&p, &qr_shapes[0], &o, &e), 0, "%s", e.msg);
     for (size_t i = 0; i < p.n; i++) {
         const char *n = p.pt[i].name;
         if (strstr(n, "attn_v")) cr_assert_eq(p.pt[i].new_type, SMELT_TYPE_Q8_0, "pattern lower-cased");
@@ -214,7 +214,7 @@ Test(policy, options)
     o = opts_for(smelt_ftype_find("Q3_K_M"), false);
     o.pure = true;
     o.leave_output = true;
-    cr_assert_eq(make_plan(&p, &qt_shapes[0], &o, &e), 0);
+    cr_assert_eq(make_plan(&p, &qr_shapes[0], &o, &e), 0);
     for (size_t i = 0; i < p.n; i++) {
         if (!strcmp(p.pt[i].name, "output.weight")) cr_assert_eq(p.pt[i].new_type, SMELT_TYPE_F16, "left as is");
         else if (!(p.pt[i].flags & SMELT_PT_KEPT)) cr_assert_eq(p.pt[i].new_type, SMELT_TYPE_Q3_K, "%s", p.pt[i].name);
@@ -229,15 +229,15 @@ Test(policy, errors)
     smelt_policy_opts o = opts_for(smelt_ftype_find("Q4_K_M"), false);
     o.overrides = bad;
     o.n_overrides = 1;
-    cr_assert_eq(make_plan(&p, &qt_shapes[0], &o, &e), SMELT_EUSAGE);
+    cr_assert_eq(make_plan(&p, &qr_shapes[0], &o, &e), SMELT_EUSAGE);
     char line[1200];
     smelt_err_format(&e, line, sizeof line);
     cr_assert_str_eq(line, "--tensor-type pattern 'attn_(v': Unmatched ( or \\(");
     o = opts_for(smelt_ftype_find("Q8_0"), false);
     o.output_tensor_type = SMELT_TYPE_Q4_K;
-    cr_assert_eq(make_plan(&p, &qt_shapes[3], &o, &e), 0, "tied: no output.weight, nothing to check");
+    cr_assert_eq(make_plan(&p, &qr_shapes[3], &o, &e), 0, "tied: no output.weight, nothing to check");
     o.token_embedding_type = SMELT_TYPE_Q4_K;
-    cr_assert_eq(make_plan(&p, &qt_shapes[3], &o, &e), SMELT_EUSAGE);
+    cr_assert_eq(make_plan(&p, &qr_shapes[3], &o, &e), SMELT_EUSAGE);
     smelt_err_format(&e, line, sizeof line);
     cr_assert_str_eq(line, "'token_embd.weight': --token-embedding-type q4_K: row length 2880 is not a multiple of "
                            "the q4_K block size 256");
@@ -297,17 +297,17 @@ Test(policy, equals_llama_cpp_hooks, .timeout = 120)
     const lq_api *a = lq_get();
     if (!a) cr_skip_test("llama.cpp oracle (libllama with the llama_quant_* hooks) not installed");
     static plan p;
-    static int types[QT_MAX_TENSORS];
+    static int types[QR_MAX_TENSORS];
     const smelt_ftype_info *fts[64];
-    size_t nf = qt_snapshot_ftypes(fts), checked = 0, bad = 0;
-    for (size_t k = 0; k < QT_N_SHAPES; k++)
+    size_t nf = qr_snapshot_ftypes(fts), checked = 0, bad = 0;
+    for (size_t k = 0; k < QR_N_SHAPES; k++)
         for (size_t v = 0; v < sizeof k_variants / sizeof k_variants[0]; v++) {
             if (v && k == 2) continue; /* options on the 70B list add nothing the others miss */
             for (size_t f = 0; f < nf; f++) {
                 smelt_policy_opts o = opts_for(fts[f], false);
                 k_variants[v].sm(&o);
                 smelt_err e;
-                int rc = make_plan(&p, &qt_shapes[k], &o, &e);
+                int rc = make_plan(&p, &qr_shapes[k], &o, &e);
                 if (rc) {
                     /* llama.cpp would crash on these (explicit type that does not fit the rows) */
                     cr_assert_eq(rc, SMELT_EUSAGE, "%s", e.msg);
@@ -315,12 +315,12 @@ Test(policy, equals_llama_cpp_hooks, .timeout = 120)
                 }
                 /* every tensor, as llama.cpp's own pass sees them (tied-output and attn_v counts
                  * look at all names); tensors it does not quantize come back as their type */
-                lq_mock_plan(a, &qt_shapes[k], p.t, p.n, fts[f]->ftype, k_variants[v].lq, NULL, types);
+                lq_mock_plan(a, &qr_shapes[k], p.t, p.n, fts[f]->ftype, k_variants[v].lq, NULL, types);
                 for (size_t i = 0; i < p.n; i++) {
                     if (p.pt[i].flags & SMELT_PT_KEPT) continue;
                     checked++;
                     if (types[i] != p.pt[i].new_type && bad++ < 10)
-                        cr_log_error("%s %s [%s]: %s llama.cpp %s, smelt %s", qt_shapes[k].name, fts[f]->name,
+                        cr_log_error("%s %s [%s]: %s llama.cpp %s, smelt %s", qr_shapes[k].name, fts[f]->name,
                                      k_variants[v].name, p.pt[i].name, type_or_default(types[i]),
                                      smelt_type_name(p.pt[i].new_type));
                 }
@@ -337,18 +337,18 @@ Test(policy, equals_llama_cpp_70b_snapshot)
     char path[4096], ours[4096];
     snprintf(path, sizeof path, "%s/tests/snapshots/meta-llama-3.1-70b-instruct.schema", src);
     tu_path(ours, sizeof ours, "tests/quant/snapshots/llama-3.1-70b.schema");
-    static qt_schema a, b;
-    if (qt_schema_read(path, &a)) cr_skip_test("no %s in this llama.cpp", path);
-    cr_assert_eq(qt_schema_read(ours, &b), 0);
+    static qr_schema a, b;
+    if (qr_schema_read(path, &a)) cr_skip_test("no %s in this llama.cpp", path);
+    cr_assert_eq(qr_schema_read(ours, &b), 0);
     cr_assert_eq(a.n, b.n, "sections: llama.cpp %zu, smelt %zu", a.n, b.n);
     for (size_t i = 0; i < a.n; i++) {
-        const qt_section *x = &a.s[i], *y = qt_schema_find(&b, x->ftype);
+        const qr_section *x = &a.s[i], *y = qr_schema_find(&b, x->ftype);
         cr_assert(y, "[%s] missing", x->ftype);
         cr_assert_str_eq(x->deflt, y->deflt, "[%s]", x->ftype);
         cr_assert_eq(x->n, y->n, "[%s]: %zu overrides in llama.cpp, %zu in smelt", x->ftype, x->n, y->n);
         for (size_t j = 0; j < x->n; j++)
-            cr_assert_str_eq(x->type[j], qt_section_type(y, x->name[j]), "[%s] %s", x->ftype, x->name[j]);
+            cr_assert_str_eq(x->type[j], qr_section_type(y, x->name[j]), "[%s] %s", x->ftype, x->name[j]);
     }
-    qt_schema_free(&a);
-    qt_schema_free(&b);
+    qr_schema_free(&a);
+    qr_schema_free(&b);
 }

@@ -12,7 +12,7 @@
 #include "formats/imatrix.h"
 #include "quant/qtypes.h"
 #include "quant/quantize.h"
-#include "tests/quant/qtest.h"
+#include "tests/quant/qrun.h"
 
 #define TOK_SRC "tests/fixtures/external/gguf-llama2-tiny-random-ollama/llama-2-tiny-random.gguf"
 #define FIX_IMX "tests/fixtures/imatrix/tiny-mixtral-calib-c256.gguf"
@@ -20,8 +20,8 @@
 /* ==== running smelt ==== */
 
 typedef struct srun {
-    char names[QT_MAX_TENSORS][64];
-    int types[QT_MAX_TENSORS];
+    char names[QR_MAX_TENSORS][64];
+    int types[QR_MAX_TENSORS];
     size_t n;
     char warn[16][1024];
     size_t n_warn;
@@ -42,7 +42,7 @@ static void s_plan(void *u, const smelt_qplan *p)
     r->n = p->n;
     r->can_run = p->can_run;
     r->out_bytes = p->out_bytes;
-    for (size_t i = 0; i < p->n && i < QT_MAX_TENSORS; i++) {
+    for (size_t i = 0; i < p->n && i < QR_MAX_TENSORS; i++) {
         snprintf(r->names[i], 64, "%s", p->t[i].name);
         r->types[i] = p->t[i].new_type;
     }
@@ -88,7 +88,7 @@ static void env_make(env *v)
     tu_path(tok, sizeof tok, TOK_SRC);
     snprintf(v->tiny, sizeof v->tiny, "%s/tiny-f16.gguf", v->dir);
     (void)tok;
-    cr_assert_eq(qt_write_model(v->tiny, &qt_tiny_mixtral, QT_DATA, QT_SMALL_VOCAB), 0);
+    cr_assert_eq(qr_write_model(v->tiny, &qr_tiny_mixtral, QR_DATA, QR_SMALL_VOCAB), 0);
     tu_path(v->imx, sizeof v->imx, FIX_IMX);
     if (!smelt_file_exists(v->imx)) v->imx[0] = 0;
 }
@@ -106,17 +106,17 @@ static size_t llama_dry_run(const lq_api *a, const char *in, int ftype, bool imx
     char *log = NULL, out[4200];
     snprintf(out, sizeof out, "%s.never-written", in);
     cr_assert_eq(lq_quantize(a, in, out, &p, &log), 0, "llama_model_quantize --dry-run failed on %s", in);
-    size_t n = lq_parse_dry_run(log, names, types, QT_MAX_TENSORS);
+    size_t n = lq_parse_dry_run(log, names, types, QR_MAX_TENSORS);
     free(log);
     return n;
 }
 
 static void compare_plans(const lq_api *a, const char *smelt_in, const char *llama_in, const char *imx, const char *what)
 {
-    static char names[QT_MAX_TENSORS][64], types[QT_MAX_TENSORS][16];
+    static char names[QR_MAX_TENSORS][64], types[QR_MAX_TENSORS][16];
     static srun r;
     const smelt_ftype_info *fts[64];
-    size_t nf = qt_snapshot_ftypes(fts), bad = 0, checked = 0;
+    size_t nf = qr_snapshot_ftypes(fts), bad = 0, checked = 0;
     for (size_t f = 0; f < nf; f++) {
         smelt_quantize_opts o;
         opts_init(&o, &r, fts[f]->name);
@@ -161,8 +161,8 @@ Test(quantize, plan_equals_llama_on_mixtral_8x7b, .timeout = 300)
     cr_assert_eq(tu_mkdtemp(dir, sizeof dir), 0);
     snprintf(meta, sizeof meta, "%s/mixtral-meta.gguf", dir);
     snprintf(sparse, sizeof sparse, "%s/mixtral-sparse.gguf", dir);
-    cr_assert_eq(qt_write_model(meta, &qt_shapes[1], QT_META, NULL), 0);
-    cr_assert_eq(qt_write_model(sparse, &qt_shapes[1], QT_SPARSE, NULL), 0);
+    cr_assert_eq(qr_write_model(meta, &qr_shapes[1], QR_META, NULL), 0);
+    cr_assert_eq(qr_write_model(sparse, &qr_shapes[1], QR_SPARSE, NULL), 0);
     struct stat st;
     cr_assert_eq(stat(sparse, &st), 0);
     cr_assert_gt(st.st_size, 90000000000LL, "the sparse file has the full f16 size");
@@ -330,7 +330,7 @@ Test(quantize, outputs_match_llama_and_load, .timeout = 600)
     lq_imx_set li = {0};
     if (v.imx[0]) lq_imx_load(&li, v.imx);
     const smelt_ftype_info *fts[64];
-    size_t nf = qt_snapshot_ftypes(fts), ran = 0, skipped_imx = 0;
+    size_t nf = qr_snapshot_ftypes(fts), ran = 0, skipped_imx = 0;
     fts[nf++] = smelt_ftype_find("COPY");
     fts[nf++] = smelt_ftype_find("Q4_K_M"); /* again, with an imatrix */
     static srun r;
@@ -655,7 +655,7 @@ Test(quantize, errors_exact_messages)
     /* a metadata-only GGUF can be planned, not quantized */
     char meta[4300];
     snprintf(meta, sizeof meta, "%s/meta.gguf", v.dir);
-    cr_assert_eq(qt_write_model(meta, &qt_shapes[0], QT_META, NULL), 0);
+    cr_assert_eq(qr_write_model(meta, &qr_shapes[0], QR_META, NULL), 0);
     opts_init(&o, &r, "F16");
     cr_assert_eq(smelt_quantize_run(&o, meta, out, NULL, &e), SMELT_EFORMAT);
     opts_init(&o, &r, "Q4_K_M");

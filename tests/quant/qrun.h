@@ -1,10 +1,10 @@
-/* qtest.h — helpers for the quantize tests (included by each tests/quant/test_*.c; all
+/* qrun.h — helpers for the quantize-run tests (included by each tests/quant/test_*.c; all
  * functions are static): llama-shaped model descriptions and their tensor lists,
  * GGUF files of those shapes (metadata-only, sparse, or with deterministic random data),
  * schema snapshot files (llama.cpp's tests/snapshots format), and the llama.cpp oracle
  * through libllama's C API (and the llama_quant_* test hooks it exports). */
-#ifndef SMELT_TESTS_QTEST_H
-#define SMELT_TESTS_QTEST_H
+#ifndef SMELT_TESTS_QRUN_H
+#define SMELT_TESTS_QRUN_H
 
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -24,39 +24,39 @@
 #include "tests/common/bytes.h"
 #include "tests/common/testutil.h"
 
-#define QT_FN static __attribute__((unused))
-#define QT_MAX_TENSORS 1400
+#define QR_FN static __attribute__((unused))
+#define QR_MAX_TENSORS 1400
 
 /* ==== model shapes ==== */
 
-/* tok_src value for qt_write_model(): a generated vocabulary of n_vocab tokens. */
-#define QT_SMALL_VOCAB "<small-vocab>"
+/* tok_src value for qr_write_model(): a generated vocabulary of n_vocab tokens. */
+#define QR_SMALL_VOCAB "<small-vocab>"
 
-typedef struct qt_shape {
+typedef struct qr_shape {
     const char *name;
     uint32_t n_layer, n_embd, n_ff, n_head, n_head_kv, n_expert, n_vocab;
     bool tied;       /* no output.weight */
     bool rope_freqs; /* a 1-D rope_freqs.weight (Llama 3.1) */
-} qt_shape;
+} qr_shape;
 
 /* The shape sets the plan is pinned on (tests/quant/snapshots/<name>.schema). */
-static const qt_shape qt_shapes[] = {
+static const qr_shape qr_shapes[] = {
     {"moe-tiny", 4, 256, 512, 8, 2, 4, 32000, false, false},        /* samples/tiny-mixtral, Llama-2 vocab */
     {"mixtral-8x7b", 32, 4096, 14336, 32, 8, 8, 32000, false, false},
     {"llama-3.1-70b", 80, 8192, 28672, 64, 8, 0, 128256, false, true},
     {"dense-odd", 12, 2880, 1000, 8, 4, 0, 32000, true, false},    /* rows unfit for 256/32 blocks, tied */
 };
 /* samples/tiny-mixtral's own shapes (vocab 4096), for runs that quantize for real. */
-static const qt_shape qt_tiny_mixtral = {"tiny-mixtral", 4, 256, 512, 8, 2, 4, 4096, false, false};
-#define QT_N_SHAPES (sizeof qt_shapes / sizeof qt_shapes[0])
+static const qr_shape qr_tiny_mixtral = {"tiny-mixtral", 4, 256, 512, 8, 2, 4, 4096, false, false};
+#define QR_N_SHAPES (sizeof qr_shapes / sizeof qr_shapes[0])
 
-typedef struct qt_tensor {
+typedef struct qr_tensor {
     char name[64];
     uint64_t ne[4];
     int type;
-} qt_tensor;
+} qr_tensor;
 
-static void qt_add(qt_tensor *t, size_t *n, const char *name, uint64_t a, uint64_t b, uint64_t c, int type)
+static void qr_add(qr_tensor *t, size_t *n, const char *name, uint64_t a, uint64_t b, uint64_t c, int type)
 {
     snprintf(t[*n].name, sizeof t[*n].name, "%s", name);
     t[*n].ne[0] = a;
@@ -68,46 +68,46 @@ static void qt_add(qt_tensor *t, size_t *n, const char *name, uint64_t a, uint64
 }
 
 /* Tensors of a shape in convert_hf_to_gguf's order (weights F16, norms/router F32). */
-QT_FN size_t qt_shape_tensors(const qt_shape *s, qt_tensor *t)
+QR_FN size_t qr_shape_tensors(const qr_shape *s, qr_tensor *t)
 {
     size_t n = 0;
     char nm[64];
     uint64_t kv = (uint64_t)s->n_embd / s->n_head * s->n_head_kv;
-    qt_add(t, &n, "token_embd.weight", s->n_embd, s->n_vocab, 1, SMELT_TYPE_F16);
-    if (s->rope_freqs) qt_add(t, &n, "rope_freqs.weight", s->n_embd / s->n_head / 2, 1, 1, SMELT_TYPE_F32);
+    qr_add(t, &n, "token_embd.weight", s->n_embd, s->n_vocab, 1, SMELT_TYPE_F16);
+    if (s->rope_freqs) qr_add(t, &n, "rope_freqs.weight", s->n_embd / s->n_head / 2, 1, 1, SMELT_TYPE_F32);
     for (uint32_t l = 0; l < s->n_layer; l++) {
 #define L(x) (snprintf(nm, sizeof nm, "blk.%u.%s", l, x), nm)
-        qt_add(t, &n, L("attn_norm.weight"), s->n_embd, 1, 1, SMELT_TYPE_F32);
-        qt_add(t, &n, L("attn_q.weight"), s->n_embd, s->n_embd, 1, SMELT_TYPE_F16);
-        qt_add(t, &n, L("attn_k.weight"), s->n_embd, kv, 1, SMELT_TYPE_F16);
-        qt_add(t, &n, L("attn_v.weight"), s->n_embd, kv, 1, SMELT_TYPE_F16);
-        qt_add(t, &n, L("attn_output.weight"), s->n_embd, s->n_embd, 1, SMELT_TYPE_F16);
-        qt_add(t, &n, L("ffn_norm.weight"), s->n_embd, 1, 1, SMELT_TYPE_F32);
+        qr_add(t, &n, L("attn_norm.weight"), s->n_embd, 1, 1, SMELT_TYPE_F32);
+        qr_add(t, &n, L("attn_q.weight"), s->n_embd, s->n_embd, 1, SMELT_TYPE_F16);
+        qr_add(t, &n, L("attn_k.weight"), s->n_embd, kv, 1, SMELT_TYPE_F16);
+        qr_add(t, &n, L("attn_v.weight"), s->n_embd, kv, 1, SMELT_TYPE_F16);
+        qr_add(t, &n, L("attn_output.weight"), s->n_embd, s->n_embd, 1, SMELT_TYPE_F16);
+        qr_add(t, &n, L("ffn_norm.weight"), s->n_embd, 1, 1, SMELT_TYPE_F32);
         if (s->n_expert > 1) {
-            qt_add(t, &n, L("ffn_gate_inp.weight"), s->n_embd, s->n_expert, 1, SMELT_TYPE_F32);
-            qt_add(t, &n, L("ffn_gate_exps.weight"), s->n_embd, s->n_ff, s->n_expert, SMELT_TYPE_F16);
-            qt_add(t, &n, L("ffn_down_exps.weight"), s->n_ff, s->n_embd, s->n_expert, SMELT_TYPE_F16);
-            qt_add(t, &n, L("ffn_up_exps.weight"), s->n_embd, s->n_ff, s->n_expert, SMELT_TYPE_F16);
+            qr_add(t, &n, L("ffn_gate_inp.weight"), s->n_embd, s->n_expert, 1, SMELT_TYPE_F32);
+            qr_add(t, &n, L("ffn_gate_exps.weight"), s->n_embd, s->n_ff, s->n_expert, SMELT_TYPE_F16);
+            qr_add(t, &n, L("ffn_down_exps.weight"), s->n_ff, s->n_embd, s->n_expert, SMELT_TYPE_F16);
+            qr_add(t, &n, L("ffn_up_exps.weight"), s->n_embd, s->n_ff, s->n_expert, SMELT_TYPE_F16);
         } else {
-            qt_add(t, &n, L("ffn_gate.weight"), s->n_embd, s->n_ff, 1, SMELT_TYPE_F16);
-            qt_add(t, &n, L("ffn_down.weight"), s->n_ff, s->n_embd, 1, SMELT_TYPE_F16);
-            qt_add(t, &n, L("ffn_up.weight"), s->n_embd, s->n_ff, 1, SMELT_TYPE_F16);
+            qr_add(t, &n, L("ffn_gate.weight"), s->n_embd, s->n_ff, 1, SMELT_TYPE_F16);
+            qr_add(t, &n, L("ffn_down.weight"), s->n_ff, s->n_embd, 1, SMELT_TYPE_F16);
+            qr_add(t, &n, L("ffn_up.weight"), s->n_embd, s->n_ff, 1, SMELT_TYPE_F16);
         }
 #undef L
     }
-    qt_add(t, &n, "output_norm.weight", s->n_embd, 1, 1, SMELT_TYPE_F32);
-    if (!s->tied) qt_add(t, &n, "output.weight", s->n_embd, s->n_vocab, 1, SMELT_TYPE_F16);
+    qr_add(t, &n, "output_norm.weight", s->n_embd, 1, 1, SMELT_TYPE_F32);
+    if (!s->tied) qr_add(t, &n, "output.weight", s->n_embd, s->n_vocab, 1, SMELT_TYPE_F16);
     return n;
 }
 
-static uint32_t qt_ndims(const uint64_t ne[4])
+static uint32_t qr_ndims(const uint64_t ne[4])
 {
     uint32_t d = 4;
     while (d > 1 && ne[d - 1] == 1) d--;
     return d;
 }
 
-static uint64_t qt_nbytes(const qt_tensor *t)
+static uint64_t qr_nbytes(const qr_tensor *t)
 {
     uint64_t rb = 0;
     smelt_type_row_bytes(t->type, t->ne[0], &rb, NULL);
@@ -116,16 +116,16 @@ static uint64_t qt_nbytes(const qt_tensor *t)
 
 /* ==== GGUF files of a shape ==== */
 
-enum { QT_META, QT_SPARSE, QT_DATA };
+enum { QR_META, QR_SPARSE, QR_DATA };
 
-static void qt_kv_str(tb_buf *b, const char *k, const char *v)
+static void qr_kv_str(tb_buf *b, const char *k, const char *v)
 {
     tb_gstr(b, k);
     tb_u32(b, SMELT_GGUF_STRING);
     tb_gstr(b, v);
 }
 
-static void qt_kv_u32(tb_buf *b, const char *k, uint32_t v)
+static void qr_kv_u32(tb_buf *b, const char *k, uint32_t v)
 {
     tb_gstr(b, k);
     tb_u32(b, SMELT_GGUF_U32);
@@ -133,7 +133,7 @@ static void qt_kv_u32(tb_buf *b, const char *k, uint32_t v)
 }
 
 /* Deterministic pseudo-random weights (xorshift), roughly N(0, 0.02²)-sized. */
-static float qt_rand(uint64_t *s)
+static float qr_rand(uint64_t *s)
 {
     *s ^= *s << 13;
     *s ^= *s >> 7;
@@ -142,14 +142,14 @@ static float qt_rand(uint64_t *s)
     return (float)((u - 0.5) * 0.07);
 }
 
-/* Write a model of shape s: QT_META (header only), QT_SPARSE (header + a hole as big as the
- * data, so llama.cpp's bounds checks pass) or QT_DATA (random weights; tokenizer KVs
+/* Write a model of shape s: QR_META (header only), QR_SPARSE (header + a hole as big as the
+ * data, so llama.cpp's bounds checks pass) or QR_DATA (random weights; tokenizer KVs
  * copied from tok_src, a GGUF such as the ollama fixture, when given). 0 on success. */
-QT_FN int qt_write_model(const char *path, const qt_shape *s, int mode, const char *tok_src)
+QR_FN int qr_write_model(const char *path, const qr_shape *s, int mode, const char *tok_src)
 {
-    static qt_tensor t[QT_MAX_TENSORS];
-    size_t n = qt_shape_tensors(s, t);
-    if (mode == QT_DATA) {
+    static qr_tensor t[QR_MAX_TENSORS];
+    size_t n = qr_shape_tensors(s, t);
+    if (mode == QR_DATA) {
         smelt_err e;
         smelt_gguf_writer *w = smelt_gguf_writer_new();
         smelt_gguf *tok = NULL;
@@ -169,7 +169,7 @@ QT_FN int qt_write_model(const char *path, const qt_shape *s, int mode, const ch
             rc |= smelt_gguf_writer_set_u32(w, "llama.expert_used_count", 2, &e);
         }
         rc |= smelt_gguf_writer_set_u32(w, "general.file_type", 1, &e);
-        if (tok_src && !strcmp(tok_src, QT_SMALL_VOCAB)) {
+        if (tok_src && !strcmp(tok_src, QR_SMALL_VOCAB)) {
             /* a small SentencePiece vocabulary llama.cpp accepts: specials, the 256 byte
              * tokens, then plain pieces (n_vocab of the shape) */
             const char **toks = calloc(s->n_vocab, sizeof *toks);
@@ -202,15 +202,15 @@ QT_FN int qt_write_model(const char *path, const qt_shape *s, int mode, const ch
                 if (!strncmp(kv->key, "tokenizer.", 10)) rc |= smelt_gguf_writer_copy_kv(w, kv, &e);
             }
         }
-        for (size_t i = 0; !rc && i < n; i++) rc |= smelt_gguf_writer_add_tensor(w, t[i].name, qt_ndims(t[i].ne), t[i].ne, t[i].type, &e);
+        for (size_t i = 0; !rc && i < n; i++) rc |= smelt_gguf_writer_add_tensor(w, t[i].name, qr_ndims(t[i].ne), t[i].ne, t[i].type, &e);
         if (!rc) rc = smelt_gguf_writer_begin(w, path, &e);
         uint64_t seed = 0x9e3779b97f4a7c15ull;
         for (size_t i = 0; !rc && i < n; i++) {
             uint64_t ne = t[i].ne[0] * t[i].ne[1] * t[i].ne[2];
-            size_t bytes = (size_t)qt_nbytes(&t[i]);
+            size_t bytes = (size_t)qr_nbytes(&t[i]);
             uint8_t *buf = malloc(bytes);
             for (uint64_t j = 0; j < ne; j++) {
-                float v = qt_rand(&seed);
+                float v = qr_rand(&seed);
                 if (strstr(t[i].name, "_norm")) v = 1.0f + v;
                 if (t[i].type == SMELT_TYPE_F32) memcpy(buf + 4 * j, &v, 4);
                 else {
@@ -231,57 +231,57 @@ QT_FN int qt_write_model(const char *path, const qt_shape *s, int mode, const ch
     tb_u32(&b, 3);
     tb_u64(&b, n);
     tb_u64(&b, s->n_expert > 1 ? 12 : 10);
-    qt_kv_str(&b, "general.architecture", "llama");
-    qt_kv_str(&b, "general.name", s->name);
-    qt_kv_u32(&b, "llama.block_count", s->n_layer);
-    qt_kv_u32(&b, "llama.context_length", 4096);
-    qt_kv_u32(&b, "llama.embedding_length", s->n_embd);
-    qt_kv_u32(&b, "llama.feed_forward_length", s->n_ff);
-    qt_kv_u32(&b, "llama.attention.head_count", s->n_head);
-    qt_kv_u32(&b, "llama.attention.head_count_kv", s->n_head_kv);
+    qr_kv_str(&b, "general.architecture", "llama");
+    qr_kv_str(&b, "general.name", s->name);
+    qr_kv_u32(&b, "llama.block_count", s->n_layer);
+    qr_kv_u32(&b, "llama.context_length", 4096);
+    qr_kv_u32(&b, "llama.embedding_length", s->n_embd);
+    qr_kv_u32(&b, "llama.feed_forward_length", s->n_ff);
+    qr_kv_u32(&b, "llama.attention.head_count", s->n_head);
+    qr_kv_u32(&b, "llama.attention.head_count_kv", s->n_head_kv);
     tb_gstr(&b, "llama.attention.layer_norm_rms_epsilon");
     tb_u32(&b, SMELT_GGUF_F32);
     tb_f32(&b, 1e-5f);
     if (s->n_expert > 1) {
-        qt_kv_u32(&b, "llama.expert_count", s->n_expert);
-        qt_kv_u32(&b, "llama.expert_used_count", 2);
+        qr_kv_u32(&b, "llama.expert_count", s->n_expert);
+        qr_kv_u32(&b, "llama.expert_used_count", 2);
     }
-    qt_kv_u32(&b, "general.file_type", 1);
+    qr_kv_u32(&b, "general.file_type", 1);
     uint64_t off = 0;
     for (size_t i = 0; i < n; i++) {
         tb_gstr(&b, t[i].name);
-        uint32_t nd = qt_ndims(t[i].ne);
+        uint32_t nd = qr_ndims(t[i].ne);
         tb_u32(&b, nd);
         for (uint32_t d = 0; d < nd; d++) tb_u64(&b, t[i].ne[d]);
         tb_u32(&b, (uint32_t)t[i].type);
         tb_u64(&b, off);
-        off = smelt_pad_u64(off + qt_nbytes(&t[i]), 32);
+        off = smelt_pad_u64(off + qr_nbytes(&t[i]), 32);
     }
     tb_pad(&b, 32);
     size_t header = b.len;
     int rc = tu_write(path, b.p, b.len);
     tb_free(&b);
-    if (!rc && mode == QT_SPARSE) rc = truncate(path, (off_t)(header + off));
+    if (!rc && mode == QR_SPARSE) rc = truncate(path, (off_t)(header + off));
     return rc;
 }
 
 /* ==== schema snapshots (llama.cpp's format: "[FTYPE] default" then "tensor type" for
  * every quantizable tensor whose type differs from the default) ==== */
 
-typedef struct qt_section {
+typedef struct qr_section {
     char ftype[16];
     char deflt[16];
     size_t n;
     char (*name)[64];
     char (*type)[16];
-} qt_section;
+} qr_section;
 
-typedef struct qt_schema {
-    qt_section s[64];
+typedef struct qr_schema {
+    qr_section s[64];
     size_t n;
-} qt_schema;
+} qr_schema;
 
-QT_FN void qt_schema_free(qt_schema *sc)
+QR_FN void qr_schema_free(qr_schema *sc)
 {
     for (size_t i = 0; i < sc->n; i++) {
         free(sc->s[i].name);
@@ -290,13 +290,13 @@ QT_FN void qt_schema_free(qt_schema *sc)
     sc->n = 0;
 }
 
-QT_FN int qt_schema_read(const char *path, qt_schema *sc)
+QR_FN int qr_schema_read(const char *path, qr_schema *sc)
 {
     memset(sc, 0, sizeof *sc);
     FILE *f = fopen(path, "r");
     if (!f) return -1;
     char line[512];
-    qt_section *cur = NULL;
+    qr_section *cur = NULL;
     while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\r\n")] = 0;
         if (!line[0] || line[0] == '#') continue;
@@ -305,12 +305,12 @@ QT_FN int qt_schema_read(const char *path, qt_schema *sc)
             cur = &sc->s[sc->n++];
             memset(cur, 0, sizeof *cur);
             sscanf(line, "[%15[^]]] %15s", cur->ftype, cur->deflt);
-            cur->name = calloc(QT_MAX_TENSORS, sizeof *cur->name);
-            cur->type = calloc(QT_MAX_TENSORS, sizeof *cur->type);
+            cur->name = calloc(QR_MAX_TENSORS, sizeof *cur->name);
+            cur->type = calloc(QR_MAX_TENSORS, sizeof *cur->type);
             continue;
         }
         char *sp = strrchr(line, ' ');
-        if (!cur || !sp || cur->n == QT_MAX_TENSORS) continue;
+        if (!cur || !sp || cur->n == QR_MAX_TENSORS) continue;
         *sp = 0;
         snprintf(cur->name[cur->n], 64, "%.63s", line);
         snprintf(cur->type[cur->n], 16, "%.15s", sp + 1);
@@ -320,7 +320,7 @@ QT_FN int qt_schema_read(const char *path, qt_schema *sc)
     return 0;
 }
 
-QT_FN const qt_section *qt_schema_find(const qt_schema *sc, const char *ftype)
+QR_FN const qr_section *qr_schema_find(const qr_schema *sc, const char *ftype)
 {
     for (size_t i = 0; i < sc->n; i++)
         if (!strcmp(sc->s[i].ftype, ftype)) return &sc->s[i];
@@ -328,7 +328,7 @@ QT_FN const qt_section *qt_schema_find(const qt_schema *sc, const char *ftype)
 }
 
 /* Expected type of a tensor in a section (the default when not listed). */
-QT_FN const char *qt_section_type(const qt_section *s, const char *name)
+QR_FN const char *qr_section_type(const qr_section *s, const char *name)
 {
     for (size_t i = 0; i < s->n; i++)
         if (!strcmp(s->name[i], name)) return s->type[i];
@@ -336,7 +336,7 @@ QT_FN const char *qt_section_type(const qt_section *s, const char *name)
 }
 
 /* The ftypes of a snapshot, in llama_ftype order like llama.cpp's generator. */
-QT_FN size_t qt_snapshot_ftypes(const smelt_ftype_info **out)
+QR_FN size_t qr_snapshot_ftypes(const smelt_ftype_info **out)
 {
     size_t n = 0;
     for (int id = 0; id < 1024; id++) {
@@ -406,7 +406,7 @@ static void lq_quiet_cb(int level, const char *msg, void *ud)
 }
 
 /* Resolve the llama.cpp functions; NULL if the oracle libraries are absent. */
-QT_FN const lq_api *lq_get(void)
+QR_FN const lq_api *lq_get(void)
 {
     static lq_api a;
     static int done, ok;
@@ -441,7 +441,7 @@ QT_FN const lq_api *lq_get(void)
 
 /* llama.cpp's plan for a tensor list (quantizable tensors, sorted like llama.cpp) through
  * its test hooks (no imatrix): types[i] for t[i]. `tweak` may adjust the params. */
-QT_FN int lq_mock_plan(const lq_api *a, const qt_shape *s, const qt_tensor *t, size_t n, int ftype,
+QR_FN int lq_mock_plan(const lq_api *a, const qr_shape *s, const qr_tensor *t, size_t n, int ftype,
                        void (*tweak)(lq_params *, void *), void *ud, int *types)
 {
     lq_desc d = {"llama", s->n_embd, s->n_ff, s->n_layer, s->n_head, s->n_head_kv, s->n_expert,
@@ -488,7 +488,7 @@ static void lq_log_cb(int level, const char *msg, void *ud)
 
 
 /* Run llama_model_quantize; its log text is returned (caller frees) when log != NULL. */
-QT_FN uint32_t lq_quantize(const lq_api *a, const char *in, const char *out, const lq_params *p, char **log)
+QR_FN uint32_t lq_quantize(const lq_api *a, const char *in, const char *out, const lq_params *p, char **log)
 {
     lq_log l = {0};
     a->log_set(log ? lq_log_cb : lq_quiet_cb, &l);
@@ -501,7 +501,7 @@ QT_FN uint32_t lq_quantize(const lq_api *a, const char *in, const char *out, con
 
 /* From a --dry-run log: the planned type of each tensor ("name type" per line into a
  * malloc'd list). Returns the count. */
-QT_FN size_t lq_parse_dry_run(const char *log, char (*names)[64], char (*types)[16], size_t max)
+QR_FN size_t lq_parse_dry_run(const char *log, char (*names)[64], char (*types)[16], size_t max)
 {
     size_t n = 0;
     for (const char *p = log; (p = strstr(p, "] ")) && n < max; p++) {
