@@ -5,7 +5,8 @@
 # llama-perplexity (the measuring stick until smelt-perplexity covers KLD). smelt must
 # not be worse: KLD <= llama's + its standard error, likewise PPL.
 #
-# Environment: SMELT_QUALITY_TYPES (default "Q8_0 Q6_K Q5_K_M Q4_K_M Q3_K_M Q2_K"),
+# Environment: SMELT_QUALITY_TYPES (default "Q8_0 Q4_K_M Q2_K"; the demo set is
+# "Q8_0 Q6_K Q5_K_M Q4_K_M Q3_K_M Q2_K"),
 # SMELT_QUALITY_FULL=1 (every legacy and k-quant ftype, both eval texts, all chunks),
 # SMELT_QUALITY_CSV=FILE (append the table as CSV). Exit 77 while a tool is missing.
 set -euo pipefail
@@ -16,8 +17,8 @@ LQ="$B/llama-quantize" LP="$B/llama-perplexity"
 imx=tests/fixtures/imatrix/tiny-mixtral-calib-c256.gguf
 for x in "$LQ" "$LP"; do [ -x "$x" ] || { echo "skip: $x not built (tests/oracle/build-tools)"; exit 77; }; done
 [ -f "$imx" ] || { echo "skip: $imx missing"; exit 77; }
-types=${SMELT_QUALITY_TYPES:-"Q8_0 Q6_K Q5_K_M Q4_K_M Q3_K_M Q2_K"}
-texts="eval-en" chunks="--chunks 24"
+types=${SMELT_QUALITY_TYPES:-"Q8_0 Q4_K_M Q2_K"}
+texts="eval-en" chunks="--chunks 16"
 if [ "${SMELT_QUALITY_FULL:-0}" = 1 ]; then
   types="Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K"
   texts="eval-en eval-zh" chunks=""
