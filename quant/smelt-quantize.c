@@ -99,7 +99,7 @@ static void print_plan_text(const smelt_qplan *p, int dry)
                 printf(" -> %-7s %9.3f -> %9.3f MiB %6.2f bpw", smelt_type_name(t->new_type), mib(t->bytes),
                        mib(t->new_bytes), (double)t->new_bytes * 8.0 / (double)nelem(t));
             else
-                printf("    %-7s %9.3f MiB %20s", "(kept)", mib(t->bytes), "");
+                printf("    %-7s %9.3f MiB", "(kept)", mib(t->bytes));
             if (t->flags & SMELT_PT_MANUAL) printf("  (option)");
             else if (t->rule) printf("  (%s)", t->rule);
             if (t->flags & SMELT_PT_FALLBACK) printf("  [fallback]");

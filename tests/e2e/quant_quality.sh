@@ -8,7 +8,8 @@
 # Environment: SMELT_QUALITY_TYPES (default "Q8_0 Q4_K_M Q2_K"; the demo set is
 # "Q8_0 Q6_K Q5_K_M Q4_K_M Q3_K_M Q2_K"),
 # SMELT_QUALITY_FULL=1 (every legacy and k-quant ftype, both eval texts, all chunks),
-# SMELT_QUALITY_CSV=FILE (append the table as CSV). Exit 77 while a tool is missing.
+# SMELT_QUALITY_CSV=FILE (append the table as CSV), SMELT_QUALITY_METER=smelt (measure
+# with smelt-perplexity --kld instead of llama-perplexity). Exit 77 while a tool is missing.
 set -euo pipefail
 cd "$SMELT_ROOT"
 Q="$SMELT_BIN/smelt-quantize"
@@ -45,6 +46,16 @@ for tx in $texts; do
     --kl-divergence-base "$tmp/base-$tx.kld" >"$tmp/base.log" 2>&1 || { tail -5 "$tmp/base.log"; exit 1; }
 done
 
+# The meter: llama-perplexity by default; SMELT_QUALITY_METER=smelt uses smelt-perplexity
+# --kld (same .kld base format) once it decodes every quantized type.
+SP="$SMELT_BIN/smelt-perplexity"
+if [ "${SMELT_QUALITY_METER:-llama}" = smelt ]; then
+  [ -x "$SP" ] || { echo "skip: $SP not built"; exit 77; }
+  measure() {
+    "$SP" -q --json -m "$1" --kld "$tmp/base-$2.kld" -t 2 >"$tmp/m.json" 2>"$tmp/m.err" || { cat "$tmp/m.err" >&2; return 1; }
+    python3 -c 'import json,sys; k=json.load(open(sys.argv[1]))["kld"]; print(k["mean"], k["mean_err"], k["ppl"], k["ppl_err"])' "$tmp/m.json"
+  }
+else
 # llama-perplexity sometimes exits before its log thread has printed the last lines (to
 # stdout and --log-file alike): run again until the summary is there.
 measure() { # measure MODEL TEXT → "kld kld_err ppl ppl_err"
@@ -58,6 +69,7 @@ measure() { # measure MODEL TEXT → "kld kld_err ppl ppl_err"
   done
   echo "llama-perplexity printed no KLD summary for $1 in 5 runs" >&2; return 1
 }
+fi
 
 bad=0
 printf '%-8s %-7s %-8s %12s %12s %10s %10s  %s\n' ftype imatrix text kld-smelt kld-llama ppl-smelt ppl-llama verdict
