@@ -175,6 +175,7 @@ typedef struct run_ctx {
     app *a;
     smelt_quantize_opts *o;
     json_t *out;
+    smelt_progress_term *term; /* finished (its summary line) before the result is printed */
 } run_ctx;
 
 static void on_plan(void *user, const smelt_qplan *p)
@@ -192,6 +193,8 @@ static void on_plan(void *user, const smelt_qplan *p)
 static void on_done(void *user, const smelt_qplan *p)
 {
     run_ctx *c = user;
+    smelt_progress_term_done(c->term, p->bytes);
+    fflush(stderr);
     if (c->a->json) c->out = plan_json(p, 0, c->a->warnings);
     else if (!c->a->quiet) print_plan_text(p, 0);
 }
@@ -398,22 +401,21 @@ int main(int argc, char **argv)
     o.kv_overrides = kvs;
     o.n_kv_overrides = n_kvs;
     if (a.json) a.warnings = json_array();
-    run_ctx rc = {&a, &o, NULL};
+    smelt_progress prog = {0};
+    smelt_progress_term term;
+    smelt_progress_term_init(&term, &prog, "quantizing", a.quiet || o.dry_run);
+    run_ctx rc = {&a, &o, NULL, &term};
     o.on_warn = on_warn_ctx;
     o.on_plan = on_plan;
     o.on_done = on_done;
     o.user = &rc;
     smelt_outfile_install_signal_cleanup();
-    smelt_progress prog = {0};
-    smelt_progress_term term;
-    smelt_progress_term_init(&term, &prog, "quantizing", a.quiet || o.dry_run);
     int r = smelt_quantize_run(&o, in, out, &prog, &e);
     if (r) {
         smelt_err_print(&e, TOOL, stderr);
         status = smelt_err_exit_status(r);
     } else {
         status = 0;
-        if (!o.dry_run) smelt_progress_term_done(&term, 0);
         if (rc.out) {
             json_dumpf(rc.out, stdout, JSON_INDENT(1));
             printf("\n");
