@@ -23,7 +23,7 @@
 
 #define QUANT_VERSION 2            /* general.quantization_version of ggml's block formats */
 #define MAX_SHARDS 9999
-#define SLAB_ELEMS (16u << 20)     /* floats decoded per slab: 64 MiB of f32 */
+#define SLAB_ELEMS (16u << 20)     /* values encoded per write (the output slab) */
 #define COPY_CHUNK (16u << 20)     /* bytes per write when a tensor is copied as is */
 #define MAX_LISTED 5               /* names quoted in a summary warning */
 
@@ -587,38 +587,45 @@ static int set_metadata(job *j, smelt_gguf_writer *w, smelt_err *e)
 
 /* ==== streaming ==== */
 
+/* One pool task: decode a few rows (about 64k values) into the thread's scratch, count
+ * NaN/Inf, and encode them straight into the output slab. The scratch stays in cache and
+ * no tensor-sized f32 copy exists. Encoders are row-independent, so the bytes do not
+ * depend on how rows are split over threads. */
 typedef struct conv_job {
-    int type;
+    const smelt_qtype_ops *enc;
+    int src_type;
     const uint8_t *src;
-    uint64_t src_row_bytes, row_len, rows_per_task, n_rows;
-    float *dst;
+    uint64_t src_row_bytes, dst_row_bytes, row_len, rows_per_task, n_rows;
+    uint8_t *dst;
+    const float *imx;
     bool sanitize;
-    uint64_t *bad; /* per task */
+    float *scratch; /* per thread: rows_per_task × row_len */
+    uint64_t *bad;  /* per task */
 } conv_job;
 
 static void conv_task(void *ctx, size_t task, int thread)
 {
-    (void)thread;
     conv_job *c = ctx;
     uint64_t r0 = task * c->rows_per_task;
     uint64_t nr = c->n_rows - r0 < c->rows_per_task ? c->n_rows - r0 : c->rows_per_task;
-    float *d = c->dst + r0 * c->row_len;
-    smelt_q_dequantize_row(c->type, c->src + r0 * c->src_row_bytes, d, (size_t)(nr * c->row_len));
+    float *f = c->scratch + (size_t)thread * c->rows_per_task * c->row_len;
+    smelt_q_dequantize_row(c->src_type, c->src + r0 * c->src_row_bytes, f, (size_t)(nr * c->row_len));
     uint64_t bad = 0;
     for (uint64_t i = 0; i < nr * c->row_len; i++)
-        if (!isfinite(d[i])) {
+        if (!isfinite(f[i])) {
             bad++;
-            if (c->sanitize) d[i] = 0.0f;
+            if (c->sanitize) f[i] = 0.0f;
         }
     c->bad[task] = bad;
+    c->enc->quantize(f, c->dst + r0 * c->dst_row_bytes, (int64_t)nr, (int64_t)c->row_len, c->imx);
 }
 
 typedef struct stream {
     smelt_pool *pool;
-    float *f32;
+    float *scratch;
     uint8_t *qbuf;
     uint64_t *bad;
-    size_t cap_f32, cap_q, cap_bad;
+    size_t cap_scratch, cap_q, cap_bad;
     float *weights;
     size_t cap_w;
 } stream;
@@ -661,10 +668,16 @@ static int write_tensor(job *j, stream *st, smelt_gguf_writer *w, size_t i, smel
             warnf(j->o, "imatrix: '%s': %" PRIu64 " of %" PRIu64 " experts saw no calibration tokens; they get uniform "
                         "importance weights", q->name, zero, en->n_mat);
     }
-    uint64_t slab = SLAB_ELEMS / row_len;
-    if (slab < 1) slab = 1;
+    const smelt_qtype_ops *enc = smelt_q_ops(q->new_type);
+    if (!enc || !enc->quantize)
+        return SMELT_ERR(e, SMELT_EUNSUPPORTED, NULL, q->name, "smelt cannot quantize to %s", smelt_type_name(q->new_type));
+    uint64_t per = (65536 + row_len - 1) / row_len; /* rows per task */
+    uint64_t slab = SLAB_ELEMS / row_len;           /* rows per write */
+    if (slab < per) slab = per;
     if (slab > rows_per_mat) slab = rows_per_mat;
-    if ((rc = grow((void **)&st->f32, &st->cap_f32, (size_t)(slab * row_len), sizeof(float), e)) ||
+    if (per > slab) per = slab;
+    size_t nthr = (size_t)smelt_pool_threads(st->pool);
+    if ((rc = grow((void **)&st->scratch, &st->cap_scratch, (size_t)(per * row_len) * (nthr ? nthr : 1), sizeof(float), e)) ||
         (rc = grow((void **)&st->qbuf, &st->cap_q, (size_t)(slab * dst_rb), 1, e)))
         return rc;
     bool sanitize = smelt_type_is_quantized(q->new_type);
@@ -673,17 +686,13 @@ static int write_tensor(job *j, stream *st, smelt_gguf_writer *w, size_t i, smel
         for (uint64_t r = 0; r < rows_per_mat; r += slab) {
             uint64_t nr = rows_per_mat - r < slab ? rows_per_mat - r : slab;
             uint64_t row0 = m * rows_per_mat + r;
-            conv_job c = {q->type, t->data + row0 * src_rb, src_rb, row_len, 0, nr, st->f32, sanitize, NULL};
-            c.rows_per_task = (65536 + row_len - 1) / row_len;
-            size_t tasks = (size_t)((nr + c.rows_per_task - 1) / c.rows_per_task);
+            conv_job c = {enc, q->type, t->data + row0 * src_rb, src_rb, dst_rb, row_len, per, nr, st->qbuf, imx,
+                          sanitize, st->scratch, NULL};
+            size_t tasks = (size_t)((nr + per - 1) / per);
             if ((rc = grow((void **)&st->bad, &st->cap_bad, tasks, sizeof(uint64_t), e))) return rc;
             c.bad = st->bad;
             smelt_pool_run(st->pool, tasks, conv_task, &c);
             for (size_t k = 0; k < tasks; k++) q->nonfinite += st->bad[k];
-            if ((rc = smelt_q_quantize_rows(q->new_type, st->f32, st->qbuf, (int64_t)nr, (int64_t)row_len, imx, st->pool, e))) {
-                snprintf(e->object, sizeof e->object, "%s", q->name);
-                return rc;
-            }
             if ((rc = smelt_gguf_writer_write(w, st->qbuf, (size_t)(nr * dst_rb), e))) return rc;
         }
     }
@@ -778,7 +787,7 @@ out:
     free(w);
     free(paths);
     smelt_pool_free(st.pool);
-    free(st.f32);
+    free(st.scratch);
     free(st.qbuf);
     free(st.bad);
     free(st.weights);
