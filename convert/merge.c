@@ -770,4 +770,5 @@ void smelt_merge_close(smelt_merge *m)
 
 const smelt_tsrc *smelt_merge_source(smelt_merge *m) { return &m->src; }
 const smelt_merge_report *smelt_merge_get_report(const smelt_merge *m) { return &m->rep; }
+const smelt_tsrc *smelt_merge_base(const smelt_merge *m) { return m->base; }
 bool smelt_merge_changed(const smelt_merge *m, uint64_t i) { return i < m->n && m->t[i].changed; }

@@ -92,6 +92,8 @@ void smelt_merge_close(smelt_merge *m); /* NULL is a no-op */
  * reader at a time. Byte-identical results for any thread count. */
 const smelt_tsrc *smelt_merge_source(smelt_merge *m);
 const smelt_merge_report *smelt_merge_get_report(const smelt_merge *m);
+/* The base source the merge was opened on (borrowed). */
+const smelt_tsrc *smelt_merge_base(const smelt_merge *m);
 /* Whether tensor i of the source differs from the base tensor (values, dtype or shape). */
 bool smelt_merge_changed(const smelt_merge *m, uint64_t i);
 
