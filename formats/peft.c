@@ -365,6 +365,15 @@ static int refuse_not_peft(const char *dir, json_t *cfg, smelt_err *e)
                      "not a PEFT adapter: adapter_config.json has no \"peft_type\" (expected \"LORA\")");
 }
 
+/* A pattern error from regex_compile() restated against the config file and key. */
+static int regex_err(smelt_err *e, int rc, const char *file, const char *key, const char *pattern)
+{
+    if (!e) return rc;
+    char msg[sizeof e->msg];
+    snprintf(msg, sizeof msg, "%s", e->msg);
+    return smelt_err_set_(e, rc, file, key, SMELT_NO_OFFSET, __FILE__, __LINE__, "pattern \"%s\": %s", pattern, msg);
+}
+
 static int parse_config(smelt_peft *p, smelt_err *e)
 {
     json_t *c = p->cfg;
@@ -407,10 +416,7 @@ static int parse_config(smelt_peft *p, smelt_err *e)
         regex_t re;
         const char *t = json_string_value(p->target_modules);
         if (strcmp(t, "all-linear")) {
-            if ((rc = regex_compile(&re, t, "^(", ")$", e))) {
-                smelt_err_prefix(e, "in target_modules of %s", f);
-                return rc;
-            }
+            if ((rc = regex_compile(&re, t, "^(", ")$", e))) return regex_err(e, rc, f, "target_modules", t);
             regfree(&re);
         }
     }
@@ -434,10 +440,7 @@ static int parse_config(smelt_peft *p, smelt_err *e)
                 return SMELT_ERR(e, SMELT_EFORMAT, f, pats[k], "value for \"%s\" is not %s", key,
                                  k == 0 ? "a positive integer" : "a number");
             regex_t re;
-            if ((rc = regex_compile(&re, key, "^(.*\\.)?(", ")$", e))) {
-                smelt_err_prefix(e, "in %s of %s", pats[k], f);
-                return rc;
-            }
+            if ((rc = regex_compile(&re, key, "^(.*\\.)?(", ")$", e))) return regex_err(e, rc, f, pats[k], key);
             regfree(&re);
         }
     }
