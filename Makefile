@@ -14,8 +14,13 @@ ifeq ($(FLAVOR),asan)
   OPT    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
   BINDIR := $(BUILD)/bin
   LIBDIR := $(BUILD)/lib
+else ifeq ($(FLAVOR),fuzz)
+  CC     := clang
+  OPT    := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined
+  BINDIR := $(BUILD)/bin
+  LIBDIR := $(BUILD)/lib
 else
-  OPT    := -O2 -g
+  OPT    := -O2 -g -fvect-cost-model=dynamic
   BINDIR := bin
   LIBDIR := lib
 endif
@@ -46,6 +51,9 @@ TEST_COMMON := $(wildcard tests/common/*.c)
 TEST_BINS   := $(TEST_SRC:%.c=$(BUILD)/%)
 TEST_COBJ   := $(TEST_COMMON:%.c=$(BUILD)/%.o)
 
+FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_REPLAY := $(FUZZ_SRC:%.c=$(BUILD)/%-replay)
+
 BENCH_SRC   := $(wildcard tests/bench/bench_*.c)
 BENCH_BINS  := $(BENCH_SRC:%.c=$(BUILD)/%)
 
@@ -53,7 +61,7 @@ BENCH_BINS  := $(BENCH_SRC:%.c=$(BUILD)/%)
 # called after runtime CPU detection (quant/cpu.c).
 $(BUILD)/%_avx2.o: CFLAGS += -mavx2 -mfma -mf16c
 
-.PHONY: all lib tools tests test check bench demo install clean help lines oracle
+.PHONY: all lib tools tests test check bench demo install clean help lines oracle fuzz fuzz-run
 
 # Build the library and every tool (default).
 all: tools
@@ -61,7 +69,7 @@ all: tools
 lib: $(LIB)
 tools: $(TOOLS)
 
-$(BUILD)/%.o: %.c
+$(BUILD)/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
 	$(call say,CC,$<)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
@@ -86,12 +94,18 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_COBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(call say,LINK,$@)$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcriterion -o $@
 
-# Build every test and benchmark binary.
-tests: $(TOOLS) $(TEST_BINS) $(BENCH_BINS)
+# Fuzz targets replayed over tests/fuzz/corpus/<parser>/ (plain main, any compiler).
+$(BUILD)/tests/fuzz/fuzz_%-replay: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(call say,LINK,$@)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-# Run the unit, oracle and end-to-end tests (release build).
+# Build every test and benchmark binary.
+tests: $(TOOLS) $(TEST_BINS) $(BENCH_BINS) $(FUZZ_REPLAY)
+
+# Run the unit, oracle, fuzz-corpus and end-to-end tests (release build), and the house rules.
 test: tests
-	$(Q)SMELT_BIN=$(CURDIR)/$(BINDIR) SMELT_BUILD=$(CURDIR)/$(BUILD) tests/run-tests $(TEST_BINS)
+	$(Q)tests/lint-lines
+	$(Q)SMELT_BIN=$(CURDIR)/$(BINDIR) SMELT_BUILD=$(CURDIR)/$(BUILD) tests/run-tests $(TEST_BINS) $(FUZZ_REPLAY)
 
 # The same tests under AddressSanitizer + UndefinedBehaviorSanitizer.
 check:
@@ -105,9 +119,23 @@ bench: tools $(BENCH_BINS)
 demo: tools
 	$(Q)SMELT_BIN=$(CURDIR)/$(BINDIR) samples/demo.sh
 
-# Install the llama.cpp oracle (node-llama-cpp from npm) into .oracle/ for the tests.
+# libFuzzer sessions (clang) on every parser, FUZZ_TIME seconds each (default 60); new
+# inputs land in tests/fuzz/corpus/<parser>/, crashers in build/fuzz/crash-*.
+FUZZ_TIME ?= 60
+fuzz:
+	$(Q)$(MAKE) --no-print-directory FLAVOR=fuzz fuzz-run
+fuzz-run: $(LIB) $(FUZZ_SRC:%.c=$(BUILD)/%.o)
+	$(Q)for f in $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%); do \
+	  $(CC) -fsanitize=fuzzer,address,undefined $(BUILD)/tests/fuzz/fuzz_$$f.o $(LIB) $(LDLIBS) -o $(BUILD)/fuzz_$$f || exit 1; \
+	  mkdir -p tests/fuzz/corpus/$$f; \
+	  $(BUILD)/fuzz_$$f -max_total_time=$(FUZZ_TIME) -artifact_prefix=$(BUILD)/crash-$$f- tests/fuzz/corpus/$$f || exit 1; \
+	done
+
+# Install the llama.cpp oracle into .oracle/ for the tests: node-llama-cpp from npm
+# (prebuilt libllama/libggml-base + the source bundle), then its CLI tools built from source.
 oracle:
 	$(Q)tests/oracle/install
+	$(Q)tests/oracle/build-tools
 
 # Install tools, library and headers under PREFIX.
 install: tools

@@ -33,21 +33,50 @@ void smelt_row_bf16_to_f32(const uint16_t *src, float *dst, size_t n)
     for (size_t i = 0; i < n; i++) dst[i] = smelt_bf16_to_f32(src[i]);
 }
 
+/* float bits read through an aliasing-safe integer view, so the loops vectorize */
+typedef uint32_t __attribute__((may_alias)) u32_alias;
+
+/* Branch-free form of smelt_f32_to_f16 (same results for every input; NaNs become the
+ * canonical quiet NaN with their sign) so the compiler can vectorize the row loop.
+ * Subnormal results: adding 0.5 (as a float with exponent 2^-1) makes the FPU do the
+ * round-to-nearest-even shift; normal results: rebias and round on the integer bits. */
+static inline uint16_t f16_select(uint32_t u)
+{
+    uint32_t sign = (u >> 16) & 0x8000u;
+    uint32_t a = u & 0x7fffffffu;
+    uint32_t inf_or_nan = a > 0x7f800000u ? 0x7e00u : 0x7c00u;
+    float sub_f = smelt_bits_f32(a) + 0.5f;
+    uint32_t sub = smelt_f32_bits(sub_f) - 0x3f000000u;
+    uint32_t nor = (a + 0xc8000fffu + ((a >> 13) & 1)) >> 13;
+    uint32_t r = a >= 0x477ff000u ? inf_or_nan : (a < 0x38800000u ? sub : nor);
+    return (uint16_t)(r | sign);
+}
+
 size_t smelt_row_f32_to_f16(const float *src, uint16_t *dst, size_t n, int overflow_mode)
 {
     size_t over = 0;
+    const u32_alias *s = (const u32_alias *)(const void *)src;
     for (size_t i = 0; i < n; i++) {
-        uint16_t h = smelt_f32_to_f16(src[i]);
-        if ((h & 0x7fff) == 0x7c00 && isfinite(src[i])) {
-            over++;
-            if (overflow_mode == SMELT_F16_OVERFLOW_CLAMP) h = (uint16_t)((h & 0x8000) | 0x7bff);
-        }
-        dst[i] = h;
+        uint32_t u = s[i];
+        uint32_t a = u & 0x7fffffffu;
+        uint16_t h = f16_select(u);
+        /* finite but rounds beyond 65504 */
+        uint32_t ov = (a >= 0x477ff000u) & (a < 0x7f800000u);
+        over += ov;
+        uint16_t clamped = (uint16_t)((h & 0x8000u) | 0x7bffu);
+        dst[i] = (ov && overflow_mode == SMELT_F16_OVERFLOW_CLAMP) ? clamped : h;
     }
     return over;
 }
 
+
 void smelt_row_f32_to_bf16(const float *src, uint16_t *dst, size_t n)
 {
-    for (size_t i = 0; i < n; i++) dst[i] = smelt_f32_to_bf16(src[i]);
+    const u32_alias *s = (const u32_alias *)(const void *)src;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = s[i];
+        uint16_t nan = (uint16_t)((u >> 16) | 0x40);
+        uint16_t r = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+        dst[i] = (u & 0x7fffffffu) > 0x7f800000u ? nan : r;
+    }
 }

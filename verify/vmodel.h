@@ -1,0 +1,80 @@
+/* vmodel.h — one read-only view over the tensors of a GGUF file or a safetensors checkpoint
+ * (a .safetensors file, an index json, or a Hugging Face directory, sharded or not), for the
+ * tools that check and compare models. Values decode to f32 a row range at a time.
+ * Layer: verify. Includes formats/ and quant/. */
+#ifndef SMELT_VMODEL_H
+#define SMELT_VMODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "formats/base/err.h"
+#include "formats/gguf.h"
+#include "formats/safetensors.h"
+
+typedef enum smelt_vm_kind {
+    SMELT_VM_GGUF = 0,
+    SMELT_VM_SAFETENSORS = 1,
+} smelt_vm_kind;
+
+#define SMELT_VM_MAX_DIMS 8
+
+typedef struct smelt_vm_tensor {
+    const char *name;
+    int type;              /* GGUF: ggml type id; safetensors: -1 */
+    int dtype;             /* safetensors: smelt_dtype; GGUF: -1 */
+    const char *type_name; /* "q8_0", "f16" (GGUF) or "BF16", "F32" (safetensors) */
+    uint32_t n_dims;
+    /* As the file stores it: GGUF ne[] (row length first, unused dims 1);
+     * safetensors outermost first. */
+    uint64_t shape[SMELT_VM_MAX_DIMS];
+    uint64_t nelements, nbytes;
+    uint64_t row_len;      /* elements per row: ne[0], or the last safetensors dim (1 for scalars) */
+    uint64_t n_rows;       /* nelements / row_len (0 for an empty tensor) */
+    uint64_t row_bytes;
+    const uint8_t *data;   /* mapped bytes; NULL when nbytes == 0 */
+    const char *file;      /* file holding the bytes */
+    uint64_t file_offset;  /* absolute offset of data in that file */
+} smelt_vm_tensor;
+
+typedef struct smelt_vmodel smelt_vmodel;
+
+/* Open `path`: a GGUF file (recognised by its magic), a .safetensors file, a
+ * model.safetensors.index.json, or a directory holding model.safetensors, its index, or a
+ * PEFT adapter_model.safetensors. Everything is validated and mapped; no tensor data is
+ * read yet. Errors: EIO, EFORMAT (from the readers), EUNSUPPORTED for a directory with
+ * only PyTorch .bin weights. *out is NULL on error. */
+int smelt_vm_open(const char *path, smelt_vmodel **out, smelt_err *e);
+void smelt_vm_close(smelt_vmodel *m); /* NULL is a no-op */
+
+smelt_vm_kind smelt_vm_kind_of(const smelt_vmodel *m);
+const char *smelt_vm_path(const smelt_vmodel *m);
+/* "GGUF v3", "safetensors (2 shards)". */
+const char *smelt_vm_describe(const smelt_vmodel *m);
+const smelt_gguf *smelt_vm_gguf(const smelt_vmodel *m);   /* NULL for safetensors */
+const smelt_stset *smelt_vm_stset(const smelt_vmodel *m); /* NULL for GGUF */
+/* Sum of the files' sizes. */
+uint64_t smelt_vm_file_bytes(const smelt_vmodel *m);
+
+uint64_t smelt_vm_n_tensors(const smelt_vmodel *m);
+/* Tensors in file order (GGUF: declaration order; safetensors: shard by shard, data order).
+ * Borrowed until smelt_vm_close(). */
+const smelt_vm_tensor *smelt_vm_tensor_at(const smelt_vmodel *m, uint64_t i);
+/* Index of a tensor by name, or -1. */
+int64_t smelt_vm_find(const smelt_vmodel *m, const char *name);
+/* Drop a tensor's pages from RSS after use. */
+void smelt_vm_release(const smelt_vmodel *m, uint64_t i);
+
+/* True when smelt can decode the tensor's values to f32 (float types, and every quant type
+ * quant/ dequantizes). Integer tensors are not "values" here and return false. */
+bool smelt_vm_can_decode(const smelt_vm_tensor *t);
+/* Elements per block (1 for plain types): decode ranges start and end on block bounds. */
+uint64_t smelt_vm_block(const smelt_vm_tensor *t);
+/* Decode elements [first, first + n) (flat order, both multiples of the block size) to f32.
+ * Thread-safe. Errors: EUNSUPPORTED for a type smelt cannot decode. */
+int smelt_vm_decode(const smelt_vm_tensor *t, uint64_t first, uint64_t n, float *dst, smelt_err *e);
+/* Shape as text: GGUF "[4096, 32000]" (ne order), safetensors "[32000, 4096]". */
+void smelt_vm_shape_str(const smelt_vm_tensor *t, char *buf, size_t n);
+
+#endif
