@@ -461,7 +461,7 @@ int smelt_merge_base_hash(const smelt_tsrc *base, char *buf, smelt_err *e)
 }
 
 static int write_shards(smelt_merge *m, shard *sh, size_t ns, const char *tmp, mline *lines, uint64_t *base_th,
-                        const smelt_progress *prog, smelt_err *e)
+                        smelt_xxh64_state *model, const smelt_progress *prog, smelt_err *e)
 {
     const smelt_tsrc *src = smelt_merge_source(m);
     smelt_scratch sc = {0}, bsc = {0};
@@ -494,6 +494,7 @@ static int write_shards(smelt_merge *m, shard *sh, size_t ns, const char *tmp, m
             const void *d;
             if ((rc = smelt_tsrc_read(src, (uint64_t)i, &d, &sc, e))) break;
             uint64_t h = smelt_xxh64(d, (size_t)t->nbytes);
+            smelt_xxh64_update(model, d, (size_t)t->nbytes);
             rc = smelt_st_writer_write(w, d, (size_t)t->nbytes, e);
             smelt_tsrc_release(src, (uint64_t)i);
             if (rc) break;
@@ -557,16 +558,17 @@ int smelt_merge_write_hf(smelt_merge *m, const smelt_hf *base, const smelt_merge
     size_t ns = 0;
     mline *lines = calloc(nt + 1, sizeof *lines);
     uint64_t *base_th = calloc(nt + 1, sizeof *base_th);
+    smelt_xxh64_state *model = smelt_xxh64_new();
     char *cfg = NULL;
     int rc = 0;
-    if (!lines || !base_th) {
+    if (!lines || !base_th || !model) {
         rc = SMELT_NOMEM(e, "manifest");
         goto fail;
     }
     if (smelt_hf_weights_kind(base) == SMELT_HF_SAFETENSORS && (rc = smelt_stset_open(smelt_hf_dir(base), &bst, e)))
         goto fail;
     if ((rc = plan_shards(src, bst, wo->max_shard_size, &sh, &ns, e))) goto fail;
-    if ((rc = write_shards(m, sh, ns, tmp, lines, base_th, prog, e))) goto fail;
+    if ((rc = write_shards(m, sh, ns, tmp, lines, base_th, model, prog, e))) goto fail;
     bool had_index = bst ? smelt_stset_index_path(bst) != NULL : ns > 1;
     if (ns > 1 || had_index) {
         const char **names = malloc((nt + 1) * sizeof *names), **files = malloc((nt + 1) * sizeof *files);
@@ -596,16 +598,21 @@ int smelt_merge_write_hf(smelt_merge *m, const smelt_hf *base, const smelt_merge
     smelt_path_join(cp, sizeof cp, tmp, "config.json");
     if ((rc = write_text(cp, cfg, strlen(cfg), e))) goto fail;
     if ((rc = copy_small_files(base, ads, n, tmp, e))) goto fail;
-    /* manifest beside the output */
+    /* manifest beside the output, in smelt-verify's (llama-gguf-hash's) format: one line per
+     * tensor in file order, then the hash of all tensor data in that order */
     {
-        size_t cap = (size_t)nt * 96 + 64, len = 0;
+        char label[4096];
+        snprintf(label, sizeof label, "%s", dir);
+        for (char *q = label; *q; q++)
+            if (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r') *q = '_';
+        size_t cap = (size_t)nt * 96 + 4096, len = 0;
         char *txt = malloc(cap);
         if (!txt) {
             rc = SMELT_NOMEM(e, "manifest");
             goto fail;
         }
-        for (uint64_t i = 0; i < nt; i++) {
-            size_t need = strlen(lines[i].file) + strlen(lines[i].name) + 32;
+        for (uint64_t i = 0; i <= nt; i++) {
+            size_t need = strlen(label) + (i < nt ? strlen(lines[i].name) : 0) + 40;
             if (len + need >= cap) {
                 cap = (cap + need) * 2;
                 char *nt2 = realloc(txt, cap);
@@ -616,8 +623,12 @@ int smelt_merge_write_hf(smelt_merge *m, const smelt_hf *base, const smelt_merge
                 }
                 txt = nt2;
             }
-            len += (size_t)snprintf(txt + len, cap - len, "xxh64  %016" PRIx64 "  %s:%s\n", lines[i].hash,
-                                    lines[i].file, lines[i].name);
+            if (i < nt)
+                len += (size_t)snprintf(txt + len, cap - len, "%-8s  %016" PRIx64 "  %s:%s\n", "xxh64", lines[i].hash,
+                                        label, lines[i].name);
+            else
+                len += (size_t)snprintf(txt + len, cap - len, "%-8s  %016" PRIx64 "  %s\n", "xxh64",
+                                        smelt_xxh64_digest(model), label);
         }
         char mp[4200];
         snprintf(mp, sizeof mp, "%s.xxh64", dir);
@@ -639,6 +650,7 @@ int smelt_merge_write_hf(smelt_merge *m, const smelt_hf *base, const smelt_merge
         goto fail;
     }
     if (exists) rmtree(old);
+    smelt_xxh64_free(model);
     free_shards(sh, ns);
     smelt_stset_close(bst);
     free(lines);
@@ -647,6 +659,7 @@ int smelt_merge_write_hf(smelt_merge *m, const smelt_hf *base, const smelt_merge
     return 0;
 fail:
     rmtree(tmp);
+    smelt_xxh64_free(model);
     free_shards(sh, ns);
     smelt_stset_close(bst);
     free(lines);
