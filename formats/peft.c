@@ -831,7 +831,11 @@ const char *smelt_peft_hash(const smelt_peft *p)
     for (int i = 0; i < 2; i++) {
         smelt_map m;
         if (smelt_map_open(&m, files[i], NULL) == 0) {
-            if (m.size) smelt_xxh64_update(st, m.data, (size_t)m.size);
+            for (uint64_t off = 0; off < m.size; off += 16u << 20) { /* pages dropped as we go */
+                uint64_t len = m.size - off < (16u << 20) ? m.size - off : (16u << 20);
+                smelt_xxh64_update(st, m.data + off, (size_t)len);
+                smelt_map_release(&m, off, len);
+            }
             smelt_map_close(&m);
         }
     }
