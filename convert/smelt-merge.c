@@ -117,7 +117,7 @@ static void report_text(const smelt_merge_report *r, const char *out)
 
 int main(int argc, char **argv)
 {
-    const char *base_dir = NULL, *out = NULL, *gguf = NULL;
+    const char *base_dir = NULL, *out = NULL, *gguf = NULL, *outtype = NULL;
     char **lora_dirs = NULL;
     double *weights = NULL;
     size_t n_lora = 0;
@@ -160,7 +160,7 @@ int main(int argc, char **argv)
                 return smelt_cli_usage_error(TOOL, "--max-shard-size needs a size such as 5GB or 500MB (got '%s')", optarg);
             break;
         case 'g': gguf = optarg; break;
-        case 'O': break;
+        case 'O': outtype = optarg; break;
         case 'U': mo.allow_unused = true; break;
         case 'F':
             mo.force = true;
@@ -180,6 +180,7 @@ int main(int argc, char **argv)
     if (!base_dir) return smelt_cli_usage_error(TOOL, "--base is required");
     if (!n_lora) return smelt_cli_usage_error(TOOL, "at least one --lora is required");
     if (!out && !gguf) return smelt_cli_usage_error(TOOL, "-o OUT_DIR (or --gguf OUT.gguf) is required");
+    if (outtype && !gguf) return smelt_cli_usage_error(TOOL, "--outtype goes with --gguf");
     if (gguf) {
         fprintf(stderr, "%s: error: --gguf needs smelt-convert's library, which this build does not have yet; "
                         "merge to a directory with -o and convert that\n", TOOL);
