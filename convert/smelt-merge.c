@@ -118,6 +118,8 @@ static void report_text(const smelt_merge_report *r, const char *out)
 int main(int argc, char **argv)
 {
     const char *base_dir = NULL, *out = NULL, *gguf = NULL, *outtype = NULL;
+    enum { MAX_LORA = 64 };
+    const char *lora_args[MAX_LORA];
     char **lora_dirs = NULL;
     double *weights = NULL;
     size_t n_lora = 0;
@@ -138,16 +140,10 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "o:t:qh", lo, NULL)) != -1) {
         switch (c) {
         case 'b': base_dir = optarg; break;
-        case 'l': {
-            char **nd = realloc(lora_dirs, (n_lora + 1) * sizeof *nd);
-            double *nw = realloc(weights, (n_lora + 1) * sizeof *nw);
-            if (!nd || !nw) return 6;
-            lora_dirs = nd;
-            weights = nw;
-            if (parse_lora(optarg, &lora_dirs[n_lora], &weights[n_lora])) return 6;
-            n_lora++;
+        case 'l':
+            if (n_lora == MAX_LORA) return smelt_cli_usage_error(TOOL, "at most %d --lora adapters", MAX_LORA);
+            lora_args[n_lora++] = optarg;
             break;
-        }
         case 'o': out = optarg; break;
         case 'd':
             if (!strcasecmp(optarg, "f32") || !strcasecmp(optarg, "float32")) mo.out_dtype = SMELT_DT_F32;
@@ -186,6 +182,11 @@ int main(int argc, char **argv)
                         "merge to a directory with -o and convert that\n", TOOL);
         return smelt_err_exit_status(SMELT_EUNSUPPORTED);
     }
+    lora_dirs = calloc(n_lora, sizeof *lora_dirs);
+    weights = calloc(n_lora, sizeof *weights);
+    if (!lora_dirs || !weights) return 6;
+    for (size_t i = 0; i < n_lora; i++)
+        if (parse_lora(lora_args[i], &lora_dirs[i], &weights[i])) return 6;
     mo.n_threads = (int)threads;
     smelt_outfile_install_signal_cleanup();
 
