@@ -367,17 +367,30 @@ static double ppl(const char *bin, const char *model, const char *lora, const ch
 {
     char cmd[16384], text[4096];
     tu_path(text, sizeof text, "samples/text/eval-zh.txt");
-    snprintf(cmd, sizeof cmd, "'%s' -m '%s' %s%s%s -f '%s' -c 256 -b 256 -t 1 --log-file '%s' >/dev/null 2>&1", bin, model,
+    snprintf(cmd, sizeof cmd, "'%s' -m '%s' %s%s%s -f '%s' -c 256 -b 256 -t 1 --log-file '%s'", bin, model,
              lora ? "--lora '" : "", lora ? lora : "", lora ? "'" : "", text, log);
-    cr_assert_eq(tu_run(cmd, NULL), 0, "%s", cmd);
-    size_t len;
-    char *l = (char *)tu_read(log, &len), *buf = calloc(len + 1, 1);
-    memcpy(buf, l, len);
-    free(l);
-    const char *f = strstr(buf, "Final estimate: PPL = ");
-    cr_assert(f, "no PPL in %s", log);
-    double v = atof(f + strlen("Final estimate: PPL = "));
-    free(buf);
+    char *console = NULL;
+    cr_assert_eq(tu_run(cmd, &console), 0, "%s", cmd);
+    /* the estimate is on the console and in --log-file (whose last lines may land late) */
+    const char *key = "Final estimate: PPL = ";
+    double v = -1;
+    for (int attempt = 0; attempt < 20 && v < 0; attempt++) {
+        const char *f = console ? strstr(console, key) : NULL;
+        if (f) {
+            v = atof(f + strlen(key));
+            break;
+        }
+        size_t len = 0;
+        char *l = (char *)tu_read(log, &len), *buf = calloc(len + 1, 1);
+        if (l && buf) memcpy(buf, l, len);
+        free(l);
+        f = buf ? strstr(buf, key) : NULL;
+        if (f) v = atof(f + strlen(key));
+        free(buf);
+        if (v < 0) usleep(100000);
+    }
+    free(console);
+    cr_assert_geq(v, 0, "no PPL from %s", cmd);
     return v;
 }
 
