@@ -8,9 +8,17 @@
 #include <string.h>
 
 #include "convert/merge.h"
+#if defined(__has_include)
+#if __has_include("convert/convert.h")
+#include "convert/convert.h" /* --gguf: the converter, when this build has it */
+#define HAVE_CONVERT 1
+#endif
+#endif
 #include "formats/base/cli.h"
 #include "formats/base/file.h"
+#include "formats/base/hash.h"
 #include "formats/dtype.h"
+#include "formats/gguf.h"
 
 static const char *TOOL = "smelt-merge";
 
@@ -115,6 +123,95 @@ static void report_text(const smelt_merge_report *r, const char *out)
     printf("%" PRIu64 " of %" PRIu64 " tensors changed; wrote %s\n", r->tensors_changed, r->tensors_total, out);
 }
 
+/* ==== --gguf: the merged source straight into the converter ==== */
+
+#ifdef HAVE_CONVERT
+static void on_note(void *user, const char *msg)
+{
+    (void)user;
+    fprintf(stderr, "%s: warning: %s\n", TOOL, msg);
+}
+
+/* Manifest beside a GGUF: its tensors' xxh64 in file order, then the model line. */
+static int gguf_manifest(const char *path, smelt_err *e)
+{
+    smelt_gguf *g;
+    int rc = smelt_gguf_open(path, 0, &g, e);
+    if (rc) return rc;
+    size_t cap = 4096, len = 0;
+    char *txt = malloc(cap);
+    smelt_xxh64_state *st = smelt_xxh64_new();
+    for (uint64_t i = 0; txt && st && i <= smelt_gguf_n_tensors(g); i++) {
+        const smelt_gguf_tensor *t = i < smelt_gguf_n_tensors(g) ? smelt_gguf_tensor_at(g, i) : NULL;
+        size_t need = strlen(path) + (t ? strlen(t->name) : 0) + 48;
+        if (len + need > cap) {
+            char *n2 = realloc(txt, cap = (cap + need) * 2);
+            if (!n2) break;
+            txt = n2;
+        }
+        if (t) {
+            smelt_xxh64_update(st, t->data, (size_t)t->nbytes);
+            len += (size_t)snprintf(txt + len, cap - len, "%-8s  %016" PRIx64 "  %s:%s\n", "xxh64",
+                                    smelt_xxh64(t->data, (size_t)t->nbytes), path, t->name);
+            smelt_gguf_release_tensor(g, t);
+        } else {
+            len += (size_t)snprintf(txt + len, cap - len, "%-8s  %016" PRIx64 "  %s\n", "xxh64", smelt_xxh64_digest(st),
+                                    path);
+        }
+    }
+    char mp[4200];
+    snprintf(mp, sizeof mp, "%s.xxh64", path);
+    smelt_outfile *o = NULL;
+    if (!txt || !st) rc = SMELT_NOMEM(e, "manifest");
+    if (!rc) rc = smelt_outfile_open(&o, mp, e);
+    if (!rc) rc = smelt_outfile_write(o, txt, len, e);
+    if (!rc) rc = smelt_outfile_commit(o, e);
+    else smelt_outfile_abort(o);
+    free(txt);
+    smelt_xxh64_free(st);
+    smelt_gguf_close(g);
+    return rc;
+}
+
+static int write_gguf(smelt_merge *m, const smelt_hf *base, const smelt_merge_adapter *ads, size_t n, const char *path,
+                      int outtype, int threads, int quiet, smelt_err *e)
+{
+    const smelt_merge_report *r = smelt_merge_get_report(m);
+    json_t *cfg = json_deep_copy(smelt_hf_config(base));
+    if (!cfg) return SMELT_NOMEM(e, "config");
+    if (r->vocab_new >= 0) json_object_set_new(cfg, "vocab_size", json_integer(r->vocab_new));
+    /* the tokenizer the merged directory would hold: the first adapter's own, else the base's */
+    const char *tok = smelt_hf_dir(base);
+    char p[4096], cfgp[4096], name[4096];
+    for (size_t i = 0; i < n && tok == smelt_hf_dir(base); i++) {
+        const char *d = smelt_peft_dir(ads[i].peft);
+        if ((smelt_path_join(p, sizeof p, d, "tokenizer.model") && smelt_file_exists(p)) ||
+            (smelt_path_join(p, sizeof p, d, "tokenizer.json") && smelt_file_exists(p)))
+            tok = d;
+    }
+    smelt_path_join(cfgp, sizeof cfgp, smelt_hf_dir(base), "config.json");
+    /* general.name as smelt-convert would derive it for a merged directory named like OUT.gguf */
+    snprintf(name, sizeof name, "%s", path);
+    size_t nl = strlen(name);
+    if (nl > 5 && !strcmp(name + nl - 5, ".gguf")) name[nl - 5] = 0;
+    smelt_convert_opts co;
+    smelt_convert_opts_default(&co);
+    co.outtype = outtype;
+    co.n_threads = threads;
+    co.name_path = name;
+    co.card_dir = smelt_hf_dir(base);
+    co.notes.fn = on_note;
+    smelt_progress_term term;
+    smelt_progress_term_init(&term, &co.progress, "merging+converting", quiet);
+    smelt_convert_result res;
+    int rc = smelt_convert_run(smelt_merge_source(m), cfg, cfgp, tok, &co, path, &res, e);
+    json_decref(cfg);
+    if (rc) return rc;
+    smelt_progress_term_done(&term, res.bytes);
+    return gguf_manifest(path, e);
+}
+#endif
+
 int main(int argc, char **argv)
 {
     const char *base_dir = NULL, *out = NULL, *gguf = NULL, *outtype = NULL;
@@ -177,11 +274,18 @@ int main(int argc, char **argv)
     if (!n_lora) return smelt_cli_usage_error(TOOL, "at least one --lora is required");
     if (!out && !gguf) return smelt_cli_usage_error(TOOL, "-o OUT_DIR (or --gguf OUT.gguf) is required");
     if (outtype && !gguf) return smelt_cli_usage_error(TOOL, "--outtype goes with --gguf");
+#ifdef HAVE_CONVERT
+    int gguf_type = SMELT_OUTTYPE_AUTO;
+    if (outtype && (gguf_type = smelt_convert_outtype_from_name(outtype)) == -2)
+        return smelt_cli_usage_error(TOOL, "--outtype must be f32, f16, bf16, q8_0 or auto (got '%s')", outtype);
+#else
     if (gguf) {
-        fprintf(stderr, "%s: error: --gguf needs smelt-convert's library, which this build does not have yet; "
-                        "merge to a directory with -o and convert that\n", TOOL);
+        fprintf(stderr, "%s: error: --gguf needs smelt-convert's library, which this build does not have; merge to "
+                        "a directory with -o and convert that\n",
+                TOOL);
         return smelt_err_exit_status(SMELT_EUNSUPPORTED);
     }
+#endif
     lora_dirs = calloc(n_lora, sizeof *lora_dirs);
     weights = calloc(n_lora, sizeof *weights);
     if (!lora_dirs || !weights) return 6;
@@ -215,21 +319,26 @@ int main(int argc, char **argv)
     char toolv[64];
     snprintf(toolv, sizeof toolv, "%s %s", TOOL, SMELT_VERSION);
     wo.tool = toolv;
-    if ((rc = smelt_merge_write_hf(m, base, ads, n_lora, out, &wo, &prog, &e))) goto done;
     uint64_t bytes = 0;
     const smelt_tsrc *src = smelt_merge_source(m);
     for (uint64_t i = 0; i < smelt_tsrc_count(src); i++) bytes += smelt_tsrc_info(src, i)->nbytes;
-    smelt_progress_term_done(&term, bytes);
+    if (out) {
+        if ((rc = smelt_merge_write_hf(m, base, ads, n_lora, out, &wo, &prog, &e))) goto done;
+        smelt_progress_term_done(&term, bytes);
+    }
+#ifdef HAVE_CONVERT
+    if (gguf && (rc = write_gguf(m, base, ads, n_lora, gguf, gguf_type, (int)threads, quiet, &e))) goto done;
+#endif
     if (r->f16_overflow)
         fprintf(stderr, "%s: warning: %" PRIu64 " merged values exceed the f16 range and became inf (as in PEFT)\n",
                 TOOL, r->f16_overflow);
     if (json) {
-        json_t *j = report_json(r, out, ads, n_lora);
+        json_t *j = report_json(r, out ? out : gguf, ads, n_lora);
         json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         printf("\n");
         json_decref(j);
     } else if (!quiet) {
-        report_text(r, out);
+        report_text(r, out ? out : gguf);
     }
 done:
     if (rc) {
