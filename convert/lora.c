@@ -1,7 +1,11 @@
 /* lora.c — PEFT LoRA adapter → llama.cpp LoRA adapter GGUF (see lora.h). Has its own
  * small HF → GGUF name table for llama/mistral/mixtral weights.
  * Includes formats/ (gguf writer, peft, hfdir, half), base/. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
 #pragma GCC optimize("fp-contract=off")
+#endif
 
 #include "lora.h"
 

@@ -1,7 +1,11 @@
 /* merge.c — the merge plan (which adapter tensors act on which base tensor, with every
  * check done up front) and the merged model as a tensor source computed in row blocks.
  * Includes formats/, convert/merge_int.h (reference GEMM order). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
 #pragma GCC optimize("fp-contract=off")
+#endif
 
 #include "merge.h"
 

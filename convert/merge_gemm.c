@@ -2,7 +2,11 @@
  * 0.3.21 Haswell/Zen sgemm, one thread) and portable kernels that reproduce it.
  * See merge_int.h for the model. Includes libc and libm only. */
 /* Separate roundings must stay separate: no contraction of a*b+c into an FMA. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
 #pragma GCC optimize("fp-contract=off")
+#endif
 
 #include "merge_int.h"
 

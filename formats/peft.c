@@ -24,7 +24,7 @@ struct smelt_peft {
     char *cfg_path;
     char *weights_path;
     json_t *cfg;
-    smelt_stset *st;
+    smelt_st *st; /* adapter_model.safetensors (NULL for .bin) */
     smelt_tsrc src;
     /* config */
     int64_t r;
@@ -82,8 +82,60 @@ static int py_to_posix(const char *py, bool full, sbuf *out, smelt_err *e)
 {
     if (full) sb_s(out, "^(");
     bool in_class = false;
+    /* glibc's regcomp expands bounded repetitions by copying the sub-pattern: nested counts
+     * multiply, so a hostile config could exhaust memory. Keep the product small. */
+    uint64_t repeat_budget = 1;
+    bool after_quant = false; /* Python: "multiple repeat"; glibc would duplicate the tree per '+' */
+    if (strlen(py) > 4096) return SMELT_ERR(e, SMELT_EUNSUPPORTED, NULL, NULL, "regular expression longer than 4096 characters");
     for (const char *s = py; *s; s++) {
         char c = *s;
+        bool quant = !in_class && (c == '*' || c == '+' || c == '?' ||
+                                   (c == '{' && ((s[1] >= '0' && s[1] <= '9') || s[1] == ',')));
+        if (quant && after_quant)
+            return SMELT_ERR(e, SMELT_EFORMAT, NULL, py, "multiple repeat at position %zu (as Python's re says)",
+                             (size_t)(s - py));
+        after_quant = quant;
+        if (!in_class && c == '{') {
+            const char *q = s + 1;
+            uint64_t a = 0, b = 0;
+            bool have_a = false, have_b = false, comma = false, big = false;
+            while (*q >= '0' && *q <= '9') {
+                a = a * 10 + (uint64_t)(*q++ - '0');
+                have_a = true;
+                big |= a > 100000;
+            }
+            if (*q == ',') {
+                comma = true;
+                q++;
+                while (*q >= '0' && *q <= '9') {
+                    b = b * 10 + (uint64_t)(*q++ - '0');
+                    have_b = true;
+                    big |= b > 100000;
+                }
+            }
+            if (*q == '}' && (have_a || have_b)) { /* a quantifier */
+                uint64_t count = have_b ? b : a;
+                repeat_budget *= count + 1;
+                if (big || count > 255 || repeat_budget > 4096)
+                    return SMELT_ERR(e, SMELT_EUNSUPPORTED, NULL, py,
+                                     "regular expression repetition counts are too large for smelt (at most 255, "
+                                     "and their product at most 4096)");
+                char t[64];
+                if (comma) snprintf(t, sizeof t, "{%" PRIu64 ",%s}", have_a ? a : 0, have_b ? "" : "");
+                else snprintf(t, sizeof t, "{%" PRIu64 "}", a);
+                if (comma && have_b) snprintf(t, sizeof t, "{%" PRIu64 ",%" PRIu64 "}", have_a ? a : 0, b);
+                sb_s(out, t);
+                s = q;
+                if (s[1] == '?') s++; /* non-greedy */
+                continue;
+            }
+            sb_s(out, "\\{"); /* Python takes a brace that starts no quantifier literally */
+            continue;
+        }
+        if (!in_class && c == '}') {
+            sb_s(out, "\\}");
+            continue;
+        }
         if (c == '\\') {
             char d = s[1];
             if (!d) return SMELT_ERR(e, SMELT_EFORMAT, NULL, py, "regular expression ends with a backslash");
@@ -153,7 +205,7 @@ static int py_to_posix(const char *py, bool full, sbuf *out, smelt_err *e)
             return SMELT_ERR(e, SMELT_EUNSUPPORTED, NULL, py,
                              "regular expression construct '(?%c' (look-around, flags) is not supported", s[2]);
         }
-        if ((c == '*' || c == '+' || c == '?' || c == '}') && s[1] == '?') {
+        if ((c == '*' || c == '+' || c == '?') && s[1] == '?') {
             sb_add(out, &c, 1); /* non-greedy: same set of full matches */
             s++;
             continue;
@@ -712,6 +764,96 @@ static int finish_module(smelt_peft *p, smelt_peft_module *m, smelt_err *e)
     return 0;
 }
 
+/* ==== a tensor source over one safetensors file (file or memory) ==== */
+
+typedef struct {
+    const smelt_st *st;
+    smelt_tinfo *info;
+    uint64_t n;
+} st1_src;
+
+static uint64_t st1_count(void *self) { return ((st1_src *)self)->n; }
+static const smelt_tinfo *st1_info(void *self, uint64_t i)
+{
+    st1_src *s = self;
+    return i < s->n ? &s->info[i] : NULL;
+}
+static int64_t st1_find(void *self, const char *name)
+{
+    st1_src *s = self;
+    const smelt_st_tensor *t = smelt_st_find(s->st, name);
+    for (uint64_t i = 0; t && i < s->n; i++)
+        if (smelt_st_tensor_at(s->st, i) == t) return (int64_t)i;
+    return -1;
+}
+static int st1_read(void *self, uint64_t i, const void **data, smelt_scratch *sc, smelt_err *e)
+{
+    (void)sc;
+    st1_src *s = self;
+    if (i >= s->n) return SMELT_ERR(e, SMELT_EINTERNAL, NULL, NULL, "tensor index out of range");
+    *data = smelt_st_tensor_at(s->st, i)->data;
+    return 0;
+}
+static void st1_release(void *self, uint64_t i)
+{
+    st1_src *s = self;
+    if (i < s->n) smelt_st_release_tensor(s->st, smelt_st_tensor_at(s->st, i));
+}
+static void st1_close(void *self)
+{
+    st1_src *s = self;
+    free(s->info);
+    free(s);
+}
+static const smelt_tsrc_vt st1_vt = {st1_count, st1_info, st1_find, st1_read, st1_release, st1_close};
+
+static int st1_open(smelt_tsrc *out, const smelt_st *st, smelt_err *e)
+{
+    st1_src *s = calloc(1, sizeof *s);
+    if (!s) return SMELT_NOMEM(e, "tensor source");
+    s->st = st;
+    s->n = smelt_st_n_tensors(st);
+    s->info = calloc((size_t)s->n + 1, sizeof *s->info);
+    if (!s->info) {
+        free(s);
+        return SMELT_NOMEM(e, "tensor source");
+    }
+    for (uint64_t i = 0; i < s->n; i++) {
+        const smelt_st_tensor *t = smelt_st_tensor_at(st, i);
+        smelt_tinfo *ti = &s->info[i];
+        ti->name = t->name;
+        ti->dtype = t->dtype;
+        ti->n_dims = t->n_dims;
+        memcpy(ti->shape, t->shape, sizeof ti->shape);
+        ti->nelements = t->nelements;
+        ti->nbytes = t->end - t->begin;
+        ti->file = t->file;
+    }
+    out->vt = &st1_vt;
+    out->self = s;
+    return 0;
+}
+
+/* ==== open ==== */
+
+/* Keys → modules and replacements, then every module checked. */
+static int read_layout(smelt_peft *p, smelt_err *e)
+{
+    uint64_t n = smelt_tsrc_count(&p->src);
+    if (n == 0) return SMELT_ERR(e, SMELT_EFORMAT, p->weights_path, NULL, "the adapter holds no tensors");
+    int rc;
+    /* magnitudes last: a module's kind comes from its A/B keys */
+    for (int pass = 0; pass < 2; pass++)
+        for (uint64_t i = 0; i < n; i++) {
+            const char *key = smelt_tsrc_info(&p->src, i)->name;
+            if (is_magnitude_key(key) != (pass == 1)) continue;
+            if ((rc = classify(p, (int64_t)i, key, e))) return rc;
+        }
+    for (size_t i = 0; i < p->n_mods; i++)
+        if ((rc = finish_module(p, &p->mods[i], e))) return rc;
+    return 0;
+}
+
 int smelt_peft_open(const char *dir, smelt_peft **out, smelt_err *e)
 {
     *out = NULL;
@@ -747,7 +889,7 @@ int smelt_peft_open(const char *dir, smelt_peft **out, smelt_err *e)
             rc = SMELT_NOMEM(e, "adapter");
             goto fail;
         }
-        if ((rc = smelt_stset_open(path, &p->st, e)) || (rc = smelt_tsrc_open_stset(&p->src, p->st, e))) goto fail;
+        if ((rc = smelt_st_open(path, &p->st, e)) || (rc = st1_open(&p->src, p->st, e))) goto fail;
     } else if (smelt_path_join(path, sizeof path, dir, "adapter_model.bin") && smelt_file_exists(path)) {
         p->weights_path = strdup(path);
         if (!p->weights_path) {
@@ -765,20 +907,44 @@ int smelt_peft_open(const char *dir, smelt_peft **out, smelt_err *e)
                        "no adapter weights: expected adapter_model.safetensors or adapter_model.bin");
         goto fail;
     }
-    uint64_t n = smelt_tsrc_count(&p->src);
-    if (n == 0) {
-        rc = SMELT_ERR(e, SMELT_EFORMAT, p->weights_path, NULL, "the adapter holds no tensors");
+    if ((rc = read_layout(p, e))) goto fail;
+    *out = p;
+    return 0;
+fail:
+    smelt_peft_close(p);
+    return rc;
+}
+
+int smelt_peft_open_mem(const char *name, const char *config, size_t config_len, const void *weights,
+                        size_t weights_len, smelt_peft **out, smelt_err *e)
+{
+    *out = NULL;
+    smelt_peft *p = calloc(1, sizeof *p);
+    if (!p) return SMELT_NOMEM(e, "adapter");
+    int rc = 0;
+    if (!(p->dir = strdup(name)) || asprintf(&p->cfg_path, "%s/adapter_config.json", name) < 0 ||
+        asprintf(&p->weights_path, "%s/adapter_model.safetensors", name) < 0 || smelt_names_init(&p->mod_index, 64)) {
+        rc = SMELT_NOMEM(e, "adapter");
         goto fail;
     }
-    /* magnitudes last: a module's kind comes from its A/B keys */
-    for (int pass = 0; pass < 2; pass++)
-        for (uint64_t i = 0; i < n; i++) {
-            const char *key = smelt_tsrc_info(&p->src, i)->name;
-            if (is_magnitude_key(key) != (pass == 1)) continue;
-            if ((rc = classify(p, (int64_t)i, key, e))) goto fail;
-        }
-    for (size_t i = 0; i < p->n_mods; i++)
-        if ((rc = finish_module(p, &p->mods[i], e))) goto fail;
+    json_error_t je;
+    p->cfg = json_loadb(config, config_len, 0, &je);
+    if (!p->cfg) {
+        rc = SMELT_ERR_AT(e, SMELT_EFORMAT, p->cfg_path, (uint64_t)(je.position > 0 ? je.position : 0), NULL,
+                          "invalid JSON at line %d column %d: %s", je.line, je.column, je.text);
+        goto fail;
+    }
+    if ((rc = parse_config(p, e))) goto fail;
+    if ((rc = smelt_st_open_mem(weights, weights_len, p->weights_path, &p->st, e)) || (rc = st1_open(&p->src, p->st, e)))
+        goto fail;
+    if ((rc = read_layout(p, e))) goto fail;
+    smelt_xxh64_state *st = smelt_xxh64_new();
+    if (st) {
+        smelt_xxh64_update(st, config, config_len);
+        smelt_xxh64_update(st, weights, weights_len);
+        snprintf(p->hash, sizeof p->hash, "%016" PRIx64, smelt_xxh64_digest(st));
+        smelt_xxh64_free(st);
+    }
     *out = p;
     return 0;
 fail:
@@ -790,7 +956,7 @@ void smelt_peft_close(smelt_peft *p)
 {
     if (!p) return;
     smelt_tsrc_close(&p->src);
-    smelt_stset_close(p->st);
+    smelt_st_close(p->st);
     for (size_t i = 0; i < p->n_mods; i++) free((char *)p->mods[i].name);
     free(p->mods);
     smelt_names_free(&p->mod_index);

@@ -65,6 +65,11 @@ typedef struct smelt_peft_full {
  * LORA, variants that cannot be merged, MLX or other non-PEFT adapters), EMISMATCH (a
  * rank that contradicts r / rank_pattern). */
 int smelt_peft_open(const char *dir, smelt_peft **out, smelt_err *e);
+/* The same from memory: config text and the bytes of an adapter_model.safetensors (both
+ * borrowed; the weights must outlive the handle). `name` stands for the directory in
+ * messages. For fuzzing and tests. */
+int smelt_peft_open_mem(const char *name, const char *config, size_t config_len, const void *weights,
+                        size_t weights_len, smelt_peft **out, smelt_err *e);
 void smelt_peft_close(smelt_peft *p); /* NULL is a no-op */
 
 const char *smelt_peft_dir(const smelt_peft *p);

@@ -276,12 +276,25 @@ Test(peft, python_regular_expressions)
         {"[\\d]+", "123", 1},
         {"a\\s*b", "a  b", 1},
         {"\\D+", "abc", 1},
+        {"\\d{1,3}", "123", 1},
+        {"\\d{1,3}", "1234", 0},
+        {"a{,2}b", "aab", 1},
+        {"a{2}", "aa", 1},
+        {"x{", "x{", 1},
+        {"x{y}", "x{y}", 1},
     };
     for (size_t i = 0; i < sizeof c / sizeof *c; i++)
         cr_expect_eq(smelt_peft_regex_fullmatch(c[i].re, c[i].s, &e), c[i].m, "%s vs %s", c[i].re, c[i].s);
     cr_expect_eq(smelt_peft_regex_fullmatch("(a)\\1", "aa", &e), SMELT_EUNSUPPORTED);
     cr_expect_str_eq(e.msg, "regular expression escape \\1 (back-reference or anchor) is not supported");
     cr_expect_eq(smelt_peft_regex_fullmatch("[a", "a", &e), SMELT_EFORMAT);
+    /* nested bounded repetitions would make glibc's regcomp exhaust memory (a fuzz find) */
+    cr_expect_eq(smelt_peft_regex_fullmatch("((a{200}){200}){200}", "a", &e), SMELT_EUNSUPPORTED);
+    cr_expect_str_eq(e.msg, "regular expression repetition counts are too large for smelt (at most 255, and their "
+                            "product at most 4096)");
+    cr_expect_eq(smelt_peft_regex_fullmatch("a\\.++++++++++++++++++++++++++++++b", "a.b", &e), SMELT_EFORMAT);
+    cr_expect_str_eq(e.msg, "multiple repeat at position 4 (as Python's re says)");
+    cr_expect_eq(smelt_peft_regex_fullmatch("a.*?b", "axxb", &e), 1); /* one lazy '?' is fine */
 }
 
 Test(peft, pattern_keys_match_like_get_pattern_key)
