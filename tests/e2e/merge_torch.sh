@@ -2,7 +2,7 @@
 # smelt-merge against PEFT's merge formulas evaluated by PyTorch itself (Debian's
 # /usr/bin/python3 with torch; PEFT is not installed, so the script replays PEFT's own tensor
 # operations from peft/tuners/lora/{layer,variants,dora}.py): rsLoRA with rank/alpha patterns,
-# Conv1D fan_in_fan_out, embedding LoRA, DoRA on a Linear and on an Embedding, a bf16 base.
+# Conv1D fan_in_fan_out, embedding LoRA, DoRA on a Linear, an Embedding and a Conv1D, a bf16 base.
 # With OpenBLAS 0.3.21 installed (Debian's libopenblas0-pthread) torch runs the oracle's BLAS
 # (Haswell kernel) and plain LoRA must match bit for bit; DoRA's norms are summed by torch in
 # f32 and by smelt in f64, so a few values may sit 1 bf16 ulp apart — counted and bounded.
@@ -83,6 +83,11 @@ pair("transformer.h.0.attn.c_attn", 8, H, 3 * H, ad3)
 pair("transformer.h.0.attn.c_proj", 8, H, H, ad3)
 mk(f"{out}/ad3", {"peft_type": "LORA", "r": 8, "lora_alpha": 32, "fan_in_fan_out": True,
                   "target_modules": ["c_attn", "c_proj"]}, ad3, "adapter_config.json", "adapter_model.safetensors")
+ad4 = {}
+pair("transformer.h.0.attn.c_attn", 8, H, 3 * H, ad4)
+ad4["base_model.model.transformer.h.0.attn.c_attn.lora_magnitude_vector"] = torch.rand(3 * H) + 0.5
+mk(f"{out}/ad4", {"peft_type": "LORA", "r": 8, "lora_alpha": 16, "fan_in_fan_out": True, "use_dora": True,
+                  "target_modules": ["c_attn"]}, ad4, "adapter_config.json", "adapter_model.safetensors")
 
 # ---- PEFT's merge, operation for operation (fp32 adapter weights, bf16 base, safe_merge=False)
 def load(path):
@@ -121,9 +126,11 @@ def merge(base, ad, cfg, fifo=False):
             w.data += delta                                          # merge_unsafe, vanilla LoRA
             continue
         if not emb:                                                  # DoraLinearVariant.merge_unsafe
-            weight = w + 1 * delta                                   # get_weight_norm (fan_in_fan_out False)
+            dT = delta.T if fifo else delta                          # transpose(delta_weight, fan_in_fan_out)
+            weight = (w.T if fifo else w) + 1 * dT                   # get_weight_norm
             norm = torch.linalg.norm(weight, dim=1).to(weight.dtype)
             f = (mag / norm).view(-1, 1)
+            f = f.T if fifo else f                                   # transpose(dora_factor, fan_in_fan_out)
         else:                                                        # DoraEmbeddingVariant.merge_unsafe
             weight = w.T + 1 * delta.T                               # DoraEmbeddingLayer(fan_in_fan_out=True)
             norm = torch.linalg.norm(weight, dim=1).to(weight.dtype)
@@ -137,11 +144,14 @@ save_expect("ad1", merge(b, load(f"{out}/ad1/adapter_model.safetensors"), cfg1))
 save_expect("ad2", merge(b, load(f"{out}/ad2/adapter_model.safetensors"), cfg2))
 save_expect("ad3", merge(load(f"{out}/gpt2/model.safetensors"), load(f"{out}/ad3/adapter_model.safetensors"),
                          {"r": 8, "lora_alpha": 32}, fifo=True))
+save_expect("ad4", merge(load(f"{out}/gpt2/model.safetensors"), load(f"{out}/ad4/adapter_model.safetensors"),
+                         {"r": 8, "lora_alpha": 16}, fifo=True))
 PY
 M="$SMELT_BIN/smelt-merge"
 "$M" -q --base "$tmp/base" --lora "$tmp/ad1" -o "$tmp/m1"
 "$M" -q --base "$tmp/base" --lora "$tmp/ad2" -o "$tmp/m2"
 "$M" -q --base "$tmp/gpt2" --lora "$tmp/ad3" -o "$tmp/m3"
+"$M" -q --base "$tmp/gpt2" --lora "$tmp/ad4" -o "$tmp/m4"
 "$py" - "$tmp" "$exact" <<'PY'
 import json, struct, sys
 import torch
@@ -153,7 +163,7 @@ def load(path):
         s, e = v["data_offsets"]; o[k] = torch.frombuffer(bytearray(b[8 + n + s:8 + n + e]), dtype=torch.int16)
     return o
 bad = 0
-for ad, out, dora in (("ad1", "m1", False), ("ad2", "m2", True), ("ad3", "m3", False)):
+for ad, out, dora in (("ad1", "m1", False), ("ad2", "m2", True), ("ad3", "m3", False), ("ad4", "m4", True)):
     want, got = load(f"{tmp}/{ad}.expect.safetensors"), load(f"{tmp}/{out}/model.safetensors")
     total = diff = ulp1 = 0
     for k in want:
