@@ -17,7 +17,7 @@ struct smelt_convert_plan {
     int outtype;          /* resolved */
     uint32_t file_type;
     smelt_hparams hp;
-    smelt_vocab_info vocab;
+    smelt_cv_vocab_info vocab;
     smelt_param_count pc;
     char *config_path, *tok_dir;
 };

@@ -261,9 +261,9 @@ static int check_tensor(const smelt_convert_plan *p, const smelt_tinfo *t, const
     if (!ok) {
         shape_str(t->shape, t->n_dims, got, sizeof got);
         shape_str(want, nd, exp, sizeof exp);
-        if (m->role == SMELT_R_TOKEN_EMBD && t->n_dims == 2 && t->shape[1] == want[1] && t->shape[0] != want[0])
+        if ((m->role == SMELT_R_TOKEN_EMBD || m->role == SMELT_R_OUTPUT) && t->n_dims == 2 && t->shape[1] == want[1] && t->shape[0] != want[0])
             return SMELT_ERR(e, SMELT_EFORMAT, src_file(t), t->name,
-                             "shape %s contradicts config.json: vocab_size is %llu but the embeddings have %llu rows. vocab_size "
+                             "shape %s contradicts config.json: vocab_size is %llu but the tensor has %llu rows. vocab_size "
                              "must equal the embedding rows; it may exceed the tokenizer's size only when the embeddings were "
                              "resized (resize_token_embeddings), the extra rows then get [PADn] tokens",
                              got, (unsigned long long)want[0], (unsigned long long)t->shape[0]);
@@ -481,7 +481,7 @@ int smelt_convert_plan_new(const smelt_tsrc *weights, json_t *config, const char
     }
     if (!rc) rc = smelt_arch_kvs(config, p->config_path, &p->hp, p->file_type, &p->kv, &p->opts.notes, e);
     if (!rc) rc = smelt_kvs_set_u32(&p->kv, "general.quantization_version", 2, e);
-    if (!rc) rc = smelt_vocab_kvs(tf, config, p->config_path, p->hp.n_vocab, &p->kv, &p->vocab, &p->opts.notes, e);
+    if (!rc) rc = smelt_cv_vocab_kvs(tf, config, p->config_path, p->hp.n_vocab, &p->kv, &p->vocab, &p->opts.notes, e);
     smelt_tokfiles_free(tf);
     if (rc) {
         smelt_convert_plan_free(p);

@@ -527,8 +527,8 @@ static int special_vocab(const smelt_tokfiles *tf, json_t *config, const char *c
 
 /* ==== entry point ==== */
 
-int smelt_vocab_kvs(const smelt_tokfiles *tf, json_t *config, const char *cfg_path, int64_t vocab_size, smelt_kvs *kv,
-                    smelt_vocab_info *info, const smelt_notes *notes, smelt_err *e)
+int smelt_cv_vocab_kvs(const smelt_tokfiles *tf, json_t *config, const char *cfg_path, int64_t vocab_size, smelt_kvs *kv,
+                    smelt_cv_vocab_info *info, const smelt_notes *notes, smelt_err *e)
 {
     memset(info, 0, sizeof *info);
     char p[4096];

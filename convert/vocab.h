@@ -14,17 +14,17 @@
 #include "convert/notes.h"
 #include "formats/tokfiles.h"
 
-typedef struct smelt_vocab_info {
+typedef struct smelt_cv_vocab_info {
     uint64_t n_vocab;      /* tokens written (= config vocab_size) */
     uint64_t n_tokenizer;  /* tokens the tokenizer defines (pieces + added tokens) */
     uint64_t n_pad;        /* [PADn] fillers (n_vocab - n_tokenizer) */
-} smelt_vocab_info;
+} smelt_cv_vocab_info;
 
 /* Append the tokenizer KVs. vocab_size is config.json's; the tokenizer may define fewer
  * tokens (the rest become [PADn], as llama.cpp does for resized embeddings) but never
  * more: that is EMISMATCH with the resize rule in the message. A directory without
  * tokenizer.model is EUNSUPPORTED (only SentencePiece vocabularies are handled). */
-int smelt_vocab_kvs(const smelt_tokfiles *t, json_t *config, const char *cfg_path, int64_t vocab_size, smelt_kvs *kv,
-                    smelt_vocab_info *info, const smelt_notes *notes, smelt_err *e);
+int smelt_cv_vocab_kvs(const smelt_tokfiles *t, json_t *config, const char *cfg_path, int64_t vocab_size, smelt_kvs *kv,
+                    smelt_cv_vocab_info *info, const smelt_notes *notes, smelt_err *e);
 
 #endif
