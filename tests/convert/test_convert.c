@@ -514,3 +514,36 @@ Test(convert, sharded_checkpoint_problems, .timeout = 120)
     cr_expect_neq(access(out, F_OK), 0);
     tu_rmtree(g_shard_dir);
 }
+
+/* Output does not depend on the thread count, and the plan knows the file size before
+ * writing. */
+Test(convert, threads_and_planned_size, .timeout = 120)
+{
+    char tmp[512], a[1024], b[1024], dir[4096], why[1024];
+    tu_path(dir, sizeof dir, "samples/tiny-mixtral");
+    cr_assert_eq(tu_mkdtemp(tmp, sizeof tmp), 0);
+    snprintf(a, sizeof a, "%s/t1.gguf", tmp);
+    snprintf(b, sizeof b, "%s/t3.gguf", tmp);
+    smelt_hf *h;
+    smelt_err e;
+    cr_assert_eq(smelt_hf_open(dir, &h, &e), 0, "%s", e.msg);
+    char cfg[4200];
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    for (int k = 0; k < 2; k++) {
+        smelt_convert_opts o;
+        smelt_convert_opts_default(&o);
+        o.outtype = SMELT_TYPE_F16;
+        o.n_threads = k ? 3 : 1;
+        smelt_convert_plan *p;
+        cr_assert_eq(smelt_convert_plan_new(smelt_hf_tensors(h), smelt_hf_config(h), cfg, dir, &o, &p, &e), 0, "%s", e.msg);
+        uint64_t planned = smelt_convert_plan_file_size(p);
+        smelt_convert_result r;
+        cr_assert_eq(smelt_convert_plan_write(p, k ? b : a, &r, &e), 0, "%s", e.msg);
+        cr_expect_eq(r.bytes, planned);
+        cr_expect_eq(planned, 18203136, "llama.cpp's f16 file is 18,203,136 bytes");
+        smelt_convert_plan_free(p);
+    }
+    smelt_hf_close(h);
+    cr_expect_eq(hs_gguf_diff(a, b, 0, NULL, why, sizeof why), 0, "%s", why);
+    tu_rmtree(tmp);
+}
