@@ -31,6 +31,7 @@ typedef struct {
 static int pb_varint(pb *b, uint64_t *v)
 {
     uint64_t r = 0;
+    size_t start = b->pos;
     for (int i = 0; i < 10; i++) {
         if (b->pos >= b->n) return PBFAIL(b, NULL, "truncated protobuf: varint runs past the end of its message");
         uint8_t c = b->p[b->pos++];
@@ -40,6 +41,7 @@ static int pb_varint(pb *b, uint64_t *v)
             return 0;
         }
     }
+    b->pos = start;
     return PBFAIL(b, NULL, "malformed protobuf: varint longer than 10 bytes");
 }
 
@@ -62,9 +64,10 @@ static int pb_bytes(pb *b, pb *sub)
     int rc = pb_varint(b, &len);
     if (rc) return rc;
     if (len > b->n - b->pos) {
+        size_t left = b->n - b->pos;
         b->pos = at;
         return PBFAIL(b, NULL, "truncated protobuf: a %llu-byte field runs past the end of its message (%zu bytes left)",
-                      (unsigned long long)len, b->n - b->pos);
+                      (unsigned long long)len, left);
     }
     *sub = *b;
     sub->p = b->p + b->pos;
