@@ -50,28 +50,41 @@ static double parse_after(const char *log, const char *key)
     return strtod(p + strlen(key), NULL);
 }
 
-/* Run llama-perplexity; returns its console output followed by its log file (its last
- * lines can be missing from either one), or NULL when the tool is not built. */
-static char *llama(const char *args)
+/* Run llama-perplexity; returns its console output followed by its log file, or NULL when
+ * the tool is not built. llama.cpp writes its log from a thread that may not have flushed
+ * the last lines when the process exits (seen on a loaded machine): a run whose output
+ * lacks `must` is repeated, up to five times, then the test is skipped (llama.cpp issue
+ * 22142: the logger singleton is never flushed at exit). */
+static char *llama(const char *args, const char *must)
 {
     const char *tool = vf_oracle_tool("llama-perplexity");
     if (!tool) return NULL;
-    char dir[4096], cmd[16384], log[4200];
-    cr_assert_eq(tu_mkdtemp(dir, sizeof dir), 0);
-    snprintf(log, sizeof log, "%s/log", dir);
-    snprintf(cmd, sizeof cmd, "'%s' %s -t 2 --log-file '%s'", tool, args, log);
     char *out = NULL;
-    int rc = tu_run(cmd, &out);
-    cr_assert_eq(rc, 0, "llama-perplexity %s exited %d", args, rc);
-    size_t nl = 0;
-    char *lf = (char *)tu_read(log, &nl);
-    size_t no = strlen(out);
-    out = realloc(out, no + nl + 2);
-    out[no] = '\n';
-    if (lf) memcpy(out + no + 1, lf, nl);
-    out[no + 1 + (lf ? nl : 0)] = 0;
-    free(lf);
-    tu_rmtree(dir);
+    for (int attempt = 0;; attempt++) {
+        char dir[4096], cmd[16384], log[4200];
+        cr_assert_eq(tu_mkdtemp(dir, sizeof dir), 0);
+        snprintf(log, sizeof log, "%s/log", dir);
+        snprintf(cmd, sizeof cmd, "'%s' %s -t 2 --log-file '%s'", tool, args, log);
+        free(out);
+        out = NULL;
+        int rc = tu_run(cmd, &out);
+        cr_assert_eq(rc, 0, "llama-perplexity %s exited %d", args, rc);
+        size_t nl = 0;
+        char *lf = (char *)tu_read(log, &nl);
+        size_t no = strlen(out);
+        out = realloc(out, no + nl + 2);
+        out[no] = '\n';
+        if (lf) memcpy(out + no + 1, lf, nl);
+        out[no + 1 + (lf ? nl : 0)] = 0;
+        free(lf);
+        tu_rmtree(dir);
+        if (!must || strstr(out, must)) break;
+        if (attempt == 4) {
+            free(out);
+            cr_skip_test("llama-perplexity lost the last lines of its output 5 times (llama.cpp issue 22142)");
+        }
+        fprintf(stderr, "llama-perplexity's output lacks '%s' (attempt %d): running it again\n", must, attempt + 1);
+    }
     return out;
 }
 
@@ -105,7 +118,7 @@ static void tiny_case(const char *type, const char *which, bool live)
     json_decref(ref);
     char args[9000];
     snprintf(args, sizeof args, "-m '%s' -f '%s' -c 256", model, text);
-    char *log = live ? llama(args) : NULL;
+    char *log = live ? llama(args, "Final estimate: PPL = ") : NULL;
     if (log) {
         double l = parse_after(log, "Final estimate: PPL = ");
         cr_log_info("%s %s: llama-perplexity now: %.4f", type, which, l);
@@ -269,9 +282,9 @@ Test(kld, reads_llama_cpp_files, .timeout = 300)
     tmpfile_in(dir, sizeof dir, theirs, sizeof theirs, "llama.kld");
     snprintf(ours, sizeof ours, "%s/smelt.kld", dir);
     snprintf(args, sizeof args, "-m '%s' -f '%s' -c 256 --chunks 10 --kl-divergence-base '%s'", model, text, theirs);
-    free(llama(args));
+    free(llama(args, NULL));
     snprintf(args, sizeof args, "-m '%s' -c 256 --kl-divergence-base '%s' --kl-divergence", model, theirs);
-    char *log = llama(args);
+    char *log = llama(args, "Mean PPL(base)");
     double their_base = parse_after(log, "Mean PPL(base)                : ");
     free(log);
 
