@@ -67,6 +67,18 @@ static void pack_f16_portable(const uint16_t *src, size_t lds, size_t rows, size
     }
 }
 
+static void pack_bf16_portable(const uint16_t *src, size_t lds, size_t rows, size_t kc, float *wp)
+{
+    for (size_t j = 0; j < SMELT_NR; j++) {
+        if (j < rows) {
+            const uint16_t *r = src + j * lds;
+            for (size_t k = 0; k < kc; k++) wp[k * SMELT_NR + j] = smelt_bf16_to_f32(r[k]);
+        } else {
+            for (size_t k = 0; k < kc; k++) wp[k * SMELT_NR + j] = 0.0f;
+        }
+    }
+}
+
 static float exp_portable1(float x)
 {
     if (x != x) return x;
@@ -130,7 +142,7 @@ static void wsum_portable(const float *p, size_t n, const float *v, size_t ldv, 
 }
 
 const smelt_kern smelt_kern_portable = {
-    "portable", gemm_portable, pack_f32_portable, pack_f16_portable, exp_sub_portable,
+    "portable", gemm_portable, pack_f32_portable, pack_f16_portable, pack_bf16_portable, exp_sub_portable,
     sum_portable, swiglu_portable, scores_portable, wsum_portable,
 };
 
@@ -209,6 +221,8 @@ static void pack_block(const smelt_kern *K, const smelt_wview *w, uint32_t e, si
             K->pack_f32((const float *)(const void *)r0, w->row_bytes / 4, rows, kc, dst);
         } else if (w->type == SMELT_TYPE_F16 && w->row_bytes % 2 == 0) {
             K->pack_f16((const uint16_t *)(const void *)r0, w->row_bytes / 2, rows, kc, dst);
+        } else if (w->type == SMELT_TYPE_BF16 && w->row_bytes % 2 == 0) {
+            K->pack_bf16((const uint16_t *)(const void *)r0, w->row_bytes / 2, rows, kc, dst);
         } else {
             for (size_t j = 0; j < rows; j++) q->dequantize(r0 + j * w->row_bytes, rowbuf + j * kc, kc);
             K->pack_f32(rowbuf, kc, rows, kc, dst);

@@ -91,9 +91,21 @@ static inline void tr8(__m256 r[8])
 static inline float ld1_f16(const uint16_t *p) { return _cvtsh_ss(*p); }
 #define LD1_F16(p) ld1_f16(p)
 
+#define LD8_BF16(p) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(p))), 16))
+static inline float ld1_bf16(const uint16_t *p)
+{
+    uint32_t u = (uint32_t)*p << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+#define LD1_BF16(p) ld1_bf16(p)
+
 static void pack_f32_avx2(const float *src, size_t lds, size_t rows, size_t kc, float *wp) { PACK_BODY(LD8_F32, LD1_F32) }
 
 static void pack_f16_avx2(const uint16_t *src, size_t lds, size_t rows, size_t kc, float *wp) { PACK_BODY(LD8_F16, LD1_F16) }
+
+static void pack_bf16_avx2(const uint16_t *src, size_t lds, size_t rows, size_t kc, float *wp) { PACK_BODY(LD8_BF16, LD1_BF16) }
 
 /* ==== exp and friends ==== */
 
@@ -255,7 +267,7 @@ static void wsum_avx2(const float *p, size_t n, const float *v, size_t ldv, size
 }
 
 const smelt_kern smelt_kern_avx2 = {
-    "avx2", gemm_avx2, pack_f32_avx2, pack_f16_avx2, exp_sub_avx2, sum_avx2, swiglu_avx2, scores_avx2, wsum_avx2,
+    "avx2", gemm_avx2, pack_f32_avx2, pack_f16_avx2, pack_bf16_avx2, exp_sub_avx2, sum_avx2, swiglu_avx2, scores_avx2, wsum_avx2,
 };
 
 #else

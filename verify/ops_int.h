@@ -27,8 +27,9 @@ typedef struct smelt_kern {
     /* Transpose-pack rows of f32 (`rows` rows, row stride lds floats, kc columns) into a
      * 16-wide panel; rows >= `rows` are zero. */
     void (*pack_f32)(const float *src, size_t lds, size_t rows, size_t kc, float *wp);
-    /* Same from IEEE f16 rows (exact conversion). */
+    /* Same from IEEE f16 rows, and from bfloat16 rows (exact conversions). */
     void (*pack_f16)(const uint16_t *src, size_t lds, size_t rows, size_t kc, float *wp);
+    void (*pack_bf16)(const uint16_t *src, size_t lds, size_t rows, size_t kc, float *wp);
     /* y[i] = exp(x[i] - sub)  (the subtraction rounded once, then the exp above) */
     void (*exp_sub)(const float *x, float sub, float *y, size_t n);
     /* 8 lane sums, lane l = sum of x[i] for i % 8 == l in order of i; then

@@ -377,3 +377,10 @@ Test(model, context_and_token_limits)
     smelt_ops_free(o);
     smelt_model_close(m);
 }
+
+Test(forward, top5_logits_bf16)
+{
+    double w = top5_error("bf16");
+    cr_log_info("bf16: max |logit - PyTorch| over the top-5 of every position: %.3g", w);
+    cr_assert_lt(w, 1e-3);
+}

@@ -176,16 +176,18 @@ Test(ops, matmul_deterministic)
 {
     size_t N = 70, K = 512, T = 50;
     float *w = rnd(N * K, 1.0f), *x = rnd(T * K, 1.0f);
-    uint16_t *wh = malloc(N * K * 2);
+    uint16_t *wh = malloc(N * K * 2), *wb = malloc(N * K * 2);
     smelt_row_f32_to_f16(w, wh, N * K, SMELT_F16_OVERFLOW_INF);
+    smelt_row_f32_to_bf16(w, wb, N * K);
+    smelt_wview vb = view(SMELT_TYPE_BF16, (const uint8_t *)wb, N, K, 1, K * 2);
     smelt_wview v32 = view(SMELT_TYPE_F32, (const uint8_t *)w, N, K, 1, K * 4);
     smelt_wview v16 = view(SMELT_TYPE_F16, (const uint8_t *)wh, N, K, 1, K * 2);
     float *c[6];
     for (int i = 0; i < 6; i++) c[i] = malloc(T * N * sizeof(float));
     smelt_pool *p1 = smelt_pool_new(1), *p3 = smelt_pool_new(3);
     smelt_ops *a = ops_isa(p1, SMELT_OPS_PORTABLE), *b = ops_isa(p3, -1);
-    smelt_mm j0[2] = {{&v32, 0, x, K, c[0], N, T, false}, {&v16, 0, x, K, c[1], N, T, false}};
-    smelt_ops_matmul(a, j0, 2);
+    smelt_mm j0[3] = {{&v32, 0, x, K, c[0], N, T, false}, {&v16, 0, x, K, c[1], N, T, false}, {&vb, 0, x, K, c[5], N, T, false}};
+    smelt_ops_matmul(a, j0, 3);
     smelt_mm j1[2] = {{&v32, 0, x, K, c[2], N, T, false}, {&v16, 0, x, K, c[3], N, T, false}};
     smelt_ops_matmul(b, &j1[0], 1);
     smelt_ops_matmul(b, &j1[1], 1);
@@ -195,6 +197,9 @@ Test(ops, matmul_deterministic)
     cr_assert_eq(memcmp(c[0], c[2], T * N * 4), 0, "f32: portable/1 thread vs best/3 threads differ");
     cr_assert_eq(memcmp(c[1], c[3], T * N * 4), 0, "f16: portable/1 thread vs best/3 threads differ");
     cr_assert_eq(memcmp(c[0], c[4], T * N * 4), 0, "splitting the rows changed the result");
+    smelt_mm jb = {&vb, 0, x, K, c[4], N, T, false};
+    smelt_ops_matmul(b, &jb, 1);
+    cr_assert_eq(memcmp(c[5], c[4], T * N * 4), 0, "bf16: portable/1 thread vs best/3 threads differ");
     cr_log_info("compared portable with %s", smelt_ops_isa_name(b));
     smelt_ops_free(a);
     smelt_ops_free(b);
@@ -203,6 +208,7 @@ Test(ops, matmul_deterministic)
     for (int i = 0; i < 6; i++) free(c[i]);
     free(w);
     free(wh);
+    free(wb);
     free(x);
 }
 
