@@ -54,7 +54,7 @@ struct smelt_fwd {
     float *scratch;               /* per thread: attention scores 4 x n_ctx */
     uint64_t bytes;
     /* per-call state */
-    uint32_t n_seq_cur, n_tok, pos0;
+    uint32_t n_tok, pos0;
     int layer;
 };
 
@@ -400,7 +400,6 @@ int smelt_fwd_eval(smelt_fwd *f, const int32_t *tokens, uint32_t n_seq, uint32_t
                              "token id %" PRId32 " (sequence %zu, position %zu) is outside the vocabulary of "
                              "%u tokens",
                              tokens[r], r / n_tok, pos0 + r % n_tok, hp->n_vocab);
-    f->n_seq_cur = n_seq;
     f->n_tok = n_tok;
     f->pos0 = pos0;
     size_t E = hp->n_embd;
