@@ -47,7 +47,8 @@ typedef struct {
     int mode;
     const smelt_ops *ops;
     uint32_t n_vocab, n_ctx, first, n_rec;
-    const float *logits;       /* n_seq x n_out rows of n_vocab, n_out = n_ctx - first */
+    uint32_t n_out, lfrom;     /* logit rows per sequence, position of the first */
+    const float *logits;       /* n_seq x n_out rows of n_vocab */
     const int32_t *tokens;     /* chunk group start: n_seq x n_ctx */
     const smelt_kld_file *base;
     uint32_t chunk0;           /* chunk index of the group's first sequence */
@@ -62,7 +63,7 @@ static void score_task(void *ctx, size_t row, int thread)
 {
     scorejob *j = ctx;
     size_t seq = row / j->n_rec, i = row % j->n_rec;
-    const float *lg = j->logits + (seq * (j->n_ctx - j->first) + i) * j->n_vocab;
+    const float *lg = j->logits + (seq * j->n_out + (j->first - j->lfrom) + i) * j->n_vocab;
     int32_t next = j->tokens[seq * j->n_ctx + j->first + i + 1];
     float *s = j->scratch + (size_t)thread * j->scratch_per_thread;
     switch (j->mode) {
@@ -204,7 +205,8 @@ int smelt_ppl_run(const smelt_ppl_opts *o, smelt_ppl_result *r, smelt_ppl_chunk_
     uint32_t n_seq = n_batch >= n_ctx ? n_batch / n_ctx : 1;
     if (n_seq > n_chunk) n_seq = (uint32_t)n_chunk;
     const uint32_t n_tok_call = n_batch < n_ctx ? n_batch : n_ctx;
-    const uint32_t first = n_ctx / 2, n_out = n_ctx - first, n_rec = n_ctx - 1 - first;
+    const uint32_t first = n_ctx / 2, n_rec = n_ctx - 1 - first;
+    const uint32_t lfrom = o->all_logits ? 0 : first, n_out = n_ctx - lfrom;
     const uint32_t V = hp->n_vocab;
     const bool add_bos = smelt_vocab_add_bos(s.vocab);
     const int32_t bos = smelt_vocab_bos(s.vocab);
@@ -216,6 +218,7 @@ int smelt_ppl_run(const smelt_ppl_opts *o, smelt_ppl_result *r, smelt_ppl_chunk_
         goto done;
     }
     if ((rc = smelt_fwd_new(s.model, s.ops, n_ctx, n_seq, n_tok_call, &s.fwd, e))) goto done;
+    if (o->hook) smelt_fwd_set_hook(s.fwd, o->hook, o->hook_user);
     const int nth = smelt_ops_threads(s.ops);
     const size_t rows = (size_t)n_seq * n_rec, per_thread = smelt_kld_scratch_floats(V);
     s.logits = malloc(sizeof(float) * (size_t)n_seq * n_out * V);
@@ -270,14 +273,14 @@ int smelt_ppl_run(const smelt_ppl_opts *o, smelt_ppl_result *r, smelt_ppl_chunk_
                 memcpy(s.batch + (size_t)q * nt, group + (size_t)q * n_ctx + pos0, nt * sizeof(int32_t));
                 if (add_bos && pos0 == 0) s.batch[(size_t)q * nt] = bos;
             }
-            /* rows of this call: positions max(first, pos0) .. pos0+nt-1 (one sequence when nt < n_ctx) */
-            uint32_t from = first > pos0 ? first : pos0;
-            float *dst = s.logits + (size_t)(from - first) * V;
-            if ((rc = smelt_fwd_eval(s.fwd, s.batch, ns, nt, pos0, first, from < pos0 + nt ? dst : NULL, e)))
+            /* rows of this call: positions max(lfrom, pos0) .. pos0+nt-1 (one sequence when nt < n_ctx) */
+            uint32_t from = lfrom > pos0 ? lfrom : pos0;
+            float *dst = s.logits + (size_t)(from - lfrom) * V;
+            if ((rc = smelt_fwd_eval(s.fwd, s.batch, ns, nt, pos0, lfrom, from < pos0 + nt ? dst : NULL, e)))
                 goto done;
         }
-        scorejob j = {mode, s.ops, V, n_ctx, first, n_rec, s.logits, group, s.base, (uint32_t)c0, s.scratch,
-                      per_thread, s.nll, s.records, s.kt};
+        scorejob j = {mode, s.ops, V, n_ctx, first, n_rec, n_out, lfrom, s.logits, group, s.base, (uint32_t)c0,
+                      s.scratch, per_thread, s.nll, s.records, s.kt};
         smelt_pool_run(s.pool, (size_t)ns * n_rec, score_task, &j);
         if (mode == MODE_BASE && (rc = smelt_kld_writer_write(s.writer, s.records, (size_t)ns * n_rec, e))) goto done;
         for (uint32_t q = 0; q < ns; q++) {

@@ -1,6 +1,6 @@
 /* ppl.h — perplexity exactly as llama-perplexity computes it, and KL-divergence against a
  * base model's stored distributions (verify/kld.h).
- * Layer: verify. Includes formats/, verify/kld.h.
+ * Layer: verify. Includes formats/, verify/forward.h, verify/kld.h.
  *
  * Method (tools/perplexity/perplexity.cpp, perplexity()):
  *   1. The text file is read as bytes and one trailing '\n' is dropped (common -f).
@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "formats/base/err.h"
+#include "verify/forward.h"
 #include "verify/kld.h"
 
 typedef struct smelt_ppl_opts {
@@ -37,6 +38,13 @@ typedef struct smelt_ppl_opts {
     int isa;              /* -1: best available (see ops.h) */
     const char *kld_base; /* write the base distributions to this .kld file */
     const char *kld_in;   /* compare with this .kld file (KL-divergence mode) */
+    /* For tools built on this chunk loop (the importance matrix): a matmul hook installed
+     * on the forward pass (see forward.h), and all_logits to take every position through
+     * the last block's FFN and the output head, as llama-imatrix does (so output.weight and
+     * the last block see every token). Neither changes the perplexity. */
+    smelt_fwd_hook hook;
+    void *hook_user;
+    bool all_logits;
 } smelt_ppl_opts;
 
 void smelt_ppl_opts_default(smelt_ppl_opts *o);

@@ -205,6 +205,43 @@ Test(ppl, batch_size_does_not_change_the_result)
     }
 }
 
+static void count_mm(void *user, const smelt_fwd_mm_info *mi)
+{
+    size_t *n = user;
+    if (!strcmp(mi->weight, "token_embd.weight")) n[0] += mi->n_rows; /* tied output head */
+    if (!strcmp(mi->weight, "blk.4.ffn_down.weight")) n[1] += mi->n_rows;
+}
+
+/* the chunk loop with a hook and every position evaluated, as the imatrix tool runs it */
+Test(ppl, hook_and_all_logits)
+{
+    char model[4200], text[4200];
+    tu_path(model, sizeof model, STORIES_GGUF);
+    tu_path(text, sizeof text, STORIES_TEXT);
+    double ppl[2];
+    for (int all = 0; all < 2; all++) {
+        smelt_ppl_opts o;
+        smelt_ppl_opts_default(&o);
+        o.model = model;
+        o.text = text;
+        o.n_ctx = 128;
+        o.n_batch = all ? 50 : 0;
+        size_t n[2] = {0, 0};
+        o.hook = count_mm;
+        o.hook_user = n;
+        o.all_logits = all;
+        smelt_ppl_result r;
+        smelt_err e = {0};
+        cr_assert_eq(smelt_ppl_run(&o, &r, NULL, NULL, &e), 0, "%s", e.msg);
+        ppl[all] = r.ppl;
+        size_t want = all ? 10 * 128 : 10 * 64;
+        cr_assert_eq(n[0], want, "output head rows %zu, want %zu", n[0], want);
+        cr_assert_eq(n[1], want, "last block rows %zu, want %zu", n[1], want);
+        smelt_ppl_result_free(&r);
+    }
+    cr_assert_eq(ppl[0], ppl[1]);
+}
+
 /* ==== KL-divergence ==== */
 
 static void tmpfile_in(char *dir, size_t n, char *path, size_t pn, const char *name)
