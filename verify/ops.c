@@ -4,6 +4,12 @@
  * Includes formats/, quant/qtypes.h, verify/ops.h, verify/ops_int.h. */
 #include "ops.h"
 
+/* Every multiply and add below is rounded as written (the ISA twins must agree bit for bit):
+ * GCC does not contract in ISO C mode; clang needs telling. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,13 +154,26 @@ const smelt_kern smelt_kern_portable = {
 
 /* ==== context ==== */
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
+/* AVX2 + FMA + F16C, with the YMM state enabled by the OS (XGETBV). */
 static bool cpu_has_avx2(void)
 {
-#if defined(__x86_64__) || defined(__i386__)
     const char *no = getenv("SMELT_NO_SIMD");
     if (no && *no && strcmp(no, "0") != 0) return false;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+    const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28), f16c = c & (1u << 29);
+    if (!(fma && osxsave && avx && f16c)) return false;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 6u) != 6u) return false; /* XMM and YMM state */
+    if (__get_cpuid_max(0, NULL) < 7) return false;
+    __cpuid_count(7, 0, a, b, c, d);
+    return b & (1u << 5);
 #else
     return false;
 #endif

@@ -4,6 +4,12 @@
  * Includes verify/ops_int.h only. */
 #include "ops_int.h"
 
+/* Every multiply and add below is rounded as written (the ISA twins must agree bit for bit):
+ * GCC does not contract in ISO C mode; clang needs telling. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 
 #include <immintrin.h>
