@@ -1,6 +1,6 @@
-/* lora.c — PEFT LoRA adapter → llama.cpp LoRA adapter GGUF (see lora.h). Has its own
- * small HF → GGUF name table for llama/mistral/mixtral weights.
- * Includes formats/ (gguf writer, peft, hfdir, half), base/. */
+/* lora.c — PEFT LoRA adapter → llama.cpp LoRA adapter GGUF (see lora.h).
+ * HF → GGUF names come from the converter's tensor_map.
+ * Includes convert/tensor_map.h, formats/ (gguf writer, peft, hfdir, half), base/. */
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #elif defined(__GNUC__)
@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "convert/tensor_map.h"
 #include "formats/base/half.h"
 #include "formats/ggml_types.h"
 #include "formats/gguf.h"
@@ -30,56 +31,21 @@ void smelt_lora_gguf_opts_default(smelt_lora_gguf_opts *o)
 bool smelt_lora_gguf_name(const char *hf, char *out, size_t n, int *expert)
 {
     *expert = -1;
-    static const struct {
-        const char *hf, *gguf;
-    } top[] = {{"model.embed_tokens.weight", "token_embd.weight"},
-               {"lm_head.weight", "output.weight"},
-               {"model.norm.weight", "output_norm.weight"}};
-    for (size_t i = 0; i < sizeof top / sizeof *top; i++)
-        if (!strcmp(hf, top[i].hf)) {
-            snprintf(out, n, "%s", top[i].gguf);
-            return true;
-        }
-    const char *p = "model.layers.";
-    if (strncmp(hf, p, strlen(p))) return false;
-    const char *s = hf + strlen(p);
-    if (!isdigit((unsigned char)*s)) return false;
-    char *end;
-    long layer = strtol(s, &end, 10);
-    if (*end != '.') return false;
-    const char *rest = end + 1;
-    static const struct {
-        const char *hf, *gguf;
-    } blk[] = {{"self_attn.q_proj.weight", "attn_q"},
-               {"self_attn.k_proj.weight", "attn_k"},
-               {"self_attn.v_proj.weight", "attn_v"},
-               {"self_attn.o_proj.weight", "attn_output"},
-               {"mlp.gate_proj.weight", "ffn_gate"},
-               {"mlp.up_proj.weight", "ffn_up"},
-               {"mlp.down_proj.weight", "ffn_down"},
-               {"block_sparse_moe.gate.weight", "ffn_gate_inp"},
-               {"input_layernorm.weight", "attn_norm"},
-               {"post_attention_layernorm.weight", "ffn_norm"}};
-    for (size_t i = 0; i < sizeof blk / sizeof *blk; i++)
-        if (!strcmp(rest, blk[i].hf)) {
-            snprintf(out, n, "blk.%ld.%s.weight", layer, blk[i].gguf);
-            return true;
-        }
-    const char *ex = "block_sparse_moe.experts.";
-    if (!strncmp(rest, ex, strlen(ex))) {
-        const char *q = rest + strlen(ex);
-        if (!isdigit((unsigned char)*q)) return false;
-        long x = strtol(q, &end, 10);
-        static const char *const w[3] = {".w1.weight", ".w2.weight", ".w3.weight"};
-        static const char *const g[3] = {"ffn_gate_exps", "ffn_down_exps", "ffn_up_exps"};
-        for (int i = 0; i < 3; i++)
-            if (!strcmp(end, w[i])) {
-                snprintf(out, n, "blk.%ld.%s.weight", layer, g[i]);
-                *expert = (int)x;
-                return true;
-            }
+    smelt_tmap m;
+    if (smelt_tmap_parse(hf, &m) != 0) return false;
+    smelt_role role = m.role;
+    switch (role) { /* one expert's projection → the stacked tensor it goes into */
+    case SMELT_R_EXP_W1: role = SMELT_R_GATE_EXPS; break;
+    case SMELT_R_EXP_W2: role = SMELT_R_DOWN_EXPS; break;
+    case SMELT_R_EXP_W3: role = SMELT_R_UP_EXPS; break;
+    case SMELT_R_EXP_GATE_UP: /* fused transformers-v5 experts: not LoRA modules */
+    case SMELT_R_EXP_DOWN:
+    case SMELT_R_SKIP: return false;
+    default: break;
     }
-    return false;
+    smelt_tmap_gguf_name(role, m.bid, m.bias, out, n);
+    *expert = (int)m.expert;
+    return true;
 }
 
 /* ==== the plan ==== */

@@ -7,13 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "convert/convert.h"
 #include "convert/merge.h"
-#if defined(__has_include)
-#if __has_include("convert/convert.h")
-#include "convert/convert.h" /* --gguf: the converter, when this build has it */
-#define HAVE_CONVERT 1
-#endif
-#endif
 #include "formats/base/cli.h"
 #include "formats/base/file.h"
 #include "formats/base/hash.h"
@@ -125,7 +120,6 @@ static void report_text(const smelt_merge_report *r, const char *out)
 
 /* ==== --gguf: the merged source straight into the converter ==== */
 
-#ifdef HAVE_CONVERT
 static void on_note(void *user, const char *msg)
 {
     (void)user;
@@ -210,7 +204,6 @@ static int write_gguf(smelt_merge *m, const smelt_hf *base, const smelt_merge_ad
     smelt_progress_term_done(&term, res.bytes);
     return gguf_manifest(path, e);
 }
-#endif
 
 int main(int argc, char **argv)
 {
@@ -274,18 +267,9 @@ int main(int argc, char **argv)
     if (!n_lora) return smelt_cli_usage_error(TOOL, "at least one --lora is required");
     if (!out && !gguf) return smelt_cli_usage_error(TOOL, "-o OUT_DIR (or --gguf OUT.gguf) is required");
     if (outtype && !gguf) return smelt_cli_usage_error(TOOL, "--outtype goes with --gguf");
-#ifdef HAVE_CONVERT
     int gguf_type = SMELT_OUTTYPE_AUTO;
     if (outtype && (gguf_type = smelt_convert_outtype_from_name(outtype)) == -2)
         return smelt_cli_usage_error(TOOL, "--outtype must be f32, f16, bf16, q8_0 or auto (got '%s')", outtype);
-#else
-    if (gguf) {
-        fprintf(stderr, "%s: error: --gguf needs smelt-convert's library, which this build does not have; merge to "
-                        "a directory with -o and convert that\n",
-                TOOL);
-        return smelt_err_exit_status(SMELT_EUNSUPPORTED);
-    }
-#endif
     lora_dirs = calloc(n_lora, sizeof *lora_dirs);
     weights = calloc(n_lora, sizeof *weights);
     if (!lora_dirs || !weights) return 6;
@@ -326,9 +310,7 @@ int main(int argc, char **argv)
         if ((rc = smelt_merge_write_hf(m, base, ads, n_lora, out, &wo, &prog, &e))) goto done;
         smelt_progress_term_done(&term, bytes);
     }
-#ifdef HAVE_CONVERT
     if (gguf && (rc = write_gguf(m, base, ads, n_lora, gguf, gguf_type, (int)threads, quiet, &e))) goto done;
-#endif
     if (r->f16_overflow)
         fprintf(stderr, "%s: warning: %" PRIu64 " merged values exceed the f16 range and became inf (as in PEFT)\n",
                 TOOL, r->f16_overflow);
