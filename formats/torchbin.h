@@ -8,9 +8,14 @@
 #include "base/err.h"
 #include "tsrc.h"
 
-/* Open a directory's pytorch_model.bin or pytorch_model.bin.index.json (+ shards). */
+/* Open a directory's pytorch_model.bin.index.json (+ every shard it names, which must
+ * exist and hold the tensors the index assigns them) or its pytorch_model.bin. Tensors
+ * come shard by shard in shard-name order, each shard in pickle (state dict) order; bytes
+ * are zero-copy views into the mapped files, CRC-checked on first read. Errors name the
+ * file, the tensor or archive record, and the byte offset (inside data.pkl for pickle
+ * errors). Close with smelt_tsrc_close(). */
 int smelt_torchbin_open_dir(const char *dir, smelt_tsrc *out, smelt_err *e);
-/* Open one .bin file. */
+/* Open one .bin file (e.g. a PEFT adapter_model.bin). */
 int smelt_torchbin_open_file(const char *path, smelt_tsrc *out, smelt_err *e);
 
 #endif

@@ -1,0 +1,270 @@
+/* arch.c — config.json → hyperparameters and the llama.* GGUF keys. Includes kvs.h.
+ *
+ * Keys are looked up the way llama.cpp's converter does (find_hparam): the first of a list
+ * of alternative names that is present in config.json wins, even when its value is null
+ * (then nothing is written). */
+#include "arch.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+const char *const smelt_arch_supported =
+    "LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM (model_type llama, mistral, mixtral)";
+
+static const struct {
+    const char *hf, *model_type;
+    int family;
+} k_archs[] = {
+    {"LlamaForCausalLM", "llama", SMELT_FAMILY_LLAMA},
+    {"LLaMAForCausalLM", "llama", SMELT_FAMILY_LLAMA},
+    {"MistralForCausalLM", "mistral", SMELT_FAMILY_MISTRAL},
+    {"MixtralForCausalLM", "mixtral", SMELT_FAMILY_MIXTRAL},
+};
+
+/* First present key of a NULL-terminated list (value may be JSON null), or NULL. */
+static json_t *find(json_t *cfg, const char *const *keys, const char **which)
+{
+    for (; *keys; keys++) {
+        json_t *v = json_object_get(cfg, *keys);
+        if (v) {
+            if (which) *which = *keys;
+            return v;
+        }
+    }
+    return NULL;
+}
+
+#define KEYS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+static int get_int(json_t *cfg, const char *path, const char *const *keys, int required, int64_t *out, smelt_err *e)
+{
+    const char *k = keys[0];
+    json_t *v = find(cfg, keys, &k);
+    if (!v || json_is_null(v)) {
+        if (required) return SMELT_ERR(e, SMELT_EFORMAT, path, keys[0], "required key is missing");
+        return 1;
+    }
+    if (!json_is_integer(v)) return SMELT_ERR(e, SMELT_EFORMAT, path, k, "expected an integer");
+    *out = json_integer_value(v);
+    return 0;
+}
+
+int smelt_hparams_read(json_t *cfg, const char *path, smelt_hparams *hp, smelt_err *e)
+{
+    memset(hp, 0, sizeof *hp);
+    json_t *archs = json_object_get(cfg, "architectures");
+    json_t *mt = json_object_get(cfg, "model_type");
+    const char *arch = NULL, *model_type = json_is_string(mt) ? json_string_value(mt) : NULL;
+    if (json_is_array(archs) && json_array_size(archs) > 0) {
+        json_t *a0 = json_array_get(archs, 0);
+        if (!json_is_string(a0)) return SMELT_ERR(e, SMELT_EFORMAT, path, "architectures", "expected a list of class names");
+        arch = json_string_value(a0);
+    }
+    int found = -1;
+    for (size_t i = 0; i < sizeof k_archs / sizeof k_archs[0]; i++)
+        if (arch ? !strcmp(arch, k_archs[i].hf) : (model_type && !strcmp(model_type, k_archs[i].model_type))) found = (int)i;
+    if (found < 0) {
+        if (!arch && !model_type)
+            return SMELT_ERR(e, SMELT_EFORMAT, path, "architectures",
+                             "neither 'architectures' nor 'model_type' is set: cannot tell the architecture (supported: %s)",
+                             smelt_arch_supported);
+        return SMELT_ERR(e, SMELT_EUNSUPPORTED, path, arch ? "architectures" : "model_type",
+                         "architecture '%s'%s%s%s is not supported; smelt-convert handles %s", arch ? arch : model_type,
+                         arch && model_type ? " (model_type '" : "", arch && model_type ? model_type : "",
+                         arch && model_type ? "')" : "", smelt_arch_supported);
+    }
+    snprintf(hp->hf_arch, sizeof hp->hf_arch, "%s", arch ? arch : model_type);
+    hp->family = k_archs[found].family;
+    int rc;
+    if ((rc = get_int(cfg, path, KEYS("num_hidden_layers", "n_layers", "n_layer", "num_layers"), 1, &hp->n_layer, e)) < 0 ||
+        (rc = get_int(cfg, path, KEYS("hidden_size", "n_embd", "dim"), 1, &hp->n_embd, e)) < 0 ||
+        (rc = get_int(cfg, path, KEYS("intermediate_size", "n_inner", "hidden_dim"), 1, &hp->n_ff, e)) < 0 ||
+        (rc = get_int(cfg, path, KEYS("num_attention_heads", "n_head", "n_heads"), 1, &hp->n_head, e)) < 0 ||
+        (rc = get_int(cfg, path, KEYS("vocab_size"), 1, &hp->n_vocab, e)) < 0)
+        return rc;
+    hp->n_head_kv = hp->n_head;
+    if ((rc = get_int(cfg, path, KEYS("num_key_value_heads", "n_kv_heads"), 0, &hp->n_head_kv, e)) < 0) return rc;
+    if (hp->n_layer <= 0 || hp->n_embd <= 0 || hp->n_ff <= 0 || hp->n_head <= 0 || hp->n_head_kv <= 0 || hp->n_vocab <= 0)
+        return SMELT_ERR(e, SMELT_EFORMAT, path, NULL,
+                         "sizes must be positive (num_hidden_layers %lld, hidden_size %lld, intermediate_size %lld, "
+                         "num_attention_heads %lld, num_key_value_heads %lld, vocab_size %lld)",
+                         (long long)hp->n_layer, (long long)hp->n_embd, (long long)hp->n_ff, (long long)hp->n_head,
+                         (long long)hp->n_head_kv, (long long)hp->n_vocab);
+    if (hp->n_layer > 100000 || hp->n_embd > (1 << 24) || hp->n_head > 65536 || hp->n_vocab > (1ll << 31) ||
+        hp->n_ff > (1ll << 31))
+        return SMELT_ERR(e, SMELT_EFORMAT, path, NULL, "implausibly large sizes in config.json");
+    hp->head_dim = 0;
+    if ((rc = get_int(cfg, path, KEYS("head_dim"), 0, &hp->head_dim, e)) < 0) return rc;
+    if (rc == 1 || hp->head_dim == 0) {
+        if (hp->n_embd % hp->n_head)
+            return SMELT_ERR(e, SMELT_EFORMAT, path, "num_attention_heads",
+                             "hidden_size %lld is not a multiple of num_attention_heads %lld (and head_dim is not set)",
+                             (long long)hp->n_embd, (long long)hp->n_head);
+        hp->head_dim = hp->n_embd / hp->n_head;
+    }
+    if (hp->head_dim <= 0 || hp->head_dim % 2)
+        return SMELT_ERR(e, SMELT_EFORMAT, path, "head_dim", "head dimension %lld must be even and positive (RoPE pairs)",
+                         (long long)hp->head_dim);
+    if (hp->n_head % hp->n_head_kv)
+        return SMELT_ERR(e, SMELT_EFORMAT, path, "num_key_value_heads", "num_attention_heads %lld is not a multiple of num_key_value_heads %lld",
+                         (long long)hp->n_head, (long long)hp->n_head_kv);
+    if ((rc = get_int(cfg, path, KEYS("num_local_experts", "num_experts", "n_routed_experts"), 0, &hp->n_expert, e)) < 0)
+        return rc;
+    if ((rc = get_int(cfg, path, KEYS("num_experts_per_tok", "num_experts_per_token", "top_k_experts"), 0, &hp->n_expert_used,
+                      e)) < 0)
+        return rc;
+    if (hp->family == SMELT_FAMILY_MIXTRAL && hp->n_expert <= 0)
+        return SMELT_ERR(e, SMELT_EFORMAT, path, "num_local_experts", "a Mixtral config needs a positive expert count");
+    if (hp->n_expert < 0 || hp->n_expert > 4096)
+        return SMELT_ERR(e, SMELT_EFORMAT, path, "num_local_experts", "expert count %lld is out of range", (long long)hp->n_expert);
+    json_t *tie = json_object_get(cfg, "tie_word_embeddings");
+    hp->tied = json_is_true(tie);
+    return 0;
+}
+
+/* ==== KVs ==== */
+
+static int kv_u32(smelt_kvs *kv, const char *key, json_t *v, const char *path, const char *src, smelt_err *e)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > UINT32_MAX)
+        return SMELT_ERR(e, SMELT_EFORMAT, path, src, "expected a non-negative integer that fits 32 bits");
+    return smelt_kvs_set_u32(kv, key, (uint32_t)json_integer_value(v), e);
+}
+
+static int kv_f32(smelt_kvs *kv, const char *key, json_t *v, const char *path, const char *src, smelt_err *e)
+{
+    if (!json_is_number(v)) return SMELT_ERR(e, SMELT_EFORMAT, path, src, "expected a number");
+    return smelt_kvs_set_f32(kv, key, (float)json_number_value(v), e);
+}
+
+/* Write key from the first present of keys, if its value is not null. */
+static int opt_u32(smelt_kvs *kv, json_t *cfg, const char *path, const char *key, const char *const *keys, smelt_err *e)
+{
+    const char *which = NULL;
+    json_t *v = find(cfg, keys, &which);
+    if (!v || json_is_null(v)) return 0;
+    return kv_u32(kv, key, v, path, which, e);
+}
+
+static int opt_f32(smelt_kvs *kv, json_t *v, const char *path, const char *src, const char *key, smelt_err *e)
+{
+    if (!v || json_is_null(v)) return 0;
+    return kv_f32(kv, key, v, path, src, e);
+}
+
+int smelt_arch_kvs(json_t *cfg, const char *path, const smelt_hparams *hp, uint32_t file_type, smelt_kvs *kv,
+                   const smelt_notes *notes, smelt_err *e)
+{
+    int rc;
+    if ((rc = smelt_kvs_set_u32(kv, "llama.block_count", (uint32_t)hp->n_layer, e)) ||
+        (rc = opt_u32(kv, cfg, path, "llama.context_length",
+                      KEYS("max_position_embeddings", "n_ctx", "n_positions", "max_length", "max_sequence_length",
+                           "model_max_length"),
+                      e)) ||
+        (rc = opt_u32(kv, cfg, path, "llama.embedding_length", KEYS("hidden_size", "n_embd", "dim"), e)) ||
+        (rc = opt_u32(kv, cfg, path, "llama.feed_forward_length",
+                      KEYS("prefix_dense_intermediate_size", "dense_intermediate_size", "intermediate_size", "n_inner",
+                           "hidden_dim"),
+                      e)) ||
+        (rc = opt_u32(kv, cfg, path, "llama.attention.head_count", KEYS("num_attention_heads", "n_head", "n_heads"), e)) ||
+        (rc = opt_u32(kv, cfg, path, "llama.attention.head_count_kv", KEYS("num_key_value_heads", "n_kv_heads"), e)))
+        return rc;
+    json_t *causal = json_object_get(cfg, "is_causal");
+    if (json_is_false(causal) && (rc = smelt_kvs_set_bool(kv, "llama.attention.causal", false, e))) return rc;
+
+    /* rope: rope_parameters (transformers v5) or rope_scaling, plus the top-level theta */
+    json_t *rp = json_object_get(cfg, "rope_parameters");
+    if (!rp) rp = json_object_get(cfg, "rope_scaling");
+    if (rp && !json_is_null(rp) && !json_is_object(rp))
+        return SMELT_ERR(e, SMELT_EFORMAT, path, "rope_scaling", "expected an object or null");
+    if (rp && !json_is_object(rp)) rp = NULL;
+    json_t *full = rp ? json_object_get(rp, "full_attention") : NULL;
+    json_t *params = json_is_object(full) ? full : rp;
+    const char *theta_key = NULL;
+    json_t *theta = find(cfg, KEYS("global_rope_theta", "rope_global_theta", "rope_theta_global", "rope_theta", "rotary_emb_base"),
+                         &theta_key);
+    json_t *rope_type = NULL, *factor = NULL;
+    if (params) {
+        rope_type = json_object_get(params, "rope_type");
+        if (!rope_type && !full && !json_object_get(rp, "sliding_attention")) rope_type = json_object_get(params, "type");
+        factor = json_object_get(params, "factor");
+        /* a rope_theta inside the RoPE parameters wins; with per-attention-type parameters
+         * the top-level value is not consulted at all */
+        json_t *t = json_object_get(params, "rope_theta");
+        if (t || json_is_object(full)) {
+            theta = t;
+            theta_key = "rope_parameters.rope_theta";
+        }
+    }
+    if (rope_type && !json_is_null(rope_type)) {
+        if (!json_is_string(rope_type)) return SMELT_ERR(e, SMELT_EFORMAT, path, "rope_scaling.rope_type", "expected a string");
+        const char *rt = json_string_value(rope_type);
+        int has_factor = factor && !json_is_null(factor);
+        if (!strcmp(rt, "linear") && has_factor) {
+            if ((rc = smelt_kvs_set_str(kv, "llama.rope.scaling.type", "linear", 6, e)) ||
+                (rc = kv_f32(kv, "llama.rope.scaling.factor", factor, path, "rope_scaling.factor", e)))
+                return rc;
+        } else if (!strcmp(rt, "yarn") && has_factor) {
+            json_t *orig = json_object_get(params, "original_max_position_embeddings");
+            if (!orig) orig = json_object_get(cfg, "original_max_position_embeddings");
+            if (!orig || json_is_null(orig))
+                return SMELT_ERR(e, SMELT_EFORMAT, path, "rope_scaling.original_max_position_embeddings",
+                                 "required for yarn scaling");
+            if ((rc = smelt_kvs_set_str(kv, "llama.rope.scaling.type", "yarn", 4, e)) ||
+                (rc = kv_f32(kv, "llama.rope.scaling.factor", factor, path, "rope_scaling.factor", e)) ||
+                (rc = kv_u32(kv, "llama.rope.scaling.original_context_length", orig, path,
+                             "rope_scaling.original_max_position_embeddings", e)))
+                return rc;
+            json_t *af = json_object_get(params, "attention_factor");
+            if (!af) af = json_object_get(params, "attn_factor");
+            if ((rc = opt_f32(kv, json_object_get(params, "extrapolation_factor"), path, "rope_scaling.extrapolation_factor",
+                              "llama.rope.scaling.yarn_ext_factor", e)) ||
+                (rc = opt_f32(kv, af, path, "rope_scaling.attention_factor", "llama.rope.scaling.yarn_attn_factor", e)) ||
+                (rc = opt_f32(kv, json_object_get(params, "beta_fast"), path, "rope_scaling.beta_fast",
+                              "llama.rope.scaling.yarn_beta_fast", e)) ||
+                (rc = opt_f32(kv, json_object_get(params, "beta_slow"), path, "rope_scaling.beta_slow",
+                              "llama.rope.scaling.yarn_beta_slow", e)))
+                return rc;
+        } else if (!strcasecmp(rt, "llama3")) {
+            return SMELT_ERR(e, SMELT_EUNSUPPORTED, path, "rope_scaling.rope_type",
+                             "llama3 RoPE scaling (Llama 3.1 and later) is not supported yet");
+        } else if (!strcmp(rt, "su") || !strcmp(rt, "longrope")) {
+            return SMELT_ERR(e, SMELT_EUNSUPPORTED, path, "rope_scaling.rope_type", "%s RoPE scaling is not supported for llama", rt);
+        } else if (strcmp(rt, "dynamic") != 0 && strcmp(rt, "linear") != 0 && strcmp(rt, "yarn") != 0) {
+            smelt_note(notes, "%s: unknown RoPE type '%s' ignored (no scaling keys written, as llama.cpp does)", path, rt);
+        }
+    }
+    if (theta && !json_is_null(theta) && (rc = kv_f32(kv, "llama.rope.freq_base", theta, path, theta_key, e))) return rc;
+    const char *eps_key = NULL;
+    json_t *eps = find(cfg, KEYS("rms_norm_eps", "norm_eps"), &eps_key);
+    if ((rc = opt_f32(kv, eps, path, eps_key, "llama.attention.layer_norm_rms_epsilon", e))) return rc;
+    eps = find(cfg, KEYS("layer_norm_eps", "layer_norm_epsilon", "norm_epsilon"), &eps_key);
+    if ((rc = opt_f32(kv, eps, path, eps_key, "llama.attention.layer_norm_epsilon", e))) return rc;
+    if ((rc = opt_u32(kv, cfg, path, "llama.expert_count", KEYS("num_local_experts", "num_experts", "n_routed_experts"), e)) ||
+        (rc = opt_u32(kv, cfg, path, "llama.expert_used_count", KEYS("num_experts_per_tok", "num_experts_per_token", "top_k_experts"),
+                      e)) ||
+        (rc = opt_u32(kv, cfg, path, "llama.expert_group_count", KEYS("n_group"), e)) ||
+        (rc = opt_u32(kv, cfg, path, "llama.expert_group_used_count", KEYS("topk_group"), e)))
+        return rc;
+    json_t *sf = find(cfg, KEYS("score_function", "scoring_func", "score_func", "moe_router_activation", "moe_router_activation_func",
+                                "expert_selection_fn"),
+                      NULL);
+    if (sf && !json_is_null(sf)) {
+        const char *s = json_is_string(sf) ? json_string_value(sf) : "";
+        uint32_t g = !strcmp(s, "softmax") ? 1 : !strcmp(s, "sigmoid") ? 2 : !strcmp(s, "sqrtsoftplus") ? 3 : 0;
+        if (!g) return SMELT_ERR(e, SMELT_EUNSUPPORTED, path, "scoring_func", "unsupported expert gating function '%s'", s);
+        if ((rc = smelt_kvs_set_u32(kv, "llama.expert_gating_func", g, e))) return rc;
+    }
+    json_t *hd = json_object_get(cfg, "head_dim");
+    if (hd && !json_is_null(hd)) {
+        if ((rc = kv_u32(kv, "llama.attention.key_length", hd, path, "head_dim", e)) ||
+            (rc = kv_u32(kv, "llama.attention.value_length", hd, path, "head_dim", e)))
+            return rc;
+    }
+    if ((rc = smelt_kvs_set_u32(kv, "general.file_type", file_type, e)) ||
+        (rc = smelt_kvs_set_u32(kv, "llama.vocab_size", (uint32_t)hp->n_vocab, e)) ||
+        (rc = smelt_kvs_set_u32(kv, "llama.rope.dimension_count", (uint32_t)hp->head_dim, e)))
+        return rc;
+    return 0;
+}

@@ -1,0 +1,236 @@
+/* convert.c — streaming a plan into a GGUF file: one output tensor at a time, each made
+ * of row runs of mapped source tensors (permuted for Q/K, stacked for experts), converted
+ * in bounded chunks over the thread pool. Includes convert/, formats/, quant/. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "convert/convert_int.h"
+#include "formats/base/half.h"
+#include "formats/base/pool.h"
+#include "formats/gguf.h"
+#include "quant/qtypes.h"
+
+#define CHUNK_ELEMS (1u << 20) /* values converted per step: 4 MB of f32 */
+
+static smelt_gguf_writer *make_writer(const smelt_convert_plan *p, smelt_err *e)
+{
+    smelt_gguf_writer *w = smelt_gguf_writer_new();
+    if (!w) {
+        SMELT_NOMEM(e, "GGUF writer");
+        return NULL;
+    }
+    /* gguf-py leaves a file without tensors unpadded after its header */
+    smelt_gguf_writer_set_pad_empty(w, false);
+    int rc = smelt_kvs_apply(&p->kv, w, e);
+    for (size_t i = 0; i < p->n && !rc; i++)
+        rc = smelt_gguf_writer_add_tensor(w, p->t[i].name, p->t[i].n_dims, p->t[i].ne, p->t[i].type, e);
+    if (rc) {
+        smelt_gguf_writer_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+uint64_t smelt_convert_plan_file_size(const smelt_convert_plan *p)
+{
+    smelt_err e;
+    smelt_gguf_writer *w = make_writer(p, &e);
+    uint64_t n = w ? smelt_gguf_writer_file_size(w) : 0;
+    smelt_gguf_writer_free(w);
+    return n;
+}
+
+/* ==== row conversion ==== */
+
+typedef struct {
+    const smelt_cv_tensor *t;
+    const smelt_cv_part *part;
+    const uint8_t *src;     /* the part's source tensor bytes */
+    smelt_dtype dt;
+    uint64_t first;         /* first output row of this chunk, within the part */
+    uint64_t tensor_row0;   /* output row index (within the tensor) of the part's first row */
+    uint64_t rows;          /* rows in this chunk */
+    uint64_t rows_per_task;
+    float *f32;
+    uint8_t *out;
+    uint64_t out_row_bytes;
+    uint64_t *overflow;     /* per task */
+    const smelt_qtype_ops *q8;
+} chunk_job;
+
+/* Source row (within the source tensor) for output row r of the tensor. */
+static uint64_t source_row(const smelt_cv_tensor *t, const smelt_cv_part *part, uint64_t tensor_row, uint64_t part_row)
+{
+    if (!t->perm_heads) return part->row0 + part_row;
+    /* llama.cpp's permute(): per head, [2, hd/2] → [hd/2, 2] on the rows
+     *   out row h*hd + 2i + s  ←  in row h*hd + s*(hd/2) + i */
+    uint64_t R = part->nrows, hd = R / (uint64_t)t->perm_heads;
+    uint64_t h = tensor_row / hd, r = tensor_row % hd;
+    return part->row0 + h * hd + (r % 2) * (hd / 2) + r / 2;
+}
+
+static void run_rows(void *ctx, size_t task, int thread)
+{
+    (void)thread;
+    chunk_job *j = ctx;
+    const smelt_cv_tensor *t = j->t;
+    uint64_t r0 = task * j->rows_per_task, r1 = r0 + j->rows_per_task;
+    if (r1 > j->rows) r1 = j->rows;
+    size_t es = smelt_dtype_size(j->dt);
+    uint64_t L = t->row_len, over = 0;
+    int direct = (j->dt == SMELT_DT_F32 && t->type == SMELT_TYPE_F32) || (j->dt == SMELT_DT_F16 && t->type == SMELT_TYPE_F16);
+    for (uint64_t r = r0; r < r1; r++) {
+        uint64_t pr = j->first + r;
+        uint64_t sr = source_row(t, j->part, j->tensor_row0 + pr, pr);
+        const uint8_t *in = j->src + sr * L * es;
+        uint8_t *out = j->out + r * j->out_row_bytes;
+        if (direct) {
+            memcpy(out, in, (size_t)(L * es));
+            continue;
+        }
+        float *f = j->f32 + r * L;
+        smelt_dtype_to_f32(j->dt, in, f, (size_t)L);
+        switch (t->type) {
+        case SMELT_TYPE_F32: memcpy(out, f, (size_t)L * 4); break;
+        case SMELT_TYPE_F16: over += smelt_row_f32_to_f16(f, (uint16_t *)(void *)out, (size_t)L, SMELT_F16_OVERFLOW_INF); break;
+        case SMELT_TYPE_BF16: smelt_row_f32_to_bf16(f, (uint16_t *)(void *)out, (size_t)L); break;
+        default: break; /* Q8_0: after the loop */
+        }
+    }
+    if (t->type == SMELT_TYPE_Q8_0 && r1 > r0) {
+        if (j->q8 && j->q8->quantize_ref) {
+            for (uint64_t r = r0; r < r1; r++) j->q8->quantize_ref(j->f32 + r * L, j->out + r * j->out_row_bytes, (int64_t)L);
+        } else {
+            smelt_err e;
+            smelt_q_quantize_rows(SMELT_TYPE_Q8_0, j->f32 + r0 * L, j->out + r0 * j->out_row_bytes, (int64_t)(r1 - r0), (int64_t)L,
+                                  NULL, NULL, &e); /* availability was checked when planning */
+        }
+    }
+    j->overflow[task] = over;
+}
+
+typedef struct {
+    smelt_pool *pool;
+    int threads;
+    float *f32;
+    uint8_t *out;
+    uint64_t *overflow;
+    smelt_scratch scratch;
+} workspace;
+
+static int write_part(smelt_convert_plan *p, smelt_gguf_writer *w, workspace *ws, const smelt_cv_tensor *t, const smelt_cv_part *part,
+                      uint64_t tensor_row0, uint64_t *overflow, smelt_err *e)
+{
+    const smelt_tinfo *ti = smelt_tsrc_info(p->src, part->src);
+    const void *data;
+    int rc = smelt_tsrc_read(p->src, part->src, &data, &ws->scratch, e);
+    if (rc) return rc;
+    uint64_t L = t->row_len, orb;
+    smelt_type_row_bytes(t->type, L, &orb, e);
+    size_t es = smelt_dtype_size(ti->dtype);
+    int direct = ((ti->dtype == SMELT_DT_F32 && t->type == SMELT_TYPE_F32) || (ti->dtype == SMELT_DT_F16 && t->type == SMELT_TYPE_F16));
+    if (direct && !t->perm_heads) {
+        /* same format, same order: straight from the mapping */
+        rc = smelt_gguf_writer_write(w, (const uint8_t *)data + part->row0 * L * es, (size_t)(part->nrows * L * es), e);
+        smelt_tsrc_release(p->src, part->src);
+        return rc;
+    }
+    uint64_t per_chunk = L >= CHUNK_ELEMS ? 1 : CHUNK_ELEMS / L;
+    chunk_job j = {t, part, data, ti->dtype, 0, tensor_row0, 0, 0, ws->f32, ws->out, orb, ws->overflow,
+                   smelt_q_ops(SMELT_TYPE_Q8_0)};
+    for (uint64_t first = 0; first < part->nrows && !rc; first += per_chunk) {
+        uint64_t rows = part->nrows - first < per_chunk ? part->nrows - first : per_chunk;
+        j.first = first;
+        j.rows = rows;
+        uint64_t tasks = (uint64_t)ws->threads;
+        if (tasks > rows) tasks = rows;
+        if (rows * L < 65536) tasks = 1; /* not worth waking threads */
+        j.rows_per_task = (rows + tasks - 1) / tasks;
+        tasks = (rows + j.rows_per_task - 1) / j.rows_per_task;
+        smelt_pool_run(ws->pool, (size_t)tasks, run_rows, &j);
+        for (uint64_t k = 0; k < tasks; k++) *overflow += ws->overflow[k];
+        rc = smelt_gguf_writer_write(w, ws->out, (size_t)(rows * orb), e);
+    }
+    smelt_tsrc_release(p->src, part->src);
+    return rc;
+}
+
+static int alloc_workspace(const smelt_convert_plan *p, workspace *ws, smelt_err *e)
+{
+    memset(ws, 0, sizeof *ws);
+    uint64_t max_row = 1;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->t[i].row_len > max_row) max_row = p->t[i].row_len;
+    uint64_t elems = max_row > CHUNK_ELEMS ? max_row : CHUNK_ELEMS;
+    ws->threads = p->opts.n_threads > 0 ? p->opts.n_threads : smelt_cpu_count();
+    if (ws->threads > 256) ws->threads = 256;
+    ws->pool = ws->threads > 1 ? smelt_pool_new(ws->threads) : NULL;
+    if (ws->threads > 1 && !ws->pool) ws->threads = 1;
+    ws->f32 = malloc((size_t)elems * sizeof(float));
+    ws->out = malloc((size_t)elems * sizeof(float));
+    ws->overflow = calloc((size_t)ws->threads + 1, sizeof *ws->overflow);
+    if (!ws->f32 || !ws->out || !ws->overflow) return SMELT_NOMEM(e, "conversion buffers");
+    return 0;
+}
+
+static void free_workspace(workspace *ws)
+{
+    smelt_pool_free(ws->pool);
+    free(ws->f32);
+    free(ws->out);
+    free(ws->overflow);
+    smelt_scratch_free(&ws->scratch);
+}
+
+int smelt_convert_plan_write(smelt_convert_plan *p, const char *out_path, smelt_convert_result *res, smelt_err *e)
+{
+    double t0 = smelt_now();
+    smelt_convert_result r;
+    memset(&r, 0, sizeof r);
+    workspace ws;
+    int rc = alloc_workspace(p, &ws, e);
+    smelt_gguf_writer *w = rc ? NULL : make_writer(p, e);
+    if (!rc && !w) rc = e->code ? e->code : SMELT_ENOMEM;
+    if (!rc) rc = smelt_gguf_writer_begin(w, out_path, e);
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < p->n && !rc; i++) {
+        const smelt_cv_tensor *t = &p->t[i];
+        uint64_t over = 0, row0 = 0;
+        for (size_t k = 0; k < t->n_parts && !rc; k++) {
+            rc = write_part(p, w, &ws, t, &t->parts[k], row0, &over, e);
+            row0 += t->parts[k].nrows;
+        }
+        if (rc) {
+            smelt_err_prefix(e, "while writing %s", t->name);
+            break;
+        }
+        if (over) {
+            r.f16_overflow += over;
+            r.f16_overflow_tensors++;
+            smelt_note(&p->opts.notes, "%s: %llu values beyond the f16 range (±65504) became ±inf", t->name, (unsigned long long)over);
+        }
+        bytes += t->nbytes;
+        smelt_progress_step(&p->opts.progress, i + 1, p->n, bytes, t->name);
+    }
+    if (!rc) {
+        r.bytes = smelt_gguf_writer_file_size(w);
+        rc = smelt_gguf_writer_commit(w, e);
+    }
+    smelt_gguf_writer_free(w); /* aborts (removes the temporary file) when not committed */
+    free_workspace(&ws);
+    r.n_tensors = p->n;
+    r.seconds = smelt_now() - t0;
+    if (res) *res = r;
+    return rc;
+}
+
+int smelt_convert_run(const smelt_tsrc *weights, json_t *config, const char *config_path, const char *tok_dir,
+                      const smelt_convert_opts *opts, const char *out_path, smelt_convert_result *res, smelt_err *e)
+{
+    smelt_convert_plan *p;
+    int rc = smelt_convert_plan_new(weights, config, config_path, tok_dir, opts, &p, e);
+    if (rc) return rc;
+    rc = smelt_convert_plan_write(p, out_path, res, e);
+    smelt_convert_plan_free(p);
+    return rc;
+}

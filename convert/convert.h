@@ -1,0 +1,117 @@
+/* convert.h — Hugging Face Llama/Mistral/Mixtral checkpoints → GGUF, the way llama.cpp's
+ * convert_hf_to_gguf.py writes them, streaming one output tensor at a time.
+ * Layer: convert. Includes formats/ (tsrc.h, gguf), quant/ (qtypes.h for Q8_0), kvs.h.
+ *
+ * The seam is a tensor source. smelt_convert_run() takes
+ *   - weights:  any const smelt_tsrc * (safetensors or .bin via formats/hfdir.h, or a
+ *               source that merges a LoRA adapter on the fly: it only has to present the
+ *               base checkpoint's tensor names, shapes and float dtypes, and `file` set as
+ *               the base's shard path so the output keeps the base's tensor order);
+ *   - config:   the parsed config.json (json_t *) and its path (for messages);
+ *   - tok_dir:  the directory holding tokenizer.model / tokenizer_config.json / … ;
+ *   - opts:     output type, threads, progress, warnings, and the name inputs below;
+ *   - out_path: written atomically (temporary file + rename; nothing is left on error).
+ * A merging source passed here with the base model's config and tokenizer gives the same
+ * GGUF, byte for byte, as smelt-convert of the merged directory — set opts.name_path (or
+ * opts.name) to the merged directory's name, because general.name and the other
+ * provenance keys follow llama.cpp's heuristics on the directory name, README.md model
+ * card and config.json's _name_or_path.
+ *
+ * Two steps are available separately: smelt_convert_plan_new() decides everything (every
+ * KV, every output tensor with its type, shape and the source rows it is made of) and
+ * reads no tensor data; smelt_convert_plan_write() streams the bytes. --dry-run prints the
+ * plan. Tensor order, KV order, types and bytes follow llama.cpp's converter; the
+ * intentional differences are listed in docs/convert.md.
+ *
+ * Errors (smelt_err codes): EUNSUPPORTED for another architecture or a non-SentencePiece
+ * tokenizer, EFORMAT for a missing/mistyped config key or a tensor whose shape contradicts
+ * config.json, EMISMATCH for a tokenizer larger than vocab_size, EIO/EFORMAT from the
+ * readers. Library code never prints: warnings go to opts.notes. Not thread-safe per plan. */
+#ifndef SMELT_CONVERT_H
+#define SMELT_CONVERT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "convert/kvs.h"
+#include "convert/notes.h"
+#include "formats/base/err.h"
+#include "formats/base/progress.h"
+#include "formats/ggml_types.h"
+#include "formats/tsrc.h"
+
+/* opts.outtype: a ggml type id (F32, F16, BF16, Q8_0) or AUTO (the weights' own dtype). */
+#define SMELT_OUTTYPE_AUTO (-1)
+
+typedef struct smelt_convert_opts {
+    int outtype;              /* SMELT_TYPE_F32/F16/BF16/Q8_0 or SMELT_OUTTYPE_AUTO */
+    bool vocab_only;          /* metadata and vocabulary, no tensors */
+    int n_threads;            /* <= 0: one per CPU */
+    const char *name;         /* general.name (NULL: llama.cpp's heuristics) */
+    const char *name_path;    /* path whose last component feeds the name heuristics (NULL: tok_dir) */
+    const char *card_dir;     /* directory with README.md for the model card (NULL: tok_dir) */
+    smelt_progress progress;  /* one step per output tensor */
+    smelt_notes notes;        /* warnings (mixed dtypes, f16 overflow, padding, …) */
+} smelt_convert_opts;
+
+void smelt_convert_opts_default(smelt_convert_opts *o);
+/* "f32", "f16", "bf16", "q8_0", "auto" → outtype; -2 if unknown. */
+int smelt_convert_outtype_from_name(const char *s);
+const char *smelt_convert_outtype_name(int outtype);
+
+/* One contiguous run of rows of a source tensor: rows [row0, row0 + nrows), a row being
+ * the innermost dimension (one element for 1-D tensors). */
+typedef struct smelt_cv_part {
+    uint64_t src;   /* index in the tensor source */
+    uint64_t row0, nrows;
+} smelt_cv_part;
+
+typedef struct smelt_cv_tensor {
+    char name[64];          /* GGUF name */
+    int type;               /* ggml type written */
+    uint32_t n_dims;
+    uint64_t ne[4];         /* ggml order (ne[0] innermost) */
+    uint64_t nbytes;
+    uint64_t row_len;       /* elements per row of the parts */
+    int64_t perm_heads;     /* Q/K RoPE permutation over this many heads (0: none) */
+    smelt_cv_part *parts;   /* concatenated in order (stacked experts: one per expert) */
+    size_t n_parts;
+    bool q8_fallback;       /* asked for Q8_0, row not a multiple of 32: written as F16 */
+} smelt_cv_tensor;
+
+typedef struct smelt_convert_plan smelt_convert_plan;
+
+/* Decide the whole output: validates config.json, the tokenizer files and every tensor
+ * name, dtype and shape; reads no tensor data. weights and config are borrowed and must
+ * outlive the plan. */
+int smelt_convert_plan_new(const smelt_tsrc *weights, json_t *config, const char *config_path, const char *tok_dir,
+                           const smelt_convert_opts *opts, smelt_convert_plan **out, smelt_err *e);
+void smelt_convert_plan_free(smelt_convert_plan *p); /* NULL is a no-op */
+
+const smelt_kvs *smelt_convert_plan_kvs(const smelt_convert_plan *p);
+size_t smelt_convert_plan_n_tensors(const smelt_convert_plan *p);
+const smelt_cv_tensor *smelt_convert_plan_tensor(const smelt_convert_plan *p, size_t i);
+int smelt_convert_plan_outtype(const smelt_convert_plan *p); /* resolved (never AUTO) */
+uint64_t smelt_convert_plan_file_size(const smelt_convert_plan *p);
+/* The plan as JSON: architecture, outtype, file size, every KV (arrays in full) and every
+ * tensor with its sources. Caller decrefs; NULL on ENOMEM. */
+json_t *smelt_convert_plan_json(const smelt_convert_plan *p);
+
+typedef struct smelt_convert_result {
+    uint64_t n_tensors;
+    uint64_t bytes;              /* size of the written file */
+    uint64_t f16_overflow;       /* finite values beyond ±65504 that became ±inf in f16 */
+    uint64_t f16_overflow_tensors;
+    double seconds;
+} smelt_convert_result;
+
+/* Stream the plan's tensors into out_path (atomic). res may be NULL. */
+int smelt_convert_plan_write(smelt_convert_plan *p, const char *out_path, smelt_convert_result *res, smelt_err *e);
+
+/* plan_new + plan_write. */
+int smelt_convert_run(const smelt_tsrc *weights, json_t *config, const char *config_path, const char *tok_dir,
+                      const smelt_convert_opts *opts, const char *out_path, smelt_convert_result *res, smelt_err *e);
+
+#endif

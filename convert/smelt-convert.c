@@ -1,0 +1,180 @@
+/* smelt-convert — a Hugging Face Llama/Mistral/Mixtral directory to GGUF, as llama.cpp's
+ * convert_hf_to_gguf.py writes it. Thin main: options, smelt_hf_open, plan, write. */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "convert/convert.h"
+#include "formats/base/cli.h"
+#include "formats/base/file.h"
+#include "formats/hfdir.h"
+
+static const char *TOOL = "smelt-convert";
+
+static void usage(void)
+{
+    printf("Usage: smelt-convert MODEL_DIR -o OUT.gguf [options]\n"
+           "\n"
+           "Convert a Hugging Face checkpoint (LlamaForCausalLM, MistralForCausalLM,\n"
+           "MixtralForCausalLM; safetensors or PyTorch .bin, single or sharded; SentencePiece\n"
+           "tokenizer.model) into a GGUF file identical to what llama.cpp's convert_hf_to_gguf.py\n"
+           "writes: same metadata, same tensor order, same bytes. Streams one tensor at a time.\n"
+           "\n"
+           "Options:\n"
+           "  -o, --output FILE   output GGUF (written atomically; nothing is left on error)\n"
+           "  --outtype T         f32, f16, bf16, q8_0 or auto (default: auto = the weights' own\n"
+           "                      dtype; a checkpoint mixing dtypes gets the majority, with a warning).\n"
+           "                      Norms, biases, 1-D tensors and the MoE router stay f32.\n"
+           "  --vocab-only        write the metadata and vocabulary only\n"
+           "  --dry-run           print the plan (metadata and every tensor) and write nothing\n"
+           "  --json              with --dry-run: the plan as JSON; otherwise a JSON summary\n"
+           "  --model-name NAME   general.name (default: llama.cpp's heuristics)\n"
+           "  -t, --threads N     conversion threads (default: all CPUs)\n"
+           "  -q, --quiet         no progress or summary (warnings are still printed)\n"
+           "  -h, --help          this help\n"
+           "  --version           version\n"
+           "\n"
+           "Exit status: 0 ok, 1 I/O error, 2 usage, 3 malformed input, 4 unsupported input,\n"
+           "5 inputs that do not fit together (e.g. tokenizer larger than vocab_size), 6 out of memory.\n");
+}
+
+static void on_note(void *user, const char *msg)
+{
+    (void)user;
+    fprintf(stderr, "%s: warning: %s\n", TOOL, msg);
+}
+
+static void print_plan(const smelt_convert_plan *p, const smelt_tsrc *src, const char *dir)
+{
+    const smelt_kvs *kv = smelt_convert_plan_kvs(p);
+    char sz[32];
+    printf("%s → GGUF (llama), outtype %s, %zu tensors, %s\n", dir, smelt_convert_outtype_name(smelt_convert_plan_outtype(p)),
+           smelt_convert_plan_n_tensors(p), smelt_cli_bytes(sz, sizeof sz, smelt_convert_plan_file_size(p)));
+    printf("\nmetadata (%zu keys):\n", kv->n);
+    char *buf = malloc(8192);
+    for (size_t i = 0; buf && i < kv->n; i++) {
+        const smelt_kv *k = &kv->kv[i];
+        smelt_kv_format(k, buf, 8192, 8);
+        char tn[24];
+        if (k->type == SMELT_GGUF_ARRAY) snprintf(tn, sizeof tn, "[%s]", smelt_gguf_vtype_name(k->arr_type));
+        else snprintf(tn, sizeof tn, "%s", smelt_gguf_vtype_name(k->type));
+        printf("  %4zu: %-8s %-42s = %s\n", i, tn, k->key, buf);
+    }
+    free(buf);
+    if (!smelt_convert_plan_n_tensors(p)) return;
+    printf("\n  %4s  %-30s %-5s %-16s %10s  %s\n", "#", "name", "type", "shape (ne)", "bytes", "from");
+    for (size_t i = 0; i < smelt_convert_plan_n_tensors(p); i++) {
+        const smelt_cv_tensor *t = smelt_convert_plan_tensor(p, i);
+        char shape[64];
+        size_t u = (size_t)snprintf(shape, sizeof shape, "[");
+        for (uint32_t d = 0; d < t->n_dims && u < sizeof shape; d++)
+            u += (size_t)snprintf(shape + u, sizeof shape - u, "%s%llu", d ? ", " : "", (unsigned long long)t->ne[d]);
+        if (u < sizeof shape) snprintf(shape + u, sizeof shape - u, "]");
+        printf("  %4zu  %-30s %-5s %-16s %10llu  ", i, t->name, smelt_type_name(t->type), shape, (unsigned long long)t->nbytes);
+        const smelt_tinfo *s0 = smelt_tsrc_info(src, t->parts[0].src);
+        printf("%s (%s)", s0->name, smelt_dtype_name(s0->dtype));
+        if (t->n_parts > 1) printf(" + %zu more, stacked", t->n_parts - 1);
+        else if (t->parts[0].nrows * t->row_len != s0->nelements)
+            printf(" rows %llu..%llu", (unsigned long long)t->parts[0].row0,
+                   (unsigned long long)(t->parts[0].row0 + t->parts[0].nrows - 1));
+        if (t->perm_heads) printf(", RoPE-permuted over %lld heads", (long long)t->perm_heads);
+        if (t->q8_fallback) printf(", f16 (row not a multiple of 32)");
+        printf("\n");
+    }
+}
+
+int main(int argc, char **argv)
+{
+    smelt_convert_opts o;
+    smelt_convert_opts_default(&o);
+    const char *out = NULL;
+    int dry = 0, json = 0, quiet = 0;
+    static const struct option lo[] = {{"output", required_argument, 0, 'o'}, {"outtype", required_argument, 0, 'T'},
+                                       {"vocab-only", no_argument, 0, 'v'},    {"dry-run", no_argument, 0, 'n'},
+                                       {"json", no_argument, 0, 'j'},          {"model-name", required_argument, 0, 'm'},
+                                       {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
+                                       {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, 'V'},
+                                       {0, 0, 0, 0}};
+    int c;
+    long n;
+    while ((c = getopt_long(argc, argv, "o:t:qh", lo, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 'T':
+            o.outtype = smelt_convert_outtype_from_name(optarg);
+            if (o.outtype == -2) return smelt_cli_usage_error(TOOL, "--outtype must be f32, f16, bf16, q8_0 or auto (got '%s')", optarg);
+            break;
+        case 'v': o.vocab_only = true; break;
+        case 'n': dry = 1; break;
+        case 'j': json = 1; break;
+        case 'm': o.name = optarg; break;
+        case 't':
+            if (smelt_cli_int(optarg, 1, 1024, &n)) return smelt_cli_usage_error(TOOL, "--threads needs a number from 1 to 1024");
+            o.n_threads = (int)n;
+            break;
+        case 'q': quiet = 1; break;
+        case 'h': usage(); return 0;
+        case 'V': smelt_cli_version(TOOL); return 0;
+        default: return smelt_cli_usage_error(TOOL, "unknown option");
+        }
+    }
+    if (optind != argc - 1) return smelt_cli_usage_error(TOOL, optind >= argc ? "MODEL_DIR is required" : "one MODEL_DIR only");
+    const char *dir = argv[optind];
+    if (!out && !dry) return smelt_cli_usage_error(TOOL, "-o OUT.gguf is required (or --dry-run)");
+    if (out && smelt_is_dir(out)) return smelt_cli_usage_error(TOOL, "-o %s is a directory; give the output file name", out);
+    o.notes.fn = on_note;
+    smelt_outfile_install_signal_cleanup();
+
+    smelt_err e;
+    smelt_err_clear(&e);
+    smelt_hf *hf = NULL;
+    smelt_convert_plan *plan = NULL;
+    int rc = smelt_hf_open(dir, &hf, &e);
+    char cfg[4096];
+    if (!rc) {
+        smelt_path_join(cfg, sizeof cfg, dir, "config.json");
+        smelt_progress_term pt;
+        smelt_progress_term_init(&pt, &o.progress, "converting", quiet || json || dry);
+        rc = smelt_convert_plan_new(smelt_hf_tensors(hf), smelt_hf_config(hf), cfg, dir, &o, &plan, &e);
+        if (!rc && dry) {
+            if (json) {
+                json_t *j = smelt_convert_plan_json(plan);
+                char *s = j ? json_dumps(j, JSON_INDENT(2) | JSON_ENSURE_ASCII) : NULL;
+                if (s) printf("%s\n", s);
+                else rc = SMELT_NOMEM(&e, "JSON");
+                free(s);
+                json_decref(j);
+            } else {
+                print_plan(plan, smelt_hf_tensors(hf), dir);
+            }
+        } else if (!rc) {
+            smelt_convert_result res;
+            if (!rc) rc = smelt_convert_plan_write(plan, out, &res, &e);
+            if (!rc) {
+                smelt_progress_term_done(&pt, res.bytes);
+                if (res.f16_overflow)
+                    fprintf(stderr, "%s: warning: %llu values in %llu tensors exceeded the f16 range and became ±inf; use --outtype bf16 or f32\n",
+                            TOOL, (unsigned long long)res.f16_overflow, (unsigned long long)res.f16_overflow_tensors);
+                char sz[32];
+                if (json)
+                    printf("{\"output\": \"%s\", \"outtype\": \"%s\", \"tensors\": %llu, \"bytes\": %llu, \"f16_overflow\": %llu, "
+                           "\"seconds\": %.3f}\n",
+                           out, smelt_convert_outtype_name(smelt_convert_plan_outtype(plan)), (unsigned long long)res.n_tensors,
+                           (unsigned long long)res.bytes, (unsigned long long)res.f16_overflow, res.seconds);
+                else if (!quiet)
+                    fprintf(stderr, "%s: wrote %s (%s, %llu tensors, %s)\n", TOOL, out,
+                            smelt_convert_outtype_name(smelt_convert_plan_outtype(plan)), (unsigned long long)res.n_tensors,
+                            smelt_cli_bytes(sz, sizeof sz, res.bytes));
+            }
+        }
+    }
+    smelt_convert_plan_free(plan);
+    smelt_hf_close(hf);
+    if (rc) {
+        smelt_err_print(&e, TOOL, stderr);
+        return smelt_err_exit_status(rc);
+    }
+    return 0;
+}

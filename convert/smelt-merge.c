@@ -1,0 +1,341 @@
+/* smelt-merge — merge PEFT LoRA adapters into a Hugging Face base model exactly as PEFT's
+ * merge_and_unload() does, streaming one tensor at a time; write a merged HF directory. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "convert/convert.h"
+#include "convert/merge.h"
+#include "formats/base/cli.h"
+#include "formats/base/file.h"
+#include "formats/base/hash.h"
+#include "formats/dtype.h"
+#include "formats/gguf.h"
+
+static const char *TOOL = "smelt-merge";
+
+static void usage(void)
+{
+    printf("Usage: smelt-merge --base BASE_DIR --lora ADAPTER_DIR[:WEIGHT] [--lora ...] -o OUT_DIR [options]\n"
+           "\n"
+           "Merge PEFT LoRA adapters into a Hugging Face base model, computing each merged weight\n"
+           "exactly as PEFT's merge_and_unload() does (W + scaling * B @ A in f32, rounded once),\n"
+           "one tensor at a time. The output is a Hugging Face directory with the base's layout:\n"
+           "same shards, config.json (vocab_size updated if the adapter resizes it, plus a\n"
+           "\"smelt_merge\" record), tokenizer files (the adapter's own when it has them), and a\n"
+           "per-tensor xxh64 manifest OUT_DIR.xxh64 beside it.\n"
+           "\n"
+           "Options:\n"
+           "  --base DIR            the base model (config.json + safetensors or .bin weights)\n"
+           "  --lora DIR[:W]        a PEFT adapter (adapter_config.json + adapter_model.safetensors\n"
+           "                        or .bin), optionally weighted; repeat to merge several, in order\n"
+           "                        (their deltas add up: sum of W_i * scaling_i * B_i @ A_i)\n"
+           "  -o, --output DIR      the merged model directory\n"
+           "  --dtype D             write every float tensor as f32, f16 or bf16 (default: each\n"
+           "                        tensor keeps its base dtype, as PEFT does)\n"
+           "  --max-shard-size S    re-shard (e.g. 5GB, 500MB) instead of the base's split\n"
+           "  --gguf OUT.gguf       merge and convert to GGUF in one pass (needs smelt-convert)\n"
+           "  --allow-unused        skip adapter tensors that match no base tensor (default: error)\n"
+           "  --force               replace OUT_DIR; merge an adapter the base records as merged\n"
+           "  -t, --threads N       worker threads (default: all CPUs)\n"
+           "  -q, --quiet           no progress, no summary\n"
+           "  --json                print the report as JSON on stdout\n"
+           "  -h, --help            this help\n"
+           "  --version             version\n"
+           "\n"
+           "Exit status: 0 ok, 1 I/O error, 2 usage, 3 malformed input, 4 unsupported input,\n"
+           "5 inputs do not fit together (shapes, vocabulary, wrong base), 6 out of memory.\n");
+}
+
+static int parse_lora(const char *arg, char **dir, double *w)
+{
+    *w = 1.0;
+    const char *colon = strrchr(arg, ':');
+    if (colon && colon[1]) {
+        char *end;
+        double v = strtod(colon + 1, &end);
+        if (!*end) {
+            *dir = strndup(arg, (size_t)(colon - arg));
+            *w = v;
+            return *dir ? 0 : -1;
+        }
+    }
+    *dir = strdup(arg);
+    return *dir ? 0 : -1;
+}
+
+static json_t *report_json(const smelt_merge_report *r, const char *out, const smelt_merge_adapter *ads, size_t n)
+{
+    json_t *j = json_object(), *k = json_object(), *a;
+    json_object_set_new(j, "output", json_string(out));
+    a = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_object();
+        json_object_set_new(o, "path", json_string(smelt_peft_dir(ads[i].peft)));
+        json_object_set_new(o, "weight", json_real(ads[i].weight));
+        json_object_set_new(o, "xxh64", json_string(smelt_peft_hash(ads[i].peft)));
+        json_array_append_new(a, o);
+    }
+    json_object_set_new(j, "adapters", a);
+    for (size_t i = 0; i < r->n_kinds; i++) json_object_set_new(k, r->pairs[i].kind, json_integer((json_int_t)r->pairs[i].n));
+    json_object_set_new(j, "pairs_merged", k);
+    json_object_set_new(j, "pairs_total", json_integer((json_int_t)r->pairs_total));
+    json_object_set_new(j, "dora_pairs", json_integer((json_int_t)r->dora_total));
+    json_object_set_new(j, "lora_bias_terms", json_integer((json_int_t)r->bias_total));
+    const struct {
+        const char *key;
+        char **v;
+        size_t n;
+    } lists[] = {{"replaced", r->replaced, r->n_replaced}, {"unused", r->unused, r->n_unused},
+                 {"warnings", r->warnings, r->n_warnings}};
+    for (size_t l = 0; l < 3; l++) {
+        a = json_array();
+        for (size_t i = 0; i < lists[l].n; i++) json_array_append_new(a, json_string(lists[l].v[i]));
+        json_object_set_new(j, lists[l].key, a);
+    }
+    json_object_set_new(j, "vocab_old", r->vocab_old >= 0 ? json_integer(r->vocab_old) : json_null());
+    json_object_set_new(j, "vocab_new", r->vocab_new >= 0 ? json_integer(r->vocab_new) : json_null());
+    json_object_set_new(j, "tensors_total", json_integer((json_int_t)r->tensors_total));
+    json_object_set_new(j, "tensors_changed", json_integer((json_int_t)r->tensors_changed));
+    json_object_set_new(j, "f16_overflow", json_integer((json_int_t)r->f16_overflow));
+    return j;
+}
+
+static void report_text(const smelt_merge_report *r, const char *out)
+{
+    printf("merged %" PRIu64 " LoRA pair%s", r->pairs_total, r->pairs_total == 1 ? "" : "s");
+    for (size_t i = 0; i < r->n_kinds; i++) printf("%s%s %" PRIu64, i ? ", " : " (", r->pairs[i].kind, r->pairs[i].n);
+    printf("%s", r->n_kinds ? ")" : "");
+    if (r->dora_total) printf(", %" PRIu64 " with DoRA", r->dora_total);
+    if (r->bias_total) printf(", %" PRIu64 " lora_B biases", r->bias_total);
+    printf("\n");
+    for (size_t i = 0; i < r->n_replaced; i++) printf("replaced %s\n", r->replaced[i]);
+    if (r->vocab_new >= 0) printf("vocabulary %" PRId64 " -> %" PRId64 " (config.json vocab_size updated)\n", r->vocab_old, r->vocab_new);
+    for (size_t i = 0; i < r->n_unused; i++) printf("skipped %s\n", r->unused[i]);
+    printf("%" PRIu64 " of %" PRIu64 " tensors changed; wrote %s\n", r->tensors_changed, r->tensors_total, out);
+}
+
+/* ==== --gguf: the merged source straight into the converter ==== */
+
+static void on_note(void *user, const char *msg)
+{
+    (void)user;
+    fprintf(stderr, "%s: warning: %s\n", TOOL, msg);
+}
+
+/* Manifest beside a GGUF: its tensors' xxh64 in file order, then the model line. */
+static int gguf_manifest(const char *path, smelt_err *e)
+{
+    smelt_gguf *g;
+    int rc = smelt_gguf_open(path, 0, &g, e);
+    if (rc) return rc;
+    size_t cap = 4096, len = 0;
+    char *txt = malloc(cap);
+    smelt_xxh64_state *st = smelt_xxh64_new();
+    for (uint64_t i = 0; txt && st && i <= smelt_gguf_n_tensors(g); i++) {
+        const smelt_gguf_tensor *t = i < smelt_gguf_n_tensors(g) ? smelt_gguf_tensor_at(g, i) : NULL;
+        size_t need = strlen(path) + (t ? strlen(t->name) : 0) + 48;
+        if (len + need > cap) {
+            char *n2 = realloc(txt, cap = (cap + need) * 2);
+            if (!n2) break;
+            txt = n2;
+        }
+        if (t) {
+            smelt_xxh64_update(st, t->data, (size_t)t->nbytes);
+            len += (size_t)snprintf(txt + len, cap - len, "%-8s  %016" PRIx64 "  %s:%s\n", "xxh64",
+                                    smelt_xxh64(t->data, (size_t)t->nbytes), path, t->name);
+            smelt_gguf_release_tensor(g, t);
+        } else {
+            len += (size_t)snprintf(txt + len, cap - len, "%-8s  %016" PRIx64 "  %s\n", "xxh64", smelt_xxh64_digest(st),
+                                    path);
+        }
+    }
+    char mp[4200];
+    snprintf(mp, sizeof mp, "%s.xxh64", path);
+    smelt_outfile *o = NULL;
+    if (!txt || !st) rc = SMELT_NOMEM(e, "manifest");
+    if (!rc) rc = smelt_outfile_open(&o, mp, e);
+    if (!rc) rc = smelt_outfile_write(o, txt, len, e);
+    if (!rc) rc = smelt_outfile_commit(o, e);
+    else smelt_outfile_abort(o);
+    free(txt);
+    smelt_xxh64_free(st);
+    smelt_gguf_close(g);
+    return rc;
+}
+
+static int write_gguf(smelt_merge *m, const smelt_hf *base, const smelt_merge_adapter *ads, size_t n, const char *path,
+                      int outtype, int threads, int quiet, smelt_err *e)
+{
+    const smelt_merge_report *r = smelt_merge_get_report(m);
+    json_t *cfg = json_deep_copy(smelt_hf_config(base));
+    if (!cfg) return SMELT_NOMEM(e, "config");
+    if (r->vocab_new >= 0) json_object_set_new(cfg, "vocab_size", json_integer(r->vocab_new));
+    /* the tokenizer the merged directory would hold: the first adapter's own, else the base's */
+    const char *tok = smelt_hf_dir(base);
+    char p[4096], cfgp[4096], name[4096];
+    for (size_t i = 0; i < n && tok == smelt_hf_dir(base); i++) {
+        const char *d = smelt_peft_dir(ads[i].peft);
+        if ((smelt_path_join(p, sizeof p, d, "tokenizer.model") && smelt_file_exists(p)) ||
+            (smelt_path_join(p, sizeof p, d, "tokenizer.json") && smelt_file_exists(p)))
+            tok = d;
+    }
+    smelt_path_join(cfgp, sizeof cfgp, smelt_hf_dir(base), "config.json");
+    /* general.name as smelt-convert would derive it for a merged directory named like OUT.gguf */
+    snprintf(name, sizeof name, "%s", path);
+    size_t nl = strlen(name);
+    if (nl > 5 && !strcmp(name + nl - 5, ".gguf")) name[nl - 5] = 0;
+    smelt_convert_opts co;
+    smelt_convert_opts_default(&co);
+    co.outtype = outtype;
+    co.n_threads = threads;
+    co.name_path = name;
+    co.card_dir = smelt_hf_dir(base);
+    co.notes.fn = on_note;
+    smelt_progress_term term;
+    smelt_progress_term_init(&term, &co.progress, "merging+converting", quiet);
+    smelt_convert_result res;
+    int rc = smelt_convert_run(smelt_merge_source(m), cfg, cfgp, tok, &co, path, &res, e);
+    json_decref(cfg);
+    if (rc) return rc;
+    smelt_progress_term_done(&term, res.bytes);
+    return gguf_manifest(path, e);
+}
+
+int main(int argc, char **argv)
+{
+    const char *base_dir = NULL, *out = NULL, *gguf = NULL, *outtype = NULL;
+    enum { MAX_LORA = 64 };
+    const char *lora_args[MAX_LORA];
+    char **lora_dirs = NULL;
+    double *weights = NULL;
+    size_t n_lora = 0;
+    int quiet = 0, json = 0, status = 0;
+    long threads = 0;
+    smelt_merge_opts mo;
+    smelt_merge_opts_default(&mo);
+    smelt_merge_write_opts wo = {0};
+    static const struct option lo[] = {{"base", required_argument, 0, 'b'},   {"lora", required_argument, 0, 'l'},
+                                       {"output", required_argument, 0, 'o'}, {"dtype", required_argument, 0, 'd'},
+                                       {"max-shard-size", required_argument, 0, 'S'},
+                                       {"gguf", required_argument, 0, 'g'},   {"outtype", required_argument, 0, 'O'},
+                                       {"allow-unused", no_argument, 0, 'U'}, {"force", no_argument, 0, 'F'},
+                                       {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
+                                       {"json", no_argument, 0, 'j'},         {"help", no_argument, 0, 'h'},
+                                       {"version", no_argument, 0, 'V'},      {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "o:t:qh", lo, NULL)) != -1) {
+        switch (c) {
+        case 'b': base_dir = optarg; break;
+        case 'l':
+            if (n_lora == MAX_LORA) return smelt_cli_usage_error(TOOL, "at most %d --lora adapters", MAX_LORA);
+            lora_args[n_lora++] = optarg;
+            break;
+        case 'o': out = optarg; break;
+        case 'd':
+            if (!strcasecmp(optarg, "f32") || !strcasecmp(optarg, "float32")) mo.out_dtype = SMELT_DT_F32;
+            else if (!strcasecmp(optarg, "f16") || !strcasecmp(optarg, "float16")) mo.out_dtype = SMELT_DT_F16;
+            else if (!strcasecmp(optarg, "bf16") || !strcasecmp(optarg, "bfloat16")) mo.out_dtype = SMELT_DT_BF16;
+            else return smelt_cli_usage_error(TOOL, "--dtype must be f32, f16 or bf16 (got '%s')", optarg);
+            break;
+        case 'S':
+            if (smelt_cli_size(optarg, &wo.max_shard_size) || !wo.max_shard_size)
+                return smelt_cli_usage_error(TOOL, "--max-shard-size needs a size such as 5GB or 500MB (got '%s')", optarg);
+            break;
+        case 'g': gguf = optarg; break;
+        case 'O': outtype = optarg; break;
+        case 'U': mo.allow_unused = true; break;
+        case 'F':
+            mo.force = true;
+            wo.force = true;
+            break;
+        case 't':
+            if (smelt_cli_int(optarg, 1, 4096, &threads)) return smelt_cli_usage_error(TOOL, "--threads needs a number from 1");
+            break;
+        case 'q': quiet = 1; break;
+        case 'j': json = 1; break;
+        case 'h': usage(); return 0;
+        case 'V': smelt_cli_version(TOOL); return 0;
+        default: return smelt_cli_usage_error(TOOL, "unknown option");
+        }
+    }
+    if (optind != argc) return smelt_cli_usage_error(TOOL, "unexpected argument '%s'", argv[optind]);
+    if (!base_dir) return smelt_cli_usage_error(TOOL, "--base is required");
+    if (!n_lora) return smelt_cli_usage_error(TOOL, "at least one --lora is required");
+    if (!out && !gguf) return smelt_cli_usage_error(TOOL, "-o OUT_DIR (or --gguf OUT.gguf) is required");
+    if (outtype && !gguf) return smelt_cli_usage_error(TOOL, "--outtype goes with --gguf");
+    int gguf_type = SMELT_OUTTYPE_AUTO;
+    if (outtype && (gguf_type = smelt_convert_outtype_from_name(outtype)) == -2)
+        return smelt_cli_usage_error(TOOL, "--outtype must be f32, f16, bf16, q8_0 or auto (got '%s')", outtype);
+    lora_dirs = calloc(n_lora, sizeof *lora_dirs);
+    weights = calloc(n_lora, sizeof *weights);
+    if (!lora_dirs || !weights) return 6;
+    for (size_t i = 0; i < n_lora; i++)
+        if (parse_lora(lora_args[i], &lora_dirs[i], &weights[i])) return 6;
+    mo.n_threads = (int)threads;
+    smelt_outfile_install_signal_cleanup();
+
+    smelt_err e = {0};
+    smelt_hf *base = NULL;
+    smelt_peft **pefts = calloc(n_lora, sizeof *pefts);
+    smelt_merge_adapter *ads = calloc(n_lora, sizeof *ads);
+    smelt_merge *m = NULL;
+    int rc = 0;
+    if (!pefts || !ads) return 6;
+    if ((rc = smelt_hf_open(base_dir, &base, &e))) goto done;
+    for (size_t i = 0; i < n_lora && !rc; i++) {
+        rc = smelt_peft_open(lora_dirs[i], &pefts[i], &e);
+        ads[i].peft = pefts[i];
+        ads[i].weight = weights[i];
+    }
+    if (rc) goto done;
+    mo.base_config = smelt_hf_config(base);
+    mo.base_dir = base_dir;
+    if ((rc = smelt_merge_open(&m, smelt_hf_tensors(base), ads, n_lora, &mo, &e))) goto done;
+    const smelt_merge_report *r = smelt_merge_get_report(m);
+    for (size_t i = 0; i < r->n_warnings; i++) fprintf(stderr, "%s: warning: %s\n", TOOL, r->warnings[i]);
+    smelt_progress prog = {0};
+    smelt_progress_term term;
+    smelt_progress_term_init(&term, &prog, "merging", quiet);
+    char toolv[64];
+    snprintf(toolv, sizeof toolv, "%s %s", TOOL, SMELT_VERSION);
+    wo.tool = toolv;
+    uint64_t bytes = 0;
+    const smelt_tsrc *src = smelt_merge_source(m);
+    for (uint64_t i = 0; i < smelt_tsrc_count(src); i++) bytes += smelt_tsrc_info(src, i)->nbytes;
+    if (out) {
+        if ((rc = smelt_merge_write_hf(m, base, ads, n_lora, out, &wo, &prog, &e))) goto done;
+        smelt_progress_term_done(&term, bytes);
+    }
+    if (gguf && (rc = write_gguf(m, base, ads, n_lora, gguf, gguf_type, (int)threads, quiet, &e))) goto done;
+    if (r->f16_overflow)
+        fprintf(stderr, "%s: warning: %" PRIu64 " merged values exceed the f16 range and became inf (as in PEFT)\n",
+                TOOL, r->f16_overflow);
+    if (json) {
+        json_t *j = report_json(r, out ? out : gguf, ads, n_lora);
+        json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        printf("\n");
+        json_decref(j);
+    } else if (!quiet) {
+        report_text(r, out ? out : gguf);
+    }
+done:
+    if (rc) {
+        smelt_err_print(&e, TOOL, stderr);
+        status = smelt_err_exit_status(rc);
+    }
+    smelt_merge_close(m);
+    for (size_t i = 0; i < n_lora; i++) {
+        smelt_peft_close(pefts[i]);
+        free(lora_dirs[i]);
+    }
+    free(pefts);
+    free(ads);
+    free(lora_dirs);
+    free(weights);
+    smelt_hf_close(base);
+    return status;
+}

@@ -1,0 +1,75 @@
+/* vfix.h — fixtures shared by the forward-pass and perplexity tests: GGUFs of
+ * samples/tiny-mixtral made by llama.cpp's converter (cached in $SMELT_BUILD/gguf), the
+ * external reference GGUFs, and samples/reference.json. Header-only (static functions). */
+#ifndef SMELT_TESTS_VFIX_H
+#define SMELT_TESTS_VFIX_H
+
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "tests/common/testutil.h"
+
+#define STORIES_GGUF "tests/fixtures/external/llama2c-stories260K-official/validation/reference_f32_from_bin_gguf-py.gguf"
+#define STORIES_TEXT "tests/fixtures/external/llama2c-stories260K-official/validation/eval_tinystories.txt"
+#define RANDOM_GGUF "tests/fixtures/external/gguf-llama2-tiny-random-ollama/llama-2-tiny-random.gguf"
+
+static inline void vf_build_dir(char *buf, size_t n)
+{
+    const char *b = getenv("SMELT_BUILD");
+    if (b && *b) snprintf(buf, n, "%s/gguf", b);
+    else tu_path(buf, n, "build/release/gguf");
+}
+
+/* Path of a GGUF of HF dir `model_rel` (repo-relative) as `type` (f32, f16, q8_0), making
+ * it when needed; skips the test when llama.cpp's converter is not installed. */
+static inline void vf_gguf(const char *model_rel, const char *stem, const char *type, char *out, size_t n)
+{
+    char dir[4096], script[4200], model[4200], cmd[16384];
+    vf_build_dir(dir, sizeof dir);
+    snprintf(out, n, "%s/%s-%s.gguf", dir, stem, type);
+    tu_path(script, sizeof script, "tests/verify/mk-gguf");
+    tu_path(model, sizeof model, model_rel);
+    snprintf(cmd, sizeof cmd, "'%s' '%s' '%s' %s", script, model, out, type);
+    char *log = NULL;
+    int rc = tu_run(cmd, &log);
+    if (rc == 77) {
+        free(log);
+        cr_skip_test("llama.cpp's converter/quantizer is not installed (tests/oracle/install)");
+    }
+    cr_assert_eq(rc, 0, "mk-gguf %s %s failed (%d): %s", model_rel, type, rc, log ? log : "");
+    free(log);
+}
+
+static inline void vf_tiny(const char *type, char *out, size_t n)
+{
+    vf_gguf("samples/tiny-mixtral", "tiny-mixtral", type, out, n);
+}
+
+static inline json_t *vf_reference(void)
+{
+    char p[4200];
+    tu_path(p, sizeof p, "samples/reference.json");
+    json_error_t je;
+    json_t *r = json_load_file(p, 0, &je);
+    cr_assert_not_null(r, "reference.json: %s", je.text);
+    return r;
+}
+
+/* The llama.cpp CLI tool `name`, or NULL when not built. */
+static inline const char *vf_oracle_tool(const char *name)
+{
+    static char p[4200];
+    const char *d = getenv("SMELT_ORACLE_BIN");
+    if (d && *d) snprintf(p, sizeof p, "%s/%s", d, name);
+    else {
+        char rel[256];
+        snprintf(rel, sizeof rel, ".oracle/build/bin/%s", name);
+        tu_path(p, sizeof p, rel);
+    }
+    return access(p, X_OK) == 0 ? p : NULL;
+}
+
+#endif

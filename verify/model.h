@@ -1,0 +1,90 @@
+/* model.h — a Llama-architecture GGUF (Llama, Mistral, Mixtral MoE) as hyperparameters and
+ * weight views into the mapped file: nothing is copied except the small norm vectors.
+ * Layer: verify. Includes formats/ and quant/ only.
+ *
+ * The file is validated when opened, so the forward pass never meets a surprise: every
+ * tensor the architecture needs is present with the shape the hyperparameters imply, of a
+ * type the quant library can decode (quant/qtypes.h), and no tensor is left unused. */
+#ifndef SMELT_MODEL_H
+#define SMELT_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "formats/base/err.h"
+#include "formats/gguf.h"
+
+#define SMELT_MAX_EXPERTS 256
+
+/* A weight tensor as stored: ne[0] is the row length (the input dimension of a matmul),
+ * ne[1] the number of rows (outputs), ne[2] the number of experts (1 for dense weights).
+ * `data` points into the mapped file. A view with data == NULL is an absent optional
+ * tensor. */
+typedef struct smelt_wview {
+    const char *name;     /* GGUF tensor name; borrowed until smelt_model_close() */
+    int type;             /* ggml type id */
+    uint64_t ne[3];
+    const uint8_t *data;
+    uint64_t row_bytes;   /* bytes of one row of ne[0] elements */
+    uint64_t mat_bytes;   /* bytes of one ne[0] x ne[1] matrix (stride between experts) */
+} smelt_wview;
+
+typedef struct smelt_layer {
+    const float *attn_norm, *ffn_norm; /* n_embd each, decoded to f32 */
+    smelt_wview wq, wk, wv, wqkv;      /* wqkv: fused Q|K|V rows (then wq/wk/wv absent) */
+    smelt_wview bq, bk, bv, bqkv, bo;  /* optional biases (1-D) */
+    smelt_wview wo;
+    /* dense FFN */
+    smelt_wview ffn_gate, ffn_up, ffn_down, ffn_gate_b, ffn_up_b, ffn_down_b;
+    /* MoE FFN (n_expert > 0) */
+    smelt_wview ffn_gate_inp, ffn_gate_exps, ffn_up_exps, ffn_down_exps;
+} smelt_layer;
+
+typedef struct smelt_hparams {
+    char arch[32];            /* general.architecture ("llama") */
+    uint32_t n_vocab;         /* rows of token_embd */
+    uint32_t n_ctx_train;     /* <arch>.context_length */
+    uint32_t n_embd, n_layer, n_ff;
+    uint32_t n_head, n_head_kv;
+    uint32_t head_dim;        /* <arch>.attention.key_length, default n_embd / n_head */
+    uint32_t head_dim_v;      /* <arch>.attention.value_length, default head_dim */
+    uint32_t n_rot;           /* <arch>.rope.dimension_count, default head_dim */
+    uint32_t n_expert, n_expert_used;
+    float rms_eps;            /* <arch>.attention.layer_norm_rms_epsilon */
+    float rope_base;          /* <arch>.rope.freq_base, default 10000 */
+    float rope_freq_scale;    /* 1 / <arch>.rope.scaling.factor for linear scaling, else 1 */
+    float expert_weights_scale; /* <arch>.expert_weights_scale, 0 = none */
+    float attn_scale;         /* 1 / sqrt(head_dim) */
+} smelt_hparams;
+
+/* All fields are read-only for users. */
+typedef struct smelt_model {
+    smelt_gguf *gguf;         /* owned */
+    smelt_hparams hp;
+    smelt_wview tok_embd, output; /* output == tok_embd (same data) when tied */
+    bool tied_output;
+    const float *output_norm;
+    const float *rope_freqs;  /* n_rot/2 frequency divisors (Llama 3 rope_freqs), or NULL */
+    smelt_layer *layers;      /* n_layer */
+    float *norm_store;        /* owned storage of the decoded norm vectors */
+} smelt_model;
+
+/* Open a GGUF and validate it as a Llama-architecture model. Errors (file and tensor or key
+ * named): EIO; EFORMAT for a malformed file or a missing required key or tensor;
+ * EUNSUPPORTED for another architecture, a tensor type smelt cannot decode, rope scaling
+ * other than linear, or a tensor this architecture does not use; EMISMATCH for a tensor whose
+ * shape disagrees with the hyperparameters (expected and found shapes are printed).
+ * *out is NULL on error. */
+int smelt_model_open(const char *path, smelt_model **out, smelt_err *e);
+/* Same on an already opened GGUF; on success the model owns g (closed by
+ * smelt_model_close()); on error g is left to the caller. */
+int smelt_model_from_gguf(smelt_gguf *g, smelt_model **out, smelt_err *e);
+void smelt_model_close(smelt_model *m); /* NULL is a no-op */
+
+/* Bytes of all weight data the forward pass reads (for throughput reports). */
+uint64_t smelt_model_weight_bytes(const smelt_model *m);
+/* "F16", "Q8_0", "mixed (Q4_K, Q6_K)"-style summary of the matmul weight types. */
+void smelt_model_type_summary(const smelt_model *m, char *buf, size_t n);
+
+#endif
