@@ -1,54 +1,64 @@
 /* search.h — scale searches shared by the quant families: given a small group of values
- * x[] with importance weights w[] (> 0), find the scale (and offset) and the integer
- * levels that minimise the weighted squared error  sum w[i] * (x[i] - xhat[i])^2.
- * Layer: quant. Includes nothing from smelt but this directory's private header.
+ * x[] with importance weights w[] (> 0, finite), find the scale (and offset) and the
+ * integer levels that minimise the weighted squared error  sum w[i] (x[i] - xhat[i])^2.
+ * Layer: quant. Private to quant/ (uses the kernels of kern.h).
  *
- * All routines are deterministic, allocate nothing, are thread-safe and work on at most
- * SMELT_QS_MAX values. They return the continuous least-squares parameters for the
- * levels they chose; callers round those to the storage format and re-round the levels.
+ * A search walks a plan: a grid of inverse scales around the one that maps the extreme
+ * value to the extreme level, each scored by the error left after a least-squares fit of
+ * its levels; then, optionally, an exact sweep of a narrow window around the best grid
+ * point; then rounds of "re-fit the scale to the levels, re-round the levels to the
+ * scale" while the error drops.
  *
- * The core is an exact sweep: the levels round(s * x) only change at the thresholds
- * s = (k - 1/2) / |x_i|, so walking the thresholds of a window of inverse scales in
- * order (a k-way merge over the elements) visits every distinct level assignment of the
- * window once, each scored in O(1) with running sums. The least-squares optimum over all
- * (scale, levels) lies in that family, so a wide enough window finds it exactly. */
+ * The exact sweep: levels round(s x) only change at the thresholds s = (k - 1/2) / |x_i|,
+ * so walking the thresholds of a window in order (a k-way merge over the elements) visits
+ * every distinct level assignment of the window once, each scored in O(1) from running
+ * sums. The least-squares optimum over (scale, levels) is such an assignment, so a window
+ * that contains it finds it exactly.
+ *
+ * Deterministic, allocation-free, thread-safe; n <= SMELT_QS_MAX and, for the kernels, a
+ * multiple of 8. Results do not depend on the kernel set (kern.h guarantees parity). */
 #ifndef SMELT_QUANT_SEARCH_H
 #define SMELT_QUANT_SEARCH_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "kern.h"
+
 #define SMELT_QS_MAX 32
 
-/* Symmetric scale: x ~ d * L, integer L in [lo, hi] with lo <= 0 <= hi (for example
- * [-8, 7] for Q4_0, [0, 63] for a vector of non-negative sub-block scales). Both signs of
- * d are tried when the range is not symmetric. The inverse scale is swept over
- * [win_lo, win_hi] times the one mapping the largest |x| to its extreme level.
- * Returns d (0 and all L = 0 for an all-zero group). */
-float smelt_qs_sym(int n, int lo, int hi, const float *x, const float *w, int8_t *L, float win_lo,
-                   float win_hi);
+typedef struct smelt_qs_plan {
+    float win_lo, win_hi; /* grid window, relative to the natural inverse scale */
+    int ncand;            /* grid points (>= 1; 1 = the natural scale only) */
+    float sweep;          /* exact-sweep half-width around the best grid point, in grid
+                             steps (0: no sweep) */
+    int polish;           /* re-fit / re-round rounds (>= 1) */
+    int recentre;         /* offset searches only: further grid passes with the rounding
+                             re-centred on the fitted offset, around the fitted scale,
+                             over a window a quarter as wide */
+} smelt_qs_plan;
 
-/* Scale and offset: x ~ a * L + b, a > 0, integer L in [0, nmax]. With `b_nonpos` the
- * offset is kept <= 0 (the k-quant "- dmin * m" convention). `passes` (>= 1) sweeps
- * alternate with re-centring the rounding on the fitted offset. Returns a, stores b. */
-float smelt_qs_asym(int n, int nmax, const float *x, const float *w, uint8_t *L, float *b, bool b_nonpos,
-                    float win_lo, float win_hi, int passes);
+typedef struct smelt_qs_fit {
+    float a, b;          /* x ~ a L + b (b = 0 for symmetric searches) */
+    float err;           /* weighted squared error of L with a, b (f32 kernels) */
+    float sl, sl2, sxl;  /* sum w L, sum w L^2, sum w x L of the levels */
+    float sw, sx;        /* sum w, sum w x of the group */
+} smelt_qs_fit;
 
-/* Same problem, cheaper: ncand inverse scales spread evenly over the window around the
- * min/max mapping, each re-fitted by least squares; the best by exact error is kept,
- * then refined by alternating rounding and re-fitting. */
-float smelt_qs_asym_grid(int n, int nmax, const float *x, const float *w, uint8_t *L, float *b, bool b_nonpos,
-                         float win_lo, float win_hi, int ncand);
+/* Symmetric: x ~ a L, integer L in [lo, hi] with lo <= 0 <= hi (for example [-8, 7] for
+ * Q4_0, [0, 63] for non-negative sub-block scales). Both signs of a are tried when the
+ * range is not symmetric. An all-zero group gives a = 0, L = 0. */
+void smelt_qs_sym(const smelt_qkern *k, int n, int lo, int hi, const float *x, const float *w,
+                  const smelt_qs_plan *p, int8_t *L, smelt_qs_fit *f);
 
-/* Weighted squared error of x ~ d * L (int8 levels) and of x ~ a * L + b (uint8 levels),
- * computing each reconstruction as the dequantizers do (d * L, a * L + b). */
-double smelt_qs_err_sym(int n, const float *x, const float *w, float d, const int8_t *L);
-double smelt_qs_err_asym(int n, const float *x, const float *w, float a, float b, const uint8_t *L);
+/* Scale and offset: x ~ a L + b, a > 0, integer L in [0, nmax]. With `b_nonpos` the
+ * offset is kept <= 0 (the k-quant "- dmin * m" convention). */
+void smelt_qs_asym(const smelt_qkern *k, int n, int nmax, const float *x, const float *w,
+                   const smelt_qs_plan *p, bool b_nonpos, uint8_t *L, smelt_qs_fit *f);
 
-/* Best levels for a fixed scale: L = clamp(round(x / d), lo, hi); returns the error. */
-double smelt_qs_round_sym(int n, int lo, int hi, const float *x, const float *w, float d, int8_t *L);
-/* Best levels for fixed a, b: L = clamp(round((x - b) / a), 0, nmax); returns the error. */
-double smelt_qs_round_asym(int n, int nmax, const float *x, const float *w, float a, float b, uint8_t *L);
+/* Least-squares a, b for the sums of a fit (b forced <= 0 when asked). False if the
+ * levels do not define a positive scale. */
+bool smelt_qs_lsq_asym(const smelt_qs_fit *f, bool b_nonpos, float *a, float *b);
 
 /* ==== importance weights ==== */
 
@@ -57,5 +67,7 @@ double smelt_qs_round_asym(int n, int nmax, const float *x, const float *w, floa
 float smelt_qs_weight_floor(const float *imx, int64_t row_len);
 /* w[j] = imx[j] (negative or non-finite read as 0) + floor; all ones if imx is NULL. */
 void smelt_qs_block_weights(const float *imx, float floor, int n, float *w);
+/* Copy n values replacing NaN and infinities by 0; returns true if any was replaced. */
+bool smelt_qs_sanitize(const float *x, int n, float *out);
 
 #endif

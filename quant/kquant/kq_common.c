@@ -3,60 +3,64 @@
 #include <math.h>
 #include <string.h>
 
+#include "quant/kern.h"
+
 #include "kquant_int.h"
 #include "quant/search.h"
 
 /* ==== super-block search ====
  *
- * 1. Each sub-block gets its own least-squares scale (and offset) from the exact
- *    threshold sweep (search.h), with the curvature of its error around that optimum:
+ * 1. Each sub-block gets its own least-squares scale (and offset) from a search of
+ *    search.h, with the curvature of its error around that optimum:
  *    caa = sum w L^2, cam = sum w L, cmm = sum w.
  * 2. The sub-block scales become integers S[j] times one super-block factor d, chosen by
- *    the same sweep with weights caa: the error a sub-block gains from a scale off by e
- *    is about caa * e^2, so this minimises the (approximate) total, not the largest scale.
+ *    the same search with weights caa: the error a sub-block gains from a scale off by e
+ *    is about caa * e^2, so this minimises the approximate total, not the largest scale.
  * 3. Each offset is first moved to its best value for the rounded scale
  *    (m += (d S - a) cam / cmm), then the offsets are quantized the same way (weights cmm).
  * 4. With d and dmin in f16, every sub-block tries its integer scale and min +-1 with
  *    the levels re-rounded, scored by the exact error; then d and dmin are re-fitted by
  *    least squares over the whole super-block and kept if the exact error drops. */
 
-static double sub_round(const kq_shape *g, const float *x, const float *w, float sf, float of, int8_t *L)
+typedef struct {
+    float err[16], sl[16], sl2[16], sxl[16], sw[16], sx[16];
+} sub_stats;
+
+/* Levels, error and sums of sub-block j for integer scale s and min m. */
+static float sub_round(const smelt_qkern *k, const kq_shape *g, const float *x, const float *w, float d, float dm,
+                       int s, int m, int8_t *L, float *sums)
 {
-    double e = 0;
-    if (sf == 0) {
-        for (int i = 0; i < g->len; i++) {
-            L[i] = 0;
-            float r = -of - x[i];
-            e += (double)w[i] * r * r;
-        }
+    float a = d * (float)s, of = dm * (float)m;
+    float ia = a != 0 ? 1.f / a : 0.f;
+    if (g->mmax) {
+        uint8_t U[32];
+        float e = k->asym_round(g->len, x, w, a, -of, ia, g->lmax, U, sums);
+        for (int i = 0; i < g->len; i++) L[i] = (int8_t)U[i];
         return e;
     }
-    float is = 1.f / sf;
-    for (int i = 0; i < g->len; i++) {
-        float t = (x[i] + of) * is;
-        int l = t <= (float)g->lmin ? g->lmin : t >= (float)g->lmax ? g->lmax : q_nearest(t);
-        L[i] = (int8_t)l;
-        float r = sf * (float)l - of - x[i];
-        e += (double)w[i] * r * r;
-    }
-    return e;
+    return k->sym_round(g->len, x, w, a, ia, g->lmin, g->lmax, L, sums);
 }
 
-/* Exact error of every sub-block for the stored d, dmin, S, M; re-rounds the levels. */
-static double round_all(const kq_shape *g, const float *x, const float *w, kq_result *r, double *esub)
+static double round_all(const smelt_qkern *k, const kq_shape *g, const float *x, const float *w, kq_result *r,
+                        sub_stats *st)
 {
     float d = smelt_f16_to_f32(r->d), dm = smelt_f16_to_f32(r->dmin);
     double tot = 0;
     for (int j = 0; j < g->nsub; j++) {
         int o = j * g->len;
-        esub[j] = sub_round(g, x + o, w + o, d * (float)r->S[j], dm * (float)r->M[j], r->L + o);
-        tot += esub[j];
+        float sums[3];
+        st->err[j] = sub_round(k, g, x + o, w + o, d, dm, r->S[j], r->M[j], r->L + o, sums);
+        st->sl[j] = sums[0];
+        st->sl2[j] = sums[1];
+        st->sxl[j] = sums[2];
+        tot += st->err[j];
     }
     return tot;
 }
 
 /* Try each sub-block's integer scale/min +-1 (exact error, levels re-rounded). */
-static double refine_local(const kq_shape *g, const float *x, const float *w, kq_result *r, double *esub)
+static double refine_local(const smelt_qkern *k, const kq_shape *g, const float *x, const float *w, kq_result *r,
+                           sub_stats *st)
 {
     float d = smelt_f16_to_f32(r->d), dm = smelt_f16_to_f32(r->dmin);
     int8_t T[32];
@@ -70,37 +74,39 @@ static double refine_local(const kq_shape *g, const float *x, const float *w, kq
             for (int dmi = -1; dmi <= 1; dmi++) {
                 int m = m0 + dmi;
                 if ((ds == 0 && dmi == 0) || m < 0 || m > g->mmax) continue;
-                double e = sub_round(g, x + o, w + o, d * (float)s, dm * (float)m, T);
-                if (e < esub[j]) {
-                    esub[j] = e;
+                float sums[3];
+                float e = sub_round(k, g, x + o, w + o, d, dm, s, m, T, sums);
+                if (e < st->err[j]) {
+                    st->err[j] = e;
+                    st->sl[j] = sums[0];
+                    st->sl2[j] = sums[1];
+                    st->sxl[j] = sums[2];
                     r->S[j] = s;
                     r->M[j] = m;
                     memcpy(r->L + o, T, (size_t)g->len);
                 }
             }
         }
-        tot += esub[j];
+        tot += st->err[j];
     }
     return tot;
 }
 
-/* Least-squares d, dmin for fixed integer scales, mins and levels. */
-static bool refit_global(const kq_shape *g, const float *x, const float *w, const kq_result *r, float *d, float *dm)
+/* Least-squares d, dmin for fixed integer scales, mins and levels:
+ * x ~ d p - dm q with p = S[j] L[i], q = M[j]. */
+static bool refit_global(const kq_shape *g, const kq_result *r, const sub_stats *st, float *d, float *dm)
 {
     double App = 0, Apq = 0, Aqq = 0, Bp = 0, Bq = 0;
-    for (int j = 0; j < g->nsub; j++)
-        for (int i = 0; i < g->len; i++) {
-            int k = j * g->len + i;
-            double p = (double)r->S[j] * r->L[k], q = r->M[j], wk = w[k];
-            App += wk * p * p;
-            Apq += wk * p * q;
-            Aqq += wk * q * q;
-            Bp += wk * p * x[k];
-            Bq += wk * q * x[k];
-        }
-    /* x ~ d p - dm q */
+    for (int j = 0; j < g->nsub; j++) {
+        double S = r->S[j], M = r->M[j];
+        App += S * S * st->sl2[j];
+        Apq += S * M * st->sl[j];
+        Aqq += M * M * st->sw[j];
+        Bp += S * st->sxl[j];
+        Bq += M * st->sx[j];
+    }
     if (g->mmax == 0 || Aqq <= 0) {
-        if (App <= 0) return false;
+        if (!(App > 0)) return false;
         *d = (float)(Bp / App);
         *dm = 0;
         return true;
@@ -112,73 +118,91 @@ static bool refit_global(const kq_shape *g, const float *x, const float *w, cons
     return true;
 }
 
-void kq_search(const kq_shape *g, const float *x, const float *w, kq_result *r)
+static bool f16_ok(uint16_t h) { return (h & 0x7c00) != 0x7c00; }
+
+#include <stdlib.h>
+static float knobf(const char *n, float def) { const char *e = getenv(n); return e ? (float)atof(e) : def; }
+void kq_search(const smelt_qkern *k, const kq_shape *g0, const float *x, const float *w, kq_result *r)
 {
+    static __thread kq_shape cache[8];
+    static __thread const kq_shape *cache_k[8];
+    int ci = 0;
+    while (ci < 8 && cache_k[ci] && cache_k[ci] != g0) ci++;
+    if (ci < 8 && cache_k[ci] == g0) goto have;
+    kq_shape gg = *g0, *g = &gg;
+    g->sub.sweep = knobf("KS_SWEEP", g->sub.sweep); g->sub.ncand = (int)knobf("KS_NCAND", (float)g->sub.ncand);
+    g->sub.polish = (int)knobf("KS_POLISH", (float)g->sub.polish);
+    g->sub.win_lo = knobf("KS_LO", g->sub.win_lo); g->sub.win_hi = knobf("KS_HI", g->sub.win_hi);
+    g->scale.sweep = knobf("KC_SWEEP", g->scale.sweep); g->scale.ncand = (int)knobf("KC_NCAND", (float)g->scale.ncand);
+    g->scale.win_lo = knobf("KC_LO", g->scale.win_lo); g->scale.win_hi = knobf("KC_HI", g->scale.win_hi);
+    g->passes = (int)knobf("K_PASSES", (float)g->passes);
+    g->sub.recentre = (int)knobf("KS_RC", (float)g->sub.recentre);
+    if (ci < 8) { cache[ci] = gg; cache_k[ci] = g0; }
+    have:;
+    if (ci < 8) g = &cache[ci];
     float a[16], m[16], caa[16], cam[16], cmm[16];
-    int8_t S8[16], M8[16];
+    sub_stats st;
     memset(r, 0, sizeof *r);
     for (int j = 0; j < g->nsub; j++) {
         int o = j * g->len;
         const float *xj = x + o, *wj = w + o;
         int8_t *L = r->L + o;
+        smelt_qs_fit f;
         if (g->mmax) {
             uint8_t U[32];
-            float b;
-            a[j] = smelt_qs_asym(g->len, g->lmax, xj, wj, U, &b, true, g->win_lo, g->win_hi, 2);
-            m[j] = -b;
+            smelt_qs_asym(k, g->len, g->lmax, xj, wj, &g->sub, true, U, &f);
             for (int i = 0; i < g->len; i++) L[i] = (int8_t)U[i];
+            m[j] = -f.b;
         } else {
-            a[j] = smelt_qs_sym(g->len, g->lmin, g->lmax, xj, wj, L, g->win_lo, g->win_hi);
+            smelt_qs_sym(k, g->len, g->lmin, g->lmax, xj, wj, &g->sub, L, &f);
             m[j] = 0;
         }
-        double s2 = 0, s1 = 0, s0 = 0;
-        for (int i = 0; i < g->len; i++) {
-            s2 += (double)wj[i] * L[i] * L[i];
-            s1 += (double)wj[i] * L[i];
-            s0 += wj[i];
-        }
-        caa[j] = (float)s2;
-        cam[j] = (float)s1;
-        cmm[j] = (float)s0;
+        a[j] = f.a;
+        caa[j] = f.sl2;
+        cam[j] = f.sl;
+        cmm[j] = f.sw;
+        st.sw[j] = f.sw;
+        st.sx[j] = f.sx;
     }
 
-    float d = smelt_qs_sym(g->nsub, g->smin, g->smax, a, caa, S8, 0.6f, 1.5f);
+    int8_t S8[16], M8[16];
+    smelt_qs_fit fs;
+    smelt_qs_sym(k, g->nsub, g->smin, g->smax, a, caa, &g->scale, S8, &fs);
+    float d = fs.a, dm = 0;
     for (int j = 0; j < g->nsub; j++) r->S[j] = S8[j];
-    float dm = 0;
     if (g->mmax) {
         float mm[16];
         for (int j = 0; j < g->nsub; j++) {
             float v = m[j] + (d * (float)S8[j] - a[j]) * (cmm[j] > 0 ? cam[j] / cmm[j] : 0.f);
             mm[j] = v > 0 ? v : 0;
         }
-        dm = smelt_qs_sym(g->nsub, 0, g->mmax, mm, cmm, M8, 0.6f, 1.5f);
+        smelt_qs_sym(k, g->nsub, 0, g->mmax, mm, cmm, &g->scale, M8, &fs);
+        dm = fs.a;
         for (int j = 0; j < g->nsub; j++) r->M[j] = M8[j];
     }
     r->d = smelt_f32_to_f16(d);
     r->dmin = smelt_f32_to_f16(dm);
-    if (!isfinite(smelt_f16_to_f32(r->d)) || !isfinite(smelt_f16_to_f32(r->dmin))) {
-        /* values beyond f16 range: nothing sensible to search; keep a decodable block */
+    if (!f16_ok(r->d) || !f16_ok(r->dmin)) {
+        /* scales beyond f16 range: keep a decodable (all-zero) block */
         memset(r, 0, sizeof *r);
         r->err = INFINITY;
         return;
     }
 
-    double esub[16];
-    double err = round_all(g, x, w, r, esub);
-    for (int pass = 0; pass < 2; pass++) {
-        err = refine_local(g, x, w, r, esub);
+    double err = round_all(k, g, x, w, r, &st);
+    for (int pass = 0; pass < g->passes; pass++) {
+        err = refine_local(k, g, x, w, r, &st);
         float nd, ndm;
-        if (!refit_global(g, x, w, r, &nd, &ndm)) break;
+        if (!refit_global(g, r, &st, &nd, &ndm)) break;
         kq_result t = *r;
         t.d = smelt_f32_to_f16(nd);
         t.dmin = smelt_f32_to_f16(ndm);
-        if (t.d == r->d && t.dmin == r->dmin) break;
-        if (!isfinite(smelt_f16_to_f32(t.d)) || !isfinite(smelt_f16_to_f32(t.dmin))) break;
-        double et[16];
-        double e = round_all(g, x, w, &t, et);
+        if ((t.d == r->d && t.dmin == r->dmin) || !f16_ok(t.d) || !f16_ok(t.dmin)) break;
+        sub_stats ts = st;
+        double e = round_all(k, g, x, w, &t, &ts);
         if (!(e < err)) break;
         *r = t;
-        memcpy(esub, et, sizeof et);
+        st = ts;
         err = e;
     }
     r->err = err;
@@ -191,9 +215,9 @@ double kq_error(const kq_shape *g, const float *x, const float *w, const kq_resu
     for (int j = 0; j < g->nsub; j++) {
         float sf = d * (float)r->S[j], of = dm * (float)r->M[j];
         for (int i = 0; i < g->len; i++) {
-            int k = j * g->len + i;
-            float v = sf * (float)r->L[k] - of - x[k];
-            e += (double)w[k] * v * v;
+            int q = j * g->len + i;
+            float v = sf * (float)r->L[q] - of - x[q];
+            e += (double)w[q] * v * v;
         }
     }
     return e;
@@ -403,16 +427,18 @@ void kq_pack_2bit(uint8_t *qs, const uint8_t *L)
 
 /* ==== rows ==== */
 
-void kq_quantize_rows(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx,
-                      size_t block_bytes, kq_block_fn fn)
+void kq_quantize_rows(const smelt_qkern *k, const float *src, void *dst, int64_t n_rows, int64_t row_len,
+                      const float *imx, size_t block_bytes, kq_block_fn fn)
 {
     float fl = imx ? smelt_qs_weight_floor(imx, row_len) : 0;
     uint8_t *y = dst;
     int64_t nb = row_len / SMELT_QK_K;
-    float w[SMELT_QK_K];
+    float w[SMELT_QK_K], clean[SMELT_QK_K];
     for (int64_t r = 0; r < n_rows; r++)
         for (int64_t ib = 0; ib < nb; ib++, y += block_bytes) {
+            const float *x = src + r * row_len + ib * SMELT_QK_K;
             smelt_qs_block_weights(imx ? imx + ib * SMELT_QK_K : NULL, fl, SMELT_QK_K, w);
-            fn(src + r * row_len + ib * SMELT_QK_K, w, y);
+            if (smelt_qs_sanitize(x, SMELT_QK_K, clean)) x = clean;
+            fn(k, x, w, y);
         }
 }

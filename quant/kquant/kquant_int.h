@@ -10,16 +10,19 @@
 
 #include "kquant.h"
 #include "quant/quant_int.h"
+#include "quant/search.h"
 
 /* ==== super-block search engine ==== */
 
 /* Shape of a k-quant: sub-blocks, element levels, integer scale (and min) ranges. */
 typedef struct {
-    int nsub, len;    /* sub-blocks per super-block and their length */
-    int lmin, lmax;   /* element levels */
-    int smin, smax;   /* integer sub-block scales */
-    int mmax;         /* integer sub-block mins in [0, mmax]; 0 = no mins */
-    float win_lo, win_hi; /* inverse-scale window of the per-sub-block sweeps */
+    int nsub, len;       /* sub-blocks per super-block and their length */
+    int lmin, lmax;      /* element levels */
+    int smin, smax;      /* integer sub-block scales */
+    int mmax;            /* integer sub-block mins in [0, mmax]; 0 = no mins */
+    smelt_qs_plan sub;   /* search of each sub-block */
+    smelt_qs_plan scale; /* search of the super-block factors */
+    int passes;          /* local refinement + global refit rounds */
 } kq_shape;
 
 /* Result for one super-block. x ~ (d * S[j]) * L[i] - (dmin * M[j]), evaluated in f32
@@ -31,8 +34,9 @@ typedef struct {
     double err;
 } kq_result;
 
-/* Search one super-block of 256 values with weights w (> 0). Deterministic. */
-void kq_search(const kq_shape *g, const float *x, const float *w, kq_result *r);
+/* Search one super-block of 256 finite values with weights w (> 0). Deterministic and
+ * identical for every kernel set. */
+void kq_search(const smelt_qkern *k, const kq_shape *g, const float *x, const float *w, kq_result *r);
 
 /* Exact weighted error of a decoded super-block result (for tests and candidates). */
 double kq_error(const kq_shape *g, const float *x, const float *w, const kq_result *r);
@@ -56,9 +60,9 @@ void kq_scale_min_k4(int j, const uint8_t *q, int *sc, int *m);
 void kq_pack_2bit(uint8_t *qs, const uint8_t *L);
 
 /* Rows loop shared by the encoders: per super-block weights from the imatrix or ones. */
-typedef void (*kq_block_fn)(const float *x, const float *w, void *block);
-void kq_quantize_rows(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx,
-                      size_t block_bytes, kq_block_fn fn);
+typedef void (*kq_block_fn)(const smelt_qkern *k, const float *x, const float *w, void *block);
+void kq_quantize_rows(const smelt_qkern *k, const float *src, void *dst, int64_t n_rows, int64_t row_len,
+                      const float *imx, size_t block_bytes, kq_block_fn fn);
 
 /* ==== per-type kernels (q2_K.c … q8_K.c) ==== */
 
@@ -66,6 +70,8 @@ void kq_quantize_rows(const float *src, void *dst, int64_t n_rows, int64_t row_l
     void smelt_deq_##t(const void *src, float *dst, size_t n);                                              \
     void smelt_ref_##t(const float *x, void *dst, int64_t k);                                               \
     void smelt_quant_##t(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx);   \
+    void smelt_quant_##t##_avx2(const float *src, void *dst, int64_t n_rows, int64_t row_len,              \
+                                const float *imx);                                                          \
     float smelt_dot_##t(const void *vx, const void *vy, size_t n);
 KQ_DECL(q2_K)
 KQ_DECL(q3_K)

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 
 #include "quant/quant_int.h"
+#include "legacy_int.h"
+#include "quant/kern.h"
 #include "quant/search.h"
 
 #define QK SMELT_QK_LEGACY
@@ -238,191 +240,152 @@ static void ref_q8_1(const float *x, void *dst, int64_t k)
 
 /* ==== smelt's encoders ====
  * Per block, candidates are scored by their exact weighted error with the f16 values
- * that will be stored, and the best is kept:
- *   - the reference encoder's choice (so a block is never worse than llama.cpp's
- *     quantize_row_*_ref, which is what llama.cpp uses without an imatrix);
- *   - the scale (and offset) of an exact threshold sweep, stored in f16, with the levels
- *     re-rounded for that stored value. */
+ * that will be stored (levels re-rounded for those values), and the best is kept:
+ *   - the reference encoder's scale (and offset): a block is never worse than llama.cpp's
+ *     quantize_row_*_ref, which is what llama.cpp uses without an imatrix;
+ *   - the result of a scale search (search.h), whose plan is cheap without an imatrix
+ *     and thorough with one. */
 
-/* Exact weighted error of the stored symmetric block (levels biased by `half`). */
-static double err_biased(const float *x, const float *w, float d, const uint8_t *L, int half)
+typedef struct {
+    smelt_qs_plan plain, imx;
+} enc_plans;
+
+static const enc_plans k_plans_4 = {{0.85f, 1.1f, 4, 0.f, 2, 1}, {0.6f, 1.3f, 16, 1.f, 3, 1}};
+static const enc_plans k_plans_5 = {{0.9f, 1.05f, 4, 0.f, 2, 1}, {0.7f, 1.2f, 16, 1.f, 3, 1}};
+static const enc_plans k_plans_8 = {{1.f, 1.0078f, 2, 0.f, 2, 1}, {0.99f, 1.01f, 5, 0.f, 3, 1}};
+
+/* Stored scale bits and levels (biased by -lo) of a symmetric block. */
+static uint16_t best_sym(const smelt_qkern *k, const float *x, const float *w, int lo, int hi, const smelt_qs_plan *p,
+                         int8_t *L)
 {
-    double e = 0;
-    for (int j = 0; j < QK; j++) {
-        float r = (float)(L[j] - half) * d - x[j];
-        e += (double)w[j] * r * r;
-    }
-    return e;
-}
-
-static double err_offset(const float *x, const float *w, float d, float m, const uint8_t *L)
-{
-    double e = 0;
-    for (int j = 0; j < QK; j++) {
-        float r = (float)L[j] * d + m - x[j];
-        e += (double)w[j] * r * r;
-    }
-    return e;
-}
-
-/* Levels (biased by half, in [0, 2 half - 1]) nearest to x for a stored scale d. */
-static void round_biased(const float *x, float d, int half, uint8_t *L)
-{
-    float id = d != 0 ? 1.f / d : 0.f;
-    for (int j = 0; j < QK; j++) {
-        float t = x[j] * id;
-        int l = t <= (float)-half ? -half : t >= (float)(half - 1) ? half - 1 : q_nearest(t);
-        L[j] = (uint8_t)(l + half);
-    }
-}
-
-static void round_offset(const float *x, float d, float m, int nmax, uint8_t *L)
-{
-    float id = d != 0 ? 1.f / d : 0.f;
-    for (int j = 0; j < QK; j++) {
-        float t = (x[j] - m) * id;
-        int l = t <= 0 ? 0 : t >= (float)nmax ? nmax : q_nearest(t);
-        L[j] = (uint8_t)l;
-    }
-}
-
-/* Best stored (d, L) for a symmetric block. */
-static uint16_t best_sym(const float *x, const float *w, int half, uint8_t *L)
-{
-    float dr;
-    uint8_t Lr[QK];
-    ref_levels_sym(x, half, &dr, Lr);
-    uint16_t hr = smelt_f32_to_f16(dr);
-    double er = err_biased(x, w, smelt_f16_to_f32(hr), Lr, half);
-
-    int8_t S[QK];
-    float d = smelt_qs_sym(QK, -half, half - 1, x, w, S, 0.7f, 1.35f);
-    uint16_t hs = smelt_f32_to_f16(d);
-    float ds = smelt_f16_to_f32(hs);
-    round_biased(x, ds, half, L);
-    double es = err_biased(x, w, ds, L, half);
-    if (er <= es) {
-        memcpy(L, Lr, QK);
-        return hr;
-    }
-    return hs;
-}
-
-static void best_asym(const float *x, const float *w, int nmax, uint16_t *hd, uint16_t *hm, uint8_t *L)
-{
-    float dr, mr;
-    uint8_t Lr[QK];
-    ref_levels_asym(x, nmax, &dr, &mr, Lr);
-    uint16_t hdr = smelt_f32_to_f16(dr), hmr = smelt_f32_to_f16(mr);
-    double er = err_offset(x, w, smelt_f16_to_f32(hdr), smelt_f16_to_f32(hmr), Lr);
-
-    float b;
-    float a = smelt_qs_asym(QK, nmax, x, w, L, &b, false, 0.7f, 1.3f, 2);
-    uint16_t hda = smelt_f32_to_f16(a), hma = smelt_f32_to_f16(b);
-    float da = smelt_f16_to_f32(hda), ma = smelt_f16_to_f32(hma);
-    round_offset(x, da, ma, nmax, L);
-    double es = err_offset(x, w, da, ma, L);
-    if (er <= es) {
-        memcpy(L, Lr, QK);
-        *hd = hdr;
-        *hm = hmr;
-    } else {
-        *hd = hda;
-        *hm = hma;
-    }
-}
-
-/* Q8_0: the reference scale, the scale mapping the extreme to -128, and their
- * least-squares refits; levels always re-rounded for the stored scale. */
-static uint16_t best_q8(const float *x, const float *w, int8_t *q)
-{
-    float dr;
-    int8_t qr[QK];
-    ref_levels_q8(x, &dr, qr);
-    uint16_t best_h = smelt_f32_to_f16(dr);
-    double best = smelt_qs_err_sym(QK, x, w, smelt_f16_to_f32(best_h), qr);
-    memcpy(q, qr, QK);
-    float v = signed_absmax(x, QK);
-    float cand[2] = {dr, v / -128.f};
-    int8_t t[QK];
+    float vmax = signed_absmax(x, QK);
+    float dr = lo == -8 || lo == -16 ? vmax / (float)lo : fabsf(vmax) / 127.f; /* the reference's scale */
+    int8_t S[QK], T[QK];
+    smelt_qs_fit f;
+    smelt_qs_sym(k, QK, lo, hi, x, w, p, S, &f);
+    uint16_t cand[2] = {smelt_f32_to_f16(dr), smelt_f32_to_f16(f.a)};
+    uint16_t best_h = 0;
+    float best = INFINITY, sums[3];
     for (int c = 0; c < 2; c++) {
-        float d = cand[c];
-        for (int it = 0; it < 2; it++) {
-            uint16_t h = smelt_f32_to_f16(d);
-            float dh = smelt_f16_to_f32(h);
-            double e = smelt_qs_round_sym(QK, -128, 127, x, w, dh, t);
-            if (e < best) {
-                best = e;
-                best_h = h;
-                memcpy(q, t, QK);
-            }
-            double sxl = 0, sl2 = 0;
-            for (int j = 0; j < QK; j++) {
-                sxl += (double)w[j] * x[j] * t[j];
-                sl2 += (double)w[j] * t[j] * t[j];
-            }
-            if (!(sl2 > 0)) break;
-            d = (float)(sxl / sl2);
+        if (c == 1 && cand[1] == cand[0]) break;
+        float d = smelt_f16_to_f32(cand[c]);
+        float e = k->sym_round(QK, x, w, d, d != 0 ? 1.f / d : 0.f, lo, hi, T, sums);
+        if (e < best) {
+            best = e;
+            best_h = cand[c];
+            memcpy(L, T, QK);
         }
     }
     return best_h;
 }
 
-#define ROWS_LOOP(BLOCK, BODY)                                                                               \
-    float fl = 0;                                                                                           \
-    if (imx) fl = smelt_qs_weight_floor(imx, row_len);                                                       \
-    BLOCK *y = dst;                                                                                         \
-    int64_t nb = row_len / QK;                                                                              \
-    for (int64_t r = 0; r < n_rows; r++)                                                                    \
-        for (int64_t ib = 0; ib < nb; ib++, y++) {                                                          \
-            const float *x = src + r * row_len + ib * QK;                                                   \
-            float w[QK];                                                                                    \
-            smelt_qs_block_weights(imx ? imx + ib * QK : NULL, fl, QK, w);                                     \
-            BODY                                                                                            \
+static void best_asym(const smelt_qkern *k, const float *x, const float *w, int nmax, const smelt_qs_plan *p,
+                      uint16_t *hd, uint16_t *hm, uint8_t *L)
+{
+    float mn = FLT_MAX, mx = -FLT_MAX;
+    for (int j = 0; j < QK; j++) {
+        if (x[j] < mn) mn = x[j];
+        if (x[j] > mx) mx = x[j];
+    }
+    uint8_t T[QK];
+    smelt_qs_fit f;
+    smelt_qs_asym(k, QK, nmax, x, w, p, false, T, &f);
+    uint16_t cd[2] = {smelt_f32_to_f16((mx - mn) / (float)nmax), smelt_f32_to_f16(f.a)};
+    uint16_t cm[2] = {smelt_f32_to_f16(mn), smelt_f32_to_f16(f.b)};
+    float best = INFINITY, sums[3];
+    for (int c = 0; c < 2; c++) {
+        if (c == 1 && cd[1] == cd[0] && cm[1] == cm[0]) break;
+        float d = smelt_f16_to_f32(cd[c]), m = smelt_f16_to_f32(cm[c]);
+        float e = k->asym_round(QK, x, w, d, m, d != 0 ? 1.f / d : 0.f, nmax, T, sums);
+        if (e < best) {
+            best = e;
+            *hd = cd[c];
+            *hm = cm[c];
+            memcpy(L, T, QK);
         }
-
-static void quant_q4_0(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)
-{
-    ROWS_LOOP(smelt_block_q4_0, {
-        uint8_t L[QK];
-        y->d = best_sym(x, w, 8, L);
-        pack_nibbles(y->qs, L);
-    })
+    }
 }
 
-static void quant_q5_0(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)
+typedef void (*block_fn)(const smelt_qkern *k, const float *x, const float *w, const smelt_qs_plan *p, void *y);
+
+static void rows(const smelt_qkern *k, const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx,
+                 size_t bytes, const enc_plans *plans, block_fn fn)
 {
-    ROWS_LOOP(smelt_block_q5_0, {
-        uint8_t L[QK];
-        y->d = best_sym(x, w, 16, L);
-        pack_nibbles(y->qs, L);
-        pack_high_bits(y->qh, L);
-    })
+    float fl = imx ? smelt_qs_weight_floor(imx, row_len) : 0;
+    const smelt_qs_plan *p = imx ? &plans->imx : &plans->plain;
+    uint8_t *y = dst;
+    int64_t nb = row_len / QK;
+    float w[QK], clean[QK];
+    for (int64_t r = 0; r < n_rows; r++)
+        for (int64_t ib = 0; ib < nb; ib++, y += bytes) {
+            const float *x = src + r * row_len + ib * QK;
+            smelt_qs_block_weights(imx ? imx + ib * QK : NULL, fl, QK, w);
+            if (smelt_qs_sanitize(x, QK, clean)) x = clean;
+            fn(k, x, w, p, y);
+        }
 }
 
-static void quant_q4_1(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)
+static void blk_q4_0(const smelt_qkern *k, const float *x, const float *w, const smelt_qs_plan *p, void *dst)
 {
-    ROWS_LOOP(smelt_block_q4_1, {
-        uint8_t L[QK];
-        best_asym(x, w, 15, &y->d, &y->m, L);
-        pack_nibbles(y->qs, L);
-    })
+    smelt_block_q4_0 *y = dst;
+    int8_t L[QK];
+    uint8_t U[QK];
+    y->d = best_sym(k, x, w, -8, 7, p, L);
+    for (int j = 0; j < QK; j++) U[j] = (uint8_t)(L[j] + 8);
+    pack_nibbles(y->qs, U);
 }
 
-static void quant_q5_1(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)
+static void blk_q5_0(const smelt_qkern *k, const float *x, const float *w, const smelt_qs_plan *p, void *dst)
 {
-    ROWS_LOOP(smelt_block_q5_1, {
-        uint8_t L[QK];
-        best_asym(x, w, 31, &y->d, &y->m, L);
-        pack_nibbles(y->qs, L);
-        pack_high_bits(y->qh, L);
-    })
+    smelt_block_q5_0 *y = dst;
+    int8_t L[QK];
+    uint8_t U[QK];
+    y->d = best_sym(k, x, w, -16, 15, p, L);
+    for (int j = 0; j < QK; j++) U[j] = (uint8_t)(L[j] + 16);
+    pack_nibbles(y->qs, U);
+    pack_high_bits(y->qh, U);
 }
 
-static void quant_q8_0(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)
+static void blk_q4_1(const smelt_qkern *k, const float *x, const float *w, const smelt_qs_plan *p, void *dst)
 {
-    ROWS_LOOP(smelt_block_q8_0, { y->d = best_q8(x, w, y->qs); })
+    smelt_block_q4_1 *y = dst;
+    uint8_t L[QK];
+    best_asym(k, x, w, 15, p, &y->d, &y->m, L);
+    pack_nibbles(y->qs, L);
 }
+
+static void blk_q5_1(const smelt_qkern *k, const float *x, const float *w, const smelt_qs_plan *p, void *dst)
+{
+    smelt_block_q5_1 *y = dst;
+    uint8_t L[QK];
+    best_asym(k, x, w, 31, p, &y->d, &y->m, L);
+    pack_nibbles(y->qs, L);
+    pack_high_bits(y->qh, L);
+}
+
+static void blk_q8_0(const smelt_qkern *k, const float *x, const float *w, const smelt_qs_plan *p, void *dst)
+{
+    smelt_block_q8_0 *y = dst;
+    y->d = best_sym(k, x, w, -128, 127, p, y->qs);
+}
+
+#define ENCODER(t, plans)                                                                                    \
+    static void quant_##t(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)   \
+    {                                                                                                        \
+        rows(&smelt_qkern_portable, src, dst, n_rows, row_len, imx, sizeof(smelt_block_##t), &plans,         \
+             blk_##t);                                                                                       \
+    }                                                                                                        \
+    void smelt_quant_##t##_avx2(const float *src, void *dst, int64_t n_rows, int64_t row_len,               \
+                                const float *imx)                                                            \
+    {                                                                                                        \
+        rows(&smelt_qkern_avx2, src, dst, n_rows, row_len, imx, sizeof(smelt_block_##t), &plans, blk_##t);   \
+    }
+
+ENCODER(q4_0, k_plans_4)
+ENCODER(q5_0, k_plans_5)
+ENCODER(q4_1, k_plans_4)
+ENCODER(q5_1, k_plans_5)
+ENCODER(q8_0, k_plans_8)
 
 /* ==== dot products (portable) ====
  * Integer sums per block are exact; the float combination per block, in block order, is
