@@ -236,8 +236,14 @@ int smelt_q_quantize_rows(int type, const float *src, void *dst, int64_t n_rows,
     if (!o || !o->quantize)
         return SMELT_ERR(e, SMELT_EUNSUPPORTED, NULL, NULL, "smelt cannot quantize to %s", smelt_type_name(type));
     uint64_t rb;
-    if (smelt_type_row_bytes(type, (uint64_t)row_len, &rb, e)) return SMELT_EMISMATCH;
-    if (n_rows <= 0) return 0;
+    const smelt_type_info *ti = smelt_type_get(type);
+    if (row_len <= 0 || n_rows < 0 || (uint64_t)row_len % ti->blck)
+        return SMELT_ERR(e, SMELT_EMISMATCH, NULL, NULL,
+                         "a row of %lld elements cannot be quantized to %s: rows must be a positive multiple of "
+                         "its block size %u",
+                         (long long)row_len, ti->name, ti->blck);
+    if (smelt_type_row_bytes(type, (uint64_t)row_len, &rb, e)) return e ? e->code : SMELT_EFORMAT;
+    if (n_rows == 0) return 0;
     qjob j = {o, src, dst, n_rows, row_len, 0, rb, imatrix};
     /* about 64k elements per task keeps threads busy without tiny tasks */
     int64_t per = row_len > 0 ? (65536 + row_len - 1) / row_len : 1;

@@ -3,210 +3,17 @@
 #include <math.h>
 #include <string.h>
 
-#include "quant/kern.h"
 
 #include "kquant_int.h"
 #include "quant/search.h"
 
-/* ==== super-block search ====
- *
- * 1. Each sub-block gets its own least-squares scale (and offset) from a search of
- *    search.h, with the curvature of its error around that optimum:
- *    caa = sum w L^2, cam = sum w L, cmm = sum w.
- * 2. The sub-block scales become integers S[j] times one super-block factor d, chosen by
- *    the same search with weights caa: the error a sub-block gains from a scale off by e
- *    is about caa * e^2, so this minimises the approximate total, not the largest scale.
- * 3. Each offset is first moved to its best value for the rounded scale
- *    (m += (d S - a) cam / cmm), then the offsets are quantized the same way (weights cmm).
- * 4. With d and dmin in f16, every sub-block tries its integer scale and min +-1 with
- *    the levels re-rounded, scored by the exact error; then d and dmin are re-fitted by
- *    least squares over the whole super-block and kept if the exact error drops. */
+/* ==== super-block search (portable build of kq_engine.inc) ==== */
 
-typedef struct {
-    float err[16], sl[16], sl2[16], sxl[16], sw[16], sx[16];
-} sub_stats;
+#include "quant/vec.h"
 
-/* Levels, error and sums of sub-block j for integer scale s and min m. */
-static float sub_round(const smelt_qkern *k, const kq_shape *g, const float *x, const float *w, float d, float dm,
-                       int s, int m, int8_t *L, float *sums)
-{
-    float a = d * (float)s, of = dm * (float)m;
-    float ia = a != 0 ? 1.f / a : 0.f;
-    if (g->mmax) {
-        uint8_t U[32];
-        float e = k->asym_round(g->len, x, w, a, -of, ia, g->lmax, U, sums);
-        for (int i = 0; i < g->len; i++) L[i] = (int8_t)U[i];
-        return e;
-    }
-    return k->sym_round(g->len, x, w, a, ia, g->lmin, g->lmax, L, sums);
-}
+#include "kq_engine.inc"
 
-static double round_all(const smelt_qkern *k, const kq_shape *g, const float *x, const float *w, kq_result *r,
-                        sub_stats *st)
-{
-    float d = smelt_f16_to_f32(r->d), dm = smelt_f16_to_f32(r->dmin);
-    double tot = 0;
-    for (int j = 0; j < g->nsub; j++) {
-        int o = j * g->len;
-        float sums[3];
-        st->err[j] = sub_round(k, g, x + o, w + o, d, dm, r->S[j], r->M[j], r->L + o, sums);
-        st->sl[j] = sums[0];
-        st->sl2[j] = sums[1];
-        st->sxl[j] = sums[2];
-        tot += st->err[j];
-    }
-    return tot;
-}
-
-/* Try each sub-block's integer scale/min +-1 (exact error, levels re-rounded). */
-static double refine_local(const smelt_qkern *k, const kq_shape *g, const float *x, const float *w, kq_result *r,
-                           sub_stats *st)
-{
-    float d = smelt_f16_to_f32(r->d), dm = smelt_f16_to_f32(r->dmin);
-    int8_t T[32];
-    double tot = 0;
-    for (int j = 0; j < g->nsub; j++) {
-        int o = j * g->len;
-        int s0 = r->S[j], m0 = r->M[j];
-        for (int ds = -1; ds <= 1; ds++) {
-            int s = s0 + ds;
-            if (s < g->smin || s > g->smax) continue;
-            for (int dmi = -1; dmi <= 1; dmi++) {
-                int m = m0 + dmi;
-                if ((ds == 0 && dmi == 0) || m < 0 || m > g->mmax) continue;
-                float sums[3];
-                float e = sub_round(k, g, x + o, w + o, d, dm, s, m, T, sums);
-                if (e < st->err[j]) {
-                    st->err[j] = e;
-                    st->sl[j] = sums[0];
-                    st->sl2[j] = sums[1];
-                    st->sxl[j] = sums[2];
-                    r->S[j] = s;
-                    r->M[j] = m;
-                    memcpy(r->L + o, T, (size_t)g->len);
-                }
-            }
-        }
-        tot += st->err[j];
-    }
-    return tot;
-}
-
-/* Least-squares d, dmin for fixed integer scales, mins and levels:
- * x ~ d p - dm q with p = S[j] L[i], q = M[j]. */
-static bool refit_global(const kq_shape *g, const kq_result *r, const sub_stats *st, float *d, float *dm)
-{
-    double App = 0, Apq = 0, Aqq = 0, Bp = 0, Bq = 0;
-    for (int j = 0; j < g->nsub; j++) {
-        double S = r->S[j], M = r->M[j];
-        App += S * S * st->sl2[j];
-        Apq += S * M * st->sl[j];
-        Aqq += M * M * st->sw[j];
-        Bp += S * st->sxl[j];
-        Bq += M * st->sx[j];
-    }
-    if (g->mmax == 0 || Aqq <= 0) {
-        if (!(App > 0)) return false;
-        *d = (float)(Bp / App);
-        *dm = 0;
-        return true;
-    }
-    double D = App * Aqq - Apq * Apq;
-    if (!(D > 1e-12 * App * Aqq)) return false;
-    *d = (float)((Bp * Aqq - Bq * Apq) / D);
-    *dm = (float)((Bp * Apq - Bq * App) / D);
-    return true;
-}
-
-static bool f16_ok(uint16_t h) { return (h & 0x7c00) != 0x7c00; }
-
-#include <stdlib.h>
-static float knobf(const char *n, float def) { const char *e = getenv(n); return e ? (float)atof(e) : def; }
-void kq_search(const smelt_qkern *k, const kq_shape *g0, const float *x, const float *w, kq_result *r)
-{
-    static __thread kq_shape cache[8];
-    static __thread const kq_shape *cache_k[8];
-    int ci = 0;
-    while (ci < 8 && cache_k[ci] && cache_k[ci] != g0) ci++;
-    if (ci < 8 && cache_k[ci] == g0) goto have;
-    kq_shape gg = *g0, *g = &gg;
-    g->sub.sweep = knobf("KS_SWEEP", g->sub.sweep); g->sub.ncand = (int)knobf("KS_NCAND", (float)g->sub.ncand);
-    g->sub.polish = (int)knobf("KS_POLISH", (float)g->sub.polish);
-    g->sub.win_lo = knobf("KS_LO", g->sub.win_lo); g->sub.win_hi = knobf("KS_HI", g->sub.win_hi);
-    g->scale.sweep = knobf("KC_SWEEP", g->scale.sweep); g->scale.ncand = (int)knobf("KC_NCAND", (float)g->scale.ncand);
-    g->scale.win_lo = knobf("KC_LO", g->scale.win_lo); g->scale.win_hi = knobf("KC_HI", g->scale.win_hi);
-    g->passes = (int)knobf("K_PASSES", (float)g->passes);
-    g->sub.recentre = (int)knobf("KS_RC", (float)g->sub.recentre);
-    if (ci < 8) { cache[ci] = gg; cache_k[ci] = g0; }
-    have:;
-    if (ci < 8) g = &cache[ci];
-    float a[16], m[16], caa[16], cam[16], cmm[16];
-    sub_stats st;
-    memset(r, 0, sizeof *r);
-    for (int j = 0; j < g->nsub; j++) {
-        int o = j * g->len;
-        const float *xj = x + o, *wj = w + o;
-        int8_t *L = r->L + o;
-        smelt_qs_fit f;
-        if (g->mmax) {
-            uint8_t U[32];
-            smelt_qs_asym(k, g->len, g->lmax, xj, wj, &g->sub, true, U, &f);
-            for (int i = 0; i < g->len; i++) L[i] = (int8_t)U[i];
-            m[j] = -f.b;
-        } else {
-            smelt_qs_sym(k, g->len, g->lmin, g->lmax, xj, wj, &g->sub, L, &f);
-            m[j] = 0;
-        }
-        a[j] = f.a;
-        caa[j] = f.sl2;
-        cam[j] = f.sl;
-        cmm[j] = f.sw;
-        st.sw[j] = f.sw;
-        st.sx[j] = f.sx;
-    }
-
-    int8_t S8[16], M8[16];
-    smelt_qs_fit fs;
-    smelt_qs_sym(k, g->nsub, g->smin, g->smax, a, caa, &g->scale, S8, &fs);
-    float d = fs.a, dm = 0;
-    for (int j = 0; j < g->nsub; j++) r->S[j] = S8[j];
-    if (g->mmax) {
-        float mm[16];
-        for (int j = 0; j < g->nsub; j++) {
-            float v = m[j] + (d * (float)S8[j] - a[j]) * (cmm[j] > 0 ? cam[j] / cmm[j] : 0.f);
-            mm[j] = v > 0 ? v : 0;
-        }
-        smelt_qs_sym(k, g->nsub, 0, g->mmax, mm, cmm, &g->scale, M8, &fs);
-        dm = fs.a;
-        for (int j = 0; j < g->nsub; j++) r->M[j] = M8[j];
-    }
-    r->d = smelt_f32_to_f16(d);
-    r->dmin = smelt_f32_to_f16(dm);
-    if (!f16_ok(r->d) || !f16_ok(r->dmin)) {
-        /* scales beyond f16 range: keep a decodable (all-zero) block */
-        memset(r, 0, sizeof *r);
-        r->err = INFINITY;
-        return;
-    }
-
-    double err = round_all(k, g, x, w, r, &st);
-    for (int pass = 0; pass < g->passes; pass++) {
-        err = refine_local(k, g, x, w, r, &st);
-        float nd, ndm;
-        if (!refit_global(g, r, &st, &nd, &ndm)) break;
-        kq_result t = *r;
-        t.d = smelt_f32_to_f16(nd);
-        t.dmin = smelt_f32_to_f16(ndm);
-        if ((t.d == r->d && t.dmin == r->dmin) || !f16_ok(t.d) || !f16_ok(t.dmin)) break;
-        sub_stats ts = st;
-        double e = round_all(k, g, x, w, &t, &ts);
-        if (!(e < err)) break;
-        *r = t;
-        st = ts;
-        err = e;
-    }
-    r->err = err;
-}
+const kq_engine kq_engine_port = {kq_search_port, &smelt_qkern_portable};
 
 double kq_error(const kq_shape *g, const float *x, const float *w, const kq_result *r)
 {
@@ -217,7 +24,7 @@ double kq_error(const kq_shape *g, const float *x, const float *w, const kq_resu
         for (int i = 0; i < g->len; i++) {
             int q = j * g->len + i;
             float v = sf * (float)r->L[q] - of - x[q];
-            e += (double)w[q] * v * v;
+            e += (double)(w ? w[q] : 1.f) * v * v;
         }
     }
     return e;
@@ -427,7 +234,7 @@ void kq_pack_2bit(uint8_t *qs, const uint8_t *L)
 
 /* ==== rows ==== */
 
-void kq_quantize_rows(const smelt_qkern *k, const float *src, void *dst, int64_t n_rows, int64_t row_len,
+void kq_quantize_rows(const kq_engine *e, const float *src, void *dst, int64_t n_rows, int64_t row_len,
                       const float *imx, size_t block_bytes, kq_block_fn fn)
 {
     float fl = imx ? smelt_qs_weight_floor(imx, row_len) : 0;
@@ -437,8 +244,8 @@ void kq_quantize_rows(const smelt_qkern *k, const float *src, void *dst, int64_t
     for (int64_t r = 0; r < n_rows; r++)
         for (int64_t ib = 0; ib < nb; ib++, y += block_bytes) {
             const float *x = src + r * row_len + ib * SMELT_QK_K;
-            smelt_qs_block_weights(imx ? imx + ib * SMELT_QK_K : NULL, fl, SMELT_QK_K, w);
+            if (imx) smelt_qs_block_weights(imx + ib * SMELT_QK_K, fl, SMELT_QK_K, w);
             if (smelt_qs_sanitize(x, SMELT_QK_K, clean)) x = clean;
-            fn(k, x, w, y);
+            fn(e, x, imx ? w : NULL, y);
         }
 }

@@ -1,6 +1,13 @@
-/* kquant_avx2.c — the k-quant family's AVX2 kernel set: encoders running on the AVX2
- * search kernels (quant/kern_avx2.c). Results are bit-identical to the portable set. */
-#include "kquant_int.h"
+/* kquant_avx2.c — the k-quant family's AVX2 kernel set: the super-block search of
+ * kq_engine.inc built on the AVX2 vector (quant/vec.h) and kernels (quant/kern_avx2.c).
+ * Results are bit-identical to the portable set. Built with -mavx2 -mfma -mf16c; used
+ * only after runtime detection. */
+#define SMELT_VEC_AVX2 1
+#include "quant/vec.h"
+
+#include "kq_engine.inc"
+
+const kq_engine kq_engine_avx2 = {kq_search_avx2, &smelt_qkern_avx2};
 
 static const smelt_qtype_ops k_avx2[] = {
     {SMELT_TYPE_Q2_K, NULL, smelt_quant_q2_K_avx2, NULL, NULL, 0, false, false},

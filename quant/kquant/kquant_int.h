@@ -34,9 +34,17 @@ typedef struct {
     double err;
 } kq_result;
 
-/* Search one super-block of 256 finite values with weights w (> 0). Deterministic and
- * identical for every kernel set. */
-void kq_search(const smelt_qkern *k, const kq_shape *g, const float *x, const float *w, kq_result *r);
+/* Search one super-block of 256 finite values with weights w (> 0; NULL = all ones).
+ * Deterministic; both builds give identical results. */
+void kq_search_port(const smelt_qkern *k, const kq_shape *g, const float *x, const float *w, kq_result *r);
+void kq_search_avx2(const smelt_qkern *k, const kq_shape *g, const float *x, const float *w, kq_result *r);
+
+/* A kernel set: the search and the scale-search kernels it uses. */
+typedef struct kq_engine {
+    void (*search)(const smelt_qkern *k, const kq_shape *g, const float *x, const float *w, kq_result *r);
+    const smelt_qkern *k;
+} kq_engine;
+extern const kq_engine kq_engine_port, kq_engine_avx2;
 
 /* Exact weighted error of a decoded super-block result (for tests and candidates). */
 double kq_error(const kq_shape *g, const float *x, const float *w, const kq_result *r);
@@ -60,8 +68,8 @@ void kq_scale_min_k4(int j, const uint8_t *q, int *sc, int *m);
 void kq_pack_2bit(uint8_t *qs, const uint8_t *L);
 
 /* Rows loop shared by the encoders: per super-block weights from the imatrix or ones. */
-typedef void (*kq_block_fn)(const smelt_qkern *k, const float *x, const float *w, void *block);
-void kq_quantize_rows(const smelt_qkern *k, const float *src, void *dst, int64_t n_rows, int64_t row_len,
+typedef void (*kq_block_fn)(const kq_engine *e, const float *x, const float *w, void *block);
+void kq_quantize_rows(const kq_engine *e, const float *src, void *dst, int64_t n_rows, int64_t row_len,
                       const float *imx, size_t block_bytes, kq_block_fn fn);
 
 /* ==== per-type kernels (q2_K.c … q8_K.c) ==== */

@@ -7,7 +7,7 @@
 
 #define QK SMELT_QK_K
 
-static const kq_shape k_shape = {16, 16, 0, 3, 0, 15, 15, {0.5f, 1.6f, 16, 1.f, 2, 1}, {0.6f, 1.5f, 16, 1.f, 2, 1}, 2};
+static const kq_shape k_shape = {16, 16, 0, 3, 0, 15, 15, {0.5f, 1.6f, 16, 1.f, 2, 1}, {0.6f, 1.5f, 16, 0.f, 2, 1}, 2};
 
 void smelt_deq_q2_K(const void *src, float *y, size_t n)
 {
@@ -66,11 +66,11 @@ void smelt_ref_q2_K(const float *x, void *dst, int64_t k)
     }
 }
 
-static void quant_block(const smelt_qkern *k, const float *x, const float *w, void *dst)
+static void quant_block(const kq_engine *e, const float *x, const float *w, void *dst)
 {
     smelt_block_q2_K *y = dst;
     kq_result r;
-    kq_search(k, &k_shape, x, w, &r);
+    e->search(e->k, &k_shape, x, w, &r);
     uint8_t L[QK];
     for (int i = 0; i < QK; i++) L[i] = (uint8_t)r.L[i];
     for (int j = 0; j < 16; j++) y->scales[j] = (uint8_t)(r.S[j] | r.M[j] << 4);
@@ -81,12 +81,12 @@ static void quant_block(const smelt_qkern *k, const float *x, const float *w, vo
 
 void smelt_quant_q2_K(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)
 {
-    kq_quantize_rows(&smelt_qkern_portable, src, dst, n_rows, row_len, imx, sizeof(smelt_block_q2_K), quant_block);
+    kq_quantize_rows(&kq_engine_port, src, dst, n_rows, row_len, imx, sizeof(smelt_block_q2_K), quant_block);
 }
 
 void smelt_quant_q2_K_avx2(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)
 {
-    kq_quantize_rows(&smelt_qkern_avx2, src, dst, n_rows, row_len, imx, sizeof(smelt_block_q2_K), quant_block);
+    kq_quantize_rows(&kq_engine_avx2, src, dst, n_rows, row_len, imx, sizeof(smelt_block_q2_K), quant_block);
 }
 
 float smelt_dot_q2_K(const void *vx, const void *vy, size_t n)

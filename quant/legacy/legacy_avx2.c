@@ -1,7 +1,11 @@
-/* legacy_avx2.c — the legacy family's AVX2 kernel set: encoders running on the AVX2
- * search kernels (quant/kern_avx2.c). Results are bit-identical to the portable set. */
-#include "legacy.h"
-#include "legacy_int.h"
+/* legacy_avx2.c — the legacy family's AVX2 kernel set: the encoders of legacy_enc.inc
+ * built on the AVX2 vector (quant/vec.h). Results are bit-identical to the portable set.
+ * Built with -mavx2 -mfma -mf16c; used only after runtime detection. */
+#define SMELT_VEC_AVX2 1
+#include "quant/vec.h"
+
+#include "legacy_enc.inc"
+
 #include "quant/quant_int.h"
 
 static const smelt_qtype_ops k_avx2[] = {
