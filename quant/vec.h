@@ -42,6 +42,7 @@ static inline vf vf_min(vf a, vf b) { return _mm256_min_ps(a, b); }
 static inline vf vf_max(vf a, vf b) { return _mm256_max_ps(a, b); }
 static inline vf vf_round(vf a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 static inline vf vf_abs(vf a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+static inline vf vf_floor(vf a) { return _mm256_floor_ps(a); }
 static inline vf vf_sqrt(vf a) { return _mm256_sqrt_ps(a); }
 static inline vm vf_gt(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
 static inline vm vf_lt(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
@@ -142,6 +143,7 @@ static inline float vec_round1(float a)
 }
 static inline vf vf_round(vf a) { VF_MAP1(vec_round1(a.v[i])); }
 static inline vf vf_abs(vf a) { VF_MAP1(smelt_bits_f32(smelt_f32_bits(a.v[i]) & 0x7fffffffu)); }
+static inline vf vf_floor(vf a) { VF_MAP1(__builtin_floorf(a.v[i])); }
 static inline vf vf_sqrt(vf a) { VF_MAP1(__builtin_sqrtf(a.v[i])); }
 static inline vm vf_gt(vf a, vf b) { VM_MAP(a.v[i] > b.v[i]); }
 static inline vm vf_lt(vf a, vf b) { VM_MAP(a.v[i] < b.v[i]); }

@@ -240,12 +240,11 @@ void kq_quantize_rows(const kq_engine *e, const float *src, void *dst, int64_t n
     float fl = imx ? smelt_qs_weight_floor(imx, row_len) : 0;
     uint8_t *y = dst;
     int64_t nb = row_len / SMELT_QK_K;
-    float w[SMELT_QK_K], clean[SMELT_QK_K];
+    float w[SMELT_QK_K];
     for (int64_t r = 0; r < n_rows; r++)
         for (int64_t ib = 0; ib < nb; ib++, y += block_bytes) {
             const float *x = src + r * row_len + ib * SMELT_QK_K;
             if (imx) smelt_qs_block_weights(imx + ib * SMELT_QK_K, fl, SMELT_QK_K, w);
-            if (smelt_qs_sanitize(x, SMELT_QK_K, clean)) x = clean;
             fn(e, x, imx ? w : NULL, y);
         }
 }

@@ -16,13 +16,17 @@
 
 /* Shape of a k-quant: sub-blocks, element levels, integer scale (and min) ranges. */
 typedef struct {
+    smelt_qs_plan sub;   /* search of each sub-block */
+    smelt_qs_plan scale; /* search of the super-block factors */
+    int passes;          /* local refinement + global refit rounds */
+} kq_plan;
+
+typedef struct {
     int nsub, len;       /* sub-blocks per super-block and their length */
     int lmin, lmax;      /* element levels */
     int smin, smax;      /* integer sub-block scales */
     int mmax;            /* integer sub-block mins in [0, mmax]; 0 = no mins */
-    smelt_qs_plan sub;   /* search of each sub-block */
-    smelt_qs_plan scale; /* search of the super-block factors */
-    int passes;          /* local refinement + global refit rounds */
+    kq_plan plain, imx;  /* effort without and with importance weights */
 } kq_shape;
 
 /* Result for one super-block. x ~ (d * S[j]) * L[i] - (dmin * M[j]), evaluated in f32

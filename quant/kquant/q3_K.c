@@ -8,7 +8,9 @@
 
 #define QK SMELT_QK_K
 
-static const kq_shape k_shape = {16, 16, -4, 3, -32, 31, 0, {0.6f, 1.5f, 16, 1.f, 2, 1}, {0.6f, 1.5f, 16, 0.f, 2, 1}, 2};
+/* geometry; plans without / with an imatrix: {sub-block search}, {scale search}, passes
+ * (search plans: window lo, hi, grid points, sweep, polish rounds, re-centrings) */
+static const kq_shape k_shape = {16, 16, -4, 3, -32, 31, 0, {{0.6f, 1.5f, 8, 0.f, 2, 1}, {0.6f, 1.5f, 16, 0.f, 2, 1}, 1}, {{0.6f, 1.5f, 16, 0.f, 2, 1}, {0.6f, 1.5f, 48, 0.f, 2, 1}, 2}};
 
 /* 16 scales biased by 32 (0..63) into / out of the 12 packed bytes. */
 static void pack_scales(uint8_t *q, const int *s)

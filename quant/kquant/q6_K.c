@@ -8,7 +8,9 @@
 
 #define QK SMELT_QK_K
 
-static const kq_shape k_shape = {16, 16, -32, 31, -128, 127, 0, {0.85f, 1.15f, 16, 1.f, 2, 1}, {0.6f, 1.5f, 16, 0.f, 2, 1}, 2};
+/* geometry; plans without / with an imatrix: {sub-block search}, {scale search}, passes
+ * (search plans: window lo, hi, grid points, sweep, polish rounds, re-centrings) */
+static const kq_shape k_shape = {16, 16, -32, 31, -128, 127, 0, {{0.85f, 1.15f, 16, 0.f, 2, 1}, {0.6f, 1.5f, 48, 0.f, 2, 1}, 2}, {{0.8f, 1.2f, 16, 0.f, 2, 1}, {0.8f, 1.2f, 48, 0.f, 2, 1}, 2}};
 
 /* Levels 0..63 (stored value, bias 32) into ql/qh. */
 static void pack_levels(smelt_block_q6_K *y, const uint8_t *L)
