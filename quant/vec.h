@@ -58,6 +58,15 @@ static inline int vm_all(vm a) { return _mm256_movemask_ps(a) == 0xff; }
 static inline vf vf_sel(vm m, vf a, vf b) { return _mm256_blendv_ps(b, a, m); }
 static inline vm vm_sel(vm m, vm a, vm b) { return _mm256_blendv_ps(b, a, m); }
 static inline vm vm_none(void) { return _mm256_setzero_ps(); }
+/* Integral values in [0, 255] to uint8, 8 at a time. */
+static inline void vf_store_u8(uint8_t *p, vf a)
+{
+    __m256i i = _mm256_cvtps_epi32(a);
+    __m128i h = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+    _mm_storel_epi64((__m128i *)p, _mm_packus_epi16(h, h));
+}
+/* Bit i = lane i of the mask. */
+static inline int vm_bits(vm a) { return _mm256_movemask_ps(a); }
 /* Integral values in [-128, 127] to int8, 8 at a time. */
 static inline void vf_store_i8(int8_t *p, vf a)
 {
@@ -182,6 +191,18 @@ static inline void vf_transpose8(const float *src, int stride, float *dst, int d
 static inline void vf_store_i8(int8_t *p, vf a)
 {
     for (int i = 0; i < 8; i++) p[i] = (int8_t)(int)a.v[i];
+}
+/* Integral values in [0, 255] to uint8, 8 at a time. */
+static inline void vf_store_u8(uint8_t *p, vf a)
+{
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(int)a.v[i];
+}
+/* Bit i = lane i of the mask. */
+static inline int vm_bits(vm a)
+{
+    int b = 0;
+    for (int i = 0; i < 8; i++) b |= (a.m[i] ? 1 : 0) << i;
+    return b;
 }
 
 #undef VF_MAP1
