@@ -98,7 +98,7 @@ static const smelt_qfamily k_plain_family = {k_plain, sizeof k_plain / sizeof k_
 /* Every family, portable kernels first; index = kernel set. */
 static const smelt_qfamily *const k_families[SMELT_ISA_COUNT][3] = {
     [SMELT_ISA_PORTABLE] = {&k_plain_family, &smelt_legacy_family, &smelt_kquant_family},
-    [SMELT_ISA_AVX2] = {NULL, &smelt_legacy_family_avx2, &smelt_kquant_family_avx2},
+    [SMELT_ISA_AVX2] = {&smelt_plain_family_avx2, &smelt_legacy_family_avx2, &smelt_kquant_family_avx2},
 };
 
 /* Types with ops: 3 plain + the families'. */

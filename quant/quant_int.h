@@ -52,5 +52,6 @@ typedef struct smelt_qfamily {
  * pointers are non-NULL replace the portable ones when the CPU has AVX2+FMA+F16C). */
 extern const smelt_qfamily smelt_legacy_family, smelt_legacy_family_avx2;
 extern const smelt_qfamily smelt_kquant_family, smelt_kquant_family_avx2;
+extern const smelt_qfamily smelt_plain_family_avx2;
 
 #endif

@@ -91,6 +91,8 @@ KQ_DECL(q4_K)
 KQ_DECL(q5_K)
 KQ_DECL(q6_K)
 void smelt_deq_q8_K(const void *src, float *dst, size_t n);
+/* Q3_K's 6-bit signed sub-block scale j (stored with a bias of 32). */
+int kq_q3_scale(const uint8_t *scales, int j);
 void smelt_ref_q8_K(const float *x, void *dst, int64_t k);
 
 #endif

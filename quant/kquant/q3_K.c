@@ -24,7 +24,7 @@ static void pack_scales(uint8_t *q, const int *s)
     }
 }
 
-static int scale_at(const uint8_t *q, int j)
+int kq_q3_scale(const uint8_t *q, int j)
 {
     int lo = j < 8 ? q[j] & 15 : q[j - 8] >> 4;
     return (lo | ((q[8 + j % 4] >> (2 * (j / 4))) & 3) << 4) - 32;
@@ -52,7 +52,7 @@ void smelt_deq_q3_K(const void *src, float *y, size_t n)
         for (int h = 0; h < 2; h++, q += 32)
             for (int shift = 0; shift < 8; shift += 2, bit++)
                 for (int half = 0; half < 2; half++) {
-                    float dl = d * (float)scale_at(b[i].scales, is++);
+                    float dl = d * (float)kq_q3_scale(b[i].scales, is++);
                     for (int l = 0; l < 16; l++) {
                         int k = l + 16 * half;
                         int v = ((q[k] >> shift) & 3) - ((hm[k] >> bit) & 1 ? 0 : 4);
@@ -90,7 +90,7 @@ void smelt_ref_q3_K(const float *x, void *dst, int64_t k)
             q_put_f16(&y[i].d, 0.f);
         }
         for (int j = 0; j < 16; j++) {
-            float d = q_f16(&y[i].d) * (float)scale_at(y[i].scales, j);
+            float d = q_f16(&y[i].d) * (float)kq_q3_scale(y[i].scales, j);
             if (d == 0) continue;
             for (int l = 0; l < 16; l++) L[16 * j + l] = (int8_t)(q_clampi(q_nearest(x[16 * j + l] / d), -4, 3) + 4);
         }
@@ -134,8 +134,9 @@ float smelt_dot_q3_K(const void *vx, const void *vy, size_t n)
             const uint8_t *q = x[i].qs + 32 * h + 16 * half, *hm = x[i].hmask + 16 * half;
             const int8_t *a = y[i].qs + 16 * j;
             int bit = 4 * h + k, isum = 0;
-            for (int l = 0; l < 16; l++) isum += (((q[l] >> (2 * k)) & 3) + 4 * ((hm[l] >> bit) & 1) - 4) * a[l];
-            sumi += scale_at(x[i].scales, j) * isum;
+            for (int l = 0; l < 16; l++) isum += (((q[l] >> (2 * k)) & 3) + 4 * ((hm[l] >> bit) & 1)) * a[l];
+            /* levels are stored with a bias of 4; the activation block sums remove it */
+            sumi += kq_q3_scale(x[i].scales, j) * (isum - 4 * y[i].bsums[j]);
         }
         sum += (q_f16(&x[i].d) * y[i].d) * (float)sumi;
     }

@@ -126,8 +126,9 @@ float smelt_dot_q6_K(const void *vx, const void *vy, size_t n)
         for (int j = 0; j < 16; j++) {
             const int8_t *a = y[i].qs + 16 * j;
             int isum = 0;
-            for (int l = 0; l < 16; l++) isum += (level_at(&x[i], 16 * j + l) - 32) * a[l];
-            sumi += x[i].scales[j] * isum;
+            for (int l = 0; l < 16; l++) isum += level_at(&x[i], 16 * j + l) * a[l];
+            /* levels are stored with a bias of 32; the activation block sums remove it */
+            sumi += x[i].scales[j] * (isum - 32 * y[i].bsums[j]);
         }
         sum += (q_f16(&x[i].d) * y[i].d) * (float)sumi;
     }
