@@ -352,6 +352,51 @@ void smelt_qs_asym(const smelt_qkern *k, int n, int nmax, const float *x, const 
     }
 }
 
+/* ==== exact sweeps for the lane searches ==== */
+
+float smelt_qs_sweep_asym(int n, int nmax, const float *x, const float *w, float base, float s_lo, float s_hi,
+                          bool b_nonpos)
+{
+    float ones[SMELT_QS_MAX];
+    if (!w) {
+        for (int i = 0; i < n; i++) ones[i] = 1.f;
+        w = ones;
+    }
+    double S0 = 0, Sx = 0;
+    for (int i = 0; i < n; i++) {
+        S0 += w[i];
+        Sx += (double)w[i] * x[i];
+    }
+    sweep sw_;
+    sw_.n = n;
+    for (int i = 0; i < n; i++) {
+        sw_.u[i] = x[i] - base;
+        sw_.cap[i] = nmax;
+    }
+    objective o = {S0, Sx, 0, 0, 0, true, b_nonpos};
+    double num, den;
+    return sweep_run(&sw_, &o, x, w, s_lo < 0 ? 0 : s_lo, s_hi, &num, &den);
+}
+
+float smelt_qs_sweep_sym(int n, int lo, int hi, const float *x, const float *w, int sign, float s_lo, float s_hi)
+{
+    float ones[SMELT_QS_MAX], mag[SMELT_QS_MAX];
+    if (!w) {
+        for (int i = 0; i < n; i++) ones[i] = 1.f;
+        w = ones;
+    }
+    sweep sw_;
+    sw_.n = n;
+    for (int i = 0; i < n; i++) {
+        mag[i] = fabsf(x[i]);
+        sw_.u[i] = mag[i];
+        sw_.cap[i] = (x[i] > 0) == (sign > 0) ? hi : -lo;
+    }
+    objective o = {0};
+    double num, den;
+    return sweep_run(&sw_, &o, mag, w, s_lo < 0 ? 0 : s_lo, s_hi, &num, &den);
+}
+
 /* ==== importance weights ==== */
 
 float smelt_qs_weight_floor(const float *imx, int64_t row_len)

@@ -33,9 +33,12 @@ typedef struct smelt_qs_plan {
     float sweep;          /* exact-sweep half-width around the best grid point, in grid
                              steps (0: no sweep) */
     int polish;           /* re-fit / re-round rounds (>= 1) */
-    int recentre;         /* offset searches only: further grid passes with the rounding
-                             re-centred on the fitted offset, around the fitted scale,
-                             over a window a quarter as wide */
+    int recentre;         /* zoom passes: further grids around the best scale, the
+                             first an eighth of the window wide (+-), each next 0.4
+                             times the last; offset searches also re-centre the
+                             rounding on the fitted offset (lane searches only) */
+    int offsets;          /* offset searches: first passes with the rounding grid shifted
+                             up by k/4 of a level, k = 0 .. offsets-1 (0 or 1: one) */
 } smelt_qs_plan;
 
 typedef struct smelt_qs_fit {
@@ -55,6 +58,16 @@ void smelt_qs_sym(const smelt_qkern *k, int n, int lo, int hi, const float *x, c
  * offset is kept <= 0 (the k-quant "- dmin * m" convention). */
 void smelt_qs_asym(const smelt_qkern *k, int n, int nmax, const float *x, const float *w,
                    const smelt_qs_plan *p, bool b_nonpos, uint8_t *L, smelt_qs_fit *f);
+
+/* Exact sweeps of one group (scalar, f64 sums), for the lane searches: the inverse
+ * scale in [s_lo, s_hi] whose levels leave the least error after their least-squares
+ * fit, or -1 if none is admissible. w may be NULL (all ones).
+ *   asym: l = clamp(round((x - base) s), 0, nmax), x ~ a l + b (b <= 0 if b_nonpos);
+ *   sym:  l = clamp(round(x s), lo, hi) for s > 0, mirrored for s < 0 (sign = -1),
+ *         x ~ a l; the window is given by magnitudes. */
+float smelt_qs_sweep_asym(int n, int nmax, const float *x, const float *w, float base, float s_lo, float s_hi,
+                          bool b_nonpos);
+float smelt_qs_sweep_sym(int n, int lo, int hi, const float *x, const float *w, int sign, float s_lo, float s_hi);
 
 /* Least-squares a, b for the sums of a fit (b forced <= 0 when asked). False if the
  * levels do not define a positive scale. */

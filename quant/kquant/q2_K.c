@@ -9,7 +9,7 @@
 
 /* geometry; plans without / with an imatrix: {sub-block search}, {scale search}, passes
  * (search plans: window lo, hi, grid points, sweep, polish rounds, re-centrings) */
-static const kq_shape k_shape = {16, 16, 0, 3, 0, 15, 15, {{0.5f, 1.6f, 16, 0.f, 2, 1}, {0.6f, 1.5f, 48, 0.f, 2, 1}, 2}, {{0.5f, 1.6f, 24, 0.f, 2, 2}, {0.6f, 1.5f, 48, 0.f, 2, 1}, 2}};
+static const kq_shape k_shape = {16, 16, 0, 3, 0, 15, 15, {{0.5f, 1.6f, 16, 0.f, 2, 1, 2}, {0.6f, 1.5f, 48, 0.f, 2, 1}, 2}, {{0.5f, 1.6f, 24, 0.f, 2, 2, 4}, {0.6f, 1.5f, 48, 0.f, 2, 1}, 2}};
 
 void smelt_deq_q2_K(const void *src, float *y, size_t n)
 {

@@ -9,7 +9,7 @@
 
 /* geometry; plans without / with an imatrix: {sub-block search}, {scale search}, passes
  * (search plans: window lo, hi, grid points, sweep, polish rounds, re-centrings) */
-static const kq_shape k_shape = {8, 32, 0, 15, 0, 63, 63, {{0.7f, 1.3f, 24, 0.f, 2, 2}, {0.6f, 1.5f, 48, 0.f, 2, 1}, 2}, {{0.7f, 1.3f, 24, 0.f, 2, 2}, {0.6f, 1.5f, 48, 0.f, 2, 1}, 2}};
+static const kq_shape k_shape = {8, 32, 0, 15, 0, 63, 63, {{0.7f, 1.3f, 24, 0.f, 2, 2, 2}, {0.6f, 1.5f, 48, 0.f, 2, 1}, 2}, {{0.7f, 1.3f, 24, 0.f, 2, 2, 4}, {0.6f, 1.5f, 48, 0.f, 2, 1}, 2}};
 
 static void pack_levels(uint8_t *qs, const uint8_t *L)
 {

@@ -109,12 +109,13 @@ ParameterizedTest(int *type, qaccuracy, sample_model, .timeout = 600)
     ratios plain = {0}, weighted = {0};
     for (size_t j = 0; j < nm; j++) {
         if (m[j].cols % qt_blck(t)) continue;
-        int64_t rows = (m[j].rows + ROW_STEP - 1) / ROW_STEP;
+        int step = m[j].rows >= 64 ? ROW_STEP : 1; /* small matrices whole */
+        int64_t rows = (m[j].rows + step - 1) / step;
         float *x = m[j].x;
-        if (ROW_STEP > 1) {
+        if (step > 1) {
             x = malloc((size_t)(rows * m[j].cols) * 4);
             for (int64_t r = 0; r < rows; r++)
-                memcpy(x + r * m[j].cols, m[j].x + r * ROW_STEP * m[j].cols, (size_t)m[j].cols * 4);
+                memcpy(x + r * m[j].cols, m[j].x + r * step * m[j].cols, (size_t)m[j].cols * 4);
         }
         float *imx = malloc((size_t)m[j].cols * 4);
         qt_imatrix(imx, (size_t)m[j].cols, j + 1);

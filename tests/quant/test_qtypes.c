@@ -95,7 +95,7 @@ ParameterizedTest(int *type, qtypes, ggml_decodes_smelt_blocks)
     float *x = malloc(N_RAND * sizeof(float)), imx[512];
     size_t nb = qt_bytes(t, N_RAND);
     uint8_t *q = malloc(nb);
-    char what[128];
+    char what[256];
     qt_imatrix(imx, 512, 7);
     for (int k = 0; k < QT_N_KINDS; k++) {
         qt_fill(x, N_RAND, k, 200 + (uint64_t)k);
