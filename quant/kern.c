@@ -17,46 +17,7 @@ static inline float clamp_round(float t, float lo, float hi)
     return (float)q_nearest(t);
 }
 
-static void asym_score(int n, const float *x, const float *w, float base, int nmax, const float *s, int K, float *out)
-{
-    float hi = (float)nmax;
-    for (int k = 0; k < K; k++) {
-        float s1 = 0, s2 = 0, s3 = 0;
-        for (int i = 0; i < n; i++) {
-            float l = clamp_round((x[i] - base) * s[k], 0.f, hi);
-            float wl = w[i] * l;
-            s1 = s1 + wl;
-            s2 = s2 + wl * l;
-            s3 = s3 + wl * x[i];
-        }
-        out[3 * k] = s1;
-        out[3 * k + 1] = s2;
-        out[3 * k + 2] = s3;
-    }
-}
 
-static float asym_round(int n, const float *x, const float *w, float a, float b, float ia, int nmax, uint8_t *L,
-                        float *sums)
-{
-    float hi = (float)nmax;
-    float e[8] = {0}, a1[8] = {0}, a2[8] = {0}, a3[8] = {0};
-    for (int v = 0; v < n; v += 8)
-        for (int j = 0; j < 8; j++) {
-            float xi = x[v + j];
-            float l = clamp_round((xi - b) * ia, 0.f, hi);
-            L[v + j] = (uint8_t)(int)l;
-            float r = (a * l + b) - xi;
-            float wl = w[v + j] * l;
-            e[j] = e[j] + (w[v + j] * r) * r;
-            a1[j] = a1[j] + wl;
-            a2[j] = a2[j] + wl * l;
-            a3[j] = a3[j] + wl * xi;
-        }
-    sums[0] = lanes_sum8(a1);
-    sums[1] = lanes_sum8(a2);
-    sums[2] = lanes_sum8(a3);
-    return lanes_sum8(e);
-}
 
 static void sym_score(int n, const float *x, const float *w, int lo, int hi, const float *s, int K, float *out)
 {
@@ -97,4 +58,4 @@ static float sym_round(int n, const float *x, const float *w, float d, float id,
     return lanes_sum8(e);
 }
 
-const smelt_qkern smelt_qkern_portable = {asym_score, asym_round, sym_score, sym_round};
+const smelt_qkern smelt_qkern_portable = {sym_score, sym_round};

@@ -1,4 +1,5 @@
-/* kern.h — the hot inner loops of the encoders, one implementation per instruction set
+/* kern.h — the inner loops of the scalar scale search (search.h: smelt_qs_sym, used for
+ * the k-quant super-block factors), one implementation per instruction set
  * (kern.c portable, kern_avx2.c AVX2). Private to quant/. Layer: quant.
  *
  * Every kernel works on a group of n = 8, 16 or 32 values and returns bit-identical
@@ -14,13 +15,6 @@
 #include <stdint.h>
 
 typedef struct smelt_qkern {
-    /* Offset levels: for each of K inverse scales s[k], l = round(clamp((x - base) * s[k],
-     * 0, nmax)); out[3k..3k+2] = sum w l, sum w l^2, sum w x l. */
-    void (*asym_score)(int n, const float *x, const float *w, float base, int nmax, const float *s, int K, float *out);
-    /* Levels for fixed a, b: l = round(clamp((x - b) * ia, 0, nmax)), r = (a l + b) - x.
-     * Stores L; returns sum w r^2; sums[0..2] = sum w l, sum w l^2, sum w x l. */
-    float (*asym_round)(int n, const float *x, const float *w, float a, float b, float ia, int nmax, uint8_t *L,
-                        float *sums);
     /* Signed levels: for each s[k], l = round(clamp(x * s[k], lo, hi));
      * out[2k..2k+1] = sum w l^2, sum w x l. */
     void (*sym_score)(int n, const float *x, const float *w, int lo, int hi, const float *s, int K, float *out);

@@ -31,57 +31,7 @@ static inline void store_levels(void *L, __m256 l)
     _mm_storel_epi64((__m128i *)L, _mm_packs_epi16(p, p));
 }
 
-/* Up to 8 candidates at once, one per lane; elements in order. */
-static void asym_score(int n, const float *x, const float *w, float base, int nmax, const float *s, int K, float *out)
-{
-    const __m256 zero = _mm256_setzero_ps(), hi = _mm256_set1_ps((float)nmax);
-    for (int k0 = 0; k0 < K; k0 += 8) {
-        float sv[8];
-        for (int j = 0; j < 8; j++) sv[j] = s[k0 + j < K ? k0 + j : K - 1];
-        __m256 vs = _mm256_loadu_ps(sv);
-        __m256 a1 = zero, a2 = zero, a3 = zero;
-        for (int i = 0; i < n; i++) {
-            __m256 xv = _mm256_set1_ps(x[i]), wv = _mm256_set1_ps(w[i]);
-            __m256 l = clamp_round(_mm256_mul_ps(_mm256_set1_ps(x[i] - base), vs), zero, hi);
-            __m256 wl = _mm256_mul_ps(wv, l);
-            a1 = _mm256_add_ps(a1, wl);
-            a2 = _mm256_add_ps(a2, _mm256_mul_ps(wl, l));
-            a3 = _mm256_add_ps(a3, _mm256_mul_ps(wl, xv));
-        }
-        float r1[8], r2[8], r3[8];
-        _mm256_storeu_ps(r1, a1);
-        _mm256_storeu_ps(r2, a2);
-        _mm256_storeu_ps(r3, a3);
-        for (int j = 0; j < 8 && k0 + j < K; j++) {
-            out[3 * (k0 + j)] = r1[j];
-            out[3 * (k0 + j) + 1] = r2[j];
-            out[3 * (k0 + j) + 2] = r3[j];
-        }
-    }
-}
 
-static float asym_round(int n, const float *x, const float *w, float a, float b, float ia, int nmax, uint8_t *L,
-                        float *sums)
-{
-    const __m256 zero = _mm256_setzero_ps(), hi = _mm256_set1_ps((float)nmax);
-    const __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b), via = _mm256_set1_ps(ia);
-    __m256 e = zero, a1 = zero, a2 = zero, a3 = zero;
-    for (int v = 0; v < n; v += 8) {
-        __m256 xv = _mm256_loadu_ps(x + v), wv = _mm256_loadu_ps(w + v);
-        __m256 l = clamp_round(_mm256_mul_ps(_mm256_sub_ps(xv, vb), via), zero, hi);
-        store_levels(L + v, l);
-        __m256 r = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(va, l), vb), xv);
-        __m256 wl = _mm256_mul_ps(wv, l);
-        e = _mm256_add_ps(e, _mm256_mul_ps(_mm256_mul_ps(wv, r), r));
-        a1 = _mm256_add_ps(a1, wl);
-        a2 = _mm256_add_ps(a2, _mm256_mul_ps(wl, l));
-        a3 = _mm256_add_ps(a3, _mm256_mul_ps(wl, xv));
-    }
-    sums[0] = hsum(a1);
-    sums[1] = hsum(a2);
-    sums[2] = hsum(a3);
-    return hsum(e);
-}
 
 static void sym_score(int n, const float *x, const float *w, int lo, int hi, const float *s, int K, float *out)
 {
@@ -131,4 +81,4 @@ static float sym_round(int n, const float *x, const float *w, float d, float id,
     return hsum(e);
 }
 
-const smelt_qkern smelt_qkern_avx2 = {asym_score, asym_round, sym_score, sym_round};
+const smelt_qkern smelt_qkern_avx2 = {sym_score, sym_round};

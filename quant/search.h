@@ -54,24 +54,12 @@ typedef struct smelt_qs_fit {
 void smelt_qs_sym(const smelt_qkern *k, int n, int lo, int hi, const float *x, const float *w,
                   const smelt_qs_plan *p, int8_t *L, smelt_qs_fit *f);
 
-/* Scale and offset: x ~ a L + b, a > 0, integer L in [0, nmax]. With `b_nonpos` the
- * offset is kept <= 0 (the k-quant "- dmin * m" convention). */
-void smelt_qs_asym(const smelt_qkern *k, int n, int nmax, const float *x, const float *w,
-                   const smelt_qs_plan *p, bool b_nonpos, uint8_t *L, smelt_qs_fit *f);
-
-/* Exact sweeps of one group (scalar, f64 sums), for the lane searches: the inverse
- * scale in [s_lo, s_hi] whose levels leave the least error after their least-squares
- * fit, or -1 if none is admissible. w may be NULL (all ones).
- *   asym: l = clamp(round((x - base) s), 0, nmax), x ~ a l + b (b <= 0 if b_nonpos);
- *   sym:  l = clamp(round(x s), lo, hi) for s > 0, mirrored for s < 0 (sign = -1),
- *         x ~ a l; the window is given by magnitudes. */
+/* Exact sweep of one offset group (scalar, f64 sums), for the lane searches: the
+ * inverse scale s in [s_lo, s_hi] whose levels l = clamp(round((x - base) s), 0, nmax)
+ * leave the least error after their least-squares fit x ~ a l + b (b <= 0 if b_nonpos),
+ * or -1 if none is admissible. w may be NULL (all ones). */
 float smelt_qs_sweep_asym(int n, int nmax, const float *x, const float *w, float base, float s_lo, float s_hi,
                           bool b_nonpos);
-float smelt_qs_sweep_sym(int n, int lo, int hi, const float *x, const float *w, int sign, float s_lo, float s_hi);
-
-/* Least-squares a, b for the sums of a fit (b forced <= 0 when asked). False if the
- * levels do not define a positive scale. */
-bool smelt_qs_lsq_asym(const smelt_qs_fit *f, bool b_nonpos, float *a, float *b);
 
 /* ==== importance weights ==== */
 
