@@ -7,6 +7,14 @@
 #include <immintrin.h>
 #include <stdint.h>
 
+/* f16 -> f32 with F16C (exact, like smelt_f16_to_f32). */
+static inline float a2_f16(const void *p)
+{
+    uint16_t h;
+    __builtin_memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
 static inline int a2_hsum(__m256i v)
 {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));

@@ -43,48 +43,33 @@ static void ref_f16(const float *src, void *dst, int64_t n)
 }
 static void ref_bf16(const float *src, void *dst, int64_t n) { smelt_row_f32_to_bf16(src, dst, (size_t)n); }
 
-/* Float dots accumulate in 8 interleaved lanes (lane j takes elements j, j+8, ...), then
- * add the lanes pairwise: ((0+4)+(2+6)) + ((1+5)+(3+7)); the tail is added last. */
-static float lanes_sum(const float *acc)
+/* Float dots accumulate in 32 interleaved lanes (lane j takes elements j, j+32, ...),
+ * the four AVX2 registers of plain_avx2.c; at the end lanes j, j+8, j+16, j+24 are added
+ * ((0 + 1) + (2 + 3) by register), then the 8 lanes ((0+4)+(2+6))+((1+5)+(3+7)); the
+ * tail past the last multiple of 32 is added last, in order. */
+static float lanes32_sum(const float *a)
 {
-    return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+    float v[8];
+    for (int j = 0; j < 8; j++) v[j] = (a[j] + a[8 + j]) + (a[16 + j] + a[24 + j]);
+    return q_lanes_sum(v);
 }
 
-static float dot_f32(const void *vx, const void *vy, size_t n)
-{
-    const float *x = vx, *y = vy;
-    float acc[8] = {0};
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) acc[j] += x[i + j] * y[i + j];
-    float s = lanes_sum(acc);
-    for (; i < n; i++) s += x[i] * y[i];
-    return s;
-}
-
-static float dot_f16(const void *vx, const void *vy, size_t n)
-{
-    const uint16_t *x = vx, *y = vy;
-    float acc[8] = {0};
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) acc[j] += smelt_f16_to_f32(x[i + j]) * smelt_f16_to_f32(y[i + j]);
-    float s = lanes_sum(acc);
-    for (; i < n; i++) s += smelt_f16_to_f32(x[i]) * smelt_f16_to_f32(y[i]);
-    return s;
-}
-
-static float dot_bf16(const void *vx, const void *vy, size_t n)
-{
-    const uint16_t *x = vx, *y = vy;
-    float acc[8] = {0};
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) acc[j] += smelt_bf16_to_f32(x[i + j]) * smelt_bf16_to_f32(y[i + j]);
-    float s = lanes_sum(acc);
-    for (; i < n; i++) s += smelt_bf16_to_f32(x[i]) * smelt_bf16_to_f32(y[i]);
-    return s;
-}
+#define FLOAT_DOT(name, T, CONV)                                                                             \
+    static float name(const void *vx, const void *vy, size_t n)                                              \
+    {                                                                                                        \
+        const T *x = vx, *y = vy;                                                                            \
+        float acc[32] = {0};                                                                                 \
+        size_t i = 0;                                                                                        \
+        for (; i + 32 <= n; i += 32)                                                                         \
+            for (int j = 0; j < 32; j++) acc[j] = acc[j] + CONV(x[i + j]) * CONV(y[i + j]);                  \
+        float s = lanes32_sum(acc);                                                                          \
+        for (; i < n; i++) s = s + CONV(x[i]) * CONV(y[i]);                                                  \
+        return s;                                                                                            \
+    }
+#define ID(v) (v)
+FLOAT_DOT(dot_f32, float, ID)
+FLOAT_DOT(dot_f16, uint16_t, smelt_f16_to_f32)
+FLOAT_DOT(dot_bf16, uint16_t, smelt_bf16_to_f32)
 
 static const smelt_qtype_ops k_plain[] = {
     {SMELT_TYPE_F32, deq_f32, enc_f32, ref_f32, dot_f32, SMELT_TYPE_F32, false, false},

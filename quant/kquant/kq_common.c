@@ -212,17 +212,6 @@ void kq_pack_scale_min_k4(uint8_t *q, const int *S, const int *M)
     }
 }
 
-void kq_scale_min_k4(int j, const uint8_t *q, int *sc, int *m)
-{
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 15) | (q[j - 4] >> 6) << 4;
-        *m = (q[j + 4] >> 4) | (q[j] >> 6) << 4;
-    }
-}
-
 void kq_pack_2bit(uint8_t *qs, const uint8_t *L)
 {
     for (int h = 0; h < 2; h++)
@@ -230,6 +219,14 @@ void kq_pack_2bit(uint8_t *qs, const uint8_t *L)
             const uint8_t *p = L + 128 * h + l;
             qs[32 * h + l] = (uint8_t)((p[0] & 3) | (p[32] & 3) << 2 | (p[64] & 3) << 4 | (p[96] & 3) << 6);
         }
+}
+
+/* ==== dot products ==== */
+
+void kq_lanes_sub(int32_t *lane, int len, int s, int sc, const int *lv, const int8_t *y)
+{
+    int base = len == 32 ? 0 : 4 * (s & 1);
+    for (int e = 0; e < len; e++) lane[base + e / 4] += sc * (lv[e] * y[e]);
 }
 
 /* ==== rows ==== */

@@ -67,9 +67,24 @@ float kq_ref_scale_q3(int n, int nmax, const float *x, int8_t *L);
 
 /* 6-bit scales and mins of Q4_K/Q5_K into / out of the 12 packed bytes. */
 void kq_pack_scale_min_k4(uint8_t *q, const int *S, const int *M);
-void kq_scale_min_k4(int j, const uint8_t *q, int *sc, int *m);
+static inline void kq_scale_min_k4(int j, const uint8_t *q, int *sc, int *m)
+{
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 15) | (q[j - 4] >> 6) << 4;
+        *m = (q[j + 4] >> 4) | (q[j] >> 6) << 4;
+    }
+}
 /* 2-bit level planes of Q2_K/Q3_K: levels 0..3 of 256 elements into 64 bytes. */
 void kq_pack_2bit(uint8_t *qs, const uint8_t *L);
+
+/* Dot products, portable: add sub-block s's products, times its integer scale, to the
+ * 8 integer lanes of the super-block: element e goes to lane e / 4 for 32-element
+ * sub-blocks, and to lane 4 (s & 1) + e / 4 for 16-element ones (two sub-blocks share
+ * a 32-byte vector in the SIMD kernels). lv are the stored levels, bias included. */
+void kq_lanes_sub(int32_t *lane, int len, int s, int sc, const int *lv, const int8_t *y);
 
 /* Rows loop shared by the encoders: per super-block weights from the imatrix or ones. */
 typedef void (*kq_block_fn)(const kq_engine *e, const float *x, const float *w, void *block);
@@ -92,7 +107,11 @@ KQ_DECL(q5_K)
 KQ_DECL(q6_K)
 void smelt_deq_q8_K(const void *src, float *dst, size_t n);
 /* Q3_K's 6-bit signed sub-block scale j (stored with a bias of 32). */
-int kq_q3_scale(const uint8_t *scales, int j);
+static inline int kq_q3_scale(const uint8_t *q, int j)
+{
+    int lo = j < 8 ? q[j] & 15 : q[j - 8] >> 4;
+    return (lo | ((q[8 + j % 4] >> (2 * (j / 4))) & 3) << 4) - 32;
+}
 void smelt_ref_q8_K(const float *x, void *dst, int64_t k);
 
 #endif

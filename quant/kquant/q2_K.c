@@ -95,20 +95,20 @@ float smelt_dot_q2_K(const void *vx, const void *vy, size_t n)
 {
     const smelt_block_q2_K *x = vx;
     const smelt_block_q8_K *y = vy;
-    float sum = 0;
+    float acc[8] = {0}, accm = 0;
     for (size_t i = 0; i < n / QK; i++) {
-        int sumi = 0, summ = 0;
+        int32_t lane[8] = {0};
+        int summ = 0, lv[16];
         for (int j = 0; j < 16; j++) {
             /* sub-block j: half h = j / 8, shift 2 * ((j % 8) / 2), bytes 16 * (j % 2) */
             const uint8_t *q = x[i].qs + 32 * (j / 8) + 16 * (j % 2);
-            const int8_t *a = y[i].qs + 16 * j;
-            int shift = 2 * ((j % 8) / 2), isum = 0;
-            for (int l = 0; l < 16; l++) isum += ((q[l] >> shift) & 3) * a[l];
-            sumi += (x[i].scales[j] & 15) * isum;
+            int shift = 2 * ((j % 8) / 2);
+            for (int l = 0; l < 16; l++) lv[l] = (q[l] >> shift) & 3;
+            kq_lanes_sub(lane, 16, j, x[i].scales[j] & 15, lv, y[i].qs + 16 * j);
             summ += (x[i].scales[j] >> 4) * y[i].bsums[j];
         }
-        float dd = q_f16(&x[i].d) * y[i].d, dm = q_f16(&x[i].dmin) * y[i].d;
-        sum += dd * (float)sumi - dm * (float)summ;
+        q_lanes_add(acc, q_f16(&x[i].d) * y[i].d, lane);
+        accm = accm + (q_f16(&x[i].dmin) * y[i].d) * (float)summ;
     }
-    return sum;
+    return q_lanes_sum(acc) - accm;
 }

@@ -24,11 +24,6 @@ static void pack_scales(uint8_t *q, const int *s)
     }
 }
 
-int kq_q3_scale(const uint8_t *q, int j)
-{
-    int lo = j < 8 ? q[j] & 15 : q[j - 8] >> 4;
-    return (lo | ((q[8 + j % 4] >> (2 * (j / 4))) & 3) << 4) - 32;
-}
 
 /* Levels 0..7 (stored value, bias 4) into the 2-bit planes and the high-bit mask. */
 static void pack_levels(smelt_block_q3_K *y, uint8_t *L)
@@ -126,19 +121,21 @@ float smelt_dot_q3_K(const void *vx, const void *vy, size_t n)
 {
     const smelt_block_q3_K *x = vx;
     const smelt_block_q8_K *y = vy;
-    float sum = 0;
+    float acc[8] = {0}, accb = 0;
     for (size_t i = 0; i < n / QK; i++) {
-        int sumi = 0;
+        int32_t lane[8] = {0};
+        int sumb = 0, lv[16];
         for (int j = 0; j < 16; j++) {
             int h = j / 8, k = (j % 8) / 2, half = j % 2;
             const uint8_t *q = x[i].qs + 32 * h + 16 * half, *hm = x[i].hmask + 16 * half;
-            const int8_t *a = y[i].qs + 16 * j;
-            int bit = 4 * h + k, isum = 0;
-            for (int l = 0; l < 16; l++) isum += (((q[l] >> (2 * k)) & 3) + 4 * ((hm[l] >> bit) & 1)) * a[l];
-            /* levels are stored with a bias of 4; the activation block sums remove it */
-            sumi += kq_q3_scale(x[i].scales, j) * (isum - 4 * y[i].bsums[j]);
+            for (int l = 0; l < 16; l++) lv[l] = ((q[l] >> (2 * k)) & 3) | ((hm[l] >> (4 * h + k)) & 1) << 2;
+            int sc = kq_q3_scale(x[i].scales, j);
+            kq_lanes_sub(lane, 16, j, sc, lv, y[i].qs + 16 * j);
+            sumb += sc * y[i].bsums[j]; /* the stored levels carry a bias of 4 */
         }
-        sum += (q_f16(&x[i].d) * y[i].d) * (float)sumi;
+        float dd = q_f16(&x[i].d) * y[i].d;
+        q_lanes_add(acc, dd, lane);
+        accb = accb + dd * (float)(4 * sumb);
     }
-    return sum;
+    return q_lanes_sum(acc) - accb;
 }

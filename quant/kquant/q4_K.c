@@ -103,21 +103,21 @@ float smelt_dot_q4_K(const void *vx, const void *vy, size_t n)
 {
     const smelt_block_q4_K *x = vx;
     const smelt_block_q8_K *y = vy;
-    float sum = 0;
+    float acc[8] = {0}, accm = 0;
     for (size_t i = 0; i < n / QK; i++) {
-        int sumi = 0, summ = 0;
+        int32_t lane[8] = {0};
+        int summ = 0, lv[32];
         for (int j = 0; j < 8; j++) {
             int sc, m;
             kq_scale_min_k4(j, x[i].scales, &sc, &m);
             const uint8_t *q = x[i].qs + 32 * (j / 2);
-            const int8_t *a = y[i].qs + 32 * j;
-            int shift = 4 * (j & 1), isum = 0;
-            for (int l = 0; l < 32; l++) isum += ((q[l] >> shift) & 15) * a[l];
-            sumi += sc * isum;
+            int shift = 4 * (j & 1);
+            for (int l = 0; l < 32; l++) lv[l] = ((q[l] >> shift) & 15);
+            kq_lanes_sub(lane, 32, j, sc, lv, y[i].qs + 32 * j);
             summ += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
         }
-        float dd = q_f16(&x[i].d) * y[i].d, dm = q_f16(&x[i].dmin) * y[i].d;
-        sum += dd * (float)sumi - dm * (float)summ;
+        q_lanes_add(acc, q_f16(&x[i].d) * y[i].d, lane);
+        accm = accm + (q_f16(&x[i].dmin) * y[i].d) * (float)summ;
     }
-    return sum;
+    return q_lanes_sum(acc) - accm;
 }

@@ -120,17 +120,18 @@ float smelt_dot_q6_K(const void *vx, const void *vy, size_t n)
 {
     const smelt_block_q6_K *x = vx;
     const smelt_block_q8_K *y = vy;
-    float sum = 0;
+    float acc[8] = {0}, accb = 0;
     for (size_t i = 0; i < n / QK; i++) {
-        int sumi = 0;
+        int32_t lane[8] = {0};
+        int sumb = 0, lv[16];
         for (int j = 0; j < 16; j++) {
-            const int8_t *a = y[i].qs + 16 * j;
-            int isum = 0;
-            for (int l = 0; l < 16; l++) isum += level_at(&x[i], 16 * j + l) * a[l];
-            /* levels are stored with a bias of 32; the activation block sums remove it */
-            sumi += x[i].scales[j] * (isum - 32 * y[i].bsums[j]);
+            for (int l = 0; l < 16; l++) lv[l] = level_at(&x[i], 16 * j + l);
+            kq_lanes_sub(lane, 16, j, x[i].scales[j], lv, y[i].qs + 16 * j);
+            sumb += x[i].scales[j] * y[i].bsums[j]; /* the stored levels carry a bias of 32 */
         }
-        sum += (q_f16(&x[i].d) * y[i].d) * (float)sumi;
+        float dd = q_f16(&x[i].d) * y[i].d;
+        q_lanes_add(acc, dd, lane);
+        accb = accb + dd * (float)(32 * sumb);
     }
-    return sum;
+    return q_lanes_sum(acc) - accb;
 }

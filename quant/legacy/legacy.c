@@ -231,85 +231,101 @@ static void ref_q8_1(const float *x, void *dst, int64_t k)
 #include "legacy_enc.inc"
 
 /* ==== dot products (portable) ====
- * Integer sums per block are exact; the float combination per block, in block order, is
- * the one every SIMD path reproduces:  sum += (dx * dy) * isum  [+ mx * sy]. */
+ * Integer lane sums per block (quant_int.h), then acc[j] += (dx * dy) * p[j]; the _1
+ * types add m * s per block to a separate scalar, added after the lanes. */
+
+/* Levels of a 32-element nibble block in element order (low nibbles, then high). */
+static void nibbles(const uint8_t *qs, int bias, int *q)
+{
+    for (int j = 0; j < 16; j++) {
+        q[j] = (qs[j] & 15) - bias;
+        q[j + 16] = (qs[j] >> 4) - bias;
+    }
+}
+
+static void q5_levels(const uint8_t *qs, const uint8_t *qh, int bias, int *q)
+{
+    uint32_t h;
+    memcpy(&h, qh, 4);
+    nibbles(qs, 0, q);
+    for (int j = 0; j < 32; j++) q[j] = (q[j] | (int)((h >> j) & 1) << 4) - bias;
+}
 
 static float dot_q4_0(const void *vx, const void *vy, size_t n)
 {
     const smelt_block_q4_0 *x = vx;
     const smelt_block_q8_0 *y = vy;
-    float sum = 0;
+    float acc[8] = {0};
+    int q[32];
+    int32_t p[8];
     for (size_t i = 0; i < n / QK; i++) {
-        int isum = 0;
-        for (int j = 0; j < 16; j++)
-            isum += ((x[i].qs[j] & 15) - 8) * y[i].qs[j] + ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + 16];
-        sum += (q_f16(&x[i].d) * q_f16(&y[i].d)) * (float)isum;
+        nibbles(x[i].qs, 8, q);
+        q_lanes_dot32(q, y[i].qs, p);
+        q_lanes_add(acc, q_f16(&x[i].d) * q_f16(&y[i].d), p);
     }
-    return sum;
+    return q_lanes_sum(acc);
 }
 
 static float dot_q4_1(const void *vx, const void *vy, size_t n)
 {
     const smelt_block_q4_1 *x = vx;
     const smelt_block_q8_1 *y = vy;
-    float sum = 0;
+    float acc[8] = {0}, ms = 0;
+    int q[32];
+    int32_t p[8];
     for (size_t i = 0; i < n / QK; i++) {
-        int isum = 0;
-        for (int j = 0; j < 16; j++) isum += (x[i].qs[j] & 15) * y[i].qs[j] + (x[i].qs[j] >> 4) * y[i].qs[j + 16];
-        sum += (q_f16(&x[i].d) * q_f16(&y[i].d)) * (float)isum + q_f16(&x[i].m) * q_f16(&y[i].s);
+        nibbles(x[i].qs, 0, q);
+        q_lanes_dot32(q, y[i].qs, p);
+        q_lanes_add(acc, q_f16(&x[i].d) * q_f16(&y[i].d), p);
+        ms = ms + q_f16(&x[i].m) * q_f16(&y[i].s);
     }
-    return sum;
+    return q_lanes_sum(acc) + ms;
 }
 
 static float dot_q5_0(const void *vx, const void *vy, size_t n)
 {
     const smelt_block_q5_0 *x = vx;
     const smelt_block_q8_0 *y = vy;
-    float sum = 0;
+    float acc[8] = {0};
+    int q[32];
+    int32_t p[8];
     for (size_t i = 0; i < n / QK; i++) {
-        uint32_t h;
-        memcpy(&h, x[i].qh, 4);
-        int isum = 0;
-        for (int j = 0; j < 16; j++) {
-            int q0 = ((x[i].qs[j] & 15) | (int)((h >> j) & 1) << 4) - 16;
-            int q1 = ((x[i].qs[j] >> 4) | (int)((h >> (j + 16)) & 1) << 4) - 16;
-            isum += q0 * y[i].qs[j] + q1 * y[i].qs[j + 16];
-        }
-        sum += (q_f16(&x[i].d) * q_f16(&y[i].d)) * (float)isum;
+        q5_levels(x[i].qs, x[i].qh, 16, q);
+        q_lanes_dot32(q, y[i].qs, p);
+        q_lanes_add(acc, q_f16(&x[i].d) * q_f16(&y[i].d), p);
     }
-    return sum;
+    return q_lanes_sum(acc);
 }
 
 static float dot_q5_1(const void *vx, const void *vy, size_t n)
 {
     const smelt_block_q5_1 *x = vx;
     const smelt_block_q8_1 *y = vy;
-    float sum = 0;
+    float acc[8] = {0}, ms = 0;
+    int q[32];
+    int32_t p[8];
     for (size_t i = 0; i < n / QK; i++) {
-        uint32_t h;
-        memcpy(&h, x[i].qh, 4);
-        int isum = 0;
-        for (int j = 0; j < 16; j++) {
-            int q0 = (x[i].qs[j] & 15) | (int)((h >> j) & 1) << 4;
-            int q1 = (x[i].qs[j] >> 4) | (int)((h >> (j + 16)) & 1) << 4;
-            isum += q0 * y[i].qs[j] + q1 * y[i].qs[j + 16];
-        }
-        sum += (q_f16(&x[i].d) * q_f16(&y[i].d)) * (float)isum + q_f16(&x[i].m) * q_f16(&y[i].s);
+        q5_levels(x[i].qs, x[i].qh, 0, q);
+        q_lanes_dot32(q, y[i].qs, p);
+        q_lanes_add(acc, q_f16(&x[i].d) * q_f16(&y[i].d), p);
+        ms = ms + q_f16(&x[i].m) * q_f16(&y[i].s);
     }
-    return sum;
+    return q_lanes_sum(acc) + ms;
 }
 
 static float dot_q8_0(const void *vx, const void *vy, size_t n)
 {
     const smelt_block_q8_0 *x = vx;
     const smelt_block_q8_0 *y = vy;
-    float sum = 0;
+    float acc[8] = {0};
+    int q[32];
+    int32_t p[8];
     for (size_t i = 0; i < n / QK; i++) {
-        int isum = 0;
-        for (int j = 0; j < QK; j++) isum += x[i].qs[j] * y[i].qs[j];
-        sum += (q_f16(&x[i].d) * q_f16(&y[i].d)) * (float)isum;
+        for (int j = 0; j < QK; j++) q[j] = x[i].qs[j];
+        q_lanes_dot32(q, y[i].qs, p);
+        q_lanes_add(acc, q_f16(&x[i].d) * q_f16(&y[i].d), p);
     }
-    return sum;
+    return q_lanes_sum(acc);
 }
 
 /* ==== the family ==== */

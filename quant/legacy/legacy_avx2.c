@@ -10,32 +10,46 @@
 #include "quant/quant_int.h"
 
 /* ==== dot products ====
- * Integer block sums in SIMD (exact), then the portable per-block float expression:
- *   sum += (dx * dy) * isum  [+ mx * sy]. */
+ * Integer lane sums per block in SIMD (exact), accumulated as acc += (dx * dy) * lanes,
+ * the order of the portable kernels (quant_int.h). */
+
+static inline __m256 lanes(__m256i p) { return _mm256_cvtepi32_ps(p); }
+
+static inline float finish(__m256 acc)
+{
+    float a[8];
+    _mm256_storeu_ps(a, acc);
+    return q_lanes_sum(a);
+}
+
+static inline __m256 add_block(__m256 acc, float d, __m256i p)
+{
+    return _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(d), lanes(p)));
+}
 
 static float dot_q4_0(const void *vx, const void *vy, size_t n)
 {
     const smelt_block_q4_0 *x = vx;
     const smelt_block_q8_0 *y = vy;
-    float sum = 0;
+    __m256 acc = _mm256_setzero_ps();
     for (size_t i = 0; i < n / QK; i++) {
         __m256i q = _mm256_sub_epi8(a2_nibbles(x[i].qs), _mm256_set1_epi8(8));
-        int isum = a2_hsum(a2_dot_s8s8(q, a2_load(y[i].qs)));
-        sum += (q_f16(&x[i].d) * q_f16(&y[i].d)) * (float)isum;
+        acc = add_block(acc, a2_f16(&x[i].d) * a2_f16(&y[i].d), a2_dot_s8s8(q, a2_load(y[i].qs)));
     }
-    return sum;
+    return finish(acc);
 }
 
 static float dot_q4_1(const void *vx, const void *vy, size_t n)
 {
     const smelt_block_q4_1 *x = vx;
     const smelt_block_q8_1 *y = vy;
-    float sum = 0;
+    __m256 acc = _mm256_setzero_ps();
+    float ms = 0;
     for (size_t i = 0; i < n / QK; i++) {
-        int isum = a2_hsum(a2_dot_u8s8(a2_nibbles(x[i].qs), a2_load(y[i].qs)));
-        sum += (q_f16(&x[i].d) * q_f16(&y[i].d)) * (float)isum + q_f16(&x[i].m) * q_f16(&y[i].s);
+        acc = add_block(acc, a2_f16(&x[i].d) * a2_f16(&y[i].d), a2_dot_u8s8(a2_nibbles(x[i].qs), a2_load(y[i].qs)));
+        ms = ms + a2_f16(&x[i].m) * a2_f16(&y[i].s);
     }
-    return sum;
+    return finish(acc) + ms;
 }
 
 static inline __m256i q5_levels(const uint8_t *qs, const uint8_t *qh)
@@ -49,38 +63,36 @@ static float dot_q5_0(const void *vx, const void *vy, size_t n)
 {
     const smelt_block_q5_0 *x = vx;
     const smelt_block_q8_0 *y = vy;
-    float sum = 0;
+    __m256 acc = _mm256_setzero_ps();
     for (size_t i = 0; i < n / QK; i++) {
         __m256i q = _mm256_sub_epi8(q5_levels(x[i].qs, x[i].qh), _mm256_set1_epi8(16));
-        int isum = a2_hsum(a2_dot_s8s8(q, a2_load(y[i].qs)));
-        sum += (q_f16(&x[i].d) * q_f16(&y[i].d)) * (float)isum;
+        acc = add_block(acc, a2_f16(&x[i].d) * a2_f16(&y[i].d), a2_dot_s8s8(q, a2_load(y[i].qs)));
     }
-    return sum;
+    return finish(acc);
 }
 
 static float dot_q5_1(const void *vx, const void *vy, size_t n)
 {
     const smelt_block_q5_1 *x = vx;
     const smelt_block_q8_1 *y = vy;
-    float sum = 0;
+    __m256 acc = _mm256_setzero_ps();
+    float ms = 0;
     for (size_t i = 0; i < n / QK; i++) {
-        int isum = a2_hsum(a2_dot_u8s8(q5_levels(x[i].qs, x[i].qh), a2_load(y[i].qs)));
-        sum += (q_f16(&x[i].d) * q_f16(&y[i].d)) * (float)isum + q_f16(&x[i].m) * q_f16(&y[i].s);
+        acc = add_block(acc, a2_f16(&x[i].d) * a2_f16(&y[i].d), a2_dot_u8s8(q5_levels(x[i].qs, x[i].qh), a2_load(y[i].qs)));
+        ms = ms + a2_f16(&x[i].m) * a2_f16(&y[i].s);
     }
-    return sum;
+    return finish(acc) + ms;
 }
 
 static float dot_q8_0(const void *vx, const void *vy, size_t n)
 {
     const smelt_block_q8_0 *x = vx;
     const smelt_block_q8_0 *y = vy;
-    float sum = 0;
-    for (size_t i = 0; i < n / QK; i++) {
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t i = 0; i < n / QK; i++)
         /* x may hold -128 (other encoders); y are activations in [-127, 127] */
-        int isum = a2_hsum(a2_dot_s8s8(a2_load(x[i].qs), a2_load(y[i].qs)));
-        sum += (q_f16(&x[i].d) * q_f16(&y[i].d)) * (float)isum;
-    }
-    return sum;
+        acc = add_block(acc, a2_f16(&x[i].d) * a2_f16(&y[i].d), a2_dot_s8s8(a2_load(x[i].qs), a2_load(y[i].qs)));
+    return finish(acc);
 }
 
 static const smelt_qtype_ops k_avx2[] = {
