@@ -1,19 +1,22 @@
 /* search.h — scale searches shared by the quant families: given a small group of values
  * x[] with importance weights w[] (> 0, finite), find the scale (and offset) and the
  * integer levels that minimise the weighted squared error  sum w[i] (x[i] - xhat[i])^2.
- * Layer: quant. Private to quant/ (uses the kernels of kern.h).
+ * Layer: quant. Private to quant/. Two users:
+ *   - smelt_qs_sym below: one group at a time (the k-quant super-block factors), on the
+ *     kernels of kern.h;
+ *   - the lane searches of lsearch.inc: 8 groups at a time (legacy blocks, k-quant
+ *     sub-blocks), which take the same plans.
  *
  * A search walks a plan: a grid of inverse scales around the one that maps the extreme
  * value to the extreme level, each scored by the error left after a least-squares fit of
- * its levels; then, optionally, an exact sweep of a narrow window around the best grid
- * point; then rounds of "re-fit the scale to the levels, re-round the levels to the
- * scale" while the error drops.
+ * its levels; optionally an exact sweep; then rounds of "re-fit the scale to the levels,
+ * re-round the levels to the scale" while the error drops.
  *
  * The exact sweep: levels round(s x) only change at the thresholds s = (k - 1/2) / |x_i|,
  * so walking the thresholds of a window in order (a k-way merge over the elements) visits
  * every distinct level assignment of the window once, each scored in O(1) from running
- * sums. The least-squares optimum over (scale, levels) is such an assignment, so a window
- * that contains it finds it exactly.
+ * f64 sums. The least-squares optimum over (scale, levels) for a fixed rounding offset is
+ * such an assignment, so a window that contains it finds it exactly.
  *
  * Deterministic, allocation-free, thread-safe; n <= SMELT_QS_MAX and, for the kernels, a
  * multiple of 8. Results do not depend on the kernel set (kern.h guarantees parity). */
@@ -30,15 +33,16 @@
 typedef struct smelt_qs_plan {
     float win_lo, win_hi; /* grid window, relative to the natural inverse scale */
     int ncand;            /* grid points (>= 1; 1 = the natural scale only) */
-    float sweep;          /* exact-sweep half-width around the best grid point, in grid
-                             steps (0: no sweep) */
+    float sweep;          /* smelt_qs_sym: exact-sweep half-width around the best grid
+                             point, in grid steps; lane offset searches: > 0 replaces
+                             the grids by exact sweeps of their windows (0: no sweep) */
     int polish;           /* re-fit / re-round rounds (>= 1) */
-    int recentre;         /* zoom passes: further grids around the best scale, the
-                             first an eighth of the window wide (+-), each next 0.4
-                             times the last; offset searches also re-centre the
-                             rounding on the fitted offset (lane searches only) */
-    int offsets;          /* offset searches: first passes with the rounding grid shifted
-                             up by k/4 of a level, k = 0 .. offsets-1 (0 or 1: one) */
+    int recentre;         /* lane searches: zoom passes, further grids around the best
+                             scale, the first an eighth of the window wide (+-), each
+                             next 0.4 times the last; offset searches also re-centre the
+                             rounding on the fitted offset */
+    int offsets;          /* lane offset searches: first passes with the rounding grid
+                             shifted up by k/4 of a level, k = 0 .. offsets-1 (0/1: one) */
 } smelt_qs_plan;
 
 typedef struct smelt_qs_fit {
