@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "convert/convert.h"
+#include "convert/lora.h"
 #include "formats/base/cli.h"
 #include "formats/base/file.h"
 #include "formats/hfdir.h"
@@ -16,6 +17,7 @@ static const char *TOOL = "smelt-convert";
 static void usage(void)
 {
     printf("Usage: smelt-convert MODEL_DIR -o OUT.gguf [options]\n"
+           "       smelt-convert --lora ADAPTER_DIR --base BASE_DIR -o ADAPTER.gguf [options]\n"
            "\n"
            "Convert a Hugging Face checkpoint (LlamaForCausalLM, MistralForCausalLM,\n"
            "MixtralForCausalLM; safetensors or PyTorch .bin, single or sharded; SentencePiece\n"
@@ -34,6 +36,14 @@ static void usage(void)
            "  -t, --threads N     conversion threads (default: all CPUs)\n"
            "  -q, --quiet         no progress or summary (warnings are still printed)\n"
            "  -h, --help          this help\n"
+           "\n"
+           "LoRA adapter mode (a PEFT adapter as a llama.cpp adapter GGUF, applied at run time\n"
+           "with llama.cpp's --lora):\n"
+           "  --lora DIR          the PEFT adapter (adapter_config.json + adapter_model.safetensors|.bin)\n"
+           "  --base DIR          the base model it was trained on (HF directory)\n"
+           "  --outtype T         f32 (default, as llama.cpp), f16 or bf16 for lora_a/lora_b\n"
+           "  --no-full-delta     refuse modules_to_save (full embed/lm_head replacements) instead of\n"
+           "                      carrying them as exact full-rank pairs (see docs/merge.md)\n"
            "  --version           version\n"
            "\n"
            "Exit status: 0 ok, 1 I/O error, 2 usage, 3 malformed input, 4 unsupported input,\n"
@@ -85,6 +95,60 @@ static void print_plan(const smelt_convert_plan *p, const smelt_tsrc *src, const
     }
 }
 
+/* --lora/--base: the adapter as a llama.cpp LoRA GGUF (convert/lora.h). */
+static int run_lora(const char *lora, const char *base, const char *out, const char *outtype, int no_full,
+                    const char *name, int quiet, int json, int n_positional)
+{
+    if (!lora || !base) return smelt_cli_usage_error(TOOL, "--lora and --base go together");
+    if (n_positional) return smelt_cli_usage_error(TOOL, "with --lora, give no MODEL_DIR (the base is --base)");
+    if (!out) return smelt_cli_usage_error(TOOL, "-o ADAPTER.gguf is required");
+    smelt_lora_gguf_opts lo;
+    smelt_lora_gguf_opts_default(&lo);
+    if (outtype) {
+        int t = smelt_type_from_name(outtype);
+        if (t != SMELT_TYPE_F32 && t != SMELT_TYPE_F16 && t != SMELT_TYPE_BF16)
+            return smelt_cli_usage_error(TOOL, "with --lora, --outtype must be f32, f16 or bf16 (got '%s')", outtype);
+        lo.out_type = t;
+    }
+    lo.full_delta = !no_full;
+    lo.name = name;
+    smelt_outfile_install_signal_cleanup();
+    smelt_err e;
+    smelt_err_clear(&e);
+    smelt_hf *hf = NULL;
+    smelt_peft *peft = NULL;
+    smelt_lora_gguf_report rep;
+    memset(&rep, 0, sizeof rep);
+    smelt_progress prog = {0};
+    smelt_progress_term pt;
+    smelt_progress_term_init(&pt, &prog, "writing adapter", quiet || json);
+    int rc = smelt_hf_open(base, &hf, &e);
+    if (!rc) rc = smelt_peft_open(lora, &peft, &e);
+    if (!rc) rc = smelt_lora_to_gguf(peft, hf, out, &lo, &rep, &prog, &e);
+    smelt_peft_close(peft);
+    smelt_hf_close(hf);
+    if (rc) {
+        smelt_err_print(&e, TOOL, stderr);
+        return smelt_err_exit_status(rc);
+    }
+    smelt_progress_term_done(&pt, rep.bytes);
+    char sz[32], fsz[32];
+    if (json) {
+        printf("{\"output\": \"%s\", \"pairs\": %llu, \"modules\": %llu, \"full_pairs\": %llu, \"full_bytes\": %llu, "
+               "\"bytes\": %llu, \"alpha\": %g, \"scaling_in_lora_b\": %s}\n",
+               out, (unsigned long long)rep.pairs, (unsigned long long)rep.modules, (unsigned long long)rep.full_pairs,
+               (unsigned long long)rep.full_bytes, (unsigned long long)rep.bytes, (double)rep.alpha, rep.baked ? "true" : "false");
+    } else if (!quiet) {
+        fprintf(stderr, "%s: wrote %s: %llu LoRA pairs (%llu modules), %s, adapter.lora.alpha %g%s\n", TOOL, out,
+                (unsigned long long)rep.pairs, (unsigned long long)rep.modules, smelt_cli_bytes(sz, sizeof sz, rep.bytes),
+                (double)rep.alpha, rep.baked ? " (per-module scaling folded into lora_b)" : "");
+        if (rep.full_pairs)
+            fprintf(stderr, "%s: %llu replaced tensors (modules_to_save) carried as exact full-rank pairs (%s)\n", TOOL,
+                    (unsigned long long)rep.full_pairs, smelt_cli_bytes(fsz, sizeof fsz, rep.full_bytes));
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     smelt_convert_opts o;
@@ -96,13 +160,20 @@ int main(int argc, char **argv)
                                        {"json", no_argument, 0, 'j'},          {"model-name", required_argument, 0, 'm'},
                                        {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
                                        {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, 'V'},
-                                       {0, 0, 0, 0}};
+                                       {"lora", required_argument, 0, 'L'},    {"base", required_argument, 0, 'B'},
+                                       {"no-full-delta", no_argument, 0, 'F'}, {0, 0, 0, 0}};
+    const char *lora = NULL, *base = NULL, *outtype = NULL;
+    int no_full = 0;
     int c;
     long n;
     while ((c = getopt_long(argc, argv, "o:t:qh", lo, NULL)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
+        case 'L': lora = optarg; break;
+        case 'B': base = optarg; break;
+        case 'F': no_full = 1; break;
         case 'T':
+            outtype = optarg;
             o.outtype = smelt_convert_outtype_from_name(optarg);
             if (o.outtype == -2) return smelt_cli_usage_error(TOOL, "--outtype must be f32, f16, bf16, q8_0 or auto (got '%s')", optarg);
             break;
@@ -120,6 +191,7 @@ int main(int argc, char **argv)
         default: return smelt_cli_usage_error(TOOL, "unknown option");
         }
     }
+    if (lora || base) return run_lora(lora, base, out, outtype, no_full, o.name, quiet, json, argc - optind);
     if (optind != argc - 1) return smelt_cli_usage_error(TOOL, optind >= argc ? "MODEL_DIR is required" : "one MODEL_DIR only");
     const char *dir = argv[optind];
     if (!out && !dry) return smelt_cli_usage_error(TOOL, "-o OUT.gguf is required (or --dry-run)");

@@ -1,57 +1,171 @@
-/* qtypes.c — the traits table: plain float types and Q8_0 for now; the legacy and
- * k-quant families join it from their own files. */
+/* qtypes.c — the traits table: the plain float types defined here, the legacy and
+ * k-quant families joined from their own files into one table indexed by type id, one
+ * table per kernel set (portable, AVX2). Includes quant/ and formats/ headers. */
 #include "qtypes.h"
 
+#include <pthread.h>
 #include <string.h>
 
+#include "cpu.h"
 #include "formats/base/half.h"
+#include "kquant/kquant.h"
+#include "legacy/legacy.h"
+#include "quant_int.h"
+
+/* ==== plain float types ==== */
 
 static void deq_f32(const void *src, float *dst, size_t n) { memcpy(dst, src, n * 4); }
 static void deq_f16(const void *src, float *dst, size_t n) { smelt_row_f16_to_f32(src, dst, n); }
 static void deq_bf16(const void *src, float *dst, size_t n) { smelt_row_bf16_to_f32(src, dst, n); }
 
-static void q_f32(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)
+static void enc_f32(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)
 {
     (void)imx;
     memcpy(dst, src, (size_t)(n_rows * row_len) * 4);
 }
 
-static void q_f16(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)
+static void enc_f16(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)
 {
     (void)imx;
     smelt_row_f32_to_f16(src, dst, (size_t)(n_rows * row_len), SMELT_F16_OVERFLOW_INF);
 }
 
-static void q_bf16(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)
+static void enc_bf16(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)
 {
     (void)imx;
     smelt_row_f32_to_bf16(src, dst, (size_t)(n_rows * row_len));
 }
 
-/* Q8_0: blocks of 32 — f16 scale d, then 32 int8 quants; x = d * q. */
-static void deq_q8_0(const void *src, float *dst, size_t n)
+static void ref_f32(const float *src, void *dst, int64_t n) { memcpy(dst, src, (size_t)n * 4); }
+static void ref_f16(const float *src, void *dst, int64_t n)
 {
-    const uint8_t *b = src;
-    for (size_t i = 0; i < n / 32; i++, b += 34) {
-        uint16_t h;
-        memcpy(&h, b, 2);
-        float d = smelt_f16_to_f32(h);
-        for (int j = 0; j < 32; j++) dst[i * 32 + j] = d * (float)(int8_t)b[2 + j];
-    }
+    smelt_row_f32_to_f16(src, dst, (size_t)n, SMELT_F16_OVERFLOW_INF);
+}
+static void ref_bf16(const float *src, void *dst, int64_t n) { smelt_row_f32_to_bf16(src, dst, (size_t)n); }
+
+/* Float dots accumulate in 32 interleaved lanes (lane j takes elements j, j+32, ...),
+ * the four AVX2 registers of plain_avx2.c; at the end lanes j, j+8, j+16, j+24 are added
+ * ((0 + 1) + (2 + 3) by register), then the 8 lanes ((0+4)+(2+6))+((1+5)+(3+7)); the
+ * tail past the last multiple of 32 is added last, in order. */
+static float lanes32_sum(const float *a)
+{
+    float v[8];
+    for (int j = 0; j < 8; j++) v[j] = (a[j] + a[8 + j]) + (a[16 + j] + a[24 + j]);
+    return q_lanes_sum(v);
 }
 
-static const smelt_qtype_ops k_ops[] = {
-    {SMELT_TYPE_F32, deq_f32, q_f32, NULL, NULL, SMELT_TYPE_F32, false},
-    {SMELT_TYPE_F16, deq_f16, q_f16, NULL, NULL, SMELT_TYPE_F16, false},
-    {SMELT_TYPE_BF16, deq_bf16, q_bf16, NULL, NULL, SMELT_TYPE_BF16, false},
-    {SMELT_TYPE_Q8_0, deq_q8_0, NULL, NULL, NULL, SMELT_TYPE_Q8_0, false},
+#define FLOAT_DOT(name, T, CONV)                                                                             \
+    static float name(const void *vx, const void *vy, size_t n)                                              \
+    {                                                                                                        \
+        const T *x = vx, *y = vy;                                                                            \
+        float acc[32] = {0};                                                                                 \
+        size_t i = 0;                                                                                        \
+        for (; i + 32 <= n; i += 32)                                                                         \
+            for (int j = 0; j < 32; j++) acc[j] = acc[j] + CONV(x[i + j]) * CONV(y[i + j]);                  \
+        float s = lanes32_sum(acc);                                                                          \
+        for (; i < n; i++) s = s + CONV(x[i]) * CONV(y[i]);                                                  \
+        return s;                                                                                            \
+    }
+#define ID(v) (v)
+FLOAT_DOT(dot_f32, float, ID)
+FLOAT_DOT(dot_f16, uint16_t, smelt_f16_to_f32)
+FLOAT_DOT(dot_bf16, uint16_t, smelt_bf16_to_f32)
+
+static const smelt_qtype_ops k_plain[] = {
+    {SMELT_TYPE_F32, deq_f32, enc_f32, ref_f32, dot_f32, SMELT_TYPE_F32, false, false},
+    {SMELT_TYPE_F16, deq_f16, enc_f16, ref_f16, dot_f16, SMELT_TYPE_F16, false, false},
+    {SMELT_TYPE_BF16, deq_bf16, enc_bf16, ref_bf16, dot_bf16, SMELT_TYPE_BF16, false, false},
+};
+static const smelt_qfamily k_plain_family = {k_plain, sizeof k_plain / sizeof k_plain[0]};
+
+/* ==== the joined table ==== */
+
+/* Every family, portable kernels first; index = kernel set. */
+static const smelt_qfamily *const k_families[SMELT_ISA_COUNT][3] = {
+    [SMELT_ISA_PORTABLE] = {&k_plain_family, &smelt_legacy_family, &smelt_kquant_family},
+    [SMELT_ISA_AVX2] = {&smelt_plain_family_avx2, &smelt_legacy_family_avx2, &smelt_kquant_family_avx2},
 };
 
-const smelt_qtype_ops *smelt_q_ops(int type)
+/* Types with ops: 3 plain + the families'. */
+#define SMELT_Q_N_TYPES 15
+_Static_assert(3 + SMELT_LEGACY_N_TYPES + SMELT_KQUANT_N_TYPES == SMELT_Q_N_TYPES, "traits table count");
+_Static_assert(SMELT_Q_N_TYPES <= SMELT_TYPE_COUNT, "traits table count");
+
+static smelt_qtype_ops g_tab[SMELT_ISA_COUNT][SMELT_TYPE_COUNT];
+static bool g_has[SMELT_TYPE_COUNT];
+static int g_ids[SMELT_Q_N_TYPES];
+static size_t g_count;
+static int g_isa;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void build(void)
 {
-    for (size_t i = 0; i < sizeof k_ops / sizeof k_ops[0]; i++)
-        if (k_ops[i].type == type) return &k_ops[i];
-    return NULL;
+    for (size_t f = 0; f < 3; f++) {
+        const smelt_qfamily *fam = k_families[SMELT_ISA_PORTABLE][f];
+        for (size_t i = 0; i < fam->n; i++) {
+            int t = fam->ops[i].type;
+            if (t < 0 || t >= SMELT_TYPE_COUNT || g_has[t]) continue;
+            if (g_count == SMELT_Q_N_TYPES) continue;
+            g_has[t] = true;
+            g_ids[g_count++] = t;
+            for (int isa = 0; isa < SMELT_ISA_COUNT; isa++) g_tab[isa][t] = fam->ops[i];
+        }
+    }
+    for (int isa = 1; isa < SMELT_ISA_COUNT; isa++)
+        for (size_t f = 0; f < 3; f++) {
+            const smelt_qfamily *fam = k_families[isa][f];
+            if (!fam) continue;
+            for (size_t i = 0; i < fam->n; i++) {
+                const smelt_qtype_ops *o = &fam->ops[i];
+                if (o->type < 0 || o->type >= SMELT_TYPE_COUNT || !g_has[o->type]) continue;
+                smelt_qtype_ops *d = &g_tab[isa][o->type];
+                /* function pointers only: the traits themselves are the portable ones */
+                if (o->dequantize) d->dequantize = o->dequantize;
+                if (o->quantize) d->quantize = o->quantize;
+                if (o->quantize_ref) d->quantize_ref = o->quantize_ref;
+                if (o->vec_dot) d->vec_dot = o->vec_dot;
+            }
+        }
+    g_isa = smelt_cpu_has_avx2() ? SMELT_ISA_AVX2 : SMELT_ISA_PORTABLE;
+}
+
+static void init(void) { pthread_once(&g_once, build); }
+
+size_t smelt_q_n_types(void)
+{
+    init();
+    return g_count;
+}
+
+int smelt_q_type_at(size_t i)
+{
+    init();
+    return i < g_count ? g_ids[i] : -1;
+}
+
+const smelt_qtype_ops *smelt_q_ops_isa(int type, int isa)
+{
+    init();
+    if (type < 0 || type >= SMELT_TYPE_COUNT || !g_has[type] || isa < 0 || isa >= SMELT_ISA_COUNT) return NULL;
+    if (isa == SMELT_ISA_AVX2 && !smelt_cpu_has_avx2()) return NULL;
+    return &g_tab[isa][type];
+}
+
+const smelt_qtype_ops *smelt_q_ops(int type) { return smelt_q_ops_isa(type, smelt_q_isa()); }
+
+int smelt_q_isa(void)
+{
+    init();
+    return g_isa;
+}
+
+const char *smelt_q_isa_name(int isa)
+{
+    switch (isa) {
+    case SMELT_ISA_PORTABLE: return "portable";
+    case SMELT_ISA_AVX2: return "avx2";
+    default: return "unknown";
+    }
 }
 
 int smelt_q_dequantize_row(int type, const void *src, float *dst, size_t n)
@@ -80,6 +194,8 @@ bool smelt_q_requires_imatrix(int type)
     return o && o->needs_imatrix;
 }
 
+/* ==== threaded row quantization ==== */
+
 typedef struct {
     const smelt_qtype_ops *o;
     const float *src;
@@ -105,7 +221,14 @@ int smelt_q_quantize_rows(int type, const float *src, void *dst, int64_t n_rows,
     if (!o || !o->quantize)
         return SMELT_ERR(e, SMELT_EUNSUPPORTED, NULL, NULL, "smelt cannot quantize to %s", smelt_type_name(type));
     uint64_t rb;
-    if (smelt_type_row_bytes(type, (uint64_t)row_len, &rb, e)) return SMELT_EMISMATCH;
+    const smelt_type_info *ti = smelt_type_get(type);
+    if (row_len <= 0 || n_rows < 0 || (uint64_t)row_len % ti->blck)
+        return SMELT_ERR(e, SMELT_EMISMATCH, NULL, NULL,
+                         "a row of %lld elements cannot be quantized to %s: rows must be a positive multiple of "
+                         "its block size %u",
+                         (long long)row_len, ti->name, ti->blck);
+    if (smelt_type_row_bytes(type, (uint64_t)row_len, &rb, e)) return e ? e->code : SMELT_EFORMAT;
+    if (n_rows == 0) return 0;
     qjob j = {o, src, dst, n_rows, row_len, 0, rb, imatrix};
     /* about 64k elements per task keeps threads busy without tiny tasks */
     int64_t per = row_len > 0 ? (65536 + row_len - 1) / row_len : 1;

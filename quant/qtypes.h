@@ -33,10 +33,27 @@ typedef struct smelt_qtype_ops {
     int vec_dot_type;
     /* ggml_quantize_requires_imatrix: output is garbage without importance weights. */
     bool needs_imatrix;
+    /* Activation-only type (Q8_1, Q8_K): the right-hand side of dot products, never
+     * written to model files; `quantize` is NULL, `quantize_ref` encodes activations. */
+    bool internal;
 } smelt_qtype_ops;
 
-/* Ops for a type, or NULL if smelt has none. */
+/* Ops for a type, or NULL if smelt has none. The kernels are the fastest this CPU runs
+ * (see quant/cpu.h); every kernel set gives bit-identical results. Thread-safe. */
 const smelt_qtype_ops *smelt_q_ops(int type);
+
+/* Instruction sets with kernels of their own. */
+enum smelt_isa { SMELT_ISA_PORTABLE = 0, SMELT_ISA_AVX2 = 1, SMELT_ISA_COUNT };
+/* Ops of one kernel set (for tests and benchmarks), or NULL if the type has none or this
+ * CPU cannot run that set. Entries a set does not specialise are the portable ones. */
+const smelt_qtype_ops *smelt_q_ops_isa(int type, int isa);
+/* Number of types in the table, and the i-th type id (in table order: plain types,
+ * legacy, k-quants); -1 past the end. For iterating, e.g. in tests. */
+size_t smelt_q_n_types(void);
+int smelt_q_type_at(size_t i);
+/* The kernel set smelt_q_ops() uses. */
+int smelt_q_isa(void);
+const char *smelt_q_isa_name(int isa);
 
 /* Decode n elements (a multiple of the block size) of `type` to f32.
  * 0 on success, -1 if smelt has no decoder for the type. Thread-safe. */

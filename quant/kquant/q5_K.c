@@ -1,0 +1,130 @@
+/* q5_K.c — Q5_K: 8 sub-blocks of 32, 5-bit levels, 6-bit scales and mins (layout in
+ * kquant.h). Decoder, llama.cpp-exact reference encoder, smelt's encoder, portable dot
+ * with Q8_K. Includes quant/ only. */
+#include <math.h>
+#include <string.h>
+
+#include "kquant_int.h"
+
+#define QK SMELT_QK_K
+
+/* geometry; plans without / with an imatrix: {sub-block search}, {scale search}, passes
+ * (search plans: window lo, hi, grid points, sweep, polish rounds, re-centrings) */
+static const kq_shape k_shape = {8, 32, 0, 31, 0, 63, 63, {{0.8f, 1.2f, 24, 0.f, 2, 2, 2}, {0.6f, 1.5f, 48, 0.f, 2, 1}, 2}, {{0.8f, 1.2f, 24, 0.f, 2, 2, 4}, {0.6f, 1.5f, 48, 0.f, 2, 1}, 2}};
+
+static void pack_levels(smelt_block_q5_K *y, const uint8_t *L)
+{
+    memset(y->qh, 0, 32);
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) {
+            int a = L[64 * c + l], b = L[64 * c + 32 + l];
+            y->qs[32 * c + l] = (uint8_t)((a & 15) | (b & 15) << 4);
+            y->qh[l] |= (uint8_t)(((a >> 4) & 1) << (2 * c) | ((b >> 4) & 1) << (2 * c + 1));
+        }
+}
+
+void smelt_deq_q5_K(const void *src, float *y, size_t n)
+{
+    const smelt_block_q5_K *b = src;
+    for (size_t i = 0; i < n / QK; i++) {
+        float d = q_f16(&b[i].d), dmin = q_f16(&b[i].dmin);
+        const uint8_t *q = b[i].qs, *qh = b[i].qh;
+        for (int c = 0; c < 4; c++, q += 32) {
+            int sc, m;
+            kq_scale_min_k4(2 * c, b[i].scales, &sc, &m);
+            float d1 = d * (float)sc, m1 = dmin * (float)m;
+            kq_scale_min_k4(2 * c + 1, b[i].scales, &sc, &m);
+            float d2 = d * (float)sc, m2 = dmin * (float)m;
+            int u1 = 1 << (2 * c), u2 = 2 << (2 * c);
+            for (int l = 0; l < 32; l++) *y++ = d1 * (float)((q[l] & 15) + (qh[l] & u1 ? 16 : 0)) - m1;
+            for (int l = 0; l < 32; l++) *y++ = d2 * (float)((q[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+        }
+    }
+}
+
+/* Reference: per sub-block scale/min from a grid search weighted by rms + |x|, then
+ * both quantized to 6 bits against the largest, then levels re-rounded. */
+void smelt_ref_q5_K(const float *x, void *dst, int64_t k)
+{
+    smelt_block_q5_K *y = dst;
+    for (int64_t i = 0; i < k / QK; i++, x += QK) {
+        uint8_t L[QK];
+        float w[32], sc[8], mn[8];
+        float max_sc = 0, max_mn = 0;
+        for (int j = 0; j < 8; j++) {
+            float s2 = 0;
+            for (int l = 0; l < 32; l++) s2 += x[32 * j + l] * x[32 * j + l];
+            float av = sqrtf(s2 / 32);
+            for (int l = 0; l < 32; l++) w[l] = av + fabsf(x[32 * j + l]);
+            sc[j] = kq_ref_scale_min(32, 31, x + 32 * j, w, L + 32 * j, &mn[j], -0.5f, 0.1f, 15, false);
+            if (sc[j] > max_sc) max_sc = sc[j];
+            if (mn[j] > max_mn) max_mn = mn[j];
+        }
+        float inv_sc = max_sc > 0 ? 63.f / max_sc : 0.f;
+        float inv_mn = max_mn > 0 ? 63.f / max_mn : 0.f;
+        int S[8], M[8];
+        for (int j = 0; j < 8; j++) {
+            uint8_t ls = (uint8_t)q_nearest(inv_sc * sc[j]), lm = (uint8_t)q_nearest(inv_mn * mn[j]);
+            S[j] = ls < 63 ? ls : 63;
+            M[j] = lm < 63 ? lm : 63;
+        }
+        kq_pack_scale_min_k4(y[i].scales, S, M);
+        q_put_f16(&y[i].d, max_sc / 63.f);
+        q_put_f16(&y[i].dmin, max_mn / 63.f);
+        for (int j = 0; j < 8; j++) {
+            int s, m;
+            kq_scale_min_k4(j, y[i].scales, &s, &m);
+            float d = q_f16(&y[i].d) * (float)s;
+            if (d == 0) continue;
+            float dm = q_f16(&y[i].dmin) * (float)m;
+            for (int l = 0; l < 32; l++) L[32 * j + l] = (uint8_t)q_clampi(q_nearest((x[32 * j + l] + dm) / d), 0, 31);
+        }
+        pack_levels(&y[i], L);
+    }
+}
+
+static void quant_block(const kq_engine *e, const float *x, const float *w, void *dst)
+{
+    smelt_block_q5_K *y = dst;
+    kq_result r;
+    e->search(e->k, &k_shape, x, w, &r);
+    uint8_t L[QK];
+    for (int i = 0; i < QK; i++) L[i] = (uint8_t)r.L[i];
+    y->d = r.d;
+    y->dmin = r.dmin;
+    kq_pack_scale_min_k4(y->scales, r.S, r.M);
+    pack_levels(y, L);
+}
+
+void smelt_quant_q5_K(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)
+{
+    kq_quantize_rows(&kq_engine_port, src, dst, n_rows, row_len, imx, sizeof(smelt_block_q5_K), quant_block);
+}
+
+void smelt_quant_q5_K_avx2(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)
+{
+    kq_quantize_rows(&kq_engine_avx2, src, dst, n_rows, row_len, imx, sizeof(smelt_block_q5_K), quant_block);
+}
+
+float smelt_dot_q5_K(const void *vx, const void *vy, size_t n)
+{
+    const smelt_block_q5_K *x = vx;
+    const smelt_block_q8_K *y = vy;
+    float acc[8] = {0}, accm = 0;
+    for (size_t i = 0; i < n / QK; i++) {
+        int32_t lane[8] = {0};
+        int summ = 0, lv[32];
+        for (int j = 0; j < 8; j++) {
+            int sc, m;
+            kq_scale_min_k4(j, x[i].scales, &sc, &m);
+            const uint8_t *q = x[i].qs + 32 * (j / 2);
+            int shift = 4 * (j & 1);
+            for (int l = 0; l < 32; l++) lv[l] = ((q[l] >> shift) & 15) | ((x[i].qh[l] >> j) & 1) << 4;
+            kq_lanes_sub(lane, 32, j, sc, lv, y[i].qs + 32 * j);
+            summ += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+        }
+        q_lanes_add(acc, q_f16(&x[i].d) * y[i].d, lane);
+        accm = accm + (q_f16(&x[i].dmin) * y[i].d) * (float)summ;
+    }
+    return q_lanes_sum(acc) - accm;
+}

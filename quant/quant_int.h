@@ -1,0 +1,80 @@
+/* quant_int.h — private helpers shared by the quant/ families: rounding, f16 access,
+ * weight preparation, family tables. Not installed; never included outside quant/.
+ * Layer: quant. Includes formats/ only. */
+#ifndef SMELT_QUANT_INT_H
+#define SMELT_QUANT_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "formats/base/half.h"
+#include "quant/qtypes.h"
+
+
+/* Round to nearest, ties to even, for |v| < 2^22: adding 1.5·2^23 leaves the integer in
+ * the low mantissa bits. The reference quantizers of llama.cpp round this way, and
+ * so do the SIMD round instructions, which keeps every path bit-identical. */
+static inline int q_nearest(float v)
+{
+    float t = v + 12582912.f;
+    int32_t i;
+    memcpy(&i, &t, 4);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+static inline int q_clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+static inline float q_f16(const void *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return smelt_f16_to_f32(h);
+}
+
+static inline void q_put_f16(void *p, float v)
+{
+    uint16_t h = smelt_f32_to_f16(v);
+    memcpy(p, &h, 2);
+}
+
+/* f32 → f16 → f32: the value a stored f16 field will decode to. */
+static inline float q_as_f16(float v) { return smelt_f16_to_f32(smelt_f32_to_f16(v)); }
+
+/* ==== dot products: the shared accumulation order ====
+ * Every vec_dot accumulates into 8 f32 lanes, the way an AVX2 register does: lane j
+ * receives the integer partial sum of elements 4j..4j+3 of each 32-element vector of
+ * levels, times the block's float factor (multiply, then add: no fused multiply-add).
+ * The lanes are added ((0+4)+(2+6))+((1+5)+(3+7)) at the end. The portable kernels
+ * follow this order element by element, so every kernel set returns the same float. */
+static inline void q_lanes_add(float *acc, float d, const int32_t *p)
+{
+    for (int j = 0; j < 8; j++) acc[j] = acc[j] + d * (float)p[j];
+}
+
+static inline float q_lanes_sum(const float *a)
+{
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+
+/* Lane partial sums of 32 products in element order: p[j] = sum of q[e] y[e], e = 4j..4j+3. */
+static inline void q_lanes_dot32(const int *q, const int8_t *y, int32_t *p)
+{
+    for (int j = 0; j < 8; j++)
+        p[j] = q[4 * j] * y[4 * j] + q[4 * j + 1] * y[4 * j + 1] + q[4 * j + 2] * y[4 * j + 2] + q[4 * j + 3] * y[4 * j + 3];
+}
+
+/* A family's contribution to the traits table. */
+typedef struct smelt_qfamily {
+    const smelt_qtype_ops *ops;
+    size_t n;
+} smelt_qfamily;
+
+/* Portable kernels of each family, and the AVX2 overrides (entries whose function
+ * pointers are non-NULL replace the portable ones when the CPU has AVX2+FMA+F16C). */
+extern const smelt_qfamily smelt_legacy_family, smelt_legacy_family_avx2;
+extern const smelt_qfamily smelt_kquant_family, smelt_kquant_family_avx2;
+extern const smelt_qfamily smelt_plain_family_avx2;
+
+#endif
