@@ -53,7 +53,7 @@ if [ "${SMELT_QUALITY_METER:-llama}" = smelt ]; then
   [ -x "$SP" ] || { echo "skip: $SP not built"; exit 77; }
   measure() {
     "$SP" -q --json -m "$1" --kld "$tmp/base-$2.kld" -t 2 >"$tmp/m.json" 2>"$tmp/m.err" || { cat "$tmp/m.err" >&2; return 1; }
-    python3 -c 'import json,sys; k=json.load(open(sys.argv[1]))["kld"]; print(k["mean"], k["mean_err"], k["ppl"], k["ppl_err"])' "$tmp/m.json"
+    python3 -c 'import json,sys; k=json.load(open(sys.argv[1]))["kld"]; print("%.6f %.6f %.6f %.6f" % (k["mean"], k["mean_err"], k["ppl"], k["ppl_err"]))' "$tmp/m.json"
   }
 else
 # llama-perplexity sometimes exits before its log thread has printed the last lines (to
