@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "formats/base/ckd.h"
@@ -630,6 +631,15 @@ typedef struct stream {
     size_t cap_w;
 } stream;
 
+/* Drop the whole pages of an input byte range from RSS once it has been encoded (the
+ * mapping is read-only and private: the data stays readable, re-read on access). */
+static void release_range(const uint8_t *p, uint64_t n)
+{
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1), b = ((uintptr_t)p + n) & ~(pg - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 static int grow(void **p, size_t *cap, size_t need, size_t elem, smelt_err *e)
 {
     if (need <= *cap) return 0;
@@ -650,6 +660,7 @@ static int write_tensor(job *j, stream *st, smelt_gguf_writer *w, size_t i, smel
         for (uint64_t off = 0; off < t->nbytes; off += COPY_CHUNK) {
             uint64_t k = t->nbytes - off < COPY_CHUNK ? t->nbytes - off : COPY_CHUNK;
             if ((rc = smelt_gguf_writer_write(w, t->data + off, (size_t)k, e))) return rc;
+            release_range(t->data + off, k);
         }
         return 0;
     }
@@ -694,6 +705,7 @@ static int write_tensor(job *j, stream *st, smelt_gguf_writer *w, size_t i, smel
             smelt_pool_run(st->pool, tasks, conv_task, &c);
             for (size_t k = 0; k < tasks; k++) q->nonfinite += st->bad[k];
             if ((rc = smelt_gguf_writer_write(w, st->qbuf, (size_t)(nr * dst_rb), e))) return rc;
+            release_range(c.src, nr * src_rb);
         }
     }
     if (q->nonfinite)
