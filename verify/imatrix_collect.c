@@ -7,8 +7,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "formats/base/file.h"
 #include "formats/base/names.h"
 
 /* ==== collector ==== */
@@ -207,13 +207,11 @@ void smelt_imatrix_result_free(smelt_imatrix_result *r)
     r->imx = NULL;
 }
 
-/* EUSAGE when `out` names the same file as `in` (an existing file, compared by device and
- * inode, so "./m.gguf" and "m.gguf" or a hard link are caught). */
+/* EUSAGE when `out` names the same existing file as `in` (device and inode: "./m.gguf",
+ * "m.gguf" and hard links are all caught). */
 static int not_same_file(const char *out, const char *in, const char *what, smelt_err *e)
 {
-    struct stat so, si;
-    if (!in || stat(out, &so) || stat(in, &si)) return 0;
-    if (so.st_dev == si.st_dev && so.st_ino == si.st_ino)
+    if (in && smelt_same_file(out, in))
         return SMELT_ERR(e, SMELT_EUSAGE, out, NULL, "the output would overwrite the %s (%s)", what, in);
     return 0;
 }
