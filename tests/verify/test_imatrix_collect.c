@@ -16,31 +16,14 @@
 #include "formats/base/file.h"
 #include "formats/imatrix.h"
 #include "tests/common/testutil.h"
+#include "tests/verify/vfix.h"
 #include "verify/imatrix_collect.h"
 #include "verify/model.h"
 #include "verify/tokenize.h"
 
 /* ==== fixtures ==== */
 
-/* samples/tiny-mixtral as an f32 GGUF by smelt-convert, cached in $SMELT_BUILD/gguf */
-static void tiny_f32(char *out, size_t n)
-{
-    const char *b = getenv("SMELT_BUILD");
-    char dir[4096], conv[4200], model[4200], cmd[16384];
-    if (b && *b) snprintf(dir, sizeof dir, "%s/gguf", b);
-    else tu_path(dir, sizeof dir, "build/release/gguf");
-    snprintf(out, n, "%s/tiny-mixtral-smelt-f32.gguf", dir);
-    tu_tool(conv, sizeof conv, "smelt-convert");
-    tu_path(model, sizeof model, "samples/tiny-mixtral");
-    /* made once; a per-process temporary name keeps parallel tests from seeing a half file */
-    snprintf(cmd, sizeof cmd,
-             "mkdir -p '%s' && { [ -s '%s' ] || { '%s' -q '%s' -o '%s.%d' --outtype f32 && mv -f '%s.%d' '%s'; }; }",
-             dir, out, conv, model, out, (int)getpid(), out, (int)getpid(), out);
-    char *log = NULL;
-    int rc = tu_run(cmd, &log);
-    cr_assert_eq(rc, 0, "smelt-convert failed: %s", log ? log : "");
-    free(log);
-}
+static void tiny_f32(char *out, size_t n) { vf_tiny_smelt("f32", out, n); }
 
 static void text_path(const char *name, char *out, size_t n)
 {
