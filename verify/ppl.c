@@ -185,9 +185,9 @@ int smelt_ppl_run(const smelt_ppl_opts *o, smelt_ppl_result *r, smelt_ppl_chunk_
     }
     if (mode != MODE_KLD && n_tokens < 2 * (size_t)n_ctx) {
         rc = SMELT_ERR(e, SMELT_EUSAGE, o->text, NULL,
-                       "the text tokenizes to only %zu tokens; perplexity with a context of %u needs at least "
+                       "the text tokenizes to only %zu tokens; %s with a context of %u needs at least "
                        "%zu (2 x n_ctx)",
-                       n_tokens, n_ctx, 2 * (size_t)n_ctx);
+                       n_tokens, o->purpose ? o->purpose : "perplexity", n_ctx, 2 * (size_t)n_ctx);
         goto done;
     }
     const uint32_t n_batch = o->n_batch ? o->n_batch : 2048;

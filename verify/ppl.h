@@ -45,6 +45,7 @@ typedef struct smelt_ppl_opts {
     smelt_fwd_hook hook;
     void *hook_user;
     bool all_logits;
+    const char *purpose;  /* names the computation in the too-short-text error; NULL: "perplexity" */
 } smelt_ppl_opts;
 
 void smelt_ppl_opts_default(smelt_ppl_opts *o);

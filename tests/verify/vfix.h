@@ -48,6 +48,25 @@ static inline void vf_tiny(const char *type, char *out, size_t n)
     vf_gguf("samples/tiny-mixtral", "tiny-mixtral", type, out, n);
 }
 
+/* samples/tiny-mixtral as an f32/f16/bf16 GGUF made by smelt's own converter (no oracle
+ * needed), cached in $SMELT_BUILD/gguf as tiny-mixtral-smelt-TYPE.gguf. */
+static inline void vf_tiny_smelt(const char *type, char *out, size_t n)
+{
+    char dir[4096], conv[4200], model[4200], cmd[40000];
+    vf_build_dir(dir, sizeof dir);
+    snprintf(out, n, "%s/tiny-mixtral-smelt-%s.gguf", dir, type);
+    tu_tool(conv, sizeof conv, "smelt-convert");
+    tu_path(model, sizeof model, "samples/tiny-mixtral");
+    /* made once; a per-process temporary name keeps parallel tests from seeing a half file */
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p '%s' && { [ -s '%s' ] || { '%s' -q '%s' -o '%s.%d' --outtype %s && mv -f '%s.%d' '%s'; }; }", dir,
+             out, conv, model, out, (int)getpid(), type, out, (int)getpid(), out);
+    char *log = NULL;
+    int rc = tu_run(cmd, &log);
+    cr_assert_eq(rc, 0, "smelt-convert failed: %s", log ? log : "");
+    free(log);
+}
+
 static inline json_t *vf_reference(void)
 {
     char p[4200];
