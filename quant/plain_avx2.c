@@ -45,8 +45,8 @@ FLOAT_DOT(dot_f16, uint16_t, ld_f16, smelt_f16_to_f32)
 FLOAT_DOT(dot_bf16, uint16_t, ld_bf16, smelt_bf16_to_f32)
 
 static const smelt_qtype_ops k_avx2[] = {
-    {SMELT_TYPE_F32, NULL, NULL, NULL, dot_f32, 0, false, false},
-    {SMELT_TYPE_F16, NULL, NULL, NULL, dot_f16, 0, false, false},
-    {SMELT_TYPE_BF16, NULL, NULL, NULL, dot_bf16, 0, false, false},
+    {SMELT_TYPE_F32, NULL, NULL, NULL, dot_f32, 0, false, false, NULL},
+    {SMELT_TYPE_F16, NULL, NULL, NULL, dot_f16, 0, false, false, NULL},
+    {SMELT_TYPE_BF16, NULL, NULL, NULL, dot_bf16, 0, false, false, NULL},
 };
 const smelt_qfamily smelt_plain_family_avx2 = {k_avx2, sizeof k_avx2 / sizeof k_avx2[0]};

@@ -72,9 +72,9 @@ FLOAT_DOT(dot_f16, uint16_t, smelt_f16_to_f32)
 FLOAT_DOT(dot_bf16, uint16_t, smelt_bf16_to_f32)
 
 static const smelt_qtype_ops k_plain[] = {
-    {SMELT_TYPE_F32, deq_f32, enc_f32, ref_f32, dot_f32, SMELT_TYPE_F32, false, false},
-    {SMELT_TYPE_F16, deq_f16, enc_f16, ref_f16, dot_f16, SMELT_TYPE_F16, false, false},
-    {SMELT_TYPE_BF16, deq_bf16, enc_bf16, ref_bf16, dot_bf16, SMELT_TYPE_BF16, false, false},
+    {SMELT_TYPE_F32, deq_f32, enc_f32, ref_f32, dot_f32, SMELT_TYPE_F32, false, false, NULL},
+    {SMELT_TYPE_F16, deq_f16, enc_f16, ref_f16, dot_f16, SMELT_TYPE_F16, false, false, NULL},
+    {SMELT_TYPE_BF16, deq_bf16, enc_bf16, ref_bf16, dot_bf16, SMELT_TYPE_BF16, false, false, NULL},
 };
 static const smelt_qfamily k_plain_family = {k_plain, sizeof k_plain / sizeof k_plain[0]};
 
@@ -123,6 +123,7 @@ static void build(void)
                 if (o->dequantize) d->dequantize = o->dequantize;
                 if (o->quantize) d->quantize = o->quantize;
                 if (o->quantize_ref) d->quantize_ref = o->quantize_ref;
+                if (o->quantize_err) d->quantize_err = o->quantize_err;
                 if (o->vec_dot) d->vec_dot = o->vec_dot;
             }
         }
@@ -237,4 +238,32 @@ int smelt_q_quantize_rows(int type, const float *src, void *dst, int64_t n_rows,
     size_t tasks = (size_t)((n_rows + per - 1) / per);
     smelt_pool_run(pool, tasks, q_task, &j);
     return 0;
+}
+
+/* ==== error models ==== */
+
+/* Per block type, without and with an imatrix: {p, c, a} of smelt_qerr. Chosen by the mean
+ * KL-divergence of whole quantized models against f32 (tests/e2e/quant_quality.sh; the
+ * measurements are in docs/quantize.md, "Error models"). */
+static const struct {
+    int type;
+    smelt_qerr plain, imx;
+} k_tuned[] = {
+    {SMELT_TYPE_Q5_0, {2, 1, 0}, {0, 0, 0}},
+    {SMELT_TYPE_Q8_0, {2, 1, 0}, {0, 0, 0}},
+    {SMELT_TYPE_Q2_K, {2, 0.25f, 0}, {2, 0.25f, 0}},
+    {SMELT_TYPE_Q3_K, {1, 1, 0}, {2, 1, 1}},
+    {SMELT_TYPE_Q4_K, {1, 0.5f, 0}, {2, 1, 0}},
+    {SMELT_TYPE_Q5_K, {2, 1, 0}, {2, 1, 0}},
+    {SMELT_TYPE_Q6_K, {0, 0, 0}, {0, 0, 0.7f}},
+};
+
+const smelt_qerr *smelt_q_tuned_err(int type, bool with_imatrix)
+{
+    for (size_t i = 0; i < sizeof k_tuned / sizeof k_tuned[0]; i++)
+        if (k_tuned[i].type == type) {
+            const smelt_qerr *m = with_imatrix ? &k_tuned[i].imx : &k_tuned[i].plain;
+            return m->p == 0 && m->a == 0 ? NULL : m;
+        }
+    return NULL;
 }

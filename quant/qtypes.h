@@ -15,6 +15,15 @@
 #include "formats/base/pool.h"
 #include "formats/ggml_types.h"
 
+/* An error model: the weight of each element's squared error when encoding,
+ *     w_i = (imx_i + a * mean(imx over the row)) * (c * s2 + x_i^2)^(p / 2),
+ * imx_i = 1 without an imatrix, s2 = mean of x^2 over the element's super-block.
+ * p = 0, a = 0 is the plain (importance-weighted) squared error that `quantize` minimizes.
+ * smelt-quantize uses smelt_q_tuned_err(); see docs/quantize.md, "Error models". */
+typedef struct smelt_qerr {
+    float p, c, a;
+} smelt_qerr;
+
 typedef struct smelt_qtype_ops {
     int type; /* ggml type id */
     /* n elements (multiple of the block size) → f32. Bit-exact with ggml's dequantize_row. */
@@ -36,6 +45,10 @@ typedef struct smelt_qtype_ops {
     /* Activation-only type (Q8_1, Q8_K): the right-hand side of dot products, never
      * written to model files; `quantize` is NULL, `quantize_ref` encodes activations. */
     bool internal;
+    /* As `quantize`, minimizing the error of model `m` (NULL = plain); NULL if the type
+     * has no error models (then callers use `quantize`). */
+    void (*quantize_err)(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imatrix,
+                         const smelt_qerr *m);
 } smelt_qtype_ops;
 
 /* Ops for a type, or NULL if smelt has none. The kernels are the fastest this CPU runs
@@ -62,6 +75,10 @@ int smelt_q_dequantize_row(int type, const void *src, float *dst, size_t n);
 bool smelt_q_can_dequantize(int type);
 bool smelt_q_can_quantize(int type);
 bool smelt_q_requires_imatrix(int type);
+
+/* The error model smelt-quantize uses for `type` (with or without an imatrix), chosen by
+ * end-to-end KL-divergence (docs/quantize.md); NULL = plain squared error. */
+const smelt_qerr *smelt_q_tuned_err(int type, bool with_imatrix);
 
 /* Quantize n_rows × row_len floats into dst (n_rows × row bytes), splitting rows over the
  * pool (may be NULL). Output does not depend on the thread count. Errors: EUNSUPPORTED for

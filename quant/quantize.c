@@ -599,6 +599,7 @@ typedef struct conv_job {
     uint64_t src_row_bytes, dst_row_bytes, row_len, rows_per_task, n_rows;
     uint8_t *dst;
     const float *imx;
+    const smelt_qerr *err;
     bool sanitize;
     float *scratch; /* per thread: rows_per_task × row_len */
     uint64_t *bad;  /* per task */
@@ -618,7 +619,10 @@ static void conv_task(void *ctx, size_t task, int thread)
             if (c->sanitize) f[i] = 0.0f;
         }
     c->bad[task] = bad;
-    c->enc->quantize(f, c->dst + r0 * c->dst_row_bytes, (int64_t)nr, (int64_t)c->row_len, c->imx);
+    if (c->err && c->enc->quantize_err)
+        c->enc->quantize_err(f, c->dst + r0 * c->dst_row_bytes, (int64_t)nr, (int64_t)c->row_len, c->imx, c->err);
+    else
+        c->enc->quantize(f, c->dst + r0 * c->dst_row_bytes, (int64_t)nr, (int64_t)c->row_len, c->imx);
 }
 
 typedef struct stream {
@@ -692,13 +696,14 @@ static int write_tensor(job *j, stream *st, smelt_gguf_writer *w, size_t i, smel
         (rc = grow((void **)&st->qbuf, &st->cap_q, (size_t)(slab * dst_rb), 1, e)))
         return rc;
     bool sanitize = smelt_type_is_quantized(q->new_type);
+    const smelt_qerr *err = j->o->plain_error ? NULL : smelt_q_tuned_err(q->new_type, en != NULL);
     for (uint64_t m = 0; m < n_mat; m++) {
         const float *imx = en ? st->weights + (m % q->ne[2]) * row_len : NULL;
         for (uint64_t r = 0; r < rows_per_mat; r += slab) {
             uint64_t nr = rows_per_mat - r < slab ? rows_per_mat - r : slab;
             uint64_t row0 = m * rows_per_mat + r;
             conv_job c = {enc, q->type, t->data + row0 * src_rb, src_rb, dst_rb, row_len, per, nr, st->qbuf, imx,
-                          sanitize, st->scratch, NULL};
+                          err, sanitize, st->scratch, NULL};
             size_t tasks = (size_t)((nr + per - 1) / per);
             if ((rc = grow((void **)&st->bad, &st->cap_bad, tasks, sizeof(uint64_t), e))) return rc;
             c.bad = st->bad;

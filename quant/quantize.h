@@ -73,6 +73,9 @@ typedef struct smelt_quantize_opts {
     const smelt_kv_override *kv_overrides;     /* --override-kv */
     size_t n_kv_overrides;
     bool pure, leave_output, keep_split, allow_requantize, dry_run;
+    /* --error-model plain: minimize the plain (importance-weighted) squared error instead of
+     * the per-type error models of smelt_q_tuned_err(). */
+    bool plain_error;
     /* Callbacks (may be NULL): warnings (one line each, no newline), and the plan, once
      * it is complete and checked — before any output is written, or as the result of a
      * dry run. After the run returns successfully on_done receives the same plan with

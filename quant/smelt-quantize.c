@@ -36,6 +36,9 @@ static void usage(void)
            "                              searched) get TYPE; repeatable, first match wins\n"
            "  --tensor-type-file FILE     REGEX=TYPE entries separated by spaces or newlines\n"
            "  --pure                      no mix: every quantizable tensor gets the default type\n"
+           "  --error-model tuned|plain   k-quants: weigh errors by the per-type models tuned\n"
+           "                              on KL-divergence (default), or minimize the plain\n"
+           "                              (imatrix-weighted) squared error\n"
            "  --leave-output-tensor       keep output.weight as it is\n"
            "  --override-kv KEY=TYPE:VAL  set metadata in the output; TYPE int|float|bool|str\n"
            "  --keep-split                a split input gives a split output with the same shards\n"
@@ -279,7 +282,7 @@ int main(int argc, char **argv)
 {
     enum {
         O_IMATRIX = 256, O_INCLUDE, O_EXCLUDE, O_OUTTYPE, O_TOKTYPE, O_TTYPE, O_TTFILE, O_PURE, O_LEAVE, O_KV,
-        O_SPLIT, O_REQ, O_DRY, O_JSON, O_VERSION, O_PRUNE, O_MAXBUF
+        O_SPLIT, O_REQ, O_DRY, O_JSON, O_VERSION, O_PRUNE, O_MAXBUF, O_ERRM
     };
     static const struct option lo[] = {
         {"imatrix", required_argument, 0, O_IMATRIX},      {"include-weights", required_argument, 0, O_INCLUDE},
@@ -292,7 +295,7 @@ int main(int argc, char **argv)
         {"threads", required_argument, 0, 't'},            {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},                     {"version", no_argument, 0, O_VERSION},
         {"prune-layers", required_argument, 0, O_PRUNE},   {"max-buffer-size", required_argument, 0, O_MAXBUF},
-        {0, 0, 0, 0}};
+        {"error-model", required_argument, 0, O_ERRM},     {0, 0, 0, 0}};
     smelt_quantize_opts o;
     smelt_quantize_opts_default(&o);
     app a = {0};
@@ -314,6 +317,14 @@ int main(int argc, char **argv)
         case O_TTYPE: if (add_tensor_type(&tt, optarg, "--tensor-type")) goto done; break;
         case O_TTFILE: if (add_tensor_type_file(&tt, optarg)) goto done; break;
         case O_PURE: o.pure = true; break;
+        case O_ERRM:
+            if (!strcmp(optarg, "plain")) o.plain_error = true;
+            else if (!strcmp(optarg, "tuned")) o.plain_error = false;
+            else {
+                smelt_cli_usage_error(TOOL, "--error-model: '%s' is not one of: tuned, plain", optarg);
+                goto done;
+            }
+            break;
         case O_LEAVE: o.leave_output = true; break;
         case O_KV: {
             smelt_kv_override *nk = realloc(kvs, (n_kvs + 1) * sizeof *nk);

@@ -175,10 +175,10 @@ static float dot_q6_K(const void *vx, const void *vy, size_t n)
 }
 
 static const smelt_qtype_ops k_avx2[] = {
-    {SMELT_TYPE_Q2_K, NULL, smelt_quant_q2_K_avx2, NULL, dot_q2_K, 0, false, false},
-    {SMELT_TYPE_Q3_K, NULL, smelt_quant_q3_K_avx2, NULL, dot_q3_K, 0, false, false},
-    {SMELT_TYPE_Q4_K, NULL, smelt_quant_q4_K_avx2, NULL, dot_q4_K, 0, false, false},
-    {SMELT_TYPE_Q5_K, NULL, smelt_quant_q5_K_avx2, NULL, dot_q5_K, 0, false, false},
-    {SMELT_TYPE_Q6_K, NULL, smelt_quant_q6_K_avx2, NULL, dot_q6_K, 0, false, false},
+    {SMELT_TYPE_Q2_K, NULL, smelt_quant_q2_K_avx2, NULL, dot_q2_K, 0, false, false, smelt_quant_q2_K_avx2_err},
+    {SMELT_TYPE_Q3_K, NULL, smelt_quant_q3_K_avx2, NULL, dot_q3_K, 0, false, false, smelt_quant_q3_K_avx2_err},
+    {SMELT_TYPE_Q4_K, NULL, smelt_quant_q4_K_avx2, NULL, dot_q4_K, 0, false, false, smelt_quant_q4_K_avx2_err},
+    {SMELT_TYPE_Q5_K, NULL, smelt_quant_q5_K_avx2, NULL, dot_q5_K, 0, false, false, smelt_quant_q5_K_avx2_err},
+    {SMELT_TYPE_Q6_K, NULL, smelt_quant_q6_K_avx2, NULL, dot_q6_K, 0, false, false, smelt_quant_q6_K_avx2_err},
 };
 const smelt_qfamily smelt_kquant_family_avx2 = {k_avx2, sizeof k_avx2 / sizeof k_avx2[0]};

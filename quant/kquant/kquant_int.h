@@ -89,7 +89,7 @@ void kq_lanes_sub(int32_t *lane, int len, int s, int sc, const int *lv, const in
 /* Rows loop shared by the encoders: per super-block weights from the imatrix or ones. */
 typedef void (*kq_block_fn)(const kq_engine *e, const float *x, const float *w, void *block);
 void kq_quantize_rows(const kq_engine *e, const float *src, void *dst, int64_t n_rows, int64_t row_len,
-                      const float *imx, size_t block_bytes, kq_block_fn fn);
+                      const float *imx, const smelt_qerr *m, size_t block_bytes, kq_block_fn fn);
 
 /* ==== per-type kernels (q2_K.c … q8_K.c) ==== */
 
@@ -99,6 +99,10 @@ void kq_quantize_rows(const kq_engine *e, const float *src, void *dst, int64_t n
     void smelt_quant_##t(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx);   \
     void smelt_quant_##t##_avx2(const float *src, void *dst, int64_t n_rows, int64_t row_len,              \
                                 const float *imx);                                                          \
+    void smelt_quant_##t##_err(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx, \
+                               const smelt_qerr *m);                                                        \
+    void smelt_quant_##t##_avx2_err(const float *src, void *dst, int64_t n_rows, int64_t row_len,          \
+                                    const float *imx, const smelt_qerr *m);                                 \
     float smelt_dot_##t(const void *vx, const void *vy, size_t n);
 KQ_DECL(q2_K)
 KQ_DECL(q3_K)

@@ -49,12 +49,12 @@ void smelt_ref_q8_K(const float *x, void *dst, int64_t k)
 /* ==== the family ==== */
 
 static const smelt_qtype_ops k_kquant[] = {
-    {SMELT_TYPE_Q2_K, smelt_deq_q2_K, smelt_quant_q2_K, smelt_ref_q2_K, smelt_dot_q2_K, SMELT_TYPE_Q8_K, false, false},
-    {SMELT_TYPE_Q3_K, smelt_deq_q3_K, smelt_quant_q3_K, smelt_ref_q3_K, smelt_dot_q3_K, SMELT_TYPE_Q8_K, false, false},
-    {SMELT_TYPE_Q4_K, smelt_deq_q4_K, smelt_quant_q4_K, smelt_ref_q4_K, smelt_dot_q4_K, SMELT_TYPE_Q8_K, false, false},
-    {SMELT_TYPE_Q5_K, smelt_deq_q5_K, smelt_quant_q5_K, smelt_ref_q5_K, smelt_dot_q5_K, SMELT_TYPE_Q8_K, false, false},
-    {SMELT_TYPE_Q6_K, smelt_deq_q6_K, smelt_quant_q6_K, smelt_ref_q6_K, smelt_dot_q6_K, SMELT_TYPE_Q8_K, false, false},
-    {SMELT_TYPE_Q8_K, smelt_deq_q8_K, NULL, smelt_ref_q8_K, NULL, SMELT_TYPE_Q8_K, false, true},
+    {SMELT_TYPE_Q2_K, smelt_deq_q2_K, smelt_quant_q2_K, smelt_ref_q2_K, smelt_dot_q2_K, SMELT_TYPE_Q8_K, false, false, smelt_quant_q2_K_err},
+    {SMELT_TYPE_Q3_K, smelt_deq_q3_K, smelt_quant_q3_K, smelt_ref_q3_K, smelt_dot_q3_K, SMELT_TYPE_Q8_K, false, false, smelt_quant_q3_K_err},
+    {SMELT_TYPE_Q4_K, smelt_deq_q4_K, smelt_quant_q4_K, smelt_ref_q4_K, smelt_dot_q4_K, SMELT_TYPE_Q8_K, false, false, smelt_quant_q4_K_err},
+    {SMELT_TYPE_Q5_K, smelt_deq_q5_K, smelt_quant_q5_K, smelt_ref_q5_K, smelt_dot_q5_K, SMELT_TYPE_Q8_K, false, false, smelt_quant_q5_K_err},
+    {SMELT_TYPE_Q6_K, smelt_deq_q6_K, smelt_quant_q6_K, smelt_ref_q6_K, smelt_dot_q6_K, SMELT_TYPE_Q8_K, false, false, smelt_quant_q6_K_err},
+    {SMELT_TYPE_Q8_K, smelt_deq_q8_K, NULL, smelt_ref_q8_K, NULL, SMELT_TYPE_Q8_K, false, true, NULL},
 };
 _Static_assert(sizeof k_kquant / sizeof k_kquant[0] == SMELT_KQUANT_N_TYPES, "k-quant family size");
 

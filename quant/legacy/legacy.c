@@ -331,12 +331,12 @@ static float dot_q8_0(const void *vx, const void *vy, size_t n)
 /* ==== the family ==== */
 
 static const smelt_qtype_ops k_legacy[] = {
-    {SMELT_TYPE_Q4_0, deq_q4_0, smelt_quant_q4_0_port, ref_q4_0, dot_q4_0, SMELT_TYPE_Q8_0, false, false},
-    {SMELT_TYPE_Q4_1, deq_q4_1, smelt_quant_q4_1_port, ref_q4_1, dot_q4_1, SMELT_TYPE_Q8_1, false, false},
-    {SMELT_TYPE_Q5_0, deq_q5_0, smelt_quant_q5_0_port, ref_q5_0, dot_q5_0, SMELT_TYPE_Q8_0, false, false},
-    {SMELT_TYPE_Q5_1, deq_q5_1, smelt_quant_q5_1_port, ref_q5_1, dot_q5_1, SMELT_TYPE_Q8_1, false, false},
-    {SMELT_TYPE_Q8_0, deq_q8_0, smelt_quant_q8_0_port, ref_q8_0, dot_q8_0, SMELT_TYPE_Q8_0, false, false},
-    {SMELT_TYPE_Q8_1, deq_q8_1, NULL, ref_q8_1, NULL, SMELT_TYPE_Q8_1, false, true},
+    {SMELT_TYPE_Q4_0, deq_q4_0, smelt_quant_q4_0_port, ref_q4_0, dot_q4_0, SMELT_TYPE_Q8_0, false, false, smelt_quant_q4_0_err_port},
+    {SMELT_TYPE_Q4_1, deq_q4_1, smelt_quant_q4_1_port, ref_q4_1, dot_q4_1, SMELT_TYPE_Q8_1, false, false, smelt_quant_q4_1_err_port},
+    {SMELT_TYPE_Q5_0, deq_q5_0, smelt_quant_q5_0_port, ref_q5_0, dot_q5_0, SMELT_TYPE_Q8_0, false, false, smelt_quant_q5_0_err_port},
+    {SMELT_TYPE_Q5_1, deq_q5_1, smelt_quant_q5_1_port, ref_q5_1, dot_q5_1, SMELT_TYPE_Q8_1, false, false, smelt_quant_q5_1_err_port},
+    {SMELT_TYPE_Q8_0, deq_q8_0, smelt_quant_q8_0_port, ref_q8_0, dot_q8_0, SMELT_TYPE_Q8_0, false, false, smelt_quant_q8_0_err_port},
+    {SMELT_TYPE_Q8_1, deq_q8_1, NULL, ref_q8_1, NULL, SMELT_TYPE_Q8_1, false, true, NULL},
 };
 
 _Static_assert(sizeof k_legacy / sizeof k_legacy[0] == SMELT_LEGACY_N_TYPES, "legacy family size");

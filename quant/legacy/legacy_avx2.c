@@ -96,10 +96,10 @@ static float dot_q8_0(const void *vx, const void *vy, size_t n)
 }
 
 static const smelt_qtype_ops k_avx2[] = {
-    {SMELT_TYPE_Q4_0, NULL, smelt_quant_q4_0_avx2, NULL, dot_q4_0, 0, false, false},
-    {SMELT_TYPE_Q4_1, NULL, smelt_quant_q4_1_avx2, NULL, dot_q4_1, 0, false, false},
-    {SMELT_TYPE_Q5_0, NULL, smelt_quant_q5_0_avx2, NULL, dot_q5_0, 0, false, false},
-    {SMELT_TYPE_Q5_1, NULL, smelt_quant_q5_1_avx2, NULL, dot_q5_1, 0, false, false},
-    {SMELT_TYPE_Q8_0, NULL, smelt_quant_q8_0_avx2, NULL, dot_q8_0, 0, false, false},
+    {SMELT_TYPE_Q4_0, NULL, smelt_quant_q4_0_avx2, NULL, dot_q4_0, 0, false, false, smelt_quant_q4_0_err_avx2},
+    {SMELT_TYPE_Q4_1, NULL, smelt_quant_q4_1_avx2, NULL, dot_q4_1, 0, false, false, smelt_quant_q4_1_err_avx2},
+    {SMELT_TYPE_Q5_0, NULL, smelt_quant_q5_0_avx2, NULL, dot_q5_0, 0, false, false, smelt_quant_q5_0_err_avx2},
+    {SMELT_TYPE_Q5_1, NULL, smelt_quant_q5_1_avx2, NULL, dot_q5_1, 0, false, false, smelt_quant_q5_1_err_avx2},
+    {SMELT_TYPE_Q8_0, NULL, smelt_quant_q8_0_avx2, NULL, dot_q8_0, 0, false, false, smelt_quant_q8_0_err_avx2},
 };
 const smelt_qfamily smelt_legacy_family_avx2 = {k_avx2, sizeof k_avx2 / sizeof k_avx2[0]};

@@ -2,8 +2,9 @@
 # Quality of smelt's quantization against llama-quantize's (issue 5, check 4): for each
 # ftype, quantize the same f16 sample with both tools, without and with the reference
 # imatrix, and measure mean KL-divergence against the f32 model and perplexity with
-# llama-perplexity (the measuring stick until smelt-perplexity covers KLD). smelt must
-# not be worse: KLD <= llama's + its standard error, likewise PPL.
+# llama-perplexity. smelt must not be worse: its mean KLD <= llama's (strictly, no error
+# bar), and its PPL <= llama's + llama's standard error (PPL of a quant can fall on either
+# side of the f32 model's; differences inside one standard error are not resolvable).
 #
 # Environment: SMELT_QUALITY_TYPES (default "Q8_0 Q4_K_M Q2_K"; the demo set is
 # "Q8_0 Q6_K Q5_K_M Q4_K_M Q3_K_M Q2_K"),
@@ -86,7 +87,7 @@ for t in $types; do
       r=$(measure "$tmp/l.gguf" "$tx") || exit 1
       read -r kl kle pl ple <<<"$r"
       v=$(awk -v ks="$ks" -v kl="$kl" -v kle="$kle" -v ps="$ps" -v pl="$pl" -v ple="$ple" \
-        'BEGIN { print (ks <= kl + kle && ps <= pl + ple) ? "ok" : "WORSE" }')
+        'BEGIN { print (ks <= kl && ps <= pl + ple) ? "ok" : "WORSE" }')
       [ "$v" = ok ] || bad=$((bad+1))
       printf '%-8s %-7s %-8s %12s %12s %10s %10s  %s\n' "$t" "$([ "$im" = none ] && echo no || echo yes)" "$tx" \
         "$ks" "$kl" "$ps" "$pl" "$v"

@@ -30,7 +30,16 @@ grep -q "malformed tensor type 'attn_v' (expected NAME=TYPE)" "$tmp/err" || { ca
 grep -q "unknown ggml type 'q9'" "$tmp/err" || fail "type message"
 "$Q" --override-kv foo=int:x "$small" "$tmp/o.gguf" Q8_0 2>"$tmp/err"; [ $? -eq 2 ] || fail "bad override"
 "$Q" "$tmp/missing.gguf" "$tmp/o.gguf" Q8_0 2>"$tmp/err"; [ $? -eq 1 ] || fail "missing input must exit 1"
+"$Q" --error-model mse "$small" "$tmp/o.gguf" Q4_K 2>"$tmp/err"; [ $? -eq 2 ] || fail "bad --error-model"
+grep -q "error-model: 'mse' is not one of: tuned, plain" "$tmp/err" || { cat "$tmp/err"; fail "error-model message"; }
 set -e
+# the tuned error model (default) and the plain one give different q5_0 bytes; tuned is the default
+"$Q" -q --pure "$small" "$tmp/t.gguf" Q5_0
+"$Q" -q --pure --error-model tuned "$small" "$tmp/t2.gguf" Q5_0
+"$Q" -q --pure --error-model plain "$small" "$tmp/p.gguf" Q5_0
+cmp -s "$tmp/t.gguf" "$tmp/t2.gguf" || fail "--error-model tuned is not the default"
+! cmp -s "$tmp/t.gguf" "$tmp/p.gguf" || fail "--error-model plain gave the tuned bytes"
+rm -f "$tmp/t.gguf" "$tmp/t2.gguf" "$tmp/p.gguf"
 [ ! -e "$tmp/o.gguf" ] || fail "an output appeared after an error"
 # IN TYPE form: ggml-model-TYPE.gguf beside the input
 cp "$small" "$tmp/in.gguf"
