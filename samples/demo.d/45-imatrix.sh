@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# 45-imatrix — smelt's own importance matrix of the merged zh model (25-merged-gguf) on
+# calib.txt (chunks of 256 tokens), through the reference forward pass, in the GGUF imatrix
+# format llama-quantize reads.
+set -euo pipefail
+in="$OUT/tiny-mixtral-zh.gguf"
+[ -f "$in" ] || { echo "skip: $in not found (it comes from 25-merged-gguf)"; exit 0; }
+out="$OUT/tiny-mixtral-zh.imatrix.gguf"
+"$SMELT_BIN/smelt-imatrix" -q --json -m "$in" -f "$SAMPLES/text/calib.txt" -c 256 -o "$out" >"$OUT/imatrix.json"
+python3 - "$OUT/imatrix.json" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+print("imatrix: %d entries from %d chunks x %d tokens of calib.txt (PPL %.2f during collection), %.1f s -> %s"
+      % (j["n_entries"], j["n_chunks"], j["n_ctx"], j["ppl"], j["seconds"], j["output"].split("/")[-1]))
+PY
