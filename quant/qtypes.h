@@ -19,9 +19,12 @@
  *     w_i = (imx_i + a * mean(imx over the row)) * (c * s2 + x_i^2)^(p / 2),
  * imx_i = 1 without an imatrix, s2 = mean of x^2 over the element's super-block.
  * p = 0, a = 0 is the plain (importance-weighted) squared error that `quantize` minimizes.
+ * A model with `ref` set means: write llama.cpp's reference blocks (`quantize_ref`, which
+ * ignores importance weights, as llama-quantize does for such types).
  * smelt-quantize uses smelt_q_tuned_err(); see docs/quantize.md, "Error models". */
 typedef struct smelt_qerr {
     float p, c, a;
+    bool ref; /* instead of any search: ggml's reference encoding (`quantize_ref`) */
 } smelt_qerr;
 
 typedef struct smelt_qtype_ops {

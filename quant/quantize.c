@@ -619,7 +619,10 @@ static void conv_task(void *ctx, size_t task, int thread)
             if (c->sanitize) f[i] = 0.0f;
         }
     c->bad[task] = bad;
-    if (c->err && c->enc->quantize_err)
+    if (c->err && c->err->ref && c->enc->quantize_ref)
+        for (uint64_t r = 0; r < nr; r++)
+            c->enc->quantize_ref(f + r * c->row_len, c->dst + (r0 + r) * c->dst_row_bytes, (int64_t)c->row_len);
+    else if (c->err && c->enc->quantize_err)
         c->enc->quantize_err(f, c->dst + r0 * c->dst_row_bytes, (int64_t)nr, (int64_t)c->row_len, c->imx, c->err);
     else
         c->enc->quantize(f, c->dst + r0 * c->dst_row_bytes, (int64_t)nr, (int64_t)c->row_len, c->imx);

@@ -121,13 +121,17 @@ for t in $(awk '/^ +[0-9]+ +or +[A-Z]/ {print $3}' "$tmp/help"); do
 done
 echo "tiny-mixtral: $nplans plans (ftype x imatrix) equal to llama-quantize --dry-run"
 
-# float ftypes: byte-identical, with the imatrix provenance keys and overrides
-for t in F32 F16 BF16 COPY; do
+# float ftypes and Q8_0 (whose error model is ggml's reference encoding): byte-identical,
+# with the imatrix provenance keys and overrides
+for t in F32 F16 BF16 COPY Q8_0; do
   "$Q" -q --imatrix "$imx" --override-kv general.name=str:zh-test --override-kv x.n=int:-3 "$f16" "$tmp/s.gguf" "$t" 1
   "$LQ" --imatrix "$imx" --override-kv general.name=str:zh-test --override-kv x.n=int:-3 "$f16" "$tmp/l.gguf" "$t" 1 >/dev/null 2>&1
   cmp "$tmp/s.gguf" "$tmp/l.gguf" || fail "$t with --imatrix/--override-kv differs from llama-quantize"
 done
-echo "tiny-mixtral: F32 F16 BF16 COPY byte-identical to llama-quantize (imatrix keys, overrides)"
+"$Q" -q --error-model plain "$f16" "$tmp/s.gguf" Q8_0 1
+"$LQ" "$f16" "$tmp/l.gguf" Q8_0 1 >/dev/null 2>&1
+! cmp -s "$tmp/s.gguf" "$tmp/l.gguf" || fail "Q8_0 --error-model plain: expected smelt's own least-squares blocks"
+echo "tiny-mixtral: F32 F16 BF16 COPY Q8_0 byte-identical to llama-quantize (imatrix keys, overrides)"
 
 # outputs load and run in llama.cpp
 LP="${LQ%/*}/llama-perplexity"

@@ -176,12 +176,17 @@ ParameterizedTest(int *type, qerr, minimizes_its_error)
 Test(qerr, tuned_table)
 {
     /* the types with a tuned model (docs/quantize.md, "Error models") */
-    static const int with[] = {SMELT_TYPE_Q5_0, SMELT_TYPE_Q8_0, SMELT_TYPE_Q2_K, SMELT_TYPE_Q3_K,
-                               SMELT_TYPE_Q4_K, SMELT_TYPE_Q5_K};
+    static const int with[] = {SMELT_TYPE_Q5_0, SMELT_TYPE_Q2_K, SMELT_TYPE_Q3_K, SMELT_TYPE_Q4_K,
+                               SMELT_TYPE_Q5_K};
     for (size_t i = 0; i < sizeof with / sizeof with[0]; i++) {
         const smelt_qerr *m = smelt_q_tuned_err(with[i], false);
         cr_expect(m && m->p > 0, "%s: expected a tuned model without an imatrix", qt_name(with[i]));
         cr_expect(smelt_q_ops(with[i])->quantize_err, "%s: a tuned model but no quantize_err", qt_name(with[i]));
+    }
+    for (int w = 0; w < 2; w++) {
+        const smelt_qerr *q8 = smelt_q_tuned_err(SMELT_TYPE_Q8_0, w);
+        cr_expect(q8 && q8->ref, "Q8_0%s: ggml's reference encoding", w ? " (imatrix)" : "");
+        cr_expect(smelt_q_ops(SMELT_TYPE_Q8_0)->quantize_ref, "Q8_0 has a reference encoder");
     }
     cr_expect(smelt_q_tuned_err(SMELT_TYPE_Q6_K, false) == NULL, "Q6_K without an imatrix is plain");
     const smelt_qerr *q6 = smelt_q_tuned_err(SMELT_TYPE_Q6_K, true);
