@@ -271,6 +271,23 @@ float smelt_qs_weight_floor(const float *imx, int64_t row_len)
     return mean > 0 ? (float)(mean * 1e-6) : 1e-30f;
 }
 
+float smelt_qs_weight_lift(float floor, float a)
+{
+    return a * floor * 1e6f; /* the floor is 1e-6 of the mean */
+}
+
+void smelt_qs_magnitude(const float *x, int n, float p, float c, float *w)
+{
+    double s2 = 0;
+    for (int i = 0; i < n; i++)
+        if (isfinite(x[i])) s2 += (double)x[i] * x[i];
+    float base = c * (float)(s2 / n), e = 0.5f * p;
+    for (int i = 0; i < n; i++) {
+        float v = isfinite(x[i]) ? x[i] : 0.f;
+        w[i] *= powf(base + v * v, e) + 1e-30f;
+    }
+}
+
 void smelt_qs_block_weights(const float *imx, float fl, int n, float *w)
 {
     if (!imx) {

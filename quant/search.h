@@ -70,6 +70,12 @@ float smelt_qs_sweep_asym(int n, int nmax, const float *x, const float *w, float
 /* A small positive floor for the weights of one imatrix row (1e-6 of its mean), so that
  * no element's weight is exactly zero and all-zero blocks stay well defined. */
 float smelt_qs_weight_floor(const float *imx, int64_t row_len);
+/* An error model's imatrix lift for a row whose floor is `floor` (from
+ * smelt_qs_weight_floor): a times the row's mean. */
+float smelt_qs_weight_lift(float floor, float a);
+/* Error models' magnitude term: w[i] *= (c * s2 + x[i]^2)^(p/2) + 1e-30, s2 = the mean of
+ * x^2 over the n values (non-finite x read as 0). */
+void smelt_qs_magnitude(const float *x, int n, float p, float c, float *w);
 /* w[j] = imx[j] (negative or non-finite read as 0) + floor; all ones if imx is NULL. */
 void smelt_qs_block_weights(const float *imx, float floor, int n, float *w);
 /* Copy n values replacing NaN and infinities by 0; returns true if any was replaced. */

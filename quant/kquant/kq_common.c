@@ -231,31 +231,22 @@ void kq_lanes_sub(int32_t *lane, int len, int s, int sc, const int *lv, const in
 
 /* ==== rows ==== */
 
-/* The weights of one super-block under error model m (NULL = plain): the imatrix's
- * (raised by m->a times its row mean) times the magnitude term (c s2 + x^2)^(p/2). */
-static void block_weights(const float *x, const float *imx, float fl, float lift, const smelt_qerr *m, float *w)
-{
-    smelt_qs_block_weights(imx, fl + lift, SMELT_QK_K, w);
-    if (!m || m->p == 0.0f) return;
-    double s2 = 0;
-    for (int i = 0; i < SMELT_QK_K; i++) s2 += (double)x[i] * x[i];
-    float base = m->c * (float)(s2 / SMELT_QK_K), e = 0.5f * m->p;
-    for (int i = 0; i < SMELT_QK_K; i++) w[i] *= powf(base + x[i] * x[i], e) + 1e-30f;
-}
-
 void kq_quantize_rows(const kq_engine *e, const float *src, void *dst, int64_t n_rows, int64_t row_len,
                       const float *imx, const smelt_qerr *m, size_t block_bytes, kq_block_fn fn)
 {
-    float fl = imx ? smelt_qs_weight_floor(imx, row_len) : 0, lift = 0;
-    if (imx && m && m->a > 0) lift = m->a * fl * 1e6f; /* the floor is 1e-6 of the row mean */
-    bool weighted = imx || (m && m->p != 0.0f);
+    float fl = imx ? smelt_qs_weight_floor(imx, row_len) : 0;
+    if (imx && m && m->a > 0) fl += smelt_qs_weight_lift(fl, m->a);
+    bool mag = m && m->p != 0.0f, weighted = imx || mag;
     uint8_t *y = dst;
     int64_t nb = row_len / SMELT_QK_K;
     float w[SMELT_QK_K];
     for (int64_t r = 0; r < n_rows; r++)
         for (int64_t ib = 0; ib < nb; ib++, y += block_bytes) {
             const float *x = src + r * row_len + ib * SMELT_QK_K;
-            if (weighted) block_weights(x, imx ? imx + ib * SMELT_QK_K : NULL, fl, lift, m, w);
+            if (weighted) {
+                smelt_qs_block_weights(imx ? imx + ib * SMELT_QK_K : NULL, fl, SMELT_QK_K, w);
+                if (mag) smelt_qs_magnitude(x, SMELT_QK_K, m->p, m->c, w);
+            }
             fn(e, x, weighted ? w : NULL, y);
         }
 }

@@ -104,6 +104,32 @@ void kq_quantize_rows(const kq_engine *e, const float *src, void *dst, int64_t n
     void smelt_quant_##t##_avx2_err(const float *src, void *dst, int64_t n_rows, int64_t row_len,          \
                                     const float *imx, const smelt_qerr *m);                                 \
     float smelt_dot_##t(const void *vx, const void *vy, size_t n);
+/* A type's four row entry points (plain or error model; portable or AVX2 engine): all of
+ * them kq_quantize_rows() with the type's static quant_block(). */
+#define KQ_ROW_ENTRIES(t)                                                                                    \
+    void smelt_quant_##t(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)    \
+    {                                                                                                        \
+        kq_quantize_rows(&kq_engine_port, src, dst, n_rows, row_len, imx, NULL, sizeof(smelt_block_##t),     \
+                         quant_block);                                                                       \
+    }                                                                                                        \
+    void smelt_quant_##t##_err(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx, \
+                               const smelt_qerr *m)                                                          \
+    {                                                                                                        \
+        kq_quantize_rows(&kq_engine_port, src, dst, n_rows, row_len, imx, m, sizeof(smelt_block_##t),        \
+                         quant_block);                                                                       \
+    }                                                                                                        \
+    void smelt_quant_##t##_avx2(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx) \
+    {                                                                                                        \
+        kq_quantize_rows(&kq_engine_avx2, src, dst, n_rows, row_len, imx, NULL, sizeof(smelt_block_##t),     \
+                         quant_block);                                                                       \
+    }                                                                                                        \
+    void smelt_quant_##t##_avx2_err(const float *src, void *dst, int64_t n_rows, int64_t row_len,          \
+                                    const float *imx, const smelt_qerr *m)                                   \
+    {                                                                                                        \
+        kq_quantize_rows(&kq_engine_avx2, src, dst, n_rows, row_len, imx, m, sizeof(smelt_block_##t),        \
+                         quant_block);                                                                       \
+    }
+
 KQ_DECL(q2_K)
 KQ_DECL(q3_K)
 KQ_DECL(q4_K)

@@ -89,27 +89,7 @@ static void quant_block(const kq_engine *e, const float *x, const float *w, void
     pack_levels(y->qs, L);
 }
 
-void smelt_quant_q4_K(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)
-{
-    kq_quantize_rows(&kq_engine_port, src, dst, n_rows, row_len, imx, NULL, sizeof(smelt_block_q4_K), quant_block);
-}
-
-void smelt_quant_q4_K_err(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx,
-                          const smelt_qerr *m)
-{
-    kq_quantize_rows(&kq_engine_port, src, dst, n_rows, row_len, imx, m, sizeof(smelt_block_q4_K), quant_block);
-}
-
-void smelt_quant_q4_K_avx2(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)
-{
-    kq_quantize_rows(&kq_engine_avx2, src, dst, n_rows, row_len, imx, NULL, sizeof(smelt_block_q4_K), quant_block);
-}
-
-void smelt_quant_q4_K_avx2_err(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx,
-                          const smelt_qerr *m)
-{
-    kq_quantize_rows(&kq_engine_avx2, src, dst, n_rows, row_len, imx, m, sizeof(smelt_block_q4_K), quant_block);
-}
+KQ_ROW_ENTRIES(q4_K)
 
 float smelt_dot_q4_K(const void *vx, const void *vy, size_t n)
 {
