@@ -85,28 +85,15 @@ int main(int argc, char **argv)
         {"quiet", no_argument, 0, 'q'},            {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},          {0, 0, 0, 0}};
     int c;
-    long v;
+    const smelt_cli_eval ev = {&o.n_ctx, &o.n_chunks, &o.n_batch, &o.n_threads};
     while ((c = getopt_long(argc, argv, "f:o:c:b:t:qh", lo, NULL)) != -1) {
+        int er = smelt_cli_eval_opt(TOOL, c, optarg, &ev);
+        if (er == 1) continue;
+        if (er) return er;
         switch (c) {
         case 'B': o.base = optarg; break;
         case 'f': o.text = optarg; break;
         case 'o': prefix = optarg; break;
-        case 'c':
-            if (smelt_cli_int(optarg, 4, 1 << 24, &v)) return smelt_cli_usage_error(TOOL, "-c: expected 4 .. 16777216, got '%s'", optarg);
-            o.n_ctx = (uint32_t)v;
-            break;
-        case 'C':
-            if (smelt_cli_int(optarg, 1, 1L << 40, &v)) return smelt_cli_usage_error(TOOL, "--chunks: expected a positive number, got '%s'", optarg);
-            o.n_chunks = v;
-            break;
-        case 'b':
-            if (smelt_cli_int(optarg, 1, 1 << 24, &v)) return smelt_cli_usage_error(TOOL, "-b: expected a positive number, got '%s'", optarg);
-            o.n_batch = (uint32_t)v;
-            break;
-        case 't':
-            if (smelt_cli_int(optarg, 1, 1024, &v)) return smelt_cli_usage_error(TOOL, "-t: expected 1 .. 1024, got '%s'", optarg);
-            o.n_threads = (int)v;
-            break;
         case 'K': cache = optarg; break;
         case 'N': no_cache = 1; break;
         case 'j': json = 1; break;

@@ -67,3 +67,28 @@ const char *smelt_cli_bytes(char *buf, size_t n, uint64_t b)
     else snprintf(buf, n, "%llu B", (unsigned long long)b);
     return buf;
 }
+
+int smelt_cli_eval_opt(const char *tool, int code, const char *arg, const smelt_cli_eval *ev)
+{
+    long v;
+    switch (code) {
+    case 'c':
+        if (smelt_cli_int(arg, 4, 1 << 24, &v)) return smelt_cli_usage_error(tool, "-c: expected 4 .. 16777216, got '%s'", arg);
+        *ev->n_ctx = (uint32_t)v;
+        return 1;
+    case 'C':
+        if (smelt_cli_int(arg, 1, 1L << 40, &v))
+            return smelt_cli_usage_error(tool, "--chunks: expected a positive number, got '%s'", arg);
+        *ev->n_chunks = v;
+        return 1;
+    case 'b':
+        if (smelt_cli_int(arg, 1, 1 << 24, &v)) return smelt_cli_usage_error(tool, "-b: expected a positive number, got '%s'", arg);
+        *ev->n_batch = (uint32_t)v;
+        return 1;
+    case 't':
+        if (smelt_cli_int(arg, 1, 1024, &v)) return smelt_cli_usage_error(tool, "-t: expected 1 .. 1024, got '%s'", arg);
+        *ev->n_threads = (int)v;
+        return 1;
+    default: return 0;
+    }
+}

@@ -17,6 +17,17 @@ int smelt_cli_size(const char *s, uint64_t *out);
 void smelt_cli_version(const char *tool);
 /* Print "TOOL: error: MSG\nTry 'TOOL --help'.\n" to stderr; returns exit status 2. */
 int smelt_cli_usage_error(const char *tool, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The evaluation options of smelt-perplexity, smelt-imatrix and smelt-report, by getopt
+ * code: 'c' (-c N_CTX), 'C' (--chunks N), 'b' (-b N_BATCH), 't' (-t N_THREADS). */
+typedef struct smelt_cli_eval {
+    uint32_t *n_ctx;
+    int64_t *n_chunks;
+    uint32_t *n_batch;
+    int *n_threads;
+} smelt_cli_eval;
+/* If `code` is one of them: parse `arg` into its field and return 1, or print the usage
+ * error and return its exit status 2. Otherwise return 0. */
+int smelt_cli_eval_opt(const char *tool, int code, const char *arg, const smelt_cli_eval *ev);
 /* Human-readable byte count ("17.3 MB") into buf. */
 const char *smelt_cli_bytes(char *buf, size_t n, uint64_t bytes);
 
