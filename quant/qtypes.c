@@ -249,7 +249,7 @@ static const struct {
     int type;
     smelt_qerr plain, imx;
 } k_tuned[] = {
-    {SMELT_TYPE_Q5_0, {2, 1, 0, false}, {0, 0, 0, false}},
+    {SMELT_TYPE_Q5_0, {0, 0, 0, true}, {0, 0, 0, false}},
     {SMELT_TYPE_Q8_0, {0, 0, 0, true}, {0, 0, 0, true}},
     {SMELT_TYPE_Q2_K, {2, 0.25f, 0, false}, {2, 0.25f, 0, false}},
     {SMELT_TYPE_Q3_K, {1, 1, 0, false}, {2, 1, 1, false}},

@@ -278,14 +278,20 @@ float smelt_qs_weight_lift(float floor, float a)
 
 void smelt_qs_magnitude(const float *x, int n, float p, float c, float *w)
 {
+    float v[SMELT_QS_MAX_GROUP];
     double s2 = 0;
-    for (int i = 0; i < n; i++)
-        if (isfinite(x[i])) s2 += (double)x[i] * x[i];
-    float base = c * (float)(s2 / n), e = 0.5f * p;
     for (int i = 0; i < n; i++) {
-        float v = isfinite(x[i]) ? x[i] : 0.f;
-        w[i] *= powf(base + v * v, e) + 1e-30f;
+        v[i] = isfinite(x[i]) ? x[i] : 0.f;
+        s2 += (double)v[i] * v[i];
     }
+    float base = c * (float)(s2 / n), e = 0.5f * p;
+    /* p = 2 and p = 1 (the tuned models) as plain loops the compiler vectorizes */
+    if (e == 1.0f)
+        for (int i = 0; i < n; i++) w[i] *= (base + v[i] * v[i]) + 1e-30f;
+    else if (e == 0.5f)
+        for (int i = 0; i < n; i++) w[i] *= sqrtf(base + v[i] * v[i]) + 1e-30f;
+    else
+        for (int i = 0; i < n; i++) w[i] *= powf(base + v[i] * v[i], e) + 1e-30f;
 }
 
 void smelt_qs_block_weights(const float *imx, float fl, int n, float *w)

@@ -74,7 +74,8 @@ float smelt_qs_weight_floor(const float *imx, int64_t row_len);
  * smelt_qs_weight_floor): a times the row's mean. */
 float smelt_qs_weight_lift(float floor, float a);
 /* Error models' magnitude term: w[i] *= (c * s2 + x[i]^2)^(p/2) + 1e-30, s2 = the mean of
- * x^2 over the n values (non-finite x read as 0). */
+ * x^2 over the n values (non-finite x read as 0); n <= SMELT_QS_MAX_GROUP. */
+#define SMELT_QS_MAX_GROUP 256
 void smelt_qs_magnitude(const float *x, int n, float p, float c, float *w);
 /* w[j] = imx[j] (negative or non-finite read as 0) + floor; all ones if imx is NULL. */
 void smelt_qs_block_weights(const float *imx, float floor, int n, float *w);

@@ -176,8 +176,7 @@ ParameterizedTest(int *type, qerr, minimizes_its_error)
 Test(qerr, tuned_table)
 {
     /* the types with a tuned model (docs/quantize.md, "Error models") */
-    static const int with[] = {SMELT_TYPE_Q5_0, SMELT_TYPE_Q2_K, SMELT_TYPE_Q3_K, SMELT_TYPE_Q4_K,
-                               SMELT_TYPE_Q5_K};
+    static const int with[] = {SMELT_TYPE_Q2_K, SMELT_TYPE_Q3_K, SMELT_TYPE_Q4_K, SMELT_TYPE_Q5_K};
     for (size_t i = 0; i < sizeof with / sizeof with[0]; i++) {
         const smelt_qerr *m = smelt_q_tuned_err(with[i], false);
         cr_expect(m && m->p > 0, "%s: expected a tuned model without an imatrix", qt_name(with[i]));
@@ -191,6 +190,8 @@ Test(qerr, tuned_table)
     cr_expect(smelt_q_tuned_err(SMELT_TYPE_Q6_K, false) == NULL, "Q6_K without an imatrix is plain");
     const smelt_qerr *q6 = smelt_q_tuned_err(SMELT_TYPE_Q6_K, true);
     cr_expect(q6 && q6->p == 0 && q6->a > 0, "Q6_K with an imatrix: a lifted imatrix, no magnitude term");
+    const smelt_qerr *q5 = smelt_q_tuned_err(SMELT_TYPE_Q5_0, false);
+    cr_expect(q5 && q5->ref, "Q5_0 without an imatrix: ggml's reference encoding");
     cr_expect(smelt_q_tuned_err(SMELT_TYPE_Q5_0, true) == NULL, "Q5_0 with an imatrix is plain");
     static const int without[] = {SMELT_TYPE_F32, SMELT_TYPE_F16, SMELT_TYPE_BF16, SMELT_TYPE_Q4_0,
                                   SMELT_TYPE_Q4_1, SMELT_TYPE_Q5_1};
