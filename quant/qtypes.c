@@ -242,18 +242,20 @@ int smelt_q_quantize_rows(int type, const float *src, void *dst, int64_t n_rows,
 
 /* ==== error models ==== */
 
-/* Per block type, without and with an imatrix: {p, c, a, ref} of smelt_qerr. Chosen by the mean
+/* Per block type, without and with an imatrix: {p, c, a, ref, unbias} of smelt_qerr. Chosen by the mean
  * KL-divergence of whole quantized models against f32 (tests/e2e/quant_quality.sh; the
  * measurements are in docs/quantize.md, "Error models"). */
 static const struct {
     int type;
     smelt_qerr plain, imx;
 } k_tuned[] = {
+    {SMELT_TYPE_Q4_0, {0, 0, 0, false, true}, {0, 0, 0, false, true}},
+    {SMELT_TYPE_Q4_1, {0, 0, 0, false, true}, {0, 0, 0, false, true}},
     {SMELT_TYPE_Q5_0, {0, 0, 0, true}, {0, 0, 0, false}},
     {SMELT_TYPE_Q8_0, {0, 0, 0, true}, {0, 0, 0, true}},
-    {SMELT_TYPE_Q2_K, {2, 0.25f, 0, false}, {2, 0.25f, 0, false}},
-    {SMELT_TYPE_Q3_K, {1, 1, 0, false}, {2, 1, 1, false}},
-    {SMELT_TYPE_Q4_K, {1, 0.5f, 0, false}, {2, 1, 0, false}},
+    {SMELT_TYPE_Q2_K, {2, 0.25f, 0, false, true}, {2, 0.25f, 0, false, true}},
+    {SMELT_TYPE_Q3_K, {1, 1, 0, false, true}, {2, 1, 1, false, true}},
+    {SMELT_TYPE_Q4_K, {1, 0.5f, 0, false, true}, {2, 1, 0, false, true}},
     {SMELT_TYPE_Q5_K, {2, 1, 0, false}, {2, 1, 0, false}},
     {SMELT_TYPE_Q6_K, {0, 0, 0, false}, {0, 0, 0.7f, false}},
 };
@@ -263,7 +265,7 @@ const smelt_qerr *smelt_q_tuned_err(int type, bool with_imatrix)
     for (size_t i = 0; i < sizeof k_tuned / sizeof k_tuned[0]; i++)
         if (k_tuned[i].type == type) {
             const smelt_qerr *m = with_imatrix ? &k_tuned[i].imx : &k_tuned[i].plain;
-            return m->p == 0 && m->a == 0 && !m->ref ? NULL : m;
+            return m->p == 0 && m->a == 0 && !m->ref && !m->unbias ? NULL : m;
         }
     return NULL;
 }

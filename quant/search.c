@@ -278,12 +278,15 @@ float smelt_qs_weight_lift(float floor, float a)
 
 void smelt_qs_magnitude(const float *x, int n, float p, float c, float *w)
 {
-    float v[SMELT_QS_MAX_GROUP];
+    float v[SMELT_QS_MAX_GROUP], lane[8] = {0};
+    for (int i = 0; i < n; i++) v[i] = isfinite(x[i]) ? x[i] : 0.f;
+    /* eight independent partial sums (a vectorizable loop, not one serial chain) */
+    int n8 = n & ~7;
+    for (int i = 0; i < n8; i += 8)
+        for (int k = 0; k < 8; k++) lane[k] += v[i + k] * v[i + k];
     double s2 = 0;
-    for (int i = 0; i < n; i++) {
-        v[i] = isfinite(x[i]) ? x[i] : 0.f;
-        s2 += (double)v[i] * v[i];
-    }
+    for (int k = 0; k < 8; k++) s2 += lane[k];
+    for (int i = n8; i < n; i++) s2 += (double)v[i] * v[i];
     float base = c * (float)(s2 / n), e = 0.5f * p;
     /* p = 2 and p = 1 (the tuned models) as plain loops the compiler vectorizes */
     if (e == 1.0f)
@@ -318,4 +321,38 @@ bool smelt_qs_sanitize(const float *x, int n, float *out)
         out[j] = v;
     }
     return any;
+}
+
+/* ==== unbiased rows ==== */
+
+void smelt_qs_unbias_sums(const float *x, const float *a, const float *q, int n, double s[2])
+{
+    float ax[SMELT_QS_MAX_GROUP], lx[8] = {0}, lq[8] = {0};
+    if (a)
+        for (int i = 0; i < n; i++) ax[i] = a[i] * x[i];
+    else
+        memcpy(ax, x, (size_t)n * sizeof(float));
+    for (int i = 0; i < n; i += 8) /* independent lanes: vectorizable */
+        for (int k = 0; k < 8; k++) {
+            lx[k] += ax[i + k] * x[i + k];
+            lq[k] += ax[i + k] * q[i + k];
+        }
+    for (int k = 0; k < 8; k++) s[0] += lx[k], s[1] += lq[k];
+}
+
+void smelt_qs_unbias_apply(uint8_t *blocks, int64_t nb, size_t bytes, const size_t *off, int nf, const double s[2])
+{
+    if (!(s[0] > 0) || !(s[1] > 0)) return; /* an all-zero row, or no importance on it */
+    double c = s[0] / s[1];
+    if (!(c > 0.5 && c < 2.0)) return; /* not a shrinkage: leave such a row as encoded */
+    for (int64_t ib = 0; ib < nb; ib++)
+        for (int f = 0; f < nf; f++) {
+            uint8_t *p = blocks + ib * bytes + off[f];
+            uint16_t h;
+            memcpy(&h, p, 2);
+            float v = (float)(smelt_f16_to_f32(h) * c);
+            if (fabsf(v) > 65504.0f) continue; /* would overflow f16 */
+            h = smelt_f32_to_f16(v);
+            memcpy(p, &h, 2);
+        }
 }

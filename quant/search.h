@@ -24,6 +24,7 @@
 #define SMELT_QUANT_SEARCH_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kern.h"
@@ -81,5 +82,18 @@ void smelt_qs_magnitude(const float *x, int n, float p, float c, float *w);
 void smelt_qs_block_weights(const float *imx, float floor, int n, float *w);
 /* Copy n values replacing NaN and infinities by 0; returns true if any was replaced. */
 bool smelt_qs_sanitize(const float *x, int n, float *out);
+
+/* ==== unbiased rows (smelt_qerr.unbias) ====
+ * Error-minimizing scales shrink a decoded row towards zero (it is the projection of the
+ * source, shortened by the error). The row is rescaled so that its importance-weighted
+ * projection on the source is 1: sum a x q = sum a x x. */
+
+/* Add a group's sum a x x and sum a x q to s[0], s[1] (a NULL = ones; n a multiple of 8,
+ * n <= SMELT_QS_MAX_GROUP). */
+void smelt_qs_unbias_sums(const float *x, const float *a, const float *q, int n, double s[2]);
+/* Multiply the f16 factors at byte offsets off[0 .. nf) of nb blocks of `bytes` bytes each
+ * (the factors that scale a whole block: d, and the min or dmin) by s[0] / s[1], when that
+ * is a plausible correction (in (0.5, 2); all-zero rows are left alone). */
+void smelt_qs_unbias_apply(uint8_t *blocks, int64_t nb, size_t bytes, const size_t *off, int nf, const double s[2]);
 
 #endif

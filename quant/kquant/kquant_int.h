@@ -86,10 +86,20 @@ void kq_pack_2bit(uint8_t *qs, const uint8_t *L);
  * a 32-byte vector in the SIMD kernels). lv are the stored levels, bias included. */
 void kq_lanes_sub(int32_t *lane, int len, int s, int sc, const int *lv, const int8_t *y);
 
-/* Rows loop shared by the encoders: per super-block weights from the imatrix or ones. */
-typedef void (*kq_block_fn)(const kq_engine *e, const float *x, const float *w, void *block);
+/* Rows loop shared by the encoders: per super-block weights from the imatrix or ones.
+ * A type is described by its block size, its block encoder and shape, and the offsets
+ * of the f16 factors (d, and dmin where there is one) that scale the whole super-block. */
+typedef void (*kq_block_fn)(const kq_engine *e, const kq_shape *g, const float *x, const float *w, void *block,
+                            kq_result *r);
+typedef struct kq_type {
+    size_t block_bytes;
+    kq_block_fn quant; /* search one super-block of shape g, write it, leave the result in r */
+    const kq_shape *shape;
+    int n_factors;
+    size_t factor_off[2];
+} kq_type;
 void kq_quantize_rows(const kq_engine *e, const float *src, void *dst, int64_t n_rows, int64_t row_len,
-                      const float *imx, const smelt_qerr *m, size_t block_bytes, kq_block_fn fn);
+                      const float *imx, const smelt_qerr *m, const kq_type *t);
 
 /* ==== per-type kernels (q2_K.c … q8_K.c) ==== */
 
@@ -106,28 +116,25 @@ void kq_quantize_rows(const kq_engine *e, const float *src, void *dst, int64_t n
     float smelt_dot_##t(const void *vx, const void *vy, size_t n);
 /* A type's four row entry points (plain or error model; portable or AVX2 engine): all of
  * them kq_quantize_rows() with the type's static quant_block(). */
-#define KQ_ROW_ENTRIES(t)                                                                                    \
+#define KQ_ROW_ENTRIES(t, shape, n_factors, ...)                                                            \
+    static const kq_type kq_type_##t = {sizeof(smelt_block_##t), quant_block, shape, n_factors, {__VA_ARGS__}}; \
     void smelt_quant_##t(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)    \
     {                                                                                                        \
-        kq_quantize_rows(&kq_engine_port, src, dst, n_rows, row_len, imx, NULL, sizeof(smelt_block_##t),     \
-                         quant_block);                                                                       \
+        kq_quantize_rows(&kq_engine_port, src, dst, n_rows, row_len, imx, NULL, &kq_type_##t);               \
     }                                                                                                        \
     void smelt_quant_##t##_err(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx, \
                                const smelt_qerr *m)                                                          \
     {                                                                                                        \
-        kq_quantize_rows(&kq_engine_port, src, dst, n_rows, row_len, imx, m, sizeof(smelt_block_##t),        \
-                         quant_block);                                                                       \
+        kq_quantize_rows(&kq_engine_port, src, dst, n_rows, row_len, imx, m, &kq_type_##t);                  \
     }                                                                                                        \
     void smelt_quant_##t##_avx2(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx) \
     {                                                                                                        \
-        kq_quantize_rows(&kq_engine_avx2, src, dst, n_rows, row_len, imx, NULL, sizeof(smelt_block_##t),     \
-                         quant_block);                                                                       \
+        kq_quantize_rows(&kq_engine_avx2, src, dst, n_rows, row_len, imx, NULL, &kq_type_##t);               \
     }                                                                                                        \
     void smelt_quant_##t##_avx2_err(const float *src, void *dst, int64_t n_rows, int64_t row_len,          \
                                     const float *imx, const smelt_qerr *m)                                   \
     {                                                                                                        \
-        kq_quantize_rows(&kq_engine_avx2, src, dst, n_rows, row_len, imx, m, sizeof(smelt_block_##t),        \
-                         quant_block);                                                                       \
+        kq_quantize_rows(&kq_engine_avx2, src, dst, n_rows, row_len, imx, m, &kq_type_##t);                  \
     }
 
 KQ_DECL(q2_K)

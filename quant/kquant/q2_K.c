@@ -2,6 +2,7 @@
  * kquant.h). Decoder, llama.cpp-exact reference encoder, smelt's encoder, portable dot
  * with Q8_K. Includes quant/ only. */
 #include <math.h>
+#include <stddef.h>
 
 #include "kquant_int.h"
 
@@ -68,20 +69,20 @@ void smelt_ref_q2_K(const float *x, void *dst, int64_t k)
     }
 }
 
-static void quant_block(const kq_engine *e, const float *x, const float *w, void *dst)
+static void quant_block(const kq_engine *e, const kq_shape *g, const float *x, const float *w, void *dst,
+                        kq_result *r)
 {
     smelt_block_q2_K *y = dst;
-    kq_result r;
-    e->search(e->k, &k_shape, x, w, &r);
+    e->search(e->k, g, x, w, r);
     uint8_t L[QK];
-    for (int i = 0; i < QK; i++) L[i] = (uint8_t)r.L[i];
-    for (int j = 0; j < 16; j++) y->scales[j] = (uint8_t)(r.S[j] | r.M[j] << 4);
-    y->d = r.d;
-    y->dmin = r.dmin;
+    for (int i = 0; i < QK; i++) L[i] = (uint8_t)r->L[i];
+    for (int j = 0; j < 16; j++) y->scales[j] = (uint8_t)(r->S[j] | r->M[j] << 4);
+    y->d = r->d;
+    y->dmin = r->dmin;
     kq_pack_2bit(y->qs, L);
 }
 
-KQ_ROW_ENTRIES(q2_K)
+KQ_ROW_ENTRIES(q2_K, &k_shape, 2, offsetof(smelt_block_q2_K, d), offsetof(smelt_block_q2_K, dmin))
 
 float smelt_dot_q2_K(const void *vx, const void *vy, size_t n)
 {

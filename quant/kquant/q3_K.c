@@ -2,6 +2,7 @@
  * in kquant.h). Decoder, llama.cpp-exact reference encoder, smelt's encoder, portable
  * dot with Q8_K. Includes quant/ only. */
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "kquant_int.h"
@@ -93,21 +94,21 @@ void smelt_ref_q3_K(const float *x, void *dst, int64_t k)
     }
 }
 
-static void quant_block(const kq_engine *e, const float *x, const float *w, void *dst)
+static void quant_block(const kq_engine *e, const kq_shape *g, const float *x, const float *w, void *dst,
+                        kq_result *r)
 {
     smelt_block_q3_K *y = dst;
-    kq_result r;
-    e->search(e->k, &k_shape, x, w, &r);
+    e->search(e->k, g, x, w, r);
     uint8_t L[QK];
-    for (int i = 0; i < QK; i++) L[i] = (uint8_t)(r.L[i] + 4);
+    for (int i = 0; i < QK; i++) L[i] = (uint8_t)(r->L[i] + 4);
     int s[16];
-    for (int j = 0; j < 16; j++) s[j] = r.S[j] + 32;
+    for (int j = 0; j < 16; j++) s[j] = r->S[j] + 32;
     pack_scales(y->scales, s);
-    y->d = r.d;
+    y->d = r->d;
     pack_levels(y, L);
 }
 
-KQ_ROW_ENTRIES(q3_K)
+KQ_ROW_ENTRIES(q3_K, &k_shape, 1, offsetof(smelt_block_q3_K, d))
 
 float smelt_dot_q3_K(const void *vx, const void *vy, size_t n)
 {

@@ -2,6 +2,7 @@
  * in kquant.h). Decoder, llama.cpp-exact reference encoder, smelt's encoder, portable
  * dot with Q8_K. Includes quant/ only. */
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "kquant_int.h"
@@ -94,19 +95,19 @@ void smelt_ref_q6_K(const float *x, void *dst, int64_t k)
     }
 }
 
-static void quant_block(const kq_engine *e, const float *x, const float *w, void *dst)
+static void quant_block(const kq_engine *e, const kq_shape *g, const float *x, const float *w, void *dst,
+                        kq_result *r)
 {
     smelt_block_q6_K *y = dst;
-    kq_result r;
-    e->search(e->k, &k_shape, x, w, &r);
+    e->search(e->k, g, x, w, r);
     uint8_t L[QK];
-    for (int i = 0; i < QK; i++) L[i] = (uint8_t)(r.L[i] + 32);
-    for (int j = 0; j < 16; j++) y->scales[j] = (int8_t)r.S[j];
-    y->d = r.d;
+    for (int i = 0; i < QK; i++) L[i] = (uint8_t)(r->L[i] + 32);
+    for (int j = 0; j < 16; j++) y->scales[j] = (int8_t)r->S[j];
+    y->d = r->d;
     pack_levels(y, L);
 }
 
-KQ_ROW_ENTRIES(q6_K)
+KQ_ROW_ENTRIES(q6_K, &k_shape, 1, offsetof(smelt_block_q6_K, d))
 
 float smelt_dot_q6_K(const void *vx, const void *vy, size_t n)
 {

@@ -4,8 +4,14 @@
  *   - each encoder minimizes the error it claims: on the sample model's weights, the
  *     model-weighted error of `quantize_err` is lower than the plain encoder's, and the
  *     plain squared error of `quantize` is lower than the model encoder's;
+ *   - an unbiased model rescales each row to a weighted projection of 1 on its source row,
+ *     touching only the super-block factors;
  *   - the tuned table covers the types docs/quantize.md lists, and no others. */
+#include <stddef.h>
+
 #include "qtest.h"
+#include "quant/kquant/kquant.h"
+#include "quant/legacy/legacy.h"
 
 #define NR (64 * 512)
 
@@ -105,7 +111,7 @@ ParameterizedTest(int *type, qerr, avx2_matches_portable)
     int t = *type;
     const smelt_qtype_ops *p = smelt_q_ops_isa(t, SMELT_ISA_PORTABLE), *v = smelt_q_ops_isa(t, SMELT_ISA_AVX2);
     if (!v) cr_skip_test("this CPU cannot run the AVX2 kernels");
-    const smelt_qerr models[] = {{2, 1, 0}, {1, 0.5f, 0.7f}, {2, 0.25f, 1}};
+    const smelt_qerr models[] = {{2, 1, 0}, {1, 0.5f, 0.7f}, {2, 0.25f, 1}, {1, 1, 0.5f, false, true}};
     float *x = malloc(NR * sizeof(float)), imx[512];
     size_t nb = qt_bytes(t, NR);
     uint8_t *a = malloc(nb), *b = malloc(nb);
@@ -170,6 +176,103 @@ ParameterizedTest(int *type, qerr, minimizes_its_error)
               qt_name(t), e_plain[0], e_model[0]);
 }
 
+/* The f16 factors that scale a whole block: byte offsets, count. */
+static int kq_factors(int t, size_t off[2])
+{
+    switch (t) {
+    case SMELT_TYPE_Q4_0: off[0] = offsetof(smelt_block_q4_0, d); return 1;
+    case SMELT_TYPE_Q5_0: off[0] = offsetof(smelt_block_q5_0, d); return 1;
+    case SMELT_TYPE_Q4_1: off[0] = offsetof(smelt_block_q4_1, d), off[1] = offsetof(smelt_block_q4_1, m); return 2;
+    case SMELT_TYPE_Q5_1: off[0] = offsetof(smelt_block_q5_1, d), off[1] = offsetof(smelt_block_q5_1, m); return 2;
+    case SMELT_TYPE_Q2_K: off[0] = offsetof(smelt_block_q2_K, d), off[1] = offsetof(smelt_block_q2_K, dmin); return 2;
+    case SMELT_TYPE_Q3_K: off[0] = offsetof(smelt_block_q3_K, d); return 1;
+    case SMELT_TYPE_Q4_K: off[0] = offsetof(smelt_block_q4_K, d), off[1] = offsetof(smelt_block_q4_K, dmin); return 2;
+    case SMELT_TYPE_Q5_K: off[0] = offsetof(smelt_block_q5_K, d), off[1] = offsetof(smelt_block_q5_K, dmin); return 2;
+    case SMELT_TYPE_Q6_K: off[0] = offsetof(smelt_block_q6_K, d); return 1;
+    default: return 0;
+    }
+}
+
+ParameterizedTestParameters(qerr, unbias)
+{
+    static int kq[] = {SMELT_TYPE_Q4_0, SMELT_TYPE_Q4_1, SMELT_TYPE_Q5_0, SMELT_TYPE_Q5_1, SMELT_TYPE_Q2_K,
+                       SMELT_TYPE_Q3_K, SMELT_TYPE_Q4_K, SMELT_TYPE_Q5_K, SMELT_TYPE_Q6_K};
+    return cr_make_param_array(int, kq, sizeof kq / sizeof kq[0]);
+}
+
+/* Weighted projection sum a x y / sum a x x of row r. */
+static double projection(const float *x, const float *y, const float *a, size_t cols)
+{
+    double xy = 0, xx = 0;
+    for (size_t i = 0; i < cols; i++) {
+        double w = a ? a[i] : 1;
+        xy += w * x[i] * y[i];
+        xx += w * x[i] * x[i];
+    }
+    return xy / xx;
+}
+
+ParameterizedTest(int *type, qerr, unbias)
+{
+    int t = *type;
+    const smelt_qtype_ops *o = smelt_q_ops(t);
+    size_t off[2];
+    int nf = kq_factors(t, off), bb = (int)smelt_type_get(t)->bytes;
+    qt_matrix *mats;
+    size_t nm = qt_sample_matrices(&mats);
+    if (!nm) cr_skip_test("samples/tiny-mixtral not found");
+    const smelt_qerr m = {1, 1, 0, false, false}, mu = {1, 1, 0, false, true};
+    float imx[4096];
+    double shrink = 0, dev = 0, devu = 0, worst = 0;
+    size_t rows = 0;
+    for (size_t j = 0; j < nm; j++) {
+        size_t cols = (size_t)mats[j].cols, n = (size_t)mats[j].rows * cols, nb = qt_bytes(t, n);
+        cr_assert(cols <= 4096);
+        qt_imatrix(imx, cols, 40 + j);
+        for (int w = 0; w < 2; w++) {
+            const float *a = w ? imx : NULL;
+            uint8_t *q = malloc(nb), *qu = malloc(nb);
+            float *y = malloc(n * sizeof(float)), *yu = malloc(n * sizeof(float));
+            o->quantize_err(mats[j].x, q, mats[j].rows, mats[j].cols, a, &m);
+            o->quantize_err(mats[j].x, qu, mats[j].rows, mats[j].cols, a, &mu);
+            o->dequantize(q, y, n);
+            o->dequantize(qu, yu, n);
+            for (size_t b = 0; b < nb; b++) { /* only the factors may differ */
+                int k = (int)(b % (size_t)bb), factor = 0;
+                for (int f = 0; f < nf; f++) factor |= k == (int)off[f] || k == (int)off[f] + 1;
+                if (!factor && q[b] != qu[b])
+                    cr_assert_fail("%s %s: unbiasing changed byte %d of block %zu, which is not a factor", qt_name(t),
+                                   mats[j].name, k, b / (size_t)bb);
+            }
+            for (size_t r = 0; r < (size_t)mats[j].rows; r++, rows++) {
+                double p = projection(mats[j].x + r * cols, y + r * cols, a, cols);
+                double pu = projection(mats[j].x + r * cols, yu + r * cols, a, cols);
+                shrink += 1 - p;
+                dev += fabs(p - 1);
+                devu += fabs(pu - 1);
+                if (fabs(pu - 1) > worst) worst = fabs(pu - 1);
+            }
+            free(q);
+            free(qu);
+            free(y);
+            free(yu);
+        }
+    }
+    qt_free_matrices(mats, nm);
+    shrink /= (double)rows, dev /= (double)rows, devu /= (double)rows;
+    cr_log_info("%s: biased rows: mean shrinkage %.2e, mean |projection - 1| %.2e; unbiased: %.2e (worst %.2e)",
+                qt_name(t), shrink, dev, devu, worst);
+    cr_expect(shrink > 0, "%s: error-minimizing rows should be shrunk (mean %.3g)", qt_name(t), shrink);
+    cr_expect(worst < 1e-2, "%s: an unbiased row's projection is off 1 by %.3g", qt_name(t), worst);
+    /* For the types the tuned models unbias, what is left is the f16 rounding of the factors
+     * (2^-11 of each; where d and dmin scale opposite terms a few rows get more). Q5_K and
+     * Q6_K shrink less than that rounding: unbiasing them is noise. */
+    if (shrink > 1e-3) {
+        cr_expect(devu < 3e-4, "%s: unbiased rows are off a projection of 1 by %.3g on average", qt_name(t), devu);
+        cr_expect(devu < dev / 4, "%s: unbiasing left %.3g of a %.3g deviation", qt_name(t), devu, dev);
+    }
+}
+
 Test(qerr, tuned_table)
 {
     /* the types with a tuned model (docs/quantize.md, "Error models") */
@@ -178,6 +281,10 @@ Test(qerr, tuned_table)
         const smelt_qerr *m = smelt_q_tuned_err(with[i], false);
         cr_expect(m && m->p > 0, "%s: expected a tuned model without an imatrix", qt_name(with[i]));
         cr_expect(smelt_q_ops(with[i])->quantize_err, "%s: a tuned model but no quantize_err", qt_name(with[i]));
+        /* unbiased rows for the low-bit k-quants, where the shrinkage is large (docs/quantize.md) */
+        for (int w = 0; w < 2; w++)
+            cr_expect(smelt_q_tuned_err(with[i], w)->unbias == (with[i] != SMELT_TYPE_Q5_K), "%s%s: unbias %s",
+                      qt_name(with[i]), w ? " (imatrix)" : "", with[i] != SMELT_TYPE_Q5_K ? "expected" : "unexpected");
     }
     for (int w = 0; w < 2; w++) {
         const smelt_qerr *q8 = smelt_q_tuned_err(SMELT_TYPE_Q8_0, w);
@@ -190,8 +297,13 @@ Test(qerr, tuned_table)
     const smelt_qerr *q5 = smelt_q_tuned_err(SMELT_TYPE_Q5_0, false);
     cr_expect(q5 && q5->ref, "Q5_0 without an imatrix: ggml's reference encoding");
     cr_expect(smelt_q_tuned_err(SMELT_TYPE_Q5_0, true) == NULL, "Q5_0 with an imatrix is plain");
-    static const int without[] = {SMELT_TYPE_F32, SMELT_TYPE_F16, SMELT_TYPE_BF16, SMELT_TYPE_Q4_0,
-                                  SMELT_TYPE_Q4_1, SMELT_TYPE_Q5_1};
+    for (int w = 0; w < 2; w++) /* the 4-bit legacy types: their plain error, unbiased rows */
+        for (int t = SMELT_TYPE_Q4_0; t <= SMELT_TYPE_Q4_1; t++) {
+            const smelt_qerr *q4 = smelt_q_tuned_err(t, w);
+            cr_expect(q4 && q4->p == 0 && q4->a == 0 && !q4->ref && q4->unbias, "%s%s: plain error, unbiased rows",
+                      qt_name(t), w ? " (imatrix)" : "");
+        }
+    static const int without[] = {SMELT_TYPE_F32, SMELT_TYPE_F16, SMELT_TYPE_BF16, SMELT_TYPE_Q5_1};
     for (size_t i = 0; i < sizeof without / sizeof without[0]; i++)
         for (int w = 0; w < 2; w++)
             cr_expect(smelt_q_tuned_err(without[i], w) == NULL, "%s%s: expected plain", qt_name(without[i]),
