@@ -21,9 +21,9 @@
  * p = 0, a = 0 is the plain (importance-weighted) squared error that `quantize` minimizes.
  * A model with `ref` set means: write llama.cpp's reference blocks (`quantize_ref`, which
  * ignores importance weights, as llama-quantize does for such types). With `unbias` set
- * (k-quants), each encoded row is then rescaled so that its importance-weighted
- * projection on the source row is 1 (see kq_common.c: the shrinkage of error-minimizing
- * scales is removed; the levels stay).
+ * (k-quants and legacy types), each encoded row is then rescaled so that its
+ * importance-weighted projection on the source row is 1 (quant/search.h, "unbiased rows":
+ * the shrinkage of error-minimizing scales is removed; the levels stay).
  * smelt-quantize uses smelt_q_tuned_err(); see docs/quantize.md, "Error models". */
 typedef struct smelt_qerr {
     float p, c, a;
