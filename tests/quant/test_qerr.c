@@ -7,6 +7,7 @@
  *   - an unbiased model rescales each row to a weighted projection of 1 on its source row,
  *     touching only the super-block factors;
  *   - the tuned table covers the types docs/quantize.md lists, and no others. */
+#include <inttypes.h>
 #include <stddef.h>
 
 #include "qtest.h"
@@ -308,4 +309,57 @@ Test(qerr, tuned_table)
         for (int w = 0; w < 2; w++)
             cr_expect(smelt_q_tuned_err(without[i], w) == NULL, "%s%s: expected plain", qt_name(without[i]),
                       w ? " (imatrix)" : "");
+}
+
+/* The legacy types rescale a row from the factors they kept while encoding it when the row
+ * has up to 2048 blocks, and re-read the f16 factors beyond that; both paths, and a row
+ * whose block count is not a multiple of 8, give an unbiased projection, and AVX2 equals
+ * the portable path byte for byte. */
+ParameterizedTestParameters(qerr, unbias_row_lengths)
+{
+    static int lt[] = {SMELT_TYPE_Q4_0, SMELT_TYPE_Q4_1};
+    return cr_make_param_array(int, lt, sizeof lt / sizeof lt[0]);
+}
+
+ParameterizedTest(int *type, qerr, unbias_row_lengths)
+{
+    int t = *type;
+    const smelt_qtype_ops *o = smelt_q_ops(t), *p = smelt_q_ops_isa(t, SMELT_ISA_PORTABLE),
+                          *v = smelt_q_ops_isa(t, SMELT_ISA_AVX2);
+    const smelt_qerr mu = {0, 0, 0, false, true};
+    static const int64_t shapes[][2] = {{24, 352}, {2, 65536}, {2, 65632}}; /* rows, cols */
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int64_t rows = shapes[s][0], cols = shapes[s][1];
+        size_t n = (size_t)(rows * cols), nb = qt_bytes(t, n);
+        float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float)), *imx = malloc((size_t)cols * sizeof(float));
+        uint8_t *a = malloc(nb), *b = malloc(nb);
+        qt_fill(x, n, QT_NORMAL, 900 + s);
+        qt_imatrix(imx, (size_t)cols, 77 + s);
+        for (int w = 0; w < 2; w++) {
+            const float *im = w ? imx : NULL;
+            o->quantize_err(x, a, rows, cols, im, NULL);
+            o->dequantize(a, y, n);
+            double dev = 0, devu = 0, worst = 0;
+            for (int64_t r = 0; r < rows; r++)
+                dev += fabs(projection(x + r * cols, y + r * cols, im, (size_t)cols) - 1);
+            o->quantize_err(x, a, rows, cols, im, &mu);
+            o->dequantize(a, y, n);
+            for (int64_t r = 0; r < rows; r++) {
+                double d = fabs(projection(x + r * cols, y + r * cols, im, (size_t)cols) - 1);
+                devu += d;
+                if (d > worst) worst = d;
+            }
+            cr_expect(worst < 1e-3, "%s, rows of %" PRId64 "%s: an unbiased row's projection is off 1 by %.3g",
+                      qt_name(t), cols, w ? " (imatrix)" : "", worst);
+            cr_expect(devu < dev / 4, "%s, rows of %" PRId64 "%s: unbiasing left %.3g of a %.3g deviation", qt_name(t),
+                      cols, w ? " (imatrix)" : "", devu / (double)rows, dev / (double)rows);
+            if (v) {
+                p->quantize_err(x, a, rows, cols, im, &mu);
+                v->quantize_err(x, b, rows, cols, im, &mu);
+                cr_expect(first_diff(a, b, nb) == nb, "%s, rows of %" PRId64 "%s: AVX2 differs at byte %zu",
+                          qt_name(t), cols, w ? " (imatrix)" : "", first_diff(a, b, nb));
+            }
+        }
+        free(x), free(y), free(imx), free(a), free(b);
+    }
 }
