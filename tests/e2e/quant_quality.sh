@@ -57,18 +57,8 @@ if [ "${SMELT_QUALITY_METER:-llama}" = smelt ]; then
     python3 -c 'import json,sys; k=json.load(open(sys.argv[1]))["kld"]; print("%.6f %.6f %.6f %.6f" % (k["mean"], k["mean_err"], k["ppl"], k["ppl_err"]))' "$tmp/m.json"
   }
 else
-# llama-perplexity sometimes exits before its log thread has printed the last lines (to
-# stdout and --log-file alike): run again until the summary is there.
 measure() { # measure MODEL TEXT → "kld kld_err ppl ppl_err"
-  local try r
-  for try in 1 2 3 4 5; do
-    "$LP" -m "$1" -f "samples/text/$2.txt" -c 256 -b 256 -t 2 $chunks --kl-divergence-base "$tmp/base-$2.kld" \
-      --kl-divergence --log-file "$tmp/m2.log" >"$tmp/m.log" 2>&1 || { tail -5 "$tmp/m.log"; return 1; }
-    r=$(cat "$tmp/m.log" "$tmp/m2.log" | awk '/^Mean +KLD:/ {k=$3; ke=$5} /^Mean PPL\(Q\) +:/ {p=$4; pe=$6}
-      END {if (k != "" && p != "") print k, ke, p, pe}')
-    [ -n "$r" ] && { echo "$r"; return 0; }
-  done
-  echo "llama-perplexity printed no KLD summary for $1 in 5 runs" >&2; return 1
+  tests/oracle/llama-kld "$LP" "$1" "samples/text/$2.txt" "$tmp/base-$2.kld" $chunks
 }
 fi
 
