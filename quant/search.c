@@ -340,11 +340,17 @@ void smelt_qs_unbias_sums(const float *x, const float *a, const float *q, int n,
     for (int k = 0; k < 8; k++) s[0] += lx[k], s[1] += lq[k];
 }
 
+bool smelt_qs_unbias_scale(const double s[2], double *c)
+{
+    if (!(s[0] > 0) || !(s[1] > 0)) return false; /* an all-zero row, or no importance on it */
+    *c = s[0] / s[1];
+    return *c > 0.5 && *c < 2.0; /* otherwise not a shrinkage: leave such a row as encoded */
+}
+
 void smelt_qs_unbias_apply(uint8_t *blocks, int64_t nb, size_t bytes, const size_t *off, int nf, const double s[2])
 {
-    if (!(s[0] > 0) || !(s[1] > 0)) return; /* an all-zero row, or no importance on it */
-    double c = s[0] / s[1];
-    if (!(c > 0.5 && c < 2.0)) return; /* not a shrinkage: leave such a row as encoded */
+    double c;
+    if (!smelt_qs_unbias_scale(s, &c)) return;
     for (int64_t ib = 0; ib < nb; ib++)
         for (int f = 0; f < nf; f++) {
             uint8_t *p = blocks + ib * bytes + off[f];

@@ -91,6 +91,9 @@ bool smelt_qs_sanitize(const float *x, int n, float *out);
 /* Add a group's sum a x x and sum a x q to s[0], s[1] (a NULL = ones; n a multiple of 8,
  * n <= SMELT_QS_MAX_GROUP). */
 void smelt_qs_unbias_sums(const float *x, const float *a, const float *q, int n, double s[2]);
+/* The row's correction c = s[0] / s[1], if it is a plausible one (in (0.5, 2); false for
+ * all-zero rows and rows without importance): the rule both rescaling paths follow. */
+bool smelt_qs_unbias_scale(const double s[2], double *c);
 /* Multiply the f16 factors at byte offsets off[0 .. nf) of nb blocks of `bytes` bytes each
  * (the factors that scale a whole block: d, and the min or dmin) by s[0] / s[1], when that
  * is a plausible correction (in (0.5, 2); all-zero rows are left alone). */
