@@ -157,9 +157,10 @@ lines:
 clean:
 	rm -rf build bin lib
 
+# List the targets with what each does.
 help:
-	@grep -B1 -E '^[a-z]+:' Makefile | grep -E '^#' | sed 's/^# */  /'
-	@echo "  targets: all test check bench demo install oracle lines clean"
+	@awk '/^# /{ d = d (d ? " " : "") substr($$0, 3); next } \
+	      /^[a-z][a-z-]*:/ && d { split($$0, t, ":"); printf "  %-8s %s\n", t[1], d } { d = "" }' Makefile
 
 -include $(LIB_OBJ:.o=.d) $(TOOL_SRC:%.c=$(BUILD)/%.d) $(TEST_SRC:%.c=$(BUILD)/%.d) $(TEST_COMMON:%.c=$(BUILD)/%.d)
 .SECONDARY:

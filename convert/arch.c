@@ -7,7 +7,11 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "convert/convert.h"
+#include "formats/model_check.h"
 
 const char *const smelt_arch_supported =
     "LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM (model_type llama, mistral, mixtral)";
@@ -37,7 +41,10 @@ static json_t *find(json_t *cfg, const char *const *keys, const char **which)
 
 #define KEYS(...) ((const char *const[]){__VA_ARGS__, NULL})
 
-static int get_int(json_t *cfg, const char *path, const char *const *keys, int required, int64_t *out, smelt_err *e)
+/* An integer hyperparameter from the first present of keys, in [min, max]. Absent (or
+ * null): EFORMAT if required, else 1 and *out untouched. */
+static int get_int(json_t *cfg, const char *path, const char *const *keys, int required, int64_t min, int64_t max, int64_t *out,
+                   smelt_err *e)
 {
     const char *k = keys[0];
     json_t *v = find(cfg, keys, &k);
@@ -46,7 +53,10 @@ static int get_int(json_t *cfg, const char *path, const char *const *keys, int r
         return 1;
     }
     if (!json_is_integer(v)) return SMELT_ERR(e, SMELT_EFORMAT, path, k, "expected an integer");
-    *out = json_integer_value(v);
+    int64_t x = json_integer_value(v);
+    if (x < min) return SMELT_ERR(e, SMELT_EFORMAT, path, k, "expected an integer >= %lld, found %lld", (long long)min, (long long)x);
+    if (x > max) return SMELT_ERR(e, SMELT_EFORMAT, path, k, "expected at most %lld, found %lld", (long long)max, (long long)x);
+    *out = x;
     return 0;
 }
 
@@ -76,26 +86,22 @@ int smelt_hparams_read(json_t *cfg, const char *path, smelt_hparams *hp, smelt_e
     }
     snprintf(hp->hf_arch, sizeof hp->hf_arch, "%s", arch ? arch : model_type);
     hp->family = k_archs[found].family;
+    /* the ranges are those of the shared model check (formats/model_check.h), refused here
+     * with the config.json key that gave the value */
     int rc;
-    if ((rc = get_int(cfg, path, KEYS("num_hidden_layers", "n_layers", "n_layer", "num_layers"), 1, &hp->n_layer, e)) < 0 ||
-        (rc = get_int(cfg, path, KEYS("hidden_size", "n_embd", "dim"), 1, &hp->n_embd, e)) < 0 ||
-        (rc = get_int(cfg, path, KEYS("intermediate_size", "n_inner", "hidden_dim"), 1, &hp->n_ff, e)) < 0 ||
-        (rc = get_int(cfg, path, KEYS("num_attention_heads", "n_head", "n_heads"), 1, &hp->n_head, e)) < 0 ||
-        (rc = get_int(cfg, path, KEYS("vocab_size"), 1, &hp->n_vocab, e)) < 0)
+    if ((rc = get_int(cfg, path, KEYS("num_hidden_layers", "n_layers", "n_layer", "num_layers"), 1, 1, 512, &hp->n_layer, e)) < 0 ||
+        (rc = get_int(cfg, path, KEYS("hidden_size", "n_embd", "dim"), 1, 1, 1 << 24, &hp->n_embd, e)) < 0 ||
+        (rc = get_int(cfg, path, KEYS("intermediate_size", "n_inner", "hidden_dim"), 1, 1, 1ll << 31, &hp->n_ff, e)) < 0 ||
+        (rc = get_int(cfg, path, KEYS("num_attention_heads", "n_head", "n_heads"), 1, 1, 65536, &hp->n_head, e)) < 0 ||
+        (rc = get_int(cfg, path, KEYS("vocab_size"), 1, 1, 1ll << 31, &hp->n_vocab, e)) < 0)
         return rc;
     hp->n_head_kv = hp->n_head;
-    if ((rc = get_int(cfg, path, KEYS("num_key_value_heads", "n_kv_heads"), 0, &hp->n_head_kv, e)) < 0) return rc;
-    if (hp->n_layer <= 0 || hp->n_embd <= 0 || hp->n_ff <= 0 || hp->n_head <= 0 || hp->n_head_kv <= 0 || hp->n_vocab <= 0)
-        return SMELT_ERR(e, SMELT_EFORMAT, path, NULL,
-                         "sizes must be positive (num_hidden_layers %lld, hidden_size %lld, intermediate_size %lld, "
-                         "num_attention_heads %lld, num_key_value_heads %lld, vocab_size %lld)",
-                         (long long)hp->n_layer, (long long)hp->n_embd, (long long)hp->n_ff, (long long)hp->n_head,
-                         (long long)hp->n_head_kv, (long long)hp->n_vocab);
-    if (hp->n_layer > 100000 || hp->n_embd > (1 << 24) || hp->n_head > 65536 || hp->n_vocab > (1ll << 31) ||
-        hp->n_ff > (1ll << 31))
-        return SMELT_ERR(e, SMELT_EFORMAT, path, NULL, "implausibly large sizes in config.json");
+    if ((rc = get_int(cfg, path, KEYS("num_key_value_heads", "n_kv_heads"), 0, 1, 65536, &hp->n_head_kv, e)) < 0) return rc;
+    if (hp->n_head % hp->n_head_kv)
+        return SMELT_ERR(e, SMELT_EFORMAT, path, "num_key_value_heads",
+                         "expected a divisor of num_attention_heads %lld, found %lld", (long long)hp->n_head, (long long)hp->n_head_kv);
     hp->head_dim = 0;
-    if ((rc = get_int(cfg, path, KEYS("head_dim"), 0, &hp->head_dim, e)) < 0) return rc;
+    if ((rc = get_int(cfg, path, KEYS("head_dim"), 0, 0, 1 << 20, &hp->head_dim, e)) < 0) return rc;
     if (rc == 1 || hp->head_dim == 0) {
         if (hp->n_embd % hp->n_head)
             return SMELT_ERR(e, SMELT_EFORMAT, path, "num_attention_heads",
@@ -103,21 +109,28 @@ int smelt_hparams_read(json_t *cfg, const char *path, smelt_hparams *hp, smelt_e
                              (long long)hp->n_embd, (long long)hp->n_head);
         hp->head_dim = hp->n_embd / hp->n_head;
     }
-    if (hp->head_dim <= 0 || hp->head_dim % 2)
-        return SMELT_ERR(e, SMELT_EFORMAT, path, "head_dim", "head dimension %lld must be even and positive (RoPE pairs)",
+    if (hp->head_dim % 2)
+        return SMELT_ERR(e, SMELT_EFORMAT, path, "head_dim", "expected an even head dimension (RoPE rotates pairs), found %lld",
                          (long long)hp->head_dim);
-    if (hp->n_head % hp->n_head_kv)
-        return SMELT_ERR(e, SMELT_EFORMAT, path, "num_key_value_heads", "num_attention_heads %lld is not a multiple of num_key_value_heads %lld",
-                         (long long)hp->n_head, (long long)hp->n_head_kv);
-    if ((rc = get_int(cfg, path, KEYS("num_local_experts", "num_experts", "n_routed_experts"), 0, &hp->n_expert, e)) < 0)
+    if ((rc = get_int(cfg, path, KEYS("num_local_experts", "num_experts", "n_routed_experts"), 0, 0, 1024, &hp->n_expert, e)) < 0)
         return rc;
-    if ((rc = get_int(cfg, path, KEYS("num_experts_per_tok", "num_experts_per_token", "top_k_experts"), 0, &hp->n_expert_used,
+    const char *used_key = "num_experts_per_tok";
+    find(cfg, KEYS("num_experts_per_tok", "num_experts_per_token", "top_k_experts"), &used_key);
+    if ((rc = get_int(cfg, path, KEYS("num_experts_per_tok", "num_experts_per_token", "top_k_experts"), 0, 0, 1024, &hp->n_expert_used,
                       e)) < 0)
         return rc;
     if (hp->family == SMELT_FAMILY_MIXTRAL && hp->n_expert <= 0)
         return SMELT_ERR(e, SMELT_EFORMAT, path, "num_local_experts", "a Mixtral config needs a positive expert count");
-    if (hp->n_expert < 0 || hp->n_expert > 4096)
-        return SMELT_ERR(e, SMELT_EFORMAT, path, "num_local_experts", "expert count %lld is out of range", (long long)hp->n_expert);
+    if (hp->n_expert > 0 && rc == 1)
+        return SMELT_ERR(e, SMELT_EFORMAT, path, used_key,
+                         "required key is missing (a mixture-of-experts model needs the number of experts used per token)");
+    if (hp->n_expert > 0 && (hp->n_expert_used < 1 || hp->n_expert_used > hp->n_expert))
+        return SMELT_ERR(e, SMELT_EFORMAT, path, used_key, "expected 1..%lld (num_local_experts), found %lld", (long long)hp->n_expert,
+                         (long long)hp->n_expert_used);
+    if (hp->n_expert == 0 && hp->n_expert_used > 0)
+        return SMELT_ERR(e, SMELT_EFORMAT, path, used_key,
+                         "expected 0 in a model without experts (num_local_experts is not set), found %lld",
+                         (long long)hp->n_expert_used);
     json_t *tie = json_object_get(cfg, "tie_word_embeddings");
     hp->tied = json_is_true(tie);
     return 0;
@@ -136,6 +149,25 @@ static int kv_f32(smelt_kvs *kv, const char *key, json_t *v, const char *path, c
 {
     if (!json_is_number(v)) return SMELT_ERR(e, SMELT_EFORMAT, path, src, "expected a number");
     return smelt_kvs_set_f32(kv, key, (float)json_number_value(v), e);
+}
+
+/* A value llama.cpp divides by or takes the log of (RMS epsilon, RoPE base, scaling factor):
+ * finite and > 0 once rounded to f32. */
+static int kv_f32_pos(smelt_kvs *kv, const char *key, json_t *v, const char *path, const char *src, smelt_err *e)
+{
+    if (!json_is_number(v)) return SMELT_ERR(e, SMELT_EFORMAT, path, src, "expected a number");
+    float f = (float)json_number_value(v);
+    if (!isfinite(f) || !(f > 0))
+        return SMELT_ERR(e, SMELT_EFORMAT, path, src, "expected a finite number > 0, found %g", json_number_value(v));
+    return smelt_kvs_set_f32(kv, key, f, e);
+}
+
+/* A key the GGUF cannot do without (llama.cpp's loader refuses a file without it). */
+static int needed(json_t *v, const char *path, const char *src, const char *gguf_key, smelt_err *e)
+{
+    if (v && !json_is_null(v)) return 0;
+    return SMELT_ERR(e, SMELT_EFORMAT, path, src, "required key is missing (the GGUF needs %s, llama.cpp's loader refuses a file without it)",
+                     gguf_key);
 }
 
 /* Write key from the first present of keys, if its value is not null. */
@@ -157,11 +189,14 @@ int smelt_arch_kvs(json_t *cfg, const char *path, const smelt_hparams *hp, uint3
                    const smelt_notes *notes, smelt_err *e)
 {
     int rc;
+    const char *ctx_key = "max_position_embeddings";
+    json_t *ctx = find(cfg, KEYS("max_position_embeddings", "n_ctx", "n_positions", "max_length", "max_sequence_length", "model_max_length"),
+                       &ctx_key);
+    if ((rc = needed(ctx, path, ctx_key, "llama.context_length", e))) return rc;
+    if (json_is_integer(ctx) && json_integer_value(ctx) < 1)
+        return SMELT_ERR(e, SMELT_EFORMAT, path, ctx_key, "expected a context length >= 1, found %lld", (long long)json_integer_value(ctx));
     if ((rc = smelt_kvs_set_u32(kv, "llama.block_count", (uint32_t)hp->n_layer, e)) ||
-        (rc = opt_u32(kv, cfg, path, "llama.context_length",
-                      KEYS("max_position_embeddings", "n_ctx", "n_positions", "max_length", "max_sequence_length",
-                           "model_max_length"),
-                      e)) ||
+        (rc = kv_u32(kv, "llama.context_length", ctx, path, ctx_key, e)) ||
         (rc = opt_u32(kv, cfg, path, "llama.embedding_length", KEYS("hidden_size", "n_embd", "dim"), e)) ||
         (rc = opt_u32(kv, cfg, path, "llama.feed_forward_length",
                       KEYS("prefix_dense_intermediate_size", "dense_intermediate_size", "intermediate_size", "n_inner",
@@ -203,7 +238,7 @@ int smelt_arch_kvs(json_t *cfg, const char *path, const smelt_hparams *hp, uint3
         int has_factor = factor && !json_is_null(factor);
         if (!strcmp(rt, "linear") && has_factor) {
             if ((rc = smelt_kvs_set_str(kv, "llama.rope.scaling.type", "linear", 6, e)) ||
-                (rc = kv_f32(kv, "llama.rope.scaling.factor", factor, path, "rope_scaling.factor", e)))
+                (rc = kv_f32_pos(kv, "llama.rope.scaling.factor", factor, path, "rope_scaling.factor", e)))
                 return rc;
         } else if (!strcmp(rt, "yarn") && has_factor) {
             json_t *orig = json_object_get(params, "original_max_position_embeddings");
@@ -212,7 +247,7 @@ int smelt_arch_kvs(json_t *cfg, const char *path, const smelt_hparams *hp, uint3
                 return SMELT_ERR(e, SMELT_EFORMAT, path, "rope_scaling.original_max_position_embeddings",
                                  "required for yarn scaling");
             if ((rc = smelt_kvs_set_str(kv, "llama.rope.scaling.type", "yarn", 4, e)) ||
-                (rc = kv_f32(kv, "llama.rope.scaling.factor", factor, path, "rope_scaling.factor", e)) ||
+                (rc = kv_f32_pos(kv, "llama.rope.scaling.factor", factor, path, "rope_scaling.factor", e)) ||
                 (rc = kv_u32(kv, "llama.rope.scaling.original_context_length", orig, path,
                              "rope_scaling.original_max_position_embeddings", e)))
                 return rc;
@@ -235,10 +270,12 @@ int smelt_arch_kvs(json_t *cfg, const char *path, const smelt_hparams *hp, uint3
             smelt_note(notes, "%s: unknown RoPE type '%s' ignored (no scaling keys written, as llama.cpp does)", path, rt);
         }
     }
-    if (theta && !json_is_null(theta) && (rc = kv_f32(kv, "llama.rope.freq_base", theta, path, theta_key, e))) return rc;
-    const char *eps_key = NULL;
+    if (theta && !json_is_null(theta) && (rc = kv_f32_pos(kv, "llama.rope.freq_base", theta, path, theta_key, e))) return rc;
+    const char *eps_key = "rms_norm_eps";
     json_t *eps = find(cfg, KEYS("rms_norm_eps", "norm_eps"), &eps_key);
-    if ((rc = opt_f32(kv, eps, path, eps_key, "llama.attention.layer_norm_rms_epsilon", e))) return rc;
+    if ((rc = needed(eps, path, eps_key, "llama.attention.layer_norm_rms_epsilon", e)) ||
+        (rc = kv_f32_pos(kv, "llama.attention.layer_norm_rms_epsilon", eps, path, eps_key, e)))
+        return rc;
     eps = find(cfg, KEYS("layer_norm_eps", "layer_norm_epsilon", "norm_epsilon"), &eps_key);
     if ((rc = opt_f32(kv, eps, path, eps_key, "llama.attention.layer_norm_epsilon", e))) return rc;
     if ((rc = opt_u32(kv, cfg, path, "llama.expert_count", KEYS("num_local_experts", "num_experts", "n_routed_experts"), e)) ||
@@ -267,4 +304,42 @@ int smelt_arch_kvs(json_t *cfg, const char *path, const smelt_hparams *hp, uint3
         (rc = smelt_kvs_set_u32(kv, "llama.rope.dimension_count", (uint32_t)hp->head_dim, e)))
         return rc;
     return 0;
+}
+
+/* ==== the plan, checked as every tool will check the file ==== */
+
+int smelt_arch_check_plan(const smelt_kvs *kv, const struct smelt_cv_tensor *t, size_t n, bool vocab_only, const char *dir,
+                          smelt_err *e)
+{
+    smelt_mc_kv *mk = calloc(kv->n + 1, sizeof *mk);
+    smelt_mc_tensor *mt = calloc(n + 1, sizeof *mt);
+    char where[4200];
+    int rc = 0;
+    if (!mk || !mt) {
+        rc = SMELT_NOMEM(e, "the model check");
+        goto out;
+    }
+    for (size_t i = 0; i < kv->n; i++) {
+        const smelt_kv *s = &kv->kv[i];
+        smelt_mc_kv *d = &mk[i];
+        d->key = s->key;
+        d->type = s->type;
+        d->arr_type = s->arr_type;
+        d->n = s->n;
+        if (s->type == SMELT_GGUF_ARRAY) d->arr = s->arr; /* NULL for strings */
+        else if (s->type == SMELT_GGUF_STRING) d->s = s->s, d->slen = s->slen;
+        else if (s->type == SMELT_GGUF_F32 || s->type == SMELT_GGUF_F64) d->f = s->v.f;
+        else d->i = s->v.i; /* integers and bools (signed values are stored sign-extended) */
+    }
+    for (size_t i = 0; i < n; i++) {
+        mt[i].name = t[i].name;
+        memcpy(mt[i].ne, t[i].ne, sizeof mt[i].ne);
+    }
+    snprintf(where, sizeof where, "the GGUF planned from %s", dir);
+    smelt_mc_model m = {where, mk, kv->n, mt, n, vocab_only};
+    rc = smelt_mc_check(&m, 0, NULL, e);
+out:
+    free(mk);
+    free(mt);
+    return rc;
 }

@@ -43,4 +43,12 @@ int smelt_hparams_read(json_t *config, const char *cfg_path, smelt_hparams *hp, 
 int smelt_arch_kvs(json_t *config, const char *cfg_path, const smelt_hparams *hp, uint32_t file_type, smelt_kvs *kv,
                    const smelt_notes *notes, smelt_err *e);
 
+/* The shared model check (formats/model_check.h) on a plan's KVs and output tensors, before
+ * anything is written: what reaches it was not refused by smelt_hparams_read() and
+ * smelt_arch_kvs() with a config.json key name, so it is a backstop for combinations
+ * (tokenizer arrays, tensor shapes). `dir` names the model directory in messages. */
+struct smelt_cv_tensor;
+int smelt_arch_check_plan(const smelt_kvs *kv, const struct smelt_cv_tensor *t, size_t n, bool vocab_only, const char *dir,
+                          smelt_err *e);
+
 #endif

@@ -1,16 +1,19 @@
 /* convert.c — streaming a plan into a GGUF file: one output tensor at a time, each made
  * of row runs of mapped source tensors (permuted for Q/K, stacked for experts), converted
  * in bounded chunks over the thread pool. Includes convert/, formats/, quant/. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "convert/convert_int.h"
+#include "formats/base/finite.h"
 #include "formats/base/half.h"
 #include "formats/base/pool.h"
 #include "formats/gguf.h"
 #include "quant/qtypes.h"
 
 #define CHUNK_ELEMS (1u << 20) /* values converted per step: 4 MB of f32 */
+#define DIRECT_SLICE (256u << 10) /* bytes checked for NaN/Inf, then written, per step of a copy */
 
 static smelt_gguf_writer *make_writer(const smelt_convert_plan *p, smelt_err *e)
 {
@@ -55,6 +58,7 @@ typedef struct {
     uint8_t *out;
     uint64_t out_row_bytes;
     uint64_t *overflow;     /* per task */
+    uint64_t *nonfinite;    /* per task: NaN/±Inf among the values read */
     const smelt_qtype_ops *q8;
 } chunk_job;
 
@@ -77,7 +81,7 @@ static void run_rows(void *ctx, size_t task, int thread)
     uint64_t r0 = task * j->rows_per_task, r1 = r0 + j->rows_per_task;
     if (r1 > j->rows) r1 = j->rows;
     size_t es = smelt_dtype_size(j->dt);
-    uint64_t L = t->row_len, over = 0;
+    uint64_t L = t->row_len, over = 0, nf = 0;
     int direct = (j->dt == SMELT_DT_F32 && t->type == SMELT_TYPE_F32) || (j->dt == SMELT_DT_F16 && t->type == SMELT_TYPE_F16);
     for (uint64_t r = r0; r < r1; r++) {
         uint64_t pr = j->first + r;
@@ -86,10 +90,12 @@ static void run_rows(void *ctx, size_t task, int thread)
         uint8_t *out = j->out + r * j->out_row_bytes;
         if (direct) {
             memcpy(out, in, (size_t)(L * es));
+            nf += smelt_nonfinite_count(j->dt == SMELT_DT_F32 ? SMELT_FIN_F32 : SMELT_FIN_F16, in, L);
             continue;
         }
         float *f = j->f32 + r * L;
         smelt_dtype_to_f32(j->dt, in, f, (size_t)L);
+        nf += smelt_nonfinite_f32(f, L);
         switch (t->type) {
         case SMELT_TYPE_F32: memcpy(out, f, (size_t)L * 4); break;
         case SMELT_TYPE_F16: over += smelt_row_f32_to_f16(f, (uint16_t *)(void *)out, (size_t)L, SMELT_F16_OVERFLOW_INF); break;
@@ -107,6 +113,7 @@ static void run_rows(void *ctx, size_t task, int thread)
         }
     }
     j->overflow[task] = over;
+    j->nonfinite[task] = nf;
 }
 
 typedef struct {
@@ -115,11 +122,35 @@ typedef struct {
     float *f32;
     uint8_t *out;
     uint64_t *overflow;
+    uint64_t *nonfinite;
     smelt_scratch scratch;
 } workspace;
 
+/* The refusal of a part holding NaN/±Inf: the first one in the source tensor's own order
+ * (rows [row0, row0 + nrows) of it), found again by converting the rows to f32 as the
+ * writer does. */
+static int refuse_nonfinite(workspace *ws, const smelt_tinfo *ti, const uint8_t *data, const smelt_cv_part *part,
+                            uint64_t L, smelt_err *e)
+{
+    size_t es = smelt_dtype_size(ti->dtype);
+    uint64_t n = part->nrows * L, step = L > CHUNK_ELEMS ? L : CHUNK_ELEMS;
+    const uint8_t *base = data + part->row0 * L * es;
+    for (uint64_t i0 = 0; i0 < n; i0 += step) {
+        uint64_t m = n - i0 < step ? n - i0 : step;
+        smelt_dtype_to_f32(ti->dtype, base + i0 * es, ws->f32, (size_t)m);
+        double v;
+        uint64_t k = smelt_nonfinite_first(SMELT_FIN_F32, ws->f32, m, &v);
+        if (k == m) continue;
+        double orig = v;
+        if (ti->dtype == SMELT_DT_F64) memcpy(&orig, base + (i0 + k) * 8, 8);
+        return SMELT_ERR_NONFINITE(e, ti->file ? ti->file : "weights", ti->name, NULL, part->row0 * L + i0 + k, v,
+                                   isfinite(orig) ? " (an F64 value beyond the f32 range)" : NULL);
+    }
+    return SMELT_ERR(e, SMELT_EINTERNAL, ti->file, ti->name, "non-finite values counted but not found again");
+}
+
 static int write_part(smelt_convert_plan *p, smelt_gguf_writer *w, workspace *ws, const smelt_cv_tensor *t, const smelt_cv_part *part,
-                      uint64_t tensor_row0, uint64_t *overflow, smelt_err *e)
+                      uint64_t tensor_row0, uint64_t *overflow, uint64_t *nonfinite, smelt_err *e)
 {
     const smelt_tinfo *ti = smelt_tsrc_info(p->src, part->src);
     const void *data;
@@ -131,12 +162,20 @@ static int write_part(smelt_convert_plan *p, smelt_gguf_writer *w, workspace *ws
     int direct = ((ti->dtype == SMELT_DT_F32 && t->type == SMELT_TYPE_F32) || (ti->dtype == SMELT_DT_F16 && t->type == SMELT_TYPE_F16));
     if (direct && !t->perm_heads) {
         /* same format, same order: straight from the mapping */
-        rc = smelt_gguf_writer_write(w, (const uint8_t *)data + part->row0 * L * es, (size_t)(part->nrows * L * es), e);
+        const uint8_t *src = (const uint8_t *)data + part->row0 * L * es;
+        uint64_t n = part->nrows * L, slice = DIRECT_SLICE / es; /* checked, then written while in cache */
+        for (uint64_t i = 0; i < n && !rc; i += slice) {
+            uint64_t m = n - i < slice ? n - i : slice;
+            uint64_t nf = smelt_nonfinite_count(ti->dtype == SMELT_DT_F32 ? SMELT_FIN_F32 : SMELT_FIN_F16, src + i * es, m);
+            *nonfinite += nf;
+            if (nf && !p->opts.allow_nonfinite) rc = refuse_nonfinite(ws, ti, data, part, L, e);
+            else rc = smelt_gguf_writer_write(w, src + i * es, (size_t)(m * es), e);
+        }
         smelt_tsrc_release(p->src, part->src);
         return rc;
     }
     uint64_t per_chunk = L >= CHUNK_ELEMS ? 1 : CHUNK_ELEMS / L;
-    chunk_job j = {t, part, data, ti->dtype, 0, tensor_row0, 0, 0, ws->f32, ws->out, orb, ws->overflow,
+    chunk_job j = {t, part, data, ti->dtype, 0, tensor_row0, 0, 0, ws->f32, ws->out, orb, ws->overflow, ws->nonfinite,
                    smelt_q_ops(SMELT_TYPE_Q8_0)};
     for (uint64_t first = 0; first < part->nrows && !rc; first += per_chunk) {
         uint64_t rows = part->nrows - first < per_chunk ? part->nrows - first : per_chunk;
@@ -148,7 +187,16 @@ static int write_part(smelt_convert_plan *p, smelt_gguf_writer *w, workspace *ws
         j.rows_per_task = (rows + tasks - 1) / tasks;
         tasks = (rows + j.rows_per_task - 1) / j.rows_per_task;
         smelt_pool_run(ws->pool, (size_t)tasks, run_rows, &j);
-        for (uint64_t k = 0; k < tasks; k++) *overflow += ws->overflow[k];
+        uint64_t nf = 0;
+        for (uint64_t k = 0; k < tasks; k++) {
+            *overflow += ws->overflow[k];
+            nf += ws->nonfinite[k];
+        }
+        *nonfinite += nf;
+        if (nf && !p->opts.allow_nonfinite) {
+            rc = refuse_nonfinite(ws, ti, data, part, L, e);
+            break;
+        }
         rc = smelt_gguf_writer_write(w, ws->out, (size_t)(rows * orb), e);
     }
     smelt_tsrc_release(p->src, part->src);
@@ -169,7 +217,8 @@ static int alloc_workspace(const smelt_convert_plan *p, workspace *ws, smelt_err
     ws->f32 = malloc((size_t)elems * sizeof(float));
     ws->out = malloc((size_t)elems * sizeof(float));
     ws->overflow = calloc((size_t)ws->threads + 1, sizeof *ws->overflow);
-    if (!ws->f32 || !ws->out || !ws->overflow) return SMELT_NOMEM(e, "conversion buffers");
+    ws->nonfinite = calloc((size_t)ws->threads + 1, sizeof *ws->nonfinite);
+    if (!ws->f32 || !ws->out || !ws->overflow || !ws->nonfinite) return SMELT_NOMEM(e, "conversion buffers");
     return 0;
 }
 
@@ -179,6 +228,7 @@ static void free_workspace(workspace *ws)
     free(ws->f32);
     free(ws->out);
     free(ws->overflow);
+    free(ws->nonfinite);
     smelt_scratch_free(&ws->scratch);
 }
 
@@ -195,14 +245,21 @@ int smelt_convert_plan_write(smelt_convert_plan *p, const char *out_path, smelt_
     uint64_t bytes = 0;
     for (size_t i = 0; i < p->n && !rc; i++) {
         const smelt_cv_tensor *t = &p->t[i];
-        uint64_t over = 0, row0 = 0;
+        uint64_t over = 0, row0 = 0, nf = 0;
         for (size_t k = 0; k < t->n_parts && !rc; k++) {
-            rc = write_part(p, w, &ws, t, &t->parts[k], row0, &over, e);
+            rc = write_part(p, w, &ws, t, &t->parts[k], row0, &over, &nf, e);
             row0 += t->parts[k].nrows;
         }
         if (rc) {
-            smelt_err_prefix(e, "while writing %s", t->name);
+            /* a refused value (here or by a merging source) is named by its source already */
+            if (!smelt_err_is_nonfinite(e)) smelt_err_prefix(e, "while writing %s", t->name);
             break;
+        }
+        if (nf) { /* only with allow_nonfinite */
+            r.nonfinite += nf;
+            r.nonfinite_tensors++;
+            smelt_note(&p->opts.notes, "%s: %llu NaN/Inf value%s in the input, written unchanged (--allow-nonfinite)", t->name,
+                       (unsigned long long)nf, nf == 1 ? "" : "s");
         }
         if (over) {
             r.f16_overflow += over;

@@ -26,7 +26,12 @@
  * Errors (smelt_err codes): EUNSUPPORTED for another architecture or a non-SentencePiece
  * tokenizer, EFORMAT for a missing/mistyped config key or a tensor whose shape contradicts
  * config.json, EMISMATCH for a tokenizer larger than vocab_size, EIO/EFORMAT from the
- * readers. Library code never prints: warnings go to opts.notes. Not thread-safe per plan. */
+ * readers, EFORMAT for a NaN/±Inf weight (naming the source file, the source tensor and the
+ * flat index of its first one; unless opts.allow_nonfinite). The values are checked as
+ * they are converted (after widening to f32, so an F64 value beyond the f32 range counts
+ * too); a finite value that only overflows f16 on output is not one of them but the
+ * separate f16_overflow count. Library code never prints: warnings go to opts.notes. Not
+ * thread-safe per plan. */
 #ifndef SMELT_CONVERT_H
 #define SMELT_CONVERT_H
 
@@ -54,6 +59,7 @@ typedef struct smelt_convert_opts {
     const char *card_dir;     /* directory with README.md for the model card (NULL: tok_dir) */
     smelt_progress progress;  /* one step per output tensor */
     smelt_notes notes;        /* warnings (mixed dtypes, f16 overflow, padding, …) */
+    bool allow_nonfinite;     /* write NaN/±Inf weights (counted, one note per tensor) instead of refusing */
 } smelt_convert_opts;
 
 void smelt_convert_opts_default(smelt_convert_opts *o);
@@ -104,6 +110,8 @@ typedef struct smelt_convert_result {
     uint64_t bytes;              /* size of the written file */
     uint64_t f16_overflow;       /* finite values beyond ±65504 that became ±inf in f16 */
     uint64_t f16_overflow_tensors;
+    uint64_t nonfinite;          /* NaN/±Inf values read (and written: allow_nonfinite only) */
+    uint64_t nonfinite_tensors;
     double seconds;
 } smelt_convert_result;
 

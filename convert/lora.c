@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "convert/tensor_map.h"
+#include "formats/base/finite.h"
 #include "formats/base/half.h"
 #include "formats/ggml_types.h"
 #include "formats/gguf.h"
@@ -111,7 +112,8 @@ static const char *unsupported_tail = ": llama.cpp cannot apply this as a runtim
 
 /* ==== data ==== */
 
-static int load_f32(const smelt_peft *p, int64_t ti, float **out, smelt_err *e)
+/* An adapter tensor as f32; unless allow_nonfinite, refused when it holds NaN/±Inf. */
+static int load_f32(const smelt_peft *p, int64_t ti, bool allow_nonfinite, float **out, smelt_err *e)
 {
     const smelt_tsrc *s = smelt_peft_tensors(p);
     const smelt_tinfo *t = smelt_tsrc_info(s, (uint64_t)ti);
@@ -121,7 +123,24 @@ static int load_f32(const smelt_peft *p, int64_t ti, float **out, smelt_err *e)
     int rc = smelt_tsrc_read_f32(s, (uint64_t)ti, *out, &sc, e);
     smelt_scratch_free(&sc);
     smelt_tsrc_release(s, (uint64_t)ti);
+    double v;
+    uint64_t k = rc || allow_nonfinite ? t->nelements : smelt_nonfinite_first(SMELT_FIN_F32, *out, t->nelements, &v);
+    if (k < t->nelements) rc = SMELT_ERR_NONFINITE(e, smelt_peft_weights_path(p), t->name, NULL, k, v, NULL);
     return rc;
+}
+
+/* The first NaN/±Inf of a tensor (rows of `cols` values, widened to f32 into buf) in its
+ * own order. */
+static int refuse_tensor(const char *file, const smelt_tinfo *t, const void *data, uint64_t cols, float *buf, smelt_err *e)
+{
+    size_t es = smelt_dtype_size(t->dtype);
+    for (uint64_t r = 0; cols && r < t->nelements / cols; r++) {
+        smelt_dtype_to_f32(t->dtype, (const uint8_t *)data + r * cols * es, buf, (size_t)cols);
+        double v;
+        uint64_t k = smelt_nonfinite_first(SMELT_FIN_F32, buf, cols, &v);
+        if (k < cols) return SMELT_ERR_NONFINITE(e, file, t->name, NULL, r * cols + k, v, NULL);
+    }
+    return SMELT_ERR(e, SMELT_EINTERNAL, file, t->name, "non-finite values counted but not found again");
 }
 
 typedef struct {
@@ -129,10 +148,25 @@ typedef struct {
     void *buf;
     size_t cap;
     uint64_t bytes;
+    /* the tensor being written: NaN/±Inf in what is written (inputs are checked when read;
+     * this catches a scaling or a difference that overflows f32) */
+    const char *path, *name;
+    uint64_t pos, nonfinite;
+    bool allow_nonfinite;
 } sink;
 
 static int emit(sink *s, const float *v, size_t n, int type, smelt_err *e)
 {
+    uint64_t nf = smelt_nonfinite_f32(v, n);
+    if (nf && !s->allow_nonfinite) {
+        double x;
+        uint64_t k = smelt_nonfinite_first(SMELT_FIN_F32, v, n, &x);
+        return SMELT_ERR_NONFINITE(e, s->path, s->name, "written value", s->pos + k, x,
+                                   " although the adapter values are finite (the scaling, or the difference of a "
+                                   "replaced tensor and the base, overflows f32)");
+    }
+    s->nonfinite += nf;
+    s->pos += n;
     size_t es = type == SMELT_TYPE_F32 ? 4 : 2;
     if (n * es > s->cap) {
         void *nb = realloc(s->buf, n * es);
@@ -189,28 +223,29 @@ static float module_scale(const smelt_peft_module *m, bool baked) { return baked
 static int write_tensor(const gt *g, const smelt_peft *p, const smelt_hf *base, bool baked, sink *s, smelt_err *e)
 {
     int rc = 0;
+    bool allow = s->allow_nonfinite;
     float *A = NULL, *B = NULL, *row = NULL;
     uint64_t widest = g->ne[0] > g->ne[1] ? g->ne[0] : g->ne[1];
     row = malloc((size_t)(widest + 1) * sizeof *row);
     if (!row) return SMELT_NOMEM(e, "output row");
     switch (g->kind) {
     case K_A:
-        if (!(rc = load_f32(p, g->mod->a, &A, e))) rc = emit_a(s, A, g->mod->r, g->mod->cols, g->mod->r, g->type, row, e);
+        if (!(rc = load_f32(p, g->mod->a, allow, &A, e))) rc = emit_a(s, A, g->mod->r, g->mod->cols, g->mod->r, g->type, row, e);
         break;
     case K_B:
-        if (!(rc = load_f32(p, g->mod->b, &B, e)))
+        if (!(rc = load_f32(p, g->mod->b, allow, &B, e)))
             rc = emit_b(s, B, g->mod->rows, g->mod->r, g->mod->r, module_scale(g->mod, baked), g->permute_heads, g->type,
                         row, e);
         break;
     case K_EMB_A: /* lora_embedding_A [r, vocab] transposed: one row of r per token */
-        if (!(rc = load_f32(p, g->mod->a, &A, e)))
+        if (!(rc = load_f32(p, g->mod->a, allow, &A, e)))
             for (uint64_t v = 0; v < g->mod->rows && !rc; v++) {
                 for (uint64_t k = 0; k < g->mod->r; k++) row[k] = A[k * g->mod->rows + v];
                 rc = emit(s, row, (size_t)g->mod->r, g->type, e);
             }
         break;
     case K_EMB_B: /* lora_embedding_B [dim, r] */
-        if (!(rc = load_f32(p, g->mod->b, &B, e)))
+        if (!(rc = load_f32(p, g->mod->b, allow, &B, e)))
             rc = emit_b(s, B, g->mod->cols, g->mod->r, g->mod->r, module_scale(g->mod, baked), 0, g->type, row, e);
         break;
     case K_STACK_A:
@@ -218,7 +253,10 @@ static int write_tensor(const gt *g, const smelt_peft *p, const smelt_hf *base, 
         for (uint64_t x = 0; x < g->n_exp && !rc; x++) {
             const smelt_peft_module *m = g->exp[x];
             float *F = NULL;
-            if (m && (rc = load_f32(p, g->kind == K_STACK_A ? m->a : m->b, &F, e))) break;
+            if (m && (rc = load_f32(p, g->kind == K_STACK_A ? m->a : m->b, allow, &F, e))) {
+                free(F);
+                break;
+            }
             if (g->kind == K_STACK_A) rc = emit_a(s, F, m ? m->r : 0, g->ne[0], g->r_max, g->type, row, e);
             else rc = emit_b(s, F, g->ne[1], m ? m->r : 0, g->r_max, m ? module_scale(m, baked) : 1.0f, 0, g->type, row, e);
             free(F);
@@ -246,6 +284,14 @@ static int write_tensor(const gt *g, const smelt_peft *p, const smelt_hf *base, 
             uint64_t sr = perm_src(r, rows, g->permute_heads);
             smelt_dtype_to_f32(at->dtype, (const uint8_t *)ad + sr * cols * aes, row, (size_t)cols);
             smelt_dtype_to_f32(bt->dtype, (const uint8_t *)bd + sr * cols * bes, tmp, (size_t)cols);
+            if (!allow && smelt_nonfinite_f32(row, cols)) {
+                rc = refuse_tensor(smelt_peft_weights_path(p), at, ad, cols, row, e);
+                break;
+            }
+            if (!allow && smelt_nonfinite_f32(tmp, cols)) {
+                rc = refuse_tensor(bt->file ? bt->file : smelt_hf_dir(base), bt, bd, cols, row, e);
+                break;
+            }
             for (uint64_t c = 0; c < cols; c++) row[c] = row[c] - tmp[c];
             rc = emit(s, row, (size_t)cols, SMELT_TYPE_F32, e);
         }
@@ -541,8 +587,16 @@ int smelt_lora_to_gguf(const smelt_peft *p, const smelt_hf *base, const char *ou
     for (size_t i = 0; i < pl.n && !rc; i++) rc = smelt_gguf_writer_add_tensor(w, pl.t[i].name, pl.t[i].nd, pl.t[i].ne, pl.t[i].type, e);
     if (!rc) rc = smelt_gguf_writer_begin(w, out_path, e);
     s.w = w;
+    s.path = out_path;
+    s.allow_nonfinite = o->allow_nonfinite;
     for (size_t i = 0; i < pl.n && !rc; i++) {
+        s.name = pl.t[i].name;
+        s.pos = s.nonfinite = 0;
         rc = write_tensor(&pl.t[i], p, base, baked, &s, e);
+        if (s.nonfinite) {
+            rep->nonfinite += s.nonfinite;
+            rep->nonfinite_tensors++;
+        }
         smelt_progress_step(prog, i + 1, pl.n, s.bytes, pl.t[i].name);
     }
     if (!rc) rc = smelt_gguf_writer_commit(w, e);

@@ -34,6 +34,7 @@ typedef struct smelt_lora_gguf_opts {
     int out_type;      /* lora_a / lora_b type: SMELT_TYPE_F32 (default, as llama.cpp), F16 or BF16 */
     bool full_delta;   /* carry full replacements as full-rank pairs (default true); false: refuse */
     const char *name;  /* general.name; NULL: from the adapter directory's name */
+    bool allow_nonfinite; /* write NaN/±Inf (counted in the report) instead of refusing them */
 } smelt_lora_gguf_opts;
 
 void smelt_lora_gguf_opts_default(smelt_lora_gguf_opts *o);
@@ -46,13 +47,18 @@ typedef struct smelt_lora_gguf_report {
     uint64_t bytes;        /* tensor bytes in the file */
     float alpha;           /* adapter.lora.alpha written (0: scaling baked into lora_b) */
     bool baked;            /* scaling baked into lora_b */
+    uint64_t nonfinite;    /* NaN/±Inf values written (allow_nonfinite only) */
+    uint64_t nonfinite_tensors;
 } smelt_lora_gguf_report;
 
 /* Write `p` (applied to the base model in `base`: config.json for the architecture and
  * head counts, weights for full replacements' deltas) to out_path as a LoRA adapter GGUF.
  * Atomic output. Errors: EUNSUPPORTED (architecture other than llama/mistral/mixtral, or
  * an adapter llama.cpp cannot apply — the message says to use smelt-merge --gguf),
- * EMISMATCH (shapes that do not fit the base). rep may be NULL. */
+ * EMISMATCH (shapes that do not fit the base), EFORMAT for NaN/±Inf in an adapter tensor
+ * or a replaced tensor's base (naming the file, the tensor and the flat index of the first
+ * one) or in a value to be written (naming the output tensor), unless
+ * o->allow_nonfinite. rep may be NULL. */
 int smelt_lora_to_gguf(const smelt_peft *p, const smelt_hf *base, const char *out_path,
                        const smelt_lora_gguf_opts *o, smelt_lora_gguf_report *rep, const smelt_progress *prog,
                        smelt_err *e);

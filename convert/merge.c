@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats/base/finite.h"
 #include "formats/base/half.h"
 #include "formats/base/names.h"
 #include "formats/base/pool.h"
@@ -44,6 +45,7 @@ typedef struct {
     smelt_tinfo info;         /* output info (name borrowed from the base) */
     uint64_t rows, cols;      /* output as a matrix (1-D: one row) */
     bool changed;
+    uint64_t nonfinite;       /* NaN/±Inf in the output (set on each read; allow_nonfinite only) */
 } tplan;
 
 struct smelt_merge {
@@ -186,6 +188,8 @@ static int plan_adapter(smelt_merge *m, size_t ai, smelt_err *e)
     size_t matched = 0, total = smelt_peft_n_modules(p) + smelt_peft_n_full(p);
     char s1[128], s2[128], nm[1024];
     int rc;
+    if (!isfinite(w))
+        return SMELT_ERR(e, SMELT_EUSAGE, smelt_peft_dir(p), NULL, "the adapter weight must be a finite number, not %g", w);
     if (!m->o.force && already_merged(m->o.base_config, smelt_peft_hash(p)))
         return SMELT_ERR(e, SMELT_EMISMATCH, smelt_peft_dir(p), NULL,
                          "this adapter (xxh64 %s) is already merged into the base: its config.json records it under "
@@ -193,6 +197,8 @@ static int plan_adapter(smelt_merge *m, size_t ai, smelt_err *e)
                          smelt_peft_hash(p));
     if ((rc = check_base_name(m, p, e))) return rc;
     /* replacements first: a LoRA of the same adapter applies on top of them */
+    char full_list[512] = "";
+    bool full_mts = true;
     for (size_t k = 0; k < smelt_peft_n_full(p); k++) {
         const smelt_peft_full *f = smelt_peft_full_at(p, k);
         const smelt_tinfo *ft = smelt_tsrc_info(as, (uint64_t)f->tensor);
@@ -234,7 +240,18 @@ static int plan_adapter(smelt_merge *m, size_t ai, smelt_err *e)
                        ft->name, smelt_dtype_name(ft->dtype), smelt_dtype_name(bt->dtype))))
             return rc;
         if ((rc = rep_addf(&m->rep.replaced, &m->rep.n_replaced, e, "%s (%s)", f->target, f->why))) return rc;
+        if (w != 1.0) {
+            size_t u = strlen(full_list);
+            snprintf(full_list + u, sizeof full_list - u, "%s%s", u ? ", " : "", f->target);
+            if (strcmp(f->why, "modules_to_save")) full_mts = false;
+        }
     }
+    /* PEFT loads replacement tensors as they are; an adapter weight scales the LoRA pairs only */
+    if (full_list[0] &&
+        (rc = WARN(m, e, "%s: %s tensors (%s) replace the base at full weight; the weight %g scales only the LoRA pairs "
+                         "(as PEFT does)",
+                   smelt_peft_dir(p), full_mts ? "modules_to_save" : "replacement", full_list, w)))
+        return rc;
     for (size_t k = 0; k < smelt_peft_n_modules(p); k++) {
         const smelt_peft_module *mod = smelt_peft_module_at(p, k);
         const smelt_tinfo *A = smelt_tsrc_info(as, (uint64_t)mod->a);
@@ -391,9 +408,17 @@ typedef struct {
     float *A, *B, *mag, *bb; /* adapter factors as f32 (borrowed buffers) */
 } factors;
 
+/* NaN/±Inf met by one row-block task: in the values it started from (base or replacement
+ * tensor) and in the merged values it produced. first is a flat index in the tensor. */
+typedef struct {
+    uint64_t in_n, in_first, out_n, out_first;
+    float in_v, out_v;
+} nf_stat;
+
 typedef struct {
     smelt_merge *m;
     tplan *t;
+    nf_stat *nf;            /* per task of the main pass */
     const uint8_t *base_data, *rep_data;
     smelt_dtype base_dt, rep_dt;
     factors *f;             /* per op */
@@ -464,21 +489,36 @@ static void apply_op(job *j, size_t oi, uint64_t r0, uint64_t nr, float *W, floa
     }
 }
 
-static void task_rows(job *j, uint64_t r0, uint64_t nr, size_t n_ops, int thread)
+/* Count (and locate the first of) the NaN/±Inf among the n values of a task's rows. */
+static uint64_t nf_scan(const float *W, uint64_t n, uint64_t at, uint64_t *first, float *v)
+{
+    uint64_t c = smelt_nonfinite_f32(W, n);
+    if (c) {
+        double x;
+        uint64_t k = smelt_nonfinite_first(SMELT_FIN_F32, W, n, &x);
+        *first = at + k;
+        *v = (float)x;
+    }
+    return c;
+}
+
+static void task_rows(job *j, uint64_t r0, uint64_t nr, size_t n_ops, int thread, nf_stat *st)
 {
     uint64_t cols = j->t->cols;
     float *W = j->work[thread];
     float *tmp = W + j->rows_per * cols;
     float *gather = tmp + cols;
     load_rows(j, r0, nr, W);
+    st->in_n = nf_scan(W, nr * cols, r0 * cols, &st->in_first, &st->in_v);
     for (size_t oi = 0; oi < n_ops; oi++) apply_op(j, oi, r0, nr, W, tmp, gather, false);
+    st->out_n = nf_scan(W, nr * cols, r0 * cols, &st->out_first, &st->out_v);
 }
 
 static void task_main(void *ctx, size_t task, int thread)
 {
     job *j = ctx;
     uint64_t r0 = task * j->rows_per, nr = j->t->rows - r0 < j->rows_per ? j->t->rows - r0 : j->rows_per;
-    task_rows(j, r0, nr, j->t->n_ops, thread);
+    task_rows(j, r0, nr, j->t->n_ops, thread, &j->nf[task]);
     float *W = j->work[thread];
     uint64_t nel = nr * j->t->cols;
     smelt_dtype od = j->t->info.dtype;
@@ -538,6 +578,38 @@ static int load_f32(const smelt_peft *p, int64_t ti, float **out, smelt_err *e)
     return rc;
 }
 
+static int fin_fmt(smelt_dtype d)
+{
+    switch (d) {
+    case SMELT_DT_F32: return SMELT_FIN_F32;
+    case SMELT_DT_F16: return SMELT_FIN_F16;
+    case SMELT_DT_BF16: return SMELT_FIN_BF16;
+    case SMELT_DT_F64: return SMELT_FIN_F64;
+    case SMELT_DT_F8_E4M3: return SMELT_FIN_F8_E4M3;
+    case SMELT_DT_F8_E5M2: return SMELT_FIN_F8_E5M2;
+    default: return -1;
+    }
+}
+
+static void set_nonfinite(smelt_merge *m, tplan *t, uint64_t n)
+{
+    m->rep.nonfinite = m->rep.nonfinite - t->nonfinite + n;
+    if (t->nonfinite && !n) m->rep.nonfinite_tensors--;
+    if (!t->nonfinite && n) m->rep.nonfinite_tensors++;
+    t->nonfinite = n;
+}
+
+/* An adapter factor (lora_A, lora_B, magnitude, lora_B.bias) holding NaN/±Inf. */
+static int check_factor(const smelt_merge *m, const op *o, int64_t ti, const float *v, smelt_err *e)
+{
+    if (m->o.allow_nonfinite || !v || ti < 0) return 0;
+    const smelt_tinfo *t = smelt_tsrc_info(smelt_peft_tensors(o->peft), (uint64_t)ti);
+    double x;
+    uint64_t k = smelt_nonfinite_first(SMELT_FIN_F32, v, t->nelements, &x);
+    if (k == t->nelements) return 0;
+    return SMELT_ERR_NONFINITE(e, smelt_peft_weights_path(o->peft), t->name, NULL, k, x, NULL);
+}
+
 static int compute_tensor(smelt_merge *m, tplan *t, uint8_t *out, smelt_err *e)
 {
     job j = {0};
@@ -578,6 +650,16 @@ static int compute_tensor(smelt_merge *m, tplan *t, uint8_t *out, smelt_err *e)
         if (!rc) rc = load_f32(o->peft, o->mod->b, &j.f[oi].B, e);
         if (!rc && o->kind == OP_DORA) rc = load_f32(o->peft, o->mod->magnitude, &j.f[oi].mag, e);
     }
+    for (size_t oi = 0; oi < t->n_ops && !rc; oi++) {
+        const op *o = &t->ops[oi];
+        if (o->kind == OP_BIAS) {
+            rc = check_factor(m, o, o->mod->b_bias, j.f[oi].bb, e);
+            continue;
+        }
+        if (!rc) rc = check_factor(m, o, o->mod->a, j.f[oi].A, e);
+        if (!rc) rc = check_factor(m, o, o->mod->b, j.f[oi].B, e);
+        if (!rc && o->kind == OP_DORA) rc = check_factor(m, o, o->mod->magnitude, j.f[oi].mag, e);
+    }
     if (rc) goto done;
     uint64_t cols = t->cols ? t->cols : 1;
     j.rows_per = 16384 / cols ? 16384 / cols : 1;
@@ -610,8 +692,35 @@ static int compute_tensor(smelt_merge *m, tplan *t, uint8_t *out, smelt_err *e)
         j.partial = NULL;
     }
     size_t ntasks = (size_t)((t->rows + j.rows_per - 1) / j.rows_per);
+    if (!(j.nf = calloc(ntasks + 1, sizeof *j.nf))) {
+        rc = SMELT_NOMEM(e, "merge buffers");
+        goto done;
+    }
     smelt_pool_run(m->pool, ntasks, task_main, &j);
+    /* tasks cover the rows in order: the first task that met one holds the first index */
+    const nf_stat *in = NULL, *res = NULL;
+    uint64_t n_out = 0;
+    for (size_t k = 0; k < ntasks; k++) {
+        if (j.nf[k].in_n && !in) in = &j.nf[k];
+        if (j.nf[k].out_n && !res) res = &j.nf[k];
+        n_out += j.nf[k].out_n;
+    }
+    if (m->o.allow_nonfinite || (!in && !res)) {
+        set_nonfinite(m, t, n_out);
+        goto done;
+    }
+    if (in && t->rep) {
+        const smelt_tinfo *rt = smelt_tsrc_info(smelt_peft_tensors(t->rep), (uint64_t)t->rep_tensor);
+        rc = SMELT_ERR_NONFINITE(e, smelt_peft_weights_path(t->rep), rt->name, NULL, in->in_first, in->in_v, NULL);
+    } else if (in) {
+        rc = SMELT_ERR_NONFINITE(e, bt->file ? bt->file : "base", bt->name, NULL, in->in_first, in->in_v, NULL);
+    } else {
+        rc = SMELT_ERR_NONFINITE(e, bt->file ? bt->file : "base", bt->name, "merged value", res->out_first, res->out_v,
+                                 " although the base and adapter values are finite (the weighted LoRA delta, or DoRA's "
+                                 "scaling, overflows f32)");
+    }
 done:
+    free(j.nf);
     free(j.partial);
     free_factors(j.f, t->n_ops);
     for (size_t oi = 0; j.colnorm && oi < t->n_ops; oi++) free(j.colnorm[oi]);
@@ -639,12 +748,25 @@ static int ms_read(void *self, uint64_t i, const void **data, smelt_scratch *sc,
     smelt_merge *m = self;
     if (i >= m->n) return SMELT_ERR(e, SMELT_EINTERNAL, NULL, NULL, "tensor index out of range");
     tplan *t = &m->t[i];
-    if (!t->changed) return smelt_tsrc_read(m->base, t->base, data, sc, e);
+    if (!t->changed) {
+        int rc = smelt_tsrc_read(m->base, t->base, data, sc, e);
+        int fmt = fin_fmt(t->info.dtype);
+        if (rc || fmt < 0) return rc;
+        uint64_t nf = smelt_nonfinite_count((smelt_fin_fmt)fmt, *data, t->info.nelements);
+        if (!nf || m->o.allow_nonfinite) {
+            set_nonfinite(m, t, nf);
+            return 0;
+        }
+        double v;
+        uint64_t k = smelt_nonfinite_first((smelt_fin_fmt)fmt, *data, t->info.nelements, &v);
+        smelt_tsrc_release(m->base, t->base);
+        return SMELT_ERR_NONFINITE(e, t->info.file ? t->info.file : "base", t->info.name, NULL, k, v, NULL);
+    }
     void *out = smelt_scratch_get(sc, t->info.nbytes ? (size_t)t->info.nbytes : 1);
     if (!out) return SMELT_NOMEM(e, t->info.name);
     int rc = compute_tensor(m, t, out, e);
     if (rc) {
-        smelt_err_prefix(e, "while merging %s", t->info.name);
+        if (!smelt_err_is_nonfinite(e)) smelt_err_prefix(e, "while merging %s", t->info.name);
         return rc;
     }
     m->rep.f16_overflow = atomic_load(&m->f16_over);

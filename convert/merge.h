@@ -40,13 +40,16 @@
 
 typedef struct smelt_merge_adapter {
     const smelt_peft *peft; /* borrowed; must outlive the merge */
-    double weight;          /* 1.0: the adapter as trained */
+    double weight;          /* 1.0: the adapter as trained; must be finite (EUSAGE). It scales the
+                             * LoRA pairs only: replacement tensors (modules_to_save) are taken
+                             * at full weight, as PEFT does, with a report warning when weight != 1 */
 } smelt_merge_adapter;
 
 typedef struct smelt_merge_opts {
     int out_dtype;         /* -1: each tensor keeps its base dtype; else SMELT_DT_F32/F16/BF16 */
     bool allow_unused;     /* adapter keys that match nothing: skipped with a warning, not an error */
     bool force;            /* merge even if config.json records this adapter as already merged */
+    bool allow_nonfinite;  /* write NaN/±Inf (counted in the report) instead of refusing them */
     int n_threads;         /* <= 0: one per CPU */
     json_t *base_config;   /* the base's config.json (borrowed; may be NULL) */
     const char *base_dir;  /* for messages and the base_model_name_or_path check (may be NULL) */
@@ -72,6 +75,7 @@ typedef struct smelt_merge_report {
     int64_t vocab_old, vocab_new; /* -1 when the vocabulary is unchanged */
     uint64_t tensors_total, tensors_changed;
     uint64_t f16_overflow;    /* values beyond ±65504 that became ±inf (grows while reading) */
+    uint64_t nonfinite, nonfinite_tensors; /* NaN/±Inf in the tensors read (allow_nonfinite only) */
 } smelt_merge_report;
 
 typedef struct smelt_merge smelt_merge;
@@ -89,7 +93,13 @@ void smelt_merge_close(smelt_merge *m); /* NULL is a no-op */
 /* The merged model: the base's tensors in the base's order, with merged values, output
  * dtypes and replaced shapes. Reads compute a whole tensor (multithreaded, row blocks) into
  * the caller's scratch; unchanged tensors come straight from the base. Borrowed; one
- * reader at a time. Byte-identical results for any thread count. */
+ * reader at a time. Byte-identical results for any thread count.
+ * Every read checks for NaN/±Inf — in an unchanged base tensor, in the base or replacement
+ * values a merged tensor starts from, in each adapter factor it uses, and in the merged
+ * f32 result (a delta can overflow) — and, unless opts.allow_nonfinite, fails with
+ * EFORMAT naming the file (the base shard or the adapter's weights file), the tensor and
+ * the flat index of the first one. A finite merged value that only overflows f16 on
+ * output is counted in f16_overflow instead. */
 const smelt_tsrc *smelt_merge_source(smelt_merge *m);
 const smelt_merge_report *smelt_merge_get_report(const smelt_merge *m);
 /* The base source the merge was opened on (borrowed). */
@@ -115,6 +125,14 @@ typedef struct smelt_merge_write_opts {
 int smelt_merge_write_hf(smelt_merge *m, const smelt_hf *base, const smelt_merge_adapter *ads, size_t n,
                          const char *out_dir, const smelt_merge_write_opts *wo, const smelt_progress *prog,
                          smelt_err *e);
+
+/* EUSAGE unless the outputs may be written: `out_dir` (may be NULL), its manifest
+ * "<out_dir>.xxh64", and `gguf` with "<gguf>.xxh64" (may be NULL) are none of the inputs
+ * (the base and the adapter directories), hold none and lie inside none. An existing
+ * `out_dir` is refused without `force`, and with it unless it is an earlier smelt-merge
+ * output: a config.json with a "smelt_merge" record and no file a merge does not write. */
+int smelt_merge_check_outputs(const smelt_hf *base, const smelt_merge_adapter *ads, size_t n, const char *out_dir,
+                              const char *gguf, bool force, smelt_err *e);
 
 /* The xxh64 fingerprint smelt records for a base model: over its tensor names, dtypes,
  * shapes and bytes, in order (16 hex digits into buf[17]). */

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "formats/base/file.h"
+#include "formats/base/guard.h"
 #include "formats/base/hash.h"
 #include "formats/safetensors.h"
 
@@ -520,6 +521,90 @@ static int write_shards(smelt_merge *m, shard *sh, size_t ns, const char *tmp, m
     return rc;
 }
 
+/* ==== which outputs may be written ==== */
+
+/* Would a merge from this base and these adapters write a file called `name`? */
+static bool merge_writes(const smelt_hf *base, const smelt_merge_adapter *ads, size_t n, const char *name)
+{
+    if (!strcmp(name, "config.json") || !strcmp(name, "model.safetensors.index.json") || ends_with(name, ".safetensors"))
+        return true;
+    char p[4096];
+    if (smelt_path_join(p, sizeof p, smelt_hf_dir(base), name) && smelt_file_exists(p) && !is_weights_file(name))
+        return true;
+    for (size_t a = 0; a < n; a++)
+        if (is_tokenizer_file(name) && smelt_path_join(p, sizeof p, smelt_peft_dir(ads[a].peft), name) &&
+            smelt_file_exists(p))
+            return true;
+    return false;
+}
+
+/* --force replaces `dir` only when it is an earlier merge's output: a config.json with a
+ * "smelt_merge" record, and only regular files a merge writes. */
+static int check_replaceable(const smelt_hf *base, const smelt_merge_adapter *ads, size_t n, const char *dir,
+                             smelt_err *e)
+{
+    static const char *const why = "--force replaces only a directory that smelt-merge wrote";
+    char p[4096];
+    json_t *cfg = NULL;
+    smelt_err ignored;
+    if (!smelt_path_join(p, sizeof p, dir, "config.json") || smelt_json_load(p, &cfg, &ignored) ||
+        !json_is_object(cfg) || !json_object_get(cfg, "smelt_merge")) {
+        json_decref(cfg);
+        return SMELT_ERR(e, SMELT_EUSAGE, dir, NULL,
+                         "output directory exists and is not a smelt-merge output (no config.json with a "
+                         "\"smelt_merge\" record); %s: remove it yourself or choose another directory", why);
+    }
+    json_decref(cfg);
+    DIR *d = opendir(dir);
+    if (!d) return SMELT_ERR(e, SMELT_EIO, dir, NULL, "cannot list the directory: %s", strerror(errno));
+    int rc = 0;
+    struct dirent *de;
+    while (!rc && (de = readdir(d))) {
+        const char *nm = de->d_name;
+        if (!strcmp(nm, ".") || !strcmp(nm, "..")) continue;
+        struct stat st;
+        bool regular = smelt_path_join(p, sizeof p, dir, nm) && lstat(p, &st) == 0 && S_ISREG(st.st_mode);
+        if (!regular || !merge_writes(base, ads, n, nm))
+            rc = SMELT_ERR(e, SMELT_EUSAGE, dir, nm,
+                           "output directory holds '%s', which smelt-merge does not write; %s: remove it yourself "
+                           "or choose another directory",
+                           nm, why);
+    }
+    closedir(d);
+    return rc;
+}
+
+int smelt_merge_check_outputs(const smelt_hf *base, const smelt_merge_adapter *ads, size_t n, const char *out_dir,
+                              const char *gguf, bool force, smelt_err *e)
+{
+    smelt_guard *g = smelt_guard_new();
+    if (!g) return SMELT_NOMEM(e, "the list of inputs");
+    int rc = smelt_guard_add(g, smelt_hf_dir(base), "the base model", smelt_guard_reads_model_dir, e);
+    for (size_t a = 0; a < n && !rc; a++)
+        rc = smelt_guard_add(g, smelt_peft_dir(ads[a].peft), "an adapter", smelt_guard_reads_model_dir, e);
+    char mp[4200];
+    if (!rc && out_dir) {
+        rc = smelt_guard_check_dir(g, out_dir, e);
+        size_t dl = strlen(out_dir);
+        while (dl > 1 && out_dir[dl - 1] == '/') dl--;
+        snprintf(mp, sizeof mp, "%.*s.xxh64", (int)dl, out_dir);
+        if (!rc) rc = smelt_guard_check_file(g, mp, e);
+        struct stat st;
+        if (!rc && stat(out_dir, &st) == 0) {
+            if (!S_ISDIR(st.st_mode)) rc = SMELT_ERR(e, SMELT_EUSAGE, out_dir, NULL, "exists and is not a directory");
+            else if (!force) rc = SMELT_ERR(e, SMELT_EUSAGE, out_dir, NULL, "output directory exists (use --force to replace it)");
+            else rc = check_replaceable(base, ads, n, out_dir, e);
+        }
+    }
+    if (!rc && gguf) {
+        rc = smelt_guard_check_file(g, gguf, e);
+        snprintf(mp, sizeof mp, "%s.xxh64", gguf);
+        if (!rc) rc = smelt_guard_check_file(g, mp, e);
+    }
+    smelt_guard_free(g);
+    return rc;
+}
+
 int smelt_merge_write_hf(smelt_merge *m, const smelt_hf *base, const smelt_merge_adapter *ads, size_t n,
                          const char *out_dir, const smelt_merge_write_opts *wo, const smelt_progress *prog,
                          smelt_err *e)
@@ -532,21 +617,18 @@ int smelt_merge_write_hf(smelt_merge *m, const smelt_hf *base, const smelt_merge
     if (dl == 0 || dl >= sizeof dir - 64) return SMELT_ERR(e, SMELT_EUSAGE, out_dir, NULL, "bad output directory name");
     memcpy(dir, out_dir, dl);
     dir[dl] = 0;
+    int grc = smelt_merge_check_outputs(base, ads, n, dir, NULL, wo->force, e);
+    if (grc) return grc;
     struct stat st;
     bool exists = stat(dir, &st) == 0;
-    if (exists && !S_ISDIR(st.st_mode)) return SMELT_ERR(e, SMELT_EUSAGE, dir, NULL, "exists and is not a directory");
-    if (exists && !wo->force) return SMELT_ERR(e, SMELT_EUSAGE, dir, NULL, "output directory exists (use --force to replace it)");
-    if (smelt_same_file(dir, smelt_hf_dir(base)))
-        return SMELT_ERR(e, SMELT_EUSAGE, dir, NULL, "the output directory is the base model directory");
     char parent[4096], tmp[8300], old[8300];
     snprintf(parent, sizeof parent, "%s", dir);
     char *slash = strrchr(parent, '/');
-    const char *leaf = base_name(dir);
     if (slash == parent) parent[1] = 0;
     else if (slash) *slash = 0;
     else snprintf(parent, sizeof parent, ".");
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp-XXXXXX", parent, leaf);
-    if (!mkdtemp(tmp)) return SMELT_ERR(e, SMELT_EIO, parent, NULL, "cannot create a temporary directory: %s", strerror(errno));
+    int trc = smelt_tmpdir_create(dir, tmp, sizeof tmp, e); /* .LEAF.smelt-tmp-PID-XXXXXX beside dir */
+    if (trc) return trc;
     mode_t um = umask(0);
     umask(um);
     chmod(tmp, 0777 & ~um); /* mkdtemp makes it 0700; the result is an ordinary directory */
@@ -649,6 +731,7 @@ int smelt_merge_write_hf(smelt_merge *m, const smelt_hf *base, const smelt_merge
         if (exists) rename(old, dir);
         goto fail;
     }
+    smelt_tmpdir_forget(tmp);
     if (exists) rmtree(old);
     smelt_xxh64_free(model);
     free_shards(sh, ns);
@@ -659,6 +742,7 @@ int smelt_merge_write_hf(smelt_merge *m, const smelt_hf *base, const smelt_merge
     return 0;
 fail:
     rmtree(tmp);
+    smelt_tmpdir_forget(tmp);
     smelt_xxh64_free(model);
     free_shards(sh, ns);
     smelt_stset_close(bst);

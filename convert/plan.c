@@ -482,6 +482,7 @@ int smelt_convert_plan_new(const smelt_tsrc *weights, json_t *config, const char
     if (!rc) rc = smelt_arch_kvs(config, p->config_path, &p->hp, p->file_type, &p->kv, &p->opts.notes, e);
     if (!rc) rc = smelt_kvs_set_u32(&p->kv, "general.quantization_version", 2, e);
     if (!rc) rc = smelt_cv_vocab_kvs(tf, config, p->config_path, p->hp.n_vocab, &p->kv, &p->vocab, &p->opts.notes, e);
+    if (!rc) rc = smelt_arch_check_plan(&p->kv, p->t, p->n, opts->vocab_only, tok_dir, e);
     smelt_tokfiles_free(tf);
     if (rc) {
         smelt_convert_plan_free(p);

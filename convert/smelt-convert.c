@@ -10,6 +10,7 @@
 #include "convert/lora.h"
 #include "formats/base/cli.h"
 #include "formats/base/file.h"
+#include "formats/base/guard.h"
 #include "formats/hfdir.h"
 
 static const char *TOOL = "smelt-convert";
@@ -34,6 +35,10 @@ static void usage(void)
            "  --json              with --dry-run: the plan as JSON; otherwise a JSON summary\n"
            "  --model-name NAME   general.name (default: llama.cpp's heuristics)\n"
            "  -t, --threads N     conversion threads (default: all CPUs)\n"
+           "  --allow-nonfinite   write NaN/Inf weights anyway, with a warning counting them (default:\n"
+           "                      refuse, naming the file, the tensor and the first index; exit 3).\n"
+           "                      Also in LoRA adapter mode. Finite values beyond the f16 range that\n"
+           "                      become inf with --outtype f16 are a separate warning.\n"
            "  -q, --quiet         no progress or summary (warnings are still printed)\n"
            "  -h, --help          this help\n"
            "\n"
@@ -95,9 +100,22 @@ static void print_plan(const smelt_convert_plan *p, const smelt_tsrc *src, const
     }
 }
 
+/* The output GGUF may be none of the inputs: the model (or base) directory and the adapter. */
+static int check_output_path(const char *out, const char *model_dir, const char *what, const char *adapter_dir,
+                             smelt_err *e)
+{
+    smelt_guard *g = smelt_guard_new();
+    if (!g) return SMELT_NOMEM(e, "the list of inputs");
+    int rc = smelt_guard_add(g, model_dir, what, smelt_guard_reads_model_dir, e);
+    if (!rc && adapter_dir) rc = smelt_guard_add(g, adapter_dir, "the adapter", smelt_guard_reads_model_dir, e);
+    if (!rc) rc = smelt_guard_check_file(g, out, e);
+    smelt_guard_free(g);
+    return rc;
+}
+
 /* --lora/--base: the adapter as a llama.cpp LoRA GGUF (convert/lora.h). */
 static int run_lora(const char *lora, const char *base, const char *out, const char *outtype, int no_full,
-                    const char *name, int quiet, int json, int n_positional)
+                    const char *name, bool allow_nonfinite, int quiet, int json, int n_positional)
 {
     if (!lora || !base) return smelt_cli_usage_error(TOOL, "--lora and --base go together");
     if (n_positional) return smelt_cli_usage_error(TOOL, "with --lora, give no MODEL_DIR (the base is --base)");
@@ -112,7 +130,8 @@ static int run_lora(const char *lora, const char *base, const char *out, const c
     }
     lo.full_delta = !no_full;
     lo.name = name;
-    smelt_outfile_install_signal_cleanup();
+    lo.allow_nonfinite = allow_nonfinite;
+    smelt_tool_install_file_safety(TOOL);
     smelt_err e;
     smelt_err_clear(&e);
     smelt_hf *hf = NULL;
@@ -122,7 +141,8 @@ static int run_lora(const char *lora, const char *base, const char *out, const c
     smelt_progress prog = {0};
     smelt_progress_term pt;
     smelt_progress_term_init(&pt, &prog, "writing adapter", quiet || json);
-    int rc = smelt_hf_open(base, &hf, &e);
+    int rc = check_output_path(out, base, "the base model", lora, &e);
+    if (!rc) rc = smelt_hf_open(base, &hf, &e);
     if (!rc) rc = smelt_peft_open(lora, &peft, &e);
     if (!rc) rc = smelt_lora_to_gguf(peft, hf, out, &lo, &rep, &prog, &e);
     smelt_peft_close(peft);
@@ -132,12 +152,17 @@ static int run_lora(const char *lora, const char *base, const char *out, const c
         return smelt_err_exit_status(rc);
     }
     smelt_progress_term_done(&pt, rep.bytes);
+    if (rep.nonfinite)
+        fprintf(stderr, "%s: warning: wrote %llu NaN/Inf value%s in %llu tensor%s (--allow-nonfinite)\n", TOOL,
+                (unsigned long long)rep.nonfinite, rep.nonfinite == 1 ? "" : "s", (unsigned long long)rep.nonfinite_tensors,
+                rep.nonfinite_tensors == 1 ? "" : "s");
     char sz[32], fsz[32];
     if (json) {
         printf("{\"output\": \"%s\", \"pairs\": %llu, \"modules\": %llu, \"full_pairs\": %llu, \"full_bytes\": %llu, "
-               "\"bytes\": %llu, \"alpha\": %g, \"scaling_in_lora_b\": %s}\n",
+               "\"bytes\": %llu, \"alpha\": %g, \"scaling_in_lora_b\": %s, \"nonfinite\": %llu}\n",
                out, (unsigned long long)rep.pairs, (unsigned long long)rep.modules, (unsigned long long)rep.full_pairs,
-               (unsigned long long)rep.full_bytes, (unsigned long long)rep.bytes, (double)rep.alpha, rep.baked ? "true" : "false");
+               (unsigned long long)rep.full_bytes, (unsigned long long)rep.bytes, (double)rep.alpha, rep.baked ? "true" : "false",
+               (unsigned long long)rep.nonfinite);
     } else if (!quiet) {
         fprintf(stderr, "%s: wrote %s: %llu LoRA pairs (%llu modules), %s, adapter.lora.alpha %g%s\n", TOOL, out,
                 (unsigned long long)rep.pairs, (unsigned long long)rep.modules, smelt_cli_bytes(sz, sizeof sz, rep.bytes),
@@ -161,7 +186,8 @@ int main(int argc, char **argv)
                                        {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
                                        {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, 'V'},
                                        {"lora", required_argument, 0, 'L'},    {"base", required_argument, 0, 'B'},
-                                       {"no-full-delta", no_argument, 0, 'F'}, {0, 0, 0, 0}};
+                                       {"no-full-delta", no_argument, 0, 'F'}, {"allow-nonfinite", no_argument, 0, 'N'},
+                                       {0, 0, 0, 0}};
     const char *lora = NULL, *base = NULL, *outtype = NULL;
     int no_full = 0;
     int c;
@@ -172,6 +198,7 @@ int main(int argc, char **argv)
         case 'L': lora = optarg; break;
         case 'B': base = optarg; break;
         case 'F': no_full = 1; break;
+        case 'N': o.allow_nonfinite = true; break;
         case 'T':
             outtype = optarg;
             o.outtype = smelt_convert_outtype_from_name(optarg);
@@ -191,19 +218,19 @@ int main(int argc, char **argv)
         default: return smelt_cli_usage_error(TOOL, "unknown option");
         }
     }
-    if (lora || base) return run_lora(lora, base, out, outtype, no_full, o.name, quiet, json, argc - optind);
+    if (lora || base) return run_lora(lora, base, out, outtype, no_full, o.name, o.allow_nonfinite, quiet, json, argc - optind);
     if (optind != argc - 1) return smelt_cli_usage_error(TOOL, optind >= argc ? "MODEL_DIR is required" : "one MODEL_DIR only");
     const char *dir = argv[optind];
     if (!out && !dry) return smelt_cli_usage_error(TOOL, "-o OUT.gguf is required (or --dry-run)");
-    if (out && smelt_is_dir(out)) return smelt_cli_usage_error(TOOL, "-o %s is a directory; give the output file name", out);
     o.notes.fn = on_note;
-    smelt_outfile_install_signal_cleanup();
+    smelt_tool_install_file_safety(TOOL);
 
     smelt_err e;
     smelt_err_clear(&e);
     smelt_hf *hf = NULL;
     smelt_convert_plan *plan = NULL;
-    int rc = smelt_hf_open(dir, &hf, &e);
+    int rc = out ? check_output_path(out, dir, "the model", NULL, &e) : 0;
+    if (!rc) rc = smelt_hf_open(dir, &hf, &e);
     char cfg[4096];
     if (!rc) {
         smelt_path_join(cfg, sizeof cfg, dir, "config.json");
@@ -229,12 +256,17 @@ int main(int argc, char **argv)
                 if (res.f16_overflow)
                     fprintf(stderr, "%s: warning: %llu values in %llu tensors exceeded the f16 range and became ±inf; use --outtype bf16 or f32\n",
                             TOOL, (unsigned long long)res.f16_overflow, (unsigned long long)res.f16_overflow_tensors);
+                if (res.nonfinite)
+                    fprintf(stderr, "%s: warning: wrote %llu NaN/Inf value%s in %llu tensor%s (--allow-nonfinite)\n", TOOL,
+                            (unsigned long long)res.nonfinite, res.nonfinite == 1 ? "" : "s",
+                            (unsigned long long)res.nonfinite_tensors, res.nonfinite_tensors == 1 ? "" : "s");
                 char sz[32];
                 if (json)
                     printf("{\"output\": \"%s\", \"outtype\": \"%s\", \"tensors\": %llu, \"bytes\": %llu, \"f16_overflow\": %llu, "
-                           "\"seconds\": %.3f}\n",
+                           "\"nonfinite\": %llu, \"seconds\": %.3f}\n",
                            out, smelt_convert_outtype_name(smelt_convert_plan_outtype(plan)), (unsigned long long)res.n_tensors,
-                           (unsigned long long)res.bytes, (unsigned long long)res.f16_overflow, res.seconds);
+                           (unsigned long long)res.bytes, (unsigned long long)res.f16_overflow, (unsigned long long)res.nonfinite,
+                           res.seconds);
                 else if (!quiet)
                     fprintf(stderr, "%s: wrote %s (%s, %llu tensors, %s)\n", TOOL, out,
                             smelt_convert_outtype_name(smelt_convert_plan_outtype(plan)), (unsigned long long)res.n_tensors,

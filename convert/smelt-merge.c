@@ -3,6 +3,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,13 +33,18 @@ static void usage(void)
            "  --base DIR            the base model (config.json + safetensors or .bin weights)\n"
            "  --lora DIR[:W]        a PEFT adapter (adapter_config.json + adapter_model.safetensors\n"
            "                        or .bin), optionally weighted; repeat to merge several, in order\n"
-           "                        (their deltas add up: sum of W_i * scaling_i * B_i @ A_i)\n"
+           "                        (their deltas add up: sum of W_i * scaling_i * B_i @ A_i);\n"
+           "                        W is a finite number and scales the LoRA pairs only: the\n"
+           "                        adapter's modules_to_save tensors replace the base whole\n"
            "  -o, --output DIR      the merged model directory\n"
            "  --dtype D             write every float tensor as f32, f16 or bf16 (default: each\n"
            "                        tensor keeps its base dtype, as PEFT does)\n"
            "  --max-shard-size S    re-shard (e.g. 5GB, 500MB) instead of the base's split\n"
            "  --gguf OUT.gguf       merge and convert to GGUF in one pass (needs smelt-convert)\n"
            "  --allow-unused        skip adapter tensors that match no base tensor (default: error)\n"
+           "  --allow-nonfinite     write NaN/Inf weights anyway, with a warning counting them\n"
+           "                        (default: refuse NaN/Inf in the base, the adapters or the merged\n"
+           "                        result, naming the file, the tensor and the first index; exit 3)\n"
            "  --force               replace OUT_DIR; merge an adapter the base records as merged\n"
            "  -t, --threads N       worker threads (default: all CPUs)\n"
            "  -q, --quiet           no progress, no summary\n"
@@ -50,13 +56,17 @@ static void usage(void)
            "5 inputs do not fit together (shapes, vocabulary, wrong base), 6 out of memory.\n");
 }
 
+/* DIR[:WEIGHT]: 0, -1 out of memory, 1 a weight that is not finite ("nan", "inf", 1e999). A
+ * suffix that is not a number belongs to the path. */
 static int parse_lora(const char *arg, char **dir, double *w)
 {
     *w = 1.0;
+    *dir = NULL;
     const char *colon = strrchr(arg, ':');
     if (colon && colon[1]) {
         char *end;
         double v = strtod(colon + 1, &end);
+        if (!*end && !isfinite(v)) return 1;
         if (!*end) {
             *dir = strndup(arg, (size_t)(colon - arg));
             *w = v;
@@ -101,6 +111,7 @@ static json_t *report_json(const smelt_merge_report *r, const char *out, const s
     json_object_set_new(j, "tensors_total", json_integer((json_int_t)r->tensors_total));
     json_object_set_new(j, "tensors_changed", json_integer((json_int_t)r->tensors_changed));
     json_object_set_new(j, "f16_overflow", json_integer((json_int_t)r->f16_overflow));
+    json_object_set_new(j, "nonfinite", json_integer((json_int_t)r->nonfinite));
     return j;
 }
 
@@ -168,7 +179,7 @@ static int gguf_manifest(const char *path, smelt_err *e)
 }
 
 static int write_gguf(smelt_merge *m, const smelt_hf *base, const smelt_merge_adapter *ads, size_t n, const char *path,
-                      int outtype, int threads, int quiet, smelt_err *e)
+                      int outtype, int threads, int quiet, bool allow_nonfinite, smelt_err *e)
 {
     const smelt_merge_report *r = smelt_merge_get_report(m);
     json_t *cfg = json_deep_copy(smelt_hf_config(base));
@@ -195,6 +206,7 @@ static int write_gguf(smelt_merge *m, const smelt_hf *base, const smelt_merge_ad
     co.name_path = name;
     co.card_dir = smelt_hf_dir(base);
     co.notes.fn = on_note;
+    co.allow_nonfinite = allow_nonfinite;
     smelt_progress_term term;
     smelt_progress_term_init(&term, &co.progress, "merging+converting", quiet);
     smelt_convert_result res;
@@ -225,7 +237,8 @@ int main(int argc, char **argv)
                                        {"allow-unused", no_argument, 0, 'U'}, {"force", no_argument, 0, 'F'},
                                        {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
                                        {"json", no_argument, 0, 'j'},         {"help", no_argument, 0, 'h'},
-                                       {"version", no_argument, 0, 'V'},      {0, 0, 0, 0}};
+                                       {"version", no_argument, 0, 'V'},      {"allow-nonfinite", no_argument, 0, 'N'},
+                                       {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "o:t:qh", lo, NULL)) != -1) {
         switch (c) {
@@ -248,6 +261,7 @@ int main(int argc, char **argv)
         case 'g': gguf = optarg; break;
         case 'O': outtype = optarg; break;
         case 'U': mo.allow_unused = true; break;
+        case 'N': mo.allow_nonfinite = true; break;
         case 'F':
             mo.force = true;
             wo.force = true;
@@ -272,11 +286,20 @@ int main(int argc, char **argv)
         return smelt_cli_usage_error(TOOL, "--outtype must be f32, f16, bf16, q8_0 or auto (got '%s')", outtype);
     lora_dirs = calloc(n_lora, sizeof *lora_dirs);
     weights = calloc(n_lora, sizeof *weights);
-    if (!lora_dirs || !weights) return 6;
-    for (size_t i = 0; i < n_lora; i++)
-        if (parse_lora(lora_args[i], &lora_dirs[i], &weights[i])) return 6;
+    int pr = lora_dirs && weights ? 0 : -1;
+    for (size_t i = 0; i < n_lora && !pr; i++) {
+        pr = parse_lora(lora_args[i], &lora_dirs[i], &weights[i]);
+        if (pr > 0)
+            smelt_cli_usage_error(TOOL, "--lora %s: the adapter weight must be a finite number (e.g. DIR:0.5)", lora_args[i]);
+    }
+    if (pr) {
+        for (size_t i = 0; lora_dirs && i < n_lora; i++) free(lora_dirs[i]);
+        free(lora_dirs);
+        free(weights);
+        return pr > 0 ? 2 : 6;
+    }
     mo.n_threads = (int)threads;
-    smelt_outfile_install_signal_cleanup();
+    smelt_tool_install_file_safety(TOOL);
 
     smelt_err e = {0};
     smelt_hf *base = NULL;
@@ -292,6 +315,7 @@ int main(int argc, char **argv)
         ads[i].weight = weights[i];
     }
     if (rc) goto done;
+    if ((rc = smelt_merge_check_outputs(base, ads, n_lora, out, gguf, wo.force, &e))) goto done;
     mo.base_config = smelt_hf_config(base);
     mo.base_dir = base_dir;
     if ((rc = smelt_merge_open(&m, smelt_hf_tensors(base), ads, n_lora, &mo, &e))) goto done;
@@ -310,10 +334,13 @@ int main(int argc, char **argv)
         if ((rc = smelt_merge_write_hf(m, base, ads, n_lora, out, &wo, &prog, &e))) goto done;
         smelt_progress_term_done(&term, bytes);
     }
-    if (gguf && (rc = write_gguf(m, base, ads, n_lora, gguf, gguf_type, (int)threads, quiet, &e))) goto done;
+    if (gguf && (rc = write_gguf(m, base, ads, n_lora, gguf, gguf_type, (int)threads, quiet, mo.allow_nonfinite, &e))) goto done;
     if (r->f16_overflow)
         fprintf(stderr, "%s: warning: %" PRIu64 " merged values exceed the f16 range and became inf (as in PEFT)\n",
                 TOOL, r->f16_overflow);
+    if (r->nonfinite)
+        fprintf(stderr, "%s: warning: wrote %" PRIu64 " NaN/Inf value%s in %" PRIu64 " tensor%s (--allow-nonfinite)\n", TOOL,
+                r->nonfinite, r->nonfinite == 1 ? "" : "s", r->nonfinite_tensors, r->nonfinite_tensors == 1 ? "" : "s");
     if (json) {
         json_t *j = report_json(r, out ? out : gguf, ads, n_lora);
         json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);

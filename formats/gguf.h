@@ -130,6 +130,9 @@ smelt_str smelt_gguf_arr_str(const smelt_gguf_kv *kv, uint64_t i); /* string arr
 double smelt_gguf_kv_num(const smelt_gguf_kv *kv, uint64_t i);
 int64_t smelt_gguf_kv_int(const smelt_gguf_kv *kv, uint64_t i);
 uint64_t smelt_gguf_kv_uint(const smelt_gguf_kv *kv, uint64_t i);
+/* One packed little-endian integer or bool of GGUF value type vtype at p, as int64 (u64 above
+ * INT64_MAX: INT64_MAX; a non-integer type: 0). */
+int64_t smelt_gguf_int_at(int vtype, const void *p);
 /* Human-readable value: strings quoted and escaped, arrays abbreviated to max_elems
  * elements (0 = all) as "[a, b, … (N total)]". Returns the length it needed. */
 size_t smelt_gguf_kv_format(const smelt_gguf_kv *kv, char *buf, size_t n, uint64_t max_elems);

@@ -213,6 +213,8 @@ static int parse_tensor(smelt_gguf *g, cur *c, uint64_t i)
         if ((rc = rd(c, &ne, 8, t->name, "dimension"))) return rc;
         if (ne < 0)
             return SMELT_CORRUPT(c->e, c->file, at, t->name, "dimension %u is negative (%" PRId64 ")", d, ne);
+        if (ne == 0)
+            return SMELT_CORRUPT(c->e, c->file, at, t->name, "dimension %u is 0: a tensor without elements", d);
         t->ne[d] = (uint64_t)ne;
         if (!smelt_mul_u64(t->nelements, t->ne[d], &t->nelements) || t->nelements > INT64_MAX)
             return SMELT_CORRUPT(c->e, c->file, at, t->name,
@@ -516,22 +518,30 @@ smelt_str smelt_gguf_arr_str(const smelt_gguf_kv *kv, uint64_t i)
     return s;
 }
 
-int64_t smelt_gguf_kv_int(const smelt_gguf_kv *kv, uint64_t i)
+int64_t smelt_gguf_int_at(int vtype, const void *at)
 {
-    int et = kv->type == SMELT_GGUF_ARRAY ? kv->arr_type : kv->type;
-    const uint8_t *p = kv->data + elem_off(kv, i);
-    switch (et) {
+    const uint8_t *p = at;
+    switch (vtype) {
     case SMELT_GGUF_U8: case SMELT_GGUF_BOOL: return *p;
     case SMELT_GGUF_I8: return (int8_t)*p;
     case SMELT_GGUF_U16: { uint16_t v; memcpy(&v, p, 2); return v; }
     case SMELT_GGUF_I16: { int16_t v; memcpy(&v, p, 2); return v; }
     case SMELT_GGUF_U32: { uint32_t v; memcpy(&v, p, 4); return v; }
     case SMELT_GGUF_I32: { int32_t v; memcpy(&v, p, 4); return v; }
-    case SMELT_GGUF_U64: { uint64_t v; memcpy(&v, p, 8); return (int64_t)v; }
+    case SMELT_GGUF_U64: { uint64_t v; memcpy(&v, p, 8); return v > INT64_MAX ? INT64_MAX : (int64_t)v; }
     case SMELT_GGUF_I64: { int64_t v; memcpy(&v, p, 8); return v; }
+    default: return 0;
+    }
+}
+
+int64_t smelt_gguf_kv_int(const smelt_gguf_kv *kv, uint64_t i)
+{
+    int et = kv->type == SMELT_GGUF_ARRAY ? kv->arr_type : kv->type;
+    const uint8_t *p = kv->data + elem_off(kv, i);
+    switch (et) {
     case SMELT_GGUF_F32: { float v; memcpy(&v, p, 4); return (int64_t)v; }
     case SMELT_GGUF_F64: { double v; memcpy(&v, p, 8); return (int64_t)v; }
-    default: return 0;
+    default: return smelt_gguf_int_at(et, p);
     }
 }
 

@@ -44,7 +44,7 @@ int smelt_hf_open(const char *dir, smelt_hf **out, smelt_err *e)
     h->dir = strdup(dir);
     char p[4096];
     int rc = 0;
-    if (!smelt_path_join(p, sizeof p, dir, "config.json") || !smelt_file_exists(p)) {
+    if (!smelt_path_join(p, sizeof p, dir, "config.json") || !smelt_nondir_exists(p)) {
         rc = SMELT_ERR(e, SMELT_EIO, dir, NULL, "no config.json: not a Hugging Face model directory");
         goto fail;
     }
@@ -55,8 +55,9 @@ int smelt_hf_open(const char *dir, smelt_hf **out, smelt_err *e)
         goto fail;
     }
     char a[4096], b[4096];
-    int have_st = (smelt_path_join(a, sizeof a, dir, "model.safetensors.index.json") && smelt_file_exists(a)) ||
-                  (smelt_path_join(b, sizeof b, dir, "model.safetensors") && smelt_file_exists(b));
+    /* a FIFO or device under one of these names is refused when opened, not taken as absent */
+    int have_st = (smelt_path_join(a, sizeof a, dir, "model.safetensors.index.json") && smelt_nondir_exists(a)) ||
+                  (smelt_path_join(b, sizeof b, dir, "model.safetensors") && smelt_nondir_exists(b));
     if (have_st) {
         h->kind = SMELT_HF_SAFETENSORS;
         if ((rc = smelt_stset_open(dir, &h->st, e))) goto fail;

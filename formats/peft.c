@@ -446,6 +446,11 @@ static int parse_config(smelt_peft *p, smelt_err *e)
     if (!a || json_is_null(a)) p->alpha = 8; /* LoraConfig default */
     else if (!json_is_number(a)) return SMELT_ERR(e, SMELT_EFORMAT, f, "lora_alpha", "expected a number");
     else p->alpha = json_number_value(a);
+    /* PEFT would accept it, but a zero, negative or non-finite scaling (lora_alpha / r) only
+     * ever yields a no-op, a sign-flipped or a NaN/Inf merge */
+    if (!(p->alpha > 0) || !isfinite(p->alpha))
+        return SMELT_ERR(e, SMELT_EFORMAT, f, "lora_alpha",
+                         "expected a positive number (the LoRA scaling is lora_alpha / r), found %g", p->alpha);
     int rc;
     if ((rc = cfg_bool(p, "use_rslora", &p->rslora, e)) || (rc = cfg_bool(p, "use_dora", &p->dora, e)) ||
         (rc = cfg_bool(p, "fan_in_fan_out", &p->fifo, e)))
@@ -491,6 +496,10 @@ static int parse_config(smelt_peft *p, smelt_err *e)
             if (k == 0 ? !json_is_integer(v) || json_integer_value(v) <= 0 : !json_is_number(v))
                 return SMELT_ERR(e, SMELT_EFORMAT, f, pats[k], "value for \"%s\" is not %s", key,
                                  k == 0 ? "a positive integer" : "a number");
+            if (k == 1 && (!(json_number_value(v) > 0) || !isfinite(json_number_value(v))))
+                return SMELT_ERR(e, SMELT_EFORMAT, f, pats[k],
+                                 "value for \"%s\" must be a positive lora_alpha (the LoRA scaling is alpha / r), found %g",
+                                 key, json_number_value(v));
             regex_t re;
             if ((rc = regex_compile(&re, key, "^(.*\\.)?(", ")$", e))) return regex_err(e, rc, f, pats[k], key);
             regfree(&re);

@@ -694,6 +694,11 @@ static int step(vm *m, int *stop)
 
 static int check_tensor(vm *m, const smelt_pk_tensor *t)
 {
+    for (uint32_t d = 0; d < t->n_dims; d++)
+        if (t->shape[d] == 0)
+            return SMELT_ERR(m->e, SMELT_EFORMAT, m->file, t->name,
+                             "size[%u] is 0: a tensor without elements (tensor built at byte %llu of %s)", d,
+                             (unsigned long long)t->pickle_offset, m->object);
     /* contiguous (row-major) strides; dimensions of size 1 may carry any stride */
     int64_t want = 1;
     int ok = 1;

@@ -73,6 +73,8 @@ static int parse_entry(smelt_st *st, const char *name, json_t *v, smelt_st_tenso
         if (!json_is_integer(x) || json_integer_value(x) < 0)
             return SMELT_CORRUPT(e, f, name_pos(st, name), name, "shape[%zu] is not a non-negative integer", i);
         t->shape[i] = (uint64_t)json_integer_value(x);
+        if (t->shape[i] == 0)
+            return SMELT_CORRUPT(e, f, name_pos(st, name), name, "shape[%zu] is 0: a tensor without elements", i);
         if (!smelt_mul_u64(t->nelements, t->shape[i], &t->nelements))
             return SMELT_CORRUPT(e, f, name_pos(st, name), name, "element count overflows");
     }
@@ -395,7 +397,7 @@ static int open_index(smelt_stset *s, const char *index_path, smelt_err *e)
                 rc = SMELT_ERR(e, SMELT_EUSAGE, index_path, names[i], "path too long");
                 break;
             }
-            if (!smelt_file_exists(p)) {
+            if (!smelt_nondir_exists(p)) { /* a FIFO or device is refused by add_file as what it is */
                 rc = SMELT_ERR(e, SMELT_EFORMAT, index_path, names[i],
                                "shard listed in weight_map is missing (expected at %s)", p);
                 break;
@@ -436,9 +438,9 @@ int smelt_stset_open(const char *path, smelt_stset **out, smelt_err *e)
     char p[4096];
     size_t pl = strlen(path);
     if (smelt_is_dir(path)) {
-        if (smelt_path_join(p, sizeof p, path, "model.safetensors.index.json") && smelt_file_exists(p))
+        if (smelt_path_join(p, sizeof p, path, "model.safetensors.index.json") && smelt_nondir_exists(p))
             rc = open_index(s, p, e);
-        else if (smelt_path_join(p, sizeof p, path, "model.safetensors") && smelt_file_exists(p)) {
+        else if (smelt_path_join(p, sizeof p, path, "model.safetensors") && smelt_nondir_exists(p)) {
             rc = add_file(s, p, e);
             if (!rc) rc = build_namespace(s, e);
         } else

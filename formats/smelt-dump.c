@@ -1,5 +1,7 @@
-/* smelt-dump — list the metadata and tensors of a GGUF file, a safetensors file or a
- * Hugging Face checkpoint directory; optionally print tensor values. Text or --json. */
+/* smelt-dump — list the metadata and tensors of a GGUF file, a safetensors file, a PyTorch
+ * checkpoint or a Hugging Face checkpoint directory; optionally print tensor values. Text
+ * or --json. A debugging tool: it shows files that other tools refuse, and says why (the
+ * model check's "validation:" line). */
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -10,7 +12,9 @@
 #include "formats/base/file.h"
 #include "formats/base/half.h"
 #include "formats/gguf.h"
+#include "formats/model_check.h"
 #include "formats/safetensors.h"
+#include "formats/torchbin.h"
 #include "quant/qtypes.h"
 
 static const char *TOOL = "smelt-dump";
@@ -20,7 +24,9 @@ static void usage(void)
     printf("Usage: smelt-dump [options] FILE|DIR\n"
            "\n"
            "List the metadata and the tensor table of a GGUF file, a .safetensors file, a\n"
-           "safetensors index json or a Hugging Face model directory (sharded or not).\n"
+           "safetensors index json, a PyTorch checkpoint (.bin, torch.save) or a Hugging Face\n"
+           "model directory (sharded or not). For a GGUF, a \"validation:\" line gives the verdict\n"
+           "of the model check every smelt tool applies (the file is listed either way).\n"
            "\n"
            "Options:\n"
            "  --json            machine-readable output (one JSON object)\n"
@@ -28,6 +34,8 @@ static void usage(void)
            "  --tensor NAME     print the values of tensor NAME (dequantized to f32)\n"
            "  --rows N          with --tensor: number of rows to print (default 4)\n"
            "  --no-tensors      metadata only\n"
+           "  -q, --quiet       data only: no header line, column headings or validation line\n"
+           "                    (with --tensor: only the value rows)\n"
            "  -h, --help        this help\n"
            "  --version         version\n"
            "\n"
@@ -37,7 +45,7 @@ static void usage(void)
 }
 
 typedef struct {
-    int json, full, no_tensors;
+    int json, full, no_tensors, quiet;
     const char *tensor;
     long rows;
 } opts;
@@ -57,7 +65,8 @@ static void print_rows_text(const char *name, const char *tname, const uint8_t *
     if (!buf) return;
     uint64_t show = (uint64_t)o->rows < rows ? (uint64_t)o->rows : rows;
     uint64_t cols = o->full ? row_len : (row_len < 16 ? row_len : 16);
-    printf("%s (%s): %" PRIu64 " of %" PRIu64 " rows, row length %" PRIu64 "\n", name, tname, show, rows, row_len);
+    if (!o->quiet)
+        printf("%s (%s): %" PRIu64 " of %" PRIu64 " rows, row length %" PRIu64 "\n", name, tname, show, rows, row_len);
     for (uint64_t r = 0; r < show; r++) {
         const uint8_t *src = data + r * row_bytes;
         int rc = is_gguf ? row_to_f32(type_or_dt, src, buf, row_len)
@@ -112,6 +121,39 @@ static json_t *kv_value_json(const smelt_gguf_kv *kv, uint64_t i, int et)
     }
 }
 
+/* The verdict of the model check every tool applies (formats/model_check.h), for a GGUF
+ * listed here whatever it holds: "ok (…)", "skipped (why)" or "FAILED: 'KEY': what". */
+/* "[4096, 32000]": a shape as the tensor tables print it (cut short to fit n). */
+static void format_shape(const uint64_t *dims, uint32_t n_dims, char *buf, size_t n)
+{
+    snprintf(buf, n, "[");
+    for (uint32_t d = 0; d < n_dims; d++) {
+        size_t used = strlen(buf);
+        snprintf(buf + used, n - used, "%s%" PRIu64, d ? ", " : "", dims[d]);
+    }
+    size_t used = strlen(buf);
+    if (used + 1 < n) snprintf(buf + used, n - used, "]");
+}
+
+static void validation(const smelt_gguf *g, char *buf, size_t n)
+{
+    smelt_err e;
+    smelt_err_clear(&e);
+    smelt_mc_hparams hp;
+    const smelt_gguf *one[1] = {g};
+    int rc = smelt_mc_check_gguf(one, 1, SMELT_MC_OTHER_ARCH_OK | SMELT_MC_NON_MODEL_OK, &hp, &e);
+    if (rc == 0)
+        snprintf(buf, n, "ok (a llama model: %u layers, %u heads, %u experts, %llu tokens)", hp.n_layer, hp.n_head, hp.n_expert,
+                 (unsigned long long)hp.n_vocab);
+    else if (rc > 0) snprintf(buf, n, "skipped (%s)", hp.skipped);
+    else {
+        char line[1200];
+        e.file[0] = 0; /* the file is the one listed */
+        smelt_err_format(&e, line, sizeof line);
+        snprintf(buf, n, "FAILED: %s", line);
+    }
+}
+
 static int dump_gguf(const char *path, const opts *o)
 {
     smelt_err e;
@@ -137,6 +179,9 @@ static int dump_gguf(const char *path, const opts *o)
         json_object_set_new(root, "alignment", json_integer((json_int_t)smelt_gguf_alignment(g)));
         json_object_set_new(root, "data_offset", json_integer((json_int_t)smelt_gguf_data_offset(g)));
         json_object_set_new(root, "file_size", json_integer((json_int_t)smelt_gguf_file_size(g)));
+        char verdict[1400];
+        validation(g, verdict, sizeof verdict);
+        json_object_set_new(root, "validation", json_string(verdict));
         json_t *md = json_array();
         for (uint64_t i = 0; i < nkv; i++) {
             const smelt_gguf_kv *kv = smelt_gguf_kv_at(g, i);
@@ -194,8 +239,13 @@ static int dump_gguf(const char *path, const opts *o)
         smelt_gguf_close(g);
         return 0;
     }
-    printf("%s: GGUF v%u, %" PRIu64 " KV pairs, %" PRIu64 " tensors, alignment %" PRIu64 ", data at %" PRIu64 "\n", path,
-           smelt_gguf_version(g), nkv, nt, smelt_gguf_alignment(g), smelt_gguf_data_offset(g));
+    if (!o->quiet) {
+        char verdict[1400];
+        validation(g, verdict, sizeof verdict);
+        printf("%s: GGUF v%u, %" PRIu64 " KV pairs, %" PRIu64 " tensors, alignment %" PRIu64 ", data at %" PRIu64 "\n", path,
+               smelt_gguf_version(g), nkv, nt, smelt_gguf_alignment(g), smelt_gguf_data_offset(g));
+        printf("validation: %s\n", verdict);
+    }
     size_t cap = 1 << 16;
     char *buf = malloc(cap);
     for (uint64_t i = 0; buf && i < nkv; i++) {
@@ -216,16 +266,11 @@ static int dump_gguf(const char *path, const opts *o)
     }
     free(buf);
     if (!o->no_tensors) {
-        printf("\n  %5s  %-48s %-8s %-28s %12s %12s\n", "#", "name", "type", "shape (ne)", "bytes", "offset");
+        if (!o->quiet) printf("\n  %5s  %-48s %-8s %-28s %12s %12s\n", "#", "name", "type", "shape (ne)", "bytes", "offset");
         for (uint64_t i = 0; i < nt; i++) {
             const smelt_gguf_tensor *t = smelt_gguf_tensor_at(g, i);
-            char sh[96] = "[";
-            for (uint32_t d = 0; d < t->n_dims; d++) {
-                char x[24];
-                snprintf(x, sizeof x, "%s%" PRIu64, d ? ", " : "", t->ne[d]);
-                strncat(sh, x, sizeof sh - strlen(sh) - 2);
-            }
-            strcat(sh, "]");
+            char sh[96];
+            format_shape(t->ne, t->n_dims, sh, sizeof sh);
             printf("  %5" PRIu64 "  %-48s %-8s %-28s %12" PRIu64 " %12" PRIu64 "\n", i, t->name, smelt_type_name(t->type),
                    sh, t->nbytes, smelt_gguf_data_offset(g) + t->offset);
         }
@@ -311,7 +356,7 @@ static int dump_st(const char *path, const opts *o)
         smelt_stset_close(s);
         return 0;
     }
-    printf("%s: safetensors, %zu file(s), %" PRIu64 " tensors\n", path, smelt_stset_n_files(s), nt);
+    if (!o->quiet) printf("%s: safetensors, %zu file(s), %" PRIu64 " tensors\n", path, smelt_stset_n_files(s), nt);
     for (size_t f = 0; f < smelt_stset_n_files(s); f++) {
         const smelt_st *st = smelt_stset_file(s, f);
         size_t nm;
@@ -322,22 +367,134 @@ static int dump_st(const char *path, const opts *o)
         printf("\n");
     }
     if (!o->no_tensors) {
-        printf("\n  %5s  %-60s %-7s %-20s %12s %12s %s\n", "#", "name", "dtype", "shape", "bytes", "offset", "file");
+        if (!o->quiet)
+            printf("\n  %5s  %-60s %-7s %-20s %12s %12s %s\n", "#", "name", "dtype", "shape", "bytes", "offset", "file");
         for (uint64_t i = 0; i < nt; i++) {
             const smelt_st_tensor *t = smelt_stset_tensor_at(s, i);
-            char sh[96] = "[";
-            for (uint32_t d = 0; d < t->n_dims; d++) {
-                char x[24];
-                snprintf(x, sizeof x, "%s%" PRIu64, d ? ", " : "", t->shape[d]);
-                strncat(sh, x, sizeof sh - strlen(sh) - 2);
-            }
-            strcat(sh, "]");
+            char sh[96];
+            format_shape(t->shape, t->n_dims, sh, sizeof sh);
             const char *fb = strrchr(t->file, '/');
             printf("  %5" PRIu64 "  %-60s %-7s %-20s %12" PRIu64 " %12" PRIu64 " %s\n", i, t->name,
                    smelt_dtype_name(t->dtype), sh, t->end - t->begin, t->file_offset, fb ? fb + 1 : t->file);
         }
     }
     smelt_stset_close(s);
+    return 0;
+}
+
+/* ==== PyTorch checkpoints ==== */
+
+/* A torch.save file: a zip archive, or a bare pickle (the legacy format, which the reader
+ * names as such). */
+static int is_torch_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    unsigned char m[4] = {0};
+    size_t n = fread(m, 1, 4, f);
+    fclose(f);
+    return (n == 4 && !memcmp(m, "PK\x03\x04", 4)) || (n >= 2 && m[0] == 0x80 && m[1] <= 5);
+}
+
+/* A directory with PyTorch weights and no safetensors; *adapter: a PEFT adapter_model.bin. */
+static int is_torch_dir(const char *dir, char *adapter, size_t n)
+{
+    static const char *const st[] = {"model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors"};
+    char p[4096];
+    adapter[0] = 0;
+    for (size_t i = 0; i < 3; i++)
+        if (smelt_path_join(p, sizeof p, dir, st[i]) && smelt_file_exists(p)) return 0;
+    if ((smelt_path_join(p, sizeof p, dir, "pytorch_model.bin.index.json") && smelt_file_exists(p)) ||
+        (smelt_path_join(p, sizeof p, dir, "pytorch_model.bin") && smelt_file_exists(p)))
+        return 1;
+    if (smelt_path_join(adapter, n, dir, "adapter_model.bin") && smelt_file_exists(adapter)) return 1;
+    adapter[0] = 0;
+    return 0;
+}
+
+static json_t *shape_json(const smelt_tinfo *t)
+{
+    json_t *sh = json_array();
+    for (uint32_t d = 0; d < t->n_dims; d++) json_array_append_new(sh, json_integer((json_int_t)t->shape[d]));
+    return sh;
+}
+
+static int dump_torch(const char *path, const char *adapter, const opts *o)
+{
+    smelt_err e;
+    smelt_err_clear(&e);
+    smelt_tsrc src;
+    memset(&src, 0, sizeof src);
+    int rc = !smelt_is_dir(path) ? smelt_torchbin_open_file(path, &src, &e)
+             : adapter[0]        ? smelt_torchbin_open_file(adapter, &src, &e)
+                                 : smelt_torchbin_open_dir(path, &src, &e);
+    if (rc) {
+        smelt_err_print(&e, TOOL, stderr);
+        return smelt_err_exit_status(rc);
+    }
+    uint64_t nt = smelt_tsrc_count(&src);
+    int64_t sel = -1;
+    if (o->tensor && (sel = smelt_tsrc_find(&src, o->tensor)) < 0) {
+        fprintf(stderr, "%s: error: %s: no tensor named '%s'\n", TOOL, path, o->tensor);
+        smelt_tsrc_close(&src);
+        return 2;
+    }
+    const void *data = NULL;
+    smelt_scratch sc = {0};
+    uint64_t sel_len = 1, sel_rows = 0;
+    if (sel >= 0) {
+        const smelt_tinfo *t = smelt_tsrc_info(&src, (uint64_t)sel);
+        sel_len = t->n_dims ? t->shape[t->n_dims - 1] : 1;
+        sel_rows = sel_len ? t->nelements / sel_len : 0;
+        if ((rc = smelt_tsrc_read(&src, (uint64_t)sel, &data, &sc, &e))) {
+            smelt_err_print(&e, TOOL, stderr);
+            smelt_scratch_free(&sc);
+            smelt_tsrc_close(&src);
+            return smelt_err_exit_status(rc);
+        }
+    }
+    if (o->json) {
+        json_t *root = json_object();
+        json_object_set_new(root, "path", json_string(path));
+        json_object_set_new(root, "format", json_string("pytorch"));
+        json_object_set_new(root, "n_tensors", json_integer((json_int_t)nt));
+        json_t *ts = json_array();
+        for (uint64_t i = 0; i < nt && !o->no_tensors; i++) {
+            const smelt_tinfo *t = smelt_tsrc_info(&src, i);
+            if (sel >= 0 && (int64_t)i != sel) continue;
+            json_t *j = json_object();
+            json_object_set_new(j, "name", json_string(t->name));
+            json_object_set_new(j, "dtype", json_string(smelt_dtype_name(t->dtype)));
+            json_object_set_new(j, "shape", shape_json(t));
+            json_object_set_new(j, "bytes", json_integer((json_int_t)t->nbytes));
+            if (t->file) json_object_set_new(j, "file", json_string(t->file));
+            if (sel >= 0)
+                json_object_set_new(j, "rows", rows_json(data, sel_len * smelt_dtype_size(t->dtype), sel_len, sel_rows, t->dtype, 0, o));
+            json_array_append_new(ts, j);
+        }
+        if (!o->no_tensors) json_object_set_new(root, "tensors", ts);
+        else json_decref(ts);
+        json_dumpf(root, stdout, JSON_INDENT(1) | JSON_ENSURE_ASCII);
+        printf("\n");
+        json_decref(root);
+    } else if (sel >= 0) {
+        const smelt_tinfo *t = smelt_tsrc_info(&src, (uint64_t)sel);
+        print_rows_text(t->name, smelt_dtype_name(t->dtype), data, sel_len * smelt_dtype_size(t->dtype), sel_len, sel_rows, t->dtype, 0,
+                        o);
+    } else {
+        if (!o->quiet) printf("%s: PyTorch checkpoint (torch.save), %" PRIu64 " tensors\n", path, nt);
+        if (!o->no_tensors && !o->quiet) printf("\n  %5s  %-60s %-7s %-20s %12s %s\n", "#", "name", "dtype", "shape", "bytes", "file");
+        for (uint64_t i = 0; i < nt && !o->no_tensors; i++) {
+            const smelt_tinfo *t = smelt_tsrc_info(&src, i);
+            char sh[96];
+            format_shape(t->shape, t->n_dims, sh, sizeof sh);
+            const char *fb = t->file ? strrchr(t->file, '/') : NULL;
+            printf("  %5" PRIu64 "  %-60s %-7s %-20s %12" PRIu64 " %s\n", i, t->name, smelt_dtype_name(t->dtype), sh, t->nbytes,
+                   fb ? fb + 1 : t->file ? t->file : "");
+        }
+    }
+    smelt_scratch_free(&sc);
+    smelt_tsrc_close(&src);
     return 0;
 }
 
@@ -357,10 +514,11 @@ int main(int argc, char **argv)
     o.rows = 4;
     static const struct option lo[] = {{"json", no_argument, 0, 'j'},   {"full", no_argument, 0, 'f'},
                                        {"tensor", required_argument, 0, 'T'}, {"rows", required_argument, 0, 'r'},
-                                       {"no-tensors", no_argument, 0, 'N'}, {"help", no_argument, 0, 'h'},
+                                       {"no-tensors", no_argument, 0, 'N'}, {"quiet", no_argument, 0, 'q'},
+                                       {"help", no_argument, 0, 'h'},
                                        {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hq", lo, NULL)) != -1) {
         switch (c) {
         case 'j': o.json = 1; break;
         case 'f': o.full = 1; break;
@@ -369,6 +527,7 @@ int main(int argc, char **argv)
             if (smelt_cli_int(optarg, 0, 1L << 40, &o.rows)) return smelt_cli_usage_error(TOOL, "--rows needs a number");
             break;
         case 'N': o.no_tensors = 1; break;
+        case 'q': o.quiet = 1; break;
         case 'h': usage(); return 0;
         case 'V': smelt_cli_version(TOOL); return 0;
         default: return smelt_cli_usage_error(TOOL, "unknown option");
@@ -376,10 +535,14 @@ int main(int argc, char **argv)
     }
     if (optind != argc - 1) return smelt_cli_usage_error(TOOL, "expected exactly one FILE or DIR");
     const char *path = argv[optind];
-    if (!smelt_is_dir(path) && !smelt_file_exists(path)) {
-        fprintf(stderr, "%s: error: %s: no such file or directory\n", TOOL, path);
-        return 1;
+    smelt_tool_install_file_safety(TOOL);
+    smelt_err e;
+    if (!smelt_is_dir(path) && smelt_check_regular_file(path, &e)) {
+        smelt_err_print(&e, TOOL, stderr);
+        return smelt_err_exit_status(e.code);
     }
     if (!smelt_is_dir(path) && is_gguf_file(path)) return dump_gguf(path, &o);
+    char adapter[4096] = "";
+    if (smelt_is_dir(path) ? is_torch_dir(path, adapter, sizeof adapter) : is_torch_file(path)) return dump_torch(path, adapter, &o);
     return dump_st(path, &o);
 }

@@ -247,7 +247,7 @@ static int open_index(const char *dir, const char *index_path, smelt_tsrc *out, 
     for (size_t i = 0; i < ns && !rc; i++) {
         char p[4096];
         if (!smelt_path_join(p, sizeof p, dir, shards[i])) rc = SMELT_ERR(e, SMELT_EUSAGE, index_path, shards[i], "path too long");
-        else if (!smelt_file_exists(p))
+        else if (!smelt_nondir_exists(p)) /* a FIFO or device is refused when opened, as what it is */
             rc = SMELT_ERR(e, SMELT_EFORMAT, index_path, shards[i], "shard listed in weight_map is missing (expected at %s)", p);
         else if (!(paths[i] = strdup(p))) rc = SMELT_NOMEM(e, "path");
     }
@@ -282,9 +282,9 @@ int smelt_torchbin_open_dir(const char *dir, smelt_tsrc *out, smelt_err *e)
 {
     memset(out, 0, sizeof *out);
     char p[4096];
-    if (smelt_path_join(p, sizeof p, dir, "pytorch_model.bin.index.json") && smelt_file_exists(p))
+    if (smelt_path_join(p, sizeof p, dir, "pytorch_model.bin.index.json") && smelt_nondir_exists(p))
         return open_index(dir, p, out, e);
-    if (smelt_path_join(p, sizeof p, dir, "pytorch_model.bin") && smelt_file_exists(p))
+    if (smelt_path_join(p, sizeof p, dir, "pytorch_model.bin") && smelt_nondir_exists(p))
         return smelt_torchbin_open_file(p, out, e);
     return SMELT_ERR(e, SMELT_EIO, dir, NULL,
                      "no weights: expected model.safetensors, model.safetensors.index.json, pytorch_model.bin or "

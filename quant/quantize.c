@@ -15,11 +15,14 @@
 
 #include "formats/base/ckd.h"
 #include "formats/base/file.h"
+#include "formats/base/finite.h"
+#include "formats/base/guard.h"
 #include "formats/base/names.h"
 #include "formats/base/pool.h"
 #include "formats/ggml_types.h"
 #include "formats/gguf.h"
 #include "formats/imatrix.h"
+#include "formats/model_check.h"
 #include "quant/qtypes.h"
 
 #define QUANT_VERSION 2            /* general.quantization_version of ggml's block formats */
@@ -433,6 +436,7 @@ static int check_plan(job *j, smelt_err *e)
     const char **no_w = calloc(p->n ? p->n : 1, sizeof *no_w), **req = calloc(p->n ? p->n : 1, sizeof *req);
     size_t n_no_w = 0, n_req = 0, n_matched = 0, first_req = 0;
     const char *unsupported = NULL;
+    const smelt_qplan_tensor *missing_imx = NULL; /* the first tensor that needs an imatrix and has none */
     int rc = 0;
     if (!no_w || !req) {
         rc = SMELT_NOMEM(e, "plan check");
@@ -479,16 +483,17 @@ static int check_plan(job *j, smelt_err *e)
             no_w[n_no_w++] = q->name; /* llama-imatrix never collects token_embd, nor output by default */
         }
         if (q->flags & SMELT_PT_NEEDS_IMX) p->n_needs_imatrix++;
-        if ((q->flags & SMELT_PT_NEEDS_IMX) && !q->imatrix) {
-            if (o->dry_run) continue;
-            rc = SMELT_ERR(e, SMELT_EUNSUPPORTED, in0, q->name,
-                           "%s %s needs importance weights (%s); quantizing it without them gives garbage", p->ftype_name,
-                           smelt_type_name(q->new_type),
-                           j->imx.m ? "the imatrix has no usable entry for it" : "pass --imatrix FILE");
-            break;
-        }
+        if ((q->flags & SMELT_PT_NEEDS_IMX) && !q->imatrix && !missing_imx) missing_imx = q;
     }
     if (rc) goto out;
+    /* a type smelt cannot write is said before what it would need */
+    if (missing_imx && !o->dry_run && p->can_run) {
+        rc = SMELT_ERR(e, SMELT_EUNSUPPORTED, in0, missing_imx->name,
+                       "%s %s needs importance weights (%s); quantizing it without them gives garbage", p->ftype_name,
+                       smelt_type_name(missing_imx->new_type),
+                       j->imx.m ? "the imatrix has no usable entry for it" : "pass --imatrix FILE");
+        goto out;
+    }
     char names[600];
     if (j->imx.n_keep && !n_matched && p->n_changed) {
         rc = SMELT_ERR(e, SMELT_EMISMATCH, o->imatrix, NULL,
@@ -548,6 +553,19 @@ static int set_override(smelt_gguf_writer *w, const smelt_kv_override *kv, smelt
     }
 }
 
+/* The output may be none of the inputs: the model's files and the importance matrix. */
+static int check_output_path(const job *j, const char *out, smelt_err *e)
+{
+    smelt_guard *g = smelt_guard_new();
+    if (!g) return SMELT_NOMEM(e, "the list of inputs");
+    int rc = 0;
+    for (uint16_t k = 0; k < j->in.n && !rc; k++) rc = smelt_guard_add(g, j->in.paths[k], "the model", NULL, e);
+    if (!rc && j->o->imatrix) rc = smelt_guard_add(g, j->o->imatrix, "the importance matrix", NULL, e);
+    if (!rc) rc = smelt_guard_check_file(g, out, e);
+    smelt_guard_free(g);
+    return rc;
+}
+
 /* The override list llama-quantize builds: the user's, then the imatrix provenance. */
 static int set_metadata(job *j, smelt_gguf_writer *w, smelt_err *e)
 {
@@ -588,6 +606,12 @@ static int set_metadata(job *j, smelt_gguf_writer *w, smelt_err *e)
 
 /* ==== streaming ==== */
 
+/* The first NaN/Inf a task met: index in the slab, and the value. */
+typedef struct nf_hit {
+    uint64_t at;
+    float v;
+} nf_hit;
+
 /* One pool task: decode a few rows (about 64k values) into the thread's scratch, count
  * NaN/Inf, and encode them straight into the output slab. The scratch stays in cache and
  * no tensor-sized f32 copy exists. Encoders are row-independent, so the bytes do not
@@ -603,6 +627,8 @@ typedef struct conv_job {
     bool sanitize;
     float *scratch; /* per thread: rows_per_task × row_len */
     uint64_t *bad;  /* per task */
+    nf_hit *hit;    /* per task: its first NaN/Inf (when bad) */
+    bool allow;     /* allow_nonfinite: encode them too (else the slab is refused) */
 } conv_job;
 
 static void conv_task(void *ctx, size_t task, int thread)
@@ -612,13 +638,17 @@ static void conv_task(void *ctx, size_t task, int thread)
     uint64_t nr = c->n_rows - r0 < c->rows_per_task ? c->n_rows - r0 : c->rows_per_task;
     float *f = c->scratch + (size_t)thread * c->rows_per_task * c->row_len;
     smelt_q_dequantize_row(c->src_type, c->src + r0 * c->src_row_bytes, f, (size_t)(nr * c->row_len));
-    uint64_t bad = 0;
-    for (uint64_t i = 0; i < nr * c->row_len; i++)
-        if (!isfinite(f[i])) {
-            bad++;
-            if (c->sanitize) f[i] = 0.0f;
-        }
+    uint64_t bad = smelt_nonfinite_f32(f, nr * c->row_len);
     c->bad[task] = bad;
+    if (bad) {
+        double v;
+        c->hit[task].at = r0 * c->row_len + smelt_nonfinite_first(SMELT_FIN_F32, f, nr * c->row_len, &v);
+        c->hit[task].v = (float)v;
+        if (!c->allow) return; /* refused: not worth encoding */
+        if (c->sanitize)
+            for (uint64_t i = 0; i < nr * c->row_len; i++)
+                if (!isfinite(f[i])) f[i] = 0.0f;
+    }
     if (c->err && c->err->ref && c->enc->quantize_ref)
         for (uint64_t r = 0; r < nr; r++)
             c->enc->quantize_ref(f + r * c->row_len, c->dst + (r0 + r) * c->dst_row_bytes, (int64_t)c->row_len);
@@ -633,7 +663,8 @@ typedef struct stream {
     float *scratch;
     uint8_t *qbuf;
     uint64_t *bad;
-    size_t cap_scratch, cap_q, cap_bad;
+    nf_hit *hit;
+    size_t cap_scratch, cap_q, cap_bad, cap_hit;
     float *weights;
     size_t cap_w;
 } stream;
@@ -657,6 +688,17 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem, smelt_err *e)
     return 0;
 }
 
+/* The error model for a block type: a --error-model override for it, else plain or the
+ * tuned default. NULL = the plain squared error. */
+static const smelt_qerr *error_model(const smelt_quantize_opts *o, int type, bool with_imatrix)
+{
+    for (size_t i = o->n_err_overrides; i-- > 0;) { /* the last one given wins */
+        const smelt_qerr_override *v = &o->err_overrides[i];
+        if (v->type != type || (v->when == 1 && !with_imatrix) || (v->when == 2 && with_imatrix)) continue;
+        return v->plain ? NULL : &v->model;
+    }
+    return o->plain_error ? NULL : smelt_q_tuned_err(type, with_imatrix);
+}
 static int write_tensor(job *j, stream *st, smelt_gguf_writer *w, size_t i, smelt_err *e)
 {
     smelt_qplan_tensor *q = &j->plan.t[i];
@@ -664,14 +706,31 @@ static int write_tensor(job *j, stream *st, smelt_gguf_writer *w, size_t i, smel
     const smelt_gguf_tensor *t = it->t;
     int rc;
     if (q->new_type == q->type) {
+        /* float tensors copied as they are are checked too (in their own bit layout) */
+        int fmt = q->type == SMELT_TYPE_F32 ? SMELT_FIN_F32 : q->type == SMELT_TYPE_F16 ? SMELT_FIN_F16
+                  : q->type == SMELT_TYPE_BF16 ? SMELT_FIN_BF16 : -1;
+        size_t es = fmt == SMELT_FIN_F32 ? 4 : 2;
         for (uint64_t off = 0; off < t->nbytes; off += COPY_CHUNK) {
             uint64_t k = t->nbytes - off < COPY_CHUNK ? t->nbytes - off : COPY_CHUNK;
+            uint64_t nf = fmt < 0 ? 0 : smelt_nonfinite_count((smelt_fin_fmt)fmt, t->data + off, k / es);
+            q->nonfinite += nf;
+            if (nf && !j->o->allow_nonfinite) {
+                double v;
+                uint64_t at = smelt_nonfinite_first((smelt_fin_fmt)fmt, t->data + off, k / es, &v);
+                return SMELT_ERR_NONFINITE(e, j->in.paths[it->shard], q->name, NULL, off / es + at, v, NULL);
+            }
             if ((rc = smelt_gguf_writer_write(w, t->data + off, (size_t)k, e))) return rc;
             release_range(t->data + off, k);
         }
+        if (q->nonfinite)
+            warnf(j->o, "tensor '%s': %" PRIu64 " NaN/Inf value%s in the input, kept as they are", q->name, q->nonfinite,
+                  q->nonfinite > 1 ? "s" : "");
         return 0;
     }
     const uint64_t row_len = q->ne[0], rows_per_mat = q->ne[1], n_mat = q->ne[2] * q->ne[3];
+    if (!row_len || !rows_per_mat || !n_mat) /* the reader refuses these; never divide by them */
+        return SMELT_ERR(e, SMELT_EFORMAT, j->in.paths[it->shard], q->name, "shape [%" PRIu64 ", %" PRIu64 ", %" PRIu64 ", %" PRIu64
+                         "] has no elements", q->ne[0], q->ne[1], q->ne[2], q->ne[3]);
     uint64_t src_rb = smelt_gguf_tensor_row_bytes(t), dst_rb;
     if ((rc = smelt_type_row_bytes(q->new_type, row_len, &dst_rb, e))) return rc;
     const smelt_imx_entry *en = q->imatrix ? imx_lookup(&j->imx, q->name) : NULL;
@@ -699,7 +758,7 @@ static int write_tensor(job *j, stream *st, smelt_gguf_writer *w, size_t i, smel
         (rc = grow((void **)&st->qbuf, &st->cap_q, (size_t)(slab * dst_rb), 1, e)))
         return rc;
     bool sanitize = smelt_type_is_quantized(q->new_type);
-    const smelt_qerr *err = j->o->plain_error ? NULL : smelt_q_tuned_err(q->new_type, en != NULL);
+    const smelt_qerr *err = error_model(j->o, q->new_type, en != NULL);
     for (uint64_t m = 0; m < n_mat; m++) {
         const float *imx = en ? st->weights + (m % q->ne[2]) * row_len : NULL;
         for (uint64_t r = 0; r < rows_per_mat; r += slab) {
@@ -708,10 +767,20 @@ static int write_tensor(job *j, stream *st, smelt_gguf_writer *w, size_t i, smel
             conv_job c = {enc, q->type, t->data + row0 * src_rb, src_rb, dst_rb, row_len, per, nr, st->qbuf, imx,
                           err, sanitize, st->scratch, NULL};
             size_t tasks = (size_t)((nr + per - 1) / per);
-            if ((rc = grow((void **)&st->bad, &st->cap_bad, tasks, sizeof(uint64_t), e))) return rc;
+            if ((rc = grow((void **)&st->bad, &st->cap_bad, tasks, sizeof(uint64_t), e)) ||
+                (rc = grow((void **)&st->hit, &st->cap_hit, tasks, sizeof(nf_hit), e)))
+                return rc;
             c.bad = st->bad;
+            c.hit = st->hit;
+            c.allow = j->o->allow_nonfinite;
             smelt_pool_run(st->pool, tasks, conv_task, &c);
             for (size_t k = 0; k < tasks; k++) q->nonfinite += st->bad[k];
+            if (q->nonfinite && !c.allow) { /* tasks cover the rows in order: the first with one has it */
+                size_t k = 0;
+                while (!st->bad[k]) k++;
+                return SMELT_ERR_NONFINITE(e, j->in.paths[it->shard], q->name, NULL, row0 * row_len + st->hit[k].at,
+                                           st->hit[k].v, NULL);
+            }
             if ((rc = smelt_gguf_writer_write(w, st->qbuf, (size_t)(nr * dst_rb), e))) return rc;
             release_range(c.src, nr * src_rb);
         }
@@ -747,12 +816,7 @@ static int run_output(job *j, const char *out_path, const smelt_progress *progre
             rc = SMELT_NOMEM(e, "writer");
             break;
         }
-        for (uint16_t k = 0; k < j->in.n; k++)
-            if (!strcmp(pth, j->in.paths[k]) || smelt_same_file(pth, j->in.paths[k])) {
-                rc = SMELT_ERR(e, SMELT_EUSAGE, pth, NULL, "output is the input file %s; choose another output name",
-                               j->in.paths[k]);
-                break;
-            }
+        if (!rc) rc = check_output_path(j, pth, e);
         if (!rc && s == 0) rc = set_metadata(j, w[0], e);
         if (!rc && ns > 1) {
             if (!(rc = smelt_gguf_writer_set_u16(w[s], K_SPLIT_NO, s, e)) &&
@@ -810,6 +874,7 @@ out:
     free(st.scratch);
     free(st.qbuf);
     free(st.bad);
+    free(st.hit);
     free(st.weights);
     return rc;
 }
@@ -838,6 +903,9 @@ int smelt_quantize_run(const smelt_quantize_opts *o, const char *in_path, const 
         return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "--include-weights and --exclude-weights cannot be used together");
     if (!o->dry_run && !out_path) return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "no output file given");
     int rc = open_inputs(in_path, o->dry_run ? SMELT_GGUF_META_ONLY : 0, &j.in, e);
+    /* the model check every tool shares (llama models; other architectures pass as is) */
+    if (!rc && (rc = smelt_mc_check_gguf((const smelt_gguf *const *)j.in.g, j.in.n, SMELT_MC_OTHER_ARCH_OK, NULL, e)) > 0)
+        rc = 0; /* SMELT_MC_SKIPPED */
     if (!rc && o->imatrix) {
         rc = load_imatrix(o, &j.imx, e);
         if (!rc && !j.imx.n_keep)
@@ -864,6 +932,14 @@ int smelt_quantize_run(const smelt_quantize_opts *o, const char *in_path, const 
         if (!rc && o->on_plan) o->on_plan(o->user, &j.plan);
     } else if (!rc) {
         rc = run_output(&j, out_path, progress, e);
+        uint64_t nf = 0, nf_t = 0;
+        for (size_t i = 0; !rc && i < j.plan.n; i++) {
+            nf += j.plan.t[i].nonfinite;
+            nf_t += j.plan.t[i].nonfinite > 0;
+        }
+        if (nf)
+            warnf(o, "wrote %" PRIu64 " NaN/Inf value%s in %" PRIu64 " tensor%s (--allow-nonfinite)", nf, nf == 1 ? "" : "s",
+                  nf_t, nf_t == 1 ? "" : "s");
         if (!rc && o->on_done) o->on_done(o->user, &j.plan);
     }
     inputs_close(&j.in);

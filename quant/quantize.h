@@ -12,6 +12,7 @@
 #include "formats/base/err.h"
 #include "formats/base/progress.h"
 #include "quant/policy.h"
+#include "quant/qtypes.h"
 
 /* --override-kv KEY=TYPE:VALUE, TYPE one of int, float, bool, str. As in llama-quantize
  * the value is written as u32 (int), f32 (float), bool or string. */
@@ -38,7 +39,7 @@ typedef struct smelt_qplan_tensor {
     const char *rule;   /* mix rule that changed the type, or NULL */
     uint16_t shard;     /* input shard; also the output shard with keep_split */
     bool imatrix;       /* importance weights will be / were used */
-    uint64_t nonfinite; /* NaN/Inf values found while quantizing (0 for a dry run) */
+    uint64_t nonfinite; /* NaN/Inf values written (allow_nonfinite only; 0 for a dry run) */
 } smelt_qplan_tensor;
 
 typedef struct smelt_qplan {
@@ -58,6 +59,15 @@ typedef struct smelt_qplan {
     bool can_run;           /* smelt can produce every planned type */
 } smelt_qplan;
 
+/* One block type's error model, set on the command line (for reproducing the tuning of the
+ * defaults, docs/quantize.md "Error models"). `plain` = the plain squared error. */
+typedef struct smelt_qerr_override {
+    int type;              /* ggml type id of the block type */
+    int when;              /* 0: both, 1: with an imatrix entry only, 2: without one only */
+    bool plain;
+    smelt_qerr model;
+} smelt_qerr_override;
+
 typedef struct smelt_quantize_opts {
     const char *ftype;      /* llama-quantize name ("Q4_K_M", "q4_k", "COPY") or number */
     int n_threads;          /* <= 0: one per CPU */
@@ -73,9 +83,16 @@ typedef struct smelt_quantize_opts {
     const smelt_kv_override *kv_overrides;     /* --override-kv */
     size_t n_kv_overrides;
     bool pure, leave_output, keep_split, allow_requantize, dry_run;
+    /* Write NaN/Inf weights (quantized types get 0 in their place, float types keep them),
+     * with a warning per tensor and a total, instead of refusing them. */
+    bool allow_nonfinite;
     /* --error-model plain: minimize the plain (importance-weighted) squared error instead of
      * the per-type error models of smelt_q_tuned_err(). */
     bool plain_error;
+    /* --error-model TYPE[/imatrix|/noimatrix]=MODEL: the model for one block type, used in
+     * place of smelt_q_tuned_err()'s (and of plain_error) where it applies. */
+    const smelt_qerr_override *err_overrides;
+    size_t n_err_overrides;
     /* Callbacks (may be NULL): warnings (one line each, no newline), and the plan, once
      * it is complete and checked — before any output is written, or as the result of a
      * dry run. After the run returns successfully on_done receives the same plan with
@@ -101,8 +118,11 @@ void smelt_quantize_opts_default(smelt_quantize_opts *o);
  * option), EIO (incl. not enough free space, with the numbers), EFORMAT (malformed input
  * or imatrix), EMISMATCH (imatrix entries that do not fit the model, named),
  * EUNSUPPORTED (a type smelt cannot produce yet, requantizing without allow_requantize,
- * a type that needs an imatrix without one). Progress: one step per tensor, bytes =
- * input bytes processed. Not thread-safe with respect to the same output path. */
+ * a type that needs an imatrix without one), EFORMAT for a NaN/Inf among the values read
+ * (every tensor decoded to f32, and F32/F16/BF16 tensors copied as they are; naming the
+ * input file, the tensor and the flat index of the first one) unless allow_nonfinite.
+ * Progress: one step per tensor, bytes = input bytes processed. Not thread-safe with
+ * respect to the same output path. */
 int smelt_quantize_run(const smelt_quantize_opts *o, const char *in_path, const char *out_path,
                        const smelt_progress *progress, smelt_err *e);
 

@@ -40,11 +40,19 @@ static void usage(void)
            "                              KL-divergence, with unbiased rows at <= 4.5 bpw\n"
            "                              (default), or minimize the plain (imatrix-weighted)\n"
            "                              squared error\n"
+           "  --error-model BLOCK[/imatrix|/noimatrix]=MODEL\n"
+           "                              one block type's model (repeatable, last wins):\n"
+           "                              plain, reference, or P,C,A[,unbias] (see\n"
+           "                              docs/quantize.md, \"Error models\"), e.g.\n"
+           "                              q5_K/imatrix=1,1,0\n"
            "  --leave-output-tensor       keep output.weight as it is\n"
            "  --override-kv KEY=TYPE:VAL  set metadata in the output; TYPE int|float|bool|str\n"
            "  --keep-split                a split input gives a split output with the same shards\n"
            "  --allow-requantize          allow quantizing tensors that are already quantized\n"
            "                              (quality is lower than quantizing from F16/F32)\n"
+           "  --allow-nonfinite           write NaN/Inf weights anyway (quantized types get 0 in\n"
+           "                              their place), with warnings counting them (default:\n"
+           "                              refuse, naming the tensor and the first index; exit 3)\n"
            "  --dry-run                   print each tensor's type, size and bits per weight;\n"
            "                              write nothing (metadata-only GGUFs are accepted)\n"
            "  -t, --threads N             threads (default: all CPUs; NTHREADS does the same)\n"
@@ -238,6 +246,49 @@ static int parse_type(const char *s, const char *opt)
     return t;
 }
 
+/* --error-model BLOCK[/imatrix|/noimatrix]=plain|reference|P,C,A[,unbias] */
+static int parse_error_model(const char *spec, smelt_qerr_override *v)
+{
+    char name[32];
+    const char *eq = strchr(spec, '=');
+    size_t n = eq ? (size_t)(eq - spec) : 0;
+    const char *why = "expected tuned, plain or BLOCK[/imatrix|/noimatrix]=MODEL";
+    if (!eq || n == 0 || n >= sizeof name) goto bad;
+    memcpy(name, spec, n);
+    name[n] = 0;
+    *v = (smelt_qerr_override){0};
+    char *slash = strchr(name, '/');
+    if (slash) {
+        *slash++ = 0;
+        if (!strcmp(slash, "imatrix")) v->when = 1;
+        else if (!strcmp(slash, "noimatrix")) v->when = 2;
+        else { why = "the qualifier after '/' is imatrix or noimatrix"; goto bad; }
+    }
+    v->type = smelt_type_from_name(name);
+    if (v->type < 0 || !smelt_q_can_quantize(v->type)) { why = "unknown block type (e.g. q4_K, q5_K, q4_0)"; goto bad; }
+    const char *m = eq + 1;
+    if (!strcmp(m, "plain")) { v->plain = true; return 0; }
+    if (!strcmp(m, "reference")) { v->model.ref = true; return 0; }
+    char tail[16] = "";
+    int used = 0;
+    if (sscanf(m, "%f,%f,%f%n", &v->model.p, &v->model.c, &v->model.a, &used) != 3) {
+        why = "the model is plain, reference or P,C,A[,unbias]";
+        goto bad;
+    }
+    if (m[used] == ',') snprintf(tail, sizeof tail, "%s", m + used + 1);
+    else if (m[used]) { why = "the model is plain, reference or P,C,A[,unbias]"; goto bad; }
+    if (tail[0] && strcmp(tail, "unbias")) { why = "only 'unbias' may follow P,C,A"; goto bad; }
+    v->model.unbias = tail[0] != 0;
+    if (!(v->model.p >= 0 && v->model.p <= 8 && v->model.c >= 0 && v->model.c <= 1e6 && v->model.a >= 0 && v->model.a <= 1e6)) {
+        why = "P must be in [0, 8], C and A >= 0";
+        goto bad;
+    }
+    return 0;
+bad:
+    smelt_cli_usage_error(TOOL, "--error-model: '%s': %s", spec, why);
+    return -1;
+}
+
 static int add_tensor_type(ttv *tt, const char *spec, const char *where)
 {
     const char *eq = strchr(spec, '=');
@@ -283,7 +334,7 @@ int main(int argc, char **argv)
 {
     enum {
         O_IMATRIX = 256, O_INCLUDE, O_EXCLUDE, O_OUTTYPE, O_TOKTYPE, O_TTYPE, O_TTFILE, O_PURE, O_LEAVE, O_KV,
-        O_SPLIT, O_REQ, O_DRY, O_JSON, O_VERSION, O_PRUNE, O_MAXBUF, O_ERRM
+        O_SPLIT, O_REQ, O_DRY, O_JSON, O_VERSION, O_PRUNE, O_MAXBUF, O_ERRM, O_NONFINITE
     };
     static const struct option lo[] = {
         {"imatrix", required_argument, 0, O_IMATRIX},      {"include-weights", required_argument, 0, O_INCLUDE},
@@ -296,13 +347,16 @@ int main(int argc, char **argv)
         {"threads", required_argument, 0, 't'},            {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},                     {"version", no_argument, 0, O_VERSION},
         {"prune-layers", required_argument, 0, O_PRUNE},   {"max-buffer-size", required_argument, 0, O_MAXBUF},
-        {"error-model", required_argument, 0, O_ERRM},     {0, 0, 0, 0}};
+        {"error-model", required_argument, 0, O_ERRM},     {"allow-nonfinite", no_argument, 0, O_NONFINITE},
+        {0, 0, 0, 0}};
     smelt_quantize_opts o;
     smelt_quantize_opts_default(&o);
     app a = {0};
     strv inc = {0}, exc = {0};
     ttv tt = {0};
     smelt_kv_override *kvs = NULL;
+    smelt_qerr_override *errm = NULL;
+    size_t n_errm = 0;
     size_t n_kvs = 0;
     long v;
     int c, status = 2;
@@ -322,8 +376,13 @@ int main(int argc, char **argv)
             if (!strcmp(optarg, "plain")) o.plain_error = true;
             else if (!strcmp(optarg, "tuned")) o.plain_error = false;
             else {
-                smelt_cli_usage_error(TOOL, "--error-model: '%s' is not one of: tuned, plain", optarg);
-                goto done;
+                smelt_qerr_override *nv = realloc(errm, (n_errm + 1) * sizeof *nv);
+                if (!nv) goto oom;
+                errm = nv;
+                if (parse_error_model(optarg, &errm[n_errm])) goto done;
+                n_errm++;
+                o.err_overrides = errm;
+                o.n_err_overrides = n_errm;
             }
             break;
         case O_LEAVE: o.leave_output = true; break;
@@ -340,6 +399,7 @@ int main(int argc, char **argv)
         }
         case O_SPLIT: o.keep_split = true; break;
         case O_REQ: o.allow_requantize = true; break;
+        case O_NONFINITE: o.allow_nonfinite = true; break;
         case O_DRY: o.dry_run = true; break;
         case O_JSON: a.json = 1; break;
         case 't':
@@ -421,7 +481,7 @@ int main(int argc, char **argv)
     o.on_plan = on_plan;
     o.on_done = on_done;
     o.user = &rc;
-    smelt_outfile_install_signal_cleanup();
+    smelt_tool_install_file_safety(TOOL);
     int r = smelt_quantize_run(&o, in, out, &prog, &e);
     if (r) {
         smelt_err_print(&e, TOOL, stderr);
@@ -446,5 +506,6 @@ done:
     free(tt.owned);
     free(tt.v);
     free(kvs);
+    free(errm);
     return status;
 }

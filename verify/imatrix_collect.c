@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "formats/base/file.h"
+#include "formats/base/guard.h"
 #include "formats/base/names.h"
 
 /* ==== collector ==== */
@@ -207,13 +208,11 @@ void smelt_imatrix_result_free(smelt_imatrix_result *r)
     r->imx = NULL;
 }
 
-/* EUSAGE when `out` names the same existing file as `in` (device and inode: "./m.gguf",
- * "m.gguf" and hard links are all caught). */
-static int not_same_file(const char *out, const char *in, const char *what, smelt_err *e)
+/* The output may be neither the model nor the calibration text. */
+static int check_output_path(const smelt_imatrix_opts *o, smelt_err *e)
 {
-    if (in && smelt_same_file(out, in))
-        return SMELT_ERR(e, SMELT_EUSAGE, out, NULL, "the output would overwrite the %s (%s)", what, in);
-    return 0;
+    const smelt_guard_input in[] = {{o->model, "the model"}, {o->text, "the calibration text"}};
+    return smelt_guard_check_file_against(o->output, in, 2, e);
 }
 
 int smelt_imatrix_run(const smelt_imatrix_opts *o, smelt_imatrix_result *r, smelt_ppl_chunk_fn fn, void *user,
@@ -225,8 +224,7 @@ int smelt_imatrix_run(const smelt_imatrix_opts *o, smelt_imatrix_result *r, smel
     if (!o->output || !*o->output) return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "no output file given");
     if (o->format != SMELT_IMX_GGUF && o->format != SMELT_IMX_LEGACY)
         return SMELT_ERR(e, SMELT_EUSAGE, o->output, NULL, "unknown imatrix format %d", o->format);
-    int rc = not_same_file(o->output, o->model, "model", e);
-    if (!rc) rc = not_same_file(o->output, o->text, "calibration text", e);
+    int rc = check_output_path(o, e);
     if (rc) return rc;
 
     smelt_imxc *c;

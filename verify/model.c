@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats/model_check.h"
 #include "quant/qtypes.h"
 
 typedef struct {
@@ -22,22 +23,6 @@ typedef struct {
 
 /* ==== metadata ==== */
 
-static int key_u32(loader *L, const char *suffix, bool required, uint32_t def, uint32_t *out)
-{
-    char key[128];
-    snprintf(key, sizeof key, "%s.%s", L->m->hp.arch, suffix);
-    const smelt_gguf_kv *kv = smelt_gguf_get_kv(L->g, key);
-    if (!kv) {
-        if (required) return SMELT_ERR(L->e, SMELT_EFORMAT, L->path, key, "required key is missing");
-        *out = def;
-        return 0;
-    }
-    if (kv->type == SMELT_GGUF_ARRAY)
-        return SMELT_ERR(L->e, SMELT_EUNSUPPORTED, L->path, key,
-                         "per-layer values (an array) are not supported; expected one u32");
-    return smelt_gguf_get_u32(L->g, key, out, L->e);
-}
-
 static int key_f32(loader *L, const char *suffix, bool required, float def, float *out)
 {
     char key[128];
@@ -50,51 +35,40 @@ static int key_f32(loader *L, const char *suffix, bool required, float def, floa
     return smelt_gguf_get_f32(L->g, key, out, L->e);
 }
 
+/* The hyperparameters, validated by the check every tool shares (formats/model_check.h),
+ * then the limits of smelt's forward pass. */
 static int read_hparams(loader *L)
 {
     smelt_hparams *hp = &L->m->hp;
-    smelt_str arch;
-    int rc = smelt_gguf_get_str(L->g, "general.architecture", &arch, L->e);
+    smelt_mc_hparams mc;
+    const smelt_gguf *one[1] = {L->g};
+    int rc = smelt_mc_check_gguf(one, 1, 0, &mc, L->e);
     if (rc) return rc;
-    if (arch.n != 5 || memcmp(arch.p, "llama", 5) != 0)
-        return SMELT_ERR(L->e, SMELT_EUNSUPPORTED, L->path, "general.architecture",
-                         "architecture '%.*s' is not supported; smelt's forward pass runs \"llama\" "
-                         "(Llama, Mistral, Mixtral)",
-                         (int)(arch.n > 64 ? 64 : arch.n), arch.p);
     memcpy(hp->arch, "llama", 6);
-    if ((rc = key_u32(L, "context_length", true, 0, &hp->n_ctx_train)) ||
-        (rc = key_u32(L, "embedding_length", true, 0, &hp->n_embd)) ||
-        (rc = key_u32(L, "block_count", true, 0, &hp->n_layer)) ||
-        (rc = key_u32(L, "feed_forward_length", true, 0, &hp->n_ff)) ||
-        (rc = key_u32(L, "attention.head_count", true, 0, &hp->n_head)))
-        return rc;
-    if ((rc = key_u32(L, "attention.head_count_kv", false, hp->n_head, &hp->n_head_kv))) return rc;
-    if (hp->n_embd == 0 || hp->n_layer == 0 || hp->n_head == 0 || hp->n_head_kv == 0 ||
-        hp->n_head % hp->n_head_kv != 0 || hp->n_layer > 4096)
-        return SMELT_ERR(L->e, SMELT_EFORMAT, L->path, "llama.attention.head_count",
-                         "inconsistent hyperparameters: n_embd %u, n_layer %u, n_head %u, n_head_kv %u",
-                         hp->n_embd, hp->n_layer, hp->n_head, hp->n_head_kv);
-    if ((rc = key_u32(L, "attention.key_length", false, hp->n_embd / hp->n_head, &hp->head_dim)) ||
-        (rc = key_u32(L, "attention.value_length", false, hp->head_dim, &hp->head_dim_v)) ||
-        (rc = key_u32(L, "rope.dimension_count", false, hp->head_dim, &hp->n_rot)) ||
-        (rc = key_u32(L, "expert_count", false, 0, &hp->n_expert)) ||
-        (rc = key_u32(L, "expert_used_count", false, 0, &hp->n_expert_used)))
-        return rc;
-    if (hp->head_dim == 0 || hp->head_dim % 2 || hp->head_dim_v == 0 || hp->head_dim > 1024 || hp->head_dim_v > 1024)
-        return SMELT_ERR(L->e, SMELT_EFORMAT, L->path, "llama.attention.key_length",
-                         "head dimension %u / %u is not usable (must be even, 2..1024)", hp->head_dim,
-                         hp->head_dim_v);
-    if (hp->n_rot != hp->head_dim)
-        return SMELT_ERR(L->e, SMELT_EUNSUPPORTED, L->path, "llama.rope.dimension_count",
-                         "rope over %u of %u head dimensions: the llama architecture rotates the whole head",
-                         hp->n_rot, hp->head_dim);
-    if (hp->n_expert > 0 && (hp->n_expert_used == 0 || hp->n_expert_used > hp->n_expert || hp->n_expert > SMELT_MAX_EXPERTS))
-        return SMELT_ERR(L->e, SMELT_EFORMAT, L->path, "llama.expert_used_count",
-                         "expert_used_count %u does not fit expert_count %u", hp->n_expert_used, hp->n_expert);
-    if ((rc = key_f32(L, "attention.layer_norm_rms_epsilon", true, 0, &hp->rms_eps)) ||
-        (rc = key_f32(L, "rope.freq_base", false, 10000.0f, &hp->rope_base)) ||
-        (rc = key_f32(L, "expert_weights_scale", false, 0.0f, &hp->expert_weights_scale)))
-        return rc;
+    hp->n_ctx_train = mc.n_ctx_train;
+    hp->n_embd = mc.n_embd;
+    hp->n_layer = mc.n_layer;
+    hp->n_ff = mc.n_ff;
+    hp->n_head = mc.n_head;
+    hp->n_head_kv = mc.n_head_kv;
+    hp->head_dim = mc.head_dim;
+    hp->head_dim_v = mc.head_dim_v;
+    hp->n_rot = mc.n_rot;
+    hp->n_expert = mc.n_expert;
+    hp->n_expert_used = mc.n_expert_used;
+    hp->rms_eps = mc.rms_eps;
+    hp->rope_base = mc.rope_base;
+    if (mc.n_vocab > INT32_MAX)
+        return SMELT_ERR(L->e, SMELT_EUNSUPPORTED, L->path, "token_embd.weight",
+                         "a vocabulary of %" PRIu64 " tokens is more than smelt's forward pass handles (2^31 - 1)", mc.n_vocab);
+    hp->n_vocab = (uint32_t)mc.n_vocab;
+    if (hp->head_dim > 1024)
+        return SMELT_ERR(L->e, SMELT_EUNSUPPORTED, L->path, "llama.attention.key_length",
+                         "head size %u is more than smelt's forward pass handles (1024)", hp->head_dim);
+    if (hp->n_expert > SMELT_MAX_EXPERTS)
+        return SMELT_ERR(L->e, SMELT_EUNSUPPORTED, L->path, "llama.expert_count",
+                         "%u experts are more than smelt's forward pass handles (%d)", hp->n_expert, SMELT_MAX_EXPERTS);
+    if ((rc = key_f32(L, "expert_weights_scale", false, 0.0f, &hp->expert_weights_scale))) return rc;
     /* rope scaling: only none and linear are plain llama */
     hp->rope_freq_scale = 1.0f;
     float factor = 0.0f;
@@ -114,10 +88,11 @@ static int read_hparams(loader *L)
     if (linear && (rc = key_f32(L, "rope.scaling.factor", false, 0.0f, &factor))) return rc;
     if (!kv && (rc = key_f32(L, "rope.scale_linear", false, 0.0f, &factor))) return rc;
     if (factor != 0.0f) hp->rope_freq_scale = 1.0f / factor;
-    if (!(hp->rms_eps > 0) || !(hp->rope_base > 0) || !isfinite(hp->rope_freq_scale))
-        return SMELT_ERR(L->e, SMELT_EFORMAT, L->path, NULL,
-                         "hyperparameters out of range: rms_eps %g, rope.freq_base %g, rope scale %g",
-                         (double)hp->rms_eps, (double)hp->rope_base, (double)hp->rope_freq_scale);
+    if (!isfinite(hp->rope_freq_scale))
+        return SMELT_ERR(L->e, SMELT_EUNSUPPORTED, L->path, linear ? "llama.rope.scaling.factor" : "llama.rope.scale_linear",
+                         "a rope scaling factor of %g is too small for the forward pass (the frequency scale 1/%g is "
+                         "not finite)",
+                         (double)factor, (double)factor);
     hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
     return 0;
 }
@@ -155,7 +130,7 @@ static int bind(loader *L, smelt_wview *v, bool required, int nd, uint64_t ne0, 
     if (!t) {
         if (!required) return 0;
         return SMELT_ERR(L->e, SMELT_EFORMAT, L->path, name,
-                         "required tensor is missing (the llama architecture needs it: %s)", what);
+                         "required tensor is missing (smelt's forward pass needs it: %s)", what);
     }
     uint64_t want[4] = {ne0, ne1, ne2, 1};
     bool ok = t->ne[3] == 1;
@@ -260,21 +235,6 @@ int smelt_model_from_gguf(smelt_gguf *g, smelt_model **out, smelt_err *e)
     }
     if ((rc = read_hparams(&L))) goto fail;
     const smelt_hparams *hp0 = &m->hp;
-    const smelt_gguf_tensor *te = find(&L, "token_embd.weight");
-    if (!te)
-        rc = SMELT_ERR(e, SMELT_EFORMAT, L.path, "token_embd.weight", "required tensor is missing");
-    else if (te->n_dims != 2 || te->ne[1] == 0 || te->ne[1] > INT32_MAX)
-        rc = SMELT_ERR(e, SMELT_EFORMAT, L.path, "token_embd.weight",
-                       "expected a 2-D [n_embd, n_vocab] tensor");
-    if (rc) goto fail;
-    m->hp.n_vocab = (uint32_t)te->ne[1];
-    const smelt_gguf_kv *toks = smelt_gguf_get_kv(g, "tokenizer.ggml.tokens");
-    if (toks && toks->type == SMELT_GGUF_ARRAY && toks->n != m->hp.n_vocab) {
-        rc = SMELT_ERR(e, SMELT_EMISMATCH, L.path, "token_embd.weight",
-                       "%u rows but the vocabulary (tokenizer.ggml.tokens) has %" PRIu64 " tokens",
-                       m->hp.n_vocab, toks->n);
-        goto fail;
-    }
     m->layers = calloc(hp0->n_layer, sizeof *m->layers);
     L.norm_cap = ((size_t)hp0->n_layer * 2 + 1) * hp0->n_embd + hp0->head_dim;
     m->norm_store = malloc(L.norm_cap * sizeof(float));

@@ -3,8 +3,9 @@
  * Layer: verify. Includes formats/ and quant/ only.
  *
  * The file is validated when opened, so the forward pass never meets a surprise: every
- * tensor the architecture needs is present with the shape the hyperparameters imply, of a
- * type the quant library can decode (quant/qtypes.h), and no tensor is left unused. */
+ * tensor the architecture needs is present with the shape the hyperparameters imply (the
+ * shared check of formats/model_check.h), of a type the quant library can decode
+ * (quant/qtypes.h), and no tensor is left unused. */
 #ifndef SMELT_MODEL_H
 #define SMELT_MODEL_H
 
@@ -70,12 +71,13 @@ typedef struct smelt_model {
     float *norm_store;        /* owned storage of the decoded norm vectors */
 } smelt_model;
 
-/* Open a GGUF and validate it as a Llama-architecture model. Errors (file and tensor or key
- * named): EIO; EFORMAT for a malformed file or a missing required key or tensor;
- * EUNSUPPORTED for another architecture, a tensor type smelt cannot decode, rope scaling
- * other than linear, or a tensor this architecture does not use; EMISMATCH for a tensor whose
- * shape disagrees with the hyperparameters (expected and found shapes are printed).
- * *out is NULL on error. */
+/* Open a GGUF and validate it as a Llama-architecture model: first the check every tool
+ * shares (formats/model_check.h: hyperparameters, vocabulary, every tensor and its shape;
+ * EFORMAT naming the key or tensor, EUNSUPPORTED for a LoRA adapter or another
+ * architecture), then what smelt's forward pass needs on top: EUNSUPPORTED for a tensor
+ * type smelt cannot decode, rope scaling other than none and linear, a head size over
+ * 1024, more than SMELT_MAX_EXPERTS experts, or a tensor the pass does not use (shared
+ * experts); EFORMAT for a metadata-only file; EIO. *out is NULL on error. */
 int smelt_model_open(const char *path, smelt_model **out, smelt_err *e);
 /* Same on an already opened GGUF; on success the model owns g (closed by
  * smelt_model_close()); on error g is left to the caller. */

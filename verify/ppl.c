@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "formats/base/file.h"
+#include "formats/base/guard.h"
 #include "formats/base/pool.h"
 #include "formats/base/progress.h"
 #include "verify/forward.h"
@@ -155,6 +156,13 @@ static int open_base(const smelt_ppl_opts *o, run_state *s, uint32_t *n_ctx, siz
     return 0;
 }
 
+/* The base-distributions file may be neither the model nor the text. */
+static int check_output_path(const smelt_ppl_opts *o, smelt_err *e)
+{
+    const smelt_guard_input in[] = {{o->model, "the model"}, {o->text, "the text"}};
+    return smelt_guard_check_file_against(o->kld_base, in, 2, e);
+}
+
 int smelt_ppl_run(const smelt_ppl_opts *o, smelt_ppl_result *r, smelt_ppl_chunk_fn fn, void *user, smelt_err *e)
 {
     memset(r, 0, sizeof *r);
@@ -166,6 +174,7 @@ int smelt_ppl_run(const smelt_ppl_opts *o, smelt_ppl_result *r, smelt_ppl_chunk_
     if (o->kld_in && o->kld_base)
         return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "--kld-base and --kld cannot be used together");
     if (!o->kld_in && !o->text) return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "no text file given (-f)");
+    if (o->kld_base && (rc = check_output_path(o, e))) return rc;
     if ((rc = smelt_model_open(o->model, &s.model, e))) goto done;
     const smelt_hparams *hp = &s.model->hp;
     uint32_t n_ctx = o->n_ctx ? o->n_ctx : 512;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "formats/base/file.h"
+#include "formats/base/guard.h"
 #include "formats/base/hash.h"
 #include "formats/gguf.h"
 #include "quant/policy.h"
@@ -624,9 +625,30 @@ int smelt_report_svg(const smelt_report *r, char **out, size_t *len, smelt_err *
     return rc;
 }
 
+static const char *const k_output_ext[3] = {".md", ".json", ".svg"};
+
+int smelt_report_check_outputs(const smelt_report_opts *o, const char *prefix, smelt_err *e)
+{
+    smelt_guard *g = smelt_guard_new();
+    if (!g) return SMELT_NOMEM(e, "the list of inputs");
+    int rc = smelt_guard_add(g, o->base, "the base model", NULL, e);
+    if (!rc) rc = smelt_guard_add(g, o->text, "the evaluation text", NULL, e);
+    for (size_t i = 0; !rc && i < o->n_quants; i++)
+        rc = smelt_guard_add(g, o->quants[i], smelt_is_dir(o->quants[i]) ? "a directory of quants" : "a quant",
+                             smelt_guard_reads_gguf, e);
+    for (int k = 0; !rc && k < 3; k++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s%s", prefix, k_output_ext[k]);
+        rc = smelt_guard_check_file(g, path, e);
+    }
+    if (!rc && o->cache_dir) rc = smelt_guard_check_dir(g, o->cache_dir, e);
+    smelt_guard_free(g);
+    return rc;
+}
+
 int smelt_report_write(const smelt_report *r, const char *prefix, smelt_err *e)
 {
-    static const char *const ext[3] = {".md", ".json", ".svg"};
+    const char *const *ext = k_output_ext;
     for (int k = 0; k < 3; k++) {
         char *s;
         size_t n;

@@ -75,6 +75,9 @@ typedef struct smelt_report {
  * or the base, and those of smelt_ppl_run() (EMISMATCH for a quant whose vocabulary is
  * not the base's). *out is NULL on error. Caller frees. */
 int smelt_report_run(const smelt_report_opts *o, smelt_report **out, smelt_err *e);
+/* EUSAGE when PREFIX.md/.json/.svg or the cache directory would be, hold or lie inside an
+ * input (the base, the text, a quant or a directory of quants). Call before measuring. */
+int smelt_report_check_outputs(const smelt_report_opts *o, const char *prefix, smelt_err *e);
 void smelt_report_free(smelt_report *r); /* NULL is a no-op */
 
 /* The three renderings; *out malloc'd and NUL-terminated (caller frees). ENOMEM. */

@@ -43,8 +43,8 @@ static void usage(void)
            "      --version            version\n"
            "\n"
            "The text must give at least 2 x N_CTX tokens. Results do not depend on -t or -b.\n"
-           "Exit status: 0 ok, 1 I/O error, 2 usage, 3 malformed input, 4 unsupported model,\n"
-           "5 mismatch, 6 out of memory.\n");
+           "Exit status: 0 ok, 1 I/O error, 2 usage, 3 malformed input, 4 unsupported model\n"
+           "(another architecture, or a LoRA adapter: merge it first), 5 mismatch, 6 out of memory.\n");
 }
 
 typedef struct {
@@ -185,7 +185,7 @@ int main(int argc, char **argv)
     if (!u.quiet && !format_given && o.format == SMELT_IMX_GGUF && !ends_with(o.output, ".gguf"))
         fprintf(stderr, "%s: warning: writing the GGUF format to '%s' (no .gguf suffix); use --output-format dat "
                         "for llama.cpp's legacy format\n", TOOL, o.output);
-    smelt_outfile_install_signal_cleanup();
+    smelt_tool_install_file_safety(TOOL);
     o.on_warn = on_warn;
     o.warn_user = &u;
 

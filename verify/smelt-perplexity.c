@@ -40,8 +40,9 @@ static void usage(void)
            "      --version       version\n"
            "\n"
            "The text must give at least 2 x N_CTX tokens. Results do not depend on -t or -b.\n"
-           "Exit status: 0 ok, 1 I/O error, 2 usage, 3 malformed input, 4 unsupported model,\n"
-           "5 mismatch (vocabulary vs base file), 6 out of memory.\n");
+           "Exit status: 0 ok, 1 I/O error, 2 usage, 3 malformed input, 4 unsupported model\n"
+           "(another architecture, or a LoRA adapter: merge it first), 5 mismatch (vocabulary\n"
+           "vs base file), 6 out of memory.\n");
 }
 
 typedef struct {
@@ -268,7 +269,7 @@ int main(int argc, char **argv)
     if (o.kld_in && o.kld_base) return smelt_cli_usage_error(TOOL, "--kld-base and --kld cannot be used together");
     if (o.kld_in && o.text && !u.quiet)
         fprintf(stderr, "%s: note: -f is not read with --kld; the tokens come from %s\n", TOOL, o.kld_in);
-    if (o.kld_base) smelt_outfile_install_signal_cleanup();
+    smelt_tool_install_file_safety(TOOL);
 
     u.stream = !isatty(1);
     smelt_progress_term_init(&u.term, &u.prog, o.kld_in ? "kl-divergence" : "perplexity", u.quiet);

@@ -119,13 +119,14 @@ int main(int argc, char **argv)
     o.on_note = on_note;
     o.on_chunk = on_chunk;
     o.user = &u;
-    smelt_outfile_install_signal_cleanup();
+    smelt_tool_install_file_safety(TOOL);
     smelt_progress_term_init(&u.term, &u.prog, "report", u.quiet);
 
     smelt_err e;
     smelt_err_clear(&e);
     smelt_report *r;
-    int rc = smelt_report_run(&o, &r, &e);
+    int rc = smelt_report_check_outputs(&o, prefix, &e);
+    if (!rc) rc = smelt_report_run(&o, &r, &e);
     if (!u.quiet && u.term.tty) fputs("\r\033[K", stderr);
     if (!rc) {
         rc = smelt_report_write(r, prefix, &e);

@@ -11,15 +11,16 @@
 
 #include "formats/base/cli.h"
 #include "formats/base/file.h"
+#include "formats/base/guard.h"
 #include "formats/base/progress.h"
 #include "verify/diff.h"
 #include "verify/integrity.h"
 
 static const char *TOOL = "smelt-verify";
 
-/* Exit statuses: 0 ok/identical, 1 a check failed/the models differ; errors as every
- * smelt tool, except that an I/O error exits 74 (sysexits' EX_IOERR) so 1 keeps its meaning. */
-enum { EXIT_FINDING = 1, EXIT_IO = 74 };
+/* Exit statuses as every smelt tool (docs/errors.md); a finding — NaN/Inf, a manifest
+ * mismatch, two models that differ — is 5, "inputs that do not match". */
+enum { EXIT_FINDING = 5 };
 
 static void usage(void)
 {
@@ -31,13 +32,15 @@ static void usage(void)
            "\n"
            "Check: reads every tensor in full, prints its xxh64 (the hash llama-gguf-hash --xxh64\n"
            "prints), counts NaN/Inf in every tensor smelt can decode, and prints the model hash\n"
-           "(xxh64 of all tensor data in file order). Fails (exit 1) on NaN/Inf or a manifest\n"
-           "mismatch.\n"
+           "(xxh64 of all tensor data in file order). A llama GGUF is first validated as every\n"
+           "smelt tool validates a model (hyperparameters, vocabulary, tensors and shapes); an\n"
+           "invalid one is refused (exit 3). Fails (exit 5) on NaN/Inf or a manifest mismatch.\n"
            "\n"
            "Diff: compares two GGUF files or two safetensors checkpoints tensor by tensor: missing\n"
            "and extra tensors, shape and type changes, bit-identity, and for tensors that differ\n"
            "the number of differing elements, max |delta|, RMSE and (16-bit types) elements more\n"
-           "than 1 ulp apart; plus metadata (KV) differences. Exit 0 identical, 1 different.\n"
+           "than 1 ulp apart; plus metadata (KV) differences. Exit 0 identical, 5 different.\n"
+           "Any two files can be compared (no model check).\n"
            "\n"
            "Options:\n"
            "  --diff              compare two models (A B)\n"
@@ -53,8 +56,8 @@ static void usage(void)
            "  -h, --help          this help\n"
            "  --version           version\n"
            "\n"
-           "Exit status: 0 ok or identical, 1 check failed or different, 2 usage, 3 malformed\n"
-           "input, 4 unsupported input, 6 out of memory, 74 I/O error.\n");
+           "Exit status: 0 ok or identical, 1 I/O error, 2 usage, 3 malformed input (an invalid\n"
+           "model too), 4 unsupported input, 5 check failed or models different, 6 out of memory.\n");
 }
 
 typedef struct {
@@ -66,7 +69,7 @@ typedef struct {
 static int fail(const smelt_err *e, int rc)
 {
     smelt_err_print(e, TOOL, stderr);
-    return rc == SMELT_EIO ? EXIT_IO : smelt_err_exit_status(rc);
+    return smelt_err_exit_status(rc);
 }
 
 static const char *values_name(int v)
@@ -98,13 +101,48 @@ static json_t *hex_json(uint64_t h)
 
 /* ==== check ==== */
 
+/* The manifest may be none of the inputs: the model (its directory, or the directory of the
+ * shards an index names) and the manifest checked against. */
+static int check_manifest_path(const char *path, const opts *o, smelt_err *e)
+{
+    smelt_guard *g = smelt_guard_new();
+    if (!g) return SMELT_NOMEM(e, "the list of inputs");
+    int rc = smelt_guard_add(g, path, "the model", smelt_guard_reads_model_dir, e);
+    size_t l = strlen(path);
+    if (!rc && l > 5 && !strcmp(path + l - 5, ".json")) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", path);
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = 0;
+        else snprintf(dir, sizeof dir, ".");
+        rc = smelt_guard_add(g, dir, "the model's directory", smelt_guard_reads_model_dir, e);
+    }
+    if (!rc && o->check) rc = smelt_guard_add(g, o->check, "the manifest to check against", NULL, e);
+    if (!rc) rc = smelt_guard_check_file(g, o->manifest, e);
+    smelt_guard_free(g);
+    return rc;
+}
+
 static int run_check(const char *path, const opts *o)
 {
     smelt_err e;
     smelt_err_clear(&e);
     smelt_vmodel *m;
-    int rc = smelt_vm_open(path, &m, &e);
+    int rc = o->manifest ? check_manifest_path(path, o, &e) : 0;
     if (rc) return fail(&e, rc);
+    rc = smelt_vm_open(path, &m, &e);
+    if (rc) return fail(&e, rc);
+    smelt_mc_hparams mh; /* the model check every tool shares, before reading the data */
+    int mchk = smelt_vm_check_model(m, &mh, &e);
+    if (mchk < 0) {
+        smelt_vm_close(m);
+        return fail(&e, mchk);
+    }
+    char mcline[160];
+    if (mchk) snprintf(mcline, sizeof mcline, "skipped (%s)", mh.skipped);
+    else
+        snprintf(mcline, sizeof mcline, "ok (llama, %u layers, %u heads, %u experts, %llu tokens)", mh.n_layer, mh.n_head,
+                 mh.n_expert, (unsigned long long)mh.n_vocab);
     smelt_progress prog = {0};
     smelt_progress_term pt;
     smelt_progress_term_init(&pt, &prog, "verifying", o->quiet || !isatty(2));
@@ -141,6 +179,7 @@ static int run_check(const char *path, const opts *o)
         json_object_set_new(root, "path", json_string(path));
         json_object_set_new(root, "format", json_string(smelt_vm_kind_of(m) == SMELT_VM_GGUF ? "gguf" : "safetensors"));
         json_object_set_new(root, "describe", json_string(smelt_vm_describe(m)));
+        json_object_set_new(root, "model_check", json_string(mcline));
         json_object_set_new(root, "file_bytes", json_integer((json_int_t)smelt_vm_file_bytes(m)));
         json_object_set_new(root, "data_bytes", json_integer((json_int_t)r.data_bytes));
         json_object_set_new(root, "n_tensors", json_integer((json_int_t)n));
@@ -192,6 +231,7 @@ static int run_check(const char *path, const opts *o)
     } else {
         printf("%s: %s, %" PRIu64 " tensors, %s of tensor data\n", path, smelt_vm_describe(m), n,
                smelt_cli_bytes(bytes, sizeof bytes, r.data_bytes));
+        printf("model check: %s\n", mcline);
         if (!o->quiet) {
             if (n) printf("  %-16s  %-8s %8s %8s %11s  %-22s %s\n", "xxh64", "type", "nan", "inf", "max|x|", "shape", "name");
             for (uint64_t i = 0; i < n; i++) {
@@ -427,6 +467,7 @@ int main(int argc, char **argv)
         default: return smelt_cli_usage_error(TOOL, "unknown option");
         }
     }
+    smelt_tool_install_file_safety(TOOL);
     if (o.diff) {
         if (optind != argc - 2) return smelt_cli_usage_error(TOOL, "--diff expects two models, A and B");
         if (o.manifest || o.check || o.label) return smelt_cli_usage_error(TOOL, "--manifest/--check/--label do not apply to --diff");

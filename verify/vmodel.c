@@ -160,7 +160,7 @@ int smelt_vm_open(const char *path, smelt_vmodel **out, smelt_err *e)
         return SMELT_NOMEM(e, "the model");
     }
     int rc;
-    if (!smelt_is_dir(path) && !smelt_file_exists(path)) rc = SMELT_ERR(e, SMELT_EIO, path, NULL, "no such file or directory");
+    if (!smelt_is_dir(path) && (rc = smelt_check_regular_file(path, e))) {}
     else if (!smelt_is_dir(path) && is_gguf_file(path)) rc = open_gguf(m, e);
     else rc = open_st(m, e);
     if (rc) {
@@ -248,4 +248,15 @@ void smelt_vm_shape_str(const smelt_vm_tensor *t, char *buf, size_t n)
     for (uint32_t d = 0; d < nd && d < SMELT_VM_MAX_DIMS; d++)
         if (k < n) k += (size_t)snprintf(buf + k, n - k, "%s%" PRIu64, d ? ", " : "", t->shape[d]);
     if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+int smelt_vm_check_model(const smelt_vmodel *m, smelt_mc_hparams *hp, smelt_err *e)
+{
+    memset(hp, 0, sizeof *hp);
+    if (!m->g) {
+        snprintf(hp->skipped, sizeof hp->skipped, "a safetensors checkpoint: the check reads GGUF models");
+        return SMELT_MC_SKIPPED;
+    }
+    const smelt_gguf *one[1] = {m->g};
+    return smelt_mc_check_gguf(one, 1, SMELT_MC_OTHER_ARCH_OK | SMELT_MC_NON_MODEL_OK, hp, e);
 }

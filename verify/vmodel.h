@@ -11,6 +11,7 @@
 
 #include "formats/base/err.h"
 #include "formats/gguf.h"
+#include "formats/model_check.h"
 #include "formats/safetensors.h"
 
 typedef enum smelt_vm_kind {
@@ -76,5 +77,11 @@ uint64_t smelt_vm_block(const smelt_vm_tensor *t);
 int smelt_vm_decode(const smelt_vm_tensor *t, uint64_t first, uint64_t n, float *dst, smelt_err *e);
 /* Shape as text: GGUF "[4096, 32000]" (ne order), safetensors "[32000, 4096]". */
 void smelt_vm_shape_str(const smelt_vm_tensor *t, char *buf, size_t n);
+
+/* The model check every tool shares (formats/model_check.h) on a GGUF: 0 valid (*hp
+ * filled), SMELT_MC_SKIPPED when there is nothing to check (hp->skipped says why: a
+ * safetensors checkpoint, a LoRA adapter, no general.architecture, another
+ * architecture), or the check's error (EFORMAT, EUNSUPPORTED). */
+int smelt_vm_check_model(const smelt_vmodel *m, smelt_mc_hparams *hp, smelt_err *e);
 
 #endif

@@ -1,35 +1,145 @@
-/* file.c — mmap inputs, temp+rename outputs, small file helpers. Includes base/ only. */
+/* file.c — mmap inputs, temp+rename outputs, small file helpers, and the tool mains' signal
+ * handlers for both. Includes base/ only. */
 #include "file.h"
 #include "ckd.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+/* ==== process-wide state ====
+ * The only process-wide state in smelt, all of it for the handlers that
+ * smelt_tool_install_file_safety() installs: the open temporary files and directories (removed
+ * when a signal ends the run), the mapped inputs (so that a SIGBUS can be traced to the file
+ * that changed under it), the tool name, and the notice hook. The tables are fixed-size;
+ * registering takes a mutex, the handlers only read. */
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static const char *g_tool = "smelt";
+static _Atomic(smelt_file_notice_fn) g_notice;
+
+void smelt_file_set_notice(smelt_file_notice_fn fn) { atomic_store(&g_notice, fn); }
+
+static void notice(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void notice(const char *fmt, ...)
+{
+    smelt_file_notice_fn fn = atomic_load(&g_notice);
+    if (!fn) return;
+    char msg[8400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fn(msg);
+}
+
+/* Mapped inputs. A mapping beyond the table's capacity still works; a fault in it is then a
+ * plain SIGBUS crash, as without the handler. */
+#define MAX_MAPS 256
+typedef struct {
+    const uint8_t *start;
+    uint64_t len;
+    const char *path; /* the smelt_map's own copy, freed only after unregistering */
+} map_entry;
+static map_entry g_maps[MAX_MAPS];
+static atomic_int g_map_used[MAX_MAPS];
+
+static void map_register(const smelt_map *m)
+{
+    pthread_mutex_lock(&g_lock);
+    for (int i = 0; i < MAX_MAPS; i++)
+        if (!atomic_load(&g_map_used[i])) {
+            g_maps[i].start = m->data;
+            g_maps[i].len = m->size;
+            g_maps[i].path = m->path;
+            atomic_store(&g_map_used[i], 1); /* published after the fields */
+            break;
+        }
+    pthread_mutex_unlock(&g_lock);
+}
+
+static void map_unregister(const smelt_map *m)
+{
+    pthread_mutex_lock(&g_lock);
+    for (int i = 0; i < MAX_MAPS; i++)
+        if (atomic_load(&g_map_used[i]) && g_maps[i].start == m->data) {
+            atomic_store(&g_map_used[i], 0);
+            break;
+        }
+    pthread_mutex_unlock(&g_lock);
+}
 
 /* ==== mapping ==== */
 
-int smelt_map_open(smelt_map *m, const char *path, smelt_err *e)
+static const char *kind_of(mode_t mode)
 {
-    memset(m, 0, sizeof *m);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return SMELT_ERR(e, SMELT_EIO, path, NULL, "cannot open: %s", strerror(errno));
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISSOCK(mode)) return "a socket";
+    return "not a file or directory";
+}
+
+static int refuse_kind(const struct stat *st, const char *path, smelt_err *e)
+{
+    if (S_ISDIR(st->st_mode)) return SMELT_ERR(e, SMELT_EIO, path, NULL, "is a directory, expected a file");
+    return SMELT_ERR(e, SMELT_EIO, path, NULL, "not a regular file (it is %s)", kind_of(st->st_mode));
+}
+
+int smelt_check_regular_file(const char *path, smelt_err *e)
+{
     struct stat st;
-    if (fstat(fd, &st) != 0) {
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT) return SMELT_ERR(e, SMELT_EIO, path, NULL, "no such file or directory");
+        return SMELT_ERR(e, SMELT_EIO, path, NULL, "cannot stat: %s", strerror(errno));
+    }
+    return S_ISREG(st.st_mode) ? 0 : refuse_kind(&st, path, e);
+}
+
+/* Open for reading without blocking on a FIFO (O_NONBLOCK), then refuse anything but a
+ * regular file. */
+static int open_regular(const char *path, int *fd_out, struct stat *st, smelt_err *e)
+{
+    *fd_out = -1;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        int er = errno;
+        struct stat ls;
+        if (stat(path, &ls) == 0 && !S_ISREG(ls.st_mode)) return refuse_kind(&ls, path, e); /* a socket: ENXIO */
+        return SMELT_ERR(e, SMELT_EIO, path, NULL, "cannot open: %s", strerror(er));
+    }
+    if (fstat(fd, st) != 0) {
         int er = errno;
         close(fd);
         return SMELT_ERR(e, SMELT_EIO, path, NULL, "cannot stat: %s", strerror(er));
     }
-    if (S_ISDIR(st.st_mode)) {
+    if (!S_ISREG(st->st_mode)) {
         close(fd);
-        return SMELT_ERR(e, SMELT_EIO, path, NULL, "is a directory, expected a file");
+        return refuse_kind(st, path, e);
     }
+    *fd_out = fd;
+    return 0;
+}
+
+int smelt_map_open(smelt_map *m, const char *path, smelt_err *e)
+{
+    memset(m, 0, sizeof *m);
+    struct stat st;
+    int fd;
+    int rc = open_regular(path, &fd, &st, e);
+    if (rc) return rc;
     m->path = strdup(path);
     if (!m->path) {
         close(fd);
@@ -46,6 +156,7 @@ int smelt_map_open(smelt_map *m, const char *path, smelt_err *e)
             return SMELT_ERR(e, SMELT_EIO, path, NULL, "cannot map: %s", strerror(er));
         }
         m->data = p;
+        map_register(m);
     }
     close(fd);
     return 0;
@@ -54,7 +165,10 @@ int smelt_map_open(smelt_map *m, const char *path, smelt_err *e)
 void smelt_map_close(smelt_map *m)
 {
     if (!m) return;
-    if (m->data) munmap((void *)m->data, (size_t)m->size);
+    if (m->data) {
+        map_unregister(m);
+        munmap((void *)m->data, (size_t)m->size);
+    }
     free(m->path);
     memset(m, 0, sizeof *m);
 }
@@ -80,13 +194,10 @@ int smelt_read_file(const char *path, uint64_t max_bytes, char **out, size_t *ou
 {
     *out = NULL;
     if (out_len) *out_len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return SMELT_ERR(e, SMELT_EIO, path, NULL, "cannot open: %s", strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return SMELT_ERR(e, SMELT_EIO, path, NULL, "not a regular file");
-    }
+    int fd;
+    int rc = open_regular(path, &fd, &st, e);
+    if (rc) return rc;
     if ((uint64_t)st.st_size > max_bytes) {
         close(fd);
         return SMELT_ERR(e, SMELT_EFORMAT, path, NULL, "file is %llu bytes, limit is %llu",
@@ -122,6 +233,12 @@ int smelt_file_exists(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int smelt_nondir_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && !S_ISDIR(st.st_mode);
 }
 
 int smelt_is_dir(const char *path)
@@ -176,48 +293,277 @@ char *smelt_path_join(char *buf, size_t n, const char *dir, const char *name)
     return (k < 0 || (size_t)k >= n) ? NULL : buf;
 }
 
-/* ==== temporary-file registry for signal cleanup ====
- * The only process-wide state in smelt: paths of temporary files still open, so that a
- * signal handler can unlink them. Fixed-size, guarded by a mutex outside the handler. */
+/* ==== temporary files and directories: registry, stale ones, removal ==== */
 
 #define MAX_TMP 64
 static char g_tmp_paths[MAX_TMP][4096];
 static volatile sig_atomic_t g_tmp_used[MAX_TMP];
-static pthread_mutex_t g_tmp_lock = PTHREAD_MUTEX_INITIALIZER;
+#define MAX_TMPDIRS 8
+static char g_dir_paths[MAX_TMPDIRS][4096];
+static volatile sig_atomic_t g_dir_used[MAX_TMPDIRS];
 
-static int tmp_register(const char *p)
+static int slot_register(char (*paths)[4096], volatile sig_atomic_t *used, int cap, const char *p)
 {
-    pthread_mutex_lock(&g_tmp_lock);
+    pthread_mutex_lock(&g_lock);
     int slot = -1;
-    for (int i = 0; i < MAX_TMP; i++)
-        if (!g_tmp_used[i]) {
-            snprintf(g_tmp_paths[i], sizeof g_tmp_paths[i], "%s", p);
-            g_tmp_used[i] = 1;
+    for (int i = 0; i < cap; i++)
+        if (!used[i]) {
+            snprintf(paths[i], sizeof paths[i], "%s", p);
+            atomic_thread_fence(memory_order_release); /* the path before the flag */
+            used[i] = 1;
             slot = i;
             break;
         }
-    pthread_mutex_unlock(&g_tmp_lock);
+    pthread_mutex_unlock(&g_lock);
     return slot;
 }
 
-static void tmp_unregister(int slot)
+static void slot_unregister(volatile sig_atomic_t *used, int slot)
 {
     if (slot < 0) return;
-    pthread_mutex_lock(&g_tmp_lock);
-    g_tmp_used[slot] = 0;
-    pthread_mutex_unlock(&g_tmp_lock);
+    pthread_mutex_lock(&g_lock);
+    used[slot] = 0;
+    pthread_mutex_unlock(&g_lock);
+}
+
+/* Remove everything inside the open directory dfd, without following symbolic links.
+ * Async-signal-safe (openat, unlinkat and the getdents64 system call only), so the signal
+ * handlers use it too; nesting deeper than 16 levels is left in place. */
+struct dirent64_raw {
+    uint64_t ino;
+    int64_t off;
+    unsigned short reclen;
+    unsigned char type;
+    char name[];
+};
+
+static void remove_entries(int dfd, int depth)
+{
+#ifdef SYS_getdents64
+    /* a removed entry can shift the directory's remaining entries: rescan until a pass
+     * removes nothing */
+    for (int pass = 0; pass < 64; pass++) {
+        int removed = 0;
+        _Alignas(8) char buf[4096];
+        lseek(dfd, 0, SEEK_SET);
+        for (;;) {
+            long n = syscall(SYS_getdents64, dfd, buf, sizeof buf);
+            if (n <= 0) break;
+            for (long off = 0; off < n;) {
+                const struct dirent64_raw *d = (const struct dirent64_raw *)(buf + off);
+                off += d->reclen;
+                const char *nm = d->name;
+                if (nm[0] == '.' && (!nm[1] || (nm[1] == '.' && !nm[2]))) continue;
+                if (unlinkat(dfd, nm, 0) == 0) {
+                    removed = 1;
+                    continue;
+                }
+                if ((errno != EISDIR && errno != EPERM) || depth >= 16) continue;
+                int sub = openat(dfd, nm, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (sub < 0) continue;
+                remove_entries(sub, depth + 1);
+                close(sub);
+                if (unlinkat(dfd, nm, AT_REMOVEDIR) == 0) removed = 1;
+            }
+        }
+        if (!removed) break;
+    }
+#else
+    (void)dfd;
+    (void)depth;
+#endif
+}
+
+/* Remove the directory `path` and its contents (a symbolic link is not followed). */
+static int remove_tree(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return -1;
+    remove_entries(fd, 0);
+    close(fd);
+    return rmdir(path);
+}
+
+/* Every registered temporary file and directory, from a signal handler. */
+static void remove_temporaries(void)
+{
+    for (int i = 0; i < MAX_TMP; i++)
+        if (g_tmp_used[i]) unlink(g_tmp_paths[i]);
+    for (int i = 0; i < MAX_TMPDIRS; i++)
+        if (g_dir_used[i]) remove_tree(g_dir_paths[i]);
+}
+
+/* If `name` is `.LEAF.smelt-tmp-PID-XXXXXX` (XXXXXX: six letters or digits, as mkstemp and
+ * mkdtemp make them) for this LEAF, the PID; otherwise 0. */
+static long tmp_name_pid(const char *name, const char *leaf)
+{
+    size_t ll = strlen(leaf);
+    if (name[0] != '.' || strncmp(name + 1, leaf, ll) || strncmp(name + 1 + ll, ".smelt-tmp-", 11)) return 0;
+    const char *p = name + 1 + ll + 11;
+    long pid = 0;
+    int digits = 0;
+    for (; *p >= '0' && *p <= '9'; p++, digits++) {
+        if (digits >= 9) return 0;
+        pid = pid * 10 + (*p - '0');
+    }
+    if (!digits || *p != '-') return 0;
+    p++;
+    for (int i = 0; i < 6; i++, p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z'))) return 0;
+    return *p ? 0 : pid;
+}
+
+/* Remove `.LEAF.smelt-tmp-PID-*` entries in `dir` whose process is gone: regular files
+ * (want_dir 0) or directories (want_dir 1). `shown_dir` prefixes the names in notices ("" for
+ * the current directory). A process that exists but belongs to someone else (EPERM) is alive. */
+static void remove_stale(const char *dir, const char *shown_dir, const char *leaf, int want_dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        long pid = tmp_name_pid(de->d_name, leaf);
+        if (pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char p[8300];
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        struct stat st;
+        if (lstat(p, &st) != 0 || (want_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode))) continue;
+        if (want_dir ? remove_tree(p) != 0 : unlink(p) != 0) continue;
+        size_t sl = strlen(shown_dir);
+        notice("removed stale temporary %s %s%s%s left by an interrupted run (pid %ld)", want_dir ? "directory" : "file",
+               shown_dir, sl && shown_dir[sl - 1] != '/' ? "/" : "", de->d_name, pid);
+    }
+    closedir(d);
+}
+
+/* Split `path` (trailing slashes ignored) into its directory, the directory as the user wrote
+ * it ("" when there is none), and its last component. */
+static int split_target(const char *path, char *dir, char *shown, size_t dn, char *leaf, size_t ln)
+{
+    char p[4096];
+    if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p) return -1;
+    size_t l = strlen(p);
+    while (l > 1 && p[l - 1] == '/') p[--l] = 0;
+    char *slash = strrchr(p, '/');
+    if (!slash) {
+        snprintf(dir, dn, ".");
+        shown[0] = 0;
+        return snprintf(leaf, ln, "%s", p) >= (int)ln ? -1 : 0;
+    }
+    if (snprintf(leaf, ln, "%s", slash + 1) >= (int)ln) return -1;
+    if (slash == p) slash[1] = 0;
+    else *slash = 0;
+    snprintf(dir, dn, "%s", p);
+    snprintf(shown, dn, "%s", p);
+    return 0;
+}
+
+int smelt_tmpdir_create(const char *target, char *out, size_t n, smelt_err *e)
+{
+    char dir[4096], shown[4096], leaf[256];
+    if (split_target(target, dir, shown, sizeof dir, leaf, sizeof leaf) || !leaf[0] || !strcmp(leaf, "/"))
+        return SMELT_ERR(e, SMELT_EUSAGE, target, NULL, "bad output directory name");
+    remove_stale(dir, shown, leaf, 1);
+    int k = snprintf(out, n, "%s/.%s.smelt-tmp-%ld-XXXXXX", dir, leaf, (long)getpid());
+    if (k < 0 || (size_t)k >= n || (size_t)k >= sizeof g_dir_paths[0])
+        return SMELT_ERR(e, SMELT_EUSAGE, target, NULL, "output directory name too long");
+    if (!mkdtemp(out))
+        return SMELT_ERR(e, SMELT_EIO, dir, NULL, "cannot create a temporary directory: %s", strerror(errno));
+    if (slot_register(g_dir_paths, g_dir_used, MAX_TMPDIRS, out) < 0) {
+        rmdir(out);
+        return SMELT_ERR(e, SMELT_EINTERNAL, out, NULL, "more than %d temporary directories at once", MAX_TMPDIRS);
+    }
+    return 0;
+}
+
+void smelt_tmpdir_forget(const char *path)
+{
+    pthread_mutex_lock(&g_lock);
+    for (int i = 0; i < MAX_TMPDIRS; i++)
+        if (g_dir_used[i] && !strcmp(g_dir_paths[i], path)) g_dir_used[i] = 0;
+    pthread_mutex_unlock(&g_lock);
+}
+
+/* ==== signal handlers (async-signal-safe: write, stat, unlink, _exit and the like) ==== */
+
+static void put_str(char *buf, size_t cap, size_t *len, const char *s)
+{
+    while (*s && *len + 1 < cap) buf[(*len)++] = *s++;
+}
+
+static void put_u64(char *buf, size_t cap, size_t *len, uint64_t v)
+{
+    char d[24];
+    int k = 0;
+    do d[k++] = (char)('0' + v % 10);
+    while ((v /= 10) && k < 24);
+    while (k && *len + 1 < cap) buf[(*len)++] = d[--k];
 }
 
 static void on_signal(int sig)
 {
-    for (int i = 0; i < MAX_TMP; i++)
-        if (g_tmp_used[i]) unlink(g_tmp_paths[i]);
+    remove_temporaries();
     signal(sig, SIG_DFL);
     raise(sig);
 }
 
-void smelt_outfile_install_signal_cleanup(void)
+static atomic_flag g_bus_reported = ATOMIC_FLAG_INIT;
+
+static void on_sigbus(int sig, siginfo_t *si, void *uctx)
 {
+    (void)uctx;
+    const uint8_t *a = si ? (const uint8_t *)si->si_addr : NULL;
+    int slot = -1;
+    for (int i = 0; i < MAX_MAPS && a; i++)
+        if (atomic_load(&g_map_used[i]) && a >= g_maps[i].start && (uint64_t)(a - g_maps[i].start) < g_maps[i].len) {
+            slot = i;
+            break;
+        }
+    if (slot < 0) {
+        /* not a mapped input: a bug; crash as without the handler */
+        remove_temporaries();
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    /* one report even when several threads fault at once; the others wait for _exit */
+    if (atomic_flag_test_and_set(&g_bus_reported))
+        for (;;) pause();
+    const map_entry *m = &g_maps[slot];
+    char msg[4800];
+    size_t n = 0;
+    put_str(msg, sizeof msg, &n, g_tool);
+    put_str(msg, sizeof msg, &n, ": error: ");
+    put_str(msg, sizeof msg, &n, m->path);
+    put_str(msg, sizeof msg, &n, ": changed or truncated while reading (the read at byte ");
+    put_u64(msg, sizeof msg, &n, (uint64_t)(a - m->start));
+    put_str(msg, sizeof msg, &n, " failed; the file was ");
+    put_u64(msg, sizeof msg, &n, m->len);
+    struct stat st;
+    if (stat(m->path, &st) == 0) {
+        put_str(msg, sizeof msg, &n, " bytes when opened, ");
+        put_u64(msg, sizeof msg, &n, (uint64_t)st.st_size);
+        put_str(msg, sizeof msg, &n, " now)\n");
+    } else {
+        put_str(msg, sizeof msg, &n, " bytes when opened and is gone now)\n");
+    }
+    if (n + 1 >= sizeof msg) msg[n - 1] = '\n';
+    for (size_t off = 0; off < n;) {
+        ssize_t w = write(STDERR_FILENO, msg + off, n - off);
+        if (w <= 0 && errno != EINTR) break;
+        if (w > 0) off += (size_t)w;
+    }
+    remove_temporaries();
+    _exit(1);
+}
+
+static void print_notice(const char *msg) { fprintf(stderr, "%s: note: %s\n", g_tool, msg); }
+
+void smelt_tool_install_file_safety(const char *tool)
+{
+    if (tool && *tool) g_tool = tool;
+    smelt_file_set_notice(print_notice);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -225,6 +571,11 @@ void smelt_outfile_install_signal_cleanup(void)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, NULL);
 }
 
 /* ==== atomic output ==== */
@@ -250,11 +601,13 @@ int smelt_outfile_open(smelt_outfile **out, const char *path, smelt_err *e)
     if (!o) return SMELT_NOMEM(e, "output file");
     o->fd = -1;
     o->slot = -1;
-    char dir[4096];
-    dir_of(path, dir, sizeof dir);
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    size_t tl = strlen(dir) + strlen(base) + 32;
+    char dir[4096], shown[4096], base[256];
+    if (split_target(path, dir, shown, sizeof dir, base, sizeof base)) {
+        free(o);
+        return SMELT_ERR(e, SMELT_EUSAGE, path, NULL, "output file name too long");
+    }
+    remove_stale(dir, shown, base, 0);
+    size_t tl = strlen(dir) + strlen(base) + 48;
     o->target = strdup(path);
     o->tmp = malloc(tl);
     o->buf = malloc(OUTBUF);
@@ -262,7 +615,7 @@ int smelt_outfile_open(smelt_outfile **out, const char *path, smelt_err *e)
         smelt_outfile_abort(o);
         return SMELT_NOMEM(e, "output file");
     }
-    snprintf(o->tmp, tl, "%s/.%s.smelt-tmp-XXXXXX", dir, base);
+    snprintf(o->tmp, tl, "%s/.%s.smelt-tmp-%ld-XXXXXX", dir, base, (long)getpid());
     o->fd = mkostemp(o->tmp, O_CLOEXEC);
     if (o->fd < 0) {
         int er = errno;
@@ -272,7 +625,7 @@ int smelt_outfile_open(smelt_outfile **out, const char *path, smelt_err *e)
         return SMELT_ERR(e, SMELT_EIO, path, NULL, "cannot create a temporary file in '%s': %s",
                          dir, strerror(er));
     }
-    o->slot = tmp_register(o->tmp);
+    o->slot = slot_register(g_tmp_paths, g_tmp_used, MAX_TMP, o->tmp);
     *out = o;
     return 0;
 }
@@ -357,7 +710,7 @@ const char *smelt_outfile_path(const smelt_outfile *o) { return o->target; }
 
 static void outfile_free(smelt_outfile *o)
 {
-    tmp_unregister(o->slot);
+    slot_unregister(g_tmp_used, o->slot);
     free(o->target);
     free(o->tmp);
     free(o->buf);

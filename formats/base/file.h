@@ -2,7 +2,9 @@
  * Layer: formats/base. Includes err.h only.
  * Inputs are opened O_RDONLY and mapped PROT_READ/MAP_PRIVATE: smelt never modifies them.
  * Outputs are written to a hidden temporary file beside the target and renamed into place
- * by smelt_outfile_commit(); a killed or failed run leaves no valid-looking file. */
+ * by smelt_outfile_commit(); a killed or failed run leaves no valid-looking file, and the
+ * temporary file of a run that was killed is removed by the next run that writes the same
+ * output (its name carries the writer's process id). */
 #ifndef SMELT_FILE_H
 #define SMELT_FILE_H
 
@@ -19,7 +21,11 @@ typedef struct smelt_map {
     char *path;          /* owned copy */
 } smelt_map;
 
-/* Map `path` read-only. On error fills e (EIO with errno text) and leaves *m zeroed. */
+/* Map `path` read-only. Only a regular file is mapped: a directory, a FIFO or a device is
+ * refused as smelt_check_regular_file() says, and a FIFO is never opened for reading, so
+ * this does not block. The mapping is registered for the SIGBUS handler of
+ * smelt_tool_install_file_safety() until smelt_map_close(). On error fills e (EIO with errno
+ * text) and leaves *m zeroed. */
 int smelt_map_open(smelt_map *m, const char *path, smelt_err *e);
 /* Unmap and free; safe on a zeroed or already-closed map. */
 void smelt_map_close(smelt_map *m);
@@ -34,7 +40,16 @@ void smelt_map_sequential(const smelt_map *m);
 int smelt_read_file(const char *path, uint64_t max_bytes, char **out, size_t *out_len,
                     smelt_err *e);
 
+/* True if `path` is a regular file (following symbolic links). */
 int smelt_file_exists(const char *path);
+/* True if something other than a directory exists at `path` (following symbolic links): a
+ * regular file, or a FIFO, device or socket. For looking a name up in a model directory, so
+ * that such an entry is then refused as "not a regular file" instead of reported missing. */
+int smelt_nondir_exists(const char *path);
+/* 0 if `path` is a regular file; otherwise SMELT_EIO naming path: "no such file or
+ * directory", "is a directory, expected a file", "not a regular file (it is a FIFO)" (or a
+ * character device, block device, socket). Only stats the path, never opens it. */
+int smelt_check_regular_file(const char *path, smelt_err *e);
 int smelt_is_dir(const char *path);
 /* Free bytes available to an unprivileged writer in the filesystem holding `path`'s
  * directory; UINT64_MAX when unknown. */
@@ -48,8 +63,10 @@ char *smelt_path_join(char *buf, size_t n, const char *dir, const char *name);
 
 typedef struct smelt_outfile smelt_outfile;
 
-/* Create a temporary file in the directory of `path`. Nothing appears at `path` until
- * smelt_outfile_commit(). Writes are buffered. */
+/* Create a temporary file `.NAME.smelt-tmp-PID-XXXXXX` in the directory of `path` (NAME its
+ * last component, PID this process). Nothing appears at `path` until smelt_outfile_commit().
+ * Writes are buffered. First removes the temporary files of the same NAME whose process is
+ * gone (left by a killed run), telling the notice hook (smelt_file_set_notice) about each. */
 int smelt_outfile_open(smelt_outfile **o, const char *path, smelt_err *e);
 int smelt_outfile_write(smelt_outfile *o, const void *p, size_t n, smelt_err *e);
 /* Write zero bytes until the file position is a multiple of align. */
@@ -64,8 +81,37 @@ int smelt_outfile_commit(smelt_outfile *o, smelt_err *e);
 /* Remove the temporary file and free o. Safe on NULL. */
 void smelt_outfile_abort(smelt_outfile *o);
 
-/* Install SIGINT/SIGTERM/SIGHUP handlers that unlink every open temporary file, then
- * re-raise the signal. For tool mains; idempotent. */
-void smelt_outfile_install_signal_cleanup(void);
+/* ==== temporary output directories ==== */
+
+/* Create an empty hidden directory `.LEAF.smelt-tmp-PID-XXXXXX` beside the directory `target`
+ * (LEAF its last component, trailing slashes ignored) into `out` (n bytes), for an output
+ * built as a whole directory and renamed into place. It is registered so that a signal that
+ * ends the run removes it with its contents. Stale ones of the same LEAF whose process is gone
+ * are removed first (recursively; reported through the notice hook). */
+int smelt_tmpdir_create(const char *target, char *out, size_t n, smelt_err *e);
+/* Stop tracking a temporary directory after it was renamed into place or removed. */
+void smelt_tmpdir_forget(const char *path);
+
+/* ==== notices ==== */
+
+/* Where this module reports what it did on its own, e.g. "removed stale temporary file X
+ * left by an interrupted run (pid N)". Process-wide; NULL (the default) reports nothing. */
+typedef void (*smelt_file_notice_fn)(const char *msg);
+void smelt_file_set_notice(smelt_file_notice_fn fn);
+
+/* ==== tool mains ====
+ * The one call a tool main makes before it opens anything; `tool` ("smelt-quantize") names
+ * the tool in what it prints (kept by pointer: a string literal). It installs:
+ *   - SIGINT/SIGTERM/SIGHUP handlers that remove every open temporary file and directory,
+ *     then re-raise the signal;
+ *   - a SIGBUS handler: a fault inside a mapped input (the file was truncated or rewritten
+ *     while being read, or its storage failed) writes "TOOL: error: PATH: changed or
+ *     truncated while reading (...)" to stderr, removes the temporaries and exits with
+ *     status 1; a SIGBUS anywhere else removes the temporaries and is re-raised with the
+ *     default action (a crash, as without the handler);
+ *   - a notice hook that prints "TOOL: note: MSG" on stderr.
+ * These handlers and that hook are the only places where smelt's library writes to stderr.
+ * Idempotent. */
+void smelt_tool_install_file_safety(const char *tool);
 
 #endif

@@ -52,7 +52,8 @@ static void fill(const ent *t, float *v, uint64_t n, const hs_model *m)
         float u = (float)((s >> 40) & 0xffffff) / 16777216.0f - 0.5f;
         v[i] = norm ? 1.0f + 0.2f * u : 0.2f * u;
     }
-    if (m->big != 0 && !strcmp(t->name, "model.layers.0.mlp.up_proj.weight")) v[0] = m->big;
+    const char *bt = m->big_tensor ? m->big_tensor : "model.layers.0.mlp.up_proj.weight";
+    if (m->big != 0 && !strcmp(t->name, bt) && m->big_index < n) v[m->big_index] = m->big;
 }
 
 static int add(ent *list, size_t *n, const hs_model *m, const char *name, uint32_t nd, uint64_t a, uint64_t b)

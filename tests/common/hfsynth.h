@@ -21,7 +21,9 @@ typedef struct {
     const char *int_tensor;   /* tensor written as I32 instead, or NULL */
     const char *other_dtype_tensor; /* tensor written in `other_dtype`, or NULL */
     smelt_dtype other_dtype;
-    float big;                /* if nonzero: written into model.layers.0.mlp.up_proj.weight[0][0] */
+    float big;                /* if nonzero (NaN and ±Inf too): written into element big_index */
+    const char *big_tensor;   /*   of this tensor (NULL: model.layers.0.mlp.up_proj.weight) */
+    uint64_t big_index;       /*   (flat, row-major) */
 } hs_model;
 
 /* Defaults: 2 layers, hidden 64, 4 heads, 2 KV heads, ff 128, vocab 105 (the BabyLlama

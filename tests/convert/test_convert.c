@@ -3,6 +3,7 @@
  * expert layout (gate/up order proven), the Q/K permutation, f16 overflow and mixed dtype
  * reporting, and a corpus of bad inputs with their exact messages. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "convert/convert.h"
+#include "formats/base/file.h"
 #include "formats/gguf.h"
 #include "formats/hfdir.h"
 #include "formats/safetensors.h"
@@ -310,6 +312,95 @@ Test(convert, f16_overflow_is_counted_and_reported)
     smelt_gguf_close(g);
     cr_assert_eq(convert(tmp, out, SMELT_TYPE_BF16, 0, line, sizeof line, &r), 0, "%s", line);
     cr_expect_eq(r.f16_overflow, 0);
+    tu_rmtree(tmp);
+}
+
+/* Names in dir that look like a smelt temporary output (none may be left). */
+static int count_temporaries(const char *dir)
+{
+    char cmd[1200], *out = NULL;
+    snprintf(cmd, sizeof cmd, "ls -A '%s' | grep -c smelt-tmp", dir);
+    tu_run(cmd, &out);
+    int n = out ? atoi(out) : -1;
+    free(out);
+    return n;
+}
+
+/* One non-finite value in one tensor: refused by default (the source file, tensor and flat
+ * index in the source's own order), nothing left behind. */
+static void nonfinite_refused(smelt_dtype dt, const char *tensor, uint64_t index, float v, int outtype, const char *want_tail)
+{
+    char tmp[512], out[1024], line[1200], want[1400];
+    cr_assert_eq(tu_mkdtemp(tmp, sizeof tmp), 0);
+    hs_model m = hs_default();
+    m.dtype = dt;
+    m.big = v;
+    m.big_tensor = tensor;
+    m.big_index = index;
+    cr_assert_eq(hs_write(tmp, &m), 0);
+    snprintf(out, sizeof out, "%s/x.gguf", tmp);
+    smelt_convert_result r;
+    cr_assert_eq(convert(tmp, out, outtype, 0, line, sizeof line, &r), SMELT_EFORMAT, "%s", line);
+    snprintf(want, sizeof want, "%s/model.safetensors: '%s': %s", tmp, tensor, want_tail);
+    cr_expect_str_eq(line, want);
+    cr_expect_not(smelt_file_exists(out), "refused, yet %s exists", out);
+    cr_expect_eq(count_temporaries(tmp), 0, "a temporary file is left in %s", tmp);
+    tu_rmtree(tmp);
+}
+
+Test(convert, nonfinite_weights_are_refused)
+{
+    /* f32 → f32: straight from the mapping; f32 → f16 and bf16 → bf16: through the converter */
+    nonfinite_refused(SMELT_DT_F32, "model.layers.0.mlp.up_proj.weight", 1234, NAN, SMELT_TYPE_F32,
+                      "value 1234 is NaN; smelt refuses non-finite weights (--allow-nonfinite writes them anyway)");
+    nonfinite_refused(SMELT_DT_F32, "model.layers.0.mlp.up_proj.weight", 1234, NAN, SMELT_TYPE_F16,
+                      "value 1234 is NaN; smelt refuses non-finite weights (--allow-nonfinite writes them anyway)");
+    nonfinite_refused(SMELT_DT_BF16, "model.layers.1.mlp.down_proj.weight", 7, -INFINITY, SMELT_TYPE_BF16,
+                      "value 7 is -Inf; smelt refuses non-finite weights (--allow-nonfinite writes them anyway)");
+    /* f16 → f16 with the Q/K row permutation: the index is the checkpoint's, not the GGUF's
+     * (row 3 of 16 per head moves to row 6) */
+    nonfinite_refused(SMELT_DT_F16, "model.layers.0.self_attn.q_proj.weight", 3 * 64 + 5, INFINITY, SMELT_TYPE_F16,
+                      "value 197 is +Inf; smelt refuses non-finite weights (--allow-nonfinite writes them anyway)");
+    /* a later value in the first row of the embedding */
+    nonfinite_refused(SMELT_DT_F32, "model.embed_tokens.weight", 63, NAN, SMELT_OUTTYPE_AUTO,
+                      "value 63 is NaN; smelt refuses non-finite weights (--allow-nonfinite writes them anyway)");
+}
+
+Test(convert, nonfinite_weights_written_when_allowed)
+{
+    char tmp[512], out[1024];
+    cr_assert_eq(tu_mkdtemp(tmp, sizeof tmp), 0);
+    hs_model m = hs_default();
+    m.big = NAN;
+    m.big_index = 1234;
+    cr_assert_eq(hs_write(tmp, &m), 0);
+    snprintf(out, sizeof out, "%s/x.gguf", tmp);
+    smelt_err e;
+    smelt_err_clear(&e);
+    smelt_hf *h;
+    g_notes[0] = 0;
+    cr_assert_eq(smelt_hf_open(tmp, &h, &e), 0, "%s", e.msg);
+    smelt_convert_opts o;
+    smelt_convert_opts_default(&o);
+    o.outtype = SMELT_TYPE_F16;
+    o.notes.fn = note;
+    o.allow_nonfinite = true;
+    char cfg[1100];
+    snprintf(cfg, sizeof cfg, "%s/config.json", tmp);
+    smelt_convert_result r;
+    cr_assert_eq(smelt_convert_run(smelt_hf_tensors(h), smelt_hf_config(h), cfg, tmp, &o, out, &r, &e), 0, "%s", e.msg);
+    smelt_hf_close(h);
+    cr_expect_eq(r.nonfinite, 1);
+    cr_expect_eq(r.nonfinite_tensors, 1);
+    cr_expect_eq(r.f16_overflow, 0, "NaN is not an f16 overflow");
+    cr_expect(strstr(g_notes, "blk.0.ffn_up.weight: 1 NaN/Inf value in the input, written unchanged (--allow-nonfinite)\n"),
+              "%s", g_notes);
+    smelt_gguf *g;
+    cr_assert_eq(smelt_gguf_open(out, 0, &g, &e), 0);
+    uint16_t hv;
+    memcpy(&hv, smelt_gguf_find_tensor(g, "blk.0.ffn_up.weight")->data + 2 * 1234, 2);
+    cr_expect_eq(hv & 0x7e00, 0x7e00, "NaN written: 0x%04x", hv);
+    smelt_gguf_close(g);
     tu_rmtree(tmp);
 }
 

@@ -331,6 +331,70 @@ Test(lora, baked_scaling_and_refusals, .init = setup, .fini = teardown)
     cr_expect_not(smelt_file_exists(out));
 }
 
+Test(lora, nonfinite_values_refused_or_counted, .init = setup, .fini = teardown)
+{
+    char base[4200], ad[4200], out[4200], line[1024], want[5000];
+    snprintf(base, sizeof base, "%s/base", tmp);
+    small_base(base, "false");
+    snprintf(out, sizeof out, "%s/a.gguf", tmp);
+    static float A[8] = {1, 2, 3, 4, 5, NAN, 7, 8}, B[4] = {0.5f, 1, 1.5f, 2};
+    ta_tensor t[2] = {{"base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight", SMELT_DT_F32, 2, {2, 4}, A},
+                      {"base_model.model.model.layers.0.self_attn.k_proj.lora_B.weight", SMELT_DT_F32, 2, {2, 2}, B}};
+    snprintf(ad, sizeof ad, "%s/nan", tmp);
+    cr_assert_eq(ta_write_adapter(ad, "{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4, \"target_modules\": [\"k_proj\"]}",
+                                  t, 2),
+                 0);
+    smelt_lora_gguf_report rep;
+    smelt_err e;
+    int rc = to_gguf(base, ad, out, NULL, &rep, &e);
+    smelt_err_format(&e, line, sizeof line);
+    cr_expect_eq(rc, SMELT_EFORMAT, "%s", line);
+    snprintf(want, sizeof want,
+             "%s/adapter_model.safetensors: 'base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight': value 5 is "
+             "NaN; smelt refuses non-finite weights (--allow-nonfinite writes them anyway)",
+             ad);
+    cr_expect_str_eq(line, want);
+    cr_expect_not(smelt_file_exists(out));
+    char cmd[4400], *ls = NULL;
+    snprintf(cmd, sizeof cmd, "ls -A '%s' | grep -c smelt-tmp", tmp);
+    tu_run(cmd, &ls);
+    cr_expect_eq(atoi(ls ? ls : "-1"), 0, "temporary file left");
+    free(ls);
+    /* allowed: written, and counted */
+    smelt_lora_gguf_opts o;
+    smelt_lora_gguf_opts_default(&o);
+    o.allow_nonfinite = true;
+    cr_assert_eq(to_gguf(base, ad, out, &o, &rep, &e), 0, "%s", e.msg);
+    cr_expect_eq(rep.nonfinite, 1);
+    cr_expect_eq(rep.nonfinite_tensors, 1);
+    smelt_gguf *g;
+    cr_assert_eq(smelt_gguf_open(out, 0, &g, &e), 0, "%s", e.msg);
+    cr_expect(isnan(((const float *)tensor(g, "blk.0.attn_k.weight.lora_a")->data)[5]));
+    smelt_gguf_close(g);
+    /* +Inf in a replaced tensor (carried as a full-rank delta) */
+    static float E[32];
+    for (int i = 0; i < 32; i++) E[i] = (float)i / 8;
+    E[9] = INFINITY;
+    ta_tensor te[1] = {{"base_model.model.model.embed_tokens.weight", SMELT_DT_BF16, 2, {8, 4}, E}};
+    snprintf(ad, sizeof ad, "%s/mts", tmp);
+    cr_assert_eq(ta_write_adapter(ad, "{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4, \"target_modules\": "
+                                      "[\"k_proj\"], \"modules_to_save\": [\"embed_tokens\"]}",
+                                  te, 1),
+                 0);
+    snprintf(out, sizeof out, "%s/b.gguf", tmp);
+    rc = to_gguf(base, ad, out, NULL, &rep, &e);
+    smelt_err_format(&e, line, sizeof line);
+    cr_expect_eq(rc, SMELT_EFORMAT, "%s", line);
+    snprintf(want, sizeof want,
+             "%s/adapter_model.safetensors: 'base_model.model.model.embed_tokens.weight': value 9 is +Inf; smelt refuses "
+             "non-finite weights (--allow-nonfinite writes them anyway)",
+             ad);
+    cr_expect_str_eq(line, want);
+    cr_expect_not(smelt_file_exists(out));
+    cr_assert_eq(to_gguf(base, ad, out, &o, &rep, &e), 0, "%s", e.msg);
+    cr_expect_eq(rep.nonfinite, 1, "the delta row holds the one +Inf");
+}
+
 Test(lora, f16_tensors)
 {
     char ad[4096], base[4096], out[4200];

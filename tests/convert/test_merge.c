@@ -940,3 +940,241 @@ Test(merge, reshards_and_takes_the_adapters_tokenizer, .init = setup, .fini = te
     free(tok);
     run_close(&r);
 }
+
+/* ==== NaN and Inf ==== */
+
+#define NF_TAIL "; smelt refuses non-finite weights (--allow-nonfinite writes them anyway)"
+
+/* Read one tensor of the merged source; the error (if any) in e. */
+static int read_one(run *r, const char *name, smelt_err *e)
+{
+    const smelt_tsrc *s = smelt_merge_source(r->m);
+    int64_t i = smelt_tsrc_find(s, name);
+    cr_assert_geq(i, 0, "%s", name);
+    const void *d;
+    smelt_scratch sc = {0};
+    smelt_err_clear(e);
+    int rc = smelt_tsrc_read(s, (uint64_t)i, &d, &sc, e);
+    if (!rc) smelt_tsrc_release(s, (uint64_t)i);
+    smelt_scratch_free(&sc);
+    return rc;
+}
+
+/* Entries of tmp that a refused merge could have left: the output or its hidden directory. */
+static int leftovers(const char *leaf)
+{
+    char cmd[4400], *out = NULL;
+    snprintf(cmd, sizeof cmd, "ls -A '%s' | grep -c -- '%s'", tmp, leaf);
+    tu_run(cmd, &out);
+    int n = out ? atoi(out) : -1;
+    free(out);
+    return n;
+}
+
+Test(merge, nonfinite_base_values_refused_or_counted, .init = setup, .fini = teardown)
+{
+    char base[4200], ad[4200], out[4200];
+    static float q[D * D], v[D * D], nrm[D];
+    for (size_t i = 0; i < D * D; i++) q[i] = basev(i, 1), v[i] = basev(i, 3);
+    for (size_t i = 0; i < D; i++) nrm[i] = 1.0f;
+    q[5] = NAN;         /* a tensor the adapter changes (bf16) */
+    nrm[3] = -INFINITY; /* one it leaves alone */
+    ta_tensor bt[3] = {{"model.layers.0.self_attn.q_proj.weight", SMELT_DT_BF16, 2, {D, D}, q},
+                       {"model.layers.0.self_attn.v_proj.weight", SMELT_DT_F32, 2, {D, D}, v},
+                       {"model.norm.weight", SMELT_DT_F32, 1, {D}, nrm}};
+    snprintf(base, sizeof base, "%s/base", tmp);
+    cr_assert_eq(ta_write_base(base, BASE_CFG, bt, 3), 0);
+    pair pq, pv;
+    make_pair(&pq, "model.layers.0.self_attn.q_proj", 2, D, D, 1, false);
+    make_pair(&pv, "model.layers.0.self_attn.v_proj", 2, D, D, 2, false);
+    ta_tensor at[4] = {{pq.an, SMELT_DT_F32, 2, {2, D}, pq.A},
+                       {pq.bn, SMELT_DT_F32, 2, {D, 2}, pq.B},
+                       {pv.an, SMELT_DT_F32, 2, {2, D}, pv.A},
+                       {pv.bn, SMELT_DT_F32, 2, {D, 2}, pv.B}};
+    snprintf(ad, sizeof ad, "%s/ad", tmp);
+    cr_assert_eq(ta_write_adapter(ad, "{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 2, \"target_modules\": "
+                                      "[\"q_proj\", \"v_proj\"]}",
+                                  at, 4),
+                 0);
+    const char *ads[1] = {ad};
+    run r;
+    smelt_err e;
+    cr_assert_eq(run_open(&r, base, ads, NULL, 1, NULL, &e), 0, "%s", e.msg);
+    expect_err_line(read_one(&r, "model.layers.0.self_attn.q_proj.weight", &e), SMELT_EFORMAT, &e,
+                    "/base/model.safetensors: 'model.layers.0.self_attn.q_proj.weight': value 5 is NaN" NF_TAIL);
+    expect_err_line(read_one(&r, "model.norm.weight", &e), SMELT_EFORMAT, &e,
+                    "/base/model.safetensors: 'model.norm.weight': value 3 is -Inf" NF_TAIL);
+    cr_expect_eq(read_one(&r, "model.layers.0.self_attn.v_proj.weight", &e), 0, "%s", e.msg);
+    /* the HF directory: refused, nothing left behind */
+    snprintf(out, sizeof out, "%s/out", tmp);
+    smelt_merge_write_opts wo = {.tool = "smelt-merge test"};
+    cr_expect_eq(smelt_merge_write_hf(r.m, r.base, r.ads, 1, out, &wo, NULL, &e), SMELT_EFORMAT);
+    cr_expect(strstr(e.msg, "is NaN" NF_TAIL) || strstr(e.msg, "is -Inf" NF_TAIL), "%s", e.msg);
+    cr_expect_eq(leftovers("out"), 0, "a refused merge left its output");
+    cr_expect_eq(smelt_merge_get_report(r.m)->nonfinite, 0);
+    run_close(&r);
+    /* allowed: written, and counted once however often a tensor is read */
+    smelt_merge_opts o;
+    smelt_merge_opts_default(&o);
+    o.allow_nonfinite = true;
+    cr_assert_eq(run_open(&r, base, ads, NULL, 1, &o, &e), 0, "%s", e.msg);
+    cr_assert_eq(smelt_merge_write_hf(r.m, r.base, r.ads, 1, out, &wo, NULL, &e), 0, "%s", e.msg);
+    float *g = merged(&r, "model.layers.0.self_attn.q_proj.weight", NULL);
+    cr_expect(isnan(g[5]));
+    cr_expect(!isnan(g[4]) && !isnan(g[6]));
+    free(g);
+    const smelt_merge_report *rep = smelt_merge_get_report(r.m);
+    cr_expect_eq(rep->nonfinite, 2);
+    cr_expect_eq(rep->nonfinite_tensors, 2);
+    run_close(&r);
+}
+
+Test(merge, nonfinite_adapter_values_and_results_refused, .init = setup, .fini = teardown)
+{
+    char base[4200], ad[4200];
+    snprintf(base, sizeof base, "%s/base", tmp);
+    write_small_base(base, SMELT_DT_F32);
+    const char *cfg = "{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 2, \"target_modules\": [\"q_proj\"]}";
+    const char *q = "model.layers.0.self_attn.q_proj.weight";
+    const char *ads[1] = {ad};
+    run r;
+    smelt_err e;
+    /* NaN in lora_A */
+    pair p;
+    make_pair(&p, "model.layers.0.self_attn.q_proj", 2, D, D, 1, false);
+    p.A[3] = NAN;
+    ta_tensor t[3] = {{p.an, SMELT_DT_F32, 2, {2, D}, p.A}, {p.bn, SMELT_DT_F32, 2, {D, 2}, p.B}};
+    snprintf(ad, sizeof ad, "%s/a", tmp);
+    cr_assert_eq(ta_write_adapter(ad, cfg, t, 2), 0);
+    cr_assert_eq(run_open(&r, base, ads, NULL, 1, NULL, &e), 0, "%s", e.msg);
+    expect_err_line(read_one(&r, q, &e), SMELT_EFORMAT, &e,
+                    "/a/adapter_model.safetensors: 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight': "
+                    "value 3 is NaN" NF_TAIL);
+    run_close(&r);
+    smelt_merge_opts o;
+    smelt_merge_opts_default(&o);
+    o.allow_nonfinite = true;
+    cr_assert_eq(run_open(&r, base, ads, NULL, 1, &o, &e), 0, "%s", e.msg);
+    float *g = merged(&r, q, NULL);
+    for (size_t k = 0; k < D * D; k++) cr_expect_eq(isnan(g[k]) != 0, k % D == 3, "[%zu] %g", k, g[k]); /* column 3 */
+    free(g);
+    cr_expect_eq(smelt_merge_get_report(r.m)->nonfinite, D);
+    cr_expect_eq(smelt_merge_get_report(r.m)->nonfinite_tensors, 1);
+    run_close(&r);
+    /* +Inf in lora_B */
+    make_pair(&p, "model.layers.0.self_attn.q_proj", 2, D, D, 1, false);
+    p.B[6] = INFINITY;
+    snprintf(ad, sizeof ad, "%s/b", tmp);
+    cr_assert_eq(ta_write_adapter(ad, cfg, t, 2), 0);
+    cr_assert_eq(run_open(&r, base, ads, NULL, 1, NULL, &e), 0, "%s", e.msg);
+    expect_err_line(read_one(&r, q, &e), SMELT_EFORMAT, &e,
+                    "/b/adapter_model.safetensors: 'base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight': "
+                    "value 6 is +Inf" NF_TAIL);
+    run_close(&r);
+    /* -Inf in a replacement tensor (a saved norm) */
+    make_pair(&p, "model.layers.0.self_attn.q_proj", 2, D, D, 1, false);
+    float nb[D] = {1, 2, -INFINITY, 4};
+    t[2] = (ta_tensor){"base_model.model.model.norm.weight", SMELT_DT_F32, 1, {D}, nb};
+    snprintf(ad, sizeof ad, "%s/c", tmp);
+    cr_assert_eq(ta_write_adapter(ad, cfg, t, 3), 0);
+    cr_assert_eq(run_open(&r, base, ads, NULL, 1, NULL, &e), 0, "%s", e.msg);
+    cr_expect_eq(read_one(&r, q, &e), 0, "%s", e.msg);
+    expect_err_line(read_one(&r, "model.norm.weight", &e), SMELT_EFORMAT, &e,
+                    "/c/adapter_model.safetensors: 'base_model.model.model.norm.weight': value 2 is -Inf" NF_TAIL);
+    run_close(&r);
+    /* finite factors whose product overflows f32 */
+    for (size_t i = 0; i < 2 * D; i++) p.A[i] = 2e19f, p.B[i] = 2e19f;
+    snprintf(ad, sizeof ad, "%s/d", tmp);
+    cr_assert_eq(ta_write_adapter(ad, cfg, t, 2), 0);
+    cr_assert_eq(run_open(&r, base, ads, NULL, 1, NULL, &e), 0, "%s", e.msg);
+    expect_err_line(read_one(&r, q, &e), SMELT_EFORMAT, &e,
+                    "/base/model.safetensors: 'model.layers.0.self_attn.q_proj.weight': merged value 0 is +Inf although "
+                    "the base and adapter values are finite (the weighted LoRA delta, or DoRA's scaling, overflows "
+                    "f32)" NF_TAIL);
+    run_close(&r);
+    /* an adapter weight that is not a number */
+    snprintf(ad, sizeof ad, "%s/a", tmp);
+    double w[1] = {NAN};
+    expect_err_line(run_open(&r, base, ads, w, 1, NULL, &e), SMELT_EUSAGE, &e,
+                    "/a: the adapter weight must be a finite number, not nan");
+    run_close(&r);
+}
+
+Test(merge, lora_alpha_must_be_positive, .init = setup, .fini = teardown)
+{
+    pair p;
+    make_pair(&p, "model.layers.0.self_attn.q_proj", 2, D, D, 1, false);
+    ta_tensor t[2] = {{p.an, SMELT_DT_F32, 2, {2, D}, p.A}, {p.bn, SMELT_DT_F32, 2, {D, 2}, p.B}};
+    static const struct {
+        const char *cfg, *want;
+    } cases[] = {
+        {"\"r\": 2, \"lora_alpha\": 0", "/ad0/adapter_config.json: 'lora_alpha': expected a positive number (the LoRA "
+                                        "scaling is lora_alpha / r), found 0"},
+        {"\"r\": 2, \"lora_alpha\": -16", "/ad1/adapter_config.json: 'lora_alpha': expected a positive number (the LoRA "
+                                          "scaling is lora_alpha / r), found -16"},
+        {"\"r\": 2, \"lora_alpha\": 4, \"alpha_pattern\": {\"q_proj\": 0}",
+         "/ad2/adapter_config.json: 'alpha_pattern': value for \"q_proj\" must be a positive lora_alpha (the LoRA "
+         "scaling is alpha / r), found 0"},
+        {"\"r\": 0, \"lora_alpha\": 4", "/ad3/adapter_config.json: 'r': expected a positive integer rank"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char ad[4200], cfg[512];
+        snprintf(ad, sizeof ad, "%s/ad%zu", tmp, c);
+        snprintf(cfg, sizeof cfg, "{\"peft_type\": \"LORA\", %s, \"target_modules\": [\"q_proj\"]}", cases[c].cfg);
+        cr_assert_eq(ta_write_adapter(ad, cfg, t, 2), 0);
+        smelt_peft *pf = NULL;
+        smelt_err e;
+        smelt_err_clear(&e);
+        expect_err_line(smelt_peft_open(ad, &pf, &e), SMELT_EFORMAT, &e, cases[c].want);
+        smelt_peft_close(pf);
+    }
+}
+
+/* PEFT loads modules_to_save copies as they are: a weight scales the LoRA pairs only, and
+ * the merge says so. */
+Test(merge, weighted_adapter_notes_full_weight_replacements, .init = setup, .fini = teardown)
+{
+    char base[4200], ad[4200];
+    snprintf(base, sizeof base, "%s/base", tmp);
+    write_small_base(base, SMELT_DT_F32);
+    static float emb[V * D], head[V * D];
+    for (size_t i = 0; i < V * D; i++) emb[i] = lorav(i, 1), head[i] = lorav(i, 2);
+    pair p;
+    make_pair(&p, "model.layers.0.self_attn.q_proj", 2, D, D, 1, false);
+    ta_tensor t[4] = {{"base_model.model.model.embed_tokens.weight", SMELT_DT_F32, 2, {V, D}, emb},
+                      {"base_model.model.lm_head.weight", SMELT_DT_F32, 2, {V, D}, head},
+                      {p.an, SMELT_DT_F32, 2, {2, D}, p.A},
+                      {p.bn, SMELT_DT_F32, 2, {D, 2}, p.B}};
+    snprintf(ad, sizeof ad, "%s/ad", tmp);
+    cr_assert_eq(ta_write_adapter(ad,
+                                  "{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 2, \"target_modules\": "
+                                  "[\"q_proj\"], \"modules_to_save\": [\"embed_tokens\", \"lm_head\"]}",
+                                  t, 4),
+                 0);
+    const char *ads[1] = {ad};
+    double w[1] = {0.5};
+    run r;
+    smelt_err e;
+    cr_assert_eq(run_open(&r, base, ads, w, 1, NULL, &e), 0, "%s", e.msg);
+    const smelt_merge_report *rep = smelt_merge_get_report(r.m);
+    char want[4400];
+    snprintf(want, sizeof want,
+             "%s: modules_to_save tensors (lm_head.weight, model.embed_tokens.weight) replace the base at full "
+             "weight; the weight 0.5 scales only the LoRA pairs (as PEFT does)",
+             ad);
+    size_t hits = 0;
+    for (size_t i = 0; i < rep->n_warnings; i++) hits += !strcmp(rep->warnings[i], want);
+    cr_expect_eq(hits, 1, "%zu warnings, the first: %s", rep->n_warnings, rep->n_warnings ? rep->warnings[0] : "");
+    float *g = merged(&r, "model.embed_tokens.weight", NULL);
+    cr_expect_eq(memcmp(g, emb, sizeof emb), 0, "the replacement is taken whole");
+    free(g);
+    g = merged(&r, "model.layers.0.self_attn.q_proj.weight", NULL);
+    expect_linear(g, B_q0, &p, 2, D, D, 0.5);
+    free(g);
+    run_close(&r);
+    /* weight 1: nothing to say */
+    cr_assert_eq(run_open(&r, base, ads, NULL, 1, NULL, &e), 0, "%s", e.msg);
+    rep = smelt_merge_get_report(r.m);
+    for (size_t i = 0; i < rep->n_warnings; i++) cr_expect_not(strstr(rep->warnings[i], "full weight"), "%s", rep->warnings[i]);
+    run_close(&r);
+}

@@ -72,4 +72,12 @@ PY
 expect 3 "not a zip archive, or truncated" "$tmp/trunc"
 mkdir -p "$tmp/shards"; cp samples/tiny-mixtral/* "$tmp/shards/"; rm "$tmp/shards/model-00001-of-00002.safetensors"
 expect 3 "'model-00001-of-00002.safetensors': shard listed in weight_map is missing" "$tmp/shards"
+# NaN/Inf weights: refused with the file, the tensor and the first index; --allow-nonfinite
+# writes them with a warning that counts them
+mk nan; tests/e2e/poke-value "$SMELT_BIN/smelt-dump" "$tmp/nan/model.safetensors" model.layers.0.mlp.up_proj.weight 1234 nan
+expect 3 "^smelt-convert: error: $tmp/nan/model.safetensors: 'model.layers.0.mlp.up_proj.weight': value 1234 is NaN; smelt refuses non-finite weights (--allow-nonfinite writes them anyway)$" "$tmp/nan"
+[ "$(ls -A "$tmp" | grep -c smelt-tmp || true)" -eq 0 ] || fail "temporary file left by a refusal"
+"$C" "$tmp/nan" -o "$tmp/nan.gguf" --outtype f16 -q --allow-nonfinite 2>"$tmp/err" || { cat "$tmp/err"; fail "--allow-nonfinite"; }
+grep -qx "smelt-convert: warning: wrote 1 NaN/Inf value in 1 tensor (--allow-nonfinite)" "$tmp/err" || { cat "$tmp/err"; fail "--allow-nonfinite warning"; }
+"$C" --help | grep -- '--allow-nonfinite' >/dev/null || fail "--help lacks --allow-nonfinite"
 echo "convert: ok"

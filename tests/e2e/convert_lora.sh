@@ -23,5 +23,14 @@ grep -q "merge instead (smelt-merge --gguf" "$tmp/err"
 [ $? -eq 4 ] || { echo "MLX adapter must be refused"; exit 1; }
 grep -q "this is an MLX-LM adapter" "$tmp/err"
 "$C" --lora samples/tiny-mixtral-zh-lora -o "$tmp/e.gguf" 2>/dev/null; [ $? -eq 2 ] || exit 1
+# NaN in lora_A: refused with the file, tensor and index, nothing left; written with --allow-nonfinite
+cp -r samples/tiny-mixtral-zh-lora "$tmp/nan"
+tests/e2e/poke-value "$D" "$tmp/nan/adapter_model.safetensors" base_model.model.model.layers.2.self_attn.v_proj.lora_A.weight 5 nan
+"$C" -q --lora "$tmp/nan" --base samples/tiny-mixtral -o "$tmp/f.gguf" 2>"$tmp/err"; rc=$?
+[ $rc -eq 3 ] && [ ! -e "$tmp/f.gguf" ] || { echo "NaN in lora_A: exit $rc"; exit 1; }
+grep -qx "smelt-convert: error: $tmp/nan/adapter_model.safetensors: 'base_model.model.model.layers.2.self_attn.v_proj.lora_A.weight': value 5 is NaN; smelt refuses non-finite weights (--allow-nonfinite writes them anyway)" "$tmp/err" || { cat "$tmp/err"; exit 1; }
+[ "$(ls -A "$tmp" | grep -c smelt-tmp)" -eq 0 ] || { echo "temporary file left"; exit 1; }
 set -e
+"$C" -q --allow-nonfinite --lora "$tmp/nan" --base samples/tiny-mixtral -o "$tmp/f.gguf" 2>"$tmp/err"
+grep -qx "smelt-convert: warning: wrote 1 NaN/Inf value in 1 tensor (--allow-nonfinite)" "$tmp/err" || { cat "$tmp/err"; exit 1; }
 echo "convert --lora: ok"

@@ -91,10 +91,10 @@ grep -q "the text tokenizes to only 8 tokens; an importance matrix with a contex
 ls -a "$tmp" | grep -q smelt-tmp && fail "temporary file left behind"
 sz=$(stat -c %s "$M")
 expect_status 2 "$I" -m "$M" -f $C -c 256 -o "$tmp/../$(basename "$tmp")/tiny-f32.gguf"
-grep -q "the output would overwrite the model ($M)" "$tmp/err" || fail "output = model message: $(cat "$tmp/err")"
+grep -q "output is the same file as the input $M (the model)" "$tmp/err" || fail "output = model message: $(cat "$tmp/err")"
 [ "$(stat -c %s "$M")" = "$sz" ] || fail "the model was modified"
 expect_status 2 "$I" -m "$M" -f $C -c 256 -o $C
-grep -q "the output would overwrite the calibration text" "$tmp/err" || fail "output = text message"
+grep -q "output is the same file as the input $C (the calibration text)" "$tmp/err" || fail "output = text message"
 expect_status 1 "$I" -m "$tmp/none.gguf" -f $C -o "$tmp/x.gguf"
 grep -q "^smelt-imatrix: error: $tmp/none.gguf: " "$tmp/err" || fail "missing model message: $(cat "$tmp/err")"
 expect_status 3 "$I" -m tests/fixtures/imatrix/tiny-mixtral-calib-c256.gguf -f $C -o "$tmp/x.gguf"

@@ -3,14 +3,14 @@
 # quantizes Q4_K_M with smelt's GGUF imatrix and with its legacy .dat (and reports the
 # entries and chunks), and llama-imatrix --in-file rewrites smelt's GGUF imatrix
 # byte-identically and converts it to exactly smelt's .dat.
-# Needs the oracle's CLI tools (tests/oracle/build-tools). Exit 0 pass, 77 skip, else fail.
+# Needs the oracle's CLI tools (make oracle). Exit 0 pass, 77 skip, else fail.
 set -uo pipefail
 root=${SMELT_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 cd "$root" || exit 1
 B=${SMELT_BIN:-$root/bin}
 L=${SMELT_ORACLE_BIN:-$root/.oracle/build/bin}
 [ -x "$L/llama-quantize" ] && [ -x "$L/llama-imatrix" ] ||
-  { echo "skip: llama-quantize / llama-imatrix not built (tests/oracle/build-tools)"; exit 77; }
+  { echo "skip: llama-quantize / llama-imatrix not built (make oracle)"; exit 77; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails+1)); }

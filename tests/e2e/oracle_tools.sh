@@ -12,7 +12,7 @@ sbin=${SMELT_BIN:-$root/bin}
 src=${SMELT_LLAMA_SRC:-$root/.oracle/llama.cpp-src}
 tools=(llama-perplexity llama-quantize llama-imatrix llama-tokenize llama-gguf-hash)
 for t in "${tools[@]}"; do
-  [ -x "$obin/$t" ] || { echo "skip: oracle tools not built ($obin/$t; run tests/oracle/build-tools)"; exit 77; }
+  [ -x "$obin/$t" ] || { echo "skip: oracle tools not built ($obin/$t; run make oracle)"; exit 77; }
 done
 [ -x "$sbin/smelt-dump" ] || { echo "FAIL: $sbin/smelt-dump missing (run make)"; exit 1; }
 command -v python3 >/dev/null || { echo "skip: python3 needed to read JSON"; exit 77; }

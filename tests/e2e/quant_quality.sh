@@ -17,7 +17,7 @@ Q="$SMELT_BIN/smelt-quantize"
 B="${SMELT_ORACLE_BIN:-.oracle/build/bin}"
 LQ="$B/llama-quantize" LP="$B/llama-perplexity"
 imx=tests/fixtures/imatrix/tiny-mixtral-calib-c256.gguf
-for x in "$LQ" "$LP"; do [ -x "$x" ] || { echo "skip: $x not built (tests/oracle/build-tools)"; exit 77; }; done
+for x in "$LQ" "$LP"; do [ -x "$x" ] || { echo "skip: $x not built (make oracle)"; exit 77; }; done
 [ -f "$imx" ] || { echo "skip: $imx missing"; exit 77; }
 types=${SMELT_QUALITY_TYPES:-"Q8_0 Q4_K_M Q2_K"}
 texts="eval-en" chunks="--chunks 16"

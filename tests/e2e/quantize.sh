@@ -23,7 +23,7 @@ set +e
 grep -q "^smelt-quantize: error: unknown quantization type 'Q9_K'; valid types: Q4_0 Q4_1 " "$tmp/err" || { cat "$tmp/err"; fail "message"; }
 "$Q" "$small" "$small" F16 2>"$tmp/err"; rc=$?
 [ $rc -eq 2 ] || fail "output = input: exit $rc"
-grep -q "output is the input file" "$tmp/err" || fail "output = input message"
+grep -q "output is the same file as the input $small (the model); choose another output name" "$tmp/err" || fail "output = input message"
 "$Q" --tensor-type attn_v "$small" "$tmp/o.gguf" Q8_0 2>"$tmp/err"; [ $? -eq 2 ] || fail "bad --tensor-type"
 grep -q "malformed tensor type 'attn_v' (expected NAME=TYPE)" "$tmp/err" || { cat "$tmp/err"; fail "tensor-type message"; }
 "$Q" --output-tensor-type q9 "$small" "$tmp/o.gguf" Q8_0 2>"$tmp/err"; [ $? -eq 2 ] || fail "bad type"
@@ -31,7 +31,14 @@ grep -q "unknown ggml type 'q9'" "$tmp/err" || fail "type message"
 "$Q" --override-kv foo=int:x "$small" "$tmp/o.gguf" Q8_0 2>"$tmp/err"; [ $? -eq 2 ] || fail "bad override"
 "$Q" "$tmp/missing.gguf" "$tmp/o.gguf" Q8_0 2>"$tmp/err"; [ $? -eq 1 ] || fail "missing input must exit 1"
 "$Q" --error-model mse "$small" "$tmp/o.gguf" Q4_K 2>"$tmp/err"; [ $? -eq 2 ] || fail "bad --error-model"
-grep -q "error-model: 'mse' is not one of: tuned, plain" "$tmp/err" || { cat "$tmp/err"; fail "error-model message"; }
+grep -qx "smelt-quantize: error: --error-model: 'mse': expected tuned, plain or BLOCK\[/imatrix|/noimatrix\]=MODEL" "$tmp/err" ||
+  { cat "$tmp/err"; fail "error-model message"; }
+"$Q" --error-model q5_K/imx=1,1,0 "$small" "$tmp/o.gguf" Q4_K 2>"$tmp/err"; [ $? -eq 2 ] || fail "bad --error-model qualifier"
+grep -qx "smelt-quantize: error: --error-model: 'q5_K/imx=1,1,0': the qualifier after '/' is imatrix or noimatrix" "$tmp/err" ||
+  { cat "$tmp/err"; fail "error-model qualifier message"; }
+"$Q" --error-model q5_K=1,1 "$small" "$tmp/o.gguf" Q4_K 2>"$tmp/err"; [ $? -eq 2 ] || fail "bad --error-model model"
+grep -qx "smelt-quantize: error: --error-model: 'q5_K=1,1': the model is plain, reference or P,C,A\[,unbias\]" "$tmp/err" ||
+  { cat "$tmp/err"; fail "error-model model message"; }
 set -e
 # the tuned error model (default) and the plain one give different q5_0 bytes; tuned is the default
 "$Q" -q --pure "$small" "$tmp/t.gguf" Q5_0
@@ -39,7 +46,14 @@ set -e
 "$Q" -q --pure --error-model plain "$small" "$tmp/p.gguf" Q5_0
 cmp -s "$tmp/t.gguf" "$tmp/t2.gguf" || fail "--error-model tuned is not the default"
 ! cmp -s "$tmp/t.gguf" "$tmp/p.gguf" || fail "--error-model plain gave the tuned bytes"
-rm -f "$tmp/t.gguf" "$tmp/t2.gguf" "$tmp/p.gguf"
+# a per-block override: q5_0's default without an imatrix is the reference encoding
+"$Q" -q --pure --error-model q5_0=plain "$small" "$tmp/o1.gguf" Q5_0
+cmp -s "$tmp/o1.gguf" "$tmp/p.gguf" || fail "--error-model q5_0=plain differs from --error-model plain"
+"$Q" -q --pure --error-model plain --error-model q5_0/noimatrix=reference "$small" "$tmp/o1.gguf" Q5_0
+cmp -s "$tmp/o1.gguf" "$tmp/t.gguf" || fail "--error-model q5_0/noimatrix=reference differs from the default"
+"$Q" -q --pure --error-model q5_0/imatrix=plain "$small" "$tmp/o1.gguf" Q5_0
+cmp -s "$tmp/o1.gguf" "$tmp/t.gguf" || fail "an /imatrix override applied without an imatrix"
+rm -f "$tmp/t.gguf" "$tmp/t2.gguf" "$tmp/p.gguf" "$tmp/o1.gguf"
 [ ! -e "$tmp/o.gguf" ] || fail "an output appeared after an error"
 # IN TYPE form: ggml-model-TYPE.gguf beside the input
 cp "$small" "$tmp/in.gguf"
@@ -58,10 +72,29 @@ assert t["blk.0.attn_q.weight"]["new_type"] == "f16" and t["blk.0.attn_q.weight"
 assert t["blk.0.attn_norm.weight"]["quantizable"] is False
 assert d["totals"]["fallback"] == 9, d["totals"]
 PY
+# NaN/Inf in the input: refused with the file, the tensor and the first index, nothing
+# written; --allow-nonfinite writes them, with warnings counting them
+nonfinite() { # input tensor index kind ftype message-tail
+  tests/e2e/poke-value "$SMELT_BIN/smelt-dump" "$1" "$2" "$3" "$4"
+  set +e; "$Q" -q "$1" "$tmp/nf.gguf" "$5" 2>"$tmp/err"; local rc=$?; set -e
+  [ $rc -eq 3 ] || { cat "$tmp/err"; fail "$2 $4: exit $rc"; }
+  grep -qxF "smelt-quantize: error: $1: '$2': value $3 is $6; smelt refuses non-finite weights (--allow-nonfinite writes them anyway)" "$tmp/err" ||
+    { cat "$tmp/err"; fail "$2 $4: message"; }
+  [ ! -e "$tmp/nf.gguf" ] && [ "$(ls -A "$tmp" | grep -c smelt-tmp || true)" -eq 0 ] || fail "$2 $4: output left behind"
+}
+cp "$small" "$tmp/nan16.gguf"     # F16 weights: ffn_down (32-wide rows) is quantized to Q8_0
+nonfinite "$tmp/nan16.gguf" blk.0.ffn_down.weight 40 nan Q8_0 NaN
+"$Q" -q --allow-nonfinite "$tmp/nan16.gguf" "$tmp/nf.gguf" Q8_0 2>"$tmp/err" || { cat "$tmp/err"; fail "--allow-nonfinite"; }
+grep -qx "smelt-quantize: warning: tensor 'blk.0.ffn_down.weight': 1 NaN/Inf value in the input, quantized as 0" "$tmp/err" || { cat "$tmp/err"; fail "per-tensor warning"; }
+grep -qx "smelt-quantize: warning: wrote 1 NaN/Inf value in 1 tensor (--allow-nonfinite)" "$tmp/err" || { cat "$tmp/err"; fail "total warning"; }
+rm -f "$tmp/nf.gguf"
+"$Q" -q "$small" "$tmp/inf32.gguf" F32   # F32 weights, converted to F16; the norms are copied
+nonfinite "$tmp/inf32.gguf" output_norm.weight 3 -inf F16 -Inf
+"$Q" --help >"$tmp/help-text"; grep -q -- '--allow-nonfinite' "$tmp/help-text" || fail "--help lacks --allow-nonfinite"
 
 # ---- against llama-quantize ----
 LQ="${SMELT_ORACLE_BIN:-.oracle/build/bin}/llama-quantize"
-[ -x "$LQ" ] || { echo "llama-quantize not built (tests/oracle/build-tools): oracle checks skipped"; exit 77; }
+[ -x "$LQ" ] || { echo "llama-quantize not built (make oracle): oracle checks skipped"; exit 77; }
 
 # plans: llama-quantize --dry-run prints "[ i/ n] name - [shape], type = T, size = … (NEW)"
 llama_plan() { awk '/^\[ *[0-9]+\/ *[0-9]+\]/ { l=$0; sub(/^\[[^]]*\] */, "", l); split(l, f, " "); name=f[1]; match($0, /type = *[a-z0-9_]+/); t=substr($0, RSTART, RLENGTH);

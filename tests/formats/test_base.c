@@ -1,10 +1,17 @@
 /* test_base.c — formats/base: float conversions, error formatting, atomic output,
  * thread pool, name map, CLI parsing. */
 #include <criterion/criterion.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "formats/base/cli.h"
@@ -183,6 +190,329 @@ Test(file, map_errors)
     cr_expect_str_eq(e.msg, "cannot open: No such file or directory");
     cr_expect_eq(smelt_map_open(&m, "/tmp", &e), SMELT_EIO);
     cr_expect_str_eq(e.msg, "is a directory, expected a file");
+}
+
+/* ==== inputs that are not regular files ==== */
+
+static void expect_line(const smelt_err *e, const char *want)
+{
+    char line[1200];
+    smelt_err_format(e, line, sizeof line);
+    cr_expect_str_eq(line, want);
+}
+
+/* A FIFO with no writer would block open(O_RDONLY) forever: the timeout catches a hang. */
+Test(file, fifo_and_device_inputs_are_not_regular_files, .timeout = 20)
+{
+    char dir[256], fifo[512], dev[512], missing[512], want[1200];
+    cr_assert_eq(tu_mkdtemp(dir, sizeof dir), 0);
+    snprintf(fifo, sizeof fifo, "%s/shard.safetensors", dir);
+    snprintf(dev, sizeof dev, "%s/zero.gguf", dir);
+    snprintf(missing, sizeof missing, "%s/nope.gguf", dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    cr_assert_eq(symlink("/dev/zero", dev), 0);
+    smelt_map m;
+    smelt_err e;
+    char *text;
+    cr_expect_eq(smelt_map_open(&m, fifo, &e), SMELT_EIO);
+    snprintf(want, sizeof want, "%s: not a regular file (it is a FIFO)", fifo);
+    expect_line(&e, want);
+    cr_expect_null(m.data);
+    cr_expect_eq(smelt_read_file(fifo, 1000, &text, NULL, &e), SMELT_EIO);
+    expect_line(&e, want);
+    cr_expect_eq(smelt_check_regular_file(fifo, &e), SMELT_EIO);
+    expect_line(&e, want);
+    cr_expect_eq(smelt_map_open(&m, dev, &e), SMELT_EIO);
+    snprintf(want, sizeof want, "%s: not a regular file (it is a character device)", dev);
+    expect_line(&e, want);
+    cr_expect_eq(smelt_read_file(dev, 1000, &text, NULL, &e), SMELT_EIO);
+    expect_line(&e, want);
+    cr_expect_eq(smelt_check_regular_file(missing, &e), SMELT_EIO);
+    snprintf(want, sizeof want, "%s: no such file or directory", missing);
+    expect_line(&e, want);
+    cr_expect_eq(smelt_check_regular_file(dir, &e), SMELT_EIO);
+    cr_expect_str_eq(e.msg, "is a directory, expected a file");
+    /* looked up by name, they exist (and are then refused as what they are) */
+    cr_expect(smelt_nondir_exists(fifo));
+    cr_expect(smelt_nondir_exists(dev));
+    cr_expect(!smelt_nondir_exists(missing));
+    cr_expect(!smelt_nondir_exists(dir));
+    cr_expect(!smelt_file_exists(fifo));
+    tu_rmtree(dir);
+}
+
+/* ==== temporary names, stale temporaries ==== */
+
+static char g_notices[4096];
+static void collect_notice(const char *msg)
+{
+    size_t l = strlen(g_notices);
+    snprintf(g_notices + l, sizeof g_notices - l, "%s\n", msg);
+}
+
+static void touch(const char *dir, const char *name)
+{
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    cr_assert_eq(tu_write(p, "x", 1), 0, "%s", p);
+}
+
+static char *listing(const char *dir)
+{
+    char cmd[600], *out = NULL;
+    snprintf(cmd, sizeof cmd, "ls -A %s", dir);
+    tu_run(cmd, &out);
+    return out;
+}
+
+/* A process id that belonged to a process that has exited and been reaped. */
+static pid_t dead_pid(void)
+{
+    pid_t p = fork();
+    if (p == 0) _exit(0);
+    cr_assert_gt(p, 0);
+    waitpid(p, NULL, 0);
+    return p;
+}
+
+Test(file, temporary_names_carry_the_pid)
+{
+    char dir[256], path[512], want[64];
+    cr_assert_eq(tu_mkdtemp(dir, sizeof dir), 0);
+    snprintf(path, sizeof path, "%s/x.bin", dir);
+    smelt_outfile *o;
+    smelt_err e;
+    cr_assert_eq(smelt_outfile_open(&o, path, &e), 0);
+    char *ls = listing(dir);
+    snprintf(want, sizeof want, ".x.bin.smelt-tmp-%ld-", (long)getpid());
+    cr_expect_eq(strncmp(ls, want, strlen(want)), 0, "%s", ls);
+    cr_expect_eq(strlen(ls), strlen(want) + 7, "%s", ls); /* six random characters and a newline */
+    free(ls);
+    smelt_outfile_abort(o);
+    char tmp[8300], target[512];
+    snprintf(target, sizeof target, "%s/merged/", dir);
+    cr_assert_eq(smelt_tmpdir_create(target, tmp, sizeof tmp, &e), 0, "%s", e.msg);
+    snprintf(want, sizeof want, "/.merged.smelt-tmp-%ld-", (long)getpid());
+    cr_expect_eq(strncmp(tmp + strlen(dir), want, strlen(want)), 0, "%s", tmp);
+    cr_expect(smelt_is_dir(tmp));
+    smelt_tmpdir_forget(tmp);
+    rmdir(tmp);
+    tu_rmtree(dir);
+}
+
+Test(file, stale_temporaries_of_dead_runs_are_removed)
+{
+    char dir[256], path[512], want[2048], name[700];
+    cr_assert_eq(tu_mkdtemp(dir, sizeof dir), 0);
+    long dead = (long)dead_pid(), live = (long)getppid();
+    const char *kept[] = {
+        ".x.bin.smelt-tmp-%ld-abc12",    /* five characters */
+        ".x.bin.smelt-tmp-%ld-abc1234",  /* seven */
+        ".y.bin.smelt-tmp-%ld-abc123",   /* another output's */
+        "x.bin.smelt-tmp-%ld-abc123",    /* not hidden */
+        ".x.bin.smelt-tmp-%ld-ab_123",   /* not what mkstemp makes */
+    };
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++) {
+        snprintf(name, sizeof name, kept[i], dead);
+        touch(dir, name);
+    }
+    touch(dir, ".x.bin.smelt-tmp-Qz09aB"); /* no pid: not ours to judge */
+    snprintf(name, sizeof name, ".x.bin.smelt-tmp-%ld-liv123", live);
+    touch(dir, name);
+    snprintf(name, sizeof name, ".x.bin.smelt-tmp-%ld-Dead99", dead);
+    touch(dir, name);
+    /* a stale directory, with contents, and a symbolic link: not files, left to smelt_tmpdir_create */
+    char sub[600], subsub[700];
+    snprintf(sub, sizeof sub, "%s/.x.bin.smelt-tmp-%ld-dir123", dir, dead);
+    cr_assert_eq(mkdir(sub, 0700), 0);
+    touch(sub, "model.safetensors");
+    snprintf(subsub, sizeof subsub, "%s/nested", sub);
+    cr_assert_eq(mkdir(subsub, 0700), 0);
+    touch(subsub, "deep");
+    char lnk[600];
+    snprintf(lnk, sizeof lnk, "%s/.x.bin.smelt-tmp-%ld-lnk123", dir, dead);
+    cr_assert_eq(symlink(sub, lnk), 0);
+
+    g_notices[0] = 0;
+    smelt_file_set_notice(collect_notice);
+    snprintf(path, sizeof path, "%s/x.bin", dir);
+    smelt_outfile *o;
+    smelt_err e;
+    cr_assert_eq(smelt_outfile_open(&o, path, &e), 0);
+    smelt_outfile_abort(o);
+    snprintf(want, sizeof want,
+             "removed stale temporary file %s/.x.bin.smelt-tmp-%ld-Dead99 left by an interrupted run (pid %ld)\n", dir,
+             dead, dead);
+    cr_expect_str_eq(g_notices, want);
+    snprintf(name, sizeof name, "%s/.x.bin.smelt-tmp-%ld-Dead99", dir, dead);
+    cr_expect_neq(access(name, F_OK), 0, "the stale file is still there");
+    snprintf(name, sizeof name, "%s/.x.bin.smelt-tmp-%ld-liv123", dir, live);
+    cr_expect_eq(access(name, F_OK), 0, "the live run's file was removed");
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++) {
+        char nm[160];
+        snprintf(nm, sizeof nm, kept[i], dead);
+        snprintf(name, sizeof name, "%s/%s", dir, nm);
+        cr_expect_eq(access(name, F_OK), 0, "%s was removed", nm);
+    }
+    cr_expect(smelt_is_dir(sub));
+
+    /* the directory of a dead run goes with its contents; the link (not a directory) stays */
+    g_notices[0] = 0;
+    char tmp[8300];
+    cr_assert_eq(smelt_tmpdir_create(path, tmp, sizeof tmp, &e), 0, "%s", e.msg);
+    snprintf(want, sizeof want,
+             "removed stale temporary directory %s/.x.bin.smelt-tmp-%ld-dir123 left by an interrupted run (pid %ld)\n",
+             dir, dead, dead);
+    cr_expect_str_eq(g_notices, want);
+    cr_expect(!smelt_is_dir(sub));
+    struct stat st;
+    cr_expect_eq(lstat(lnk, &st), 0, "the symbolic link was removed");
+    smelt_tmpdir_forget(tmp);
+    rmdir(tmp);
+
+    /* a relative output path names the removed file as the user would */
+    snprintf(name, sizeof name, "%s/.x.bin.smelt-tmp-%ld-Dead98", dir, dead);
+    cr_assert_eq(tu_write(name, "x", 1), 0);
+    g_notices[0] = 0;
+    cr_assert_eq(chdir(dir), 0);
+    cr_assert_eq(smelt_outfile_open(&o, "x.bin", &e), 0);
+    smelt_outfile_abort(o);
+    snprintf(want, sizeof want,
+             "removed stale temporary file .x.bin.smelt-tmp-%ld-Dead98 left by an interrupted run (pid %ld)\n", dead, dead);
+    cr_expect_str_eq(g_notices, want);
+    smelt_file_set_notice(NULL);
+    cr_assert_eq(chdir("/"), 0);
+    tu_rmtree(dir);
+}
+
+/* ==== the tool mains' signal handlers ==== */
+
+typedef struct {
+    int status;     /* from waitpid */
+    char err[2048]; /* the child's stderr */
+} child_result;
+
+/* Run fn(dir) in a child whose stderr is captured; no core files. */
+static child_result run_child(void (*fn)(const char *dir), const char *dir)
+{
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t p = fork();
+    cr_assert_geq(p, 0);
+    if (p == 0) {
+        struct rlimit no_core = {0, 0};
+        setrlimit(RLIMIT_CORE, &no_core);
+        close(fds[0]);
+        dup2(fds[1], STDERR_FILENO);
+        fn(dir);
+        _exit(99); /* fn did not end the process */
+    }
+    close(fds[1]);
+    child_result r = {0};
+    size_t n = 0;
+    ssize_t k;
+    while ((k = read(fds[0], r.err + n, sizeof r.err - 1 - n)) > 0) n += (size_t)k;
+    close(fds[0]);
+    waitpid(p, &r.status, 0);
+    return r;
+}
+
+/* In the child: an input of 64 KiB mapped, an output being written, a temporary output
+ * directory with nested contents. */
+static void start_work(const char *dir, smelt_map *m)
+{
+    char in[512], out[512], target[512], tmp[8300], p[8400];
+    snprintf(in, sizeof in, "%s/in.bin", dir);
+    static uint8_t bytes[65536];
+    if (tu_write(in, bytes, sizeof bytes)) _exit(90);
+    smelt_err e;
+    if (m && smelt_map_open(m, in, &e)) _exit(91);
+    smelt_outfile *o;
+    snprintf(out, sizeof out, "%s/out.gguf", dir);
+    if (smelt_outfile_open(&o, out, &e) || smelt_outfile_write(o, bytes, sizeof bytes, &e)) _exit(92);
+    snprintf(target, sizeof target, "%s/merged", dir);
+    if (smelt_tmpdir_create(target, tmp, sizeof tmp, &e)) _exit(93);
+    snprintf(p, sizeof p, "%s/model.safetensors", tmp);
+    if (tu_write(p, bytes, 100)) _exit(94);
+    snprintf(p, sizeof p, "%s/sub", tmp);
+    if (mkdir(p, 0700)) _exit(95);
+    snprintf(p, sizeof p, "%s/sub/file", tmp);
+    if (tu_write(p, bytes, 100)) _exit(96);
+}
+
+static void truncated_mapped_input(const char *dir)
+{
+    smelt_tool_install_file_safety("smelt-test");
+    smelt_map m;
+    start_work(dir, &m);
+    char in[512];
+    snprintf(in, sizeof in, "%s/in.bin", dir);
+    if (truncate(in, 4096)) _exit(97);
+    volatile uint8_t x = m.data[40000]; /* SIGBUS: the page is past the end of the file now */
+    (void)x;
+}
+
+Test(file, sigbus_in_a_mapped_input_is_an_error_line_and_status_1)
+{
+    char dir[256], want[1200];
+    cr_assert_eq(tu_mkdtemp(dir, sizeof dir), 0);
+    child_result r = run_child(truncated_mapped_input, dir);
+    cr_expect(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 1, "status %#x", r.status);
+    snprintf(want, sizeof want,
+             "smelt-test: error: %s/in.bin: changed or truncated while reading (the read at byte 40000 failed; the file "
+             "was 65536 bytes when opened, 4096 now)\n",
+             dir);
+    cr_expect_str_eq(r.err, want);
+    char *ls = listing(dir);
+    cr_expect_str_eq(ls, "in.bin\n", "temporary output file or directory left: %s", ls);
+    free(ls);
+    tu_rmtree(dir);
+}
+
+static void truncated_unregistered_mapping(const char *dir)
+{
+    smelt_tool_install_file_safety("smelt-test");
+    start_work(dir, NULL);
+    char in[512];
+    snprintf(in, sizeof in, "%s/in.bin", dir);
+    int fd = open(in, O_RDONLY);
+    const uint8_t *p = mmap(NULL, 65536, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (fd < 0 || p == MAP_FAILED || truncate(in, 4096)) _exit(97);
+    volatile uint8_t x = p[40000]; /* SIGBUS outside every smelt_map */
+    (void)x;
+}
+
+Test(file, sigbus_outside_mapped_inputs_still_crashes)
+{
+    char dir[256];
+    cr_assert_eq(tu_mkdtemp(dir, sizeof dir), 0);
+    child_result r = run_child(truncated_unregistered_mapping, dir);
+    cr_expect(WIFSIGNALED(r.status) && WTERMSIG(r.status) == SIGBUS, "status %#x", r.status);
+    cr_expect_str_eq(r.err, "");
+    char *ls = listing(dir);
+    cr_expect_str_eq(ls, "in.bin\n", "temporary output file or directory left: %s", ls);
+    free(ls);
+    tu_rmtree(dir);
+}
+
+static void terminated(const char *dir)
+{
+    smelt_tool_install_file_safety("smelt-test");
+    smelt_map m;
+    start_work(dir, &m);
+    raise(SIGTERM);
+}
+
+Test(file, termination_removes_temporary_files_and_directories)
+{
+    char dir[256];
+    cr_assert_eq(tu_mkdtemp(dir, sizeof dir), 0);
+    child_result r = run_child(terminated, dir);
+    cr_expect(WIFSIGNALED(r.status) && WTERMSIG(r.status) == SIGTERM, "status %#x", r.status);
+    char *ls = listing(dir);
+    cr_expect_str_eq(ls, "in.bin\n", "temporary output file or directory left: %s", ls);
+    free(ls);
+    tu_rmtree(dir);
 }
 
 typedef struct {

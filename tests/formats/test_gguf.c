@@ -31,6 +31,7 @@ typedef struct {
     int align_kv;          /* 0: none, else value of general.alignment (u32) */
     int align_kv_type;     /* value type for general.alignment */
     int data_bytes;        /* -1: full */
+    int t0_last_dim_zero;  /* with t0_ndims > 2: the last dimension is 0 instead of 1 */
 } spec;
 
 static spec base_spec(void)
@@ -78,7 +79,7 @@ static tb_buf build(const spec *s)
     tb_u32(&b, s->t0_ndims);
     tb_u64(&b, (uint64_t)s->t0_ne0);
     if (s->t0_ndims > 1) tb_u64(&b, (uint64_t)s->t0_ne1);
-    for (uint32_t d = 2; d < s->t0_ndims; d++) tb_u64(&b, 1);
+    for (uint32_t d = 2; d < s->t0_ndims; d++) tb_u64(&b, s->t0_last_dim_zero && d == s->t0_ndims - 1 ? 0 : 1);
     tb_u32(&b, 0);
     tb_u64(&b, 0);
     tb_gstr(&b, s->dup_tensor ? "a" : "b");
@@ -249,6 +250,20 @@ Test(gguf, malformed_tensor_infos)
     s = base_spec();
     s.t0_ne0 = -4;
     expect_error(&s, SMELT_EFORMAT, "t.gguf: 'a' @ byte 126 (0x7e): dimension 0 is negative (-4)");
+    /* a dimension of 0: no elements (quantizing it would divide by zero) */
+    s = base_spec();
+    s.t0_ne0 = 0;
+    expect_error(&s, SMELT_EFORMAT, "t.gguf: 'a' @ byte 126 (0x7e): dimension 0 is 0: a tensor without elements");
+    s = base_spec();
+    s.t0_ne1 = 0;
+    expect_error(&s, SMELT_EFORMAT, "t.gguf: 'a' @ byte 134 (0x86): dimension 1 is 0: a tensor without elements");
+    s = base_spec();
+    s.t0_ndims = 4;
+    s.t0_last_dim_zero = 1;
+    expect_error(&s, SMELT_EFORMAT, "t.gguf: 'a' @ byte 150 (0x96): dimension 3 is 0: a tensor without elements");
+    s = base_spec();
+    s.t1_ne0 = 0; /* a multiple of the q8_0 block size, and of every other */
+    expect_error(&s, SMELT_EFORMAT, "t.gguf: 'b' @ byte 167 (0xa7): dimension 0 is 0: a tensor without elements");
     s = base_spec();
     s.t0_ne0 = (int64_t)1 << 62;
     s.t0_ne1 = 4;

@@ -171,6 +171,8 @@ Test(pickle, refused_pickles)
         BAD("\x80\x02}(X\x01\x00\x00\x00w" "ctorch._utils\n_rebuild_tensor_v2\n(" PERSID "K\x02(K\x02K\x02t(K\x02K\x01t\x89}tRu.",
             SMELT_EFORMAT,
             "m.bin: 'w': elements [2, +4) lie outside its storage '0' of 4 elements (tensor built at byte 112 of archive/data.pkl)"),
+        BAD("\x80\x02}(X\x01\x00\x00\x00w" "ctorch._utils\n_rebuild_tensor_v2\n(" PERSID "K\x00(K\x02K\x00t(K\x00K\x01t\x89}tRu.",
+            SMELT_EFORMAT, "m.bin: 'w': size[1] is 0: a tensor without elements (tensor built at byte 112 of archive/data.pkl)"),
         BAD("\x80\x02}(X\x01\x00\x00\x00wK\x01u.", SMELT_EUNSUPPORTED, "m.bin: 'w': state dict entry is a int, expected a tensor"),
         BAD("\x80\x02]q\x00.", SMELT_EUNSUPPORTED, "m.bin: 'archive/data.pkl': the pickle holds a list, not a state dict (a dict of tensors)"),
         BAD("\x80\x02}(K\x01K\x02u.", SMELT_EUNSUPPORTED, "m.bin: 'archive/data.pkl': state dict key 0 is a int, expected a string"),

@@ -118,6 +118,12 @@ Test(safetensors, malformed_corpus)
                "U8 BOOL F8_E4M3 F8_E5M2)");
     expect_err("{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4, SMELT_EFORMAT,
                "m.safetensors: 'a' @ byte 9 (0x9): shape[0] is not a non-negative integer");
+    /* a dimension of 0: no elements, even with a consistent (empty) byte range */
+    expect_err("{\"a\":{\"dtype\":\"F32\",\"shape\":[2,0],\"data_offsets\":[0,0]}}", 0, SMELT_EFORMAT,
+               "m.safetensors: 'a' @ byte 9 (0x9): shape[1] is 0: a tensor without elements");
+    expect_err("{\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"a\":{\"dtype\":\"BF16\",\"shape\":[0],"
+               "\"data_offsets\":[4,4]}}",
+               4, SMELT_EFORMAT, "m.safetensors: 'a' @ byte 62 (0x3e): shape[0] is 0: a tensor without elements");
     expect_err("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,0]}}", 4, SMELT_EFORMAT,
                "m.safetensors: 'a' @ byte 9 (0x9): data_offsets [4, 0] are not ordered");
     expect_err("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0]}}", 4, SMELT_EFORMAT,

@@ -520,14 +520,16 @@ Test(quantize, same_bytes_for_any_thread_count, .timeout = 300)
     tu_rmtree(v.dir);
 }
 
-/* A small F32 model with non-finite weights and a Q8_0 tensor, written by hand. */
+/* A small F32 model with non-finite weights and a Q8_0 tensor, written by hand. Its two
+ * tensors are no complete llama model, so it names another architecture (which the model
+ * check of formats/model_check.h lets through). */
 static void write_odd_inputs(const char *path)
 {
     smelt_err e;
     smelt_gguf_writer *w = smelt_gguf_writer_new();
-    smelt_gguf_writer_set_str(w, "general.architecture", "llama", &e);
-    smelt_gguf_writer_set_u32(w, "llama.block_count", 1, &e);
-    smelt_gguf_writer_set_u32(w, "llama.attention.head_count", 4, &e);
+    smelt_gguf_writer_set_str(w, "general.architecture", "odd", &e);
+    smelt_gguf_writer_set_u32(w, "odd.block_count", 1, &e);
+    smelt_gguf_writer_set_u32(w, "odd.attention.head_count", 4, &e);
     uint64_t ne[2] = {64, 4};
     smelt_gguf_writer_add_tensor(w, "blk.0.attn_q.weight", 2, ne, SMELT_TYPE_F32, &e);
     smelt_gguf_writer_add_tensor(w, "blk.0.attn_k.weight", 2, ne, SMELT_TYPE_Q8_0, &e);
@@ -569,6 +571,7 @@ Test(quantize, nonfinite_weights_reported_and_requantize_gate)
     cr_assert_not(smelt_file_exists(out), "nothing written");
     opts_init(&o, &r, "F16");
     o.allow_requantize = true;
+    o.allow_nonfinite = true; /* the values are written as they are, with a warning */
     cr_assert_eq(smelt_quantize_run(&o, in, out, NULL, &e), 0, "%s", line_of(&e));
     cr_assert_eq(r.nonfinite, 4);
     bool saw_nan = false, saw_req = false;
@@ -589,6 +592,92 @@ Test(quantize, nonfinite_weights_reported_and_requantize_gate)
     cr_assert_eq(smelt_f16_to_f32(h), INFINITY);
     smelt_gguf_close(g);
     tu_rmtree(dir);
+}
+
+/* Overwrite element `index` of tensor `name` of a GGUF in place with the es bytes at v. */
+static void poke(const char *path, const char *name, uint64_t index, const void *v, size_t es)
+{
+    smelt_gguf *g;
+    smelt_err e;
+    cr_assert_eq(smelt_gguf_open(path, 0, &g, &e), 0, "%s", e.msg);
+    const smelt_gguf_tensor *t = smelt_gguf_find_tensor(g, name);
+    cr_assert(t && index < t->nelements, "%s", name);
+    uint64_t off = smelt_gguf_data_offset(g) + t->offset + index * es;
+    smelt_gguf_close(g);
+    FILE *f = fopen(path, "r+b");
+    cr_assert(f);
+    cr_assert_eq(fseek(f, (long)off, SEEK_SET), 0);
+    cr_assert_eq(fwrite(v, es, 1, f), 1);
+    fclose(f);
+}
+
+/* One NaN/Inf in a valid model: refused (file, tensor, flat index), nothing written; then
+ * written with allow_nonfinite, with the per-tensor and the total warning. */
+static void nonfinite_case(const char *dir, const char *in, const char *ftype, const char *tensor, uint64_t index,
+                           const char *kind, const char *kept)
+{
+    char out[4200], want[10000];
+    snprintf(out, sizeof out, "%s/out.gguf", dir);
+    static srun r;
+    smelt_quantize_opts o;
+    smelt_err e;
+    opts_init(&o, &r, ftype);
+    cr_assert_eq(smelt_quantize_run(&o, in, out, NULL, &e), SMELT_EFORMAT, "%s", line_of(&e));
+    snprintf(want, sizeof want, "%s: '%s': value %llu is %s; smelt refuses non-finite weights (--allow-nonfinite "
+                                "writes them anyway)",
+             in, tensor, (unsigned long long)index, kind);
+    cr_expect_str_eq(line_of(&e), want);
+    cr_expect_not(smelt_file_exists(out), "nothing written");
+    char cmd[4400], *ls = NULL;
+    snprintf(cmd, sizeof cmd, "ls -A '%s' | grep -c smelt-tmp", dir);
+    tu_run(cmd, &ls);
+    cr_expect_eq(atoi(ls ? ls : "-1"), 0, "temporary file left");
+    free(ls);
+    opts_init(&o, &r, ftype);
+    o.allow_nonfinite = true;
+    cr_assert_eq(smelt_quantize_run(&o, in, out, NULL, &e), 0, "%s", line_of(&e));
+    cr_expect_eq(r.nonfinite, 1);
+    snprintf(want, sizeof want, "tensor '%s': 1 NaN/Inf value in the input, %s", tensor, kept);
+    bool saw = false, saw_total = false;
+    for (size_t i = 0; i < r.n_warn; i++) {
+        saw |= !strcmp(r.warn[i], want);
+        saw_total |= !strcmp(r.warn[i], "wrote 1 NaN/Inf value in 1 tensor (--allow-nonfinite)");
+    }
+    cr_expect(saw && saw_total, "%zu warnings: %s", r.n_warn, r.n_warn ? r.warn[0] : "");
+    unlink(out);
+}
+
+Test(quantize, nonfinite_weights_refused_f16_f32_and_copied, .timeout = 300)
+{
+    env v;
+    env_make(&v);
+    char f16[4300], f32[4300];
+    uint16_t h;
+    float x;
+    /* F16 input: +Inf in a weight decoded and quantized */
+    snprintf(f16, sizeof f16, "%s/inf-f16.gguf", v.dir);
+    char cmd[9000];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", v.tiny, f16);
+    cr_assert_eq(tu_run(cmd, NULL), 0);
+    h = 0x7c00;
+    poke(f16, "blk.0.attn_q.weight", 70, &h, 2);
+    nonfinite_case(v.dir, f16, "Q8_0", "blk.0.attn_q.weight", 70, "+Inf", "quantized as 0");
+    /* F32 input (the model made F32 by smelt itself): NaN in a stacked expert tensor */
+    static srun r;
+    smelt_quantize_opts o;
+    smelt_err e;
+    snprintf(f32, sizeof f32, "%s/nan-f32.gguf", v.dir);
+    opts_init(&o, &r, "F32");
+    cr_assert_eq(smelt_quantize_run(&o, v.tiny, f32, NULL, &e), 0, "%s", line_of(&e));
+    x = NAN;
+    poke(f32, "blk.1.ffn_down_exps.weight", 123456, &x, 4);
+    nonfinite_case(v.dir, f32, "Q8_0", "blk.1.ffn_down_exps.weight", 123456, "NaN", "quantized as 0");
+    /* an F32 norm, copied as it is */
+    cr_assert_eq(smelt_quantize_run(&o, v.tiny, f32, NULL, &e), 0, "%s", line_of(&e));
+    x = -INFINITY;
+    poke(f32, "blk.2.ffn_norm.weight", 7, &x, 4);
+    nonfinite_case(v.dir, f32, "Q8_0", "blk.2.ffn_norm.weight", 7, "-Inf", "kept as they are");
+    tu_rmtree(v.dir);
 }
 
 /* ==== the error corpus ==== */
@@ -612,7 +701,7 @@ Test(quantize, errors_exact_messages)
 
     opts_init(&o, &r, "F16");
     cr_assert_eq(smelt_quantize_run(&o, v.tiny, v.tiny, NULL, &e), SMELT_EUSAGE);
-    snprintf(want, sizeof want, "%s: output is the input file %s; choose another output name", v.tiny, v.tiny);
+    snprintf(want, sizeof want, "%s: output is the same file as the input %s (the model); choose another output name", v.tiny, v.tiny);
     cr_assert_str_eq(line_of(&e), want);
     snprintf(tmp, sizeof tmp, "%s/link.gguf", v.dir);
     cr_assert_eq(link(v.tiny, tmp), 0);
@@ -638,8 +727,15 @@ Test(quantize, errors_exact_messages)
     cr_assert_eq(smelt_quantize_run(&o, v.tiny, NULL, NULL, &e), 0, "a dry run only warns");
     cr_assert_str_eq(r.warn[0], "Q2_K_S: 24 tensors will need an importance matrix (--imatrix) when quantizing for real");
 
+    /* a type smelt cannot write yet is said first, not the importance matrix it would need */
+    opts_init(&o, &r, "IQ2_XXS");
+    cr_assert_eq(smelt_quantize_run(&o, v.tiny, out, NULL, &e), SMELT_EUNSUPPORTED);
+    snprintf(want, sizeof want, "%s: 'blk.0.attn_k.weight': smelt cannot quantize to iq2_xxs yet (needed by IQ2_XXS)",
+             v.tiny);
+    cr_assert_str_eq(line_of(&e), want);
+
     opts_init(&o, &r, "TQ1_0");
-    o.pure = true; /* every weight tq1_0, a type outside this issue */
+    o.pure = true; /* every weight tq1_0, a type smelt cannot write yet */
     cr_assert_eq(smelt_quantize_run(&o, v.tiny, out, NULL, &e), SMELT_EUNSUPPORTED);
     snprintf(want, sizeof want, "%s: 'output.weight': smelt cannot quantize to tq1_0 yet (needed by TQ1_0)", v.tiny);
     cr_assert_str_eq(line_of(&e), want);

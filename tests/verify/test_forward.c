@@ -294,8 +294,8 @@ Test(model, unsupported_architecture)
     md.str_key = "general.architecture";
     md.str_val = "gpt2";
     expect_open_error(&md, SMELT_EUNSUPPORTED,
-                      "'general.architecture': architecture 'gpt2' is not supported; smelt's forward pass runs "
-                      "\"llama\" (Llama, Mistral, Mixtral)");
+                      "'general.architecture': architecture 'gpt2' is not supported; smelt handles \"llama\" "
+                      "(Llama, Mistral, Mixtral)");
 }
 
 Test(model, missing_tensor)
@@ -303,8 +303,8 @@ Test(model, missing_tensor)
     mods md = {0};
     md.drop = "blk.3.attn_k.weight";
     expect_open_error(&md, SMELT_EFORMAT,
-                      "'blk.3.attn_k.weight': required tensor is missing (the llama architecture needs it: "
-                      "n_embd, n_head_kv x head_dim)");
+                      "'blk.3.attn_k.weight': required tensor is missing (llama.cpp's loader needs it: [64, 32] = "
+                      "[n_embd, n_head_kv × head size])");
 }
 
 Test(model, shape_mismatch)
@@ -312,9 +312,9 @@ Test(model, shape_mismatch)
     mods md = {0};
     md.u32_key = "llama.attention.head_count_kv";
     md.u32_val = 8;
-    expect_open_error(&md, SMELT_EMISMATCH,
-                      "'blk.0.attn_k.weight': shape [64, 32] does not match the hyperparameters: expected [64, 64] "
-                      "(n_embd, n_head_kv x head_dim)");
+    expect_open_error(&md, SMELT_EFORMAT,
+                      "'blk.0.attn_k.weight': shape [64, 32] does not match the hyperparameters: expected [64, 64] = "
+                      "[n_embd, n_head_kv × head size]");
 }
 
 Test(model, unsupported_tensor_type)
@@ -330,9 +330,9 @@ Test(model, unused_tensor_refused)
 {
     mods md = {0};
     md.extra = "blk.0.attn_sinks.weight";
-    expect_open_error(&md, SMELT_EUNSUPPORTED,
-                      "'blk.0.attn_sinks.weight': tensor is not part of the llama architecture as smelt runs it "
-                      "(dense FFN); refusing to ignore it");
+    expect_open_error(&md, SMELT_EFORMAT,
+                      "'blk.0.attn_sinks.weight': tensor is not part of the llama architecture (dense feed-forward, no "
+                      "experts): llama.cpp refuses to load a file with tensors it does not use");
 }
 
 Test(model, missing_key)

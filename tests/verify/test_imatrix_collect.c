@@ -429,17 +429,17 @@ Test(imatrix_collect, error_cases, .timeout = 120)
     free(bytes);
     snprintf(alias_model, sizeof alias_model, "%s/./m.gguf", alias);
     rc = run(mcopy, text, alias_model, SMELT_IMX_GGUF, 256, -1, 2, 0, &r, &e);
-    snprintf(msg, sizeof msg, "%s: the output would overwrite the model (%s)", alias_model, mcopy);
+    snprintf(msg, sizeof msg, "%s: output is the same file as the input %s (the model); choose another output name", alias_model, mcopy);
     expect_err(rc, SMELT_EUSAGE, &e, msg);
     rc = run(mcopy, text, text, SMELT_IMX_GGUF, 256, -1, 2, 0, &r, &e);
-    snprintf(msg, sizeof msg, "%s: the output would overwrite the calibration text (%s)", text, text);
+    snprintf(msg, sizeof msg, "%s: output is the same file as the input %s (the calibration text); choose another output name", text, text);
     expect_err(rc, SMELT_EUSAGE, &e, msg);
 
     /* a GGUF that is not a model (the reference imatrix itself): the first missing key */
     char notmodel[1024];
     tu_path(notmodel, sizeof notmodel, "tests/fixtures/imatrix/tiny-mixtral-calib-c256.gguf");
     rc = run(notmodel, text, out, SMELT_IMX_GGUF, 256, -1, 2, 0, &r, &e);
-    snprintf(msg, sizeof msg, "%s: 'general.architecture': required key is missing", notmodel);
+    snprintf(msg, sizeof msg, "%s: 'general.architecture': required key is missing (llama.cpp's loader needs it)", notmodel);
     expect_err(rc, SMELT_EFORMAT, &e, msg);
 
     /* a model missing a tensor: the copy with one tensor renamed */
@@ -453,8 +453,8 @@ Test(imatrix_collect, error_cases, .timeout = 120)
     free(bytes);
     rc = run(broken, text, out, SMELT_IMX_GGUF, 256, -1, 2, 0, &r, &e);
     snprintf(msg, sizeof msg,
-             "%s: 'blk.3.ffn_down_exps.weight': required tensor is missing (the llama architecture needs it: n_ff, "
-             "n_embd, n_expert)",
+             "%s: 'blk.3.ffn_down_exps.weight': required tensor is missing (llama.cpp's loader needs it: "
+             "[512, 256, 4] = [n_ff, n_embd, n_expert])",
              broken);
     expect_err(rc, SMELT_EFORMAT, &e, msg);
     cr_assert_eq(smelt_file_exists(out), 0);

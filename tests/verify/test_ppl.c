@@ -312,7 +312,7 @@ Test(kld, f16_and_q8_0_against_f32_base, .timeout = 300)
 
 Test(kld, reads_llama_cpp_files, .timeout = 300)
 {
-    if (!vf_oracle_tool("llama-perplexity")) cr_skip_test("llama-perplexity not built (tests/oracle/build-tools)");
+    if (!vf_oracle_tool("llama-perplexity")) cr_skip_test("llama-perplexity not built (make oracle)");
     char model[4200], text[4200], dir[4096], theirs[4200], ours[4200], args[16384];
     vf_tiny("f32", model, sizeof model);
     tu_path(text, sizeof text, "samples/text/eval-zh.txt");

@@ -140,7 +140,7 @@ Test(verify, manifests_interoperate_with_llama_gguf_hash)
 {
     char tool[4200];
     tu_path(tool, sizeof tool, ".oracle/build/bin/llama-gguf-hash");
-    if (access(tool, X_OK) != 0) cr_skip_test("llama-gguf-hash not built (tests/oracle/build-tools)");
+    if (access(tool, X_OK) != 0) cr_skip_test("llama-gguf-hash not built (make oracle)");
     char dir[512];
     cr_assert_eq(tu_mkdtemp(dir, sizeof dir), 0);
     const char *files[] = {TINY_RANDOM, BABY_GGUF};

@@ -37,7 +37,7 @@ static inline void vf_gguf(const char *model_rel, const char *stem, const char *
     int rc = tu_run(cmd, &log);
     if (rc == 77) {
         free(log);
-        cr_skip_test("llama.cpp's converter/quantizer is not installed (tests/oracle/install)");
+        cr_skip_test("llama.cpp's converter/quantizer is not installed (make oracle)");
     }
     cr_assert_eq(rc, 0, "mk-gguf %s %s failed (%d): %s", model_rel, type, rc, log ? log : "");
     free(log);
