@@ -690,11 +690,13 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem, smelt_err *e)
 
 /* The error model for a block type: a --error-model override for it, else plain or the
  * tuned default. NULL = the plain squared error. */
-static const smelt_qerr *error_model(const smelt_quantize_opts *o, int type, bool with_imatrix)
+static const smelt_qerr *error_model(const smelt_quantize_opts *o, int type, bool with_imatrix, const char *tensor)
 {
+    bool embedding = !strcmp(tensor, "token_embd.weight");
+    int role = with_imatrix ? SMELT_QERR_IMATRIX : embedding ? SMELT_QERR_EMBEDDING : SMELT_QERR_NOIMATRIX;
     for (size_t i = o->n_err_overrides; i-- > 0;) { /* the last one given wins */
         const smelt_qerr_override *v = &o->err_overrides[i];
-        if (v->type != type || (v->when == 1 && !with_imatrix) || (v->when == 2 && with_imatrix)) continue;
+        if (v->type != type || (v->when != SMELT_QERR_ALL && v->when != role)) continue;
         return v->plain ? NULL : &v->model;
     }
     return o->plain_error ? NULL : smelt_q_tuned_err(type, with_imatrix);
@@ -758,7 +760,7 @@ static int write_tensor(job *j, stream *st, smelt_gguf_writer *w, size_t i, smel
         (rc = grow((void **)&st->qbuf, &st->cap_q, (size_t)(slab * dst_rb), 1, e)))
         return rc;
     bool sanitize = smelt_type_is_quantized(q->new_type);
-    const smelt_qerr *err = error_model(j->o, q->new_type, en != NULL);
+    const smelt_qerr *err = error_model(j->o, q->new_type, en != NULL, q->name);
     for (uint64_t m = 0; m < n_mat; m++) {
         const float *imx = en ? st->weights + (m % q->ne[2]) * row_len : NULL;
         for (uint64_t r = 0; r < rows_per_mat; r += slab) {

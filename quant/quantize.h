@@ -59,11 +59,16 @@ typedef struct smelt_qplan {
     bool can_run;           /* smelt can produce every planned type */
 } smelt_qplan;
 
+/* Which tensors an error-model override applies to: all of the block type, those with an
+ * imatrix entry, those without one except the token embedding, or the token embedding
+ * (token_embd.weight, which has no imatrix entry: it is looked up, not multiplied). */
+enum smelt_qerr_role { SMELT_QERR_ALL, SMELT_QERR_IMATRIX, SMELT_QERR_NOIMATRIX, SMELT_QERR_EMBEDDING };
+
 /* One block type's error model, set on the command line (for reproducing the tuning of the
  * defaults, docs/quantize.md "Error models"). `plain` = the plain squared error. */
 typedef struct smelt_qerr_override {
     int type;              /* ggml type id of the block type */
-    int when;              /* 0: both, 1: with an imatrix entry only, 2: without one only */
+    int when;              /* which tensors of that block type: enum smelt_qerr_role */
     bool plain;
     smelt_qerr model;
 } smelt_qerr_override;

@@ -40,8 +40,10 @@ static void usage(void)
            "                              KL-divergence, with unbiased rows at <= 4.5 bpw\n"
            "                              (default), or minimize the plain (imatrix-weighted)\n"
            "                              squared error\n"
-           "  --error-model BLOCK[/imatrix|/noimatrix]=MODEL\n"
-           "                              one block type's model (repeatable, last wins):\n"
+           "  --error-model BLOCK[/imatrix|/noimatrix|/embedding]=MODEL\n"
+           "                              one block type's model for its tensors with an\n"
+           "                              imatrix entry, without one, the token embedding, or\n"
+           "                              all (repeatable, last wins):\n"
            "                              plain, reference, or P,C,A[,unbias] (see\n"
            "                              docs/quantize.md, \"Error models\"), e.g.\n"
            "                              q5_K/imatrix=1,1,0\n"
@@ -246,13 +248,13 @@ static int parse_type(const char *s, const char *opt)
     return t;
 }
 
-/* --error-model BLOCK[/imatrix|/noimatrix]=plain|reference|P,C,A[,unbias] */
+/* --error-model BLOCK[/imatrix|/noimatrix|/embedding]=plain|reference|P,C,A[,unbias] */
 static int parse_error_model(const char *spec, smelt_qerr_override *v)
 {
     char name[32];
     const char *eq = strchr(spec, '=');
     size_t n = eq ? (size_t)(eq - spec) : 0;
-    const char *why = "expected tuned, plain or BLOCK[/imatrix|/noimatrix]=MODEL";
+    const char *why = "expected tuned, plain or BLOCK[/imatrix|/noimatrix|/embedding]=MODEL";
     if (!eq || n == 0 || n >= sizeof name) goto bad;
     memcpy(name, spec, n);
     name[n] = 0;
@@ -260,9 +262,10 @@ static int parse_error_model(const char *spec, smelt_qerr_override *v)
     char *slash = strchr(name, '/');
     if (slash) {
         *slash++ = 0;
-        if (!strcmp(slash, "imatrix")) v->when = 1;
-        else if (!strcmp(slash, "noimatrix")) v->when = 2;
-        else { why = "the qualifier after '/' is imatrix or noimatrix"; goto bad; }
+        if (!strcmp(slash, "imatrix")) v->when = SMELT_QERR_IMATRIX;
+        else if (!strcmp(slash, "noimatrix")) v->when = SMELT_QERR_NOIMATRIX;
+        else if (!strcmp(slash, "embedding")) v->when = SMELT_QERR_EMBEDDING;
+        else { why = "the qualifier after '/' is imatrix, noimatrix or embedding"; goto bad; }
     }
     v->type = smelt_type_from_name(name);
     if (v->type < 0 || !smelt_q_can_quantize(v->type)) { why = "unknown block type (e.g. q4_K, q5_K, q4_0)"; goto bad; }

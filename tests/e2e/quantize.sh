@@ -31,10 +31,10 @@ grep -q "unknown ggml type 'q9'" "$tmp/err" || fail "type message"
 "$Q" --override-kv foo=int:x "$small" "$tmp/o.gguf" Q8_0 2>"$tmp/err"; [ $? -eq 2 ] || fail "bad override"
 "$Q" "$tmp/missing.gguf" "$tmp/o.gguf" Q8_0 2>"$tmp/err"; [ $? -eq 1 ] || fail "missing input must exit 1"
 "$Q" --error-model mse "$small" "$tmp/o.gguf" Q4_K 2>"$tmp/err"; [ $? -eq 2 ] || fail "bad --error-model"
-grep -qx "smelt-quantize: error: --error-model: 'mse': expected tuned, plain or BLOCK\[/imatrix|/noimatrix\]=MODEL" "$tmp/err" ||
+grep -qx "smelt-quantize: error: --error-model: 'mse': expected tuned, plain or BLOCK\[/imatrix|/noimatrix|/embedding\]=MODEL" "$tmp/err" ||
   { cat "$tmp/err"; fail "error-model message"; }
 "$Q" --error-model q5_K/imx=1,1,0 "$small" "$tmp/o.gguf" Q4_K 2>"$tmp/err"; [ $? -eq 2 ] || fail "bad --error-model qualifier"
-grep -qx "smelt-quantize: error: --error-model: 'q5_K/imx=1,1,0': the qualifier after '/' is imatrix or noimatrix" "$tmp/err" ||
+grep -qx "smelt-quantize: error: --error-model: 'q5_K/imx=1,1,0': the qualifier after '/' is imatrix, noimatrix or embedding" "$tmp/err" ||
   { cat "$tmp/err"; fail "error-model qualifier message"; }
 "$Q" --error-model q5_K=1,1 "$small" "$tmp/o.gguf" Q4_K 2>"$tmp/err"; [ $? -eq 2 ] || fail "bad --error-model model"
 grep -qx "smelt-quantize: error: --error-model: 'q5_K=1,1': the model is plain, reference or P,C,A\[,unbias\]" "$tmp/err" ||
