@@ -242,29 +242,29 @@ int smelt_q_quantize_rows(int type, const float *src, void *dst, int64_t n_rows,
 
 /* ==== error models ==== */
 
-/* Per block type, without and with an imatrix: {p, c, a, ref, unbias} of smelt_qerr. Chosen by the mean
- * KL-divergence of whole quantized models against f32 (tests/e2e/quant_quality.sh; the
- * measurements are in docs/quantize.md, "Error models"). */
+/* Per block type, {p, c, a, ref, unbias} of smelt_qerr for tensors without an imatrix entry,
+ * with one, and for the token embedding; a block type not listed (and a {0} entry) uses the
+ * plain squared error. A model is here only where it beat the plain error on every
+ * validation text (docs/quantize.md, "Error models": the rule and the tables that decided
+ * each row); Q8_0's reference blocks are the one exception, kept because they make smelt's
+ * Q8_0 byte-identical to llama-quantize's. */
 static const struct {
     int type;
-    smelt_qerr plain, imx;
+    smelt_qerr noimatrix, imatrix, embedding;
 } k_tuned[] = {
-    {SMELT_TYPE_Q4_0, {0, 0, 0, false, true}, {0, 0, 0, false, true}},
-    {SMELT_TYPE_Q4_1, {0, 0, 0, false, true}, {0, 0, 0, false, true}},
-    {SMELT_TYPE_Q5_0, {0, 0, 0, true}, {0, 0, 0, false}},
-    {SMELT_TYPE_Q8_0, {0, 0, 0, true}, {0, 0, 0, true}},
-    {SMELT_TYPE_Q2_K, {2, 0.25f, 0, false, true}, {2, 0.25f, 0, false, true}},
-    {SMELT_TYPE_Q3_K, {1, 1, 0, false, true}, {2, 1, 1, false, true}},
-    {SMELT_TYPE_Q4_K, {1, 0.5f, 0, false, true}, {2, 1, 0, false, true}},
-    {SMELT_TYPE_Q5_K, {2, 1, 0, false}, {2, 1, 0, false}},
-    {SMELT_TYPE_Q6_K, {0, 0, 0, false}, {0, 0, 0.7f, false}},
+    {SMELT_TYPE_Q4_1, {0}, {0, 0, 0, false, true}, {0}},
+    {SMELT_TYPE_Q8_0, {0, 0, 0, true}, {0, 0, 0, true}, {0, 0, 0, true}},
+    {SMELT_TYPE_Q2_K, {2, 0.25f, 0, false, true}, {2, 0.25f, 0, false, true}, {2, 0.25f, 0, false, true}},
+    {SMELT_TYPE_Q3_K, {1, 1, 0, false, true}, {2, 1, 1, false, true}, {1, 1, 0, false, true}},
 };
 
-const smelt_qerr *smelt_q_tuned_err(int type, bool with_imatrix)
+const smelt_qerr *smelt_q_tuned_err(int type, smelt_qerr_role role)
 {
     for (size_t i = 0; i < sizeof k_tuned / sizeof k_tuned[0]; i++)
         if (k_tuned[i].type == type) {
-            const smelt_qerr *m = with_imatrix ? &k_tuned[i].imx : &k_tuned[i].plain;
+            const smelt_qerr *m = role == SMELT_QERR_IMATRIX     ? &k_tuned[i].imatrix
+                                  : role == SMELT_QERR_EMBEDDING ? &k_tuned[i].embedding
+                                                                 : &k_tuned[i].noimatrix;
             return m->p == 0 && m->a == 0 && !m->ref && !m->unbias ? NULL : m;
         }
     return NULL;

@@ -29,6 +29,10 @@ typedef struct smelt_qerr {
     float p, c, a;
     bool ref;    /* instead of any search: ggml's reference encoding (`quantize_ref`) */
     bool unbias; /* after the search: rescale each row to an unbiased projection */
+    /* for the token embedding (no imatrix entry): importance per column = the mean square of
+     * the model's RMSNorm weights (every attn_norm, ffn_norm and output_norm), i.e. how much
+     * the network scales that channel of the residual stream the embedding feeds */
+    bool norms;
 } smelt_qerr;
 
 typedef struct smelt_qtype_ops {
@@ -83,9 +87,14 @@ bool smelt_q_can_dequantize(int type);
 bool smelt_q_can_quantize(int type);
 bool smelt_q_requires_imatrix(int type);
 
-/* The error model smelt-quantize uses for `type` (with or without an imatrix), chosen by
- * end-to-end KL-divergence (docs/quantize.md); NULL = plain squared error. */
-const smelt_qerr *smelt_q_tuned_err(int type, bool with_imatrix);
+/* Which tensors an error model is for: those with an imatrix entry, those without one except
+ * the token embedding, or the token embedding (token_embd.weight: no imatrix entry, and its
+ * rows are looked up, not multiplied). SMELT_QERR_ALL is for overrides only. */
+typedef enum smelt_qerr_role { SMELT_QERR_ALL, SMELT_QERR_IMATRIX, SMELT_QERR_NOIMATRIX, SMELT_QERR_EMBEDDING } smelt_qerr_role;
+
+/* The error model smelt-quantize uses for `type` and a tensor of that role, chosen by
+ * end-to-end KL-divergence (docs/quantize.md, "Error models"); NULL = plain squared error. */
+const smelt_qerr *smelt_q_tuned_err(int type, smelt_qerr_role role);
 
 /* Quantize n_rows × row_len floats into dst (n_rows × row bytes), splitting rows over the
  * pool (may be NULL). Output does not depend on the thread count. Errors: EUNSUPPORTED for

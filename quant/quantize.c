@@ -693,14 +693,38 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem, smelt_err *e)
 static const smelt_qerr *error_model(const smelt_quantize_opts *o, int type, bool with_imatrix, const char *tensor)
 {
     bool embedding = !strcmp(tensor, "token_embd.weight");
-    int role = with_imatrix ? SMELT_QERR_IMATRIX : embedding ? SMELT_QERR_EMBEDDING : SMELT_QERR_NOIMATRIX;
+    smelt_qerr_role role = with_imatrix ? SMELT_QERR_IMATRIX : embedding ? SMELT_QERR_EMBEDDING : SMELT_QERR_NOIMATRIX;
     for (size_t i = o->n_err_overrides; i-- > 0;) { /* the last one given wins */
         const smelt_qerr_override *v = &o->err_overrides[i];
         if (v->type != type || (v->when != SMELT_QERR_ALL && v->when != role)) continue;
         return v->plain ? NULL : &v->model;
     }
-    return o->plain_error ? NULL : smelt_q_tuned_err(type, with_imatrix);
+    return o->plain_error ? NULL : smelt_q_tuned_err(type, role);
 }
+/* The token embedding's column importance from the model's RMSNorm weights (smelt_qerr.norms):
+ * the mean of gamma^2 over every attn_norm, ffn_norm and output_norm of length n. 0 if there
+ * is none (then the caller uses no weights). */
+static int norm_importance(const inputs *in, uint64_t n, float *w)
+{
+    int found = 0;
+    for (uint64_t i = 0; i < n; i++) w[i] = 0;
+    for (size_t k = 0; k < in->nt; k++) {
+        const smelt_gguf_tensor *t = in->t[k].t;
+        size_t l = strlen(t->name);
+        bool norm = !strcmp(t->name, "output_norm.weight") ||
+                    (l > 16 && (!strcmp(t->name + l - 16, "attn_norm.weight") || !strcmp(t->name + l - 15, "ffn_norm.weight")));
+        if (!norm || t->type != SMELT_TYPE_F32 || t->ne[0] != n || t->nelements != n || !t->data) continue;
+        for (uint64_t i = 0; i < n; i++) {
+            float g;
+            memcpy(&g, t->data + 4 * i, 4);
+            w[i] += isfinite(g) ? g * g : 0;
+        }
+        found++;
+    }
+    for (uint64_t i = 0; found && i < n; i++) w[i] /= (float)found;
+    return found;
+}
+
 static int write_tensor(job *j, stream *st, smelt_gguf_writer *w, size_t i, smelt_err *e)
 {
     smelt_qplan_tensor *q = &j->plan.t[i];
@@ -761,8 +785,13 @@ static int write_tensor(job *j, stream *st, smelt_gguf_writer *w, size_t i, smel
         return rc;
     bool sanitize = smelt_type_is_quantized(q->new_type);
     const smelt_qerr *err = error_model(j->o, q->new_type, en != NULL, q->name);
+    bool norm_weights = false;
+    if (!en && err && err->norms) {
+        if ((rc = grow((void **)&st->weights, &st->cap_w, (size_t)row_len, sizeof(float), e))) return rc;
+        norm_weights = norm_importance(&j->in, row_len, st->weights) > 0;
+    }
     for (uint64_t m = 0; m < n_mat; m++) {
-        const float *imx = en ? st->weights + (m % q->ne[2]) * row_len : NULL;
+        const float *imx = en ? st->weights + (m % q->ne[2]) * row_len : norm_weights ? st->weights : NULL;
         for (uint64_t r = 0; r < rows_per_mat; r += slab) {
             uint64_t nr = rows_per_mat - r < slab ? rows_per_mat - r : slab;
             uint64_t row0 = m * rows_per_mat + r;
@@ -906,7 +935,7 @@ int smelt_quantize_run(const smelt_quantize_opts *o, const char *in_path, const 
     if (!o->dry_run && !out_path) return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "no output file given");
     int rc = open_inputs(in_path, o->dry_run ? SMELT_GGUF_META_ONLY : 0, &j.in, e);
     /* the model check every tool shares (llama models; other architectures pass as is) */
-    if (!rc && (rc = smelt_mc_check_gguf((const smelt_gguf *const *)j.in.g, j.in.n, SMELT_MC_OTHER_ARCH_OK, NULL, e)) > 0)
+    if (!rc && !o->skip_model_check && (rc = smelt_mc_check_gguf((const smelt_gguf *const *)j.in.g, j.in.n, SMELT_MC_OTHER_ARCH_OK, NULL, e)) > 0)
         rc = 0; /* SMELT_MC_SKIPPED */
     if (!rc && o->imatrix) {
         rc = load_imatrix(o, &j.imx, e);

@@ -59,16 +59,11 @@ typedef struct smelt_qplan {
     bool can_run;           /* smelt can produce every planned type */
 } smelt_qplan;
 
-/* Which tensors an error-model override applies to: all of the block type, those with an
- * imatrix entry, those without one except the token embedding, or the token embedding
- * (token_embd.weight, which has no imatrix entry: it is looked up, not multiplied). */
-enum smelt_qerr_role { SMELT_QERR_ALL, SMELT_QERR_IMATRIX, SMELT_QERR_NOIMATRIX, SMELT_QERR_EMBEDDING };
-
 /* One block type's error model, set on the command line (for reproducing the tuning of the
  * defaults, docs/quantize.md "Error models"). `plain` = the plain squared error. */
 typedef struct smelt_qerr_override {
     int type;              /* ggml type id of the block type */
-    int when;              /* which tensors of that block type: enum smelt_qerr_role */
+    smelt_qerr_role when;  /* which tensors of that block type */
     bool plain;
     smelt_qerr model;
 } smelt_qerr_override;
@@ -108,6 +103,9 @@ typedef struct smelt_quantize_opts {
     void *user;
     /* Tests only: pretend the output filesystem has this many free bytes (0: ask it). */
     uint64_t assume_free_bytes;
+    /* Benchmarks only: skip the model check (formats/model_check.h), so that a file of a few
+     * large tensors — which llama_model_quantize takes too — can be timed. */
+    bool skip_model_check;
 } smelt_quantize_opts;
 
 void smelt_quantize_opts_default(smelt_quantize_opts *o);

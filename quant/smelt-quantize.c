@@ -44,7 +44,7 @@ static void usage(void)
            "                              one block type's model for its tensors with an\n"
            "                              imatrix entry, without one, the token embedding, or\n"
            "                              all (repeatable, last wins):\n"
-           "                              plain, reference, or P,C,A[,unbias] (see\n"
+           "                              plain, reference, or P,C,A[,unbias][,norms] (see\n"
            "                              docs/quantize.md, \"Error models\"), e.g.\n"
            "                              q5_K/imatrix=1,1,0\n"
            "  --leave-output-tensor       keep output.weight as it is\n"
@@ -248,7 +248,7 @@ static int parse_type(const char *s, const char *opt)
     return t;
 }
 
-/* --error-model BLOCK[/imatrix|/noimatrix|/embedding]=plain|reference|P,C,A[,unbias] */
+/* --error-model BLOCK[/imatrix|/noimatrix|/embedding]=plain|reference|P,C,A[,unbias][,norms] */
 static int parse_error_model(const char *spec, smelt_qerr_override *v)
 {
     char name[32];
@@ -275,13 +275,16 @@ static int parse_error_model(const char *spec, smelt_qerr_override *v)
     char tail[16] = "";
     int used = 0;
     if (sscanf(m, "%f,%f,%f%n", &v->model.p, &v->model.c, &v->model.a, &used) != 3) {
-        why = "the model is plain, reference or P,C,A[,unbias]";
+        why = "the model is plain, reference or P,C,A[,unbias][,norms]";
         goto bad;
     }
     if (m[used] == ',') snprintf(tail, sizeof tail, "%s", m + used + 1);
-    else if (m[used]) { why = "the model is plain, reference or P,C,A[,unbias]"; goto bad; }
-    if (tail[0] && strcmp(tail, "unbias")) { why = "only 'unbias' may follow P,C,A"; goto bad; }
-    v->model.unbias = tail[0] != 0;
+    else if (m[used]) { why = "the model is plain, reference or P,C,A[,unbias][,norms]"; goto bad; }
+    for (char *f = tail[0] ? strtok(tail, ",") : NULL; f; f = strtok(NULL, ",")) {
+        if (!strcmp(f, "unbias")) v->model.unbias = true;
+        else if (!strcmp(f, "norms")) v->model.norms = true;
+        else { why = "only 'unbias' and 'norms' may follow P,C,A"; goto bad; }
+    }
     if (!(v->model.p >= 0 && v->model.p <= 8 && v->model.c >= 0 && v->model.c <= 1e6 && v->model.a >= 0 && v->model.a <= 1e6)) {
         why = "P must be in [0, 8], C and A >= 0";
         goto bad;

@@ -37,22 +37,25 @@ grep -qx "smelt-quantize: error: --error-model: 'mse': expected tuned, plain or 
 grep -qx "smelt-quantize: error: --error-model: 'q5_K/imx=1,1,0': the qualifier after '/' is imatrix, noimatrix or embedding" "$tmp/err" ||
   { cat "$tmp/err"; fail "error-model qualifier message"; }
 "$Q" --error-model q5_K=1,1 "$small" "$tmp/o.gguf" Q4_K 2>"$tmp/err"; [ $? -eq 2 ] || fail "bad --error-model model"
-grep -qx "smelt-quantize: error: --error-model: 'q5_K=1,1': the model is plain, reference or P,C,A\[,unbias\]" "$tmp/err" ||
+grep -qx "smelt-quantize: error: --error-model: 'q5_K=1,1': the model is plain, reference or P,C,A\[,unbias\]\[,norms\]" "$tmp/err" ||
   { cat "$tmp/err"; fail "error-model model message"; }
 set -e
-# the tuned error model (default) and the plain one give different q5_0 bytes; tuned is the default
-"$Q" -q --pure "$small" "$tmp/t.gguf" Q5_0
-"$Q" -q --pure --error-model tuned "$small" "$tmp/t2.gguf" Q5_0
-"$Q" -q --pure --error-model plain "$small" "$tmp/p.gguf" Q5_0
+# the tuned error model (default: llama.cpp's reference blocks for q8_0) and the plain one
+# (smelt's least-squares q8_0) give different bytes; tuned is the default
+"$Q" -q --pure "$small" "$tmp/t.gguf" Q8_0
+"$Q" -q --pure --error-model tuned "$small" "$tmp/t2.gguf" Q8_0
+"$Q" -q --pure --error-model plain "$small" "$tmp/p.gguf" Q8_0
 cmp -s "$tmp/t.gguf" "$tmp/t2.gguf" || fail "--error-model tuned is not the default"
 ! cmp -s "$tmp/t.gguf" "$tmp/p.gguf" || fail "--error-model plain gave the tuned bytes"
-# a per-block override: q5_0's default without an imatrix is the reference encoding
-"$Q" -q --pure --error-model q5_0=plain "$small" "$tmp/o1.gguf" Q5_0
-cmp -s "$tmp/o1.gguf" "$tmp/p.gguf" || fail "--error-model q5_0=plain differs from --error-model plain"
-"$Q" -q --pure --error-model plain --error-model q5_0/noimatrix=reference "$small" "$tmp/o1.gguf" Q5_0
-cmp -s "$tmp/o1.gguf" "$tmp/t.gguf" || fail "--error-model q5_0/noimatrix=reference differs from the default"
-"$Q" -q --pure --error-model q5_0/imatrix=plain "$small" "$tmp/o1.gguf" Q5_0
+# per-block overrides
+"$Q" -q --pure --error-model q8_0=plain "$small" "$tmp/o1.gguf" Q8_0
+cmp -s "$tmp/o1.gguf" "$tmp/p.gguf" || fail "--error-model q8_0=plain differs from --error-model plain"
+"$Q" -q --pure --error-model plain --error-model q8_0=reference "$small" "$tmp/o1.gguf" Q8_0
+cmp -s "$tmp/o1.gguf" "$tmp/t.gguf" || fail "--error-model q8_0=reference differs from the default"
+"$Q" -q --pure --error-model q8_0/imatrix=plain "$small" "$tmp/o1.gguf" Q8_0
 cmp -s "$tmp/o1.gguf" "$tmp/t.gguf" || fail "an /imatrix override applied without an imatrix"
+"$Q" -q --pure --error-model q8_0/noimatrix=plain "$small" "$tmp/o1.gguf" Q8_0
+! cmp -s "$tmp/o1.gguf" "$tmp/t.gguf" || fail "a /noimatrix override did not apply without an imatrix"
 rm -f "$tmp/t.gguf" "$tmp/t2.gguf" "$tmp/p.gguf" "$tmp/o1.gguf"
 [ ! -e "$tmp/o.gguf" ] || fail "an output appeared after an error"
 # IN TYPE form: ggml-model-TYPE.gguf beside the input
@@ -138,6 +141,17 @@ else
   set +e; tests/oracle/convert-hf samples/tiny-mixtral "$f16" --outtype f16 >"$tmp/conv.log" 2>&1; rc=$?; set -e
   [ $rc -eq 0 ] || { tail -3 "$tmp/conv.log"; echo "no f16 sample (convert-hf exit $rc)"; exit 77; }
 fi
+
+# the /embedding role and the 'norms' importance touch the token embedding and nothing else
+V="$SMELT_BIN/smelt-verify"
+"$Q" -q --pure --error-model q8_0=plain "$f16" "$tmp/e1.gguf" Q8_0 2
+"$Q" -q --pure --error-model q8_0=plain --error-model q8_0/embedding=0,0,0,norms "$f16" "$tmp/e2.gguf" Q8_0 2
+"$V" -q --manifest "$tmp/e1.xxh64" "$tmp/e1.gguf" >/dev/null
+"$V" -q --manifest "$tmp/e2.xxh64" "$tmp/e2.gguf" >/dev/null
+changed=$(diff <(sed "s|$tmp/e2.gguf:||" "$tmp/e2.xxh64") <(sed "s|$tmp/e1.gguf:||" "$tmp/e1.xxh64") |
+  awk '/^< / && $4 !~ /gguf$/ {print $4}' || true)
+[ "$changed" = token_embd.weight ] || fail "--error-model q8_0/embedding=0,0,0,norms changed: ${changed:-nothing}"
+rm -f "$tmp"/e1.* "$tmp"/e2.*
 
 nplans=0
 for t in $(awk '/^ +[0-9]+ +or +[A-Z]/ {print $3}' "$tmp/help"); do

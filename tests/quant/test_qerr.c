@@ -276,39 +276,34 @@ ParameterizedTest(int *type, qerr, unbias)
 
 Test(qerr, tuned_table)
 {
-    /* the types with a tuned model (docs/quantize.md, "Error models") */
-    static const int with[] = {SMELT_TYPE_Q2_K, SMELT_TYPE_Q3_K, SMELT_TYPE_Q4_K, SMELT_TYPE_Q5_K};
+    /* The defaults follow the decision table in docs/quantize.md ("Error models"): a model is
+     * kept only where it beat the plain error on every validation text. */
+    static const smelt_qerr_role roles[] = {SMELT_QERR_NOIMATRIX, SMELT_QERR_IMATRIX, SMELT_QERR_EMBEDDING};
+    static const char *const role_name[] = {"", " (no imatrix)", " (imatrix)", " (embedding)"};
+    static const int with[] = {SMELT_TYPE_Q2_K, SMELT_TYPE_Q3_K};
     for (size_t i = 0; i < sizeof with / sizeof with[0]; i++) {
-        const smelt_qerr *m = smelt_q_tuned_err(with[i], false);
-        cr_expect(m && m->p > 0, "%s: expected a tuned model without an imatrix", qt_name(with[i]));
         cr_expect(smelt_q_ops(with[i])->quantize_err, "%s: a tuned model but no quantize_err", qt_name(with[i]));
-        /* unbiased rows for the low-bit k-quants, where the shrinkage is large (docs/quantize.md) */
-        for (int w = 0; w < 2; w++)
-            cr_expect(smelt_q_tuned_err(with[i], w)->unbias == (with[i] != SMELT_TYPE_Q5_K), "%s%s: unbias %s",
-                      qt_name(with[i]), w ? " (imatrix)" : "", with[i] != SMELT_TYPE_Q5_K ? "expected" : "unexpected");
-    }
-    for (int w = 0; w < 2; w++) {
-        const smelt_qerr *q8 = smelt_q_tuned_err(SMELT_TYPE_Q8_0, w);
-        cr_expect(q8 && q8->ref, "Q8_0%s: ggml's reference encoding", w ? " (imatrix)" : "");
-        cr_expect(smelt_q_ops(SMELT_TYPE_Q8_0)->quantize_ref, "Q8_0 has a reference encoder");
-    }
-    cr_expect(smelt_q_tuned_err(SMELT_TYPE_Q6_K, false) == NULL, "Q6_K without an imatrix is plain");
-    const smelt_qerr *q6 = smelt_q_tuned_err(SMELT_TYPE_Q6_K, true);
-    cr_expect(q6 && q6->p == 0 && q6->a > 0, "Q6_K with an imatrix: a lifted imatrix, no magnitude term");
-    const smelt_qerr *q5 = smelt_q_tuned_err(SMELT_TYPE_Q5_0, false);
-    cr_expect(q5 && q5->ref, "Q5_0 without an imatrix: ggml's reference encoding");
-    cr_expect(smelt_q_tuned_err(SMELT_TYPE_Q5_0, true) == NULL, "Q5_0 with an imatrix is plain");
-    for (int w = 0; w < 2; w++) /* the 4-bit legacy types: their plain error, unbiased rows */
-        for (int t = SMELT_TYPE_Q4_0; t <= SMELT_TYPE_Q4_1; t++) {
-            const smelt_qerr *q4 = smelt_q_tuned_err(t, w);
-            cr_expect(q4 && q4->p == 0 && q4->a == 0 && !q4->ref && q4->unbias, "%s%s: plain error, unbiased rows",
-                      qt_name(t), w ? " (imatrix)" : "");
+        for (size_t r = 0; r < 3; r++) {
+            const smelt_qerr *m = smelt_q_tuned_err(with[i], roles[r]);
+            cr_expect(m && m->p > 0 && m->unbias, "%s%s: expected a magnitude model with unbiased rows", qt_name(with[i]),
+                      role_name[roles[r]]);
         }
-    static const int without[] = {SMELT_TYPE_F32, SMELT_TYPE_F16, SMELT_TYPE_BF16, SMELT_TYPE_Q5_1};
+    }
+    for (size_t r = 0; r < 3; r++) {
+        const smelt_qerr *q8 = smelt_q_tuned_err(SMELT_TYPE_Q8_0, roles[r]);
+        cr_expect(q8 && q8->ref, "Q8_0%s: ggml's reference encoding", role_name[roles[r]]);
+    }
+    cr_expect(smelt_q_ops(SMELT_TYPE_Q8_0)->quantize_ref, "Q8_0 has a reference encoder");
+    const smelt_qerr *q41 = smelt_q_tuned_err(SMELT_TYPE_Q4_1, SMELT_QERR_IMATRIX);
+    cr_expect(q41 && q41->p == 0 && q41->a == 0 && !q41->ref && q41->unbias, "Q4_1 with an imatrix: plain error, unbiased rows");
+    cr_expect(smelt_q_tuned_err(SMELT_TYPE_Q4_1, SMELT_QERR_NOIMATRIX) == NULL, "Q4_1 without an imatrix is plain");
+    cr_expect(smelt_q_tuned_err(SMELT_TYPE_Q4_1, SMELT_QERR_EMBEDDING) == NULL, "Q4_1's token embedding is plain");
+    static const int without[] = {SMELT_TYPE_F32,  SMELT_TYPE_F16,  SMELT_TYPE_BF16, SMELT_TYPE_Q4_0, SMELT_TYPE_Q5_0,
+                                  SMELT_TYPE_Q5_1, SMELT_TYPE_Q4_K, SMELT_TYPE_Q5_K, SMELT_TYPE_Q6_K};
     for (size_t i = 0; i < sizeof without / sizeof without[0]; i++)
-        for (int w = 0; w < 2; w++)
-            cr_expect(smelt_q_tuned_err(without[i], w) == NULL, "%s%s: expected plain", qt_name(without[i]),
-                      w ? " (imatrix)" : "");
+        for (size_t r = 0; r < 3; r++)
+            cr_expect(smelt_q_tuned_err(without[i], roles[r]) == NULL, "%s%s: expected plain", qt_name(without[i]),
+                      role_name[roles[r]]);
 }
 
 /* The legacy types rescale a row from the factors they kept while encoding it when the row
