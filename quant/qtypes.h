@@ -88,8 +88,9 @@ bool smelt_q_can_quantize(int type);
 bool smelt_q_requires_imatrix(int type);
 
 /* Which tensors an error model is for: those with an imatrix entry, those without one except
- * the token embedding, or the token embedding (token_embd.weight: no imatrix entry, and its
- * rows are looked up, not multiplied). SMELT_QERR_ALL is for overrides only. */
+ * the token embedding, or the token embedding (token_embd.weight, per_layer_token_embd.weight:
+ * no imatrix entry, and its rows are looked up, not multiplied). SMELT_QERR_ALL is for
+ * overrides only. */
 typedef enum smelt_qerr_role { SMELT_QERR_ALL, SMELT_QERR_IMATRIX, SMELT_QERR_NOIMATRIX, SMELT_QERR_EMBEDDING } smelt_qerr_role;
 
 /* The error model smelt-quantize uses for `type` and a tensor of that role, chosen by

@@ -428,6 +428,13 @@ static int build_plan(job *j, smelt_err *e)
 }
 
 /* Everything that can be known wrong before writing a byte. */
+/* A token embedding table: rows are looked up, not multiplied, and llama-imatrix never
+ * collects it. */
+static bool is_token_embedding(const char *name)
+{
+    return !strcmp(name, "token_embd.weight") || !strcmp(name, "per_layer_token_embd.weight");
+}
+
 static int check_plan(job *j, smelt_err *e)
 {
     const smelt_quantize_opts *o = j->o;
@@ -445,7 +452,7 @@ static int check_plan(job *j, smelt_err *e)
     for (size_t i = 0; i < p->n && !rc; i++) {
         smelt_qplan_tensor *q = &p->t[i];
         if (q->new_type == q->type) continue;
-        bool is_tok = !strcmp(q->name, "token_embd.weight") || !strcmp(q->name, "per_layer_token_embd.weight");
+        bool is_tok = is_token_embedding(q->name);
         if (!smelt_q_can_dequantize(q->type)) {
             rc = SMELT_ERR(e, SMELT_EUNSUPPORTED, j->in.paths[q->shard], q->name, "cannot convert tensors of type %s",
                            smelt_type_name(q->type));
@@ -692,8 +699,9 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem, smelt_err *e)
  * tuned default. NULL = the plain squared error. */
 static const smelt_qerr *error_model(const smelt_quantize_opts *o, int type, bool with_imatrix, const char *tensor)
 {
-    bool embedding = !strcmp(tensor, "token_embd.weight");
-    smelt_qerr_role role = with_imatrix ? SMELT_QERR_IMATRIX : embedding ? SMELT_QERR_EMBEDDING : SMELT_QERR_NOIMATRIX;
+    smelt_qerr_role role = with_imatrix                 ? SMELT_QERR_IMATRIX
+                           : is_token_embedding(tensor) ? SMELT_QERR_EMBEDDING
+                                                        : SMELT_QERR_NOIMATRIX;
     for (size_t i = o->n_err_overrides; i-- > 0;) { /* the last one given wins */
         const smelt_qerr_override *v = &o->err_overrides[i];
         if (v->type != type || (v->when != SMELT_QERR_ALL && v->when != role)) continue;
@@ -701,6 +709,7 @@ static const smelt_qerr *error_model(const smelt_quantize_opts *o, int type, boo
     }
     return o->plain_error ? NULL : smelt_q_tuned_err(type, role);
 }
+
 /* The token embedding's column importance from the model's RMSNorm weights (smelt_qerr.norms):
  * the mean of gamma^2 over every attn_norm, ffn_norm and output_norm of length n. 0 if there
  * is none (then the caller uses no weights). */
