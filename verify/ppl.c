@@ -4,6 +4,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -156,11 +157,34 @@ static int open_base(const smelt_ppl_opts *o, run_state *s, uint32_t *n_ctx, siz
     return 0;
 }
 
-/* The base-distributions file may be neither the model nor the text. */
-static int check_output_path(const smelt_ppl_opts *o, smelt_err *e)
+/* An output file (base distributions or per-token values) may be none of the inputs. */
+static int check_output_path(const smelt_ppl_opts *o, const char *out, smelt_err *e)
 {
-    const smelt_guard_input in[] = {{o->model, "the model"}, {o->text, "the text"}};
-    return smelt_guard_check_file_against(o->kld_base, in, 2, e);
+    const smelt_guard_input in[] = {{o->model, "the model"}, {o->text, "the text"}, {o->kld_in, "the base distributions"}};
+    return smelt_guard_check_file_against(out, in, 3, e);
+}
+
+/* opts.kld_tokens: values[i] is scored token i (chunk i / n_rec); tokens are the base's. */
+static int write_token_kld(const char *path, const float *values, size_t n, const int32_t *tokens, uint32_t n_ctx,
+                           uint32_t first, uint32_t n_rec, smelt_err *e)
+{
+    smelt_outfile *f;
+    int rc = smelt_outfile_open(&f, path, e);
+    if (rc) return rc;
+    static const char head[] = "chunk\tposition\ttoken\tkld\n";
+    rc = smelt_outfile_write(f, head, sizeof head - 1, e);
+    char line[96];
+    for (size_t i = 0; i < n && !rc; i++) {
+        size_t c = i / n_rec, pos = first + 1 + i % n_rec;
+        int k = snprintf(line, sizeof line, "%zu\t%zu\t%" PRId32 "\t%.9g\n", c, pos, tokens[c * n_ctx + pos],
+                         (double)values[i]);
+        rc = smelt_outfile_write(f, line, (size_t)k, e);
+    }
+    if (rc) {
+        smelt_outfile_abort(f);
+        return rc;
+    }
+    return smelt_outfile_commit(f, e);
 }
 
 int smelt_ppl_run(const smelt_ppl_opts *o, smelt_ppl_result *r, smelt_ppl_chunk_fn fn, void *user, smelt_err *e)
@@ -174,7 +198,10 @@ int smelt_ppl_run(const smelt_ppl_opts *o, smelt_ppl_result *r, smelt_ppl_chunk_
     if (o->kld_in && o->kld_base)
         return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "--kld-base and --kld cannot be used together");
     if (!o->kld_in && !o->text) return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "no text file given (-f)");
-    if (o->kld_base && (rc = check_output_path(o, e))) return rc;
+    if (o->kld_tokens && !o->kld_in)
+        return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "per-token KL-divergence needs the base distributions (--kld)");
+    if (o->kld_base && (rc = check_output_path(o, o->kld_base, e))) return rc;
+    if (o->kld_tokens && (rc = check_output_path(o, o->kld_tokens, e))) return rc;
     if ((rc = smelt_model_open(o->model, &s.model, e))) goto done;
     const smelt_hparams *hp = &s.model->hp;
     uint32_t n_ctx = o->n_ctx ? o->n_ctx : 512;
@@ -320,6 +347,9 @@ int smelt_ppl_run(const smelt_ppl_opts *o, smelt_ppl_result *r, smelt_ppl_chunk_
     }
     if (mode == MODE_KLD) {
         if ((rc = smelt_kld_acc_stats(&s.acc, &r->kld, e))) goto done;
+        if (o->kld_tokens &&
+            (rc = write_token_kld(o->kld_tokens, s.acc.kld_values, s.acc.count, tokens, n_ctx, first, n_rec, e)))
+            goto done;
     } else {
         double m = nll / (double)count, v = nll2 / (double)count - m * m;
         r->ppl = exp(m);

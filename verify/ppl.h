@@ -38,6 +38,8 @@ typedef struct smelt_ppl_opts {
     int isa;              /* -1: best available (see ops.h) */
     const char *kld_base; /* write the base distributions to this .kld file */
     const char *kld_in;   /* compare with this .kld file (KL-divergence mode) */
+    const char *kld_tokens; /* with kld_in: write every scored token's KL-divergence to this
+                             * text file (smelt_ppl_write_token_kld's format) */
     /* For tools built on this chunk loop (the importance matrix): a matmul hook installed
      * on the forward pass (see forward.h), and all_logits to take every position through
      * the last block's FFN and the output head, as llama-imatrix does (so output.weight and
@@ -80,6 +82,11 @@ typedef void (*smelt_ppl_chunk_fn)(void *user, const smelt_ppl_result *r);
  * that appends EOS. On error the .kld output (if any) is not created. */
 int smelt_ppl_run(const smelt_ppl_opts *o, smelt_ppl_result *r, smelt_ppl_chunk_fn fn, void *user, smelt_err *e);
 void smelt_ppl_result_free(smelt_ppl_result *r);
+
+/* The per-token file of opts.kld_tokens: a header line, then one tab-separated line per
+ * scored token in evaluation order: chunk (0-based), position of the scored token in its
+ * chunk, its token id, its KL-divergence (%.9g). Two files of the same base line up row by
+ * row, which is how two quants are compared token by token (a paired difference). */
 
 /* Read a text file the way llama.cpp's -f does: all bytes, one trailing '\n' removed.
  * *text is malloc'd and NUL-terminated (caller frees). */

@@ -34,6 +34,9 @@ static void usage(void)
            "  -t, --threads N     threads (default: one per CPU)\n"
            "      --kld-base FILE write the base distributions to FILE\n"
            "      --kld FILE      KL-divergence against the base distributions in FILE\n"
+           "      --kld-tokens OUT  with --kld: write each scored token's KL-divergence to OUT\n"
+           "                      (tab-separated: chunk, position, token, kld; two quants'\n"
+           "                      files of one base line up row by row)\n"
            "      --json          print the results as one JSON object\n"
            "  -q, --quiet         no progress and no per-chunk values\n"
            "  -h, --help          this help\n"
@@ -242,7 +245,7 @@ int main(int argc, char **argv)
         {"ctx-size", required_argument, 0, 'c'},   {"chunks", required_argument, 0, 'C'},
         {"batch-size", required_argument, 0, 'b'}, {"threads", required_argument, 0, 't'},
         {"kld-base", required_argument, 0, 'B'},   {"kld", required_argument, 0, 'K'},
-        {"json", no_argument, 0, 'j'},             {"quiet", no_argument, 0, 'q'},
+        {"kld-tokens", required_argument, 0, 'T'}, {"json", no_argument, 0, 'j'},             {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},             {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
     int c;
@@ -256,6 +259,7 @@ int main(int argc, char **argv)
         case 'f': o.text = optarg; break;
         case 'B': o.kld_base = optarg; break;
         case 'K': o.kld_in = optarg; break;
+        case 'T': o.kld_tokens = optarg; break;
         case 'j': u.json = 1; break;
         case 'q': u.quiet = 1; break;
         case 'h': usage(); return 0;
@@ -267,6 +271,7 @@ int main(int argc, char **argv)
     if (!o.model) return smelt_cli_usage_error(TOOL, "no model given (-m MODEL.gguf)");
     if (!o.text && !o.kld_in) return smelt_cli_usage_error(TOOL, "no text given (-f TEXT)");
     if (o.kld_in && o.kld_base) return smelt_cli_usage_error(TOOL, "--kld-base and --kld cannot be used together");
+    if (o.kld_tokens && !o.kld_in) return smelt_cli_usage_error(TOOL, "--kld-tokens needs --kld BASE.kld");
     if (o.kld_in && o.text && !u.quiet)
         fprintf(stderr, "%s: note: -f is not read with --kld; the tokens come from %s\n", TOOL, o.kld_in);
     smelt_tool_install_file_safety(TOOL);

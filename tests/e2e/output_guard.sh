@@ -121,6 +121,13 @@ refuse w/model.gguf w/model.gguf -- "$P" -q -m w/model.gguf -f w/eval.md -c 64 -
 refuse ./w/eval.md w/eval.md -- "$P" -q -m w/model.gguf -f w/eval.md -c 64 --kld-base ./w/eval.md
 refuse sym-model.gguf w/model.gguf -- "$P" -q -m w/model.gguf -f w/eval.md -c 64 --kld-base sym-model.gguf
 refuse w w/model.gguf -- "$P" -q -m w/model.gguf -f w/eval.md -c 64 --kld-base w
+# --kld-tokens OUT: neither the model nor the base distributions it reads
+"$P" -q -m w/model.gguf -f w/eval.md -c 64 --kld-base base.kld >/dev/null
+base_sum=$(sha256sum <base.kld)
+refuse w/model.gguf w/model.gguf -- "$P" -q -m w/model.gguf --kld base.kld --kld-tokens w/model.gguf
+refuse sym-model.gguf w/model.gguf -- "$P" -q -m w/model.gguf --kld base.kld --kld-tokens sym-model.gguf
+refuse ./base.kld base.kld -- "$P" -q -m w/model.gguf --kld base.kld --kld-tokens ./base.kld
+[ "$(sha256sum <base.kld)" = "$base_sum" ] || fail "--kld-tokens changed the base distributions"
 
 # ---- smelt-verify --manifest OUT MODEL ----
 V="$B/smelt-verify"

@@ -76,6 +76,42 @@ PY
 expect_status 2 "$P" -m "$M" --kld "$tmp/base.kld" -c 256
 grep -q "the base file was computed with a context of 128; -c 256 differs" "$tmp/err" || fail "-c vs base message"
 
+# --kld-tokens: one row per scored token, in order; its mean is the reported mean. A Q8_0
+# copy of the model gives non-zero values to compare with.
+Q=${SMELT_BIN:-$root/bin}/smelt-quantize
+if [ -x "$Q" ] && "$Q" -q "$M" "$tmp/q8.gguf" Q8_0 >/dev/null 2>&1; then
+  expect_status 0 "$P" -m "$tmp/q8.gguf" --kld "$tmp/base.kld" --json -q --kld-tokens "$tmp/tokens.tsv"
+  python3 - "$tmp/out" "$tmp/tokens.tsv" "$tmp/base.kld" <<'PY' || fail "--kld-tokens content"
+import json, struct, sys
+k = json.load(open(sys.argv[1]))["kld"]
+lines = open(sys.argv[2]).read().splitlines()
+assert lines[0] == "chunk\tposition\ttoken\tkld", lines[0]
+rows = [l.split("\t") for l in lines[1:]]
+assert len(rows) == 630, len(rows)
+# chunks 0..9, positions 65..127 (the second half after n_ctx/2 = 64), 63 per chunk
+assert [(int(r[0]), int(r[1])) for r in rows[:2]] == [(0, 65), (0, 66)], rows[:2]
+assert (int(rows[62][0]), int(rows[62][1])) == (0, 127) and (int(rows[63][0]), int(rows[63][1])) == (1, 65)
+vals = [float(r[3]) for r in rows]
+assert abs(sum(vals) / len(vals) - k["mean"]) <= 1e-6 * k["mean"], (sum(vals) / len(vals), k)
+assert abs(max(vals) - k["max"]) <= 1e-6 * k["max"] and abs(min(vals) - k["min"]) <= 1e-6 * abs(k["min"]) and k["mean"] > 0
+PY
+  # the token column is the scored token of the base file (tokens start at byte 20, n_ctx per chunk)
+  python3 - "$tmp/tokens.tsv" "$tmp/base.kld" <<'PY' || fail "--kld-tokens token ids"
+import struct, sys
+rows = [l.split("\t") for l in open(sys.argv[1]).read().splitlines()[1:]]
+base = open(sys.argv[2], "rb").read()
+toks = struct.unpack_from("<%di" % (128 * 10), base, 20)
+assert all(int(r[2]) == toks[int(r[0]) * 128 + int(r[1])] for r in rows)
+PY
+else
+  fail "could not make a Q8_0 copy for --kld-tokens"
+fi
+expect_status 2 "$P" -m "$M" -f "$T" -c 128 --kld-tokens "$tmp/x.tsv"
+grep -q "^smelt-perplexity: error: --kld-tokens needs --kld BASE.kld" "$tmp/err" || fail "--kld-tokens without --kld: $(cat "$tmp/err")"
+expect_status 2 "$P" -m "$M" --kld "$tmp/base.kld" --kld-tokens "$tmp/base.kld"
+grep -q "^smelt-perplexity: error: $tmp/base.kld: .*the base distributions" "$tmp/err" || fail "--kld-tokens over the base: $(cat "$tmp/err")"
+[ -s "$tmp/base.kld" ] || fail "the base file was harmed"
+
 # errors: text too short (and no .kld left behind), context beyond the model's, vocabulary
 printf 'Once upon a time.\n' >"$tmp/short.txt"
 expect_status 2 "$P" -m "$M" -f "$tmp/short.txt" -c 128 --kld-base "$tmp/short.kld"
