@@ -35,6 +35,8 @@ static void row_free(smelt_report_row *w)
 {
     free(w->path);
     free(w->file);
+    free(w->sweep_ppl);
+    free(w->sweep_kld);
 }
 
 void smelt_report_free(smelt_report *r)
@@ -45,6 +47,7 @@ void smelt_report_free(smelt_report *r)
     free(r->rows);
     free(r->model);
     free(r->text);
+    free(r->sweep_ctx);
     free(r);
 }
 
@@ -424,6 +427,44 @@ static int cmp_rows(const void *a, const void *b)
     return c ? c : strcmp(x->path, y->path);
 }
 
+static int sweep_arrays(smelt_report_row *w, size_t n)
+{
+    w->sweep_ppl = calloc(n, sizeof(double));
+    w->sweep_kld = calloc(n, sizeof(double));
+    return w->sweep_ppl && w->sweep_kld ? 0 : -1;
+}
+
+/* The whole measurement again at each context length of the sweep (the cache keys by n_ctx,
+ * so each is measured once); rows are matched by path. */
+static int sweep(const smelt_report_opts *o, smelt_report *r, smelt_err *e)
+{
+    const size_t ns = o->n_ctx_sweep;
+    if (!(r->sweep_ctx = malloc(ns * sizeof *r->sweep_ctx)) || sweep_arrays(&r->base, ns))
+        return SMELT_NOMEM(e, "the context sweep");
+    for (size_t i = 0; i < r->n; i++)
+        if (sweep_arrays(&r->rows[i], ns)) return SMELT_NOMEM(e, "the context sweep");
+    r->n_sweep = ns;
+    for (size_t k = 0; k < ns; k++) {
+        smelt_report_opts so = *o;
+        so.n_ctx = o->ctx_sweep[k];
+        so.ctx_sweep = NULL;
+        so.n_ctx_sweep = 0;
+        smelt_report *q;
+        int rc = smelt_report_run(&so, &q, e);
+        if (rc) return rc;
+        r->sweep_ctx[k] = q->n_ctx;
+        r->base.sweep_ppl[k] = q->base.ppl;
+        for (size_t i = 0; i < r->n; i++)
+            for (size_t j = 0; j < q->n; j++)
+                if (!strcmp(r->rows[i].path, q->rows[j].path)) {
+                    r->rows[i].sweep_ppl[k] = q->rows[j].ppl;
+                    r->rows[i].sweep_kld[k] = q->rows[j].kld;
+                }
+        smelt_report_free(q);
+    }
+    return 0;
+}
+
 int smelt_report_run(const smelt_report_opts *o, smelt_report **out, smelt_err *e)
 {
     *out = NULL;
@@ -474,6 +515,10 @@ int smelt_report_run(const smelt_report_opts *o, smelt_report **out, smelt_err *
     qsort(r->rows, r->n, sizeof *r->rows, cmp_rows);
     cache_close(&c);
     list_free(&files);
+    if (o->n_ctx_sweep && (rc = sweep(o, r, e))) {
+        smelt_report_free(r);
+        return rc;
+    }
     *out = r;
     return 0;
 fail:
@@ -531,6 +576,24 @@ int smelt_report_markdown(const smelt_report *r, char **out, size_t *len, smelt_
     }
     fprintf(f, "\nMeasured with smelt-report: perplexity by llama-perplexity's method, KL-divergence as "
                "`llama-perplexity --kl-divergence` computes it; ΔPPL = PPL(Q)/PPL(base) − 1 on the same tokens.\n");
+    for (int table = 0; r->n_sweep && table < 2; table++) {
+        fprintf(f, table ? "\n### Mean KL-divergence by context length\n\n| Type | File |"
+                         : "\n### Perplexity by context length\n\nEach column is the whole measurement with chunks of that "
+                           "many tokens (the second half of each chunk scored).\n\n| Type | File |");
+        for (size_t k = 0; k < r->n_sweep; k++) fprintf(f, " %u |", r->sweep_ctx[k]);
+        fprintf(f, "\n|:-----|:-----|");
+        for (size_t k = 0; k < r->n_sweep; k++) fprintf(f, "----:|");
+        fprintf(f, "\n");
+        for (size_t i = table; i <= r->n; i++) {
+            const smelt_report_row *w = i ? &r->rows[i - 1] : b;
+            fprintf(f, "| %s%s | `", w->type, i ? "" : " (base)");
+            md_text(f, w->file);
+            fprintf(f, "` |");
+            for (size_t k = 0; k < r->n_sweep; k++)
+                fprintf(f, table ? " %.6f |" : " %.4f |", table ? w->sweep_kld[k] : w->sweep_ppl[k]);
+            fprintf(f, "\n");
+        }
+    }
     if (fclose(f) || !buf) {
         free(buf);
         return SMELT_NOMEM(e, "the Markdown report");
@@ -587,6 +650,28 @@ int smelt_report_json(const smelt_report *r, char **out, size_t *len, smelt_err 
     json_t *q = json_array();
     for (size_t i = 0; i < r->n; i++) json_array_append_new(q, row_json(&r->rows[i], false));
     json_object_set_new(j, "quants", q);
+    if (r->n_sweep) {
+        json_t *sw = json_object(), *ctx = json_array(), *models = json_array();
+        for (size_t k = 0; k < r->n_sweep; k++) json_array_append_new(ctx, json_integer(r->sweep_ctx[k]));
+        for (size_t i = 0; i <= r->n; i++) {
+            const smelt_report_row *w = i ? &r->rows[i - 1] : &r->base;
+            json_t *m = json_object(), *ppl = json_array(), *kld = json_array();
+            json_object_set_new(m, "file", json_string(w->file));
+            json_object_set_new(m, "type", json_string(w->type));
+            json_object_set_new(m, "base", json_boolean(i == 0));
+            for (size_t k = 0; k < r->n_sweep; k++) {
+                json_array_append_new(ppl, json_real(w->sweep_ppl[k]));
+                json_array_append_new(kld, json_real(w->sweep_kld[k]));
+            }
+            json_object_set_new(m, "ppl", ppl);
+            if (i) json_object_set_new(m, "kld", kld);
+            else json_decref(kld);
+            json_array_append_new(models, m);
+        }
+        json_object_set_new(sw, "n_ctx", ctx);
+        json_object_set_new(sw, "models", models);
+        json_object_set_new(j, "ctx_sweep", sw);
+    }
     char *s = json_dumps(j, JSON_INDENT(2) | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(10));
     json_decref(j);
     if (!s) return SMELT_NOMEM(e, "the JSON report");
@@ -625,7 +710,30 @@ int smelt_report_svg(const smelt_report *r, char **out, size_t *len, smelt_err *
     return rc;
 }
 
-static const char *const k_output_ext[3] = {".md", ".json", ".svg"};
+int smelt_report_ctx_svg(const smelt_report *r, char **out, size_t *len, smelt_err *e)
+{
+    size_t np = (r->n + 1) * r->n_sweep;
+    smelt_svg_point *pts = calloc(np ? np : 1, sizeof *pts);
+    if (!pts) return SMELT_NOMEM(e, "the plot");
+    size_t m = 0;
+    for (size_t i = 0; i <= r->n; i++) {
+        const smelt_report_row *w = i ? &r->rows[i - 1] : &r->base;
+        for (size_t k = 0; k < r->n_sweep; k++) /* the line is named at its last point */
+            pts[m++] = (smelt_svg_point){r->sweep_ctx[k], w->sweep_ppl[k], k + 1 == r->n_sweep ? w->type : NULL, i == 0,
+                                         (int)(i % 8)};
+    }
+    char title[512], sub[1024];
+    const char *tslash = strrchr(r->text, '/');
+    snprintf(title, sizeof title, "%s: perplexity by context length", r->model);
+    snprintf(sub, sizeof sub, "%s, base %s (square marks); the second half of each chunk scored",
+             tslash ? tslash + 1 : r->text, r->base.file);
+    smelt_svg_plot p = {title, sub, "context length (tokens)", "perplexity (log scale)", pts, m, true, true};
+    int rc = smelt_svg_render(&p, out, len, e);
+    free(pts);
+    return rc;
+}
+
+static const char *const k_output_ext[4] = {".md", ".json", ".svg", "-ctx.svg"};
 
 int smelt_report_check_outputs(const smelt_report_opts *o, const char *prefix, smelt_err *e)
 {
@@ -636,7 +744,7 @@ int smelt_report_check_outputs(const smelt_report_opts *o, const char *prefix, s
     for (size_t i = 0; !rc && i < o->n_quants; i++)
         rc = smelt_guard_add(g, o->quants[i], smelt_is_dir(o->quants[i]) ? "a directory of quants" : "a quant",
                              smelt_guard_reads_gguf, e);
-    for (int k = 0; !rc && k < 3; k++) {
+    for (int k = 0; !rc && k < (o->n_ctx_sweep ? 4 : 3); k++) {
         char path[4200];
         snprintf(path, sizeof path, "%s%s", prefix, k_output_ext[k]);
         rc = smelt_guard_check_file(g, path, e);
@@ -649,11 +757,12 @@ int smelt_report_check_outputs(const smelt_report_opts *o, const char *prefix, s
 int smelt_report_write(const smelt_report *r, const char *prefix, smelt_err *e)
 {
     const char *const *ext = k_output_ext;
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < (r->n_sweep ? 4 : 3); k++) {
         char *s;
         size_t n;
         int rc = k == 0 ? smelt_report_markdown(r, &s, &n, e) : k == 1 ? smelt_report_json(r, &s, &n, e)
-                                                                        : smelt_report_svg(r, &s, &n, e);
+                                                             : k == 2 ? smelt_report_svg(r, &s, &n, e)
+                                                                      : smelt_report_ctx_svg(r, &s, &n, e);
         if (rc) return rc;
         char path[4200];
         snprintf(path, sizeof path, "%s%s", prefix, ext[k]);

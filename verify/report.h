@@ -31,6 +31,10 @@ typedef struct smelt_report_opts {
     int n_threads;                   /* <= 0: one per CPU */
     int isa;                         /* -1: best */
     const char *cache_dir;           /* created if missing; NULL: a temporary directory */
+    /* Context-length sweep: the whole measurement again at each of these n_ctx values (the
+     * text must give 2 x n_ctx tokens for each), reported as PPL and KLD by context. */
+    const uint32_t *ctx_sweep;
+    size_t n_ctx_sweep;
     /* Callbacks (may be NULL): a line about each model (measured / cached / skipped), and
      * every evaluated chunk of model i (0 = base) of n. */
     void (*on_note)(void *user, const char *msg);
@@ -56,6 +60,7 @@ typedef struct smelt_report_row {
     double same_top, same_top_err;   /* fractions */
     double dp_rms;                   /* RMS of Δp, fraction */
     bool cached;            /* taken from the cache */
+    double *sweep_ppl, *sweep_kld; /* with a sweep: per context length (owned; KLD 0 for the base) */
 } smelt_report_row;
 
 typedef struct smelt_report {
@@ -66,6 +71,8 @@ typedef struct smelt_report {
     smelt_report_row base;
     smelt_report_row *rows; /* the quants, by bits per weight (highest first), then file name */
     size_t n;
+    uint32_t *sweep_ctx;    /* the context lengths of the sweep (owned), n_sweep of them */
+    size_t n_sweep;
 } smelt_report;
 
 /* Measure (or take from the cache) the base and every quant. Directories contribute their
@@ -75,16 +82,20 @@ typedef struct smelt_report {
  * or the base, and those of smelt_ppl_run() (EMISMATCH for a quant whose vocabulary is
  * not the base's). *out is NULL on error. Caller frees. */
 int smelt_report_run(const smelt_report_opts *o, smelt_report **out, smelt_err *e);
-/* EUSAGE when PREFIX.md/.json/.svg or the cache directory would be, hold or lie inside an
+/* EUSAGE when PREFIX.md/.json/.svg (-ctx.svg) or the cache directory would be, hold or lie inside an
  * input (the base, the text, a quant or a directory of quants). Call before measuring. */
 int smelt_report_check_outputs(const smelt_report_opts *o, const char *prefix, smelt_err *e);
 void smelt_report_free(smelt_report *r); /* NULL is a no-op */
 
-/* The three renderings; *out malloc'd and NUL-terminated (caller frees). ENOMEM. */
+/* The renderings; *out malloc'd and NUL-terminated (caller frees). ENOMEM. With a sweep
+ * the Markdown and JSON gain its tables, and smelt_report_ctx_svg plots PPL against the
+ * context length, one line per model. */
 int smelt_report_markdown(const smelt_report *r, char **out, size_t *len, smelt_err *e);
 int smelt_report_json(const smelt_report *r, char **out, size_t *len, smelt_err *e);
 int smelt_report_svg(const smelt_report *r, char **out, size_t *len, smelt_err *e);
-/* Write PREFIX.md, PREFIX.json and PREFIX.svg, each atomically. EIO. */
+int smelt_report_ctx_svg(const smelt_report *r, char **out, size_t *len, smelt_err *e);
+/* Write PREFIX.md, PREFIX.json and PREFIX.svg (and PREFIX-ctx.svg with a sweep), each
+ * atomically. EIO. */
 int smelt_report_write(const smelt_report *r, const char *prefix, smelt_err *e);
 
 #endif

@@ -30,6 +30,9 @@ static void usage(void)
            "  -o, --output PREFIX   output prefix (PREFIX.md, PREFIX.json, PREFIX.svg)\n"
            "  -c, --ctx-size N      context per chunk (default 512)\n"
            "      --chunks N        evaluate at most N chunks (default: all)\n"
+           "      --ctx-sweep LIST  also measure everything at each context length of LIST\n"
+           "                        (e.g. 64,128,256): PPL and KLD by context length in\n"
+           "                        PREFIX.md/.json and a plot in PREFIX-ctx.svg\n"
            "  -b, --batch-size N    tokens per forward call (default 2048)\n"
            "  -t, --threads N       threads (default: one per CPU)\n"
            "      --cache DIR       reuse and store measurements in DIR (default PREFIX.cache)\n"
@@ -83,7 +86,10 @@ int main(int argc, char **argv)
         {"threads", required_argument, 0, 't'},    {"cache", required_argument, 0, 'K'},
         {"no-cache", no_argument, 0, 'N'},         {"json", no_argument, 0, 'j'},
         {"quiet", no_argument, 0, 'q'},            {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},          {0, 0, 0, 0}};
+        {"version", no_argument, 0, 'V'},          {"ctx-sweep", required_argument, 0, 'S'},
+        {0, 0, 0, 0}};
+    uint32_t sweep[32];
+    size_t n_sweep = 0;
     int c;
     const smelt_cli_eval ev = {&o.n_ctx, &o.n_chunks, &o.n_batch, &o.n_threads};
     while ((c = getopt_long(argc, argv, "f:o:c:b:t:qh", lo, NULL)) != -1) {
@@ -95,6 +101,28 @@ int main(int argc, char **argv)
         case 'f': o.text = optarg; break;
         case 'o': prefix = optarg; break;
         case 'K': cache = optarg; break;
+        case 'S': {
+            char item[32];
+            for (const char *p = optarg; *p;) {
+                size_t l = strcspn(p, ",");
+                long v;
+                if (l == 0 || l >= sizeof item || n_sweep == 32) {
+                    return smelt_cli_usage_error(TOOL, "--ctx-sweep: expected up to 32 context lengths separated by "
+                                                       "commas, got '%s'", optarg);
+                }
+                memcpy(item, p, l);
+                item[l] = 0;
+                if (smelt_cli_int(item, 4, 16777216, &v))
+                    return smelt_cli_usage_error(TOOL, "--ctx-sweep: expected 4 .. 16777216, got '%s'", item);
+                for (size_t k = 0; k < n_sweep; k++)
+                    if (sweep[k] == (uint32_t)v)
+                        return smelt_cli_usage_error(TOOL, "--ctx-sweep: %ld is listed twice", v);
+                sweep[n_sweep++] = (uint32_t)v;
+                p += l;
+                if (*p == ',') p++;
+            }
+            break;
+        }
         case 'N': no_cache = 1; break;
         case 'j': json = 1; break;
         case 'q': u.quiet = 1; break;
@@ -116,6 +144,8 @@ int main(int argc, char **argv)
         cache = defcache;
     }
     o.cache_dir = no_cache ? NULL : cache;
+    o.ctx_sweep = sweep;
+    o.n_ctx_sweep = n_sweep;
     o.on_note = on_note;
     o.on_chunk = on_chunk;
     o.user = &u;
@@ -135,7 +165,9 @@ int main(int argc, char **argv)
         if (!rc) rc = json ? smelt_report_json(r, &s, &n, &e) : smelt_report_markdown(r, &s, &n, &e);
         if (!rc) fwrite(s, 1, n, stdout);
         free(s);
-        if (!rc && !u.quiet) fprintf(stderr, "%s: wrote %s.md, %s.json, %s.svg\n", TOOL, prefix, prefix, prefix);
+        if (!rc && !u.quiet)
+            fprintf(stderr, "%s: wrote %s.md, %s.json, %s.svg%s%s%s\n", TOOL, prefix, prefix, prefix,
+                    n_sweep ? ", " : "", n_sweep ? prefix : "", n_sweep ? "-ctx.svg" : "");
         smelt_report_free(r);
     }
     if (rc) {

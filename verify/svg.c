@@ -13,11 +13,20 @@
 enum { W = 760, H = 480, ML = 84, MR = 40, MT = 72, MB = 64 };
 
 typedef struct {
-    double x0, x1, step; /* x axis range and tick step */
+    double x0, x1, step; /* x axis range and tick step (in log2 units with log2) */
     int d0, d1;          /* y axis: decades 10^d0 .. 10^d1 */
+    bool log2;
 } axes;
 
-static double px(const axes *a, double x) { return ML + (x - a->x0) / (a->x1 - a->x0) * (W - ML - MR); }
+/* the axis coordinate of a data x */
+static double ax(const axes *a, double x) { return a->log2 ? (x > 0 ? log2(x) : NAN) : x; }
+
+static double px(const axes *a, double x) { return ML + (ax(a, x) - a->x0) / (a->x1 - a->x0) * (W - ML - MR); }
+
+/* series colours (a qualitative palette); series 0 is the one of single-series plots */
+static const char *const k_colour[8] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
+                                        "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
+static const char *colour(int series) { return k_colour[(unsigned)series % 8]; }
 
 static double py(const axes *a, double y)
 {
@@ -30,8 +39,9 @@ static double py(const axes *a, double y)
 static void set_axes(const smelt_svg_plot *p, axes *a)
 {
     double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
+    a->log2 = p->log2_x;
     for (size_t i = 0; i < p->n; i++) {
-        double x = p->pts[i].x, y = p->pts[i].y;
+        double x = ax(a, p->pts[i].x), y = p->pts[i].y;
         if (isfinite(x)) {
             xmin = fmin(xmin, x);
             xmax = fmax(xmax, x);
@@ -122,6 +132,7 @@ static void place_labels(FILE *f, const axes *a, const smelt_svg_point *const *o
     for (size_t i = 0; i < n; i++) {
         const smelt_svg_point *q = order[i];
         if (!q->label || !isfinite(q->x)) continue;
+        if (!isfinite(ax(a, q->x))) continue;
         double X = px(a, q->x), w = 7.0 * (double)strlen(q->label);
         bool end = X + 8 + w > right;
         L[k].b = end ? (lbox){X - 8 - w, X - 8, py(a, q->y) + 4} : (lbox){X + 8, X + 8 + w, py(a, q->y) + 4};
@@ -202,10 +213,10 @@ int smelt_svg_render(const smelt_svg_plot *p, char **out, size_t *len, smelt_err
         }
     }
     for (double x = ceil(a.x0 / a.step) * a.step; x <= a.x1 + 1e-9; x += a.step) {
-        double X = px(&a, x);
+        double v = a.log2 ? pow(2, x) : x, X = px(&a, v);
         fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eeeeee\"/>\n", X, top, X, bottom);
         fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\" stroke=\"none\">%g</text>\n", X,
-                bottom + 18, x);
+                bottom + 18, v);
     }
     fprintf(f, "</g>\n");
     fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#333333\"/>\n", left,
@@ -218,29 +229,32 @@ int smelt_svg_render(const smelt_svg_plot *p, char **out, size_t *len, smelt_err
     xml_text(f, p->ylabel);
     fprintf(f, "</text>\n");
 
-    /* the line through the points, then the points and their labels */
-    if (p->connect) {
+    /* a line through each series' points, then the points and their labels */
+    for (int sr = 0; p->connect && sr < 8; sr++) {
         size_t k = 0;
         for (size_t i = 0; i < p->n; i++) {
             const smelt_svg_point *q = order[i];
-            if (!isfinite(q->x) || !(q->y > 0) || !isfinite(q->y)) continue;
-            fprintf(f, k++ ? " %.1f,%.1f" : "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-opacity=\"0.5\" "
-                                            "stroke-width=\"1.5\" points=\"%.1f,%.1f",
-                    px(&a, q->x), py(&a, q->y));
+            if (q->series % 8 != sr || !isfinite(ax(&a, q->x)) || !(q->y > 0) || !isfinite(q->y)) continue;
+            if (!k++)
+                fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-opacity=\"0.5\" stroke-width=\"1.5\" points=\"",
+                        colour(sr));
+            else
+                fputc(' ', f);
+            fprintf(f, "%.1f,%.1f", px(&a, q->x), py(&a, q->y));
         }
         if (k) fprintf(f, "\"/>\n");
     }
     for (size_t i = 0; i < p->n; i++) {
         const smelt_svg_point *q = order[i];
-        if (!isfinite(q->x)) continue;
+        if (!isfinite(ax(&a, q->x))) continue;
         double X = px(&a, q->x), Y = py(&a, q->y);
         bool real = q->y > 0 && isfinite(q->y);
         if (q->highlight)
             fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"9\" height=\"9\" fill=\"%s\" stroke=\"#d62728\" "
                        "stroke-width=\"1.5\"/>\n", X - 4.5, Y - 4.5, real ? "#d62728" : "#ffffff");
         else
-            fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4.5\" fill=\"%s\" stroke=\"#1f77b4\" stroke-width=\"1.5\"/>\n",
-                    X, Y, real ? "#1f77b4" : "#ffffff");
+            fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4.5\" fill=\"%s\" stroke=\"%s\" stroke-width=\"1.5\"/>\n",
+                    X, Y, real ? colour(q->series) : "#ffffff", colour(q->series));
     }
     place_labels(f, &a, order, p->n, right);
     fprintf(f, "</svg>\n");

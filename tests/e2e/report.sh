@@ -132,6 +132,42 @@ touch "$tmp/q/tiny-Q2_K.gguf"          # a changed file is measured again
 expect_status 0 "$R" "${A[@]}" -o "$tmp/r" "$tmp/q"
 [ "$(grep -c ', cached$' "$tmp/err")" = 3 ] || fail "after touch: $(cat "$tmp/err")"
 
+# --ctx-sweep: every PPL and KLD by context length is smelt-perplexity's at that -c (the
+# same chunk count at each length); the plot has one line per model, the base's points square
+expect_status 0 "$R" --base "$M" -f $T --chunks 6 -q --no-cache -o "$tmp/s" --ctx-sweep 64,128 "$tmp/q/tiny-Q8_0.gguf" "$tmp/q/tiny-Q2_K.gguf"
+[ -s "$tmp/s-ctx.svg" ] || fail "--ctx-sweep wrote no $tmp/s-ctx.svg"
+grep -q '^### Perplexity by context length' "$tmp/s.md" || fail "--ctx-sweep Markdown section"
+for c in 64 128; do
+  "$P" -q --json -m "$M" -f $T -c $c --chunks 6 --kld-base "$tmp/s$c.kld" >"$tmp/s-base-$c.json" || fail "perplexity base -c $c"
+  for t in Q8_0 Q2_K; do
+    "$P" -q --json -m "$tmp/q/tiny-$t.gguf" --kld "$tmp/s$c.kld" >"$tmp/s-$t-$c.json" || fail "perplexity $t -c $c"
+  done
+done
+python3 - "$tmp" <<'PY' || fail "--ctx-sweep numbers"
+import json, sys, xml.dom.minidom
+d = sys.argv[1]
+sw = json.load(open(d + "/s.json"))["ctx_sweep"]
+assert sw["n_ctx"] == [64, 128], sw["n_ctx"]
+models = {m["type"]: m for m in sw["models"]}
+assert [m["base"] for m in sw["models"]] == [True, False, False]
+for i, c in enumerate((64, 128)):
+    base = json.load(open("%s/s-base-%d.json" % (d, c)))
+    assert abs(sw["models"][0]["ppl"][i] - base["ppl"]) <= 1e-9 * base["ppl"], (c, sw["models"][0]["ppl"][i], base["ppl"])
+    for t in ("Q8_0", "Q2_K"):
+        k = json.load(open("%s/s-%s-%d.json" % (d, t, c)))["kld"]
+        assert abs(models[t]["ppl"][i] - k["ppl"]) <= 1e-9 * k["ppl"], (t, c)
+        assert abs(models[t]["kld"][i] - k["mean"]) <= 1e-9 * k["mean"], (t, c)
+svg = xml.dom.minidom.parse(d + "/s-ctx.svg")
+assert len(svg.getElementsByTagName("polyline")) == 3
+assert len(svg.getElementsByTagName("circle")) == 4 and len(svg.getElementsByTagName("rect")) == 2 + 2
+labels = [t.firstChild.data for t in svg.getElementsByTagName("text") if t.firstChild]
+assert "Q8_0" in labels and "Q2_K" in labels and "64" in labels and "128" in labels, labels
+PY
+expect_status 2 "$R" --base "$M" -f $T -o "$tmp/e" --ctx-sweep 64,x "$tmp/q"
+grep -q "^smelt-report: error: --ctx-sweep: expected 4 .. 16777216, got 'x'" "$tmp/err" || fail "--ctx-sweep x: $(cat "$tmp/err")"
+expect_status 2 "$R" --base "$M" -f $T -o "$tmp/e" --ctx-sweep 64,64 "$tmp/q"
+grep -q "^smelt-report: error: --ctx-sweep: 64 is listed twice" "$tmp/err" || fail "--ctx-sweep 64,64: $(cat "$tmp/err")"
+
 # errors
 expect_status 2 "$R" "${A[@]}" -o "$tmp/e" "$tmp/q/tiny-Q8_0.gguf" "$tmp/q/../q/tiny-Q8_0.gguf"
 grep -q "listed twice" "$tmp/err" || fail "listed twice message: $(cat "$tmp/err")"
