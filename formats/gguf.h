@@ -79,8 +79,9 @@ typedef struct smelt_gguf_tensor {
 typedef struct smelt_gguf smelt_gguf;
 
 enum {
-    /* Accept tensor data that lies past the end of the file (metadata-only GGUFs, as
-     * written with only_meta): tensors then have data == NULL. */
+    /* Accept a file that ends where its data section starts (metadata-only GGUFs, as
+     * written with only_meta): tensors then have data == NULL. A file that ends inside
+     * the data section is truncated and refused with or without this flag. */
     SMELT_GGUF_META_ONLY = 1,
 };
 

@@ -269,10 +269,12 @@ static int check_layout(smelt_gguf *g, cur *c, unsigned flags)
         if (!smelt_add_u64(t->offset, t->nbytes, &end))
             return SMELT_CORRUPT(e, c->file, t->info_offset, t->name, "data offset + size overflows");
         if (end > data_size) {
-            if (flags & SMELT_GGUF_META_ONLY) continue;
+            /* a metadata-only file ends where the data section starts; a file that ends
+             * inside it is truncated, whatever the caller accepts */
+            if ((flags & SMELT_GGUF_META_ONLY) && g->size <= g->data_off) continue;
             return SMELT_CORRUPT(e, c->file, t->info_offset, t->name,
-                                 "data [%" PRIu64 ", %" PRIu64 ") lies outside the data section (%" PRIu64
-                                 " bytes from file offset %" PRIu64 ")",
+                                 "data [%" PRIu64 ", %" PRIu64 ") runs past the end of the file (the data section "
+                                 "holds %" PRIu64 " bytes from file offset %" PRIu64 "): truncated or corrupt",
                                  t->offset, end, data_size, g->data_off);
         }
         t->data = g->base + g->data_off + t->offset;

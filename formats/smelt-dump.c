@@ -242,8 +242,9 @@ static int dump_gguf(const char *path, const opts *o)
     if (!o->quiet) {
         char verdict[1400];
         validation(g, verdict, sizeof verdict);
-        printf("%s: GGUF v%u, %" PRIu64 " KV pairs, %" PRIu64 " tensors, alignment %" PRIu64 ", data at %" PRIu64 "\n", path,
-               smelt_gguf_version(g), nkv, nt, smelt_gguf_alignment(g), smelt_gguf_data_offset(g));
+        printf("%s: GGUF v%u, %" PRIu64 " KV pairs, %" PRIu64 " tensors, alignment %" PRIu64 ", data at %" PRIu64 "%s\n", path,
+               smelt_gguf_version(g), nkv, nt, smelt_gguf_alignment(g), smelt_gguf_data_offset(g),
+               nt && !smelt_gguf_tensor_at(g, 0)->data ? " (metadata only: the file holds no tensor data)" : "");
         printf("validation: %s\n", verdict);
     }
     size_t cap = 1 << 16;

@@ -167,6 +167,19 @@ Test(gguf, every_truncation_is_an_error)
         cr_expect_eq(rc, SMELT_EFORMAT, "prefix of %zu bytes: rc %d (%s)", n, rc, e.msg);
         cr_expect_null(g);
         cr_expect_neq(e.offset, SMELT_NO_OFFSET, "prefix %zu: error without offset", n);
+        /* metadata-only reading accepts a file that ends before its data section (after the
+         * last tensor info at 187), never one that ends inside it */
+        rc = smelt_gguf_open_mem(copy, n, "t.gguf", SMELT_GGUF_META_ONLY, &g, &e);
+        cr_expect_eq(rc, n >= 187 && n <= 192 ? 0 : SMELT_EFORMAT, "meta-only prefix of %zu bytes: rc %d (%s)", n, rc,
+                     e.msg);
+        if (n == 200) {
+            char line[512];
+            smelt_err_format(&e, line, sizeof line);
+            cr_expect_str_eq(line, "t.gguf: 'a' @ byte 113 (0x71): data [0, 32) runs past the end of the file (the data "
+                                   "section holds 8 bytes from file offset 192): truncated or corrupt");
+        }
+        if (!rc) cr_expect_null(smelt_gguf_tensor_at(g, 1)->data);
+        smelt_gguf_close(g);
         free(copy);
     }
     tb_free(&b);
@@ -186,8 +199,8 @@ Test(gguf, truncation_messages)
     spec s = base_spec();
     s.data_bytes = 40;
     expect_error(&s, SMELT_EFORMAT,
-                 "t.gguf: 'b' @ byte 154 (0x9a): data [32, 66) lies outside the data section (40 bytes from file "
-                 "offset 192)");
+                 "t.gguf: 'b' @ byte 154 (0x9a): data [32, 66) runs past the end of the file (the data section holds "
+                 "40 bytes from file offset 192): truncated or corrupt");
 }
 
 Test(gguf, malformed_headers)
@@ -289,8 +302,8 @@ Test(gguf, malformed_tensor_infos)
     s = base_spec();
     s.t1_offset = 4096;
     expect_error(&s, SMELT_EFORMAT,
-                 "t.gguf: 'b' @ byte 154 (0x9a): data [4096, 4130) lies outside the data section (96 bytes from file "
-                 "offset 192)");
+                 "t.gguf: 'b' @ byte 154 (0x9a): data [4096, 4130) runs past the end of the file (the data section "
+                 "holds 96 bytes from file offset 192): truncated or corrupt");
 }
 
 Test(gguf, alignment_key)
