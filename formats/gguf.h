@@ -74,6 +74,7 @@ typedef struct smelt_gguf_tensor {
     uint64_t nelements;
     uint64_t info_offset;   /* file offset of this tensor's info record */
     const uint8_t *data;    /* NULL for a metadata-only file (SMELT_GGUF_META_ONLY) */
+    uint16_t shard;         /* the file holding it: smelt_gguf_shard(g, shard) (0: unsplit) */
 } smelt_gguf_tensor;
 
 typedef struct smelt_gguf smelt_gguf;
@@ -83,11 +84,40 @@ enum {
      * written with only_meta): tensors then have data == NULL. A file that ends inside
      * the data section is truncated and refused with or without this flag. */
     SMELT_GGUF_META_ONLY = 1,
+    /* Read this file alone, even if it is the first shard of a split model. */
+    SMELT_GGUF_ONE_FILE = 2,
 };
 
-/* Open and validate a GGUF file (mmap). *out is NULL on error. */
+/* Split models, as llama.cpp's gguf-split writes them: NAME-00001-of-0000N.gguf holds every
+ * KV plus split.no = 0 (u16), split.count = N (u16) and split.tensors.count (i32, the
+ * tensors of all shards); NAME-0000i-of-0000N.gguf holds only the three split keys (split.no
+ * = i-1) and its tensors. */
+#define SMELT_GGUF_SPLIT_NO "split.no"
+#define SMELT_GGUF_SPLIT_COUNT "split.count"
+#define SMELT_GGUF_SPLIT_TENSORS "split.tensors.count"
+#define SMELT_GGUF_MAX_SHARDS 65535
+
+/* Shard path as llama.cpp names it: "<prefix>-%05d-of-%05d.gguf", i from 0. */
+void smelt_gguf_split_path(char *buf, size_t n, const char *prefix, int i, int count);
+
+/* Open and validate a GGUF file (mmap). *out is NULL on error.
+ * The first shard of a split model opens the whole model (unless SMELT_GGUF_ONE_FILE): the
+ * other shards are found by name beside it, each opened and validated, and checked to
+ * belong (split.no = its index, the same split.count and split.tensors.count, no tensor
+ * twice, split.tensors.count = the tensors of all shards). The handle then has the KVs of
+ * the first shard and the tensors of all, in shard order; smelt_gguf_path(),
+ * _data_offset(), _file_size() and the other file accessors describe the first file,
+ * smelt_gguf_shard() the others. Errors: a later shard given instead of the first, or a
+ * first shard not named PREFIX-00001-of-0000N.gguf (EUSAGE); a missing shard (EIO, naming
+ * the path it was expected at); a shard of another split or a wrong tensor count (EFORMAT,
+ * naming the shard and the key). */
 int smelt_gguf_open(const char *path, unsigned flags, smelt_gguf **out, smelt_err *e);
-/* Same on a caller-owned buffer, which must outlive the handle; `name` is used in errors. */
+/* Number of files of the model (1 when unsplit or opened with SMELT_GGUF_ONE_FILE) and
+ * file i as its own handle (i = 0: g itself; its tensor list is still the whole model's). */
+uint16_t smelt_gguf_n_shards(const smelt_gguf *g);
+const smelt_gguf *smelt_gguf_shard(const smelt_gguf *g, uint16_t i);
+/* Same on a caller-owned buffer, which must outlive the handle; `name` is used in errors.
+ * A buffer is one file: shards are not looked for. */
 int smelt_gguf_open_mem(const void *buf, size_t size, const char *name, unsigned flags,
                         smelt_gguf **out, smelt_err *e);
 void smelt_gguf_close(smelt_gguf *g); /* NULL is a no-op */
@@ -99,6 +129,7 @@ uint64_t smelt_gguf_data_offset(const smelt_gguf *g); /* file offset of the data
 /* File offset just after the last tensor info (before the alignment padding). */
 uint64_t smelt_gguf_header_end(const smelt_gguf *g);
 uint64_t smelt_gguf_file_size(const smelt_gguf *g);
+uint64_t smelt_gguf_total_size(const smelt_gguf *g); /* of all shards */
 const uint8_t *smelt_gguf_base(const smelt_gguf *g);  /* start of the mapped file */
 /* Release the pages of a tensor's data from RSS once it has been processed. */
 void smelt_gguf_release_tensor(const smelt_gguf *g, const smelt_gguf_tensor *t);

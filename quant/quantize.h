@@ -129,7 +129,4 @@ void smelt_quantize_opts_default(smelt_quantize_opts *o);
 int smelt_quantize_run(const smelt_quantize_opts *o, const char *in_path, const char *out_path,
                        const smelt_progress *progress, smelt_err *e);
 
-/* Output shard path as llama.cpp names it: "<prefix>-%05d-of-%05d.gguf", i from 0. */
-void smelt_quantize_split_path(char *buf, size_t n, const char *prefix, int i, int count);
-
 #endif

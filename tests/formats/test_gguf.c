@@ -551,3 +551,133 @@ Test(gguf, libggml_reads_smelt_output)
     gfree(ctx);
     tu_rmtree(dir);
 }
+
+/* ==== split models (llama.cpp's gguf-split layout) ==== */
+
+/* Shard `no` of `count` at PREFIX-0000i-of-0000N.gguf: split keys (split.count = cnt,
+ * split.tensors.count = tot, which may lie), the metadata in shard 0, one f32 tensor of 8
+ * values per name, each value = the name's first letter. */
+static void write_shard(const char *prefix, int no, int count, int cnt, int tot, const char *const *names, int n)
+{
+    char p[4400];
+    smelt_err e;
+    smelt_gguf_split_path(p, sizeof p, prefix, no, count);
+    smelt_gguf_writer *w = smelt_gguf_writer_new();
+    if (no == 0) cr_assert_eq(smelt_gguf_writer_set_str(w, "general.architecture", "test", &e), 0);
+    cr_assert_eq(smelt_gguf_writer_set_u16(w, SMELT_GGUF_SPLIT_NO, (uint16_t)no, &e), 0);
+    cr_assert_eq(smelt_gguf_writer_set_u16(w, SMELT_GGUF_SPLIT_COUNT, (uint16_t)cnt, &e), 0);
+    cr_assert_eq(smelt_gguf_writer_set_i32(w, SMELT_GGUF_SPLIT_TENSORS, tot, &e), 0);
+    uint64_t ne[1] = {8};
+    for (int i = 0; i < n; i++) cr_assert_eq(smelt_gguf_writer_add_tensor(w, names[i], 1, ne, SMELT_TYPE_F32, &e), 0);
+    cr_assert_eq(smelt_gguf_writer_begin(w, p, &e), 0, "%s", e.msg);
+    for (int i = 0; i < n; i++) {
+        float v[8];
+        for (int k = 0; k < 8; k++) v[k] = names[i][0];
+        cr_assert_eq(smelt_gguf_writer_write(w, v, sizeof v, &e), 0);
+    }
+    cr_assert_eq(smelt_gguf_writer_commit(w, &e), 0, "%s", e.msg);
+    smelt_gguf_writer_free(w);
+}
+
+/* Open PREFIX-00001-of-00003.gguf expecting error `code` with the line
+ * "<dir>/<line_after_dir>" (the directory is put in front of every %s-free path). */
+static void expect_split_error(const char *first, int code, const char *want)
+{
+    smelt_gguf *g = NULL;
+    smelt_err e;
+    smelt_err_clear(&e);
+    int rc = smelt_gguf_open(first, 0, &g, &e);
+    char line[2000];
+    smelt_err_format(&e, line, sizeof line);
+    cr_expect_eq(rc, code, "rc %d: %s", rc, line);
+    cr_expect_null(g);
+    cr_expect_str_eq(line, want);
+}
+
+Test(gguf, split_models)
+{
+    char dir[256], prefix[512], first[600], p1[600], p2[600], want[3000];
+    cr_assert_eq(tu_mkdtemp(dir, sizeof dir), 0);
+    snprintf(prefix, sizeof prefix, "%s/m", dir);
+    smelt_gguf_split_path(first, sizeof first, prefix, 0, 3);
+    smelt_gguf_split_path(p1, sizeof p1, prefix, 1, 3);
+    smelt_gguf_split_path(p2, sizeof p2, prefix, 2, 3);
+    static const char *const a[] = {"a", "b"}, *const c[] = {"c"}, *const d[] = {"d", "e"};
+    write_shard(prefix, 0, 3, 3, 5, a, 2);
+    write_shard(prefix, 1, 3, 3, 5, c, 1);
+    write_shard(prefix, 2, 3, 3, 5, d, 2);
+    /* the first shard opens the whole model: its KVs, every tensor, in shard order */
+    smelt_gguf *g;
+    smelt_err e;
+    cr_assert_eq(smelt_gguf_open(first, 0, &g, &e), 0, "%s", e.msg);
+    cr_expect_eq(smelt_gguf_n_shards(g), 3);
+    cr_assert_eq(smelt_gguf_n_tensors(g), 5);
+    static const int shard_of[] = {0, 0, 1, 2, 2};
+    for (uint64_t i = 0; i < 5; i++) {
+        const smelt_gguf_tensor *t = smelt_gguf_tensor_at(g, i);
+        cr_expect_eq(t->name[0], 'a' + (int)i);
+        cr_expect_eq(t->shard, shard_of[i]);
+        cr_expect_eq(smelt_gguf_find_tensor(g, t->name), t);
+        float v;
+        memcpy(&v, t->data + 28, 4);
+        cr_expect_eq(v, (float)('a' + (int)i), "tensor %s reads its own shard's bytes", t->name);
+        smelt_gguf_release_tensor(g, t);
+    }
+    cr_expect_str_eq(smelt_gguf_path(smelt_gguf_shard(g, 2)), p2);
+    cr_expect_eq(smelt_gguf_shard(g, 0), g);
+    cr_expect_null(smelt_gguf_shard(g, 3));
+    size_t l0, l1, l2;
+    free(tu_read(first, &l0));
+    free(tu_read(p1, &l1));
+    free(tu_read(p2, &l2));
+    cr_expect_eq(smelt_gguf_total_size(g), l0 + l1 + l2);
+    smelt_gguf_close(g);
+    /* one file alone on request; a later shard only that way */
+    cr_assert_eq(smelt_gguf_open(first, SMELT_GGUF_ONE_FILE, &g, &e), 0);
+    cr_expect_eq(smelt_gguf_n_tensors(g), 2);
+    cr_expect_eq(smelt_gguf_n_shards(g), 1);
+    smelt_gguf_close(g);
+    cr_assert_eq(smelt_gguf_open(p1, SMELT_GGUF_ONE_FILE, &g, &e), 0);
+    smelt_gguf_close(g);
+    snprintf(want, sizeof want, "%s: 'split.no': this file is shard 2 of 3; give the first shard (split.no 0), which finds the others", p1);
+    expect_split_error(p1, SMELT_EUSAGE, want);
+    /* a shard of another split: its count, its total, its number */
+    write_shard(prefix, 1, 3, 4, 5, c, 1);
+    snprintf(want, sizeof want, "%s: 'split.count': expected 3 as in %s, found 4: a shard of another split", p1, first);
+    expect_split_error(first, SMELT_EFORMAT, want);
+    write_shard(prefix, 1, 3, 3, 7, c, 1);
+    snprintf(want, sizeof want, "%s: 'split.tensors.count': expected 5 as in %s, found 7: a shard of another split", p1,
+             first);
+    expect_split_error(first, SMELT_EFORMAT, want);
+    write_shard(prefix, 2, 3, 3, 5, c, 1);
+    char tmp[700];
+    snprintf(tmp, sizeof tmp, "%s/x.gguf", dir);
+    cr_assert_eq(rename(p2, tmp), 0);
+    write_shard(prefix, 1, 3, 3, 5, d, 2); /* shard 2 renamed to be shard 3: wrong number */
+    cr_assert_eq(rename(p1, p2), 0);
+    cr_assert_eq(rename(tmp, p1), 0);
+    snprintf(want, sizeof want, "%s: 'split.no': expected 1 (shard 2 of 3), found 2", p1);
+    expect_split_error(first, SMELT_EFORMAT, want);
+    /* a tensor in two shards; a total that does not add up */
+    static const char *const ac[] = {"a", "c"};
+    write_shard(prefix, 1, 3, 3, 5, ac, 2);
+    write_shard(prefix, 2, 3, 3, 5, d, 2);
+    snprintf(want, sizeof want, "%s: 'a' @ byte 106 (0x6a): tensor also present in %s", p1, first);
+    expect_split_error(first, SMELT_EFORMAT, want);
+    write_shard(prefix, 1, 3, 3, 5, c, 1);
+    write_shard(prefix, 2, 3, 3, 5, d, 1);
+    snprintf(want, sizeof want, "%s: 'split.tensors.count': says 5 tensors, the 3 shards hold 4", first);
+    expect_split_error(first, SMELT_EFORMAT, want);
+    /* a missing shard, named */
+    unlink(p2);
+    snprintf(want, sizeof want, "%s: shard 3 of 3 is missing (%s says the model has 3 files)", p2, first);
+    expect_split_error(first, SMELT_EIO, want);
+    /* a first shard under another name */
+    write_shard(prefix, 2, 3, 3, 5, d, 2);
+    snprintf(tmp, sizeof tmp, "%s/renamed.gguf", dir);
+    cr_assert_eq(rename(first, tmp), 0);
+    snprintf(want, sizeof want, "%s: the first of 3 shards must be named PREFIX-00001-of-00003.gguf (llama.cpp split naming)",
+             tmp);
+    expect_split_error(tmp, SMELT_EUSAGE, want);
+    tu_rmtree(dir);
+}
