@@ -99,6 +99,8 @@ enum {
 
 /* Shard path as llama.cpp names it: "<prefix>-%05d-of-%05d.gguf", i from 0. */
 void smelt_gguf_split_path(char *buf, size_t n, const char *prefix, int i, int count);
+/* The same for an output given as OUT.gguf (prefix: OUT without ".gguf"). */
+void smelt_gguf_split_out_path(char *buf, size_t n, const char *out, int i, int count);
 
 /* Open and validate a GGUF file (mmap). *out is NULL on error.
  * The first shard of a split model opens the whole model (unless SMELT_GGUF_ONE_FILE): the
@@ -225,8 +227,26 @@ bool smelt_gguf_writer_has_kv(const smelt_gguf_writer *w, const char *key);
 int smelt_gguf_writer_add_tensor(smelt_gguf_writer *w, const char *name, uint32_t n_dims,
                                  const uint64_t *ne, int type, smelt_err *e);
 uint64_t smelt_gguf_writer_n_tensors(const smelt_gguf_writer *w);
-/* Size in bytes the complete file will have with the current KVs and tensors. */
+/* Size in bytes the complete file (all files of a split) will have with the current KVs and
+ * tensors. */
 uint64_t smelt_gguf_writer_file_size(const smelt_gguf_writer *w);
+
+/* Write the output as llama-gguf-split --split writes a model (before begin; 0 = no limit):
+ * files PREFIX-00001-of-0000N.gguf … (PREFIX = the output path without ".gguf"), a new file
+ * starting before every max_tensors-th tensor, or before the tensor that would take the
+ * file's tensor data (each tensor padded to 32 bytes) past max_bytes; the first file holds
+ * every KV (but split.*), and every file split.no, split.tensors.count and split.count, in
+ * that order. Tensor data is still written in one stream; begin() opens the first file and
+ * the others follow as the data reaches them; commit() renames all of them into place, or
+ * none. With both limits 0 it is one file, named as a split of 1 (as llama-gguf-split). */
+void smelt_gguf_writer_set_split(smelt_gguf_writer *w, uint64_t max_bytes, uint64_t max_tensors);
+/* Check every output file against this guard in begin() (base/guard.h; kept, not owned). */
+struct smelt_guard;
+void smelt_gguf_writer_set_guard(smelt_gguf_writer *w, const struct smelt_guard *g);
+/* Number of files begin() will write (1 without a split), and the path of file i for an
+ * output given as `path`. */
+size_t smelt_gguf_writer_n_files(const smelt_gguf_writer *w);
+void smelt_gguf_writer_file_path(const smelt_gguf_writer *w, const char *path, size_t i, char *buf, size_t n);
 
 /* Open the (temporary) output and write the header. No KV/tensor changes afterwards. */
 int smelt_gguf_writer_begin(smelt_gguf_writer *w, const char *path, smelt_err *e);

@@ -486,17 +486,22 @@ static int set_override(smelt_gguf_writer *w, const smelt_kv_override *kv, smelt
     }
 }
 
-/* The output may be none of the inputs: the model's files and the importance matrix. */
-static int check_output_path(const job *j, const char *out, smelt_err *e)
+/* The outputs may be none of the inputs: the model's files and the importance matrix. */
+static smelt_guard *input_guard(const job *j, smelt_err *e)
 {
     smelt_guard *g = smelt_guard_new();
-    if (!g) return SMELT_NOMEM(e, "the list of inputs");
+    if (!g) {
+        SMELT_NOMEM(e, "the list of inputs");
+        return NULL;
+    }
     int rc = 0;
     for (uint16_t k = 0; k < j->in.n && !rc; k++) rc = smelt_guard_add(g, j->in.paths[k], "the model", NULL, e);
     if (!rc && j->o->imatrix) rc = smelt_guard_add(g, j->o->imatrix, "the importance matrix", NULL, e);
-    if (!rc) rc = smelt_guard_check_file(g, out, e);
-    smelt_guard_free(g);
-    return rc;
+    if (rc) {
+        smelt_guard_free(g);
+        return NULL;
+    }
+    return g;
 }
 
 /* The override list llama-quantize builds: the user's, then the imatrix provenance. */
@@ -761,7 +766,7 @@ static int run_output(job *j, const char *out_path, const smelt_progress *progre
 {
     const smelt_quantize_opts *o = j->o;
     smelt_qplan *p = &j->plan;
-    uint16_t ns = p->n_shards_out;
+    uint16_t ns = o->keep_split ? p->n_shards_out : 1; /* writers (a --split-max-* writer makes its own files) */
     char prefix[4096];
     snprintf(prefix, sizeof prefix, "%s", out_path);
     size_t lp = strlen(prefix);
@@ -770,8 +775,9 @@ static int run_output(job *j, const char *out_path, const smelt_progress *progre
     smelt_gguf_writer **w = calloc(ns, sizeof *w);
     stream st = {0};
     int rc = 0;
-    if (!paths || !w) {
-        rc = SMELT_NOMEM(e, "writers");
+    smelt_guard *guard = input_guard(j, e);
+    if (!paths || !w || !guard) {
+        rc = guard ? SMELT_NOMEM(e, "writers") : (e->code ? e->code : SMELT_ENOMEM);
         goto out;
     }
     for (uint16_t s = 0; s < ns && !rc; s++) {
@@ -782,8 +788,12 @@ static int run_output(job *j, const char *out_path, const smelt_progress *progre
             rc = SMELT_NOMEM(e, "writer");
             break;
         }
-        if (!rc) rc = check_output_path(j, pth, e);
+        if (!rc) rc = smelt_guard_check_file(guard, pth, e);
         if (!rc && s == 0) rc = set_metadata(j, w[0], e);
+        if (!rc && o->split) {
+            smelt_gguf_writer_set_split(w[s], o->split_max_bytes, o->split_max_tensors);
+            smelt_gguf_writer_set_guard(w[s], guard); /* checks each file of the split */
+        }
         if (!rc && ns > 1) {
             if (!(rc = smelt_gguf_writer_set_u16(w[s], K_SPLIT_NO, s, e)) &&
                 !(rc = smelt_gguf_writer_set_u16(w[s], K_SPLIT_COUNT, ns, e)))
@@ -795,6 +805,7 @@ static int run_output(job *j, const char *out_path, const smelt_progress *progre
         rc = smelt_gguf_writer_add_tensor(w[o->keep_split ? q->shard : 0], q->name, q->n_dims, q->ne, q->new_type, e);
     }
     if (rc) goto out;
+    if (o->split) p->n_shards_out = (uint16_t)smelt_gguf_writer_n_files(w[0]);
     p->out_bytes = 0;
     for (uint16_t s = 0; s < ns; s++) p->out_bytes += smelt_gguf_writer_file_size(w[s]);
     uint64_t free_b = o->assume_free_bytes ? o->assume_free_bytes : smelt_fs_free_bytes(paths[0]);
@@ -836,6 +847,7 @@ out:
     for (uint16_t s = 0; paths && s < ns; s++) free(paths[s]);
     free(w);
     free(paths);
+    smelt_guard_free(guard);
     smelt_pool_free(st.pool);
     free(st.scratch);
     free(st.qbuf);
@@ -868,6 +880,9 @@ int smelt_quantize_run(const smelt_quantize_opts *o, const char *in_path, const 
     if (o->n_include && o->n_exclude)
         return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "--include-weights and --exclude-weights cannot be used together");
     if (!o->dry_run && !out_path) return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "no output file given");
+    if (o->split && o->keep_split)
+        return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL,
+                         "--keep-split keeps the input's shards; --split-max-size/--split-max-tensors make new ones: give one");
     int rc = open_inputs(in_path, o->dry_run ? SMELT_GGUF_META_ONLY : 0, &j.in, e);
     /* the model check every tool shares (llama models; other architectures pass as is) */
     if (!rc && !o->skip_model_check && (rc = smelt_mc_check_gguf(j.in.g[0], SMELT_MC_OTHER_ARCH_OK, NULL, e)) > 0)
@@ -888,12 +903,14 @@ int smelt_quantize_run(const smelt_quantize_opts *o, const char *in_path, const 
     if (!rc && o->dry_run) {
         smelt_gguf_writer *w = smelt_gguf_writer_new();
         if (!w) rc = SMELT_NOMEM(e, "writer");
-        /* size estimate: the single-file output (headers of extra shards are small) */
+        /* the size of the output (with --keep-split: of the single file; the extra shards' headers are small) */
         if (!rc) rc = set_metadata(&j, w, e);
+        if (!rc && o->split) smelt_gguf_writer_set_split(w, o->split_max_bytes, o->split_max_tensors);
         for (size_t i = 0; i < j.plan.n && !rc; i++)
             rc = smelt_gguf_writer_add_tensor(w, j.plan.t[i].name, j.plan.t[i].n_dims, j.plan.t[i].ne,
                                               j.plan.t[i].new_type, e);
         if (!rc) j.plan.out_bytes = smelt_gguf_writer_file_size(w);
+        if (!rc && o->split) j.plan.n_shards_out = (uint16_t)smelt_gguf_writer_n_files(w);
         smelt_gguf_writer_free(w);
         if (!rc && o->on_plan) o->on_plan(o->user, &j.plan);
     } else if (!rc) {

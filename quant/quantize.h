@@ -83,6 +83,11 @@ typedef struct smelt_quantize_opts {
     const smelt_kv_override *kv_overrides;     /* --override-kv */
     size_t n_kv_overrides;
     bool pure, leave_output, keep_split, allow_requantize, dry_run;
+    /* --split-max-size / --split-max-tensors: the output laid out as llama-gguf-split --split
+     * lays out the single-file output (formats/gguf.h smelt_gguf_writer_set_split); 0 = no
+     * limit. Not with keep_split. */
+    bool split;
+    uint64_t split_max_bytes, split_max_tensors;
     /* Write NaN/Inf weights (quantized types get 0 in their place, float types keep them),
      * with a warning per tensor and a total, instead of refusing them. */
     bool allow_nonfinite;

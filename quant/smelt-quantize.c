@@ -50,6 +50,7 @@ static void usage(void)
            "  --leave-output-tensor       keep output.weight as it is\n"
            "  --override-kv KEY=TYPE:VAL  set metadata in the output; TYPE int|float|bool|str\n"
            "  --keep-split                a split input gives a split output with the same shards\n"
+           SMELT_CLI_SPLIT_HELP
            "  --allow-requantize          allow quantizing tensors that are already quantized\n"
            "                              (quality is lower than quantizing from F16/F32)\n"
            "  --allow-nonfinite           write NaN/Inf weights anyway (quantized types get 0 in\n"
@@ -354,7 +355,8 @@ int main(int argc, char **argv)
         {"help", no_argument, 0, 'h'},                     {"version", no_argument, 0, O_VERSION},
         {"prune-layers", required_argument, 0, O_PRUNE},   {"max-buffer-size", required_argument, 0, O_MAXBUF},
         {"error-model", required_argument, 0, O_ERRM},     {"allow-nonfinite", no_argument, 0, O_NONFINITE},
-        {0, 0, 0, 0}};
+        SMELT_CLI_SPLIT_LONGOPTS,                          {0, 0, 0, 0}};
+    smelt_cli_split split = {0};
     smelt_quantize_opts o;
     smelt_quantize_opts_default(&o);
     app a = {0};
@@ -369,6 +371,14 @@ int main(int argc, char **argv)
     smelt_err e;
     smelt_err_clear(&e);
     while ((c = getopt_long(argc, argv, "t:qh", lo, NULL)) != -1) {
+        int sr = smelt_cli_split_opt(TOOL, c, optarg, &split);
+        if (sr > 1) goto done;
+        if (sr) {
+            o.split = true;
+            o.split_max_bytes = split.max_bytes;
+            o.split_max_tensors = split.max_tensors;
+            continue;
+        }
         switch (c) {
         case O_IMATRIX: o.imatrix = optarg; break;
         case O_INCLUDE: if (strv_push(&inc, optarg)) goto oom; break;

@@ -2,7 +2,11 @@
 # split.sh — split GGUF models (llama.cpp's gguf-split layout) with the built tools: every
 # tool reads the first shard of a split made by llama-gguf-split --split as the whole model
 # (same hash, same quantized bytes, same perplexity as the unsplit file), a missing or
-# foreign shard is refused naming it.
+# foreign shard is refused naming it; smelt-convert, smelt-merge --gguf and smelt-quantize
+# with --split-max-size / --split-max-tensors write the files llama-gguf-split writes from
+# their single-file output, byte for byte; llama-gguf-split --merge of those gives the single
+# file's KVs (but split.*) and tensor bytes; llama-perplexity on the first shard gives the
+# single file's PPL; every output file goes through the output guard.
 # Exit 0 pass, 77 skip (llama-gguf-split not built), anything else fail.
 set -uo pipefail
 cd "$SMELT_ROOT"
@@ -12,6 +16,7 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails+1)); }
 ok() { echo "ok   $*"; }
+skipped=0
 # exit status and exact stderr line of a command
 expect() { # NAME STATUS LINE CMD...
   local name=$1 want=$2 line=$3; shift 3
@@ -59,11 +64,98 @@ expect "smelt-quantize: missing shard" 1 "smelt-quantize: error: $L3: shard 3 of
   "$B/smelt-quantize" "$L1" "$tmp/q.gguf" Q8_0
 mv "$tmp/away.gguf" "$L3"
 "$GS" --split-max-tensors 30 "$tmp/f16.gguf" "$tmp/other" >/dev/null 2>&1 || fail "llama-gguf-split (2 shards)"
+cp "$L2" "$tmp/l2.gguf"
 cp "$tmp/other-00002-of-00002.gguf" "$L2"
 expect "smelt-perplexity: foreign shard" 3 \
   "smelt-perplexity: error: $L2: 'split.count': expected 3 as in $L1, found 2: a shard of another split" \
   "$B/smelt-perplexity" -m "$L1" -f "$TEXT" -c 256 --chunks 1
 [ ! -e "$tmp/q.gguf" ] && ok "no output after a refused input" || fail "an output was written"
+mv "$tmp/l2.gguf" "$L2"
+
+# ---- smelt's split outputs: llama-gguf-split's layout, byte for byte ----
+Q=$B/smelt-quantize
+# OUT-0000i-of-0000N.gguf of smelt equal llama-gguf-split's split of smelt's single file
+same_split() { # NAME SMELT_PREFIX LLAMA_PREFIX N
+  local i ok_all=1
+  for i in $(seq 1 "$4"); do
+    f=$(printf '%s-%05d-of-%05d.gguf' "$2" "$i" "$4"); l=$(printf '%s-%05d-of-%05d.gguf' "$3" "$i" "$4")
+    cmp -s "$f" "$l" || { ok_all=0; echo "differs: $f $l"; }
+  done
+  [ -e "$(printf '%s-%05d-of-%05d.gguf' "$2" 1 "$(($4 + 1))")" ] && ok_all=0
+  [ $ok_all = 1 ] && ok "$1: the $4 files of llama-gguf-split, byte for byte" || fail "$1"
+}
+"$B/smelt-convert" -q samples/tiny-mixtral -o "$tmp/cs.gguf" --outtype f16 --split-max-tensors 16 || fail "convert --split-max-tensors"
+same_split "smelt-convert --split-max-tensors 16" "$tmp/cs" "$tmp/ls" 3
+"$B/smelt-convert" -q samples/tiny-mixtral -o "$tmp/cm.gguf" --outtype f16 --split-max-size 5M || fail "convert --split-max-size"
+"$GS" --split-max-size 5M "$tmp/f16.gguf" "$tmp/lm" >/dev/null 2>&1 || fail "llama-gguf-split --split-max-size"
+same_split "smelt-convert --split-max-size 5M" "$tmp/cm" "$tmp/lm" 4
+"$Q" -q "$tmp/f16.gguf" "$tmp/q4.gguf" Q4_K_M 2 || fail "quantize"
+"$Q" -q "$tmp/f16.gguf" "$tmp/q4s.gguf" Q4_K_M 2 --split-max-size 2M || fail "quantize --split-max-size"
+"$GS" --split-max-size 2M "$tmp/q4.gguf" "$tmp/lq4" >/dev/null 2>&1 || fail "llama-gguf-split of the Q4_K_M"
+same_split "smelt-quantize Q4_K_M --split-max-size 2M" "$tmp/q4s" "$tmp/lq4" 4
+"$Q" -q "$L1" "$tmp/q8s.gguf" Q8_0 2 --split-max-tensors 20 || fail "quantize split to split"
+"$GS" --split-max-tensors 20 "$tmp/q-one.gguf" "$tmp/lq8" >/dev/null 2>&1 || fail "llama-gguf-split of the Q8_0"
+same_split "smelt-quantize of a split, --split-max-tensors 20" "$tmp/q8s" "$tmp/lq8" 3
+M=(samples/tiny-mixtral samples/tiny-mixtral-zh-lora)
+mkdir "$tmp/m1" "$tmp/m2" # the same output name: general.name comes from it
+"$B/smelt-merge" -q --base "${M[0]}" --lora "${M[1]}" --gguf "$tmp/m1/m.gguf" --outtype f16 || fail "merge --gguf"
+"$B/smelt-merge" -q --base "${M[0]}" --lora "${M[1]}" --gguf "$tmp/m2/m.gguf" --outtype f16 --split-max-tensors 10 ||
+  fail "merge --gguf --split-max-tensors"
+"$GS" --split-max-tensors 10 "$tmp/m1/m.gguf" "$tmp/lmg" >/dev/null 2>&1 || fail "llama-gguf-split of the merge"
+same_split "smelt-merge --gguf --split-max-tensors 10" "$tmp/m2/m" "$tmp/lmg" 5
+grep -q "^xxh64 *[0-9a-f]*  $tmp/m2/m-00001-of-00005.gguf\$" "$tmp/m2/m.gguf.xxh64" &&
+  grep -q "^xxh64 *[0-9a-f]*  $tmp/m2/m-00005-of-00005.gguf:output_norm.weight\$" "$tmp/m2/m.gguf.xxh64" &&
+  [ "$(grep -v ':' "$tmp/m2/m.gguf.xxh64" | awk '{print $2}')" = "$(grep -v ':' "$tmp/m1/m.gguf.xxh64" | awk '{print $2}')" ] &&
+  ok "smelt-merge manifest of the split: the model hash of the single file" || fail "merge manifest"
+
+# llama-gguf-split --merge of smelt's shards = smelt's single file, but the split.* keys it keeps
+"$GS" --merge "$tmp/q4s-00001-of-00004.gguf" "$tmp/q4m.gguf" >/dev/null 2>&1 || fail "llama-gguf-split --merge"
+PYTHONPATH=${SMELT_LLAMA_SRC:-$SMELT_ROOT/.oracle/llama.cpp-src}/gguf-py /usr/bin/python3 - "$tmp/q4m.gguf" "$tmp/q4.gguf" <<'PY' &&
+import sys
+from gguf import GGUFReader
+a, b = GGUFReader(sys.argv[1]), GGUFReader(sys.argv[2])
+def kvs(r):
+    return [(k, f.types, [bytes(p) for p in f.parts[1:]]) for k, f in r.fields.items()
+            if not k.startswith('split.') and not k.startswith('GGUF.')]
+assert kvs(a) == kvs(b), "KVs differ"
+assert [k for k in a.fields if k.startswith('split.')] == ['split.no', 'split.tensors.count', 'split.count'], list(a.fields)
+ta, tb = a.tensors, b.tensors
+assert [(t.name, t.tensor_type, list(t.shape)) for t in ta] == [(t.name, t.tensor_type, list(t.shape)) for t in tb]
+assert all(bytes(x.data) == bytes(y.data) for x, y in zip(ta, tb)), "tensor bytes differ"
+print(len(ta), "tensors")
+PY
+  ok "llama-gguf-split --merge of smelt's shards: every KV but split.* and every tensor byte of the single file" ||
+  fail "merged shards differ from the single file"
+
+# llama.cpp loads smelt's shards: the same perplexity as the single file
+LP=${GS%/*}/llama-perplexity
+lppl() {
+  for try in 1 2 3 4 5; do # its last log lines are sometimes lost at exit: run again
+    "$LP" -m "$1" -f "$TEXT" -c 256 -b 256 -t 2 --chunks 4 --log-file "$tmp/p2.log" >"$tmp/p.log" 2>&1 || return 1
+    cat "$tmp/p2.log" >>"$tmp/p.log"
+    grep -q "Final estimate: PPL = " "$tmp/p.log" && break
+  done
+  grep -o 'Final estimate: PPL = [0-9.]* +/- [0-9.]*' "$tmp/p.log" | head -1
+}
+if [ -x "$LP" ]; then
+  a=$(lppl "$tmp/q4s-00001-of-00004.gguf"); b=$(lppl "$tmp/q4.gguf")
+  [ -n "$b" ] && [ "$a" = "$b" ] && ok "llama-perplexity on smelt's Q4_K_M shards: $a, as the single file" || fail "llama ppl '$a' vs '$b'"
+else
+  echo "skip: llama-perplexity not built"; skipped=1
+fi
+
+# the outputs of a split go through the output guard, each file
+cp "$tmp/f16.gguf" "$tmp/o-00002-of-00002.gguf"
+expect "a shard output that is the input" 2 \
+  "smelt-quantize: error: $tmp/o-00002-of-00002.gguf: output is the same file as the input $tmp/o-00002-of-00002.gguf (the model); choose another output name" \
+  "$Q" "$tmp/o-00002-of-00002.gguf" "$tmp/o.gguf" Q8_0 --split-max-tensors 30
+[ "$(ls "$tmp" | grep -c '^o-')" -eq 1 ] && ok "nothing written" || fail "an output was written"
+expect "--keep-split with --split-max-size" 2 \
+  "smelt-quantize: error: --keep-split keeps the input's shards; --split-max-size/--split-max-tensors make new ones: give one" \
+  "$Q" --keep-split "$L1" "$tmp/k.gguf" Q8_0 --split-max-size 1G
+expect "--split-max-size 0" 2 "smelt-convert: error: --split-max-size needs a size such as 500M or 4G (got '0')" \
+  "$B/smelt-convert" samples/tiny-mixtral -o "$tmp/z.gguf" --split-max-size 0
 
 [ $fails -eq 0 ] || { echo "$fails check(s) failed"; exit 1; }
+[ "${skipped:-0}" = 0 ] || exit 77
 echo "split: ok"

@@ -681,3 +681,91 @@ Test(gguf, split_models)
     expect_split_error(tmp, SMELT_EUSAGE, want);
     tu_rmtree(dir);
 }
+
+/* The writer's split: which tensors go where (a tensor over the limit alone), the split keys
+ * in each file, nothing at any output path before commit, nothing left after an abort. */
+Test(gguf, writer_split)
+{
+    char dir[256], out[512], p[3][600];
+    cr_assert_eq(tu_mkdtemp(dir, sizeof dir), 0);
+    snprintf(out, sizeof out, "%s/s.gguf", dir);
+    for (int abort_it = 1; abort_it >= 0; abort_it--) {
+        smelt_err e;
+        smelt_gguf_writer *w = smelt_gguf_writer_new();
+        cr_assert_eq(smelt_gguf_writer_set_str(w, "general.architecture", "test", &e), 0);
+        cr_assert_eq(smelt_gguf_writer_set_u16(w, SMELT_GGUF_SPLIT_COUNT, 9, &e), 0); /* stale: replaced */
+        smelt_gguf_writer_set_split(w, 64, 0);
+        static const uint64_t n[4] = {8, 32, 8, 8}; /* f32: 32, 128, 32, 32 bytes */
+        static const char *const names[4] = {"a", "b", "c", "d"};
+        for (int i = 0; i < 4; i++) cr_assert_eq(smelt_gguf_writer_add_tensor(w, names[i], 1, &n[i], SMELT_TYPE_F32, &e), 0);
+        cr_assert_eq(smelt_gguf_writer_n_files(w), 3);
+        for (int f = 0; f < 3; f++) smelt_gguf_writer_file_path(w, out, (size_t)f, p[f], sizeof p[f]);
+        char want[600];
+        snprintf(want, sizeof want, "%s/s-00003-of-00003.gguf", dir);
+        cr_expect_str_eq(p[2], want);
+        uint64_t total = smelt_gguf_writer_file_size(w);
+        cr_assert_eq(smelt_gguf_writer_begin(w, out, &e), 0, "%s", e.msg);
+        for (int i = 0; i < 4; i++) {
+            float v[32];
+            for (uint64_t k = 0; k < n[i]; k++) v[k] = (float)(10 * i + (int)k);
+            cr_assert_eq(smelt_gguf_writer_write(w, v, 4 * n[i], &e), 0, "%s", e.msg);
+            for (int f = 0; f < 3; f++) cr_expect_neq(access(p[f], F_OK), 0, "%s exists before commit", p[f]);
+        }
+        if (abort_it) {
+            smelt_gguf_writer_free(w);
+            DIR *d = opendir(dir);
+            struct dirent *de;
+            int left = 0;
+            while ((de = readdir(d))) left += de->d_name[0] != '.' || strstr(de->d_name, "smelt-tmp") != NULL;
+            closedir(d);
+            cr_expect_eq(left, 0, "an aborted split left files");
+            continue;
+        }
+        cr_assert_eq(smelt_gguf_writer_commit(w, &e), 0, "%s", e.msg);
+        smelt_gguf_writer_free(w);
+        uint64_t sum = 0;
+        static const int per_file[3] = {1, 1, 2};
+        for (int f = 0; f < 3; f++) {
+            size_t len;
+            free(tu_read(p[f], &len));
+            sum += len;
+            smelt_gguf *g;
+            cr_assert_eq(smelt_gguf_open(p[f], SMELT_GGUF_ONE_FILE, &g, &e), 0, "%s", e.msg);
+            cr_expect_eq(smelt_gguf_n_tensors(g), (uint64_t)per_file[f]);
+            cr_expect_eq(smelt_gguf_n_kv(g), f == 0 ? 4u : 3u);
+            cr_expect_str_eq(smelt_gguf_kv_at(g, smelt_gguf_n_kv(g) - 3)->key, SMELT_GGUF_SPLIT_NO);
+            cr_expect_str_eq(smelt_gguf_kv_at(g, smelt_gguf_n_kv(g) - 2)->key, SMELT_GGUF_SPLIT_TENSORS);
+            cr_expect_str_eq(smelt_gguf_kv_at(g, smelt_gguf_n_kv(g) - 1)->key, SMELT_GGUF_SPLIT_COUNT);
+            uint32_t no, cnt;
+            int64_t tot;
+            cr_expect(!smelt_gguf_get_u32(g, SMELT_GGUF_SPLIT_NO, &no, &e) && no == (uint32_t)f);
+            cr_expect(!smelt_gguf_get_u32(g, SMELT_GGUF_SPLIT_COUNT, &cnt, &e) && cnt == 3);
+            cr_expect(!smelt_gguf_get_i64(g, SMELT_GGUF_SPLIT_TENSORS, &tot, &e) && tot == 4);
+            smelt_gguf_close(g);
+        }
+        cr_expect_eq(sum, total);
+        smelt_gguf *g;
+        cr_assert_eq(smelt_gguf_open(p[0], 0, &g, &e), 0, "%s", e.msg);
+        cr_assert_eq(smelt_gguf_n_tensors(g), 4);
+        for (int i = 0; i < 4; i++) {
+            const smelt_gguf_tensor *t = smelt_gguf_find_tensor(g, names[i]);
+            float v;
+            memcpy(&v, t->data + 4, 4);
+            cr_expect_eq(v, (float)(10 * i + 1));
+        }
+        smelt_gguf_close(g);
+    }
+    /* by tensor count: a new file before every 3rd tensor */
+    smelt_err e;
+    smelt_gguf_writer *w = smelt_gguf_writer_new();
+    uint64_t ne = 8;
+    smelt_gguf_writer_set_split(w, 0, 3);
+    for (int i = 0; i < 7; i++) {
+        char nm[8];
+        snprintf(nm, sizeof nm, "t%d", i);
+        cr_assert_eq(smelt_gguf_writer_add_tensor(w, nm, 1, &ne, SMELT_TYPE_F32, &e), 0);
+    }
+    cr_expect_eq(smelt_gguf_writer_n_files(w), 3);
+    smelt_gguf_writer_free(w);
+    tu_rmtree(dir);
+}
