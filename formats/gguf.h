@@ -227,8 +227,8 @@ bool smelt_gguf_writer_has_kv(const smelt_gguf_writer *w, const char *key);
 int smelt_gguf_writer_add_tensor(smelt_gguf_writer *w, const char *name, uint32_t n_dims,
                                  const uint64_t *ne, int type, smelt_err *e);
 uint64_t smelt_gguf_writer_n_tensors(const smelt_gguf_writer *w);
-/* Size in bytes the complete file (all files of a split) will have with the current KVs and
- * tensors. */
+/* Size in bytes the complete file (all files of a split; the one of set_only_file) will have
+ * with the current KVs and tensors. */
 uint64_t smelt_gguf_writer_file_size(const smelt_gguf_writer *w);
 
 /* Write the output as llama-gguf-split --split writes a model (before begin; 0 = no limit):
@@ -243,8 +243,15 @@ void smelt_gguf_writer_set_split(smelt_gguf_writer *w, uint64_t max_bytes, uint6
 /* Check every output file against this guard in begin() (base/guard.h; kept, not owned). */
 struct smelt_guard;
 void smelt_gguf_writer_set_guard(smelt_gguf_writer *w, const struct smelt_guard *g);
-/* Number of files begin() will write (1 without a split), and the path of file i for an
- * output given as `path`. */
+/* Write only file f (from 0) of the split: begin() opens it alone, the data written is that
+ * of its tensors only (from the first tensor of smelt_gguf_writer_file_of() = f, in order),
+ * commit() renames it alone, file_size() is its size. The file is byte-identical to the
+ * same file of the whole split, so separate processes can each write one. */
+void smelt_gguf_writer_set_only_file(smelt_gguf_writer *w, size_t f);
+/* The file (from 0) tensor i goes to. */
+size_t smelt_gguf_writer_file_of(const smelt_gguf_writer *w, uint64_t i);
+/* Number of files the split has (1 without a split; all of them with set_only_file), and
+ * the path of file i for an output given as `path`. */
 size_t smelt_gguf_writer_n_files(const smelt_gguf_writer *w);
 void smelt_gguf_writer_file_path(const smelt_gguf_writer *w, const char *path, size_t i, char *buf, size_t n);
 

@@ -43,6 +43,8 @@ struct smelt_gguf_writer {
     uint64_t cur_done; /* bytes of it written */
     int failed;
     size_t n_files, cur_file; /* files of the output; the one being written */
+    size_t only;              /* 1 + the one file to write (0: all of them) */
+    size_t end;               /* tensors before this one are written (n_t, or the file's end) */
     size_t *first;            /* first tensor of file i (n_files + 1 entries) */
     smelt_outfile **outs;
     char **paths;
@@ -75,6 +77,8 @@ void smelt_gguf_writer_free(smelt_gguf_writer *w)
     free(w);
 }
 
+static size_t plan_files(const smelt_gguf_writer *w, size_t *first);
+
 void smelt_gguf_writer_set_version(smelt_gguf_writer *w, uint32_t version) { w->version = version; }
 void smelt_gguf_writer_set_pad_empty(smelt_gguf_writer *w, bool pad) { w->no_pad_empty = !pad; }
 
@@ -86,6 +90,20 @@ void smelt_gguf_writer_set_split(smelt_gguf_writer *w, uint64_t max_bytes, uint6
 }
 
 void smelt_gguf_writer_set_guard(smelt_gguf_writer *w, const smelt_guard *g) { w->guard = g; }
+
+void smelt_gguf_writer_set_only_file(smelt_gguf_writer *w, size_t f) { w->only = f + 1; }
+
+size_t smelt_gguf_writer_file_of(const smelt_gguf_writer *w, uint64_t i)
+{
+    size_t nf = plan_files(w, NULL);
+    size_t *first = malloc((nf + 1) * sizeof *first);
+    if (!first) return SIZE_MAX;
+    plan_files(w, first);
+    size_t f = nf - 1;
+    while (f > 0 && first[f] > i) f--;
+    free(first);
+    return f;
+}
 
 /* ==== KV records ==== */
 
@@ -445,7 +463,8 @@ uint64_t smelt_gguf_writer_file_size(const smelt_gguf_writer *w)
     if (!first) return UINT64_MAX;
     plan_files(w, first);
     uint64_t n = 0;
-    for (size_t f = 0; f < nf; f++) n += file_bytes(w, f, nf, first[f], first[f + 1], align);
+    for (size_t f = 0; f < nf; f++)
+        if (!w->only || w->only == f + 1) n += file_bytes(w, f, nf, first[f], first[f + 1], align);
     free(first);
     return n;
 }
@@ -512,10 +531,10 @@ static int open_file(smelt_gguf_writer *w, size_t f, smelt_err *e)
  * them once every tensor is written). */
 static int advance(smelt_gguf_writer *w, smelt_err *e)
 {
-    while (w->cur < w->n_t && w->t[w->cur].nbytes == 0) w->cur++;
-    size_t want = w->n_files - 1;
-    if (w->cur < w->n_t)
-        while (want > 0 && w->first[want] > w->cur) want--;
+    while (w->cur < w->end && w->t[w->cur].nbytes == 0) w->cur++;
+    size_t want = w->only ? w->only - 1 : w->n_files - 1;
+    if (w->cur < w->end)
+        while (want > w->cur_file && w->first[want] > w->cur) want--;
     int rc = 0;
     while (!rc && w->cur_file < want) rc = open_file(w, w->cur_file + 1, e);
     return rc;
@@ -538,15 +557,19 @@ int smelt_gguf_writer_begin(smelt_gguf_writer *w, const char *path, smelt_err *e
     if (!w->first || !w->outs || !w->paths) return SMELT_NOMEM(e, "output files");
     plan_files(w, w->first);
     w->n_files = nf;
+    if (w->only > nf)
+        return SMELT_ERR(e, SMELT_EINTERNAL, path, NULL, "file %zu of a split into %zu files", w->only, nf);
     for (size_t f = 0; f < nf; f++) {
         char p[4200];
         smelt_gguf_writer_file_path(w, path, f, p, sizeof p);
         if (!(w->paths[f] = strdup(p))) return SMELT_NOMEM(e, "output path");
-        if (w->guard && (rc = smelt_guard_check_file(w->guard, p, e))) return rc;
+        if (w->guard && (!w->only || w->only == f + 1) && (rc = smelt_guard_check_file(w->guard, p, e))) return rc;
     }
-    w->cur = 0;
+    size_t f0 = w->only ? w->only - 1 : 0;
+    w->cur = w->first[f0];
+    w->end = w->only ? w->first[f0 + 1] : w->n_t;
     w->cur_done = 0;
-    rc = open_file(w, 0, e);
+    rc = open_file(w, f0, e);
     if (!rc) rc = advance(w, e);
     if (rc) w->failed = 1;
     return rc;
@@ -555,7 +578,7 @@ int smelt_gguf_writer_begin(smelt_gguf_writer *w, const char *path, smelt_err *e
 int smelt_gguf_writer_write(smelt_gguf_writer *w, const void *p, size_t n, smelt_err *e)
 {
     if (!w->out || w->failed) return SMELT_ERR(e, SMELT_EINTERNAL, NULL, NULL, "GGUF writer is not writing");
-    if (w->cur >= w->n_t) {
+    if (w->cur >= w->end) {
         if (!n) return 0;
         return SMELT_ERR(e, SMELT_EINTERNAL, smelt_outfile_path(w->out), NULL,
                          "%zu bytes of data written after the last tensor", n);
@@ -585,7 +608,7 @@ int smelt_gguf_writer_commit(smelt_gguf_writer *w, smelt_err *e)
 {
     if (!w->out) return SMELT_ERR(e, SMELT_EINTERNAL, NULL, NULL, "GGUF writer was not started");
     if (w->failed) return SMELT_ERR(e, SMELT_EINTERNAL, NULL, NULL, "GGUF writer failed earlier");
-    if (w->cur < w->n_t) {
+    if (w->cur < w->end) {
         return SMELT_ERR(e, SMELT_EINTERNAL, smelt_outfile_path(w->out), w->t[w->cur].name,
                          "only %" PRIu64 " of %" PRIu64 " bytes of this tensor were written (tensor %zu of %zu)",
                          w->cur_done, w->t[w->cur].nbytes, w->cur + 1, w->n_t);
@@ -595,11 +618,13 @@ int smelt_gguf_writer_commit(smelt_gguf_writer *w, smelt_err *e)
     int rc = 0;
     size_t done = 0;
     for (; done < w->n_files && !rc; done++) {
+        if (!w->outs[done]) continue; /* not this writer's file (set_only_file) */
         rc = smelt_outfile_commit(w->outs[done], e);
         w->outs[done] = NULL;
     }
     if (rc)
-        for (size_t f = 0; f + 1 < done; f++) unlink(w->paths[f]);
+        for (size_t f = 0; f + 1 < done; f++)
+            if (!w->only || w->only == f + 1) unlink(w->paths[f]);
     w->out = NULL;
     return rc;
 }

@@ -806,6 +806,15 @@ static int run_output(job *j, const char *out_path, const smelt_progress *progre
     }
     if (rc) goto out;
     if (o->split) p->n_shards_out = (uint16_t)smelt_gguf_writer_n_files(w[0]);
+    if (o->shard_count) {
+        if (o->shard_count != p->n_shards_out) {
+            rc = SMELT_ERR(e, SMELT_EUSAGE, paths[0], NULL,
+                           "--shard %" PRIu32 "/%" PRIu32 ": the split makes %u files; give --shard I/%u", o->shard_index,
+                           o->shard_count, p->n_shards_out, p->n_shards_out);
+            goto out;
+        }
+        smelt_gguf_writer_set_only_file(w[0], o->shard_index - 1);
+    }
     p->out_bytes = 0;
     for (uint16_t s = 0; s < ns; s++) p->out_bytes += smelt_gguf_writer_file_size(w[s]);
     uint64_t free_b = o->assume_free_bytes ? o->assume_free_bytes : smelt_fs_free_bytes(paths[0]);
@@ -825,6 +834,7 @@ static int run_output(job *j, const char *out_path, const smelt_progress *progre
     uint64_t done_bytes = 0;
     for (size_t i = 0; i < p->n && !rc; i++) {
         int s = o->keep_split ? p->t[i].shard : 0;
+        if (o->shard_count && smelt_gguf_writer_file_of(w[0], i) != o->shard_index - 1) continue; /* another process's */
         if (s != cur) {
             if ((rc = smelt_gguf_writer_begin(w[s], paths[s], e))) break;
             cur = s;
@@ -880,6 +890,9 @@ int smelt_quantize_run(const smelt_quantize_opts *o, const char *in_path, const 
     if (o->n_include && o->n_exclude)
         return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "--include-weights and --exclude-weights cannot be used together");
     if (!o->dry_run && !out_path) return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "no output file given");
+    if (o->shard_count && (!o->split || !o->shard_index || o->shard_index > o->shard_count))
+        return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL,
+                         "--shard I/N needs 1 <= I <= N and --split-max-size or --split-max-tensors (the split it is a part of)");
     if (o->split && o->keep_split)
         return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL,
                          "--keep-split keeps the input's shards; --split-max-size/--split-max-tensors make new ones: give one");

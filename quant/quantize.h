@@ -88,6 +88,10 @@ typedef struct smelt_quantize_opts {
      * limit. Not with keep_split. */
     bool split;
     uint64_t split_max_bytes, split_max_tensors;
+    /* --shard I/N (with split): write only file I (from 1) of the N the split makes; N must
+     * be that number. Processes given 1/N … N/N write the files of the one-process split,
+     * byte for byte. 0/0: every file. */
+    uint32_t shard_index, shard_count;
     /* Write NaN/Inf weights (quantized types get 0 in their place, float types keep them),
      * with a warning per tensor and a total, instead of refusing them. */
     bool allow_nonfinite;

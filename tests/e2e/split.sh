@@ -6,7 +6,8 @@
 # with --split-max-size / --split-max-tensors write the files llama-gguf-split writes from
 # their single-file output, byte for byte; llama-gguf-split --merge of those gives the single
 # file's KVs (but split.*) and tensor bytes; llama-perplexity on the first shard gives the
-# single file's PPL; every output file goes through the output guard.
+# single file's PPL; every output file goes through the output guard; smelt-quantize
+# --shard I/N run as N processes by xargs -P gives the files of the one-process split.
 # Exit 0 pass, 77 skip (llama-gguf-split not built), anything else fail.
 set -uo pipefail
 cd "$SMELT_ROOT"
@@ -29,6 +30,27 @@ TEXT=samples/text/eval-en.txt
 ppl() { "$B/smelt-perplexity" -q -m "$1" -f "$TEXT" -c 256 --chunks 4 -t 2 2>&1 | grep 'Final estimate'; }
 
 "$B/smelt-convert" -q samples/tiny-mixtral -o "$tmp/f16.gguf" --outtype f16 || { echo "FAIL: convert"; exit 1; }
+
+# ---- --shard I/N: N processes at once give the files of the one-process split ----
+imx=tests/fixtures/imatrix/tiny-mixtral-calib-c256.gguf
+mkdir "$tmp/one" "$tmp/par"
+"$B/smelt-quantize" -q --imatrix "$imx" "$tmp/f16.gguf" "$tmp/one/q.gguf" Q4_K_M 2 --split-max-size 2M || fail "one-process split"
+seq 1 4 | xargs -P 2 -I{} "$B/smelt-quantize" -q --imatrix "$imx" "$tmp/f16.gguf" "$tmp/par/q.gguf" Q4_K_M 1 \
+  --split-max-size 2M --shard {}/4 || fail "xargs -P 2 --shard"
+n=0; for f in "$tmp"/one/q-0000?-of-00004.gguf; do cmp -s "$f" "$tmp/par/${f##*/}" && n=$((n+1)); done
+[ $n -eq 4 ] && [ "$(ls "$tmp/par" | wc -l)" -eq 4 ] && ok "--shard I/4 by xargs -P 2: the 4 files of the one-process split, byte for byte" ||
+  fail "--shard: $n of 4 files identical ($(ls "$tmp/par" | tr '\n' ' '))"
+mkdir "$tmp/two"
+"$B/smelt-quantize" -q "$tmp/f16.gguf" "$tmp/two/q.gguf" Q8_0 --split-max-tensors 16 --shard 2/3 || fail "--shard 2/3"
+[ "$(ls "$tmp/two")" = "q-00002-of-00003.gguf" ] && ok "--shard 2/3 writes its file only" || fail "--shard 2/3 wrote $(ls "$tmp/two")"
+expect "--shard with the wrong N" 2 "smelt-quantize: error: $tmp/two/q.gguf: --shard 1/3: the split makes 4 files; give --shard I/4" \
+  "$B/smelt-quantize" "$tmp/f16.gguf" "$tmp/two/q.gguf" Q4_K_M --split-max-size 2M --shard 1/3
+expect "--shard without a split" 2 \
+  "smelt-quantize: error: --shard I/N needs 1 <= I <= N and --split-max-size or --split-max-tensors (the split it is a part of)" \
+  "$B/smelt-quantize" "$tmp/f16.gguf" "$tmp/two/q.gguf" Q4_K_M --shard 1/3
+expect "--shard 0/3" 2 "smelt-quantize: error: --shard: '0/3' is not I/N with 1 <= I <= N (e.g. 2/4)" \
+  "$B/smelt-quantize" "$tmp/f16.gguf" "$tmp/two/q.gguf" Q4_K_M --split-max-size 2M --shard 0/3
+
 [ -x "$GS" ] || { echo "skip: $GS not built (run make oracle)"; exit 77; }
 
 # ---- llama-gguf-split's shards, read by every tool ----
