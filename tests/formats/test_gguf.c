@@ -761,7 +761,7 @@ Test(gguf, writer_split)
     uint64_t ne = 8;
     smelt_gguf_writer_set_split(w, 0, 3);
     for (int i = 0; i < 7; i++) {
-        char nm[8];
+        char nm[16];
         snprintf(nm, sizeof nm, "t%d", i);
         cr_assert_eq(smelt_gguf_writer_add_tensor(w, nm, 1, &ne, SMELT_TYPE_F32, &e), 0);
     }
