@@ -24,6 +24,8 @@ static smelt_gguf_writer *make_writer(const smelt_convert_plan *p, smelt_err *e)
     }
     /* gguf-py leaves a file without tensors unpadded after its header */
     smelt_gguf_writer_set_pad_empty(w, false);
+    if (p->opts.split) smelt_gguf_writer_set_split(w, p->opts.split_max_bytes, p->opts.split_max_tensors);
+    if (p->opts.guard) smelt_gguf_writer_set_guard(w, p->opts.guard);
     int rc = smelt_kvs_apply(&p->kv, w, e);
     for (size_t i = 0; i < p->n && !rc; i++)
         rc = smelt_gguf_writer_add_tensor(w, p->t[i].name, p->t[i].n_dims, p->t[i].ne, p->t[i].type, e);
@@ -271,6 +273,7 @@ int smelt_convert_plan_write(smelt_convert_plan *p, const char *out_path, smelt_
     }
     if (!rc) {
         r.bytes = smelt_gguf_writer_file_size(w);
+        r.n_files = smelt_gguf_writer_n_files(w);
         rc = smelt_gguf_writer_commit(w, e);
     }
     smelt_gguf_writer_free(w); /* aborts (removes the temporary file) when not committed */

@@ -60,6 +60,11 @@ typedef struct smelt_convert_opts {
     smelt_progress progress;  /* one step per output tensor */
     smelt_notes notes;        /* warnings (mixed dtypes, f16 overflow, padding, …) */
     bool allow_nonfinite;     /* write NaN/±Inf weights (counted, one note per tensor) instead of refusing */
+    /* Write the output as llama-gguf-split --split would (smelt_gguf_writer_set_split):
+     * OUT-0000i-of-0000N.gguf, limits 0 = none. */
+    bool split;
+    uint64_t split_max_bytes, split_max_tensors;
+    const struct smelt_guard *guard; /* every output file is checked against it (NULL: not) */
 } smelt_convert_opts;
 
 void smelt_convert_opts_default(smelt_convert_opts *o);
@@ -107,7 +112,8 @@ json_t *smelt_convert_plan_json(const smelt_convert_plan *p);
 
 typedef struct smelt_convert_result {
     uint64_t n_tensors;
-    uint64_t bytes;              /* size of the written file */
+    uint64_t bytes;              /* size of the written file (all files of a split) */
+    uint64_t n_files;            /* files written: 1, or the shards of a split */
     uint64_t f16_overflow;       /* finite values beyond ±65504 that became ±inf in f16 */
     uint64_t f16_overflow_tensors;
     uint64_t nonfinite;          /* NaN/±Inf values read (and written: allow_nonfinite only) */

@@ -133,6 +133,9 @@ int smelt_merge_write_hf(smelt_merge *m, const smelt_hf *base, const smelt_merge
  * output: a config.json with a "smelt_merge" record and no file a merge does not write. */
 int smelt_merge_check_outputs(const smelt_hf *base, const smelt_merge_adapter *ads, size_t n, const char *out_dir,
                               const char *gguf, bool force, smelt_err *e);
+/* The guard those checks use (formats/base/guard.h): the base and the adapter directories
+ * as inputs. NULL with *e set on ENOMEM. */
+struct smelt_guard *smelt_merge_guard_new(const smelt_hf *base, const smelt_merge_adapter *ads, size_t n, smelt_err *e);
 
 /* The xxh64 fingerprint smelt records for a base model: over its tensor names, dtypes,
  * shapes and bytes, in order (16 hex digits into buf[17]). */

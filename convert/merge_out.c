@@ -574,14 +574,29 @@ static int check_replaceable(const smelt_hf *base, const smelt_merge_adapter *ad
     return rc;
 }
 
-int smelt_merge_check_outputs(const smelt_hf *base, const smelt_merge_adapter *ads, size_t n, const char *out_dir,
-                              const char *gguf, bool force, smelt_err *e)
+smelt_guard *smelt_merge_guard_new(const smelt_hf *base, const smelt_merge_adapter *ads, size_t n, smelt_err *e)
 {
     smelt_guard *g = smelt_guard_new();
-    if (!g) return SMELT_NOMEM(e, "the list of inputs");
+    if (!g) {
+        SMELT_NOMEM(e, "the list of inputs");
+        return NULL;
+    }
     int rc = smelt_guard_add(g, smelt_hf_dir(base), "the base model", smelt_guard_reads_model_dir, e);
     for (size_t a = 0; a < n && !rc; a++)
         rc = smelt_guard_add(g, smelt_peft_dir(ads[a].peft), "an adapter", smelt_guard_reads_model_dir, e);
+    if (rc) {
+        smelt_guard_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+int smelt_merge_check_outputs(const smelt_hf *base, const smelt_merge_adapter *ads, size_t n, const char *out_dir,
+                              const char *gguf, bool force, smelt_err *e)
+{
+    smelt_guard *g = smelt_merge_guard_new(base, ads, n, e);
+    if (!g) return e->code ? e->code : SMELT_ENOMEM;
+    int rc = 0;
     char mp[4200];
     if (!rc && out_dir) {
         rc = smelt_guard_check_dir(g, out_dir, e);

@@ -39,6 +39,7 @@ static void usage(void)
            "                      refuse, naming the file, the tensor and the first index; exit 3).\n"
            "                      Also in LoRA adapter mode. Finite values beyond the f16 range that\n"
            "                      become inf with --outtype f16 are a separate warning.\n"
+           SMELT_CLI_SPLIT_HELP
            "  -q, --quiet         no progress or summary (warnings are still printed)\n"
            "  -h, --help          this help\n"
            "\n"
@@ -100,16 +101,18 @@ static void print_plan(const smelt_convert_plan *p, const smelt_tsrc *src, const
     }
 }
 
-/* The output GGUF may be none of the inputs: the model (or base) directory and the adapter. */
+/* The output GGUF may be none of the inputs: the model (or base) directory and the adapter.
+ * With keep != NULL the guard is kept there, for the files of a split output. */
 static int check_output_path(const char *out, const char *model_dir, const char *what, const char *adapter_dir,
-                             smelt_err *e)
+                             smelt_guard **keep, smelt_err *e)
 {
     smelt_guard *g = smelt_guard_new();
     if (!g) return SMELT_NOMEM(e, "the list of inputs");
     int rc = smelt_guard_add(g, model_dir, what, smelt_guard_reads_model_dir, e);
     if (!rc && adapter_dir) rc = smelt_guard_add(g, adapter_dir, "the adapter", smelt_guard_reads_model_dir, e);
     if (!rc) rc = smelt_guard_check_file(g, out, e);
-    smelt_guard_free(g);
+    if (keep && !rc) *keep = g;
+    else smelt_guard_free(g);
     return rc;
 }
 
@@ -141,7 +144,7 @@ static int run_lora(const char *lora, const char *base, const char *out, const c
     smelt_progress prog = {0};
     smelt_progress_term pt;
     smelt_progress_term_init(&pt, &prog, "writing adapter", quiet || json);
-    int rc = check_output_path(out, base, "the base model", lora, &e);
+    int rc = check_output_path(out, base, "the base model", lora, NULL, &e);
     if (!rc) rc = smelt_hf_open(base, &hf, &e);
     if (!rc) rc = smelt_peft_open(lora, &peft, &e);
     if (!rc) rc = smelt_lora_to_gguf(peft, hf, out, &lo, &rep, &prog, &e);
@@ -187,12 +190,16 @@ int main(int argc, char **argv)
                                        {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, 'V'},
                                        {"lora", required_argument, 0, 'L'},    {"base", required_argument, 0, 'B'},
                                        {"no-full-delta", no_argument, 0, 'F'}, {"allow-nonfinite", no_argument, 0, 'N'},
-                                       {0, 0, 0, 0}};
+                                       SMELT_CLI_SPLIT_LONGOPTS,               {0, 0, 0, 0}};
+    smelt_cli_split split = {0};
     const char *lora = NULL, *base = NULL, *outtype = NULL;
     int no_full = 0;
     int c;
     long n;
     while ((c = getopt_long(argc, argv, "o:t:qh", lo, NULL)) != -1) {
+        int sr = smelt_cli_split_opt(TOOL, c, optarg, &split);
+        if (sr > 1) return sr;
+        if (sr) continue;
         switch (c) {
         case 'o': out = optarg; break;
         case 'L': lora = optarg; break;
@@ -218,6 +225,11 @@ int main(int argc, char **argv)
         default: return smelt_cli_usage_error(TOOL, "unknown option");
         }
     }
+    if (split.on && (lora || base)) return smelt_cli_usage_error(TOOL, "--split-max-size/--split-max-tensors do not apply to a LoRA GGUF");
+    if (split.on && o.vocab_only) return smelt_cli_usage_error(TOOL, "--split-max-size/--split-max-tensors need tensors (not --vocab-only)");
+    o.split = split.on;
+    o.split_max_bytes = split.max_bytes;
+    o.split_max_tensors = split.max_tensors;
     if (lora || base) return run_lora(lora, base, out, outtype, no_full, o.name, o.allow_nonfinite, quiet, json, argc - optind);
     if (optind != argc - 1) return smelt_cli_usage_error(TOOL, optind >= argc ? "MODEL_DIR is required" : "one MODEL_DIR only");
     const char *dir = argv[optind];
@@ -229,7 +241,9 @@ int main(int argc, char **argv)
     smelt_err_clear(&e);
     smelt_hf *hf = NULL;
     smelt_convert_plan *plan = NULL;
-    int rc = out ? check_output_path(out, dir, "the model", NULL, &e) : 0;
+    smelt_guard *guard = NULL;
+    int rc = out ? check_output_path(out, dir, "the model", NULL, &guard, &e) : 0;
+    o.guard = guard;
     if (!rc) rc = smelt_hf_open(dir, &hf, &e);
     char cfg[4096];
     if (!rc) {
@@ -260,15 +274,22 @@ int main(int argc, char **argv)
                     fprintf(stderr, "%s: warning: wrote %llu NaN/Inf value%s in %llu tensor%s (--allow-nonfinite)\n", TOOL,
                             (unsigned long long)res.nonfinite, res.nonfinite == 1 ? "" : "s",
                             (unsigned long long)res.nonfinite_tensors, res.nonfinite_tensors == 1 ? "" : "s");
-                char sz[32];
+                char sz[32], f0[4200], fl[4200];
+                smelt_gguf_split_out_path(f0, sizeof f0, out, 0, (int)res.n_files);
+                smelt_gguf_split_out_path(fl, sizeof fl, out, (int)res.n_files - 1, (int)res.n_files);
                 if (json)
-                    printf("{\"output\": \"%s\", \"outtype\": \"%s\", \"tensors\": %llu, \"bytes\": %llu, \"f16_overflow\": %llu, "
-                           "\"nonfinite\": %llu, \"seconds\": %.3f}\n",
-                           out, smelt_convert_outtype_name(smelt_convert_plan_outtype(plan)), (unsigned long long)res.n_tensors,
+                    printf("{\"output\": \"%s\", \"files\": %llu, \"outtype\": \"%s\", \"tensors\": %llu, \"bytes\": %llu, "
+                           "\"f16_overflow\": %llu, \"nonfinite\": %llu, \"seconds\": %.3f}\n",
+                           o.split ? f0 : out, (unsigned long long)res.n_files,
+                           smelt_convert_outtype_name(smelt_convert_plan_outtype(plan)), (unsigned long long)res.n_tensors,
                            (unsigned long long)res.bytes, (unsigned long long)res.f16_overflow, (unsigned long long)res.nonfinite,
                            res.seconds);
+                else if (!quiet && res.n_files > 1)
+                    fprintf(stderr, "%s: wrote %s … %s (%llu files; %s, %llu tensors, %s)\n", TOOL, f0, fl,
+                            (unsigned long long)res.n_files, smelt_convert_outtype_name(smelt_convert_plan_outtype(plan)),
+                            (unsigned long long)res.n_tensors, smelt_cli_bytes(sz, sizeof sz, res.bytes));
                 else if (!quiet)
-                    fprintf(stderr, "%s: wrote %s (%s, %llu tensors, %s)\n", TOOL, out,
+                    fprintf(stderr, "%s: wrote %s (%s, %llu tensors, %s)\n", TOOL, o.split ? f0 : out,
                             smelt_convert_outtype_name(smelt_convert_plan_outtype(plan)), (unsigned long long)res.n_tensors,
                             smelt_cli_bytes(sz, sizeof sz, res.bytes));
             }
@@ -276,6 +297,7 @@ int main(int argc, char **argv)
     }
     smelt_convert_plan_free(plan);
     smelt_hf_close(hf);
+    smelt_guard_free(guard);
     if (rc) {
         smelt_err_print(&e, TOOL, stderr);
         return smelt_err_exit_status(rc);

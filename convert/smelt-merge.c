@@ -12,6 +12,7 @@
 #include "convert/merge.h"
 #include "formats/base/cli.h"
 #include "formats/base/file.h"
+#include "formats/base/guard.h"
 #include "formats/base/hash.h"
 #include "formats/dtype.h"
 #include "formats/gguf.h"
@@ -41,6 +42,7 @@ static void usage(void)
            "                        tensor keeps its base dtype, as PEFT does)\n"
            "  --max-shard-size S    re-shard (e.g. 5GB, 500MB) instead of the base's split\n"
            "  --gguf OUT.gguf       merge and convert to GGUF in one pass (needs smelt-convert)\n"
+           SMELT_CLI_SPLIT_HELP
            "  --allow-unused        skip adapter tensors that match no base tensor (default: error)\n"
            "  --allow-nonfinite     write NaN/Inf weights anyway, with a warning counting them\n"
            "                        (default: refuse NaN/Inf in the base, the adapters or the merged\n"
@@ -137,8 +139,9 @@ static void on_note(void *user, const char *msg)
     fprintf(stderr, "%s: warning: %s\n", TOOL, msg);
 }
 
-/* Manifest beside a GGUF: its tensors' xxh64 in file order, then the model line. */
-static int gguf_manifest(const char *path, smelt_err *e)
+/* Manifest "<manifest_of>.xxh64" of the GGUF model at path (the first shard of a split): its
+ * tensors' xxh64 in file order, each with the file holding it, then the model line. */
+static int gguf_manifest(const char *path, const char *manifest_of, smelt_err *e)
 {
     smelt_gguf *g;
     int rc = smelt_gguf_open(path, 0, &g, e);
@@ -157,7 +160,8 @@ static int gguf_manifest(const char *path, smelt_err *e)
         if (t) {
             smelt_xxh64_update(st, t->data, (size_t)t->nbytes);
             len += (size_t)snprintf(txt + len, cap - len, "%-8s  %016" PRIx64 "  %s:%s\n", "xxh64",
-                                    smelt_xxh64(t->data, (size_t)t->nbytes), path, t->name);
+                                    smelt_xxh64(t->data, (size_t)t->nbytes), smelt_gguf_path(smelt_gguf_shard(g, t->shard)),
+                                    t->name);
             smelt_gguf_release_tensor(g, t);
         } else {
             len += (size_t)snprintf(txt + len, cap - len, "%-8s  %016" PRIx64 "  %s\n", "xxh64", smelt_xxh64_digest(st),
@@ -165,7 +169,7 @@ static int gguf_manifest(const char *path, smelt_err *e)
         }
     }
     char mp[4200];
-    snprintf(mp, sizeof mp, "%s.xxh64", path);
+    snprintf(mp, sizeof mp, "%s.xxh64", manifest_of);
     smelt_outfile *o = NULL;
     if (!txt || !st) rc = SMELT_NOMEM(e, "manifest");
     if (!rc) rc = smelt_outfile_open(&o, mp, e);
@@ -179,7 +183,7 @@ static int gguf_manifest(const char *path, smelt_err *e)
 }
 
 static int write_gguf(smelt_merge *m, const smelt_hf *base, const smelt_merge_adapter *ads, size_t n, const char *path,
-                      int outtype, int threads, int quiet, bool allow_nonfinite, smelt_err *e)
+                      int outtype, int threads, int quiet, bool allow_nonfinite, const smelt_cli_split *split, smelt_err *e)
 {
     const smelt_merge_report *r = smelt_merge_get_report(m);
     json_t *cfg = json_deep_copy(smelt_hf_config(base));
@@ -207,14 +211,27 @@ static int write_gguf(smelt_merge *m, const smelt_hf *base, const smelt_merge_ad
     co.card_dir = smelt_hf_dir(base);
     co.notes.fn = on_note;
     co.allow_nonfinite = allow_nonfinite;
+    co.split = split->on;
+    co.split_max_bytes = split->max_bytes;
+    co.split_max_tensors = split->max_tensors;
+    smelt_guard *guard = smelt_merge_guard_new(base, ads, n, e);
+    if (!guard) {
+        json_decref(cfg);
+        return e->code ? e->code : SMELT_ENOMEM;
+    }
+    co.guard = guard;
     smelt_progress_term term;
     smelt_progress_term_init(&term, &co.progress, "merging+converting", quiet);
     smelt_convert_result res;
     int rc = smelt_convert_run(smelt_merge_source(m), cfg, cfgp, tok, &co, path, &res, e);
     json_decref(cfg);
+    smelt_guard_free(guard);
     if (rc) return rc;
     smelt_progress_term_done(&term, res.bytes);
-    return gguf_manifest(path, e);
+    char first[4200];
+    if (split->on) smelt_gguf_split_out_path(first, sizeof first, path, 0, (int)res.n_files);
+    else snprintf(first, sizeof first, "%s", path);
+    return gguf_manifest(first, path, e); /* of the whole model: the first shard opens all */
 }
 
 int main(int argc, char **argv)
@@ -238,9 +255,13 @@ int main(int argc, char **argv)
                                        {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
                                        {"json", no_argument, 0, 'j'},         {"help", no_argument, 0, 'h'},
                                        {"version", no_argument, 0, 'V'},      {"allow-nonfinite", no_argument, 0, 'N'},
-                                       {0, 0, 0, 0}};
+                                       SMELT_CLI_SPLIT_LONGOPTS,              {0, 0, 0, 0}};
+    smelt_cli_split split = {0};
     int c;
     while ((c = getopt_long(argc, argv, "o:t:qh", lo, NULL)) != -1) {
+        int sr = smelt_cli_split_opt(TOOL, c, optarg, &split);
+        if (sr > 1) return sr;
+        if (sr) continue;
         switch (c) {
         case 'b': base_dir = optarg; break;
         case 'l':
@@ -281,6 +302,7 @@ int main(int argc, char **argv)
     if (!n_lora) return smelt_cli_usage_error(TOOL, "at least one --lora is required");
     if (!out && !gguf) return smelt_cli_usage_error(TOOL, "-o OUT_DIR (or --gguf OUT.gguf) is required");
     if (outtype && !gguf) return smelt_cli_usage_error(TOOL, "--outtype goes with --gguf");
+    if (split.on && !gguf) return smelt_cli_usage_error(TOOL, "--split-max-size/--split-max-tensors go with --gguf");
     int gguf_type = SMELT_OUTTYPE_AUTO;
     if (outtype && (gguf_type = smelt_convert_outtype_from_name(outtype)) == -2)
         return smelt_cli_usage_error(TOOL, "--outtype must be f32, f16, bf16, q8_0 or auto (got '%s')", outtype);
@@ -334,7 +356,7 @@ int main(int argc, char **argv)
         if ((rc = smelt_merge_write_hf(m, base, ads, n_lora, out, &wo, &prog, &e))) goto done;
         smelt_progress_term_done(&term, bytes);
     }
-    if (gguf && (rc = write_gguf(m, base, ads, n_lora, gguf, gguf_type, (int)threads, quiet, mo.allow_nonfinite, &e))) goto done;
+    if (gguf && (rc = write_gguf(m, base, ads, n_lora, gguf, gguf_type, (int)threads, quiet, mo.allow_nonfinite, &split, &e))) goto done;
     if (r->f16_overflow)
         fprintf(stderr, "%s: warning: %" PRIu64 " merged values exceed the f16 range and became inf (as in PEFT)\n",
                 TOOL, r->f16_overflow);

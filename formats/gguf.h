@@ -74,19 +74,52 @@ typedef struct smelt_gguf_tensor {
     uint64_t nelements;
     uint64_t info_offset;   /* file offset of this tensor's info record */
     const uint8_t *data;    /* NULL for a metadata-only file (SMELT_GGUF_META_ONLY) */
+    uint16_t shard;         /* the file holding it: smelt_gguf_shard(g, shard) (0: unsplit) */
 } smelt_gguf_tensor;
 
 typedef struct smelt_gguf smelt_gguf;
 
 enum {
-    /* Accept tensor data that lies past the end of the file (metadata-only GGUFs, as
-     * written with only_meta): tensors then have data == NULL. */
+    /* Accept a file that ends where its data section starts (metadata-only GGUFs, as
+     * written with only_meta): tensors then have data == NULL. A file that ends inside
+     * the data section is truncated and refused with or without this flag. */
     SMELT_GGUF_META_ONLY = 1,
+    /* Read this file alone, even if it is the first shard of a split model. */
+    SMELT_GGUF_ONE_FILE = 2,
 };
 
-/* Open and validate a GGUF file (mmap). *out is NULL on error. */
+/* Split models, as llama.cpp's gguf-split writes them: NAME-00001-of-0000N.gguf holds every
+ * KV plus split.no = 0 (u16), split.count = N (u16) and split.tensors.count (i32, the
+ * tensors of all shards); NAME-0000i-of-0000N.gguf holds only the three split keys (split.no
+ * = i-1) and its tensors. */
+#define SMELT_GGUF_SPLIT_NO "split.no"
+#define SMELT_GGUF_SPLIT_COUNT "split.count"
+#define SMELT_GGUF_SPLIT_TENSORS "split.tensors.count"
+#define SMELT_GGUF_MAX_SHARDS 65535
+
+/* Shard path as llama.cpp names it: "<prefix>-%05d-of-%05d.gguf", i from 0. */
+void smelt_gguf_split_path(char *buf, size_t n, const char *prefix, int i, int count);
+/* The same for an output given as OUT.gguf (prefix: OUT without ".gguf"). */
+void smelt_gguf_split_out_path(char *buf, size_t n, const char *out, int i, int count);
+
+/* Open and validate a GGUF file (mmap). *out is NULL on error.
+ * The first shard of a split model opens the whole model (unless SMELT_GGUF_ONE_FILE): the
+ * other shards are found by name beside it, each opened and validated, and checked to
+ * belong (split.no = its index, the same split.count and split.tensors.count, no tensor
+ * twice, split.tensors.count = the tensors of all shards). The handle then has the KVs of
+ * the first shard and the tensors of all, in shard order; smelt_gguf_path(),
+ * _data_offset(), _file_size() and the other file accessors describe the first file,
+ * smelt_gguf_shard() the others. Errors: a later shard given instead of the first, or a
+ * first shard not named PREFIX-00001-of-0000N.gguf (EUSAGE); a missing shard (EIO, naming
+ * the path it was expected at); a shard of another split or a wrong tensor count (EFORMAT,
+ * naming the shard and the key). */
 int smelt_gguf_open(const char *path, unsigned flags, smelt_gguf **out, smelt_err *e);
-/* Same on a caller-owned buffer, which must outlive the handle; `name` is used in errors. */
+/* Number of files of the model (1 when unsplit or opened with SMELT_GGUF_ONE_FILE) and
+ * file i as its own handle (i = 0: g itself; its tensor list is still the whole model's). */
+uint16_t smelt_gguf_n_shards(const smelt_gguf *g);
+const smelt_gguf *smelt_gguf_shard(const smelt_gguf *g, uint16_t i);
+/* Same on a caller-owned buffer, which must outlive the handle; `name` is used in errors.
+ * A buffer is one file: shards are not looked for. */
 int smelt_gguf_open_mem(const void *buf, size_t size, const char *name, unsigned flags,
                         smelt_gguf **out, smelt_err *e);
 void smelt_gguf_close(smelt_gguf *g); /* NULL is a no-op */
@@ -98,6 +131,7 @@ uint64_t smelt_gguf_data_offset(const smelt_gguf *g); /* file offset of the data
 /* File offset just after the last tensor info (before the alignment padding). */
 uint64_t smelt_gguf_header_end(const smelt_gguf *g);
 uint64_t smelt_gguf_file_size(const smelt_gguf *g);
+uint64_t smelt_gguf_total_size(const smelt_gguf *g); /* of all shards */
 const uint8_t *smelt_gguf_base(const smelt_gguf *g);  /* start of the mapped file */
 /* Release the pages of a tensor's data from RSS once it has been processed. */
 void smelt_gguf_release_tensor(const smelt_gguf *g, const smelt_gguf_tensor *t);
@@ -193,8 +227,33 @@ bool smelt_gguf_writer_has_kv(const smelt_gguf_writer *w, const char *key);
 int smelt_gguf_writer_add_tensor(smelt_gguf_writer *w, const char *name, uint32_t n_dims,
                                  const uint64_t *ne, int type, smelt_err *e);
 uint64_t smelt_gguf_writer_n_tensors(const smelt_gguf_writer *w);
-/* Size in bytes the complete file will have with the current KVs and tensors. */
+/* Size in bytes the complete file (all files of a split; the one of set_only_file) will have
+ * with the current KVs and tensors. */
 uint64_t smelt_gguf_writer_file_size(const smelt_gguf_writer *w);
+
+/* Write the output as llama-gguf-split --split writes a model (before begin; 0 = no limit):
+ * files PREFIX-00001-of-0000N.gguf … (PREFIX = the output path without ".gguf"), a new file
+ * starting before every max_tensors-th tensor, or before the tensor that would take the
+ * file's tensor data (each tensor padded to 32 bytes) past max_bytes; the first file holds
+ * every KV (but split.*), and every file split.no, split.tensors.count and split.count, in
+ * that order. Tensor data is still written in one stream; begin() opens the first file and
+ * the others follow as the data reaches them; commit() renames all of them into place, or
+ * none. With both limits 0 it is one file, named as a split of 1 (as llama-gguf-split). */
+void smelt_gguf_writer_set_split(smelt_gguf_writer *w, uint64_t max_bytes, uint64_t max_tensors);
+/* Check every output file against this guard in begin() (base/guard.h; kept, not owned). */
+struct smelt_guard;
+void smelt_gguf_writer_set_guard(smelt_gguf_writer *w, const struct smelt_guard *g);
+/* Write only file f (from 0) of the split: begin() opens it alone, the data written is that
+ * of its tensors only (from the first tensor of smelt_gguf_writer_file_of() = f, in order),
+ * commit() renames it alone, file_size() is its size. The file is byte-identical to the
+ * same file of the whole split, so separate processes can each write one. */
+void smelt_gguf_writer_set_only_file(smelt_gguf_writer *w, size_t f);
+/* The file (from 0) tensor i goes to. */
+size_t smelt_gguf_writer_file_of(const smelt_gguf_writer *w, uint64_t i);
+/* Number of files the split has (1 without a split; all of them with set_only_file), and
+ * the path of file i for an output given as `path`. */
+size_t smelt_gguf_writer_n_files(const smelt_gguf_writer *w);
+void smelt_gguf_writer_file_path(const smelt_gguf_writer *w, const char *path, size_t i, char *buf, size_t n);
 
 /* Open the (temporary) output and write the header. No KV/tensor changes afterwards. */
 int smelt_gguf_writer_begin(smelt_gguf_writer *w, const char *path, smelt_err *e);

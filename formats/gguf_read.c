@@ -2,11 +2,13 @@
  * Includes base/, ggml_types.h, gguf.h. Every size from the file goes through base/ckd.h. */
 #include "gguf.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/ckd.h"
 #include "base/file.h"
@@ -24,6 +26,9 @@ struct smelt_gguf {
     smelt_gguf_kv *kv;
     smelt_gguf_tensor *t;
     smelt_names kv_index, t_index;
+    uint64_t n_own;        /* tensors of this file (the first n_own of t; names owned) */
+    uint16_t n_shards;     /* 0 or 1: one file */
+    smelt_gguf **shards;   /* split model: shards[0] = this handle, the others owned */
 };
 
 /* ==== cursor ==== */
@@ -269,10 +274,12 @@ static int check_layout(smelt_gguf *g, cur *c, unsigned flags)
         if (!smelt_add_u64(t->offset, t->nbytes, &end))
             return SMELT_CORRUPT(e, c->file, t->info_offset, t->name, "data offset + size overflows");
         if (end > data_size) {
-            if (flags & SMELT_GGUF_META_ONLY) continue;
+            /* a metadata-only file ends where the data section starts; a file that ends
+             * inside it is truncated, whatever the caller accepts */
+            if ((flags & SMELT_GGUF_META_ONLY) && g->size <= g->data_off) continue;
             return SMELT_CORRUPT(e, c->file, t->info_offset, t->name,
-                                 "data [%" PRIu64 ", %" PRIu64 ") lies outside the data section (%" PRIu64
-                                 " bytes from file offset %" PRIu64 ")",
+                                 "data [%" PRIu64 ", %" PRIu64 ") runs past the end of the file (the data section "
+                                 "holds %" PRIu64 " bytes from file offset %" PRIu64 "): truncated or corrupt",
                                  t->offset, end, data_size, g->data_off);
         }
         t->data = g->base + g->data_off + t->offset;
@@ -373,11 +380,120 @@ static int parse(smelt_gguf *g, unsigned flags, smelt_err *e)
 static int open_common(smelt_gguf *g, unsigned flags, smelt_gguf **out, smelt_err *e)
 {
     int rc = parse(g, flags, e);
+    g->n_own = g->n_tensors;
     if (rc) {
         smelt_gguf_close(g);
         return rc;
     }
     *out = g;
+    return 0;
+}
+
+/* ==== split models ==== */
+
+void smelt_gguf_split_path(char *buf, size_t n, const char *prefix, int i, int count)
+{
+    snprintf(buf, n, "%s-%05d-of-%05d.gguf", prefix, i + 1, count);
+}
+
+/* An optional split key as an integer that fits u16; *found = whether it is there. */
+static int split_key(const smelt_gguf *g, const char *key, uint32_t *out, bool *found, smelt_err *e)
+{
+    *found = smelt_gguf_find_kv(g, key) >= 0;
+    if (!*found) return 0;
+    int rc = smelt_gguf_get_u32(g, key, out, e);
+    if (rc) return rc;
+    if (*out > SMELT_GGUF_MAX_SHARDS)
+        return SMELT_CORRUPT(e, g->path, smelt_gguf_get_kv(g, key)->value_offset, key,
+                             "value %" PRIu32 " does not fit u16", *out);
+    return 0;
+}
+
+/* Shard i of the split whose first file is g: open it and check that it belongs. */
+static int open_shard(smelt_gguf *g, const char *prefix, uint16_t i, uint16_t count, unsigned flags,
+                      smelt_gguf **out, smelt_err *e)
+{
+    char p[4200];
+    smelt_gguf_split_path(p, sizeof p, prefix, i, count);
+    if (access(p, F_OK) && errno == ENOENT)
+        return SMELT_ERR(e, SMELT_EIO, p, NULL, "shard %u of %u is missing (%s says the model has %u files)", i + 1, count,
+                         g->path, count);
+    int rc = smelt_gguf_open(p, (flags & SMELT_GGUF_META_ONLY) | SMELT_GGUF_ONE_FILE, out, e);
+    if (rc) return rc;
+    smelt_gguf *s = *out;
+    uint32_t no = 0, cnt = 0;
+    bool has_no, has_cnt;
+    if ((rc = split_key(s, SMELT_GGUF_SPLIT_NO, &no, &has_no, e)) ||
+        (rc = split_key(s, SMELT_GGUF_SPLIT_COUNT, &cnt, &has_cnt, e)))
+        return rc;
+    if (!has_no || no != i)
+        return SMELT_ERR(e, SMELT_EFORMAT, p, SMELT_GGUF_SPLIT_NO, "expected %u (shard %u of %u), found %s%" PRIu32, i,
+                         i + 1, count, has_no ? "" : "no key ", no);
+    if (!has_cnt || cnt != count)
+        return SMELT_ERR(e, SMELT_EFORMAT, p, SMELT_GGUF_SPLIT_COUNT,
+                         "expected %u as in %s, found %s%" PRIu32 ": a shard of another split", count, g->path,
+                         has_cnt ? "" : "no key ", cnt);
+    const smelt_gguf_kv *a = smelt_gguf_get_kv(g, SMELT_GGUF_SPLIT_TENSORS),
+                        *b = smelt_gguf_get_kv(s, SMELT_GGUF_SPLIT_TENSORS);
+    if (a && b && smelt_gguf_kv_int(a, 0) != smelt_gguf_kv_int(b, 0))
+        return SMELT_ERR(e, SMELT_EFORMAT, p, SMELT_GGUF_SPLIT_TENSORS,
+                         "expected %" PRId64 " as in %s, found %" PRId64 ": a shard of another split",
+                         smelt_gguf_kv_int(a, 0), g->path, smelt_gguf_kv_int(b, 0));
+    return 0;
+}
+
+/* g is a first shard: open the others and list their tensors after g's own. */
+static int attach_shards(smelt_gguf *g, unsigned flags, smelt_err *e)
+{
+    uint32_t count = 1, no = 0;
+    bool has_count, has_no;
+    int rc;
+    if ((rc = split_key(g, SMELT_GGUF_SPLIT_COUNT, &count, &has_count, e)) ||
+        (rc = split_key(g, SMELT_GGUF_SPLIT_NO, &no, &has_no, e)))
+        return rc;
+    if (count <= 1) return 0;
+    if (no != 0)
+        return SMELT_ERR(e, SMELT_EUSAGE, g->path, SMELT_GGUF_SPLIT_NO,
+                         "this file is shard %" PRIu32 " of %" PRIu32 "; give the first shard (split.no 0), which finds the others",
+                         no + 1, count);
+    char sfx[64], prefix[4096];
+    snprintf(sfx, sizeof sfx, "-%05d-of-%05d.gguf", 1, (int)count);
+    size_t lp = strlen(g->path), ls = strlen(sfx);
+    if (lp <= ls || strcmp(g->path + lp - ls, sfx) || lp - ls >= sizeof prefix)
+        return SMELT_ERR(e, SMELT_EUSAGE, g->path, NULL,
+                         "the first of %" PRIu32 " shards must be named PREFIX%s (llama.cpp split naming)", count, sfx);
+    memcpy(prefix, g->path, lp - ls);
+    prefix[lp - ls] = 0;
+    if (!(g->shards = calloc(count, sizeof *g->shards))) return SMELT_NOMEM(e, "shard list");
+    g->shards[0] = g;
+    g->n_shards = (uint16_t)count;
+    uint64_t total = g->n_tensors;
+    for (uint16_t i = 1; i < count; i++) {
+        if ((rc = open_shard(g, prefix, i, (uint16_t)count, flags, &g->shards[i], e))) return rc;
+        total += g->shards[i]->n_tensors;
+    }
+    smelt_gguf_tensor *all = realloc(g->t, sizeof *all * (size_t)(total + 1));
+    if (!all) return SMELT_NOMEM(e, "tensor table");
+    g->t = all;
+    for (uint16_t i = 1; i < count; i++) {
+        const smelt_gguf *s = g->shards[i];
+        for (uint64_t j = 0; j < s->n_tensors; j++) {
+            smelt_gguf_tensor *t = &g->t[g->n_tensors];
+            *t = s->t[j];
+            t->shard = i;
+            long r = smelt_names_add(&g->t_index, t->name, (size_t)g->n_tensors);
+            if (r == SMELT_NAMES_NOMEM) return SMELT_NOMEM(e, "tensor index");
+            if (r != SMELT_NAMES_ADDED)
+                return SMELT_CORRUPT(e, s->path, t->info_offset, t->name, "tensor also present in %s",
+                                     g->shards[g->t[r].shard]->path);
+            g->n_tensors++;
+        }
+    }
+    const smelt_gguf_kv *want = smelt_gguf_get_kv(g, SMELT_GGUF_SPLIT_TENSORS);
+    if (want && (smelt_gguf_kv_int(want, 0) < 0 || (uint64_t)smelt_gguf_kv_int(want, 0) != total))
+        return SMELT_ERR(e, SMELT_EFORMAT, g->path, SMELT_GGUF_SPLIT_TENSORS,
+                         "says %" PRId64 " tensors, the %" PRIu32 " shards hold %" PRIu64, smelt_gguf_kv_int(want, 0),
+                         count, total);
     return 0;
 }
 
@@ -398,7 +514,20 @@ int smelt_gguf_open(const char *path, unsigned flags, smelt_gguf **out, smelt_er
         smelt_gguf_close(g);
         return SMELT_NOMEM(e, "path");
     }
-    return open_common(g, flags, out, e);
+    if ((rc = open_common(g, flags, out, e))) return rc;
+    if (!(flags & SMELT_GGUF_ONE_FILE) && (rc = attach_shards(g, flags, e))) {
+        smelt_gguf_close(g);
+        *out = NULL;
+    }
+    return rc;
+}
+
+uint16_t smelt_gguf_n_shards(const smelt_gguf *g) { return g->n_shards ? g->n_shards : 1; }
+
+const smelt_gguf *smelt_gguf_shard(const smelt_gguf *g, uint16_t i)
+{
+    if (!g->n_shards) return i == 0 ? g : NULL;
+    return i < g->n_shards ? g->shards[i] : NULL;
 }
 
 int smelt_gguf_open_mem(const void *buf, size_t size, const char *name, unsigned flags,
@@ -426,7 +555,9 @@ void smelt_gguf_close(smelt_gguf *g)
             free((void *)g->kv[i].str_off);
         }
     if (g->t)
-        for (uint64_t i = 0; i < g->n_tensors; i++) free((void *)g->t[i].name);
+        for (uint64_t i = 0; i < g->n_own; i++) free((void *)g->t[i].name);
+    for (uint16_t i = 1; i < g->n_shards; i++) smelt_gguf_close(g->shards[i]);
+    free(g->shards);
     free(g->kv);
     free(g->t);
     smelt_names_free(&g->kv_index);
@@ -444,11 +575,19 @@ uint64_t smelt_gguf_alignment(const smelt_gguf *g) { return g->alignment; }
 uint64_t smelt_gguf_data_offset(const smelt_gguf *g) { return g->data_off; }
 uint64_t smelt_gguf_header_end(const smelt_gguf *g) { return g->header_end; }
 uint64_t smelt_gguf_file_size(const smelt_gguf *g) { return g->size; }
+
+uint64_t smelt_gguf_total_size(const smelt_gguf *g)
+{
+    uint64_t n = g->size;
+    for (uint16_t i = 1; i < g->n_shards; i++) n += g->shards[i]->size;
+    return n;
+}
 const uint8_t *smelt_gguf_base(const smelt_gguf *g) { return g->base; }
 
 void smelt_gguf_release_tensor(const smelt_gguf *g, const smelt_gguf_tensor *t)
 {
-    if (g->map.data && t->data) smelt_map_release(&g->map, g->data_off + t->offset, t->nbytes);
+    const smelt_gguf *f = smelt_gguf_shard(g, t->shard);
+    if (f && f->map.data && t->data) smelt_map_release(&f->map, f->data_off + t->offset, t->nbytes);
 }
 
 uint64_t smelt_gguf_n_kv(const smelt_gguf *g) { return g->n_kv; }

@@ -5,9 +5,11 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/ckd.h"
 #include "base/file.h"
+#include "base/guard.h"
 
 typedef struct {
     char *key;
@@ -30,12 +32,22 @@ struct smelt_gguf_writer {
     size_t n_kv, cap_kv;
     wtensor *t;
     size_t n_t, cap_t;
+    /* split output (llama-gguf-split's layout); 0 = no limit */
+    bool split;
+    uint64_t split_bytes, split_tensors;
+    const smelt_guard *guard;
     /* streaming state */
-    smelt_outfile *out;
+    smelt_outfile *out;  /* the file being written */
     uint64_t alignment;
     size_t cur;        /* tensor being written */
     uint64_t cur_done; /* bytes of it written */
     int failed;
+    size_t n_files, cur_file; /* files of the output; the one being written */
+    size_t only;              /* 1 + the one file to write (0: all of them) */
+    size_t end;               /* tensors before this one are written (n_t, or the file's end) */
+    size_t *first;            /* first tensor of file i (n_files + 1 entries) */
+    smelt_outfile **outs;
+    char **paths;
 };
 
 smelt_gguf_writer *smelt_gguf_writer_new(void)
@@ -48,7 +60,13 @@ smelt_gguf_writer *smelt_gguf_writer_new(void)
 void smelt_gguf_writer_free(smelt_gguf_writer *w)
 {
     if (!w) return;
-    smelt_outfile_abort(w->out);
+    for (size_t i = 0; i < w->n_files; i++) {
+        if (w->outs) smelt_outfile_abort(w->outs[i]);
+        if (w->paths) free(w->paths[i]);
+    }
+    free(w->outs);
+    free(w->paths);
+    free(w->first);
     for (size_t i = 0; i < w->n_kv; i++) {
         free(w->kv[i].key);
         free(w->kv[i].rec);
@@ -59,8 +77,33 @@ void smelt_gguf_writer_free(smelt_gguf_writer *w)
     free(w);
 }
 
+static size_t plan_files(const smelt_gguf_writer *w, size_t *first);
+
 void smelt_gguf_writer_set_version(smelt_gguf_writer *w, uint32_t version) { w->version = version; }
 void smelt_gguf_writer_set_pad_empty(smelt_gguf_writer *w, bool pad) { w->no_pad_empty = !pad; }
+
+void smelt_gguf_writer_set_split(smelt_gguf_writer *w, uint64_t max_bytes, uint64_t max_tensors)
+{
+    w->split = true;
+    w->split_bytes = max_bytes;
+    w->split_tensors = max_tensors;
+}
+
+void smelt_gguf_writer_set_guard(smelt_gguf_writer *w, const smelt_guard *g) { w->guard = g; }
+
+void smelt_gguf_writer_set_only_file(smelt_gguf_writer *w, size_t f) { w->only = f + 1; }
+
+size_t smelt_gguf_writer_file_of(const smelt_gguf_writer *w, uint64_t i)
+{
+    size_t nf = plan_files(w, NULL);
+    size_t *first = malloc((nf + 1) * sizeof *first);
+    if (!first) return SIZE_MAX;
+    plan_files(w, first);
+    size_t f = nf - 1;
+    while (f > 0 && first[f] > i) f--;
+    free(first);
+    return f;
+}
 
 /* ==== KV records ==== */
 
@@ -324,32 +367,177 @@ int smelt_gguf_writer_add_tensor(smelt_gguf_writer *w, const char *name, uint32_
 
 uint64_t smelt_gguf_writer_n_tensors(const smelt_gguf_writer *w) { return w->n_t; }
 
-static uint64_t header_size(const smelt_gguf_writer *w)
+/* ==== files ==== */
+
+static bool is_split_key(const char *k)
 {
-    uint64_t n = 4 + 4 + 8 + 8;
-    for (size_t i = 0; i < w->n_kv; i++) n += w->kv[i].len;
-    for (size_t i = 0; i < w->n_t; i++) n += 8 + strlen(w->t[i].name) + 4 + 8 * w->t[i].n_dims + 4 + 8;
+    return !strcmp(k, SMELT_GGUF_SPLIT_NO) || !strcmp(k, SMELT_GGUF_SPLIT_COUNT) || !strcmp(k, SMELT_GGUF_SPLIT_TENSORS);
+}
+
+/* Which tensors go to which file, as llama-gguf-split --split decides: a new file starts
+ * before tensor i when i is a multiple of the tensor limit, or when the file's tensor data,
+ * each tensor padded to 32 bytes, would exceed the size limit with it (a tensor larger than
+ * the limit gets a file of its own; no file is left without tensors). Fills first[0..n]
+ * when given; returns the number of files. */
+static size_t plan_files(const smelt_gguf_writer *w, size_t *first)
+{
+    size_t nf = 1, start = 0;
+    uint64_t used = 0;
+    if (first) first[0] = 0;
+    for (size_t i = 0; w->split && i < w->n_t; i++) {
+        uint64_t n = smelt_pad_u64(w->t[i].nbytes, SMELT_GGUF_DEFAULT_ALIGNMENT);
+        bool cut = (w->split_tensors && i > 0 && i % w->split_tensors == 0) ||
+                   (w->split_bytes && i > start && used + n > w->split_bytes);
+        if (cut) {
+            if (first) first[nf] = i;
+            nf++;
+            start = i;
+            used = 0;
+        }
+        used += n;
+    }
+    if (first) first[nf] = w->n_t;
+    return nf;
+}
+
+/* The three split records, in the order llama-gguf-split leaves them (split.count is set
+ * last, once the number of files is known, so it moves to the end). */
+static void put_split_kvs(buf *b, size_t file, size_t n_files, uint64_t n_tensors)
+{
+    uint16_t no = (uint16_t)file, cnt = (uint16_t)n_files;
+    int32_t tot = (int32_t)n_tensors;
+    put_str(b, SMELT_GGUF_SPLIT_NO, strlen(SMELT_GGUF_SPLIT_NO));
+    put_u32(b, SMELT_GGUF_U16);
+    put(b, &no, 2);
+    put_str(b, SMELT_GGUF_SPLIT_TENSORS, strlen(SMELT_GGUF_SPLIT_TENSORS));
+    put_u32(b, SMELT_GGUF_I32);
+    put(b, &tot, 4);
+    put_str(b, SMELT_GGUF_SPLIT_COUNT, strlen(SMELT_GGUF_SPLIT_COUNT));
+    put_u32(b, SMELT_GGUF_U16);
+    put(b, &cnt, 2);
+}
+
+/* KV records of file f: all of them unsplit; with a split, the first file's (but split.*)
+ * then the split records in every file. Appends to b when given; returns the count. */
+static uint64_t file_kvs(const smelt_gguf_writer *w, size_t f, size_t n_files, buf *b, uint64_t *bytes)
+{
+    uint64_t n = 0;
+    *bytes = 0;
+    for (size_t i = 0; i < w->n_kv && (f == 0 || !w->split); i++) {
+        if (w->split && is_split_key(w->kv[i].key)) continue;
+        if (b) put(b, w->kv[i].rec, w->kv[i].len);
+        *bytes += w->kv[i].len;
+        n++;
+    }
+    if (w->split) {
+        buf tmp = {0};
+        put_split_kvs(&tmp, f, n_files, w->n_t);
+        if (b) put(b, tmp.p, tmp.len);
+        *bytes += tmp.len;
+        free(tmp.p);
+        n += 3;
+    }
     return n;
 }
 
-/* Offsets: each tensor starts where the previous one's padded size ends (as ggml does). */
-static uint64_t layout(smelt_gguf_writer *w, uint64_t align)
+static uint64_t info_size(const wtensor *t) { return 8 + strlen(t->name) + 4 + 8 * t->n_dims + 4 + 8; }
+
+/* Size of file f holding tensors [a, b). */
+static uint64_t file_bytes(const smelt_gguf_writer *w, size_t f, size_t n_files, size_t a, size_t b, uint64_t align)
 {
-    uint64_t off = 0;
-    for (size_t i = 0; i < w->n_t; i++) {
-        w->t[i].offset = off;
-        off += smelt_pad_u64(w->t[i].nbytes, align);
-    }
-    return off;
+    uint64_t kvb, n = 4 + 4 + 8 + 8;
+    file_kvs(w, f, n_files, NULL, &kvb);
+    n += kvb;
+    for (size_t i = a; i < b; i++) n += info_size(&w->t[i]);
+    n = (b > a || !w->no_pad_empty) ? smelt_pad_u64(n, align) : n;
+    for (size_t i = a; i < b; i++) n += smelt_pad_u64(w->t[i].nbytes, align);
+    return n;
 }
 
 uint64_t smelt_gguf_writer_file_size(const smelt_gguf_writer *w)
 {
     uint64_t align = writer_alignment(w);
     if (!align) align = SMELT_GGUF_DEFAULT_ALIGNMENT;
-    uint64_t n = (w->n_t || !w->no_pad_empty) ? smelt_pad_u64(header_size(w), align) : header_size(w);
-    for (size_t i = 0; i < w->n_t; i++) n += smelt_pad_u64(w->t[i].nbytes, align);
+    size_t nf = plan_files(w, NULL);
+    size_t *first = malloc((nf + 1) * sizeof *first);
+    if (!first) return UINT64_MAX;
+    plan_files(w, first);
+    uint64_t n = 0;
+    for (size_t f = 0; f < nf; f++)
+        if (!w->only || w->only == f + 1) n += file_bytes(w, f, nf, first[f], first[f + 1], align);
+    free(first);
     return n;
+}
+
+size_t smelt_gguf_writer_n_files(const smelt_gguf_writer *w) { return plan_files(w, NULL); }
+
+void smelt_gguf_writer_file_path(const smelt_gguf_writer *w, const char *path, size_t i, char *buf, size_t n)
+{
+    if (!w->split) {
+        snprintf(buf, n, "%s", path);
+        return;
+    }
+    smelt_gguf_split_out_path(buf, n, path, (int)i, (int)plan_files(w, NULL));
+}
+
+void smelt_gguf_split_out_path(char *buf, size_t n, const char *out, int i, int count)
+{
+    char prefix[4096];
+    snprintf(prefix, sizeof prefix, "%s", out);
+    size_t lp = strlen(prefix);
+    if (lp > 5 && !strcmp(prefix + lp - 5, ".gguf")) prefix[lp - 5] = 0;
+    smelt_gguf_split_path(buf, n, prefix, i, count);
+}
+
+/* Open file f and write its header: each tensor's offset counts from its file's data. */
+static int open_file(smelt_gguf_writer *w, size_t f, smelt_err *e)
+{
+    int rc = w->out && f > 0 ? smelt_outfile_finish(w->out, e) : 0;
+    if (rc) return rc;
+    if ((rc = smelt_outfile_open(&w->outs[f], w->paths[f], e))) return rc;
+    w->out = w->outs[f];
+    w->cur_file = f;
+    size_t a = w->first[f], z = w->first[f + 1];
+    buf b = {0};
+    uint64_t kvb;
+    put(&b, "GGUF", 4);
+    put_u32(&b, w->version);
+    put_u64(&b, z - a);
+    put_u64(&b, 0); /* patched below */
+    uint64_t nkv = file_kvs(w, f, w->n_files, &b, &kvb);
+    if (!b.oom) memcpy(b.p + 16, &nkv, 8);
+    uint64_t off = 0;
+    for (size_t i = a; i < z; i++) {
+        const wtensor *t = &w->t[i];
+        put_str(&b, t->name, strlen(t->name));
+        put_u32(&b, t->n_dims);
+        for (uint32_t d = 0; d < t->n_dims; d++) put_u64(&b, t->ne[d]);
+        put_u32(&b, (uint32_t)t->type);
+        put_u64(&b, off);
+        w->t[i].offset = off;
+        off += smelt_pad_u64(t->nbytes, w->alignment);
+    }
+    if (b.oom) {
+        free(b.p);
+        return SMELT_NOMEM(e, "gguf header");
+    }
+    rc = smelt_outfile_write(w->out, b.p, b.len, e);
+    free(b.p);
+    if (!rc && (z > a || !w->no_pad_empty)) rc = smelt_outfile_pad(w->out, w->alignment, e);
+    return rc;
+}
+
+/* Skip tensors without data; open the files up to the one holding the next tensor (all of
+ * them once every tensor is written). */
+static int advance(smelt_gguf_writer *w, smelt_err *e)
+{
+    while (w->cur < w->end && w->t[w->cur].nbytes == 0) w->cur++;
+    size_t want = w->only ? w->only - 1 : w->n_files - 1;
+    if (w->cur < w->end)
+        while (want > w->cur_file && w->first[want] > w->cur) want--;
+    int rc = 0;
+    while (!rc && w->cur_file < want) rc = open_file(w, w->cur_file + 1, e);
+    return rc;
 }
 
 int smelt_gguf_writer_begin(smelt_gguf_writer *w, const char *path, smelt_err *e)
@@ -359,33 +547,30 @@ int smelt_gguf_writer_begin(smelt_gguf_writer *w, const char *path, smelt_err *e
     w->alignment = writer_alignment(w);
     if (!w->alignment)
         return SMELT_ERR(e, SMELT_EUSAGE, path, "general.alignment", "must be a u32 power of two");
-    layout(w, w->alignment);
-    if ((rc = smelt_outfile_open(&w->out, path, e))) return rc;
-    buf b = {0};
-    put(&b, "GGUF", 4);
-    put_u32(&b, w->version);
-    put_u64(&b, w->n_t);
-    put_u64(&b, w->n_kv);
-    for (size_t i = 0; i < w->n_kv; i++) put(&b, w->kv[i].rec, w->kv[i].len);
-    for (size_t i = 0; i < w->n_t; i++) {
-        const wtensor *t = &w->t[i];
-        put_str(&b, t->name, strlen(t->name));
-        put_u32(&b, t->n_dims);
-        for (uint32_t d = 0; d < t->n_dims; d++) put_u64(&b, t->ne[d]);
-        put_u32(&b, (uint32_t)t->type);
-        put_u64(&b, t->offset);
+    size_t nf = plan_files(w, NULL);
+    if (nf > SMELT_GGUF_MAX_SHARDS || (w->split && w->n_t > INT32_MAX))
+        return SMELT_ERR(e, SMELT_EUSAGE, path, NULL, "the split would need %zu files; GGUF splits hold at most %d", nf,
+                         SMELT_GGUF_MAX_SHARDS);
+    w->first = malloc((nf + 1) * sizeof *w->first);
+    w->outs = calloc(nf, sizeof *w->outs);
+    w->paths = calloc(nf, sizeof *w->paths);
+    if (!w->first || !w->outs || !w->paths) return SMELT_NOMEM(e, "output files");
+    plan_files(w, w->first);
+    w->n_files = nf;
+    if (w->only > nf)
+        return SMELT_ERR(e, SMELT_EINTERNAL, path, NULL, "file %zu of a split into %zu files", w->only, nf);
+    for (size_t f = 0; f < nf; f++) {
+        char p[4200];
+        smelt_gguf_writer_file_path(w, path, f, p, sizeof p);
+        if (!(w->paths[f] = strdup(p))) return SMELT_NOMEM(e, "output path");
+        if (w->guard && (!w->only || w->only == f + 1) && (rc = smelt_guard_check_file(w->guard, p, e))) return rc;
     }
-    if (b.oom) {
-        free(b.p);
-        return SMELT_NOMEM(e, "gguf header");
-    }
-    rc = smelt_outfile_write(w->out, b.p, b.len, e);
-    free(b.p);
-    if (!rc && (w->n_t || !w->no_pad_empty)) rc = smelt_outfile_pad(w->out, w->alignment, e);
-    w->cur = 0;
+    size_t f0 = w->only ? w->only - 1 : 0;
+    w->cur = w->first[f0];
+    w->end = w->only ? w->first[f0 + 1] : w->n_t;
     w->cur_done = 0;
-    /* skip leading empty tensors */
-    while (!rc && w->cur < w->n_t && w->t[w->cur].nbytes == 0) w->cur++;
+    rc = open_file(w, f0, e);
+    if (!rc) rc = advance(w, e);
     if (rc) w->failed = 1;
     return rc;
 }
@@ -393,7 +578,7 @@ int smelt_gguf_writer_begin(smelt_gguf_writer *w, const char *path, smelt_err *e
 int smelt_gguf_writer_write(smelt_gguf_writer *w, const void *p, size_t n, smelt_err *e)
 {
     if (!w->out || w->failed) return SMELT_ERR(e, SMELT_EINTERNAL, NULL, NULL, "GGUF writer is not writing");
-    if (w->cur >= w->n_t) {
+    if (w->cur >= w->end) {
         if (!n) return 0;
         return SMELT_ERR(e, SMELT_EINTERNAL, smelt_outfile_path(w->out), NULL,
                          "%zu bytes of data written after the last tensor", n);
@@ -411,7 +596,7 @@ int smelt_gguf_writer_write(smelt_gguf_writer *w, const void *p, size_t n, smelt
         rc = smelt_outfile_pad(w->out, w->alignment, e);
         w->cur++;
         w->cur_done = 0;
-        while (w->cur < w->n_t && w->t[w->cur].nbytes == 0) w->cur++;
+        if (!rc) rc = advance(w, e);
     }
     if (rc) w->failed = 1;
     return rc;
@@ -423,12 +608,23 @@ int smelt_gguf_writer_commit(smelt_gguf_writer *w, smelt_err *e)
 {
     if (!w->out) return SMELT_ERR(e, SMELT_EINTERNAL, NULL, NULL, "GGUF writer was not started");
     if (w->failed) return SMELT_ERR(e, SMELT_EINTERNAL, NULL, NULL, "GGUF writer failed earlier");
-    if (w->cur < w->n_t) {
+    if (w->cur < w->end) {
         return SMELT_ERR(e, SMELT_EINTERNAL, smelt_outfile_path(w->out), w->t[w->cur].name,
                          "only %" PRIu64 " of %" PRIu64 " bytes of this tensor were written (tensor %zu of %zu)",
                          w->cur_done, w->t[w->cur].nbytes, w->cur + 1, w->n_t);
     }
-    smelt_outfile *o = w->out;
+    /* nothing appears at an output path before every file is complete; a failure removes
+     * the files already renamed into place */
+    int rc = 0;
+    size_t done = 0;
+    for (; done < w->n_files && !rc; done++) {
+        if (!w->outs[done]) continue; /* not this writer's file (set_only_file) */
+        rc = smelt_outfile_commit(w->outs[done], e);
+        w->outs[done] = NULL;
+    }
+    if (rc)
+        for (size_t f = 0; f + 1 < done; f++)
+            if (!w->only || w->only == f + 1) unlink(w->paths[f]);
     w->out = NULL;
-    return smelt_outfile_commit(o, e);
+    return rc;
 }

@@ -503,27 +503,23 @@ smelt_mc_kv *smelt_mc_kvs_of_gguf(const smelt_gguf *g)
     return kv;
 }
 
-int smelt_mc_check_gguf(const smelt_gguf *const *g, size_t n, unsigned flags, smelt_mc_hparams *hp, smelt_err *e)
+int smelt_mc_check_gguf(const smelt_gguf *g, unsigned flags, smelt_mc_hparams *hp, smelt_err *e)
 {
-    size_t nt = 0;
-    for (size_t i = 0; i < n; i++) nt += smelt_gguf_n_tensors(g[i]);
-    smelt_mc_kv *kv = smelt_mc_kvs_of_gguf(g[0]);
+    size_t nt = (size_t)smelt_gguf_n_tensors(g);
+    smelt_mc_kv *kv = smelt_mc_kvs_of_gguf(g);
     smelt_mc_tensor *t = calloc(nt ? nt : 1, sizeof *t);
     if (!kv || !t) {
         free(kv);
         free(t);
         return SMELT_NOMEM(e, "the model check");
     }
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        for (uint64_t j = 0; j < smelt_gguf_n_tensors(g[i]); j++) {
-            const smelt_gguf_tensor *s = smelt_gguf_tensor_at(g[i], j);
-            t[k].name = s->name;
-            memcpy(t[k].ne, s->ne, sizeof t[k].ne);
-            t[k].file = smelt_gguf_path(g[i]);
-            k++;
-        }
-    smelt_mc_model m = {smelt_gguf_path(g[0]), kv, smelt_gguf_n_kv(g[0]), t, nt, nt == 0};
+    for (size_t k = 0; k < nt; k++) {
+        const smelt_gguf_tensor *s = smelt_gguf_tensor_at(g, k);
+        t[k].name = s->name;
+        memcpy(t[k].ne, s->ne, sizeof t[k].ne);
+        t[k].file = smelt_gguf_path(smelt_gguf_shard(g, s->shard));
+    }
+    smelt_mc_model m = {smelt_gguf_path(g), kv, smelt_gguf_n_kv(g), t, nt, nt == 0};
     int rc = smelt_mc_check(&m, flags, hp, e);
     free(kv);
     free(t);

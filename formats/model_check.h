@@ -90,10 +90,10 @@ enum {
  * hyperparameters that differ between layers, ENOMEM. */
 int smelt_mc_check(const smelt_mc_model *m, unsigned flags, smelt_mc_hparams *hp, smelt_err *e);
 
-/* The same on GGUF files: the metadata of g[0] and the tensors of every g[i] (the shards
- * of a split model; one file: n = 1). Metadata-only files (SMELT_GGUF_META_ONLY) are
- * checked alike; a file without tensors is checked as vocabulary-only. */
-int smelt_mc_check_gguf(const smelt_gguf *const *g, size_t n, unsigned flags, smelt_mc_hparams *hp, smelt_err *e);
+/* The same on a GGUF model (all shards of a split model, as smelt_gguf_open() reads them; a
+ * tensor's problem names the shard holding it). Metadata-only files (SMELT_GGUF_META_ONLY)
+ * are checked alike; a file without tensors is checked as vocabulary-only. */
+int smelt_mc_check_gguf(const smelt_gguf *g, unsigned flags, smelt_mc_hparams *hp, smelt_err *e);
 
 /* The metadata of a GGUF as smelt_mc_kv values (n = smelt_gguf_n_kv entries, borrowed
  * views into g); caller frees. NULL on ENOMEM. */

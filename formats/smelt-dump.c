@@ -140,8 +140,7 @@ static void validation(const smelt_gguf *g, char *buf, size_t n)
     smelt_err e;
     smelt_err_clear(&e);
     smelt_mc_hparams hp;
-    const smelt_gguf *one[1] = {g};
-    int rc = smelt_mc_check_gguf(one, 1, SMELT_MC_OTHER_ARCH_OK | SMELT_MC_NON_MODEL_OK, &hp, &e);
+    int rc = smelt_mc_check_gguf(g, SMELT_MC_OTHER_ARCH_OK | SMELT_MC_NON_MODEL_OK, &hp, &e);
     if (rc == 0)
         snprintf(buf, n, "ok (a llama model: %u layers, %u heads, %u experts, %llu tokens)", hp.n_layer, hp.n_head, hp.n_expert,
                  (unsigned long long)hp.n_vocab);
@@ -159,11 +158,19 @@ static int dump_gguf(const char *path, const opts *o)
     smelt_err e;
     smelt_err_clear(&e);
     smelt_gguf *g;
-    int rc = smelt_gguf_open(path, SMELT_GGUF_META_ONLY, &g, &e);
+    /* a later shard of a split model is listed alone; the first one, with the others */
+    int rc = smelt_gguf_open(path, SMELT_GGUF_META_ONLY | SMELT_GGUF_ONE_FILE, &g, &e);
+    uint32_t split_no = 0, split_count = 0;
+    if (!rc && !smelt_gguf_get_u32(g, SMELT_GGUF_SPLIT_COUNT, &split_count, NULL) && split_count > 1 &&
+        !smelt_gguf_get_u32(g, SMELT_GGUF_SPLIT_NO, &split_no, NULL) && split_no == 0) {
+        smelt_gguf_close(g);
+        rc = smelt_gguf_open(path, SMELT_GGUF_META_ONLY, &g, &e);
+    }
     if (rc) {
         smelt_err_print(&e, TOOL, stderr);
         return smelt_err_exit_status(rc);
     }
+    uint16_t ns = smelt_gguf_n_shards(g);
     uint64_t nkv = smelt_gguf_n_kv(g), nt = smelt_gguf_n_tensors(g);
     const smelt_gguf_tensor *sel = NULL;
     if (o->tensor && !(sel = smelt_gguf_find_tensor(g, o->tensor))) {
@@ -182,6 +189,18 @@ static int dump_gguf(const char *path, const opts *o)
         char verdict[1400];
         validation(g, verdict, sizeof verdict);
         json_object_set_new(root, "validation", json_string(verdict));
+        if (ns > 1) {
+            json_t *sh = json_array();
+            for (uint16_t i = 0; i < ns; i++) {
+                const smelt_gguf *f = smelt_gguf_shard(g, i);
+                json_t *j = json_object();
+                json_object_set_new(j, "file", json_string(smelt_gguf_path(f)));
+                json_object_set_new(j, "file_size", json_integer((json_int_t)smelt_gguf_file_size(f)));
+                json_object_set_new(j, "data_offset", json_integer((json_int_t)smelt_gguf_data_offset(f)));
+                json_array_append_new(sh, j);
+            }
+            json_object_set_new(root, "shards", sh);
+        }
         json_t *md = json_array();
         for (uint64_t i = 0; i < nkv; i++) {
             const smelt_gguf_kv *kv = smelt_gguf_kv_at(g, i);
@@ -214,7 +233,9 @@ static int dump_gguf(const char *path, const opts *o)
                 for (uint32_t d = 0; d < t->n_dims; d++) json_array_append_new(sh, json_integer((json_int_t)t->ne[d]));
                 json_object_set_new(j, "shape", sh);
                 json_object_set_new(j, "bytes", json_integer((json_int_t)t->nbytes));
-                json_object_set_new(j, "offset", json_integer((json_int_t)(smelt_gguf_data_offset(g) + t->offset)));
+                json_object_set_new(j, "offset",
+                                    json_integer((json_int_t)(smelt_gguf_data_offset(smelt_gguf_shard(g, t->shard)) + t->offset)));
+                if (ns > 1) json_object_set_new(j, "shard", json_integer(t->shard));
                 if (sel && t->data)
                     json_object_set_new(j, "rows", rows_json(t->data, smelt_gguf_tensor_row_bytes(t), t->ne[0],
                                                              smelt_gguf_tensor_rows(t), t->type, 1, o));
@@ -242,9 +263,18 @@ static int dump_gguf(const char *path, const opts *o)
     if (!o->quiet) {
         char verdict[1400];
         validation(g, verdict, sizeof verdict);
-        printf("%s: GGUF v%u, %" PRIu64 " KV pairs, %" PRIu64 " tensors, alignment %" PRIu64 ", data at %" PRIu64 "\n", path,
-               smelt_gguf_version(g), nkv, nt, smelt_gguf_alignment(g), smelt_gguf_data_offset(g));
+        printf("%s: GGUF v%u, %" PRIu64 " KV pairs, %" PRIu64 " tensors, alignment %" PRIu64 ", data at %" PRIu64 "%s\n", path,
+               smelt_gguf_version(g), nkv, nt, smelt_gguf_alignment(g), smelt_gguf_data_offset(g),
+               nt && !smelt_gguf_tensor_at(g, 0)->data ? " (metadata only: the file holds no tensor data)" : "");
         printf("validation: %s\n", verdict);
+        for (uint16_t i = 0; ns > 1 && i < ns; i++) {
+            const smelt_gguf *f = smelt_gguf_shard(g, i);
+            printf("shard %u of %u: %s, %" PRIu64 " bytes, data at %" PRIu64 "\n", i + 1, ns, smelt_gguf_path(f),
+                   smelt_gguf_file_size(f), smelt_gguf_data_offset(f));
+        }
+        if (split_count > 1 && split_no > 0)
+            printf("note: shard %u of %u of a split model, listed alone (give the first shard for the whole model)\n",
+                   split_no + 1, split_count);
     }
     size_t cap = 1 << 16;
     char *buf = malloc(cap);
@@ -266,13 +296,17 @@ static int dump_gguf(const char *path, const opts *o)
     }
     free(buf);
     if (!o->no_tensors) {
-        if (!o->quiet) printf("\n  %5s  %-48s %-8s %-28s %12s %12s\n", "#", "name", "type", "shape (ne)", "bytes", "offset");
+        if (!o->quiet)
+            printf("\n  %5s  %-48s %-8s %-28s %12s %12s%s\n", "#", "name", "type", "shape (ne)", "bytes", "offset",
+                   ns > 1 ? "  shard" : "");
         for (uint64_t i = 0; i < nt; i++) {
             const smelt_gguf_tensor *t = smelt_gguf_tensor_at(g, i);
             char sh[96];
             format_shape(t->ne, t->n_dims, sh, sizeof sh);
-            printf("  %5" PRIu64 "  %-48s %-8s %-28s %12" PRIu64 " %12" PRIu64 "\n", i, t->name, smelt_type_name(t->type),
-                   sh, t->nbytes, smelt_gguf_data_offset(g) + t->offset);
+            printf("  %5" PRIu64 "  %-48s %-8s %-28s %12" PRIu64 " %12" PRIu64, i, t->name, smelt_type_name(t->type), sh,
+                   t->nbytes, smelt_gguf_data_offset(smelt_gguf_shard(g, t->shard)) + t->offset);
+            if (ns > 1) printf("  %5u", t->shard + 1);
+            printf("\n");
         }
     }
     smelt_gguf_close(g);

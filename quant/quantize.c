@@ -31,9 +31,9 @@
 #define COPY_CHUNK (16u << 20)     /* bytes per write when a tensor is copied as is */
 #define MAX_LISTED 5               /* names quoted in a summary warning */
 
-static const char K_SPLIT_NO[] = "split.no";
-static const char K_SPLIT_COUNT[] = "split.count";
-static const char K_SPLIT_TENSORS[] = "split.tensors.count";
+#define K_SPLIT_NO SMELT_GGUF_SPLIT_NO
+#define K_SPLIT_COUNT SMELT_GGUF_SPLIT_COUNT
+#define K_SPLIT_TENSORS SMELT_GGUF_SPLIT_TENSORS
 
 /* ==== small helpers ==== */
 
@@ -43,11 +43,6 @@ void smelt_quantize_opts_default(smelt_quantize_opts *o)
     o->ftype = "Q8_0";
     o->output_tensor_type = -1;
     o->token_embedding_type = -1;
-}
-
-void smelt_quantize_split_path(char *buf, size_t n, const char *prefix, int i, int count)
-{
-    snprintf(buf, n, "%s-%05d-of-%05d.gguf", prefix, i + 1, count);
 }
 
 static void warnf(const smelt_quantize_opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -118,60 +113,22 @@ typedef struct inputs {
 
 static void inputs_close(inputs *in)
 {
-    for (uint16_t i = 0; i < in->n; i++) {
-        smelt_gguf_close(in->g[i]);
-        free(in->paths[i]);
-    }
+    if (in->g) smelt_gguf_close(in->g[0]); /* closes the other shards too */
     free(in->g);
     free(in->paths);
     free(in->t);
     memset(in, 0, sizeof *in);
 }
 
-static int get_u16_opt(const smelt_gguf *g, const char *key, uint16_t *out, bool *found, smelt_err *e)
-{
-    *found = smelt_gguf_find_kv(g, key) >= 0;
-    if (!*found) return 0;
-    uint32_t v;
-    int rc = smelt_gguf_get_u32(g, key, &v, e);
-    if (rc) return rc;
-    if (v > 65535) return SMELT_ERR(e, SMELT_EFORMAT, smelt_gguf_path(g), key, "value %" PRIu32 " does not fit u16", v);
-    *out = (uint16_t)v;
-    return 0;
-}
-
+/* The model: its first file (and the other shards of a split model, which the reader finds
+ * and checks), with the tensors of all shards. */
 static int open_inputs(const char *path, unsigned flags, inputs *in, smelt_err *e)
 {
     memset(in, 0, sizeof *in);
     smelt_gguf *g0;
     int rc = smelt_gguf_open(path, flags, &g0, e);
     if (rc) return rc;
-    uint16_t count = 1, no = 0;
-    bool has_count, has_no;
-    if ((rc = get_u16_opt(g0, K_SPLIT_COUNT, &count, &has_count, e)) ||
-        (rc = get_u16_opt(g0, K_SPLIT_NO, &no, &has_no, e))) {
-        smelt_gguf_close(g0);
-        return rc;
-    }
-    if (!has_count || count == 0) count = 1;
-    if (count > 1 && no != 0) {
-        smelt_gguf_close(g0);
-        return SMELT_ERR(e, SMELT_EUSAGE, path, K_SPLIT_NO,
-                         "is %u: give the first shard (split.no 0) of this %u-shard model", no, count);
-    }
-    char prefix[4096] = "";
-    if (count > 1) {
-        char sfx[64];
-        snprintf(sfx, sizeof sfx, "-%05d-of-%05d.gguf", 1, count);
-        size_t lp = strlen(path), ls = strlen(sfx);
-        if (lp <= ls || strcmp(path + lp - ls, sfx) || lp - ls >= sizeof prefix) {
-            smelt_gguf_close(g0);
-            return SMELT_ERR(e, SMELT_EUSAGE, path, NULL,
-                             "the first of %u shards must be named PREFIX%s (llama.cpp split naming)", count, sfx);
-        }
-        memcpy(prefix, path, lp - ls);
-        prefix[lp - ls] = 0;
-    }
+    uint16_t count = smelt_gguf_n_shards(g0);
     in->g = calloc(count, sizeof *in->g);
     in->paths = calloc(count, sizeof *in->paths);
     if (!in->g || !in->paths) {
@@ -181,47 +138,16 @@ static int open_inputs(const char *path, unsigned flags, inputs *in, smelt_err *
         return SMELT_NOMEM(e, "shard list");
     }
     in->n = count;
-    in->g[0] = g0;
-    if (!(in->paths[0] = strdup(path))) return SMELT_NOMEM(e, "path");
-    for (uint16_t i = 1; i < count; i++) {
-        char p[4200];
-        smelt_quantize_split_path(p, sizeof p, prefix, i, count);
-        if (!(in->paths[i] = strdup(p))) return SMELT_NOMEM(e, "path");
-        if ((rc = smelt_gguf_open(p, flags, &in->g[i], e))) return rc;
-        uint16_t sno = 0;
-        bool f;
-        if ((rc = get_u16_opt(in->g[i], K_SPLIT_NO, &sno, &f, e))) return rc;
-        if (!f || sno != i)
-            return SMELT_ERR(e, SMELT_EFORMAT, p, K_SPLIT_NO, "expected %u (shard %u of %u), found %s%u", i, i + 1,
-                             count, f ? "" : "no key ", f ? sno : 0);
+    for (uint16_t i = 0; i < count; i++) {
+        in->g[i] = (smelt_gguf *)smelt_gguf_shard(g0, i);
+        in->paths[i] = (char *)smelt_gguf_path(in->g[i]);
     }
-    size_t total = 0;
-    for (uint16_t i = 0; i < count; i++) total += smelt_gguf_n_tensors(in->g[i]);
+    size_t total = smelt_gguf_n_tensors(g0);
     in->t = calloc(total ? total : 1, sizeof *in->t);
     if (!in->t) return SMELT_NOMEM(e, "tensor list");
-    smelt_names seen;
-    if (smelt_names_init(&seen, total)) return SMELT_NOMEM(e, "tensor names");
-    for (uint16_t i = 0; i < count; i++)
-        for (uint64_t j = 0; j < smelt_gguf_n_tensors(in->g[i]); j++) {
-            const smelt_gguf_tensor *t = smelt_gguf_tensor_at(in->g[i], j);
-            long r = smelt_names_add(&seen, t->name, in->nt);
-            if (r == SMELT_NAMES_NOMEM) rc = SMELT_NOMEM(e, "tensor names");
-            else if (r != SMELT_NAMES_ADDED)
-                rc = SMELT_ERR(e, SMELT_EFORMAT, in->paths[i], t->name, "tensor also present in %s",
-                               in->paths[in->t[r].shard]);
-            if (rc) {
-                smelt_names_free(&seen);
-                return rc;
-            }
-            in->t[in->nt++] = (in_tensor){t, i};
-        }
-    smelt_names_free(&seen);
-    if (count > 1 && smelt_gguf_find_kv(g0, K_SPLIT_TENSORS) >= 0) {
-        uint64_t want;
-        if ((rc = smelt_gguf_get_u64(g0, K_SPLIT_TENSORS, &want, e))) return rc;
-        if (want != in->nt)
-            return SMELT_ERR(e, SMELT_EFORMAT, path, K_SPLIT_TENSORS, "says %" PRIu64 " tensors, the %u shards hold %zu",
-                             want, count, in->nt);
+    for (uint64_t j = 0; j < total; j++) {
+        const smelt_gguf_tensor *t = smelt_gguf_tensor_at(g0, j);
+        in->t[in->nt++] = (in_tensor){t, t->shard};
     }
     return 0;
 }
@@ -560,17 +486,22 @@ static int set_override(smelt_gguf_writer *w, const smelt_kv_override *kv, smelt
     }
 }
 
-/* The output may be none of the inputs: the model's files and the importance matrix. */
-static int check_output_path(const job *j, const char *out, smelt_err *e)
+/* The outputs may be none of the inputs: the model's files and the importance matrix. */
+static smelt_guard *input_guard(const job *j, smelt_err *e)
 {
     smelt_guard *g = smelt_guard_new();
-    if (!g) return SMELT_NOMEM(e, "the list of inputs");
+    if (!g) {
+        SMELT_NOMEM(e, "the list of inputs");
+        return NULL;
+    }
     int rc = 0;
     for (uint16_t k = 0; k < j->in.n && !rc; k++) rc = smelt_guard_add(g, j->in.paths[k], "the model", NULL, e);
     if (!rc && j->o->imatrix) rc = smelt_guard_add(g, j->o->imatrix, "the importance matrix", NULL, e);
-    if (!rc) rc = smelt_guard_check_file(g, out, e);
-    smelt_guard_free(g);
-    return rc;
+    if (rc) {
+        smelt_guard_free(g);
+        return NULL;
+    }
+    return g;
 }
 
 /* The override list llama-quantize builds: the user's, then the imatrix provenance. */
@@ -835,7 +766,7 @@ static int run_output(job *j, const char *out_path, const smelt_progress *progre
 {
     const smelt_quantize_opts *o = j->o;
     smelt_qplan *p = &j->plan;
-    uint16_t ns = p->n_shards_out;
+    uint16_t ns = o->keep_split ? p->n_shards_out : 1; /* writers (a --split-max-* writer makes its own files) */
     char prefix[4096];
     snprintf(prefix, sizeof prefix, "%s", out_path);
     size_t lp = strlen(prefix);
@@ -844,20 +775,25 @@ static int run_output(job *j, const char *out_path, const smelt_progress *progre
     smelt_gguf_writer **w = calloc(ns, sizeof *w);
     stream st = {0};
     int rc = 0;
-    if (!paths || !w) {
-        rc = SMELT_NOMEM(e, "writers");
+    smelt_guard *guard = input_guard(j, e);
+    if (!paths || !w || !guard) {
+        rc = guard ? SMELT_NOMEM(e, "writers") : (e->code ? e->code : SMELT_ENOMEM);
         goto out;
     }
     for (uint16_t s = 0; s < ns && !rc; s++) {
         char pth[4200];
-        if (o->keep_split) smelt_quantize_split_path(pth, sizeof pth, prefix, s, ns);
+        if (o->keep_split) smelt_gguf_split_path(pth, sizeof pth, prefix, s, ns);
         else snprintf(pth, sizeof pth, "%s", out_path);
         if (!(paths[s] = strdup(pth)) || !(w[s] = smelt_gguf_writer_new())) {
             rc = SMELT_NOMEM(e, "writer");
             break;
         }
-        if (!rc) rc = check_output_path(j, pth, e);
+        if (!rc) rc = smelt_guard_check_file(guard, pth, e);
         if (!rc && s == 0) rc = set_metadata(j, w[0], e);
+        if (!rc && o->split) {
+            smelt_gguf_writer_set_split(w[s], o->split_max_bytes, o->split_max_tensors);
+            smelt_gguf_writer_set_guard(w[s], guard); /* checks each file of the split */
+        }
         if (!rc && ns > 1) {
             if (!(rc = smelt_gguf_writer_set_u16(w[s], K_SPLIT_NO, s, e)) &&
                 !(rc = smelt_gguf_writer_set_u16(w[s], K_SPLIT_COUNT, ns, e)))
@@ -869,6 +805,16 @@ static int run_output(job *j, const char *out_path, const smelt_progress *progre
         rc = smelt_gguf_writer_add_tensor(w[o->keep_split ? q->shard : 0], q->name, q->n_dims, q->ne, q->new_type, e);
     }
     if (rc) goto out;
+    if (o->split) p->n_shards_out = (uint16_t)smelt_gguf_writer_n_files(w[0]);
+    if (o->shard_count) {
+        if (o->shard_count != p->n_shards_out) {
+            rc = SMELT_ERR(e, SMELT_EUSAGE, paths[0], NULL,
+                           "--shard %" PRIu32 "/%" PRIu32 ": the split makes %u files; give --shard I/%u", o->shard_index,
+                           o->shard_count, p->n_shards_out, p->n_shards_out);
+            goto out;
+        }
+        smelt_gguf_writer_set_only_file(w[0], o->shard_index - 1);
+    }
     p->out_bytes = 0;
     for (uint16_t s = 0; s < ns; s++) p->out_bytes += smelt_gguf_writer_file_size(w[s]);
     uint64_t free_b = o->assume_free_bytes ? o->assume_free_bytes : smelt_fs_free_bytes(paths[0]);
@@ -888,6 +834,7 @@ static int run_output(job *j, const char *out_path, const smelt_progress *progre
     uint64_t done_bytes = 0;
     for (size_t i = 0; i < p->n && !rc; i++) {
         int s = o->keep_split ? p->t[i].shard : 0;
+        if (o->shard_count && smelt_gguf_writer_file_of(w[0], i) != o->shard_index - 1) continue; /* another process's */
         if (s != cur) {
             if ((rc = smelt_gguf_writer_begin(w[s], paths[s], e))) break;
             cur = s;
@@ -910,6 +857,7 @@ out:
     for (uint16_t s = 0; paths && s < ns; s++) free(paths[s]);
     free(w);
     free(paths);
+    smelt_guard_free(guard);
     smelt_pool_free(st.pool);
     free(st.scratch);
     free(st.qbuf);
@@ -942,9 +890,15 @@ int smelt_quantize_run(const smelt_quantize_opts *o, const char *in_path, const 
     if (o->n_include && o->n_exclude)
         return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "--include-weights and --exclude-weights cannot be used together");
     if (!o->dry_run && !out_path) return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "no output file given");
+    if (o->shard_count && (!o->split || !o->shard_index || o->shard_index > o->shard_count))
+        return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL,
+                         "--shard I/N needs 1 <= I <= N and --split-max-size or --split-max-tensors (the split it is a part of)");
+    if (o->split && o->keep_split)
+        return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL,
+                         "--keep-split keeps the input's shards; --split-max-size/--split-max-tensors make new ones: give one");
     int rc = open_inputs(in_path, o->dry_run ? SMELT_GGUF_META_ONLY : 0, &j.in, e);
     /* the model check every tool shares (llama models; other architectures pass as is) */
-    if (!rc && !o->skip_model_check && (rc = smelt_mc_check_gguf((const smelt_gguf *const *)j.in.g, j.in.n, SMELT_MC_OTHER_ARCH_OK, NULL, e)) > 0)
+    if (!rc && !o->skip_model_check && (rc = smelt_mc_check_gguf(j.in.g[0], SMELT_MC_OTHER_ARCH_OK, NULL, e)) > 0)
         rc = 0; /* SMELT_MC_SKIPPED */
     if (!rc && o->imatrix) {
         rc = load_imatrix(o, &j.imx, e);
@@ -962,12 +916,14 @@ int smelt_quantize_run(const smelt_quantize_opts *o, const char *in_path, const 
     if (!rc && o->dry_run) {
         smelt_gguf_writer *w = smelt_gguf_writer_new();
         if (!w) rc = SMELT_NOMEM(e, "writer");
-        /* size estimate: the single-file output (headers of extra shards are small) */
+        /* the size of the output (with --keep-split: of the single file; the extra shards' headers are small) */
         if (!rc) rc = set_metadata(&j, w, e);
+        if (!rc && o->split) smelt_gguf_writer_set_split(w, o->split_max_bytes, o->split_max_tensors);
         for (size_t i = 0; i < j.plan.n && !rc; i++)
             rc = smelt_gguf_writer_add_tensor(w, j.plan.t[i].name, j.plan.t[i].n_dims, j.plan.t[i].ne,
                                               j.plan.t[i].new_type, e);
         if (!rc) j.plan.out_bytes = smelt_gguf_writer_file_size(w);
+        if (!rc && o->split) j.plan.n_shards_out = (uint16_t)smelt_gguf_writer_n_files(w);
         smelt_gguf_writer_free(w);
         if (!rc && o->on_plan) o->on_plan(o->user, &j.plan);
     } else if (!rc) {

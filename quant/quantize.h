@@ -83,6 +83,15 @@ typedef struct smelt_quantize_opts {
     const smelt_kv_override *kv_overrides;     /* --override-kv */
     size_t n_kv_overrides;
     bool pure, leave_output, keep_split, allow_requantize, dry_run;
+    /* --split-max-size / --split-max-tensors: the output laid out as llama-gguf-split --split
+     * lays out the single-file output (formats/gguf.h smelt_gguf_writer_set_split); 0 = no
+     * limit. Not with keep_split. */
+    bool split;
+    uint64_t split_max_bytes, split_max_tensors;
+    /* --shard I/N (with split): write only file I (from 1) of the N the split makes; N must
+     * be that number. Processes given 1/N … N/N write the files of the one-process split,
+     * byte for byte. 0/0: every file. */
+    uint32_t shard_index, shard_count;
     /* Write NaN/Inf weights (quantized types get 0 in their place, float types keep them),
      * with a warning per tensor and a total, instead of refusing them. */
     bool allow_nonfinite;
@@ -128,8 +137,5 @@ void smelt_quantize_opts_default(smelt_quantize_opts *o);
  * respect to the same output path. */
 int smelt_quantize_run(const smelt_quantize_opts *o, const char *in_path, const char *out_path,
                        const smelt_progress *progress, smelt_err *e);
-
-/* Output shard path as llama.cpp names it: "<prefix>-%05d-of-%05d.gguf", i from 0. */
-void smelt_quantize_split_path(char *buf, size_t n, const char *prefix, int i, int count);
 
 #endif

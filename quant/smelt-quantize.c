@@ -50,6 +50,10 @@ static void usage(void)
            "  --leave-output-tensor       keep output.weight as it is\n"
            "  --override-kv KEY=TYPE:VAL  set metadata in the output; TYPE int|float|bool|str\n"
            "  --keep-split                a split input gives a split output with the same shards\n"
+           SMELT_CLI_SPLIT_HELP
+           "  --shard I/N                 with --split-max-*: write only file I of the N files\n"
+           "                              of the split (N processes, one file each, give the\n"
+           "                              files of the one-process run, byte for byte)\n"
            "  --allow-requantize          allow quantizing tensors that are already quantized\n"
            "                              (quality is lower than quantizing from F16/F32)\n"
            "  --allow-nonfinite           write NaN/Inf weights anyway (quantized types get 0 in\n"
@@ -340,7 +344,7 @@ int main(int argc, char **argv)
 {
     enum {
         O_IMATRIX = 256, O_INCLUDE, O_EXCLUDE, O_OUTTYPE, O_TOKTYPE, O_TTYPE, O_TTFILE, O_PURE, O_LEAVE, O_KV,
-        O_SPLIT, O_REQ, O_DRY, O_JSON, O_VERSION, O_PRUNE, O_MAXBUF, O_ERRM, O_NONFINITE
+        O_SPLIT, O_REQ, O_DRY, O_JSON, O_VERSION, O_PRUNE, O_MAXBUF, O_ERRM, O_NONFINITE, O_SHARD
     };
     static const struct option lo[] = {
         {"imatrix", required_argument, 0, O_IMATRIX},      {"include-weights", required_argument, 0, O_INCLUDE},
@@ -354,7 +358,9 @@ int main(int argc, char **argv)
         {"help", no_argument, 0, 'h'},                     {"version", no_argument, 0, O_VERSION},
         {"prune-layers", required_argument, 0, O_PRUNE},   {"max-buffer-size", required_argument, 0, O_MAXBUF},
         {"error-model", required_argument, 0, O_ERRM},     {"allow-nonfinite", no_argument, 0, O_NONFINITE},
+        {"shard", required_argument, 0, O_SHARD},          SMELT_CLI_SPLIT_LONGOPTS,
         {0, 0, 0, 0}};
+    smelt_cli_split split = {0};
     smelt_quantize_opts o;
     smelt_quantize_opts_default(&o);
     app a = {0};
@@ -369,6 +375,14 @@ int main(int argc, char **argv)
     smelt_err e;
     smelt_err_clear(&e);
     while ((c = getopt_long(argc, argv, "t:qh", lo, NULL)) != -1) {
+        int sr = smelt_cli_split_opt(TOOL, c, optarg, &split);
+        if (sr > 1) goto done;
+        if (sr) {
+            o.split = true;
+            o.split_max_bytes = split.max_bytes;
+            o.split_max_tensors = split.max_tensors;
+            continue;
+        }
         switch (c) {
         case O_IMATRIX: o.imatrix = optarg; break;
         case O_INCLUDE: if (strv_push(&inc, optarg)) goto oom; break;
@@ -404,6 +418,17 @@ int main(int argc, char **argv)
             break;
         }
         case O_SPLIT: o.keep_split = true; break;
+        case O_SHARD: {
+            unsigned si, sn;
+            char tail;
+            if (sscanf(optarg, "%u/%u%c", &si, &sn, &tail) != 2 || si < 1 || si > sn || sn > 65535) {
+                smelt_cli_usage_error(TOOL, "--shard: '%s' is not I/N with 1 <= I <= N (e.g. 2/4)", optarg);
+                goto done;
+            }
+            o.shard_index = si;
+            o.shard_count = sn;
+            break;
+        }
         case O_REQ: o.allow_requantize = true; break;
         case O_NONFINITE: o.allow_nonfinite = true; break;
         case O_DRY: o.dry_run = true; break;

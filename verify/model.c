@@ -41,8 +41,7 @@ static int read_hparams(loader *L)
 {
     smelt_hparams *hp = &L->m->hp;
     smelt_mc_hparams mc;
-    const smelt_gguf *one[1] = {L->g};
-    int rc = smelt_mc_check_gguf(one, 1, 0, &mc, L->e);
+    int rc = smelt_mc_check_gguf(L->g, 0, &mc, L->e);
     if (rc) return rc;
     memcpy(hp->arch, "llama", 6);
     hp->n_ctx_train = mc.n_ctx_train;

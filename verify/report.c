@@ -106,7 +106,7 @@ static int load_facts(const char *path, smelt_report_row *w, char **name, smelt_
         smelt_gguf_close(g);
         return SMELT_NOMEM(e, "a report row");
     }
-    w->file_bytes = smelt_gguf_file_size(g);
+    w->file_bytes = smelt_gguf_total_size(g);
     uint64_t n_t = smelt_gguf_n_tensors(g);
     int *types = malloc((n_t ? n_t : 1) * sizeof *types);
     if (!types) {

@@ -54,7 +54,6 @@ static int open_gguf(smelt_vmodel *m, smelt_err *e)
     m->n = smelt_gguf_n_tensors(m->g);
     m->t = calloc(m->n ? m->n : 1, sizeof *m->t);
     if (!m->t) return SMELT_NOMEM(e, "the tensor table");
-    uint64_t data_off = smelt_gguf_data_offset(m->g);
     for (uint64_t i = 0; i < m->n; i++) {
         const smelt_gguf_tensor *gt = smelt_gguf_tensor_at(m->g, i);
         smelt_vm_tensor *t = &m->t[i];
@@ -70,11 +69,14 @@ static int open_gguf(smelt_vmodel *m, smelt_err *e)
         t->n_rows = gt->nelements ? smelt_gguf_tensor_rows(gt) : 0;
         t->row_bytes = smelt_gguf_tensor_row_bytes(gt);
         t->data = gt->data;
-        t->file = m->path;
-        t->file_offset = data_off + gt->offset;
+        const smelt_gguf *f = smelt_gguf_shard(m->g, gt->shard);
+        t->file = smelt_gguf_path(f);
+        t->file_offset = smelt_gguf_data_offset(f) + gt->offset;
     }
-    snprintf(m->desc, sizeof m->desc, "GGUF v%" PRIu32, smelt_gguf_version(m->g));
-    m->file_bytes = smelt_gguf_file_size(m->g);
+    uint16_t ns = smelt_gguf_n_shards(m->g);
+    if (ns > 1) snprintf(m->desc, sizeof m->desc, "GGUF v%" PRIu32 " (%u shards)", smelt_gguf_version(m->g), ns);
+    else snprintf(m->desc, sizeof m->desc, "GGUF v%" PRIu32, smelt_gguf_version(m->g));
+    m->file_bytes = smelt_gguf_total_size(m->g);
     return 0;
 }
 
@@ -257,6 +259,5 @@ int smelt_vm_check_model(const smelt_vmodel *m, smelt_mc_hparams *hp, smelt_err 
         snprintf(hp->skipped, sizeof hp->skipped, "a safetensors checkpoint: the check reads GGUF models");
         return SMELT_MC_SKIPPED;
     }
-    const smelt_gguf *one[1] = {m->g};
-    return smelt_mc_check_gguf(one, 1, SMELT_MC_OTHER_ARCH_OK | SMELT_MC_NON_MODEL_OK, hp, e);
+    return smelt_mc_check_gguf(m->g, SMELT_MC_OTHER_ARCH_OK | SMELT_MC_NON_MODEL_OK, hp, e);
 }

@@ -92,3 +92,20 @@ int smelt_cli_eval_opt(const char *tool, int code, const char *arg, const smelt_
     default: return 0;
     }
 }
+
+int smelt_cli_split_opt(const char *tool, int code, const char *arg, smelt_cli_split *s)
+{
+    long n;
+    if (code == SMELT_CLI_SPLIT_SIZE) {
+        if (smelt_cli_size(arg, &s->max_bytes) || !s->max_bytes)
+            return smelt_cli_usage_error(tool, "--split-max-size needs a size such as 500M or 4G (got '%s')", arg);
+    } else if (code == SMELT_CLI_SPLIT_TENSORS) {
+        if (smelt_cli_int(arg, 1, 1L << 30, &n))
+            return smelt_cli_usage_error(tool, "--split-max-tensors needs a number of tensors >= 1 (got '%s')", arg);
+        s->max_tensors = (uint64_t)n;
+    } else {
+        return 0;
+    }
+    s->on = true;
+    return 1;
+}

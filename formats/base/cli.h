@@ -3,6 +3,7 @@
 #ifndef SMELT_CLI_H
 #define SMELT_CLI_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -28,6 +29,25 @@ typedef struct smelt_cli_eval {
 /* If `code` is one of them: parse `arg` into its field and return 1, or print the usage
  * error and return its exit status 2. Otherwise return 0. */
 int smelt_cli_eval_opt(const char *tool, int code, const char *arg, const smelt_cli_eval *ev);
+/* --split-max-size SIZE and --split-max-tensors N (smelt-convert, smelt-merge --gguf,
+ * smelt-quantize): long options with these getopt codes; SMELT_CLI_SPLIT_LONGOPTS goes in the
+ * option table, SMELT_CLI_SPLIT_HELP in the help text. */
+enum { SMELT_CLI_SPLIT_SIZE = 0x5301, SMELT_CLI_SPLIT_TENSORS = 0x5302 };
+#define SMELT_CLI_SPLIT_LONGOPTS                                             \
+    {"split-max-size", required_argument, 0, SMELT_CLI_SPLIT_SIZE},         \
+    {"split-max-tensors", required_argument, 0, SMELT_CLI_SPLIT_TENSORS}
+#define SMELT_CLI_SPLIT_HELP                                                                         \
+    "  --split-max-size SIZE  write the output as llama-gguf-split --split does: files\n"            \
+    "                         OUT-00001-of-0000N.gguf ... of at most SIZE of tensor data each\n"     \
+    "                         (500M, 4G: powers of 1000; a larger tensor gets a file alone)\n"     \
+    "  --split-max-tensors N  the same with at most N tensors per file\n"
+typedef struct smelt_cli_split {
+    bool on;
+    uint64_t max_bytes, max_tensors;
+} smelt_cli_split;
+/* If `code` is one of the two: parse `arg` into s and return 1, or print the usage error and
+ * return its exit status 2. Otherwise return 0. */
+int smelt_cli_split_opt(const char *tool, int code, const char *arg, smelt_cli_split *s);
 /* Human-readable byte count ("17.3 MB") into buf. */
 const char *smelt_cli_bytes(char *buf, size_t n, uint64_t bytes);
 

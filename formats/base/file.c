@@ -652,9 +652,18 @@ static int flush_buf(smelt_outfile *o, smelt_err *e)
     return rc;
 }
 
+int smelt_outfile_finish(smelt_outfile *o, smelt_err *e)
+{
+    int rc = o->buf ? flush_buf(o, e) : 0;
+    free(o->buf);
+    o->buf = NULL;
+    return rc;
+}
+
 int smelt_outfile_write(smelt_outfile *o, const void *p, size_t n, smelt_err *e)
 {
     const uint8_t *s = p;
+    if (!o->buf) return SMELT_ERR(e, SMELT_EINTERNAL, o->target, NULL, "write after the file was finished");
     o->pos += n;
     if (n >= OUTBUF) {
         int rc = flush_buf(o, e);

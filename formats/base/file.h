@@ -75,6 +75,9 @@ int smelt_outfile_pad(smelt_outfile *o, uint64_t align, smelt_err *e);
 int smelt_outfile_pwrite(smelt_outfile *o, const void *p, size_t n, uint64_t off, smelt_err *e);
 uint64_t smelt_outfile_tell(const smelt_outfile *o);
 const char *smelt_outfile_path(const smelt_outfile *o);
+/* Flush the buffer and free it: o is complete (no more writes) but not yet committed, and
+ * holds no memory beyond its names (for writers that finish many files, then commit all). */
+int smelt_outfile_finish(smelt_outfile *o, smelt_err *e);
 /* Flush, fsync, close and rename over the target; frees o. On failure the temporary file
  * is removed and o is freed as well. */
 int smelt_outfile_commit(smelt_outfile *o, smelt_err *e);

@@ -239,7 +239,7 @@ static void same_verdict(const char *dir, const char *bad, int code, const char 
         else snprintf(cmd, sizeof cmd, runs[k].fmt, runs[k].tool, bad, g_text, dir);
         int rc = run(cmd, err, sizeof err);
         cr_expect_eq(rc, code, "%s: exit %d: %s", cmd, rc, err);
-        cr_expect_str_eq(err, want, "%s", cmd);
+        cr_expect_str_eq(err, want, "%s: got %s", cmd, err);
     }
     snprintf(cmd, sizeof cmd, "ls '%s' | grep -c -e q.gguf -e imatrix.gguf", dir);
     char *o = NULL;
@@ -275,6 +275,37 @@ Test(model_corpus, invalid_gguf_same_message_from_every_tool, .timeout = 300)
     rewrite(good, bad, NULL, 0, NULL, 1);
     same_verdict(dir, bad, 4,
                  "is a LoRA adapter (general.type = adapter), not a model; merge it first or use it with llama.cpp's --lora", 0);
+    /* a truncated download: the data of a tensor runs past the end of the file */
+    char trunc[1024];
+    snprintf(trunc, sizeof trunc, "%s/trunc.gguf", dir);
+    snprintf(cmd, sizeof cmd, "head -c 100000 '%s' > '%s'; true", good, trunc);
+    cr_assert_eq(run(cmd, NULL, 0), 0);
+    /* the expected line, from the layout of the good file (its header length varies) */
+    char trunc_msg[512] = "";
+    smelt_gguf *gg;
+    smelt_err ge;
+    cr_assert_eq(smelt_gguf_open(good, 0, &gg, &ge), 0);
+    uint64_t doff = smelt_gguf_data_offset(gg), left = 100000 - doff;
+    for (uint64_t i = 0; i < smelt_gguf_n_tensors(gg) && !trunc_msg[0]; i++) {
+        const smelt_gguf_tensor *t = smelt_gguf_tensor_at(gg, i);
+        if (t->offset + t->nbytes > left)
+            snprintf(trunc_msg, sizeof trunc_msg,
+                     "'%s' @ byte %llu (0x%llx): data [%llu, %llu) runs past the end of the file (the data section holds "
+                     "%llu bytes from file offset %llu): truncated or corrupt",
+                     t->name, (unsigned long long)t->info_offset, (unsigned long long)t->info_offset,
+                     (unsigned long long)t->offset, (unsigned long long)(t->offset + t->nbytes), (unsigned long long)left,
+                     (unsigned long long)doff);
+    }
+    smelt_gguf_close(gg);
+    cr_assert(trunc_msg[0]);
+    same_verdict(dir, trunc, 3, trunc_msg, 1);
+    char err[2000], want[4000];
+    snprintf(want, sizeof want, "%s: %s", trunc, trunc_msg);
+    for (int j = 0; j < 2; j++) {
+        snprintf(cmd, sizeof cmd, "'%s' %s '%s'", g_dump, j ? "--json" : "", trunc);
+        cr_expect_eq(run(cmd, err, sizeof err), 3, "%s", cmd);
+        cr_expect_str_eq(err, want, "%s", cmd);
+    }
     /* smelt-verify hashes an adapter as any GGUF */
     snprintf(cmd, sizeof cmd, "'%s' -q '%s' | grep -qx 'model check: skipped (a LoRA adapter, not a model)'", g_ver, bad);
     cr_expect_eq(run(cmd, NULL, 0), 0, "smelt-verify on an adapter");

@@ -167,6 +167,19 @@ Test(gguf, every_truncation_is_an_error)
         cr_expect_eq(rc, SMELT_EFORMAT, "prefix of %zu bytes: rc %d (%s)", n, rc, e.msg);
         cr_expect_null(g);
         cr_expect_neq(e.offset, SMELT_NO_OFFSET, "prefix %zu: error without offset", n);
+        /* metadata-only reading accepts a file that ends before its data section (after the
+         * last tensor info at 187), never one that ends inside it */
+        rc = smelt_gguf_open_mem(copy, n, "t.gguf", SMELT_GGUF_META_ONLY, &g, &e);
+        cr_expect_eq(rc, n >= 187 && n <= 192 ? 0 : SMELT_EFORMAT, "meta-only prefix of %zu bytes: rc %d (%s)", n, rc,
+                     e.msg);
+        if (n == 200) {
+            char line[512];
+            smelt_err_format(&e, line, sizeof line);
+            cr_expect_str_eq(line, "t.gguf: 'a' @ byte 113 (0x71): data [0, 32) runs past the end of the file (the data "
+                                   "section holds 8 bytes from file offset 192): truncated or corrupt");
+        }
+        if (!rc) cr_expect_null(smelt_gguf_tensor_at(g, 1)->data);
+        smelt_gguf_close(g);
         free(copy);
     }
     tb_free(&b);
@@ -186,8 +199,8 @@ Test(gguf, truncation_messages)
     spec s = base_spec();
     s.data_bytes = 40;
     expect_error(&s, SMELT_EFORMAT,
-                 "t.gguf: 'b' @ byte 154 (0x9a): data [32, 66) lies outside the data section (40 bytes from file "
-                 "offset 192)");
+                 "t.gguf: 'b' @ byte 154 (0x9a): data [32, 66) runs past the end of the file (the data section holds "
+                 "40 bytes from file offset 192): truncated or corrupt");
 }
 
 Test(gguf, malformed_headers)
@@ -289,8 +302,8 @@ Test(gguf, malformed_tensor_infos)
     s = base_spec();
     s.t1_offset = 4096;
     expect_error(&s, SMELT_EFORMAT,
-                 "t.gguf: 'b' @ byte 154 (0x9a): data [4096, 4130) lies outside the data section (96 bytes from file "
-                 "offset 192)");
+                 "t.gguf: 'b' @ byte 154 (0x9a): data [4096, 4130) runs past the end of the file (the data section "
+                 "holds 96 bytes from file offset 192): truncated or corrupt");
 }
 
 Test(gguf, alignment_key)
@@ -536,5 +549,223 @@ Test(gguf, libggml_reads_smelt_output)
     cr_expect_str_eq(arr_str(ctx, find_key(ctx, "t.strs"), 2), "中文");
     cr_expect_eq(t_off(ctx, 1), 384);
     gfree(ctx);
+    tu_rmtree(dir);
+}
+
+/* ==== split models (llama.cpp's gguf-split layout) ==== */
+
+/* Shard `no` of `count` at PREFIX-0000i-of-0000N.gguf: split keys (split.count = cnt,
+ * split.tensors.count = tot, which may lie), the metadata in shard 0, one f32 tensor of 8
+ * values per name, each value = the name's first letter. */
+static void write_shard(const char *prefix, int no, int count, int cnt, int tot, const char *const *names, int n)
+{
+    char p[4400];
+    smelt_err e;
+    smelt_gguf_split_path(p, sizeof p, prefix, no, count);
+    smelt_gguf_writer *w = smelt_gguf_writer_new();
+    if (no == 0) cr_assert_eq(smelt_gguf_writer_set_str(w, "general.architecture", "test", &e), 0);
+    cr_assert_eq(smelt_gguf_writer_set_u16(w, SMELT_GGUF_SPLIT_NO, (uint16_t)no, &e), 0);
+    cr_assert_eq(smelt_gguf_writer_set_u16(w, SMELT_GGUF_SPLIT_COUNT, (uint16_t)cnt, &e), 0);
+    cr_assert_eq(smelt_gguf_writer_set_i32(w, SMELT_GGUF_SPLIT_TENSORS, tot, &e), 0);
+    uint64_t ne[1] = {8};
+    for (int i = 0; i < n; i++) cr_assert_eq(smelt_gguf_writer_add_tensor(w, names[i], 1, ne, SMELT_TYPE_F32, &e), 0);
+    cr_assert_eq(smelt_gguf_writer_begin(w, p, &e), 0, "%s", e.msg);
+    for (int i = 0; i < n; i++) {
+        float v[8];
+        for (int k = 0; k < 8; k++) v[k] = names[i][0];
+        cr_assert_eq(smelt_gguf_writer_write(w, v, sizeof v, &e), 0);
+    }
+    cr_assert_eq(smelt_gguf_writer_commit(w, &e), 0, "%s", e.msg);
+    smelt_gguf_writer_free(w);
+}
+
+/* Open PREFIX-00001-of-00003.gguf expecting error `code` with the line
+ * "<dir>/<line_after_dir>" (the directory is put in front of every %s-free path). */
+static void expect_split_error(const char *first, int code, const char *want)
+{
+    smelt_gguf *g = NULL;
+    smelt_err e;
+    smelt_err_clear(&e);
+    int rc = smelt_gguf_open(first, 0, &g, &e);
+    char line[2000];
+    smelt_err_format(&e, line, sizeof line);
+    cr_expect_eq(rc, code, "rc %d: %s", rc, line);
+    cr_expect_null(g);
+    cr_expect_str_eq(line, want);
+}
+
+Test(gguf, split_models)
+{
+    char dir[256], prefix[512], first[600], p1[600], p2[600], want[3000];
+    cr_assert_eq(tu_mkdtemp(dir, sizeof dir), 0);
+    snprintf(prefix, sizeof prefix, "%s/m", dir);
+    smelt_gguf_split_path(first, sizeof first, prefix, 0, 3);
+    smelt_gguf_split_path(p1, sizeof p1, prefix, 1, 3);
+    smelt_gguf_split_path(p2, sizeof p2, prefix, 2, 3);
+    static const char *const a[] = {"a", "b"}, *const c[] = {"c"}, *const d[] = {"d", "e"};
+    write_shard(prefix, 0, 3, 3, 5, a, 2);
+    write_shard(prefix, 1, 3, 3, 5, c, 1);
+    write_shard(prefix, 2, 3, 3, 5, d, 2);
+    /* the first shard opens the whole model: its KVs, every tensor, in shard order */
+    smelt_gguf *g;
+    smelt_err e;
+    cr_assert_eq(smelt_gguf_open(first, 0, &g, &e), 0, "%s", e.msg);
+    cr_expect_eq(smelt_gguf_n_shards(g), 3);
+    cr_assert_eq(smelt_gguf_n_tensors(g), 5);
+    static const int shard_of[] = {0, 0, 1, 2, 2};
+    for (uint64_t i = 0; i < 5; i++) {
+        const smelt_gguf_tensor *t = smelt_gguf_tensor_at(g, i);
+        cr_expect_eq(t->name[0], 'a' + (int)i);
+        cr_expect_eq(t->shard, shard_of[i]);
+        cr_expect_eq(smelt_gguf_find_tensor(g, t->name), t);
+        float v;
+        memcpy(&v, t->data + 28, 4);
+        cr_expect_eq(v, (float)('a' + (int)i), "tensor %s reads its own shard's bytes", t->name);
+        smelt_gguf_release_tensor(g, t);
+    }
+    cr_expect_str_eq(smelt_gguf_path(smelt_gguf_shard(g, 2)), p2);
+    cr_expect_eq(smelt_gguf_shard(g, 0), g);
+    cr_expect_null(smelt_gguf_shard(g, 3));
+    size_t l0, l1, l2;
+    free(tu_read(first, &l0));
+    free(tu_read(p1, &l1));
+    free(tu_read(p2, &l2));
+    cr_expect_eq(smelt_gguf_total_size(g), l0 + l1 + l2);
+    smelt_gguf_close(g);
+    /* one file alone on request; a later shard only that way */
+    cr_assert_eq(smelt_gguf_open(first, SMELT_GGUF_ONE_FILE, &g, &e), 0);
+    cr_expect_eq(smelt_gguf_n_tensors(g), 2);
+    cr_expect_eq(smelt_gguf_n_shards(g), 1);
+    smelt_gguf_close(g);
+    cr_assert_eq(smelt_gguf_open(p1, SMELT_GGUF_ONE_FILE, &g, &e), 0);
+    smelt_gguf_close(g);
+    snprintf(want, sizeof want, "%s: 'split.no': this file is shard 2 of 3; give the first shard (split.no 0), which finds the others", p1);
+    expect_split_error(p1, SMELT_EUSAGE, want);
+    /* a shard of another split: its count, its total, its number */
+    write_shard(prefix, 1, 3, 4, 5, c, 1);
+    snprintf(want, sizeof want, "%s: 'split.count': expected 3 as in %s, found 4: a shard of another split", p1, first);
+    expect_split_error(first, SMELT_EFORMAT, want);
+    write_shard(prefix, 1, 3, 3, 7, c, 1);
+    snprintf(want, sizeof want, "%s: 'split.tensors.count': expected 5 as in %s, found 7: a shard of another split", p1,
+             first);
+    expect_split_error(first, SMELT_EFORMAT, want);
+    write_shard(prefix, 2, 3, 3, 5, c, 1);
+    char tmp[700];
+    snprintf(tmp, sizeof tmp, "%s/x.gguf", dir);
+    cr_assert_eq(rename(p2, tmp), 0);
+    write_shard(prefix, 1, 3, 3, 5, d, 2); /* shard 2 renamed to be shard 3: wrong number */
+    cr_assert_eq(rename(p1, p2), 0);
+    cr_assert_eq(rename(tmp, p1), 0);
+    snprintf(want, sizeof want, "%s: 'split.no': expected 1 (shard 2 of 3), found 2", p1);
+    expect_split_error(first, SMELT_EFORMAT, want);
+    /* a tensor in two shards; a total that does not add up */
+    static const char *const ac[] = {"a", "c"};
+    write_shard(prefix, 1, 3, 3, 5, ac, 2);
+    write_shard(prefix, 2, 3, 3, 5, d, 2);
+    snprintf(want, sizeof want, "%s: 'a' @ byte 106 (0x6a): tensor also present in %s", p1, first);
+    expect_split_error(first, SMELT_EFORMAT, want);
+    write_shard(prefix, 1, 3, 3, 5, c, 1);
+    write_shard(prefix, 2, 3, 3, 5, d, 1);
+    snprintf(want, sizeof want, "%s: 'split.tensors.count': says 5 tensors, the 3 shards hold 4", first);
+    expect_split_error(first, SMELT_EFORMAT, want);
+    /* a missing shard, named */
+    unlink(p2);
+    snprintf(want, sizeof want, "%s: shard 3 of 3 is missing (%s says the model has 3 files)", p2, first);
+    expect_split_error(first, SMELT_EIO, want);
+    /* a first shard under another name */
+    write_shard(prefix, 2, 3, 3, 5, d, 2);
+    snprintf(tmp, sizeof tmp, "%s/renamed.gguf", dir);
+    cr_assert_eq(rename(first, tmp), 0);
+    snprintf(want, sizeof want, "%s: the first of 3 shards must be named PREFIX-00001-of-00003.gguf (llama.cpp split naming)",
+             tmp);
+    expect_split_error(tmp, SMELT_EUSAGE, want);
+    tu_rmtree(dir);
+}
+
+/* The writer's split: which tensors go where (a tensor over the limit alone), the split keys
+ * in each file, nothing at any output path before commit, nothing left after an abort. */
+Test(gguf, writer_split)
+{
+    char dir[256], out[512], p[3][600];
+    cr_assert_eq(tu_mkdtemp(dir, sizeof dir), 0);
+    snprintf(out, sizeof out, "%s/s.gguf", dir);
+    for (int abort_it = 1; abort_it >= 0; abort_it--) {
+        smelt_err e;
+        smelt_gguf_writer *w = smelt_gguf_writer_new();
+        cr_assert_eq(smelt_gguf_writer_set_str(w, "general.architecture", "test", &e), 0);
+        cr_assert_eq(smelt_gguf_writer_set_u16(w, SMELT_GGUF_SPLIT_COUNT, 9, &e), 0); /* stale: replaced */
+        smelt_gguf_writer_set_split(w, 64, 0);
+        static const uint64_t n[4] = {8, 32, 8, 8}; /* f32: 32, 128, 32, 32 bytes */
+        static const char *const names[4] = {"a", "b", "c", "d"};
+        for (int i = 0; i < 4; i++) cr_assert_eq(smelt_gguf_writer_add_tensor(w, names[i], 1, &n[i], SMELT_TYPE_F32, &e), 0);
+        cr_assert_eq(smelt_gguf_writer_n_files(w), 3);
+        for (int f = 0; f < 3; f++) smelt_gguf_writer_file_path(w, out, (size_t)f, p[f], sizeof p[f]);
+        char want[600];
+        snprintf(want, sizeof want, "%s/s-00003-of-00003.gguf", dir);
+        cr_expect_str_eq(p[2], want);
+        uint64_t total = smelt_gguf_writer_file_size(w);
+        cr_assert_eq(smelt_gguf_writer_begin(w, out, &e), 0, "%s", e.msg);
+        for (int i = 0; i < 4; i++) {
+            float v[32];
+            for (uint64_t k = 0; k < n[i]; k++) v[k] = (float)(10 * i + (int)k);
+            cr_assert_eq(smelt_gguf_writer_write(w, v, 4 * n[i], &e), 0, "%s", e.msg);
+            for (int f = 0; f < 3; f++) cr_expect_neq(access(p[f], F_OK), 0, "%s exists before commit", p[f]);
+        }
+        if (abort_it) {
+            smelt_gguf_writer_free(w);
+            DIR *d = opendir(dir);
+            struct dirent *de;
+            int left = 0;
+            while ((de = readdir(d))) left += de->d_name[0] != '.' || strstr(de->d_name, "smelt-tmp") != NULL;
+            closedir(d);
+            cr_expect_eq(left, 0, "an aborted split left files");
+            continue;
+        }
+        cr_assert_eq(smelt_gguf_writer_commit(w, &e), 0, "%s", e.msg);
+        smelt_gguf_writer_free(w);
+        uint64_t sum = 0;
+        static const int per_file[3] = {1, 1, 2};
+        for (int f = 0; f < 3; f++) {
+            size_t len;
+            free(tu_read(p[f], &len));
+            sum += len;
+            smelt_gguf *g;
+            cr_assert_eq(smelt_gguf_open(p[f], SMELT_GGUF_ONE_FILE, &g, &e), 0, "%s", e.msg);
+            cr_expect_eq(smelt_gguf_n_tensors(g), (uint64_t)per_file[f]);
+            cr_expect_eq(smelt_gguf_n_kv(g), f == 0 ? 4u : 3u);
+            cr_expect_str_eq(smelt_gguf_kv_at(g, smelt_gguf_n_kv(g) - 3)->key, SMELT_GGUF_SPLIT_NO);
+            cr_expect_str_eq(smelt_gguf_kv_at(g, smelt_gguf_n_kv(g) - 2)->key, SMELT_GGUF_SPLIT_TENSORS);
+            cr_expect_str_eq(smelt_gguf_kv_at(g, smelt_gguf_n_kv(g) - 1)->key, SMELT_GGUF_SPLIT_COUNT);
+            uint32_t no, cnt;
+            int64_t tot;
+            cr_expect(!smelt_gguf_get_u32(g, SMELT_GGUF_SPLIT_NO, &no, &e) && no == (uint32_t)f);
+            cr_expect(!smelt_gguf_get_u32(g, SMELT_GGUF_SPLIT_COUNT, &cnt, &e) && cnt == 3);
+            cr_expect(!smelt_gguf_get_i64(g, SMELT_GGUF_SPLIT_TENSORS, &tot, &e) && tot == 4);
+            smelt_gguf_close(g);
+        }
+        cr_expect_eq(sum, total);
+        smelt_gguf *g;
+        cr_assert_eq(smelt_gguf_open(p[0], 0, &g, &e), 0, "%s", e.msg);
+        cr_assert_eq(smelt_gguf_n_tensors(g), 4);
+        for (int i = 0; i < 4; i++) {
+            const smelt_gguf_tensor *t = smelt_gguf_find_tensor(g, names[i]);
+            float v;
+            memcpy(&v, t->data + 4, 4);
+            cr_expect_eq(v, (float)(10 * i + 1));
+        }
+        smelt_gguf_close(g);
+    }
+    /* by tensor count: a new file before every 3rd tensor */
+    smelt_err e;
+    smelt_gguf_writer *w = smelt_gguf_writer_new();
+    uint64_t ne = 8;
+    smelt_gguf_writer_set_split(w, 0, 3);
+    for (int i = 0; i < 7; i++) {
+        char nm[16];
+        snprintf(nm, sizeof nm, "t%d", i);
+        cr_assert_eq(smelt_gguf_writer_add_tensor(w, nm, 1, &ne, SMELT_TYPE_F32, &e), 0);
+    }
+    cr_expect_eq(smelt_gguf_writer_n_files(w), 3);
+    smelt_gguf_writer_free(w);
     tu_rmtree(dir);
 }

@@ -41,9 +41,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             sink ^= smelt_nonfinite_first((smelt_fin_fmt)fmt, t->data, t->nelements, &v);
         }
     }
-    const smelt_gguf *one[1] = {g};
     smelt_mc_hparams hp;
-    (void)smelt_mc_check_gguf(one, 1, SMELT_MC_OTHER_ARCH_OK | SMELT_MC_NON_MODEL_OK, &hp, &e);
+    (void)smelt_mc_check_gguf(g, SMELT_MC_OTHER_ARCH_OK | SMELT_MC_NON_MODEL_OK, &hp, &e);
     (void)sink;
     smelt_gguf_close(g);
     return 0;
