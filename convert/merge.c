@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats/base/cpu.h"
 #include "formats/base/finite.h"
 #include "formats/base/half.h"
 #include "formats/base/names.h"
@@ -66,6 +67,7 @@ void smelt_merge_opts_default(smelt_merge_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->out_dtype = -1;
+    o->isa = -1;
 }
 
 static int rep_addf(char ***arr, size_t *n, smelt_err *e, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -461,7 +463,8 @@ static void apply_op(job *j, size_t oi, uint64_t r0, uint64_t nr, float *W, floa
         float *w = W + r * cols;
         uint64_t row = r0 + r;
         if (!o->transposed) {
-            smelt_gemm_col(f->A, (size_t)o->M, f->B + row * (uint64_t)K, o->M, o->N, K, (long)row, 0, o->M, tmp);
+            smelt_gemm_col(f->A, (size_t)o->M, f->B + row * (uint64_t)K, o->M, o->N, K, (long)row, 0, o->M, tmp,
+                           j->m->o.isa);
         } else {
             for (long k = 0; k < K; k++) gather[k] = f->A[(uint64_t)k * (uint64_t)o->M + row];
             for (uint64_t c = 0; c < cols; c++)
@@ -796,6 +799,7 @@ int smelt_merge_open(smelt_merge **out, const smelt_tsrc *base, const smelt_merg
     m->base = base;
     if (o) m->o = *o;
     else smelt_merge_opts_default(&m->o);
+    m->o.isa = smelt_cpu_isa(m->o.isa);
     if (m->o.out_dtype >= 0 && m->o.out_dtype != SMELT_DT_F32 && m->o.out_dtype != SMELT_DT_F16 &&
         m->o.out_dtype != SMELT_DT_BF16) {
         rc = SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "output dtype must be F32, F16 or BF16");

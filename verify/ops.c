@@ -154,42 +154,15 @@ const smelt_kern smelt_kern_portable = {
 
 /* ==== context ==== */
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#endif
-
-/* AVX2 + FMA + F16C, with the YMM state enabled by the OS (XGETBV). */
-static bool cpu_has_avx2(void)
-{
-    const char *no = getenv("SMELT_NO_SIMD");
-    if (no && *no && strcmp(no, "0") != 0) return false;
-#if defined(__x86_64__) || defined(__i386__)
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
-    const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28), f16c = c & (1u << 29);
-    if (!(fma && osxsave && avx && f16c)) return false;
-    unsigned lo, hi;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    if ((lo & 6u) != 6u) return false; /* XMM and YMM state */
-    if (__get_cpuid_max(0, NULL) < 7) return false;
-    __cpuid_count(7, 0, a, b, c, d);
-    return b & (1u << 5);
-#else
-    return false;
-#endif
-}
-
 smelt_ops *smelt_ops_new(smelt_pool *pool, int isa)
 {
     smelt_ops *o = calloc(1, sizeof *o);
     if (!o) return NULL;
     o->pool = pool;
     o->n_threads = smelt_pool_threads(pool);
-    bool avx2 = smelt_kern_avx2.name && cpu_has_avx2();
-    if (isa < 0) isa = avx2 ? SMELT_OPS_AVX2 : SMELT_OPS_PORTABLE;
-    if (isa == SMELT_OPS_AVX2 && !avx2) isa = SMELT_OPS_PORTABLE;
+    isa = smelt_kern_avx2.name ? smelt_cpu_isa(isa) : SMELT_ISA_PORTABLE;
     o->isa = isa;
-    o->k = isa == SMELT_OPS_AVX2 ? &smelt_kern_avx2 : &smelt_kern_portable;
+    o->k = isa == SMELT_ISA_AVX2 ? &smelt_kern_avx2 : &smelt_kern_portable;
     /* packed panel NB*KC + decode rows NR*KC + edge X tile MR*KC + edge C tile MR*NR */
     o->scratch_per_thread = ((size_t)NB * KC + (size_t)SMELT_NR * KC + (size_t)SMELT_MR * KC + SMELT_MR * SMELT_NR + 15) / 16 * 16;
     o->scratch = aligned_alloc(64, o->scratch_per_thread * sizeof(float) * (size_t)o->n_threads);
