@@ -568,17 +568,10 @@ static void free_factors(factors *f, size_t n)
     free(f);
 }
 
+/* An adapter factor as a new f32 array. */
 static int load_f32(const smelt_peft *p, int64_t ti, float **out, smelt_err *e)
 {
-    const smelt_tsrc *s = smelt_peft_tensors(p);
-    const smelt_tinfo *t = smelt_tsrc_info(s, (uint64_t)ti);
-    *out = malloc(t->nelements ? (size_t)t->nelements * sizeof(float) : 1);
-    if (!*out) return SMELT_NOMEM(e, "adapter tensor");
-    smelt_scratch sc = {0};
-    int rc = smelt_tsrc_read_f32(s, (uint64_t)ti, *out, &sc, e);
-    smelt_scratch_free(&sc);
-    smelt_tsrc_release(s, (uint64_t)ti);
-    return rc;
+    return smelt_tsrc_load_f32(smelt_peft_tensors(p), (uint64_t)ti, out, e);
 }
 
 static int fin_fmt(smelt_dtype d)

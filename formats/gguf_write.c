@@ -8,6 +8,7 @@
 
 #include "base/ckd.h"
 #include "base/file.h"
+#include "base/strbuf.h"
 
 typedef struct {
     char *key;
@@ -64,36 +65,12 @@ void smelt_gguf_writer_set_pad_empty(smelt_gguf_writer *w, bool pad) { w->no_pad
 
 /* ==== KV records ==== */
 
-typedef struct {
-    uint8_t *p;
-    size_t len, cap;
-    int oom;
-} buf;
-
-static void put(buf *b, const void *src, size_t n)
-{
-    if (b->oom) return;
-    if (b->len + n > b->cap) {
-        size_t nc = b->cap ? b->cap : 64;
-        while (nc < b->len + n) nc *= 2;
-        uint8_t *np = realloc(b->p, nc);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->len, src, n);
-    b->len += n;
-}
-
-static void put_u32(buf *b, uint32_t v) { put(b, &v, 4); }
-static void put_u64(buf *b, uint64_t v) { put(b, &v, 8); }
-static void put_str(buf *b, const char *s, size_t n)
+static void put_u32(smelt_strbuf *b, uint32_t v) { smelt_strbuf_add(b, &v, 4); }
+static void put_u64(smelt_strbuf *b, uint64_t v) { smelt_strbuf_add(b, &v, 8); }
+static void put_str(smelt_strbuf *b, const char *s, size_t n)
 {
     put_u64(b, n);
-    put(b, s, n);
+    smelt_strbuf_add(b, s, n);
 }
 
 static int check_open(smelt_gguf_writer *w, smelt_err *e)
@@ -109,17 +86,17 @@ static long find_kv(const smelt_gguf_writer *w, const char *key)
     return -1;
 }
 
-/* Install a record for key (takes ownership of b->p). */
-static int install(smelt_gguf_writer *w, const char *key, buf *b, smelt_err *e)
+/* Install a record for key (takes ownership of b->text). */
+static int install(smelt_gguf_writer *w, const char *key, smelt_strbuf *b, smelt_err *e)
 {
     if (b->oom) {
-        free(b->p);
+        smelt_strbuf_free(b);
         return SMELT_NOMEM(e, "gguf kv");
     }
     long i = find_kv(w, key);
     if (i >= 0) {
         free(w->kv[i].rec);
-        w->kv[i].rec = b->p;
+        w->kv[i].rec = (uint8_t *)b->text;
         w->kv[i].len = b->len;
         return 0;
     }
@@ -127,7 +104,7 @@ static int install(smelt_gguf_writer *w, const char *key, buf *b, smelt_err *e)
         size_t nc = w->cap_kv ? w->cap_kv * 2 : 32;
         wkv *nk = realloc(w->kv, nc * sizeof *nk);
         if (!nk) {
-            free(b->p);
+            smelt_strbuf_free(b);
             return SMELT_NOMEM(e, "gguf kv table");
         }
         w->kv = nk;
@@ -135,10 +112,10 @@ static int install(smelt_gguf_writer *w, const char *key, buf *b, smelt_err *e)
     }
     char *k = strdup(key);
     if (!k) {
-        free(b->p);
+        smelt_strbuf_free(b);
         return SMELT_NOMEM(e, "gguf key");
     }
-    w->kv[w->n_kv++] = (wkv){k, b->p, b->len};
+    w->kv[w->n_kv++] = (wkv){k, (uint8_t *)b->text, b->len};
     return 0;
 }
 
@@ -146,10 +123,10 @@ static int set_scalar(smelt_gguf_writer *w, const char *key, int type, const voi
 {
     int rc = check_open(w, e);
     if (rc) return rc;
-    buf b = {0};
+    smelt_strbuf b = {0};
     put_str(&b, key, strlen(key));
     put_u32(&b, (uint32_t)type);
-    put(&b, v, smelt_gguf_vtype_size(type));
+    smelt_strbuf_add(&b, v, smelt_gguf_vtype_size(type));
     return install(w, key, &b, e);
 }
 
@@ -181,7 +158,7 @@ int smelt_gguf_writer_set_strn(smelt_gguf_writer *w, const char *key, const char
 {
     int rc = check_open(w, e);
     if (rc) return rc;
-    buf b = {0};
+    smelt_strbuf b = {0};
     put_str(&b, key, strlen(key));
     put_u32(&b, SMELT_GGUF_STRING);
     put_str(&b, v, n);
@@ -202,12 +179,12 @@ int smelt_gguf_writer_set_arr(smelt_gguf_writer *w, const char *key, int elem_ty
     if (!es)
         return SMELT_ERR(e, SMELT_EINTERNAL, NULL, key, "array element type %s is not fixed-size",
                          smelt_gguf_vtype_name(elem_type));
-    buf b = {0};
+    smelt_strbuf b = {0};
     put_str(&b, key, strlen(key));
     put_u32(&b, SMELT_GGUF_ARRAY);
     put_u32(&b, (uint32_t)elem_type);
     put_u64(&b, n);
-    put(&b, data, (size_t)(n * es));
+    smelt_strbuf_add(&b, data, (size_t)(n * es));
     return install(w, key, &b, e);
 }
 
@@ -216,7 +193,7 @@ int smelt_gguf_writer_set_arr_str(smelt_gguf_writer *w, const char *key, const c
 {
     int rc = check_open(w, e);
     if (rc) return rc;
-    buf b = {0};
+    smelt_strbuf b = {0};
     put_str(&b, key, strlen(key));
     put_u32(&b, SMELT_GGUF_ARRAY);
     put_u32(&b, SMELT_GGUF_STRING);
@@ -229,14 +206,14 @@ int smelt_gguf_writer_copy_kv(smelt_gguf_writer *w, const smelt_gguf_kv *kv, sme
 {
     int rc = check_open(w, e);
     if (rc) return rc;
-    buf b = {0};
+    smelt_strbuf b = {0};
     put_str(&b, kv->key, strlen(kv->key));
     put_u32(&b, (uint32_t)kv->type);
     if (kv->type == SMELT_GGUF_ARRAY) {
         put_u32(&b, (uint32_t)kv->arr_type);
         put_u64(&b, kv->n);
     }
-    put(&b, kv->data, (size_t)kv->value_size);
+    smelt_strbuf_add(&b, kv->data, (size_t)kv->value_size);
     return install(w, kv->key, &b, e);
 }
 
@@ -361,12 +338,12 @@ int smelt_gguf_writer_begin(smelt_gguf_writer *w, const char *path, smelt_err *e
         return SMELT_ERR(e, SMELT_EUSAGE, path, "general.alignment", "must be a u32 power of two");
     layout(w, w->alignment);
     if ((rc = smelt_outfile_open(&w->out, path, e))) return rc;
-    buf b = {0};
-    put(&b, "GGUF", 4);
+    smelt_strbuf b = {0};
+    smelt_strbuf_add(&b, "GGUF", 4);
     put_u32(&b, w->version);
     put_u64(&b, w->n_t);
     put_u64(&b, w->n_kv);
-    for (size_t i = 0; i < w->n_kv; i++) put(&b, w->kv[i].rec, w->kv[i].len);
+    for (size_t i = 0; i < w->n_kv; i++) smelt_strbuf_add(&b, w->kv[i].rec, w->kv[i].len);
     for (size_t i = 0; i < w->n_t; i++) {
         const wtensor *t = &w->t[i];
         put_str(&b, t->name, strlen(t->name));
@@ -376,11 +353,11 @@ int smelt_gguf_writer_begin(smelt_gguf_writer *w, const char *path, smelt_err *e
         put_u64(&b, t->offset);
     }
     if (b.oom) {
-        free(b.p);
+        smelt_strbuf_free(&b);
         return SMELT_NOMEM(e, "gguf header");
     }
-    rc = smelt_outfile_write(w->out, b.p, b.len, e);
-    free(b.p);
+    rc = smelt_outfile_write(w->out, b.text, b.len, e);
+    smelt_strbuf_free(&b);
     if (!rc && (w->n_t || !w->no_pad_empty)) rc = smelt_outfile_pad(w->out, w->alignment, e);
     w->cur = 0;
     w->cur_done = 0;

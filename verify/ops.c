@@ -85,31 +85,9 @@ static void pack_bf16_portable(const uint16_t *src, size_t lds, size_t rows, siz
     }
 }
 
-static float exp_portable1(float x)
-{
-    if (x != x) return x;
-    if (x < SMELT_EXP_LO) return 0.0f;
-    if (x > SMELT_EXP_HI) return INFINITY;
-    float t = x * 1.44269504088896341f;
-    float nf = (t + 12582912.0f) - 12582912.0f;
-    float r = fmaf(nf, -0.693359375f, x);
-    r = fmaf(nf, 2.12194440e-4f, r);
-    float p = 1.9875691500e-4f;
-    p = fmaf(p, r, 1.3981999507e-3f);
-    p = fmaf(p, r, 8.3334519073e-3f);
-    p = fmaf(p, r, 4.1665795894e-2f);
-    p = fmaf(p, r, 1.6666665459e-1f);
-    p = fmaf(p, r, 5.0000001201e-1f);
-    float r2 = r * r;
-    float y = fmaf(p, r2, r);
-    y = y + 1.0f;
-    int n = (int)nf;
-    return y * smelt_bits_f32((uint32_t)(n + 127) << 23);
-}
-
 static void exp_sub_portable(const float *x, float sub, float *y, size_t n)
 {
-    for (size_t i = 0; i < n; i++) y[i] = exp_portable1(x[i] - sub);
+    for (size_t i = 0; i < n; i++) y[i] = smelt_exp1(x[i] - sub);
 }
 
 static float sum_portable(const float *x, size_t n)
@@ -122,7 +100,7 @@ static float sum_portable(const float *x, size_t n)
 static void swiglu_portable(float *g, const float *u, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        float e = exp_portable1(-g[i]);
+        float e = smelt_exp1(-g[i]);
         g[i] = (g[i] / (1.0f + e)) * u[i];
     }
 }
