@@ -495,8 +495,7 @@ int main(int argc, char **argv)
     } else {
         status = 0;
         if (rc.out) {
-            json_dumpf(rc.out, stdout, JSON_INDENT(1));
-            printf("\n");
+            smelt_cli_print_json(rc.out, JSON_INDENT(1));
         }
     }
     json_decref(rc.out);

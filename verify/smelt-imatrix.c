@@ -126,8 +126,7 @@ static void print_json(const smelt_imatrix_opts *o, const smelt_imatrix_result *
         json_array_append_new(ents, x);
     }
     json_object_set_new(j, "entries", ents);
-    json_dumpf(j, stdout, JSON_INDENT(1) | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(10));
-    printf("\n");
+    smelt_cli_print_json(j, JSON_INDENT(1) | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(10));
     json_decref(j);
 }
 

@@ -1,4 +1,4 @@
-/* cli.c — parsing helpers for tool mains. */
+/* cli.c — parsing and output helpers for tool mains. */
 #include "cli.h"
 
 #include <errno.h>
@@ -91,4 +91,14 @@ int smelt_cli_eval_opt(const char *tool, int code, const char *arg, const smelt_
         return 1;
     default: return 0;
     }
+}
+
+int smelt_cli_print_json(const json_t *j, size_t flags)
+{
+    char *text = j ? json_dumps(j, flags) : NULL;
+    if (!text) return -1;
+    fputs(text, stdout);
+    putchar('\n');
+    free(text);
+    return 0;
 }
