@@ -213,8 +213,6 @@ static void on_done(void *user, const smelt_qplan *p)
     else if (!c->a->quiet) print_plan_text(p, 0);
 }
 
-static void on_warn_ctx(void *user, const char *msg) { on_warn(((run_ctx *)user)->a, msg); }
-
 /* ==== argument parsing ==== */
 
 typedef struct strv {
@@ -483,7 +481,7 @@ int main(int argc, char **argv)
     smelt_progress_term term;
     smelt_progress_term_init(&term, &prog, "quantizing", a.quiet || o.dry_run);
     run_ctx rc = {&a, &o, NULL, &term};
-    o.on_warn = on_warn_ctx;
+    o.notes = (smelt_notes){on_warn, &a};
     o.on_plan = on_plan;
     o.on_done = on_done;
     o.user = &rc;

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "formats/base/err.h"
+#include "formats/base/notes.h"
 #include "verify/ppl.h"
 
 typedef struct smelt_report_opts {
@@ -31,9 +32,9 @@ typedef struct smelt_report_opts {
     int n_threads;                   /* <= 0: one per CPU */
     int isa;                         /* -1: best */
     const char *cache_dir;           /* created if missing; NULL: a temporary directory */
-    /* Callbacks (may be NULL): a line about each model (measured / cached / skipped), and
-     * every evaluated chunk of model i (0 = base) of n. */
-    void (*on_note)(void *user, const char *msg);
+    /* A line about each model: measured, cached or skipped (formats/base/notes.h). */
+    smelt_notes notes;
+    /* Callback (may be NULL): every evaluated chunk of model i (0 = base) of n. */
     void (*on_chunk)(void *user, size_t i, size_t n, const smelt_ppl_result *r);
     void *user;
 } smelt_report_opts;

@@ -185,8 +185,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: warning: writing the GGUF format to '%s' (no .gguf suffix); use --output-format dat "
                         "for llama.cpp's legacy format\n", TOOL, o.output);
     smelt_tool_install_file_safety(TOOL);
-    o.on_warn = on_warn;
-    o.warn_user = &u;
+    o.notes = (smelt_notes){on_warn, &u};
 
     u.stream = !isatty(1);
     smelt_progress_term_init(&u.term, &u.prog, "imatrix", u.quiet);

@@ -116,7 +116,7 @@ int main(int argc, char **argv)
         cache = defcache;
     }
     o.cache_dir = no_cache ? NULL : cache;
-    o.on_note = on_note;
+    o.notes = (smelt_notes){on_note, &u};
     o.on_chunk = on_chunk;
     o.user = &u;
     smelt_tool_install_file_safety(TOOL);
