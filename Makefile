@@ -60,7 +60,7 @@ BENCH_SRC   := $(wildcard tests/bench/bench_*.c)
 BENCH_BINS  := $(BENCH_SRC:%.c=$(BUILD)/%)
 
 # ISA-specific kernels: files named *_avx2.c get the AVX2/FMA/F16C flags; they are only
-# called after runtime CPU detection (quant/cpu.c).
+# called after runtime CPU detection (formats/base/cpu.c).
 $(BUILD)/%_avx2.o: CFLAGS += -mavx2 -mfma -mf16c
 # search.c: sqrt never sets errno here (arguments >= 0), so its loops can vectorize
 $(BUILD)/quant/search.o: CFLAGS += -fno-math-errno

@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "convert/kvs.h"
-#include "convert/notes.h"
+#include "formats/base/notes.h"
 #include "formats/base/err.h"
 
 enum { SMELT_FAMILY_LLAMA, SMELT_FAMILY_MISTRAL, SMELT_FAMILY_MIXTRAL };

@@ -41,7 +41,7 @@
 #include <stdint.h>
 
 #include "convert/kvs.h"
-#include "convert/notes.h"
+#include "formats/base/notes.h"
 #include "formats/base/err.h"
 #include "formats/base/progress.h"
 #include "formats/ggml_types.h"

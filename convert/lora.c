@@ -117,12 +117,7 @@ static int load_f32(const smelt_peft *p, int64_t ti, bool allow_nonfinite, float
 {
     const smelt_tsrc *s = smelt_peft_tensors(p);
     const smelt_tinfo *t = smelt_tsrc_info(s, (uint64_t)ti);
-    *out = malloc(t->nelements ? (size_t)t->nelements * sizeof(float) : 1);
-    if (!*out) return SMELT_NOMEM(e, "adapter tensor");
-    smelt_scratch sc = {0};
-    int rc = smelt_tsrc_read_f32(s, (uint64_t)ti, *out, &sc, e);
-    smelt_scratch_free(&sc);
-    smelt_tsrc_release(s, (uint64_t)ti);
+    int rc = smelt_tsrc_load_f32(s, (uint64_t)ti, out, e);
     double v;
     uint64_t k = rc || allow_nonfinite ? t->nelements : smelt_nonfinite_first(SMELT_FIN_F32, *out, t->nelements, &v);
     if (k < t->nelements) rc = SMELT_ERR_NONFINITE(e, smelt_peft_weights_path(p), t->name, NULL, k, v, NULL);

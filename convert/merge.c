@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats/base/cpu.h"
 #include "formats/base/finite.h"
 #include "formats/base/half.h"
 #include "formats/base/names.h"
@@ -66,6 +67,7 @@ void smelt_merge_opts_default(smelt_merge_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->out_dtype = -1;
+    o->isa = -1;
 }
 
 static int rep_addf(char ***arr, size_t *n, smelt_err *e, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -461,7 +463,8 @@ static void apply_op(job *j, size_t oi, uint64_t r0, uint64_t nr, float *W, floa
         float *w = W + r * cols;
         uint64_t row = r0 + r;
         if (!o->transposed) {
-            smelt_gemm_col(f->A, (size_t)o->M, f->B + row * (uint64_t)K, o->M, o->N, K, (long)row, 0, o->M, tmp);
+            smelt_gemm_col(f->A, (size_t)o->M, f->B + row * (uint64_t)K, o->M, o->N, K, (long)row, 0, o->M, tmp,
+                           j->m->o.isa);
         } else {
             for (long k = 0; k < K; k++) gather[k] = f->A[(uint64_t)k * (uint64_t)o->M + row];
             for (uint64_t c = 0; c < cols; c++)
@@ -565,17 +568,10 @@ static void free_factors(factors *f, size_t n)
     free(f);
 }
 
+/* An adapter factor as a new f32 array. */
 static int load_f32(const smelt_peft *p, int64_t ti, float **out, smelt_err *e)
 {
-    const smelt_tsrc *s = smelt_peft_tensors(p);
-    const smelt_tinfo *t = smelt_tsrc_info(s, (uint64_t)ti);
-    *out = malloc(t->nelements ? (size_t)t->nelements * sizeof(float) : 1);
-    if (!*out) return SMELT_NOMEM(e, "adapter tensor");
-    smelt_scratch sc = {0};
-    int rc = smelt_tsrc_read_f32(s, (uint64_t)ti, *out, &sc, e);
-    smelt_scratch_free(&sc);
-    smelt_tsrc_release(s, (uint64_t)ti);
-    return rc;
+    return smelt_tsrc_load_f32(smelt_peft_tensors(p), (uint64_t)ti, out, e);
 }
 
 static int fin_fmt(smelt_dtype d)
@@ -796,6 +792,7 @@ int smelt_merge_open(smelt_merge **out, const smelt_tsrc *base, const smelt_merg
     m->base = base;
     if (o) m->o = *o;
     else smelt_merge_opts_default(&m->o);
+    m->o.isa = smelt_cpu_isa(m->o.isa);
     if (m->o.out_dtype >= 0 && m->o.out_dtype != SMELT_DT_F32 && m->o.out_dtype != SMELT_DT_F16 &&
         m->o.out_dtype != SMELT_DT_BF16) {
         rc = SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "output dtype must be F32, F16 or BF16");

@@ -51,6 +51,8 @@ typedef struct smelt_merge_opts {
     bool force;            /* merge even if config.json records this adapter as already merged */
     bool allow_nonfinite;  /* write NaN/±Inf (counted in the report) instead of refusing them */
     int n_threads;         /* <= 0: one per CPU */
+    int isa;               /* kernel set (formats/base/cpu.h): -1, the fastest this CPU runs;
+                            * SMELT_ISA_PORTABLE for the portable kernels (same bits, slower) */
     json_t *base_config;   /* the base's config.json (borrowed; may be NULL) */
     const char *base_dir;  /* for messages and the base_model_name_or_path check (may be NULL) */
 } smelt_merge_opts;

@@ -10,8 +10,10 @@
 
 #include "merge_int.h"
 
+#include "formats/base/cpu.h"
+
 #include <math.h>
-#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 /* OpenBLAS 0.3.21 parameters for the Haswell and Zen cores (param.h, setparam-ref.c):
@@ -183,33 +185,10 @@ void smelt_gemm_pair_ref(const float *A, size_t lda, const float *b, long K, lon
     }
 }
 
-static atomic_int force_portable;
-
-void smelt_gemm_force_portable(int on) { atomic_store(&force_portable, on); }
-
-static int use_avx2(void)
-{
-    static atomic_int cached = -1;
-    if (atomic_load(&force_portable)) return 0;
-    int c = atomic_load(&cached);
-    if (c < 0) {
-        const char *env = getenv("SMELT_NO_SIMD");
-        c = 0;
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_cpu_init();
-        c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && !(env && *env && *env != '0');
-#else
-        (void)env;
-#endif
-        atomic_store(&cached, c);
-    }
-    return c;
-}
-
 void smelt_gemm_col(const float *A, size_t lda, const float *b, long M, long N, long K, long j, long i0, long i1,
-                    float *C)
+                    float *C, int isa)
 {
-    int simd = use_avx2();
+    bool simd = isa == SMELT_ISA_AVX2;
     smelt_gemm_seg_fn seq = simd ? smelt_gemm_seq_avx2 : smelt_gemm_seq_ref;
     smelt_gemm_seg_fn pair = simd ? smelt_gemm_pair_avx2 : smelt_gemm_pair_ref;
     long k0 = 0;

@@ -36,9 +36,11 @@ int smelt_gemm_is_pair(long M, long N, long kc, long i, long j);
 /* ==== kernels ====
  * C[i] (i in [i0, i1)) of column j: C[i] = Σ_k A[k*lda + i] * b[k] in the reference order,
  * k over [0, K) cut into chunks; A is K rows of lda floats, b is K floats. -0 sums become +0,
- * as the reference's C = alpha·acc + 0 does. */
+ * as the reference's C = alpha·acc + 0 does. isa: the kernel set, SMELT_ISA_PORTABLE or
+ * SMELT_ISA_AVX2 (formats/base/cpu.h), which the caller has checked this CPU runs
+ * (smelt_cpu_isa()); both give the same bits. */
 void smelt_gemm_col(const float *A, size_t lda, const float *b, long M, long N, long K, long j, long i0, long i1,
-                    float *C);
+                    float *C, int isa);
 /* One element (i, j) with A column a[k] (stride 1) and b[k]. */
 float smelt_gemm_dot(const float *a, const float *b, long M, long N, long K, long i, long j);
 
@@ -51,7 +53,5 @@ void smelt_gemm_seq_ref(const float *A, size_t lda, const float *b, long K, long
 void smelt_gemm_pair_ref(const float *A, size_t lda, const float *b, long K, long n, float *C, int first);
 void smelt_gemm_seq_avx2(const float *A, size_t lda, const float *b, long K, long n, float *C, int first);
 void smelt_gemm_pair_avx2(const float *A, size_t lda, const float *b, long K, long n, float *C, int first);
-/* Use the portable kernels even when AVX2+FMA is available (tests; SMELT_NO_SIMD=1). */
-void smelt_gemm_force_portable(int on);
 
 #endif

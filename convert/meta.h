@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "convert/kvs.h"
-#include "convert/notes.h"
+#include "formats/base/notes.h"
 
 /* Parameter counts over the output tensors, as gguf-py's get_total_parameter_count(). */
 typedef struct smelt_param_count {

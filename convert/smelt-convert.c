@@ -2,6 +2,7 @@
  * convert_hf_to_gguf.py writes it. Thin main: options, smelt_hf_open, plan, write. */
 #include <getopt.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +117,27 @@ static int check_output_path(const char *out, const char *model_dir, const char 
     return rc;
 }
 
+/* A number as printf's %g writes it: an integer when it is one, else the shortest real
+ * that reads back as the %g text. */
+static json_t *json_number_g(double v)
+{
+    char text[32];
+    snprintf(text, sizeof text, "%g", v);
+    double g = strtod(text, NULL);
+    if (g == (double)(json_int_t)g && fabs(g) < 1e15) return json_integer((json_int_t)g);
+    return json_real(g);
+}
+
+/* The --json line after a write (j is released; NULL when it could not be built); 0 or
+ * ENOMEM. Reals get 10 significant digits: enough for %g's six and for seconds to the
+ * millisecond. A path that is not UTF-8 cannot be a JSON string and becomes null. */
+static int print_summary(json_t *j, smelt_err *e)
+{
+    int rc = smelt_cli_print_json(j, JSON_REAL_PRECISION(10));
+    json_decref(j);
+    return rc ? SMELT_NOMEM(e, "the JSON summary") : 0;
+}
+
 /* --lora/--base: the adapter as a llama.cpp LoRA GGUF (convert/lora.h). */
 static int run_lora(const char *lora, const char *base, const char *out, const char *outtype, int no_full,
                     const char *name, bool allow_nonfinite, int quiet, int json, int n_positional)
@@ -161,11 +183,15 @@ static int run_lora(const char *lora, const char *base, const char *out, const c
                 rep.nonfinite_tensors == 1 ? "" : "s");
     char sz[32], fsz[32];
     if (json) {
-        printf("{\"output\": \"%s\", \"pairs\": %llu, \"modules\": %llu, \"full_pairs\": %llu, \"full_bytes\": %llu, "
-               "\"bytes\": %llu, \"alpha\": %g, \"scaling_in_lora_b\": %s, \"nonfinite\": %llu}\n",
-               out, (unsigned long long)rep.pairs, (unsigned long long)rep.modules, (unsigned long long)rep.full_pairs,
-               (unsigned long long)rep.full_bytes, (unsigned long long)rep.bytes, (double)rep.alpha, rep.baked ? "true" : "false",
-               (unsigned long long)rep.nonfinite);
+        json_t *j = json_pack("{s:o?, s:I, s:I, s:I, s:I, s:I, s:o, s:b, s:I}", "output", json_string(out), "pairs",
+                              (json_int_t)rep.pairs, "modules", (json_int_t)rep.modules, "full_pairs",
+                              (json_int_t)rep.full_pairs, "full_bytes", (json_int_t)rep.full_bytes, "bytes",
+                              (json_int_t)rep.bytes, "alpha", json_number_g((double)rep.alpha), "scaling_in_lora_b",
+                              (int)rep.baked, "nonfinite", (json_int_t)rep.nonfinite);
+        if ((rc = print_summary(j, &e))) {
+            smelt_err_print(&e, TOOL, stderr);
+            return smelt_err_exit_status(rc);
+        }
     } else if (!quiet) {
         fprintf(stderr, "%s: wrote %s: %llu LoRA pairs (%llu modules), %s, adapter.lora.alpha %g%s\n", TOOL, out,
                 (unsigned long long)rep.pairs, (unsigned long long)rep.modules, smelt_cli_bytes(sz, sizeof sz, rep.bytes),
@@ -254,10 +280,7 @@ int main(int argc, char **argv)
         if (!rc && dry) {
             if (json) {
                 json_t *j = smelt_convert_plan_json(plan);
-                char *s = j ? json_dumps(j, JSON_INDENT(2) | JSON_ENSURE_ASCII) : NULL;
-                if (s) printf("%s\n", s);
-                else rc = SMELT_NOMEM(&e, "JSON");
-                free(s);
+                if (smelt_cli_print_json(j, JSON_INDENT(2) | JSON_ENSURE_ASCII)) rc = SMELT_NOMEM(&e, "JSON");
                 json_decref(j);
             } else {
                 print_plan(plan, smelt_hf_tensors(hf), dir);
@@ -277,14 +300,15 @@ int main(int argc, char **argv)
                 char sz[32], f0[4200], fl[4200];
                 smelt_gguf_split_out_path(f0, sizeof f0, out, 0, (int)res.n_files);
                 smelt_gguf_split_out_path(fl, sizeof fl, out, (int)res.n_files - 1, (int)res.n_files);
-                if (json)
-                    printf("{\"output\": \"%s\", \"files\": %llu, \"outtype\": \"%s\", \"tensors\": %llu, \"bytes\": %llu, "
-                           "\"f16_overflow\": %llu, \"nonfinite\": %llu, \"seconds\": %.3f}\n",
-                           o.split ? f0 : out, (unsigned long long)res.n_files,
-                           smelt_convert_outtype_name(smelt_convert_plan_outtype(plan)), (unsigned long long)res.n_tensors,
-                           (unsigned long long)res.bytes, (unsigned long long)res.f16_overflow, (unsigned long long)res.nonfinite,
-                           res.seconds);
-                else if (!quiet && res.n_files > 1)
+                if (json) {
+                    json_t *j = json_pack("{s:o?, s:I, s:s, s:I, s:I, s:I, s:I, s:f}", "output",
+                                          json_string(o.split ? f0 : out), "files", (json_int_t)res.n_files, "outtype",
+                                          smelt_convert_outtype_name(smelt_convert_plan_outtype(plan)), "tensors",
+                                          (json_int_t)res.n_tensors, "bytes", (json_int_t)res.bytes, "f16_overflow",
+                                          (json_int_t)res.f16_overflow, "nonfinite", (json_int_t)res.nonfinite, "seconds",
+                                          round(res.seconds * 1000.0) / 1000.0);
+                    rc = print_summary(j, &e);
+                } else if (!quiet && res.n_files > 1)
                     fprintf(stderr, "%s: wrote %s … %s (%llu files; %s, %llu tensors, %s)\n", TOOL, f0, fl,
                             (unsigned long long)res.n_files, smelt_convert_outtype_name(smelt_convert_plan_outtype(plan)),
                             (unsigned long long)res.n_tensors, smelt_cli_bytes(sz, sizeof sz, res.bytes));

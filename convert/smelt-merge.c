@@ -365,8 +365,7 @@ int main(int argc, char **argv)
                 r->nonfinite, r->nonfinite == 1 ? "" : "s", r->nonfinite_tensors, r->nonfinite_tensors == 1 ? "" : "s");
     if (json) {
         json_t *j = report_json(r, out ? out : gguf, ads, n_lora);
-        json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        printf("\n");
+        smelt_cli_print_json(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         json_decref(j);
     } else if (!quiet) {
         report_text(r, out ? out : gguf);

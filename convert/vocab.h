@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "convert/kvs.h"
-#include "convert/notes.h"
+#include "formats/base/notes.h"
 #include "formats/tokfiles.h"
 
 typedef struct smelt_cv_vocab_info {

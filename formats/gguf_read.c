@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 #include "base/ckd.h"
 #include "base/file.h"
 #include "base/names.h"
+#include "base/strbuf.h"
 
 struct smelt_gguf {
     smelt_map map;       /* owned when opened from a path */
@@ -819,65 +819,49 @@ int smelt_gguf_get_arr(const smelt_gguf *g, const char *key, int elem_type, cons
 
 /* ==== formatting ==== */
 
-typedef struct {
-    char *buf;
-    size_t n, len;
-} sbuf;
-
-static void sb_put(sbuf *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_put(sbuf *s, const char *fmt, ...)
+static void add_quoted(smelt_strbuf *s, smelt_str v, size_t max)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    size_t room = s->len < s->n ? s->n - s->len : 0;
-    int k = vsnprintf(room ? s->buf + s->len : NULL, room, fmt, ap);
-    va_end(ap);
-    if (k > 0) s->len += (size_t)k;
-}
-
-static void sb_str(sbuf *s, smelt_str v, size_t max)
-{
-    sb_put(s, "\"");
+    smelt_strbuf_puts(s, "\"");
     uint64_t n = v.n > max ? max : v.n;
     for (uint64_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)v.p[i];
-        if (ch == '"' || ch == '\\') sb_put(s, "\\%c", ch);
-        else if (ch == '\n') sb_put(s, "\\n");
-        else if (ch == '\t') sb_put(s, "\\t");
-        else if (ch == '\r') sb_put(s, "\\r");
-        else if (ch < 0x20 || ch == 0x7f) sb_put(s, "\\x%02x", ch);
-        else sb_put(s, "%c", ch);
+        if (ch == '"' || ch == '\\') smelt_strbuf_printf(s, "\\%c", ch);
+        else if (ch == '\n') smelt_strbuf_puts(s, "\\n");
+        else if (ch == '\t') smelt_strbuf_puts(s, "\\t");
+        else if (ch == '\r') smelt_strbuf_puts(s, "\\r");
+        else if (ch < 0x20 || ch == 0x7f) smelt_strbuf_printf(s, "\\x%02x", ch);
+        else smelt_strbuf_add(s, (const char *)&ch, 1);
     }
-    sb_put(s, "\"");
-    if (v.n > max) sb_put(s, "… (%" PRIu64 " bytes)", v.n);
+    smelt_strbuf_puts(s, "\"");
+    if (v.n > max) smelt_strbuf_printf(s, "… (%" PRIu64 " bytes)", v.n);
 }
 
-static void sb_elem(sbuf *s, const smelt_gguf_kv *kv, int et, uint64_t i)
+static void add_element(smelt_strbuf *s, const smelt_gguf_kv *kv, int et, uint64_t i)
 {
-    if (et == SMELT_GGUF_F32 || et == SMELT_GGUF_F64) sb_put(s, "%.9g", smelt_gguf_kv_num(kv, i));
-    else if (et == SMELT_GGUF_BOOL) sb_put(s, "%s", smelt_gguf_kv_int(kv, i) ? "true" : "false");
-    else if (et == SMELT_GGUF_U64) sb_put(s, "%" PRIu64, smelt_gguf_kv_uint(kv, i));
-    else sb_put(s, "%" PRId64, smelt_gguf_kv_int(kv, i));
+    if (et == SMELT_GGUF_F32 || et == SMELT_GGUF_F64) smelt_strbuf_printf(s, "%.9g", smelt_gguf_kv_num(kv, i));
+    else if (et == SMELT_GGUF_BOOL) smelt_strbuf_printf(s, "%s", smelt_gguf_kv_int(kv, i) ? "true" : "false");
+    else if (et == SMELT_GGUF_U64) smelt_strbuf_printf(s, "%" PRIu64, smelt_gguf_kv_uint(kv, i));
+    else smelt_strbuf_printf(s, "%" PRId64, smelt_gguf_kv_int(kv, i));
 }
 
 size_t smelt_gguf_kv_format(const smelt_gguf_kv *kv, char *buf, size_t n, uint64_t max_elems)
 {
-    sbuf s = {buf, n, 0};
-    if (n) buf[0] = 0;
+    smelt_strbuf s;
+    smelt_strbuf_init_fixed(&s, buf, n);
     if (kv->type == SMELT_GGUF_STRING) {
-        sb_str(&s, smelt_gguf_kv_str(kv), max_elems ? 400 : SIZE_MAX);
+        add_quoted(&s, smelt_gguf_kv_str(kv), max_elems ? 400 : SIZE_MAX);
     } else if (kv->type == SMELT_GGUF_ARRAY) {
         uint64_t shown = (max_elems && kv->n > max_elems) ? max_elems : kv->n;
-        sb_put(&s, "[");
+        smelt_strbuf_puts(&s, "[");
         for (uint64_t i = 0; i < shown; i++) {
-            if (i) sb_put(&s, ", ");
-            if (kv->arr_type == SMELT_GGUF_STRING) sb_str(&s, smelt_gguf_arr_str(kv, i), max_elems ? 80 : SIZE_MAX);
-            else sb_elem(&s, kv, kv->arr_type, i);
+            if (i) smelt_strbuf_puts(&s, ", ");
+            if (kv->arr_type == SMELT_GGUF_STRING) add_quoted(&s, smelt_gguf_arr_str(kv, i), max_elems ? 80 : SIZE_MAX);
+            else add_element(&s, kv, kv->arr_type, i);
         }
-        if (shown < kv->n) sb_put(&s, ", … (%" PRIu64 " total)", kv->n);
-        sb_put(&s, "]");
+        if (shown < kv->n) smelt_strbuf_printf(&s, ", … (%" PRIu64 " total)", kv->n);
+        smelt_strbuf_puts(&s, "]");
     } else {
-        sb_elem(&s, kv, kv->type, 0);
+        add_element(&s, kv, kv->type, 0);
     }
     return s.len;
 }

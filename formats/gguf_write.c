@@ -10,6 +10,7 @@
 #include "base/ckd.h"
 #include "base/file.h"
 #include "base/guard.h"
+#include "base/strbuf.h"
 
 typedef struct {
     char *key;
@@ -107,36 +108,12 @@ size_t smelt_gguf_writer_file_of(const smelt_gguf_writer *w, uint64_t i)
 
 /* ==== KV records ==== */
 
-typedef struct {
-    uint8_t *p;
-    size_t len, cap;
-    int oom;
-} buf;
-
-static void put(buf *b, const void *src, size_t n)
-{
-    if (b->oom) return;
-    if (b->len + n > b->cap) {
-        size_t nc = b->cap ? b->cap : 64;
-        while (nc < b->len + n) nc *= 2;
-        uint8_t *np = realloc(b->p, nc);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->len, src, n);
-    b->len += n;
-}
-
-static void put_u32(buf *b, uint32_t v) { put(b, &v, 4); }
-static void put_u64(buf *b, uint64_t v) { put(b, &v, 8); }
-static void put_str(buf *b, const char *s, size_t n)
+static void put_u32(smelt_strbuf *b, uint32_t v) { smelt_strbuf_add(b, &v, 4); }
+static void put_u64(smelt_strbuf *b, uint64_t v) { smelt_strbuf_add(b, &v, 8); }
+static void put_str(smelt_strbuf *b, const char *s, size_t n)
 {
     put_u64(b, n);
-    put(b, s, n);
+    smelt_strbuf_add(b, s, n);
 }
 
 static int check_open(smelt_gguf_writer *w, smelt_err *e)
@@ -152,17 +129,17 @@ static long find_kv(const smelt_gguf_writer *w, const char *key)
     return -1;
 }
 
-/* Install a record for key (takes ownership of b->p). */
-static int install(smelt_gguf_writer *w, const char *key, buf *b, smelt_err *e)
+/* Install a record for key (takes ownership of b->text). */
+static int install(smelt_gguf_writer *w, const char *key, smelt_strbuf *b, smelt_err *e)
 {
     if (b->oom) {
-        free(b->p);
+        smelt_strbuf_free(b);
         return SMELT_NOMEM(e, "gguf kv");
     }
     long i = find_kv(w, key);
     if (i >= 0) {
         free(w->kv[i].rec);
-        w->kv[i].rec = b->p;
+        w->kv[i].rec = (uint8_t *)b->text;
         w->kv[i].len = b->len;
         return 0;
     }
@@ -170,7 +147,7 @@ static int install(smelt_gguf_writer *w, const char *key, buf *b, smelt_err *e)
         size_t nc = w->cap_kv ? w->cap_kv * 2 : 32;
         wkv *nk = realloc(w->kv, nc * sizeof *nk);
         if (!nk) {
-            free(b->p);
+            smelt_strbuf_free(b);
             return SMELT_NOMEM(e, "gguf kv table");
         }
         w->kv = nk;
@@ -178,10 +155,10 @@ static int install(smelt_gguf_writer *w, const char *key, buf *b, smelt_err *e)
     }
     char *k = strdup(key);
     if (!k) {
-        free(b->p);
+        smelt_strbuf_free(b);
         return SMELT_NOMEM(e, "gguf key");
     }
-    w->kv[w->n_kv++] = (wkv){k, b->p, b->len};
+    w->kv[w->n_kv++] = (wkv){k, (uint8_t *)b->text, b->len};
     return 0;
 }
 
@@ -189,10 +166,10 @@ static int set_scalar(smelt_gguf_writer *w, const char *key, int type, const voi
 {
     int rc = check_open(w, e);
     if (rc) return rc;
-    buf b = {0};
+    smelt_strbuf b = {0};
     put_str(&b, key, strlen(key));
     put_u32(&b, (uint32_t)type);
-    put(&b, v, smelt_gguf_vtype_size(type));
+    smelt_strbuf_add(&b, v, smelt_gguf_vtype_size(type));
     return install(w, key, &b, e);
 }
 
@@ -224,7 +201,7 @@ int smelt_gguf_writer_set_strn(smelt_gguf_writer *w, const char *key, const char
 {
     int rc = check_open(w, e);
     if (rc) return rc;
-    buf b = {0};
+    smelt_strbuf b = {0};
     put_str(&b, key, strlen(key));
     put_u32(&b, SMELT_GGUF_STRING);
     put_str(&b, v, n);
@@ -245,12 +222,12 @@ int smelt_gguf_writer_set_arr(smelt_gguf_writer *w, const char *key, int elem_ty
     if (!es)
         return SMELT_ERR(e, SMELT_EINTERNAL, NULL, key, "array element type %s is not fixed-size",
                          smelt_gguf_vtype_name(elem_type));
-    buf b = {0};
+    smelt_strbuf b = {0};
     put_str(&b, key, strlen(key));
     put_u32(&b, SMELT_GGUF_ARRAY);
     put_u32(&b, (uint32_t)elem_type);
     put_u64(&b, n);
-    put(&b, data, (size_t)(n * es));
+    smelt_strbuf_add(&b, data, (size_t)(n * es));
     return install(w, key, &b, e);
 }
 
@@ -259,7 +236,7 @@ int smelt_gguf_writer_set_arr_str(smelt_gguf_writer *w, const char *key, const c
 {
     int rc = check_open(w, e);
     if (rc) return rc;
-    buf b = {0};
+    smelt_strbuf b = {0};
     put_str(&b, key, strlen(key));
     put_u32(&b, SMELT_GGUF_ARRAY);
     put_u32(&b, SMELT_GGUF_STRING);
@@ -272,14 +249,14 @@ int smelt_gguf_writer_copy_kv(smelt_gguf_writer *w, const smelt_gguf_kv *kv, sme
 {
     int rc = check_open(w, e);
     if (rc) return rc;
-    buf b = {0};
+    smelt_strbuf b = {0};
     put_str(&b, kv->key, strlen(kv->key));
     put_u32(&b, (uint32_t)kv->type);
     if (kv->type == SMELT_GGUF_ARRAY) {
         put_u32(&b, (uint32_t)kv->arr_type);
         put_u64(&b, kv->n);
     }
-    put(&b, kv->data, (size_t)kv->value_size);
+    smelt_strbuf_add(&b, kv->data, (size_t)kv->value_size);
     return install(w, kv->key, &b, e);
 }
 
@@ -402,39 +379,40 @@ static size_t plan_files(const smelt_gguf_writer *w, size_t *first)
 
 /* The three split records, in the order llama-gguf-split leaves them (split.count is set
  * last, once the number of files is known, so it moves to the end). */
-static void put_split_kvs(buf *b, size_t file, size_t n_files, uint64_t n_tensors)
+static void put_split_kvs(smelt_strbuf *b, size_t file, size_t n_files, uint64_t n_tensors)
 {
     uint16_t no = (uint16_t)file, cnt = (uint16_t)n_files;
     int32_t tot = (int32_t)n_tensors;
     put_str(b, SMELT_GGUF_SPLIT_NO, strlen(SMELT_GGUF_SPLIT_NO));
     put_u32(b, SMELT_GGUF_U16);
-    put(b, &no, 2);
+    smelt_strbuf_add(b, &no, 2);
     put_str(b, SMELT_GGUF_SPLIT_TENSORS, strlen(SMELT_GGUF_SPLIT_TENSORS));
     put_u32(b, SMELT_GGUF_I32);
-    put(b, &tot, 4);
+    smelt_strbuf_add(b, &tot, 4);
     put_str(b, SMELT_GGUF_SPLIT_COUNT, strlen(SMELT_GGUF_SPLIT_COUNT));
     put_u32(b, SMELT_GGUF_U16);
-    put(b, &cnt, 2);
+    smelt_strbuf_add(b, &cnt, 2);
 }
 
 /* KV records of file f: all of them unsplit; with a split, the first file's (but split.*)
  * then the split records in every file. Appends to b when given; returns the count. */
-static uint64_t file_kvs(const smelt_gguf_writer *w, size_t f, size_t n_files, buf *b, uint64_t *bytes)
+static uint64_t file_kvs(const smelt_gguf_writer *w, size_t f, size_t n_files, smelt_strbuf *b, uint64_t *bytes)
 {
     uint64_t n = 0;
     *bytes = 0;
     for (size_t i = 0; i < w->n_kv && (f == 0 || !w->split); i++) {
         if (w->split && is_split_key(w->kv[i].key)) continue;
-        if (b) put(b, w->kv[i].rec, w->kv[i].len);
+        if (b) smelt_strbuf_add(b, w->kv[i].rec, w->kv[i].len);
         *bytes += w->kv[i].len;
         n++;
     }
     if (w->split) {
-        buf tmp = {0};
+        smelt_strbuf tmp = {0};
         put_split_kvs(&tmp, f, n_files, w->n_t);
-        if (b) put(b, tmp.p, tmp.len);
+        if (b) smelt_strbuf_add(b, tmp.text, tmp.len);
         *bytes += tmp.len;
-        free(tmp.p);
+        if (tmp.oom && b) b->oom = true;
+        smelt_strbuf_free(&tmp);
         n += 3;
     }
     return n;
@@ -498,14 +476,14 @@ static int open_file(smelt_gguf_writer *w, size_t f, smelt_err *e)
     w->out = w->outs[f];
     w->cur_file = f;
     size_t a = w->first[f], z = w->first[f + 1];
-    buf b = {0};
+    smelt_strbuf b = {0};
     uint64_t kvb;
-    put(&b, "GGUF", 4);
+    smelt_strbuf_add(&b, "GGUF", 4);
     put_u32(&b, w->version);
     put_u64(&b, z - a);
     put_u64(&b, 0); /* patched below */
     uint64_t nkv = file_kvs(w, f, w->n_files, &b, &kvb);
-    if (!b.oom) memcpy(b.p + 16, &nkv, 8);
+    if (!b.oom) memcpy(b.text + 16, &nkv, 8);
     uint64_t off = 0;
     for (size_t i = a; i < z; i++) {
         const wtensor *t = &w->t[i];
@@ -518,11 +496,11 @@ static int open_file(smelt_gguf_writer *w, size_t f, smelt_err *e)
         off += smelt_pad_u64(t->nbytes, w->alignment);
     }
     if (b.oom) {
-        free(b.p);
+        smelt_strbuf_free(&b);
         return SMELT_NOMEM(e, "gguf header");
     }
-    rc = smelt_outfile_write(w->out, b.p, b.len, e);
-    free(b.p);
+    rc = smelt_outfile_write(w->out, b.text, b.len, e);
+    smelt_strbuf_free(&b);
     if (!rc && (z > a || !w->no_pad_empty)) rc = smelt_outfile_pad(w->out, w->alignment, e);
     return rc;
 }

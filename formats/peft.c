@@ -13,6 +13,7 @@
 #include "base/file.h"
 #include "base/hash.h"
 #include "base/names.h"
+#include "base/strbuf.h"
 #include "hfdir.h"
 #include "safetensors.h"
 #include "torchbin.h"
@@ -50,37 +51,11 @@ struct smelt_peft {
 
 /* ==== Python regular expressions → POSIX ERE ==== */
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap * 2 : 64;
-        while (nc < b->len + n + 1) nc *= 2;
-        char *np = realloc(b->p, nc);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-static void sb_s(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
 
 /* Translate; `out` receives "^(" translated ")$" when full, else the bare translation. */
-static int py_to_posix(const char *py, bool full, sbuf *out, smelt_err *e)
+static int py_to_posix(const char *py, bool full, smelt_strbuf *out, smelt_err *e)
 {
-    if (full) sb_s(out, "^(");
+    if (full) smelt_strbuf_puts(out, "^(");
     bool in_class = false;
     /* glibc's regcomp expands bounded repetitions by copying the sub-pattern: nested counts
      * multiply, so a hostile config could exhaust memory. Keep the product small. */
@@ -124,16 +99,16 @@ static int py_to_posix(const char *py, bool full, sbuf *out, smelt_err *e)
                 if (comma) snprintf(t, sizeof t, "{%" PRIu64 ",%s}", have_a ? a : 0, have_b ? "" : "");
                 else snprintf(t, sizeof t, "{%" PRIu64 "}", a);
                 if (comma && have_b) snprintf(t, sizeof t, "{%" PRIu64 ",%" PRIu64 "}", have_a ? a : 0, b);
-                sb_s(out, t);
+                smelt_strbuf_puts(out, t);
                 s = q;
                 if (s[1] == '?') s++; /* non-greedy */
                 continue;
             }
-            sb_s(out, "\\{"); /* Python takes a brace that starts no quantifier literally */
+            smelt_strbuf_puts(out, "\\{"); /* Python takes a brace that starts no quantifier literally */
             continue;
         }
         if (!in_class && c == '}') {
-            sb_s(out, "\\}");
+            smelt_strbuf_puts(out, "\\}");
             continue;
         }
         if (c == '\\') {
@@ -145,11 +120,11 @@ static int py_to_posix(const char *py, bool full, sbuf *out, smelt_err *e)
             else if (d == 'w') cls = "A-Za-z0-9_";
             else if (d == 's') cls = "[:space:]";
             if (cls) {
-                if (in_class) sb_s(out, cls);
+                if (in_class) smelt_strbuf_puts(out, cls);
                 else {
-                    sb_s(out, "[");
-                    sb_s(out, cls);
-                    sb_s(out, "]");
+                    smelt_strbuf_puts(out, "[");
+                    smelt_strbuf_puts(out, cls);
+                    smelt_strbuf_puts(out, "]");
                 }
                 continue;
             }
@@ -157,7 +132,7 @@ static int py_to_posix(const char *py, bool full, sbuf *out, smelt_err *e)
                 if (in_class)
                     return SMELT_ERR(e, SMELT_EUNSUPPORTED, NULL, py,
                                      "\\%c inside a character class is not supported", d);
-                sb_s(out, d == 'D' ? "[^0-9]" : d == 'W' ? "[^A-Za-z0-9_]" : "[^[:space:]]");
+                smelt_strbuf_puts(out, d == 'D' ? "[^0-9]" : d == 'W' ? "[^A-Za-z0-9_]" : "[^[:space:]]");
                 continue;
             }
             if (isdigit((unsigned char)d) || d == 'b' || d == 'B' || d == 'A' || d == 'Z' || d == 'z')
@@ -168,37 +143,37 @@ static int py_to_posix(const char *py, bool full, sbuf *out, smelt_err *e)
                 if (lit == ']' || lit == '\\' || lit == '-' || lit == '^')
                     return SMELT_ERR(e, SMELT_EUNSUPPORTED, NULL, py,
                                      "escaped '%c' inside a character class is not supported", lit);
-                sb_add(out, &lit, 1);
+                smelt_strbuf_add(out, &lit, 1);
             } else if (strchr(".[]()*+?{}|^$\\", lit)) {
                 char t[3] = {'\\', lit, 0};
-                sb_s(out, t);
+                smelt_strbuf_puts(out, t);
             } else {
-                sb_add(out, &lit, 1);
+                smelt_strbuf_add(out, &lit, 1);
             }
             continue;
         }
         if (in_class) {
-            sb_add(out, &c, 1);
+            smelt_strbuf_add(out, &c, 1);
             if (c == ']') in_class = false;
             continue;
         }
         if (c == '[') {
             in_class = true;
-            sb_add(out, &c, 1);
-            if (s[1] == '^') sb_add(out, ++s, 1);
-            if (s[1] == ']') sb_add(out, ++s, 1); /* leading ']' is literal */
+            smelt_strbuf_add(out, &c, 1);
+            if (s[1] == '^') smelt_strbuf_add(out, ++s, 1);
+            if (s[1] == ']') smelt_strbuf_add(out, ++s, 1); /* leading ']' is literal */
             continue;
         }
         if (c == '(' && s[1] == '?') {
             if (s[2] == ':') {
-                sb_s(out, "(");
+                smelt_strbuf_puts(out, "(");
                 s += 2;
                 continue;
             }
             if (s[2] == 'P' && s[3] == '<') {
                 const char *end = strchr(s + 4, '>');
                 if (!end) return SMELT_ERR(e, SMELT_EFORMAT, NULL, py, "unterminated (?P<name> group");
-                sb_s(out, "(");
+                smelt_strbuf_puts(out, "(");
                 s = end;
                 continue;
             }
@@ -206,33 +181,33 @@ static int py_to_posix(const char *py, bool full, sbuf *out, smelt_err *e)
                              "regular expression construct '(?%c' (look-around, flags) is not supported", s[2]);
         }
         if ((c == '*' || c == '+' || c == '?') && s[1] == '?') {
-            sb_add(out, &c, 1); /* non-greedy: same set of full matches */
+            smelt_strbuf_add(out, &c, 1); /* non-greedy: same set of full matches */
             s++;
             continue;
         }
-        sb_add(out, &c, 1);
+        smelt_strbuf_add(out, &c, 1);
     }
     if (in_class) return SMELT_ERR(e, SMELT_EFORMAT, NULL, py, "unterminated character class");
-    if (full) sb_s(out, ")$");
+    if (full) smelt_strbuf_puts(out, ")$");
     return out->oom ? SMELT_NOMEM(e, "regular expression") : 0;
 }
 
 static int regex_compile(regex_t *re, const char *py, const char *prefix, const char *suffix, smelt_err *e)
 {
-    sbuf b = {0};
-    sb_s(&b, prefix);
+    smelt_strbuf b = {0};
+    smelt_strbuf_puts(&b, prefix);
     int rc = py_to_posix(py, false, &b, e);
-    sb_s(&b, suffix);
+    smelt_strbuf_puts(&b, suffix);
     if (!rc && b.oom) rc = SMELT_NOMEM(e, "regular expression");
     if (!rc) {
-        int r = regcomp(re, b.p, REG_EXTENDED);
+        int r = regcomp(re, b.text, REG_EXTENDED);
         if (r) {
             char msg[128];
             regerror(r, re, msg, sizeof msg);
             rc = SMELT_ERR(e, SMELT_EFORMAT, NULL, py, "invalid regular expression: %s", msg);
         }
     }
-    free(b.p);
+    smelt_strbuf_free(&b);
     return rc;
 }
 

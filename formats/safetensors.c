@@ -10,6 +10,7 @@
 #include "base/ckd.h"
 #include "base/file.h"
 #include "base/names.h"
+#include "base/strbuf.h"
 
 struct smelt_st {
     smelt_map map;
@@ -581,104 +582,67 @@ int smelt_st_writer_add(smelt_st_writer *w, const char *name, smelt_dtype dt, ui
     return 0;
 }
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 1024;
-        while (nc < b->len + n + 1) nc *= 2;
-        char *np = realloc(b->p, nc);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-static void sb_s(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
-
-static void sb_u64(sbuf *b, uint64_t v)
-{
-    char t[32];
-    snprintf(t, sizeof t, "%" PRIu64, v);
-    sb_s(b, t);
-}
-
 /* JSON string with the escapes serde_json emits */
-static void sb_json_str(sbuf *b, const char *s)
+static void add_json_string(smelt_strbuf *b, const char *s)
 {
-    sb_s(b, "\"");
+    smelt_strbuf_puts(b, "\"");
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
-        char t[8];
-        if (c == '"') sb_s(b, "\\\"");
-        else if (c == '\\') sb_s(b, "\\\\");
-        else if (c == '\n') sb_s(b, "\\n");
-        else if (c == '\r') sb_s(b, "\\r");
-        else if (c == '\t') sb_s(b, "\\t");
-        else if (c == '\b') sb_s(b, "\\b");
-        else if (c == '\f') sb_s(b, "\\f");
-        else if (c < 0x20) {
-            snprintf(t, sizeof t, "\\u%04x", c);
-            sb_s(b, t);
-        } else sb_add(b, (const char *)&c, 1);
+        if (c == '"') smelt_strbuf_puts(b, "\\\"");
+        else if (c == '\\') smelt_strbuf_puts(b, "\\\\");
+        else if (c == '\n') smelt_strbuf_puts(b, "\\n");
+        else if (c == '\r') smelt_strbuf_puts(b, "\\r");
+        else if (c == '\t') smelt_strbuf_puts(b, "\\t");
+        else if (c == '\b') smelt_strbuf_puts(b, "\\b");
+        else if (c == '\f') smelt_strbuf_puts(b, "\\f");
+        else if (c < 0x20) smelt_strbuf_printf(b, "\\u%04x", c);
+        else smelt_strbuf_add(b, (const char *)&c, 1);
     }
-    sb_s(b, "\"");
+    smelt_strbuf_puts(b, "\"");
 }
 
-static int build_header(const smelt_st_writer *w, sbuf *b)
+static int build_header(const smelt_st_writer *w, smelt_strbuf *b)
 {
-    sb_s(b, "{");
+    smelt_strbuf_puts(b, "{");
     if (w->n_meta) {
-        sb_s(b, "\"__metadata__\":{");
+        smelt_strbuf_puts(b, "\"__metadata__\":{");
         for (size_t i = 0; i < w->n_meta; i++) {
-            if (i) sb_s(b, ",");
-            sb_json_str(b, w->meta[2 * i]);
-            sb_s(b, ":");
-            sb_json_str(b, w->meta[2 * i + 1]);
+            if (i) smelt_strbuf_puts(b, ",");
+            add_json_string(b, w->meta[2 * i]);
+            smelt_strbuf_puts(b, ":");
+            add_json_string(b, w->meta[2 * i + 1]);
         }
-        sb_s(b, "}");
+        smelt_strbuf_puts(b, "}");
     }
     uint64_t off = 0;
     for (size_t i = 0; i < w->n; i++) {
-        if (i || w->n_meta) sb_s(b, ",");
-        sb_json_str(b, w->t[i].name);
-        sb_s(b, ":{\"dtype\":\"");
-        sb_s(b, smelt_dtype_name(w->t[i].dt));
-        sb_s(b, "\",\"shape\":[");
+        if (i || w->n_meta) smelt_strbuf_puts(b, ",");
+        add_json_string(b, w->t[i].name);
+        smelt_strbuf_puts(b, ":{\"dtype\":\"");
+        smelt_strbuf_puts(b, smelt_dtype_name(w->t[i].dt));
+        smelt_strbuf_puts(b, "\",\"shape\":[");
         for (uint32_t d = 0; d < w->t[i].n_dims; d++) {
-            if (d) sb_s(b, ",");
-            sb_u64(b, w->t[i].shape[d]);
+            if (d) smelt_strbuf_puts(b, ",");
+            smelt_strbuf_printf(b, "%" PRIu64, w->t[i].shape[d]);
         }
-        sb_s(b, "],\"data_offsets\":[");
-        sb_u64(b, off);
-        sb_s(b, ",");
+        smelt_strbuf_puts(b, "],\"data_offsets\":[");
+        smelt_strbuf_printf(b, "%" PRIu64, off);
+        smelt_strbuf_puts(b, ",");
         off += w->t[i].nbytes;
-        sb_u64(b, off);
-        sb_s(b, "]}");
+        smelt_strbuf_printf(b, "%" PRIu64, off);
+        smelt_strbuf_puts(b, "]}");
     }
-    sb_s(b, "}");
-    while (b->len % 8) sb_s(b, " ");
+    smelt_strbuf_puts(b, "}");
+    while (b->len % 8 && !b->oom) smelt_strbuf_puts(b, " ");
     return b->oom;
 }
 
 uint64_t smelt_st_writer_file_size(const smelt_st_writer *w)
 {
-    sbuf b = {0};
+    smelt_strbuf b = {0};
     build_header(w, &b);
     uint64_t n = 8 + b.len;
-    free(b.p);
+    smelt_strbuf_free(&b);
     for (size_t i = 0; i < w->n; i++) n += w->t[i].nbytes;
     return n;
 }
@@ -691,16 +655,16 @@ static void skip_empty(smelt_st_writer *w)
 int smelt_st_writer_begin(smelt_st_writer *w, const char *path, smelt_err *e)
 {
     if (w->out) return SMELT_ERR(e, SMELT_EINTERNAL, path, NULL, "already started");
-    sbuf b = {0};
+    smelt_strbuf b = {0};
     if (build_header(w, &b)) {
-        free(b.p);
+        smelt_strbuf_free(&b);
         return SMELT_NOMEM(e, "safetensors header");
     }
     int rc = smelt_outfile_open(&w->out, path, e);
     uint64_t hl = b.len;
     if (!rc) rc = smelt_outfile_write(w->out, &hl, 8, e);
-    if (!rc) rc = smelt_outfile_write(w->out, b.p, b.len, e);
-    free(b.p);
+    if (!rc) rc = smelt_outfile_write(w->out, b.text, b.len, e);
+    smelt_strbuf_free(&b);
     if (rc) w->failed = 1;
     w->cur = 0;
     w->cur_done = 0;
@@ -778,29 +742,29 @@ int smelt_st_write_index(const char *path, uint64_t total_size, const char *cons
     if (!ps) return SMELT_NOMEM(e, "index");
     for (size_t i = 0; i < n; i++) ps[i] = (pair){names[i], files[i]};
     qsort(ps, n, sizeof *ps, cmp_pair);
-    sbuf b = {0};
-    sb_s(&b, "{\n  \"metadata\": {\n    \"total_size\": ");
-    sb_u64(&b, total_size);
-    sb_s(&b, "\n  },\n  \"weight_map\": {");
+    smelt_strbuf b = {0};
+    smelt_strbuf_puts(&b, "{\n  \"metadata\": {\n    \"total_size\": ");
+    smelt_strbuf_printf(&b, "%" PRIu64, total_size);
+    smelt_strbuf_puts(&b, "\n  },\n  \"weight_map\": {");
     for (size_t i = 0; i < n; i++) {
-        sb_s(&b, i ? ",\n    " : "\n    ");
-        sb_json_str(&b, ps[i].name);
-        sb_s(&b, ": ");
-        sb_json_str(&b, ps[i].file);
+        smelt_strbuf_puts(&b, i ? ",\n    " : "\n    ");
+        add_json_string(&b, ps[i].name);
+        smelt_strbuf_puts(&b, ": ");
+        add_json_string(&b, ps[i].file);
     }
-    sb_s(&b, n ? "\n  }\n}\n" : "}\n}\n");
+    smelt_strbuf_puts(&b, n ? "\n  }\n}\n" : "}\n}\n");
     free(ps);
     if (b.oom) {
-        free(b.p);
+        smelt_strbuf_free(&b);
         return SMELT_NOMEM(e, "index");
     }
     smelt_outfile *o;
     int rc = smelt_outfile_open(&o, path, e);
     if (!rc) {
-        rc = smelt_outfile_write(o, b.p, b.len, e);
+        rc = smelt_outfile_write(o, b.text, b.len, e);
         if (rc) smelt_outfile_abort(o);
         else rc = smelt_outfile_commit(o, e);
     }
-    free(b.p);
+    smelt_strbuf_free(&b);
     return rc;
 }

@@ -243,8 +243,7 @@ static int dump_gguf(const char *path, const opts *o)
             }
             json_object_set_new(root, "tensors", ts);
         }
-        json_dumpf(root, stdout, JSON_INDENT(1) | JSON_ENSURE_ASCII);
-        printf("\n");
+        smelt_cli_print_json(root, JSON_INDENT(1) | JSON_ENSURE_ASCII);
         json_decref(root);
         smelt_gguf_close(g);
         return 0;
@@ -378,8 +377,7 @@ static int dump_st(const char *path, const opts *o)
             }
             json_object_set_new(root, "tensors", ts);
         }
-        json_dumpf(root, stdout, JSON_INDENT(1) | JSON_ENSURE_ASCII);
-        printf("\n");
+        smelt_cli_print_json(root, JSON_INDENT(1) | JSON_ENSURE_ASCII);
         json_decref(root);
         smelt_stset_close(s);
         return 0;
@@ -508,8 +506,7 @@ static int dump_torch(const char *path, const char *adapter, const opts *o)
         }
         if (!o->no_tensors) json_object_set_new(root, "tensors", ts);
         else json_decref(ts);
-        json_dumpf(root, stdout, JSON_INDENT(1) | JSON_ENSURE_ASCII);
-        printf("\n");
+        smelt_cli_print_json(root, JSON_INDENT(1) | JSON_ENSURE_ASCII);
         json_decref(root);
     } else if (sel >= 0) {
         const smelt_tinfo *t = smelt_tsrc_info(&src, (uint64_t)sel);

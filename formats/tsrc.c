@@ -35,6 +35,18 @@ int smelt_tsrc_read_f32(const smelt_tsrc *s, uint64_t i, float *dst, smelt_scrat
     return 0;
 }
 
+int smelt_tsrc_load_f32(const smelt_tsrc *s, uint64_t i, float **out, smelt_err *e)
+{
+    const smelt_tinfo *t = smelt_tsrc_info(s, i);
+    *out = malloc(t->nelements ? (size_t)t->nelements * sizeof(float) : 1);
+    if (!*out) return SMELT_NOMEM(e, "tensor as f32");
+    smelt_scratch scratch = {0};
+    int rc = smelt_tsrc_read_f32(s, i, *out, &scratch, e);
+    smelt_scratch_free(&scratch);
+    smelt_tsrc_release(s, i);
+    return rc;
+}
+
 void smelt_tsrc_close(smelt_tsrc *s)
 {
     if (s && s->vt && s->vt->close) s->vt->close(s->self);

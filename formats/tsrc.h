@@ -68,6 +68,9 @@ static inline void smelt_tsrc_release(const smelt_tsrc *s, uint64_t i)
 
 /* Read tensor i converted to f32 into dst (nelements floats). */
 int smelt_tsrc_read_f32(const smelt_tsrc *s, uint64_t i, float *dst, smelt_scratch *scratch, smelt_err *e);
+/* Tensor i converted to f32 into a new array *out (free() it; it is set, or NULL, even
+ * when the read fails), then released (smelt_tsrc_release). */
+int smelt_tsrc_load_f32(const smelt_tsrc *s, uint64_t i, float **out, smelt_err *e);
 
 struct smelt_stset;
 /* A tensor source over a safetensors set (the set is borrowed and must outlive it; close

@@ -6,7 +6,7 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "cpu.h"
+#include "formats/base/cpu.h"
 #include "formats/base/half.h"
 #include "kquant/kquant.h"
 #include "legacy/legacy.h"
@@ -127,7 +127,7 @@ static void build(void)
                 if (o->vec_dot) d->vec_dot = o->vec_dot;
             }
         }
-    g_isa = smelt_cpu_has_avx2() ? SMELT_ISA_AVX2 : SMELT_ISA_PORTABLE;
+    g_isa = smelt_cpu_isa(-1);
 }
 
 static void init(void) { pthread_once(&g_once, build); }
@@ -148,7 +148,7 @@ const smelt_qtype_ops *smelt_q_ops_isa(int type, int isa)
 {
     init();
     if (type < 0 || type >= SMELT_TYPE_COUNT || !g_has[type] || isa < 0 || isa >= SMELT_ISA_COUNT) return NULL;
-    if (isa == SMELT_ISA_AVX2 && !smelt_cpu_has_avx2()) return NULL;
+    if (smelt_cpu_isa(isa) != isa) return NULL;
     return &g_tab[isa][type];
 }
 
@@ -158,15 +158,6 @@ int smelt_q_isa(void)
 {
     init();
     return g_isa;
-}
-
-const char *smelt_q_isa_name(int isa)
-{
-    switch (isa) {
-    case SMELT_ISA_PORTABLE: return "portable";
-    case SMELT_ISA_AVX2: return "avx2";
-    default: return "unknown";
-    }
 }
 
 int smelt_q_dequantize_row(int type, const void *src, float *dst, size_t n)

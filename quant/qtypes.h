@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "formats/base/cpu.h"
 #include "formats/base/err.h"
 #include "formats/base/pool.h"
 #include "formats/ggml_types.h"
@@ -63,12 +64,10 @@ typedef struct smelt_qtype_ops {
 } smelt_qtype_ops;
 
 /* Ops for a type, or NULL if smelt has none. The kernels are the fastest this CPU runs
- * (see quant/cpu.h); every kernel set gives bit-identical results. Thread-safe. */
+ * (formats/base/cpu.h); every kernel set gives bit-identical results. Thread-safe. */
 const smelt_qtype_ops *smelt_q_ops(int type);
 
-/* Instruction sets with kernels of their own. */
-enum smelt_isa { SMELT_ISA_PORTABLE = 0, SMELT_ISA_AVX2 = 1, SMELT_ISA_COUNT };
-/* Ops of one kernel set (for tests and benchmarks), or NULL if the type has none or this
+/* Ops of one kernel set (enum smelt_isa in formats/base/cpu.h) (for tests and benchmarks), or NULL if the type has none or this
  * CPU cannot run that set. Entries a set does not specialise are the portable ones. */
 const smelt_qtype_ops *smelt_q_ops_isa(int type, int isa);
 /* Number of types in the table, and the i-th type id (in table order: plain types,
@@ -77,7 +76,6 @@ size_t smelt_q_n_types(void);
 int smelt_q_type_at(size_t i);
 /* The kernel set smelt_q_ops() uses. */
 int smelt_q_isa(void);
-const char *smelt_q_isa_name(int isa);
 
 /* Decode n elements (a multiple of the block size) of `type` to f32.
  * 0 on success, -1 if smelt has no decoder for the type. Thread-safe. */

@@ -45,18 +45,6 @@ void smelt_quantize_opts_default(smelt_quantize_opts *o)
     o->token_embedding_type = -1;
 }
 
-static void warnf(const smelt_quantize_opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void warnf(const smelt_quantize_opts *o, const char *fmt, ...)
-{
-    if (!o->on_warn) return;
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    o->on_warn(o->user, buf);
-}
-
 int smelt_kv_override_parse(const char *spec, smelt_kv_override *out, smelt_err *e)
 {
     memset(out, 0, sizeof *out);
@@ -406,7 +394,7 @@ static int check_plan(job *j, smelt_err *e)
                                    en->n_values, en->n_mat, j->in.paths[q->shard], q->ne[0] * q->ne[2], q->ne[0], q->ne[2]);
                     break;
                 }
-                warnf(o, "imatrix entry for '%s' has %" PRIu64 " values, the tensor needs %" PRIu64 ": not used", q->name,
+                smelt_note(&o->notes, "imatrix entry for '%s' has %" PRIu64 " values, the tensor needs %" PRIu64 ": not used", q->name,
                       en->n_values, q->ne[0] * q->ne[2]);
             } else {
                 q->imatrix = true;
@@ -436,7 +424,7 @@ static int check_plan(job *j, smelt_err *e)
     }
     if (n_no_w) {
         list_names(names, sizeof names, no_w, n_no_w);
-        warnf(o, "no importance weights for %zu tensor%s, quantized without: %s", n_no_w, n_no_w > 1 ? "s" : "", names);
+        smelt_note(&o->notes, "no importance weights for %zu tensor%s, quantized without: %s", n_no_w, n_no_w > 1 ? "s" : "", names);
     }
     if (n_req) {
         if (!o->allow_requantize && !o->dry_run) {
@@ -447,14 +435,14 @@ static int check_plan(job *j, smelt_err *e)
             goto out;
         }
         list_names(names, sizeof names, req, n_req);
-        warnf(o, "requantizing %zu already-quantized tensor%s (quality is lower than quantizing from F16/F32): %s", n_req,
+        smelt_note(&o->notes, "requantizing %zu already-quantized tensor%s (quality is lower than quantizing from F16/F32): %s", n_req,
               n_req > 1 ? "s" : "", names);
     }
     if (p->n_needs_imatrix && o->dry_run && !p->n_imatrix)
-        warnf(o, "%s: %zu tensor%s will need an importance matrix (--imatrix) when quantizing for real", p->ftype_name,
+        smelt_note(&o->notes, "%s: %zu tensor%s will need an importance matrix (--imatrix) when quantizing for real", p->ftype_name,
               p->n_needs_imatrix, p->n_needs_imatrix > 1 ? "s" : "");
     if (p->n_fallback)
-        warnf(o, "%zu of %zu tensors have rows that do not fit the chosen block size and use a fallback type",
+        smelt_note(&o->notes, "%zu of %zu tensors have rows that do not fit the chosen block size and use a fallback type",
               p->n_fallback, p->n);
     if (!p->can_run) {
         const smelt_qplan_tensor *q = NULL;
@@ -465,7 +453,7 @@ static int check_plan(job *j, smelt_err *e)
                            smelt_type_name(q->new_type), p->ftype_name);
             goto out;
         }
-        warnf(o, "smelt cannot quantize to %s yet: this plan can only be shown", smelt_type_name(q->new_type));
+        smelt_note(&o->notes, "smelt cannot quantize to %s yet: this plan can only be shown", smelt_type_name(q->new_type));
     }
 out:
     free(no_w);
@@ -689,7 +677,7 @@ static int write_tensor(job *j, stream *st, smelt_gguf_writer *w, size_t i, smel
             release_range(t->data + off, k);
         }
         if (q->nonfinite)
-            warnf(j->o, "tensor '%s': %" PRIu64 " NaN/Inf value%s in the input, kept as they are", q->name, q->nonfinite,
+            smelt_note(&j->o->notes, "tensor '%s': %" PRIu64 " NaN/Inf value%s in the input, kept as they are", q->name, q->nonfinite,
                   q->nonfinite > 1 ? "s" : "");
         return 0;
     }
@@ -708,7 +696,7 @@ static int write_tensor(job *j, stream *st, smelt_gguf_writer *w, size_t i, smel
             return rc;
         }
         if (zero)
-            warnf(j->o, "imatrix: '%s': %" PRIu64 " of %" PRIu64 " experts saw no calibration tokens; they get uniform "
+            smelt_note(&j->o->notes, "imatrix: '%s': %" PRIu64 " of %" PRIu64 " experts saw no calibration tokens; they get uniform "
                         "importance weights", q->name, zero, en->n_mat);
     }
     const smelt_qtype_ops *enc = smelt_q_ops(q->new_type);
@@ -757,7 +745,7 @@ static int write_tensor(job *j, stream *st, smelt_gguf_writer *w, size_t i, smel
         }
     }
     if (q->nonfinite)
-        warnf(j->o, "tensor '%s': %" PRIu64 " NaN/Inf value%s in the input%s", q->name, q->nonfinite,
+        smelt_note(&j->o->notes, "tensor '%s': %" PRIu64 " NaN/Inf value%s in the input%s", q->name, q->nonfinite,
               q->nonfinite > 1 ? "s" : "", sanitize ? ", quantized as 0" : ", kept as they are");
     return 0;
 }
@@ -903,7 +891,7 @@ int smelt_quantize_run(const smelt_quantize_opts *o, const char *in_path, const 
     if (!rc && o->imatrix) {
         rc = load_imatrix(o, &j.imx, e);
         if (!rc && !j.imx.n_keep)
-            warnf(o, "imatrix %s: --include/--exclude-weights left no entries; quantizing without importance weights",
+            smelt_note(&o->notes, "imatrix %s: --include/--exclude-weights left no entries; quantizing without importance weights",
                   o->imatrix);
     }
     if (!rc) rc = build_plan(&j, e);
@@ -934,7 +922,7 @@ int smelt_quantize_run(const smelt_quantize_opts *o, const char *in_path, const 
             nf_t += j.plan.t[i].nonfinite > 0;
         }
         if (nf)
-            warnf(o, "wrote %" PRIu64 " NaN/Inf value%s in %" PRIu64 " tensor%s (--allow-nonfinite)", nf, nf == 1 ? "" : "s",
+            smelt_note(&o->notes, "wrote %" PRIu64 " NaN/Inf value%s in %" PRIu64 " tensor%s (--allow-nonfinite)", nf, nf == 1 ? "" : "s",
                   nf_t, nf_t == 1 ? "" : "s");
         if (!rc && o->on_done) o->on_done(o->user, &j.plan);
     }

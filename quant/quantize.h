@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "formats/base/err.h"
+#include "formats/base/notes.h"
 #include "formats/base/progress.h"
 #include "quant/policy.h"
 #include "quant/qtypes.h"
@@ -102,11 +103,11 @@ typedef struct smelt_quantize_opts {
      * place of smelt_q_tuned_err()'s (and of plain_error) where it applies. */
     const smelt_qerr_override *err_overrides;
     size_t n_err_overrides;
-    /* Callbacks (may be NULL): warnings (one line each, no newline), and the plan, once
-     * it is complete and checked — before any output is written, or as the result of a
-     * dry run. After the run returns successfully on_done receives the same plan with
-     * nonfinite counts filled in. */
-    void (*on_warn)(void *user, const char *msg);
+    /* Warnings (formats/base/notes.h). */
+    smelt_notes notes;
+    /* Callbacks (may be NULL): the plan, once it is complete and checked — before any
+     * output is written, or as the result of a dry run. After the run returns successfully
+     * on_done receives the same plan with nonfinite counts filled in. */
     void (*on_plan)(void *user, const smelt_qplan *plan);
     void (*on_done)(void *user, const smelt_qplan *plan);
     void *user;

@@ -217,8 +217,6 @@ static void on_done(void *user, const smelt_qplan *p)
     else if (!c->a->quiet) print_plan_text(p, 0);
 }
 
-static void on_warn_ctx(void *user, const char *msg) { on_warn(((run_ctx *)user)->a, msg); }
-
 /* ==== argument parsing ==== */
 
 typedef struct strv {
@@ -508,7 +506,7 @@ int main(int argc, char **argv)
     smelt_progress_term term;
     smelt_progress_term_init(&term, &prog, "quantizing", a.quiet || o.dry_run);
     run_ctx rc = {&a, &o, NULL, &term};
-    o.on_warn = on_warn_ctx;
+    o.notes = (smelt_notes){on_warn, &a};
     o.on_plan = on_plan;
     o.on_done = on_done;
     o.user = &rc;
@@ -520,8 +518,7 @@ int main(int argc, char **argv)
     } else {
         status = 0;
         if (rc.out) {
-            json_dumpf(rc.out, stdout, JSON_INDENT(1));
-            printf("\n");
+            smelt_cli_print_json(rc.out, JSON_INDENT(1));
         }
     }
     json_decref(rc.out);

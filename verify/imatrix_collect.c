@@ -254,18 +254,14 @@ int smelt_imatrix_run(const smelt_imatrix_opts *o, smelt_imatrix_result *r, smel
         for (uint64_t k = 0; k < en->n_mat; k++) zeros += en->counts[k] == 0;
         if (!zeros) continue;
         r->n_partial++;
-        if (o->on_warn) {
-            char msg[320];
-            if (zeros == en->n_mat)
-                snprintf(msg, sizeof msg, "entry '%s' has no data%s", en->name,
-                         o->format == SMELT_IMX_LEGACY ? " - skipped in the legacy format" : "");
-            else
-                snprintf(msg, sizeof msg, "entry '%s' has partial data (%.2f%%): %" PRIu64 " of %" PRIu64
-                         " experts received no token%s",
-                         en->name, 100.0 * (double)(en->n_mat - zeros) / (double)en->n_mat, zeros, en->n_mat,
-                         o->format == SMELT_IMX_LEGACY ? " (stored as 1 in the legacy format)" : "");
-            o->on_warn(o->warn_user, msg);
-        }
+        if (zeros == en->n_mat)
+            smelt_note(&o->notes, "entry '%s' has no data%s", en->name,
+                       o->format == SMELT_IMX_LEGACY ? " - skipped in the legacy format" : "");
+        else
+            smelt_note(&o->notes,
+                       "entry '%s' has partial data (%.2f%%): %" PRIu64 " of %" PRIu64 " experts received no token%s",
+                       en->name, 100.0 * (double)(en->n_mat - zeros) / (double)en->n_mat, zeros, en->n_mat,
+                       o->format == SMELT_IMX_LEGACY ? " (stored as 1 in the legacy format)" : "");
     }
     rc = smelt_imx_write(r->imx, o->output, o->format, e);
 done:

@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "formats/base/err.h"
+#include "formats/base/notes.h"
 #include "formats/imatrix.h"
 #include "verify/forward.h"
 #include "verify/ppl.h"
@@ -67,9 +68,8 @@ typedef struct smelt_imatrix_opts {
     int n_threads;        /* <= 0: one per CPU */
     int isa;              /* -1: best available */
     bool process_output;  /* also collect output.weight (llama-imatrix --process-output) */
-    /* Warnings (one line each, no newline): entries with partial data. May be NULL. */
-    void (*on_warn)(void *user, const char *msg);
-    void *warn_user;
+    /* Warnings (formats/base/notes.h): entries with partial data. */
+    smelt_notes notes;
 } smelt_imatrix_opts;
 
 void smelt_imatrix_opts_default(smelt_imatrix_opts *o);

@@ -85,31 +85,9 @@ static void pack_bf16_portable(const uint16_t *src, size_t lds, size_t rows, siz
     }
 }
 
-static float exp_portable1(float x)
-{
-    if (x != x) return x;
-    if (x < SMELT_EXP_LO) return 0.0f;
-    if (x > SMELT_EXP_HI) return INFINITY;
-    float t = x * 1.44269504088896341f;
-    float nf = (t + 12582912.0f) - 12582912.0f;
-    float r = fmaf(nf, -0.693359375f, x);
-    r = fmaf(nf, 2.12194440e-4f, r);
-    float p = 1.9875691500e-4f;
-    p = fmaf(p, r, 1.3981999507e-3f);
-    p = fmaf(p, r, 8.3334519073e-3f);
-    p = fmaf(p, r, 4.1665795894e-2f);
-    p = fmaf(p, r, 1.6666665459e-1f);
-    p = fmaf(p, r, 5.0000001201e-1f);
-    float r2 = r * r;
-    float y = fmaf(p, r2, r);
-    y = y + 1.0f;
-    int n = (int)nf;
-    return y * smelt_bits_f32((uint32_t)(n + 127) << 23);
-}
-
 static void exp_sub_portable(const float *x, float sub, float *y, size_t n)
 {
-    for (size_t i = 0; i < n; i++) y[i] = exp_portable1(x[i] - sub);
+    for (size_t i = 0; i < n; i++) y[i] = smelt_exp1(x[i] - sub);
 }
 
 static float sum_portable(const float *x, size_t n)
@@ -122,7 +100,7 @@ static float sum_portable(const float *x, size_t n)
 static void swiglu_portable(float *g, const float *u, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        float e = exp_portable1(-g[i]);
+        float e = smelt_exp1(-g[i]);
         g[i] = (g[i] / (1.0f + e)) * u[i];
     }
 }
@@ -154,42 +132,15 @@ const smelt_kern smelt_kern_portable = {
 
 /* ==== context ==== */
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#endif
-
-/* AVX2 + FMA + F16C, with the YMM state enabled by the OS (XGETBV). */
-static bool cpu_has_avx2(void)
-{
-    const char *no = getenv("SMELT_NO_SIMD");
-    if (no && *no && strcmp(no, "0") != 0) return false;
-#if defined(__x86_64__) || defined(__i386__)
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
-    const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28), f16c = c & (1u << 29);
-    if (!(fma && osxsave && avx && f16c)) return false;
-    unsigned lo, hi;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    if ((lo & 6u) != 6u) return false; /* XMM and YMM state */
-    if (__get_cpuid_max(0, NULL) < 7) return false;
-    __cpuid_count(7, 0, a, b, c, d);
-    return b & (1u << 5);
-#else
-    return false;
-#endif
-}
-
 smelt_ops *smelt_ops_new(smelt_pool *pool, int isa)
 {
     smelt_ops *o = calloc(1, sizeof *o);
     if (!o) return NULL;
     o->pool = pool;
     o->n_threads = smelt_pool_threads(pool);
-    bool avx2 = smelt_kern_avx2.name && cpu_has_avx2();
-    if (isa < 0) isa = avx2 ? SMELT_OPS_AVX2 : SMELT_OPS_PORTABLE;
-    if (isa == SMELT_OPS_AVX2 && !avx2) isa = SMELT_OPS_PORTABLE;
+    isa = smelt_kern_avx2.name ? smelt_cpu_isa(isa) : SMELT_ISA_PORTABLE;
     o->isa = isa;
-    o->k = isa == SMELT_OPS_AVX2 ? &smelt_kern_avx2 : &smelt_kern_portable;
+    o->k = isa == SMELT_ISA_AVX2 ? &smelt_kern_avx2 : &smelt_kern_portable;
     /* packed panel NB*KC + decode rows NR*KC + edge X tile MR*KC + edge C tile MR*NR */
     o->scratch_per_thread = ((size_t)NB * KC + (size_t)SMELT_NR * KC + (size_t)SMELT_MR * KC + SMELT_MR * SMELT_NR + 15) / 16 * 16;
     o->scratch = aligned_alloc(64, o->scratch_per_thread * sizeof(float) * (size_t)o->n_threads);

@@ -13,17 +13,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "formats/base/cpu.h"
 #include "formats/base/err.h"
 #include "formats/base/pool.h"
 #include "verify/model.h"
 
-/* Kernel sets. */
-enum smelt_ops_isa { SMELT_OPS_PORTABLE = 0, SMELT_OPS_AVX2 = 1 };
-
 typedef struct smelt_ops smelt_ops;
 
-/* isa < 0: the best this CPU runs (AVX2+FMA+F16C when present, unless the environment
- * sets SMELT_NO_SIMD=1). Asking for AVX2 on a CPU without it falls back to portable.
+/* isa: a kernel set (SMELT_ISA_*, formats/base/cpu.h); isa < 0: the best this CPU runs.
+ * Asking for AVX2 on a CPU without it falls back to portable.
  * pool may be NULL (single-threaded) and is borrowed. NULL on ENOMEM. */
 smelt_ops *smelt_ops_new(smelt_pool *pool, int isa);
 void smelt_ops_free(smelt_ops *o);

@@ -142,38 +142,12 @@ static inline __m256 exp8(__m256 x)
     return y;
 }
 
-/* scalar twin for tails: the portable definition (identical arithmetic) */
-static float exp1(float x)
-{
-    if (x != x) return x;
-    if (x < SMELT_EXP_LO) return 0.0f;
-    if (x > SMELT_EXP_HI) return INFINITY;
-    float t = x * 1.44269504088896341f;
-    float nf = (t + 12582912.0f) - 12582912.0f;
-    float r = fmaf(nf, -0.693359375f, x);
-    r = fmaf(nf, 2.12194440e-4f, r);
-    float p = 1.9875691500e-4f;
-    p = fmaf(p, r, 1.3981999507e-3f);
-    p = fmaf(p, r, 8.3334519073e-3f);
-    p = fmaf(p, r, 4.1665795894e-2f);
-    p = fmaf(p, r, 1.6666665459e-1f);
-    p = fmaf(p, r, 5.0000001201e-1f);
-    float r2 = r * r;
-    float y = fmaf(p, r2, r);
-    y = y + 1.0f;
-    int n = (int)nf;
-    uint32_t b = (uint32_t)(n + 127) << 23;
-    float s;
-    memcpy(&s, &b, 4);
-    return y * s;
-}
-
 static void exp_sub_avx2(const float *x, float sub, float *y, size_t n)
 {
     const __m256 vs = _mm256_set1_ps(sub);
     size_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vs)));
-    for (; i < n; i++) y[i] = exp1(x[i] - sub);
+    for (; i < n; i++) y[i] = smelt_exp1(x[i] - sub);
 }
 
 static float sum_avx2(const float *x, size_t n)
@@ -197,7 +171,7 @@ static void swiglu_avx2(float *g, const float *u, size_t n)
         _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + i)));
     }
     for (; i < n; i++) {
-        float e = exp1(-g[i]);
+        float e = smelt_exp1(-g[i]);
         g[i] = (g[i] / (1.0f + e)) * u[i];
     }
 }

@@ -5,8 +5,11 @@
 #ifndef SMELT_OPS_INT_H
 #define SMELT_OPS_INT_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "formats/base/half.h"
 
 /* GEMM micro-tile: 6 rows of X times a packed panel of 16 weight rows.
  * wp holds the panel transposed, wp[k*16 + j]. For i < 6, j < 16:
@@ -20,6 +23,29 @@
  * x > EXP_HI gives +inf. NaN gives NaN. */
 #define SMELT_EXP_LO (-87.33654f)
 #define SMELT_EXP_HI 88.37626f
+
+/* The exp above for one value: the portable kernels and the tails of the vector ones. */
+static inline float smelt_exp1(float x)
+{
+    if (x != x) return x;
+    if (x < SMELT_EXP_LO) return 0.0f;
+    if (x > SMELT_EXP_HI) return INFINITY;
+    float t = x * 1.44269504088896341f;
+    float nf = (t + 12582912.0f) - 12582912.0f;
+    float r = fmaf(nf, -0.693359375f, x);
+    r = fmaf(nf, 2.12194440e-4f, r);
+    float p = 1.9875691500e-4f;
+    p = fmaf(p, r, 1.3981999507e-3f);
+    p = fmaf(p, r, 8.3334519073e-3f);
+    p = fmaf(p, r, 4.1665795894e-2f);
+    p = fmaf(p, r, 1.6666665459e-1f);
+    p = fmaf(p, r, 5.0000001201e-1f);
+    float r2 = r * r;
+    float y = fmaf(p, r2, r);
+    y = y + 1.0f;
+    int n = (int)nf;
+    return y * smelt_bits_f32((uint32_t)(n + 127) << 23);
+}
 
 typedef struct smelt_kern {
     const char *name;

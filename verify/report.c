@@ -51,18 +51,6 @@ void smelt_report_free(smelt_report *r)
     free(r);
 }
 
-static void note(const smelt_report_opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void note(const smelt_report_opts *o, const char *fmt, ...)
-{
-    if (!o->on_note) return;
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    o->on_note(o->user, msg);
-}
-
 /* A copy with invalid UTF-8 and control characters replaced by '?' (file metadata goes
  * into JSON, Markdown and XML). NULL on ENOMEM. */
 static char *clean_strn(const char *s, size_t n)
@@ -203,7 +191,7 @@ static int expand_dir(const smelt_report_opts *o, const char *dir, strlist *out,
     for (size_t i = 0; !rc && i < found.n; i++) {
         if (smelt_same_file(found.v[i], o->base)) continue;
         if (not_a_model(found.v[i])) {
-            note(o, "%s: not a model (general.type), skipped", found.v[i]);
+            smelt_note(&o->notes, "%s: not a model (general.type), skipped", found.v[i]);
             continue;
         }
         rc = list_add(out, found.v[i], e);
@@ -355,7 +343,7 @@ static int measure_base(const smelt_report_opts *o, cache *c, smelt_report *r, s
     cache_path(c, js, sizeof js, "base", c->base_key, ".json");
     if (smelt_file_exists(kld) && !cache_load(js, &r->base, &r->n_chunks, &r->n_scored, &r->n_ctx)) {
         r->base.cached = true;
-        note(o, "%s: base, cached", r->base.file);
+        smelt_note(&o->notes, "%s: base, cached", r->base.file);
         return 0;
     }
     smelt_ppl_opts p;
@@ -375,7 +363,7 @@ static int measure_base(const smelt_report_opts *o, cache *c, smelt_report *r, s
     r->n_chunks = pr.n_chunks;
     r->n_scored = pr.n_scored;
     smelt_ppl_result_free(&pr);
-    note(o, "%s: base, PPL %.4f", r->base.file, r->base.ppl);
+    smelt_note(&o->notes, "%s: base, PPL %.4f", r->base.file, r->base.ppl);
     return cache_store(js, &r->base, r->n_chunks, r->n_scored, r->n_ctx, e);
 }
 
@@ -389,7 +377,7 @@ static int measure_quant(const smelt_report_opts *o, cache *c, const smelt_repor
     uint32_t nx;
     if (!cache_load(js, w, &nc, &ns, &nx) && nc == r->n_chunks && ns == r->n_scored && nx == r->n_ctx) {
         w->cached = true;
-        note(o, "%s: %s, cached", w->file, w->type);
+        smelt_note(&o->notes, "%s: %s, cached", w->file, w->type);
         return 0;
     }
     smelt_ppl_opts p;
@@ -415,7 +403,7 @@ static int measure_quant(const smelt_report_opts *o, cache *c, const smelt_repor
     w->same_top_err = k->same_top_err;
     w->dp_rms = k->dp_rms;
     smelt_ppl_result_free(&pr);
-    note(o, "%s: %s, PPL %.4f, KLD %.6f", w->file, w->type, w->ppl, w->kld);
+    smelt_note(&o->notes, "%s: %s, PPL %.4f, KLD %.6f", w->file, w->type, w->ppl, w->kld);
     return cache_store(js, w, r->n_chunks, r->n_scored, r->n_ctx, e);
 }
 

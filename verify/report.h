@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "formats/base/err.h"
+#include "formats/base/notes.h"
 #include "verify/ppl.h"
 
 typedef struct smelt_report_opts {
@@ -35,9 +36,9 @@ typedef struct smelt_report_opts {
      * text must give 2 x n_ctx tokens for each), reported as PPL and KLD by context. */
     const uint32_t *ctx_sweep;
     size_t n_ctx_sweep;
-    /* Callbacks (may be NULL): a line about each model (measured / cached / skipped), and
-     * every evaluated chunk of model i (0 = base) of n. */
-    void (*on_note)(void *user, const char *msg);
+    /* A line about each model: measured, cached or skipped (formats/base/notes.h). */
+    smelt_notes notes;
+    /* Callback (may be NULL): every evaluated chunk of model i (0 = base) of n. */
     void (*on_chunk)(void *user, size_t i, size_t n, const smelt_ppl_result *r);
     void *user;
 } smelt_report_opts;

@@ -126,8 +126,7 @@ static void print_json(const smelt_imatrix_opts *o, const smelt_imatrix_result *
         json_array_append_new(ents, x);
     }
     json_object_set_new(j, "entries", ents);
-    json_dumpf(j, stdout, JSON_INDENT(1) | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(10));
-    printf("\n");
+    smelt_cli_print_json(j, JSON_INDENT(1) | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(10));
     json_decref(j);
 }
 
@@ -186,8 +185,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: warning: writing the GGUF format to '%s' (no .gguf suffix); use --output-format dat "
                         "for llama.cpp's legacy format\n", TOOL, o.output);
     smelt_tool_install_file_safety(TOOL);
-    o.on_warn = on_warn;
-    o.warn_user = &u;
+    o.notes = (smelt_notes){on_warn, &u};
 
     u.stream = !isatty(1);
     smelt_progress_term_init(&u.term, &u.prog, "imatrix", u.quiet);

@@ -229,8 +229,7 @@ static void print_json(const smelt_ppl_opts *o, const smelt_ppl_result *r)
         json_object_set_new(x, "same_top_err", num(k->same_top_err));
         json_object_set_new(j, "kld", x);
     }
-    json_dumpf(j, stdout, JSON_INDENT(1) | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(10));
-    printf("\n");
+    smelt_cli_print_json(j, JSON_INDENT(1) | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(10));
     json_decref(j);
 }
 

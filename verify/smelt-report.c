@@ -146,7 +146,7 @@ int main(int argc, char **argv)
     o.cache_dir = no_cache ? NULL : cache;
     o.ctx_sweep = sweep;
     o.n_ctx_sweep = n_sweep;
-    o.on_note = on_note;
+    o.notes = (smelt_notes){on_note, &u};
     o.on_chunk = on_chunk;
     o.user = &u;
     smelt_tool_install_file_safety(TOOL);

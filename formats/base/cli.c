@@ -1,4 +1,4 @@
-/* cli.c — parsing helpers for tool mains. */
+/* cli.c — parsing and output helpers for tool mains. */
 #include "cli.h"
 
 #include <errno.h>
@@ -108,4 +108,14 @@ int smelt_cli_split_opt(const char *tool, int code, const char *arg, smelt_cli_s
     }
     s->on = true;
     return 1;
+}
+
+int smelt_cli_print_json(const json_t *j, size_t flags)
+{
+    char *text = j ? json_dumps(j, flags) : NULL;
+    if (!text) return -1;
+    fputs(text, stdout);
+    putchar('\n');
+    free(text);
+    return 0;
 }

@@ -1,9 +1,12 @@
-/* cli.h — helpers shared by the tool mains: version, number and size parsing, help text.
- * Layer: formats/base. Mains only; library code never parses command lines. */
+/* cli.h — helpers shared by the tool mains: version, number and size parsing, help text,
+ * --json output.
+ * Layer: formats/base. Mains only; library code never parses command lines. Uses jansson. */
 #ifndef SMELT_CLI_H
 #define SMELT_CLI_H
 
 #include <stdbool.h>
+#include <jansson.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -48,6 +51,12 @@ typedef struct smelt_cli_split {
 /* If `code` is one of the two: parse `arg` into s and return 1, or print the usage error and
  * return its exit status 2. Otherwise return 0. */
 int smelt_cli_split_opt(const char *tool, int code, const char *arg, smelt_cli_split *s);
+/* A tool's --json output: j as jansson writes it with `flags` (JSON_INDENT(n), …), then a
+ * newline, on stdout. Every tool prints its JSON through here, never with printf, so paths
+ * and names are escaped (quotes, backslashes, control characters; UTF-8 as is unless
+ * JSON_ENSURE_ASCII). j stays the caller's. Returns 0, or -1 when j is NULL or the text
+ * cannot be made (out of memory). */
+int smelt_cli_print_json(const json_t *j, size_t flags);
 /* Human-readable byte count ("17.3 MB") into buf. */
 const char *smelt_cli_bytes(char *buf, size_t n, uint64_t bytes);
 

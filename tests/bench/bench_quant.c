@@ -19,7 +19,7 @@
 #include <time.h>
 
 #include "formats/base/pool.h"
-#include "quant/cpu.h"
+#include "formats/base/cpu.h"
 #include "quant/qtypes.h"
 #include "tests/common/testutil.h"
 
@@ -173,7 +173,7 @@ int main(void)
     memset(dst, 0, (size_t)ROWS * COLS * 2);
     smelt_pool *pool = smelt_pool_new(threads);
     printf("quantization throughput, %d x %d f32 (%.0f MB), %d thread%s, kernels: %s%s\n", ROWS, COLS,
-           (double)ROWS * COLS * 4 / 1e6, threads, threads == 1 ? "" : "s", smelt_q_isa_name(smelt_q_isa()),
+           (double)ROWS * COLS * 4 / 1e6, threads, threads == 1 ? "" : "s", smelt_isa_name(smelt_q_isa()),
            chunk ? "" : " (llama.cpp oracle not installed: smelt only)");
     printf("%-6s %-8s %12s %12s %8s\n", "type", "imatrix", "smelt MB/s", "ggml MB/s", "ratio");
     double worst = INFINITY;
@@ -204,7 +204,7 @@ int main(void)
     if (chunk) printf("lowest ratio smelt/ggml: %.2f (target >= 1.00)\n", worst);
 
     printf("\nvec_dot, one thread, weight GB/s (row of %d against its activation type)\n", COLS);
-    printf("%-6s %-6s %10s %10s %10s %8s\n", "type", "with", "portable", smelt_q_isa_name(smelt_q_isa()), "ggml-cpu",
+    printf("%-6s %-6s %10s %10s %10s %8s\n", "type", "with", "portable", smelt_isa_name(smelt_q_isa()), "ggml-cpu",
            "ratio");
     const int rows = 256;
     float *act = malloc(COLS * 4);

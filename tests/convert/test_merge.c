@@ -11,6 +11,7 @@
 
 #include "convert/merge.h"
 #include "convert/merge_int.h"
+#include "formats/base/cpu.h"
 #include "formats/base/half.h"
 #include "formats/base/hash.h"
 #include "formats/safetensors.h"
@@ -95,7 +96,7 @@ static void compare_with_oracle(int threads, int portable)
     smelt_merge_opts o;
     smelt_merge_opts_default(&o);
     o.n_threads = threads;
-    smelt_gemm_force_portable(portable);
+    o.isa = portable ? SMELT_ISA_PORTABLE : -1;
     run r;
     smelt_err e;
     cr_assert_eq(run_open(&r, base, ads, NULL, 1, &o, &e), 0, "%s", e.msg);
@@ -119,7 +120,6 @@ static void compare_with_oracle(int threads, int portable)
         tensors++;
         smelt_tsrc_release(s, i);
     }
-    smelt_gemm_force_portable(0);
     cr_expect_eq(tensors, 79);
     cr_expect_eq(merged_elems, 6946816); /* the LoRA-merged elements FIXTURES.md counts */
     cr_expect_eq(diff, 0, "%" PRIu64 " elements differ from PEFT's merge (threads %d, portable %d)", diff, threads,
@@ -285,14 +285,12 @@ Test(merge, simd_and_portable_kernels_agree)
         for (long i = 0; i < M * K; i++) A[i] = ((x = x * 1664525 + 1013904223) >> 8) * 0x1p-24f - 0.5f;
         for (long i = 0; i < N * K; i++) B[i] = ((x = x * 1664525 + 1013904223) >> 8) * 0x1p-24f - 0.5f;
         for (long j = 0; j < N; j++) {
-            smelt_gemm_force_portable(0);
-            smelt_gemm_col(A, (size_t)M, B + j * K, M, N, K, j, 0, M, c1);
-            smelt_gemm_force_portable(1);
-            smelt_gemm_col(A, (size_t)M, B + j * K, M, N, K, j, 0, M, c2);
+            smelt_gemm_col(A, (size_t)M, B + j * K, M, N, K, j, 0, M, c1, smelt_cpu_isa(-1));
+            smelt_gemm_col(A, (size_t)M, B + j * K, M, N, K, j, 0, M, c2, SMELT_ISA_PORTABLE);
             cr_assert_eq(memcmp(c1, c2, (size_t)M * 4), 0, "shape %zu column %ld", s, j);
             /* a sub-range gives the same values as the full column */
             long lo = M / 3, hi = M - M / 5;
-            smelt_gemm_col(A, (size_t)M, B + j * K, M, N, K, j, lo, hi, c2);
+            smelt_gemm_col(A, (size_t)M, B + j * K, M, N, K, j, lo, hi, c2, SMELT_ISA_PORTABLE);
             cr_assert_eq(memcmp(c1 + lo, c2, (size_t)(hi - lo) * 4), 0);
             for (long i = 0; i < M; i += 17) {
                 float a[800];
@@ -301,7 +299,6 @@ Test(merge, simd_and_portable_kernels_agree)
                 cr_assert_eq(memcmp(&d, &c1[i], 4), 0, "dot (%ld, %ld)", i, j);
             }
         }
-        smelt_gemm_force_portable(0);
         free(A);
         free(B);
         free(c1);

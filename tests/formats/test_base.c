@@ -1,5 +1,5 @@
 /* test_base.c — formats/base: float conversions, error formatting, atomic output,
- * thread pool, name map, CLI parsing. */
+ * thread pool, name map, CLI parsing, CPU features. */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "formats/base/cli.h"
+#include "formats/base/cpu.h"
 #include "formats/base/err.h"
 #include "formats/base/file.h"
 #include "formats/base/half.h"
@@ -581,4 +582,29 @@ Test(cli, sizes_and_ints)
     cr_expect_eq(l, 42);
     cr_expect_eq(smelt_cli_int("420", 0, 100, &l), -1);
     cr_expect_eq(smelt_cli_int("4x", 0, 100, &l), -1);
+}
+
+/* ==== CPU features ==== */
+
+Test(cpu, kernel_set_choice_follows_the_features)
+{
+    unsigned need = SMELT_CPU_AVX2 | SMELT_CPU_FMA | SMELT_CPU_F16C;
+    bool avx2 = (smelt_cpu_features() & need) == need;
+    cr_expect_eq(smelt_cpu_has_avx2(), avx2);
+    cr_expect_eq(smelt_cpu_isa(-1), avx2 ? SMELT_ISA_AVX2 : SMELT_ISA_PORTABLE);
+    cr_expect_eq(smelt_cpu_isa(SMELT_ISA_AVX2), avx2 ? SMELT_ISA_AVX2 : SMELT_ISA_PORTABLE);
+    cr_expect_eq(smelt_cpu_isa(SMELT_ISA_PORTABLE), SMELT_ISA_PORTABLE);
+    cr_expect_eq(smelt_cpu_isa(SMELT_ISA_COUNT), SMELT_ISA_PORTABLE);
+    cr_expect_str_eq(smelt_isa_name(SMELT_ISA_PORTABLE), "portable");
+    cr_expect_str_eq(smelt_isa_name(SMELT_ISA_AVX2), "avx2");
+    cr_expect_str_eq(smelt_isa_name(7), "unknown");
+}
+
+/* Each test runs in its own process, so the variable is read by the first call here. */
+Test(cpu, smelt_no_simd_turns_every_feature_off)
+{
+    setenv("SMELT_NO_SIMD", "1", 1);
+    cr_expect_eq(smelt_cpu_features(), 0u);
+    cr_expect_eq(smelt_cpu_isa(-1), SMELT_ISA_PORTABLE);
+    cr_expect_eq(smelt_cpu_isa(SMELT_ISA_AVX2), SMELT_ISA_PORTABLE);
 }

@@ -246,7 +246,7 @@ ParameterizedTest(int *type, qtypes, vec_dot)
             if (!oi) continue;
             float si = oi->vec_dot(qx, qy, n);
             cr_expect(memcmp(&si, &s, 4) == 0, "%s vec_dot: %s gives %a, %s gives %a", qt_name(t),
-                      smelt_q_isa_name(isa), si, smelt_q_isa_name(smelt_q_isa()), s);
+                      smelt_isa_name(isa), si, smelt_isa_name(smelt_q_isa()), s);
         }
         if (gx && gx->vec_dot) {
             float sg = 0;
@@ -269,7 +269,7 @@ ParameterizedTest(int *type, qtypes, vec_dot)
             if (!oi) continue;
             float si = oi->vec_dot(qx, qy, n);
             cr_expect(memcmp(&si, &s0, 4) == 0 || (isnan(si) && isnan(s0)),
-                      "%s vec_dot on random blocks: %s gives %a, portable %a", qt_name(t), smelt_q_isa_name(isa), si, s0);
+                      "%s vec_dot on random blocks: %s gives %a, portable %a", qt_name(t), smelt_isa_name(isa), si, s0);
         }
     }
     if (gx) cr_expect_eq(gx->vec_dot_type, o->vec_dot_type, "%s: ggml pairs it with type %d, smelt with %d",

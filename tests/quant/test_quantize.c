@@ -61,7 +61,7 @@ static void opts_init(smelt_quantize_opts *o, srun *r, const char *ftype)
     memset(r, 0, sizeof *r);
     o->ftype = ftype;
     o->n_threads = 2;
-    o->on_warn = s_warn;
+    o->notes = (smelt_notes){s_warn, r};
     o->on_plan = s_plan;
     o->on_done = s_done;
     o->user = r;

@@ -114,7 +114,7 @@ Test(forward, deterministic_across_threads_isas_and_batching, .timeout = 300)
     tokens(tok, 2 * n, V);
     tok[n] = 1;
     smelt_pool *p2 = smelt_pool_new(2);
-    smelt_ops *best = smelt_ops_new(p2, -1), *port = smelt_ops_new(NULL, SMELT_OPS_PORTABLE);
+    smelt_ops *best = smelt_ops_new(p2, -1), *port = smelt_ops_new(NULL, SMELT_ISA_PORTABLE);
     /* A: both sequences in one call, best ISA, 2 threads */
     float *a = eval(m, best, tok, 2, n, 0);
     /* B: each sequence alone, in pieces of 24 + 24 + 16 continuing the cache, portable, 1 thread */

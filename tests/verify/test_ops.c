@@ -39,8 +39,8 @@ static smelt_ops *ops_isa(smelt_pool *pool, int isa)
 
 static smelt_ops *avx2_or_skip(smelt_pool *pool)
 {
-    smelt_ops *o = ops_isa(pool, SMELT_OPS_AVX2);
-    if (smelt_ops_isa(o) != SMELT_OPS_AVX2) {
+    smelt_ops *o = ops_isa(pool, SMELT_ISA_AVX2);
+    if (smelt_ops_isa(o) != SMELT_ISA_AVX2) {
         smelt_ops_free(o);
         cr_skip_test("this CPU (or SMELT_NO_SIMD) has no AVX2+FMA+F16C kernels to compare");
     }
@@ -185,7 +185,7 @@ Test(ops, matmul_deterministic)
     float *c[6];
     for (int i = 0; i < 6; i++) c[i] = malloc(T * N * sizeof(float));
     smelt_pool *p1 = smelt_pool_new(1), *p3 = smelt_pool_new(3);
-    smelt_ops *a = ops_isa(p1, SMELT_OPS_PORTABLE), *b = ops_isa(p3, -1);
+    smelt_ops *a = ops_isa(p1, SMELT_ISA_PORTABLE), *b = ops_isa(p3, -1);
     smelt_mm j0[3] = {{&v32, 0, x, K, c[0], N, T, false}, {&v16, 0, x, K, c[1], N, T, false}, {&vb, 0, x, K, c[5], N, T, false}};
     smelt_ops_matmul(a, j0, 3);
     smelt_mm j1[2] = {{&v32, 0, x, K, c[2], N, T, false}, {&v16, 0, x, K, c[3], N, T, false}};
@@ -252,7 +252,7 @@ Test(ops, exp_accuracy)
 
 Test(ops, kernels_identical_across_isas)
 {
-    smelt_ops *p = ops_isa(NULL, SMELT_OPS_PORTABLE), *a = avx2_or_skip(NULL);
+    smelt_ops *p = ops_isa(NULL, SMELT_ISA_PORTABLE), *a = avx2_or_skip(NULL);
     for (size_t n = 1; n < 70; n += 3) {
         float *x = rnd(n, 30.0f), *u = rnd(n, 2.0f), *y0 = malloc(n * 4), *y1 = malloc(n * 4);
         smelt_ops_exp_sub(p, x, 1.5f, y0, n);
@@ -346,7 +346,7 @@ Test(ops, attention_matches_naive)
     size_t hd = 40, hdv = 24, n_q = 9, pos0 = 30, n_ctx = 64, ldq = 50, ldo = 30;
     float *q = rnd(n_q * ldq, 1.0f), *kt = rnd(hd * n_ctx, 1.0f), *v = rnd(n_ctx * hdv, 1.0f);
     float *out = calloc(n_q * ldo, 4), *out2 = calloc(n_q * ldo, 4), *scr = malloc(4 * n_ctx * 4);
-    smelt_ops *o = ops_isa(NULL, -1), *p = ops_isa(NULL, SMELT_OPS_PORTABLE);
+    smelt_ops *o = ops_isa(NULL, -1), *p = ops_isa(NULL, SMELT_ISA_PORTABLE);
     float scale = 1.0f / sqrtf((float)hd);
     smelt_ops_attend(o, q, ldq, n_q, pos0, hd, kt, n_ctx, v, hdv, hdv, scale, out, ldo, scr);
     smelt_ops_attend(p, q, ldq, n_q, pos0, hd, kt, n_ctx, v, hdv, hdv, scale, out2, ldo, scr);

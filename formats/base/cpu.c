@@ -1,4 +1,4 @@
-/* cpu.c — CPUID/XGETBV feature detection (x86-64); no features elsewhere. */
+/* cpu.c — CPUID/XGETBV feature detection (x86); no features elsewhere (see cpu.h). */
 #include "cpu.h"
 
 #include <pthread.h>
@@ -47,4 +47,20 @@ bool smelt_cpu_has_avx2(void)
 {
     unsigned need = SMELT_CPU_AVX2 | SMELT_CPU_FMA | SMELT_CPU_F16C;
     return (smelt_cpu_features() & need) == need;
+}
+
+int smelt_cpu_isa(int isa)
+{
+    if (isa == SMELT_ISA_PORTABLE) return SMELT_ISA_PORTABLE;
+    if ((isa < 0 || isa == SMELT_ISA_AVX2) && smelt_cpu_has_avx2()) return SMELT_ISA_AVX2;
+    return SMELT_ISA_PORTABLE;
+}
+
+const char *smelt_isa_name(int isa)
+{
+    switch (isa) {
+    case SMELT_ISA_PORTABLE: return "portable";
+    case SMELT_ISA_AVX2: return "avx2";
+    default: return "unknown";
+    }
 }
