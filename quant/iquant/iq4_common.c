@@ -219,10 +219,11 @@ void iq4_llama_block(int nsub, const float *x, const float *qw, int ntry, uint8_
 
 /* ==== rows ==== */
 
-void iq4_quantize_rows(int blck, size_t bytes, iq4_block_fn enc, void (*ref_rows)(const float *, void *, int64_t),
-                       const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx,
-                       const smelt_qerr *m)
+void iq4_quantize_rows(const iq4_type *t, const float *src, void *dst, int64_t n_rows, int64_t row_len,
+                       const float *imx, const smelt_qerr *m)
 {
+    const int blck = t->blck;
+    const size_t bytes = t->bytes;
     uint8_t *y = dst;
     int64_t nb = row_len / blck;
     float xs[256], w[256];
@@ -230,19 +231,28 @@ void iq4_quantize_rows(int blck, size_t bytes, iq4_block_fn enc, void (*ref_rows
         for (int64_t r = 0; r < n_rows; r++)
             for (int64_t ib = 0; ib < nb; ib++, y += bytes) {
                 smelt_qs_sanitize(src + r * row_len + ib * blck, blck, xs);
-                ref_rows(xs, y, blck);
+                t->ref(xs, y, blck);
             }
         return;
     }
     float fl = imx ? smelt_qs_weight_floor(imx, row_len) : 0;
     if (imx && m && m->a > 0) fl += smelt_qs_weight_lift(fl, m->a);
-    bool mag = m && m->p != 0.0f;
-    for (int64_t r = 0; r < n_rows; r++)
+    bool mag = m && m->p != 0.0f, unbias = m && m->unbias;
+    static const size_t d_off[1] = {0}; /* both types start with the f16 factor d */
+    for (int64_t r = 0; r < n_rows; r++) {
+        uint8_t *row = y;
+        double s[2] = {0, 0};
         for (int64_t ib = 0; ib < nb; ib++, y += bytes) {
             smelt_qs_sanitize(src + r * row_len + ib * blck, blck, xs);
             const float *qw = imx ? imx + ib * blck : NULL;
             smelt_qs_block_weights(qw, fl, blck, w);
             if (mag) smelt_qs_magnitude(xs, blck, m->p, m->c, w);
-            enc(xs, w, qw, y);
+            t->enc(xs, w, qw, y);
+            if (unbias) {
+                t->dequantize(y, w, (size_t)blck); /* the weights are spent: reuse their buffer */
+                smelt_qs_unbias_sums(xs, qw, w, blck, s);
+            }
         }
+        if (unbias) smelt_qs_unbias_apply(row, nb, bytes, d_off, 1, s);
+    }
 }

@@ -63,7 +63,8 @@ static void enc_block(const float *x, const float *w, const float *qw, void *dst
 static void quant_err_iq4_nl(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx,
                              const smelt_qerr *m)
 {
-    iq4_quantize_rows(QK, sizeof(smelt_block_iq4_nl), enc_block, ref_iq4_nl, src, dst, n_rows, row_len, imx, m);
+    static const iq4_type k_type = {QK, sizeof(smelt_block_iq4_nl), enc_block, ref_iq4_nl, deq_iq4_nl};
+    iq4_quantize_rows(&k_type, src, dst, n_rows, row_len, imx, m);
 }
 
 static void quant_iq4_nl(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)

@@ -57,7 +57,8 @@ static void eval(const float *x, const float *w, const float *s, float d, bool w
     c->err = 0;
     for (int j = 0; j < NG; j++) {
         const float *xj = x + IQ4_GROUP * j, *wj = w + IQ4_GROUP * j;
-        int l0 = q_clampi(q_nearest(s[j] / d), -32, 31), best_l = l0;
+        float r = s[j] / d; /* clamped first: q_nearest needs |r| < 2^22 */
+        int l0 = q_nearest(r < -32.f ? -32.f : r > 31.f ? 31.f : r), best_l = l0;
         uint8_t Lt[IQ4_GROUP];
         float best = iq4_fit(xj, wj, d * (float)l0, c->L + IQ4_GROUP * j);
         for (int dl = -1; wide && dl <= 1; dl += 2) {
@@ -150,7 +151,8 @@ static void enc_block(const float *x, const float *w, const float *qw, void *dst
 static void quant_err_iq4_xs(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx,
                              const smelt_qerr *m)
 {
-    iq4_quantize_rows(QK, sizeof(smelt_block_iq4_xs), enc_block, ref_iq4_xs, src, dst, n_rows, row_len, imx, m);
+    static const iq4_type k_type = {QK, sizeof(smelt_block_iq4_xs), enc_block, ref_iq4_xs, deq_iq4_xs};
+    iq4_quantize_rows(&k_type, src, dst, n_rows, row_len, imx, m);
 }
 
 static void quant_iq4_xs(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)

@@ -65,11 +65,20 @@ void iq4_pack(uint8_t *qs, const uint8_t *L, int ngroups);
  * NULL, for llama.cpp's candidate); writes the block. */
 typedef void (*iq4_block_fn)(const float *x, const float *w, const float *qw, void *blk);
 
+/* What the rows loop needs of a type. */
+typedef struct iq4_type {
+    int blck;
+    size_t bytes;
+    iq4_block_fn enc;
+    void (*ref)(const float *x, void *dst, int64_t k);
+    void (*dequantize)(const void *src, float *dst, size_t n);
+} iq4_type;
+
 /* Rows loop: per block the non-finite values are read as 0 and the weights built (the
  * imatrix with a small floor, or ones; times the magnitude term of model m). m->ref
- * writes llama.cpp's reference blocks instead (ref_rows). */
-void iq4_quantize_rows(int blck, size_t bytes, iq4_block_fn enc, void (*ref_rows)(const float *, void *, int64_t),
-                       const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx,
-                       const smelt_qerr *m);
+ * writes llama.cpp's reference blocks instead; m->unbias rescales each row's factors d to
+ * an unbiased projection (quant/search.h). */
+void iq4_quantize_rows(const iq4_type *t, const float *src, void *dst, int64_t n_rows, int64_t row_len,
+                       const float *imx, const smelt_qerr *m);
 
 #endif
