@@ -1,5 +1,5 @@
-/* qtypes.c — the traits table: the plain float types defined here, the legacy and
- * k-quant families joined from their own files into one table indexed by type id, one
+/* qtypes.c — the traits table: the plain float types defined here, the legacy, k-quant
+ * and i-quant families joined from their own files into one table indexed by type id, one
  * table per kernel set (portable, AVX2). Includes quant/ and formats/ headers. */
 #include "qtypes.h"
 
@@ -76,47 +76,51 @@ static const smelt_qtype_ops k_plain[] = {
     {SMELT_TYPE_F16, deq_f16, enc_f16, ref_f16, dot_f16, SMELT_TYPE_F16, false, false, NULL},
     {SMELT_TYPE_BF16, deq_bf16, enc_bf16, ref_bf16, dot_bf16, SMELT_TYPE_BF16, false, false, NULL},
 };
-static const smelt_qfamily k_plain_family = {k_plain, sizeof k_plain / sizeof k_plain[0]};
+static const smelt_qfamily k_plain_family = {k_plain, sizeof k_plain / sizeof k_plain[0], NULL};
 
 /* ==== the joined table ==== */
 
-/* Every family, portable kernels first; index = kernel set. */
-static const smelt_qfamily *const k_families[SMELT_ISA_COUNT][3] = {
-    [SMELT_ISA_PORTABLE] = {&k_plain_family, &smelt_legacy_family, &smelt_kquant_family},
-    [SMELT_ISA_AVX2] = {&smelt_plain_family_avx2, &smelt_legacy_family_avx2, &smelt_kquant_family_avx2},
+/* Every family with portable kernels, then per other kernel set the families that
+ * override some of them. */
+static const smelt_qfamily *const k_portable[] = {&k_plain_family, &smelt_legacy_family, &smelt_kquant_family,
+                                                  &smelt_iquant_family};
+static const smelt_qfamily *const k_avx2[] = {&smelt_plain_family_avx2, &smelt_legacy_family_avx2,
+                                              &smelt_kquant_family_avx2};
+#define COUNT(a) (sizeof(a) / sizeof(a)[0])
+static const struct {
+    const smelt_qfamily *const *fam;
+    size_t n;
+} k_sets[SMELT_ISA_COUNT] = {
+    [SMELT_ISA_PORTABLE] = {k_portable, COUNT(k_portable)},
+    [SMELT_ISA_AVX2] = {k_avx2, COUNT(k_avx2)},
 };
 
-/* Types with ops: 3 plain + the families'. */
-#define SMELT_Q_N_TYPES 15
-_Static_assert(3 + SMELT_LEGACY_N_TYPES + SMELT_KQUANT_N_TYPES == SMELT_Q_N_TYPES, "traits table count");
-_Static_assert(SMELT_Q_N_TYPES <= SMELT_TYPE_COUNT, "traits table count");
-
+/* Types with ops, in table order; no type appears twice, so SMELT_TYPE_COUNT bounds it. */
 static smelt_qtype_ops g_tab[SMELT_ISA_COUNT][SMELT_TYPE_COUNT];
 static bool g_has[SMELT_TYPE_COUNT];
-static int g_ids[SMELT_Q_N_TYPES];
+static int g_ids[SMELT_TYPE_COUNT];
 static size_t g_count;
 static int g_isa;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void build(void)
 {
-    for (size_t f = 0; f < 3; f++) {
-        const smelt_qfamily *fam = k_families[SMELT_ISA_PORTABLE][f];
+    for (size_t f = 0; f < k_sets[SMELT_ISA_PORTABLE].n; f++) {
+        const smelt_qfamily *fam = k_sets[SMELT_ISA_PORTABLE].fam[f];
         for (size_t i = 0; i < fam->n; i++) {
-            int t = fam->ops[i].type;
+            const smelt_qtype_ops *o = smelt_qfamily_at(fam, i);
+            int t = o->type;
             if (t < 0 || t >= SMELT_TYPE_COUNT || g_has[t]) continue;
-            if (g_count == SMELT_Q_N_TYPES) continue;
             g_has[t] = true;
             g_ids[g_count++] = t;
-            for (int isa = 0; isa < SMELT_ISA_COUNT; isa++) g_tab[isa][t] = fam->ops[i];
+            for (int isa = 0; isa < SMELT_ISA_COUNT; isa++) g_tab[isa][t] = *o;
         }
     }
     for (int isa = 1; isa < SMELT_ISA_COUNT; isa++)
-        for (size_t f = 0; f < 3; f++) {
-            const smelt_qfamily *fam = k_families[isa][f];
-            if (!fam) continue;
+        for (size_t f = 0; f < k_sets[isa].n; f++) {
+            const smelt_qfamily *fam = k_sets[isa].fam[f];
             for (size_t i = 0; i < fam->n; i++) {
-                const smelt_qtype_ops *o = &fam->ops[i];
+                const smelt_qtype_ops *o = smelt_qfamily_at(fam, i);
                 if (o->type < 0 || o->type >= SMELT_TYPE_COUNT || !g_has[o->type]) continue;
                 smelt_qtype_ops *d = &g_tab[isa][o->type];
                 /* function pointers only: the traits themselves are the portable ones */

@@ -65,16 +65,24 @@ static inline void q_lanes_dot32(const int *q, const int8_t *y, int32_t *p)
         p[j] = q[4 * j] * y[4 * j] + q[4 * j + 1] * y[4 * j + 1] + q[4 * j + 2] * y[4 * j + 2] + q[4 * j + 3] * y[4 * j + 3];
 }
 
-/* A family's contribution to the traits table. */
+/* A family's contribution to the traits table: n entries, either an array of ops or (for
+ * families whose descriptors live one per file) an array of pointers to them. */
 typedef struct smelt_qfamily {
     const smelt_qtype_ops *ops;
     size_t n;
+    const smelt_qtype_ops *const *each; /* used when ops is NULL */
 } smelt_qfamily;
+
+static inline const smelt_qtype_ops *smelt_qfamily_at(const smelt_qfamily *f, size_t i)
+{
+    return f->ops ? &f->ops[i] : f->each[i];
+}
 
 /* Portable kernels of each family, and the AVX2 overrides (entries whose function
  * pointers are non-NULL replace the portable ones when the CPU has AVX2+FMA+F16C). */
 extern const smelt_qfamily smelt_legacy_family, smelt_legacy_family_avx2;
 extern const smelt_qfamily smelt_kquant_family, smelt_kquant_family_avx2;
+extern const smelt_qfamily smelt_iquant_family;
 extern const smelt_qfamily smelt_plain_family_avx2;
 
 #endif

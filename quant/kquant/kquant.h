@@ -14,7 +14,6 @@
 #include <stdint.h>
 
 #define SMELT_QK_K 256
-#define SMELT_KQUANT_N_TYPES 6 /* entries of the family table */
 
 /* ==== Q2_K: 2.625 bits per weight (84 bytes / 256) ====
  *

@@ -56,6 +56,5 @@ static const smelt_qtype_ops k_kquant[] = {
     {SMELT_TYPE_Q6_K, smelt_deq_q6_K, smelt_quant_q6_K, smelt_ref_q6_K, smelt_dot_q6_K, SMELT_TYPE_Q8_K, false, false, smelt_quant_q6_K_err},
     {SMELT_TYPE_Q8_K, smelt_deq_q8_K, NULL, smelt_ref_q8_K, NULL, SMELT_TYPE_Q8_K, false, true, NULL},
 };
-_Static_assert(sizeof k_kquant / sizeof k_kquant[0] == SMELT_KQUANT_N_TYPES, "k-quant family size");
 
-const smelt_qfamily smelt_kquant_family = {k_kquant, SMELT_KQUANT_N_TYPES};
+const smelt_qfamily smelt_kquant_family = {k_kquant, sizeof k_kquant / sizeof k_kquant[0], NULL};

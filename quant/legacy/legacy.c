@@ -339,5 +339,4 @@ static const smelt_qtype_ops k_legacy[] = {
     {SMELT_TYPE_Q8_1, deq_q8_1, NULL, ref_q8_1, NULL, SMELT_TYPE_Q8_1, false, true, NULL},
 };
 
-_Static_assert(sizeof k_legacy / sizeof k_legacy[0] == SMELT_LEGACY_N_TYPES, "legacy family size");
 const smelt_qfamily smelt_legacy_family = {k_legacy, sizeof k_legacy / sizeof k_legacy[0]};

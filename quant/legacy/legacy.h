@@ -11,7 +11,6 @@
 #include <stdint.h>
 
 #define SMELT_QK_LEGACY 32
-#define SMELT_LEGACY_N_TYPES 6 /* entries of the family table */
 
 /* ==== Q4_0: 4.5 bits per weight (18 bytes / 32) ====
  *

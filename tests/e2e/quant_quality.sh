@@ -10,7 +10,8 @@
 # Environment: SMELT_QUALITY_TYPES (default "Q8_0 Q4_K_M Q5_K_M Q2_K"; the demo set is
 # "Q8_0 Q6_K Q5_K_M Q4_K_M Q3_K_M Q2_K"), default texts eval-en and the held-out
 # validation/zh-faq (16 chunks each),
-# SMELT_QUALITY_FULL=1 (every legacy and k-quant ftype, both eval texts, all chunks),
+# SMELT_QUALITY_FULL=1 (every legacy, k-quant and IQ4 ftype, both eval texts, all chunks;
+# SMELT_QUALITY_TYPES still picks the types),
 # SMELT_QUALITY_TEXTS (texts under samples/text, without .txt, e.g. "validation/en-harden"),
 # SMELT_QUALITY_CSV=FILE (append the table as CSV), SMELT_QUALITY_METER=smelt (measure
 # with smelt-perplexity --kld instead of llama-perplexity). Exit 77 while a tool is missing.
@@ -22,12 +23,13 @@ LQ="$B/llama-quantize" LP="$B/llama-perplexity"
 imx=tests/fixtures/imatrix/tiny-mixtral-calib-c256.gguf
 for x in "$LQ" "$LP"; do [ -x "$x" ] || { echo "skip: $x not built (make oracle)"; exit 77; }; done
 [ -f "$imx" ] || { echo "skip: $imx missing"; exit 77; }
-types=${SMELT_QUALITY_TYPES:-"Q8_0 Q4_K_M Q5_K_M Q2_K"}
+types="Q8_0 Q4_K_M Q5_K_M Q2_K"
 texts="eval-en validation/zh-faq" chunks="--chunks 16"
 if [ "${SMELT_QUALITY_FULL:-0}" = 1 ]; then
-  types="Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K"
+  types="Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K IQ4_NL IQ4_XS"
   texts="eval-en eval-zh" chunks=""
 fi
+types=${SMELT_QUALITY_TYPES:-$types}
 texts=${SMELT_QUALITY_TEXTS:-$texts}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 

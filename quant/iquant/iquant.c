@@ -1,0 +1,9 @@
+/* iquant.c — the i-quant family table: one descriptor per type, each defined at the end
+ * of its own file. Includes quant/ only. */
+#include "quant/quant_int.h"
+
+extern const smelt_qtype_ops smelt_iq4_nl_ops, smelt_iq4_xs_ops;
+
+static const smelt_qtype_ops *const k_iquant[] = {&smelt_iq4_nl_ops, &smelt_iq4_xs_ops};
+
+const smelt_qfamily smelt_iquant_family = {NULL, sizeof k_iquant / sizeof k_iquant[0], k_iquant};
