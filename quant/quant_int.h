@@ -4,6 +4,7 @@
 #ifndef SMELT_QUANT_INT_H
 #define SMELT_QUANT_INT_H
 
+#include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,6 +38,19 @@ static inline void q_put_f16(void *p, float v)
 {
     uint16_t h = smelt_f32_to_f16(v);
     memcpy(p, &h, 2);
+}
+
+/* The element of largest magnitude, with its sign (the first of equals; 0 for all zeros):
+ * what ggml's reference encoders scale a block by. */
+static inline float q_signed_absmax(const float *x, int n)
+{
+    float amax = 0, v = 0;
+    for (int j = 0; j < n; j++)
+        if (fabsf(x[j]) > amax) {
+            amax = fabsf(x[j]);
+            v = x[j];
+        }
+    return v;
 }
 
 /* f32 → f16 → f32: the value a stored f16 field will decode to. */

@@ -18,17 +18,6 @@ const float iq4_mid[15] = {-115.5f, -93.5f, -74.f, -57.f, -42.f, -28.5f, -16.f, 
 #endif
 #define IQ4_EPS 1e-15f /* groups whose largest |x| is below this are all zero */
 
-/* the group's value of largest magnitude (the first of equals) */
-static float signed_max(const float *x)
-{
-    float amax = 0, max = 0;
-    for (int i = 0; i < IQ4_GROUP; i++)
-        if (fabsf(x[i]) > amax) {
-            amax = fabsf(x[i]);
-            max = x[i];
-        }
-    return max;
-}
 
 /* sum w v x and sum w v^2 of the nearest levels v at inverse scale s */
 static void level_sums(const float *x, const float *w, float s, float *sqx, float *sq2)
@@ -48,7 +37,7 @@ static float gain(float a, float b) { return b > 0 ? a * a / b : -1.f; }
 
 float iq4_group_scale(const float *x, const float *w)
 {
-    float max = signed_max(x);
+    float max = q_signed_absmax(x, IQ4_GROUP);
     if (fabsf(max) < IQ4_EPS) return 0;
     /* the largest |x| mapped to g = end + k grid units, for either end of the grid (the
      * asymmetric grid makes both signs of the scale differ); llama.cpp tries
@@ -171,7 +160,7 @@ void iq4_llama_block(int nsub, const float *x, const float *qw, int ntry, uint8_
         uint8_t *Lb = L + IQ4_GROUP * ib;
         for (int j = 0; j < IQ4_GROUP; j++)
             wt[j] = qw ? qw[IQ4_GROUP * ib + j] * sqrtf(sigma2 + xb[j] * xb[j]) : xb[j] * xb[j];
-        float max = signed_max(xb);
+        float max = q_signed_absmax(xb, IQ4_GROUP);
         if (fabsf(max) < IQ4_EPS) {
             scales[ib] = 0;
             continue;

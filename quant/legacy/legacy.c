@@ -94,22 +94,10 @@ static void deq_q8_1(const void *src, float *dst, size_t n)
  * The scale comes from the element of largest magnitude (or from min and max); levels
  * are truncations of x/d + offset + 1/2, except Q8 which rounds half away from zero. */
 
-/* Largest-magnitude element, keeping the first one on ties. */
-static float signed_absmax(const float *x, int n)
-{
-    float amax = 0, v = 0;
-    for (int j = 0; j < n; j++)
-        if (fabsf(x[j]) > amax) {
-            amax = fabsf(x[j]);
-            v = x[j];
-        }
-    return v;
-}
-
 /* Levels of the symmetric reference encoders (Q4_0: half = 8, Q5_0: half = 16). */
 static void ref_levels_sym(const float *x, int half, float *d_out, uint8_t *L)
 {
-    float d = signed_absmax(x, QK) / (float)-half;
+    float d = q_signed_absmax(x, QK) / (float)-half;
     float id = d != 0 ? 1.0f / d : 0.0f;
     for (int j = 0; j < QK; j++) {
         int l = (int)(x[j] * id + ((float)half + 0.5f));
