@@ -202,15 +202,13 @@ int main(int argc, char **argv)
                                        SMELT_CLI_SPLIT_LONGOPTS,               SMELT_TOOL_OPTIONS,
                                        {0, 0, 0, 0}};
     smelt_cli_split split = {0};
+    t.split = &split;
     const char *lora = NULL, *base = NULL, *outtype = NULL;
     int no_full = 0;
     int c;
     long n;
     while ((c = getopt_long(argc, argv, "o:t:qh", lo, NULL)) != -1) {
-        int sr = smelt_cli_split_opt(TOOL, c, optarg, &split);
-        if (sr > 1) return sr;
-        if (sr) continue;
-        sr = smelt_tool_option(&t, c);
+        int sr = smelt_tool_option(&t, c, optarg);
         if (sr == SMELT_TOOL_OPTION_TAKEN) continue;
         if (sr != SMELT_TOOL_OPTION_OTHER) return sr;
         switch (c) {

@@ -10,6 +10,7 @@
 
 #include "convert/convert.h"
 #include "convert/merge.h"
+#include "formats/manifest.h"
 #include "formats/tool/tool.h"
 #include "formats/base/file.h"
 #include "formats/base/guard.h"
@@ -133,49 +134,6 @@ static void report_text(const smelt_merge_report *r, const char *out)
 
 /* ==== --gguf: the merged source straight into the converter ==== */
 
-/* Manifest "<manifest_of>.xxh64" of the GGUF model at path (the first shard of a split): its
- * tensors' xxh64 in file order, each with the file holding it, then the model line. */
-static int gguf_manifest(const char *path, const char *manifest_of, smelt_err *e)
-{
-    smelt_gguf *g;
-    int rc = smelt_gguf_open(path, 0, &g, e);
-    if (rc) return rc;
-    size_t cap = 4096, len = 0;
-    char *txt = malloc(cap);
-    smelt_xxh64_state *st = smelt_xxh64_new();
-    for (uint64_t i = 0; txt && st && i <= smelt_gguf_n_tensors(g); i++) {
-        const smelt_gguf_tensor *t = i < smelt_gguf_n_tensors(g) ? smelt_gguf_tensor_at(g, i) : NULL;
-        size_t need = strlen(path) + (t ? strlen(t->name) : 0) + 48;
-        if (len + need > cap) {
-            char *n2 = realloc(txt, cap = (cap + need) * 2);
-            if (!n2) break;
-            txt = n2;
-        }
-        if (t) {
-            smelt_xxh64_update(st, t->data, (size_t)t->nbytes);
-            len += (size_t)snprintf(txt + len, cap - len, "%-8s  %016" PRIx64 "  %s:%s\n", "xxh64",
-                                    smelt_xxh64(t->data, (size_t)t->nbytes), smelt_gguf_path(smelt_gguf_shard(g, t->shard)),
-                                    t->name);
-            smelt_gguf_release_tensor(g, t);
-        } else {
-            len += (size_t)snprintf(txt + len, cap - len, "%-8s  %016" PRIx64 "  %s\n", "xxh64", smelt_xxh64_digest(st),
-                                    path);
-        }
-    }
-    char mp[4200];
-    snprintf(mp, sizeof mp, "%s.xxh64", manifest_of);
-    smelt_outfile *o = NULL;
-    if (!txt || !st) rc = SMELT_NOMEM(e, "manifest");
-    if (!rc) rc = smelt_outfile_open(&o, mp, e);
-    if (!rc) rc = smelt_outfile_write(o, txt, len, e);
-    if (!rc) rc = smelt_outfile_commit(o, e);
-    else smelt_outfile_abort(o);
-    free(txt);
-    smelt_xxh64_free(st);
-    smelt_gguf_close(g);
-    return rc;
-}
-
 static int write_gguf(smelt_merge *m, const smelt_hf *base, const smelt_merge_adapter *ads, size_t n, const char *path,
                       int outtype, int threads, smelt_tool *t, bool allow_nonfinite, const smelt_cli_split *split, smelt_err *e)
 {
@@ -225,7 +183,9 @@ static int write_gguf(smelt_merge *m, const smelt_hf *base, const smelt_merge_ad
     char first[4200];
     if (split->on) smelt_gguf_split_out_path(first, sizeof first, path, 0, (int)res.n_files);
     else snprintf(first, sizeof first, "%s", path);
-    return gguf_manifest(first, path, e); /* of the whole model: the first shard opens all */
+    char manifest[4200];
+    snprintf(manifest, sizeof manifest, "%s.xxh64", path);
+    return smelt_manifest_write_gguf(first, manifest, e); /* of the whole model: the first shard opens all */
 }
 
 int main(int argc, char **argv)
@@ -252,12 +212,10 @@ int main(int argc, char **argv)
                                        SMELT_CLI_SPLIT_LONGOPTS,              SMELT_TOOL_OPTIONS,
                                        {0, 0, 0, 0}};
     smelt_cli_split split = {0};
+    t.split = &split;
     int c;
     while ((c = getopt_long(argc, argv, "o:t:qh", lo, NULL)) != -1) {
-        int sr = smelt_cli_split_opt(TOOL, c, optarg, &split);
-        if (sr > 1) return sr;
-        if (sr) continue;
-        sr = smelt_tool_option(&t, c);
+        int sr = smelt_tool_option(&t, c, optarg);
         if (sr == SMELT_TOOL_OPTION_TAKEN) continue;
         if (sr != SMELT_TOOL_OPTION_OTHER) return sr;
         switch (c) {

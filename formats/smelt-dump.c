@@ -541,7 +541,7 @@ int main(int argc, char **argv)
                                        SMELT_TOOL_OPTIONS,                     {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "hq", lo, NULL)) != -1) {
-        int st = smelt_tool_option(&o.t, c);
+        int st = smelt_tool_option(&o.t, c, optarg);
         if (st == SMELT_TOOL_OPTION_TAKEN) continue;
         if (st != SMELT_TOOL_OPTION_OTHER) return st;
         switch (c) {

@@ -14,8 +14,18 @@ void smelt_tool_init(smelt_tool *t, const char *name, void (*usage)(void))
     t->usage = usage;
 }
 
-int smelt_tool_option(smelt_tool *t, int code)
+int smelt_tool_option(smelt_tool *t, int code, const char *arg)
 {
+    if (t->eval) {
+        int r = smelt_cli_eval_opt(t->name, code, arg, t->eval);
+        if (r == 1) return SMELT_TOOL_OPTION_TAKEN;
+        if (r) return r;
+    }
+    if (t->split) {
+        int r = smelt_cli_split_opt(t->name, code, arg, t->split);
+        if (r == 1) return SMELT_TOOL_OPTION_TAKEN;
+        if (r) return r;
+    }
     switch (code) {
     case 'q': t->quiet = 1; return SMELT_TOOL_OPTION_TAKEN;
     case SMELT_TOOL_OPT_JSON: t->json = 1; return SMELT_TOOL_OPTION_TAKEN;

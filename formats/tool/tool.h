@@ -9,7 +9,7 @@
  *     smelt_tool_init(&t, "smelt-x", usage);
  *     static const struct option lo[] = {{"output", required_argument, 0, 'o'}, SMELT_TOOL_OPTIONS, {0}};
  *     while ((c = getopt_long(argc, argv, "o:qh", lo, NULL)) != -1) {
- *         int st = smelt_tool_option(&t, c);
+ *         int st = smelt_tool_option(&t, c, optarg);
  *         if (st == SMELT_TOOL_OPTION_TAKEN) continue;
  *         if (st != SMELT_TOOL_OPTION_OTHER) return st;     // --help, --version, unknown option
  *         switch (c) { case 'o': ...; }
@@ -47,6 +47,9 @@ typedef struct smelt_tool {
     int json;             /* --json: the result as JSON on stdout */
     smelt_progress progress; /* hand &progress to the library */
     smelt_progress_term term;
+    /* option groups a main takes, set before parsing (NULL: not this tool's) */
+    const smelt_cli_eval *eval;  /* -c, --chunks, -b, -t of the evaluation tools */
+    smelt_cli_split *split;      /* --split-max-size, --split-max-tensors */
     json_t *warnings;     /* with --json: every warning so far (NULL before the first), for the
                              result's "warnings" array */
 } smelt_tool;
@@ -54,11 +57,12 @@ typedef struct smelt_tool {
 void smelt_tool_init(smelt_tool *t, const char *name, void (*usage)(void));
 
 enum { SMELT_TOOL_OPTION_OTHER = -1, SMELT_TOOL_OPTION_TAKEN = -2 };
-/* Handle a common option: -q and --json are recorded (SMELT_TOOL_OPTION_TAKEN); --help and
- * --version print and give 0, an unknown option ('?' or ':') prints the usage error and
+/* Handle a common option or one of the groups set in t (eval, split): -q, --json and a
+ * group's valid option are recorded (SMELT_TOOL_OPTION_TAKEN); --help and --version print
+ * and give 0, an unknown option ('?' or ':') or a bad value prints the usage error and
  * gives 2 — the exit status the main returns at once; any other code gives
  * SMELT_TOOL_OPTION_OTHER (the main's own option). */
-int smelt_tool_option(smelt_tool *t, int code);
+int smelt_tool_option(smelt_tool *t, int code, const char *arg);
 
 /* After parsing: the signal handlers that remove temporaries (smelt_tool_install_file_safety)
  * and the progress renderer, "VERB i/N …" (silent with -q). */

@@ -105,7 +105,11 @@ float kq_ref_scale_min(int n, int nmax, const float *x, const float *w, uint8_t 
     return scale;
 }
 
-float kq_ref_scale_sym(int n, int nmax, const float *x, int8_t *L)
+/* The first guess of both symmetric searches: the element of largest magnitude mx sets the
+ * inverse scale -nmax / mx; levels in [-nmax, nmax) are stored plus `bias`, and the x²-weighted
+ * sums Σ w x l and Σ w l² returned. False (levels zeroed) for a group of zeros. */
+static bool ref_sym_first_guess(int n, int nmax, const float *x, int8_t *L, int bias, float *mx_out, float *sxl_out,
+                                float *sl2_out)
 {
     float mx = 0, amax = 0;
     for (int i = 0; i < n; i++)
@@ -115,17 +119,28 @@ float kq_ref_scale_sym(int n, int nmax, const float *x, int8_t *L)
         }
     if (amax < GROUP_EPS) {
         memset(L, 0, (size_t)n);
-        return 0.f;
+        return false;
     }
     float iscale = (float)-nmax / mx;
     float sxl = 0, sl2 = 0;
     for (int i = 0; i < n; i++) {
         int l = q_clampi(q_nearest(iscale * x[i]), -nmax, nmax - 1);
-        L[i] = (int8_t)(l + nmax);
+        L[i] = (int8_t)(l + bias);
         float w = x[i] * x[i];
         sxl += w * x[i] * (float)l;
         sl2 += w * (float)l * (float)l;
     }
+    *mx_out = mx;
+    *sxl_out = sxl;
+    *sl2_out = sl2;
+    return true;
+}
+
+float kq_ref_scale_sym(int n, int nmax, const float *x, int8_t *L)
+{
+    float mx, sxl, sl2;
+    if (!ref_sym_first_guess(n, nmax, x, L, nmax, &mx, &sxl, &sl2)) return 0.f;
+    float iscale;
     float scale = sl2 != 0 ? sxl / sl2 : 0.0f;
     float best = scale * sxl;
     for (int is = -9; is <= 9; is++) {
@@ -149,25 +164,8 @@ float kq_ref_scale_sym(int n, int nmax, const float *x, int8_t *L)
 
 float kq_ref_scale_q3(int n, int nmax, const float *x, int8_t *L)
 {
-    float mx = 0, amax = 0;
-    for (int i = 0; i < n; i++)
-        if (fabsf(x[i]) > amax) {
-            amax = fabsf(x[i]);
-            mx = x[i];
-        }
-    if (amax < GROUP_EPS) {
-        memset(L, 0, (size_t)n);
-        return 0.f;
-    }
-    float iscale = (float)-nmax / mx;
-    float sxl = 0, sl2 = 0;
-    for (int i = 0; i < n; i++) {
-        int l = q_clampi(q_nearest(iscale * x[i]), -nmax, nmax - 1);
-        L[i] = (int8_t)l;
-        float w = x[i] * x[i];
-        sxl += w * x[i] * (float)l;
-        sl2 += w * (float)l * (float)l;
-    }
+    float mx, sxl, sl2;
+    if (!ref_sym_first_guess(n, nmax, x, L, 0, &mx, &sxl, &sl2)) return 0.f;
     for (int round = 0; round < 5; round++) {
         int changed = 0;
         for (int i = 0; i < n; i++) {

@@ -76,11 +76,9 @@ int main(int argc, char **argv)
     size_t n_sweep = 0;
     int c;
     const smelt_cli_eval ev = {&o.n_ctx, &o.n_chunks, &o.n_batch, &o.n_threads};
+    t.eval = &ev;
     while ((c = getopt_long(argc, argv, "f:o:c:b:t:qh", lo, NULL)) != -1) {
-        int er = smelt_cli_eval_opt(TOOL, c, optarg, &ev);
-        if (er == 1) continue;
-        if (er) return er;
-        er = smelt_tool_option(&t, c);
+        int er = smelt_tool_option(&t, c, optarg);
         if (er == SMELT_TOOL_OPTION_TAKEN) continue;
         if (er != SMELT_TOOL_OPTION_OTHER) return er;
         switch (c) {

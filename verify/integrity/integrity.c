@@ -11,6 +11,8 @@
 #include "formats/base/file.h"
 #include "formats/base/hash.h"
 #include "formats/base/pool.h"
+#include "formats/base/strbuf.h"
+#include "formats/manifest.h"
 
 #define CHUNK_ELEMS (256u * 1024u) /* floats decoded per task */
 #define HASH_PIECE (1u << 20)      /* bytes hashed per update (stays in cache for both states) */
@@ -192,30 +194,13 @@ int smelt_manifest_write(const smelt_checkpoint *m, const smelt_verify_result *r
         if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
             return SMELT_ERR(e, SMELT_EUSAGE, path, NULL,
                              "the manifest label '%s' contains whitespace (manifest fields are space-separated)", label);
-    smelt_outfile *o;
-    int rc = smelt_outfile_open(&o, path, e);
-    if (rc) return rc;
-    char hex[17], line[1024];
-    for (uint64_t i = 0; i < r->n_tensors && !rc; i++) {
-        smelt_hex64(r->t[i].xxh64, hex);
-        int k = snprintf(line, sizeof line, "%-8s  %s  %s:%s\n", "xxh64", hex, label, smelt_checkpoint_tensor_at(m, i)->name);
-        if (k < 0 || (size_t)k >= sizeof line) {
-            smelt_outfile_abort(o);
-            return SMELT_ERR(e, SMELT_EUSAGE, path, NULL, "manifest label too long");
-        }
-        rc = smelt_outfile_write(o, line, (size_t)k, e);
-    }
-    if (!rc) {
-        smelt_hex64(r->model_xxh64, hex);
-        int k = snprintf(line, sizeof line, "%-8s  %s  %s\n", "xxh64", hex, label);
-        rc = (k < 0 || (size_t)k >= sizeof line) ? SMELT_ERR(e, SMELT_EUSAGE, path, NULL, "manifest label too long")
-                                                 : smelt_outfile_write(o, line, (size_t)k, e);
-    }
-    if (rc) {
-        smelt_outfile_abort(o);
-        return rc;
-    }
-    return smelt_outfile_commit(o, e);
+    smelt_strbuf text = {0};
+    for (uint64_t i = 0; i < r->n_tensors; i++)
+        smelt_manifest_line(&text, r->t[i].xxh64, label, smelt_checkpoint_tensor_at(m, i)->name);
+    smelt_manifest_line(&text, r->model_xxh64, label, NULL);
+    int rc = text.oom ? SMELT_NOMEM(e, "manifest") : smelt_outfile_write_all(path, text.text, text.len, e);
+    smelt_strbuf_free(&text);
+    return rc;
 }
 
 typedef struct {
