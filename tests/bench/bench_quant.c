@@ -89,18 +89,8 @@ typedef struct {
 /* ggml-cpu's traits from the AVX2 build, loaded privately (RTLD_LOCAL), or NULL. */
 static const ggml_cpu_traits *ggml_cpu(int type)
 {
-    static void *h;
-    static const ggml_cpu_traits *(*get)(int);
-    if (!h && tu_oracle_libdir() && tu_oracle_ggml()) {
-        char p[4300];
-        snprintf(p, sizeof p, "%s/libggml-cpu-haswell.so", tu_oracle_libdir());
-        h = dlopen(p, RTLD_NOW | RTLD_LOCAL);
-        if (h) {
-            void (*init)(void) = (void (*)(void))dlsym(h, "ggml_cpu_init");
-            get = (const ggml_cpu_traits *(*)(int))dlsym(h, "ggml_get_type_traits_cpu");
-            if (init) init();
-        }
-    }
+    void *h = tu_oracle_ggml_cpu_haswell();
+    const ggml_cpu_traits *(*get)(int) = h ? (const ggml_cpu_traits *(*)(int))dlsym(h, "ggml_get_type_traits_cpu") : NULL;
     return get ? get(type) : NULL;
 }
 

@@ -17,7 +17,7 @@
 #include "formats/base/progress.h"
 #include "quant/qtypes.h"
 #include "quant/quantize.h"
-#include "tests/quant/qrun.h"
+#include "tests/common/quantize_plans.h"
 
 static int write_layer(const char *path, uint32_t n_exp)
 {

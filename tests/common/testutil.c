@@ -129,30 +129,71 @@ const char *tu_oracle_libdir(void)
     return d[0] ? d : NULL;
 }
 
+/* dlopen() the first of `names` that exists in the oracle's library directory. */
+static void *oracle_open(const char *const *names, size_t n)
+{
+    if (!tu_oracle_libdir()) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/%s", tu_oracle_libdir(), names[i]);
+        void *h = dlopen(p, RTLD_NOW | RTLD_GLOBAL);
+        if (h) return h;
+    }
+    return NULL;
+}
+
 void *tu_oracle_ggml(void)
 {
     static void *h;
-    if (!h && tu_oracle_libdir()) {
-        char p[4200];
-        snprintf(p, sizeof p, "%s/libggml-base.so", tu_oracle_libdir());
-        h = dlopen(p, RTLD_NOW | RTLD_GLOBAL);
-    }
+    static const char *const names[] = {"libggml-base.so"};
+    if (!h) h = oracle_open(names, 1);
     return h;
 }
 
 void *tu_oracle_llama(void)
 {
     static void *h;
-    if (!h && tu_oracle_libdir()) {
+    static const char *const names[] = {"libllama.v0.4.0.so", "libllama.so"};
+    if (!h) h = oracle_open(names, 2);
+    return h;
+}
+
+void *tu_oracle_ggml_cpu_haswell(void)
+{
+    static void *h;
+    if (!h && tu_oracle_ggml() && tu_oracle_libdir()) {
         char p[4200];
-        snprintf(p, sizeof p, "%s/libllama.v0.4.0.so", tu_oracle_libdir());
-        h = dlopen(p, RTLD_NOW | RTLD_GLOBAL);
-        if (!h) {
-            snprintf(p, sizeof p, "%s/libllama.so", tu_oracle_libdir());
-            h = dlopen(p, RTLD_NOW | RTLD_GLOBAL);
+        snprintf(p, sizeof p, "%s/libggml-cpu-haswell.so", tu_oracle_libdir());
+        if ((h = dlopen(p, RTLD_NOW | RTLD_LOCAL))) {
+            void (*init)(void) = (void (*)(void))dlsym(h, "ggml_cpu_init");
+            if (init) init();
         }
     }
     return h;
+}
+
+void *tu_oracle_ggml_cpu(void)
+{
+    static void *h;
+    static const char *const names[] = {"libggml-cpu-x64.so"};
+    if (!h && tu_oracle_ggml() && (h = oracle_open(names, 1))) {
+        void (*init)(void) = (void (*)(void))dlsym(h, "ggml_cpu_init");
+        if (init) init();
+    }
+    return h;
+}
+
+int tu_oracle_load_backends(void)
+{
+    static int state; /* 0 not tried, 1 loaded, -1 failed */
+    static const char *const names[] = {"libggml.v0.4.0.so", "libggml.so"};
+    if (!state) {
+        void *h = tu_oracle_llama() ? oracle_open(names, 2) : NULL;
+        void (*load_all)(const char *) = h ? (void (*)(const char *))dlsym(h, "ggml_backend_load_all_from_path") : NULL;
+        state = load_all ? 1 : -1;
+        if (load_all) load_all(tu_oracle_libdir());
+    }
+    return state > 0;
 }
 
 const char *tu_oracle_src(void)

@@ -28,10 +28,20 @@ int tu_cmp_files(const char *a, const char *b);
 /* Directory holding libggml-base.so / libllama.so, or NULL if not installed. Looks at
  * $SMELT_ORACLE_LIBDIR, then .oracle/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64. */
 const char *tu_oracle_libdir(void);
-/* dlopen()ed libggml-base.so (RTLD_NOW), or NULL. Kept open for the process. */
+/* The oracle's libraries, each dlopen()ed once (RTLD_NOW | RTLD_GLOBAL) and kept open for
+ * the process — the only place the tests open them. */
+/* libggml-base.so, or NULL. */
 void *tu_oracle_ggml(void);
 /* dlopen()ed libllama, or NULL. */
 void *tu_oracle_llama(void);
+/* dlopen()ed libggml-cpu (the generic x86-64 CPU backend, ggml_cpu_init() done), or NULL. */
+void *tu_oracle_ggml_cpu(void);
+/* The AVX2 ("haswell") CPU backend, loaded privately (RTLD_LOCAL) beside the generic one,
+ * ggml_cpu_init() done; NULL when absent. For benchmarks against ggml's fastest kernels. */
+void *tu_oracle_ggml_cpu_haswell(void);
+/* ggml's backends registered from the oracle's directory (what libllama needs before it
+ * loads a model); false when the libraries are missing. Once per process. */
+int tu_oracle_load_backends(void);
 /* The llama.cpp source tree cloned from the bundle (.oracle/llama.cpp-src), or NULL. */
 const char *tu_oracle_src(void);
 

@@ -6,7 +6,7 @@
  *     without importance weights), and they are finite;
  *   - smelt's reference encoder gives ggml's quantize_row_*_ref bytes;
  *   - smelt's (weighted) squared error is <= ggml_quantize_chunk's, row by row. */
-#include "qtest.h"
+#include "tests/common/qtypes_oracle.h"
 
 #define ROWS 10
 

@@ -8,7 +8,7 @@
 
 #include "formats/ggml_types.h"
 #include "quant/policy.h"
-#include "tests/quant/qrun.h"
+#include "tests/common/quantize_plans.h"
 
 /* ==== ftype names ==== */
 

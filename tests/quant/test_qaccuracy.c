@@ -7,7 +7,7 @@
  * On every 2-D weight of samples/tiny-mixtral and on synthetic matrices of several
  * shapes of distribution. Each test logs the mean and worst ratio smelt/ggml per type
  * (and appends them to $SMELT_QUANT_REPORT when set). */
-#include "qtest.h"
+#include "tests/common/qtypes_oracle.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define ROW_STEP 8 /* sanitizer builds: every 8th row, to keep `make check` quick */

@@ -10,7 +10,7 @@
 #include <inttypes.h>
 #include <stddef.h>
 
-#include "qtest.h"
+#include "tests/common/qtypes_oracle.h"
 #include "quant/iquant/iquant.h"
 #include "quant/kquant/kquant.h"
 #include "quant/legacy/legacy.h"

@@ -6,7 +6,7 @@
  *   - the AVX2 kernel set gives the same bytes and floats as the portable one;
  *   - vec_dot agrees with dequantize + f64 dot, and with ggml-cpu's vec_dot;
  *   - encoders are row-independent, thread-count independent and NaN-safe. */
-#include "qtest.h"
+#include "tests/common/qtypes_oracle.h"
 
 #define N_RAND (64 * 512)
 

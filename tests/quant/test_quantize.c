@@ -12,7 +12,7 @@
 #include "formats/imatrix.h"
 #include "quant/qtypes.h"
 #include "quant/quantize.h"
-#include "tests/quant/qrun.h"
+#include "tests/common/quantize_plans.h"
 
 #define TOK_SRC "tests/fixtures/external/gguf-llama2-tiny-random-ollama/llama-2-tiny-random.gguf"
 #define FIX_IMX "tests/fixtures/imatrix/tiny-mixtral-calib-c256.gguf"
@@ -302,18 +302,12 @@ typedef struct lm_api {
 
 static bool lm_get(lm_api *m)
 {
-    void *l = tu_oracle_llama(), *gg;
-    char p[4200];
-    snprintf(p, sizeof p, "%s/libggml.v0.4.0.so", tu_oracle_libdir());
-    if (!l || !(gg = dlopen(p, RTLD_NOW | RTLD_GLOBAL))) return false;
-    void (*load_all)(const char *) = (void (*)(const char *))dlsym(gg, "ggml_backend_load_all_from_path");
+    void *l = tu_oracle_llama();
+    if (!l || !tu_oracle_load_backends()) return false;
     m->defp = (lm_params(*)(void))dlsym(l, "llama_model_default_params");
     m->load = (void *(*)(const char *, lm_params))dlsym(l, "llama_model_load_from_file");
     m->mfree = (void (*)(void *))dlsym(l, "llama_model_free");
-    if (!load_all || !m->defp || !m->load || !m->mfree) return false;
-    static int once;
-    if (!once++) load_all(tu_oracle_libdir());
-    return true;
+    return m->defp && m->load && m->mfree;
 }
 
 /* Every ftype smelt can produce (importance weights where the mix needs them, and one

@@ -11,7 +11,7 @@
 #include "formats/gguf.h"
 #include "quant/qtypes.h"
 #include "tests/common/testutil.h"
-#include "tests/verify/vfix.h"
+#include "tests/common/eval_fixtures.h"
 #include "verify/eval/forward.h"
 
 static smelt_model *open_model(const char *path)

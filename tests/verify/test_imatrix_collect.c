@@ -16,7 +16,7 @@
 #include "formats/base/file.h"
 #include "formats/imatrix.h"
 #include "tests/common/testutil.h"
-#include "tests/verify/vfix.h"
+#include "tests/common/eval_fixtures.h"
 #include "verify/eval/imatrix_collect.h"
 #include "verify/eval/model.h"
 #include "verify/eval/tokenize.h"

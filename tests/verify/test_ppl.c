@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 
 #include "tests/common/testutil.h"
-#include "tests/verify/vfix.h"
+#include "tests/common/eval_fixtures.h"
 #include "verify/eval/ppl.h"
 
 static int run(const char *model, const char *text, uint32_t n_ctx, int64_t chunks, const char *kbase, const char *kin,

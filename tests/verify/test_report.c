@@ -14,7 +14,7 @@
 #include "formats/base/file.h"
 #include "quant/quantize.h"
 #include "tests/common/testutil.h"
-#include "tests/verify/vfix.h"
+#include "tests/common/eval_fixtures.h"
 #include "verify/eval/ppl.h"
 #include "verify/eval/report.h"
 #include "verify/eval/svg.h"

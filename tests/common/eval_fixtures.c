@@ -1,31 +1,14 @@
-/* vfix.h — fixtures shared by the forward-pass and perplexity tests: GGUFs of
- * samples/tiny-mixtral made by llama.cpp's converter (cached in $SMELT_BUILD/gguf), the
- * external reference GGUFs, and samples/reference.json. Header-only (static functions). */
-#ifndef SMELT_TESTS_VFIX_H
-#define SMELT_TESTS_VFIX_H
+/* eval_fixtures.c — see eval_fixtures.h. */
+#include "eval_fixtures.h"
 
-#include <criterion/criterion.h>
-#include <jansson.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <unistd.h>
-
-#include "tests/common/testutil.h"
-
-#define STORIES_GGUF "tests/fixtures/external/llama2c-stories260K-official/validation/reference_f32_from_bin_gguf-py.gguf"
-#define STORIES_TEXT "tests/fixtures/external/llama2c-stories260K-official/validation/eval_tinystories.txt"
-#define RANDOM_GGUF "tests/fixtures/external/gguf-llama2-tiny-random-ollama/llama-2-tiny-random.gguf"
-
-static inline void vf_build_dir(char *buf, size_t n)
+void vf_build_dir(char *buf, size_t n)
 {
     const char *b = getenv("SMELT_BUILD");
     if (b && *b) snprintf(buf, n, "%s/gguf", b);
     else tu_path(buf, n, "build/release/gguf");
 }
 
-/* Path of a GGUF of HF dir `model_rel` (repo-relative) as `type` (f32, f16, q8_0), making
- * it when needed; skips the test when llama.cpp's converter is not installed. */
-static inline void vf_gguf(const char *model_rel, const char *stem, const char *type, char *out, size_t n)
+void vf_gguf(const char *model_rel, const char *stem, const char *type, char *out, size_t n)
 {
     char dir[4096], script[4200], model[4200], cmd[16384];
     vf_build_dir(dir, sizeof dir);
@@ -43,14 +26,12 @@ static inline void vf_gguf(const char *model_rel, const char *stem, const char *
     free(log);
 }
 
-static inline void vf_tiny(const char *type, char *out, size_t n)
+void vf_tiny(const char *type, char *out, size_t n)
 {
     vf_gguf("samples/tiny-mixtral", "tiny-mixtral", type, out, n);
 }
 
-/* samples/tiny-mixtral as an f32/f16/bf16 GGUF made by smelt's own converter (no oracle
- * needed), cached in $SMELT_BUILD/gguf as tiny-mixtral-smelt-TYPE.gguf. */
-static inline void vf_tiny_smelt(const char *type, char *out, size_t n)
+void vf_tiny_smelt(const char *type, char *out, size_t n)
 {
     char dir[4096], conv[4200], model[4200], cmd[40000];
     vf_build_dir(dir, sizeof dir);
@@ -67,7 +48,7 @@ static inline void vf_tiny_smelt(const char *type, char *out, size_t n)
     free(log);
 }
 
-static inline json_t *vf_reference(void)
+json_t *vf_reference(void)
 {
     char p[4200];
     tu_path(p, sizeof p, "samples/reference.json");
@@ -77,8 +58,7 @@ static inline json_t *vf_reference(void)
     return r;
 }
 
-/* The llama.cpp CLI tool `name`, or NULL when not built. */
-static inline const char *vf_oracle_tool(const char *name)
+const char *vf_oracle_tool(const char *name)
 {
     static char p[4200];
     const char *d = getenv("SMELT_ORACLE_BIN");
@@ -90,5 +70,3 @@ static inline const char *vf_oracle_tool(const char *name)
     }
     return access(p, X_OK) == 0 ? p : NULL;
 }
-
-#endif
