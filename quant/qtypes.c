@@ -43,38 +43,10 @@ static void ref_f16(const float *src, void *dst, int64_t n)
 }
 static void ref_bf16(const float *src, void *dst, int64_t n) { smelt_row_f32_to_bf16(src, dst, (size_t)n); }
 
-/* Float dots accumulate in 32 interleaved lanes (lane j takes elements j, j+32, ...),
- * the four AVX2 registers of plain_avx2.c; at the end lanes j, j+8, j+16, j+24 are added
- * ((0 + 1) + (2 + 3) by register), then the 8 lanes ((0+4)+(2+6))+((1+5)+(3+7)); the
- * tail past the last multiple of 32 is added last, in order. */
-static float lanes32_sum(const float *a)
-{
-    float v[8];
-    for (int j = 0; j < 8; j++) v[j] = (a[j] + a[8 + j]) + (a[16 + j] + a[24 + j]);
-    return q_lanes_sum(v);
-}
-
-#define FLOAT_DOT(name, T, CONV)                                                                             \
-    static float name(const void *vx, const void *vy, size_t n)                                              \
-    {                                                                                                        \
-        const T *x = vx, *y = vy;                                                                            \
-        float acc[32] = {0};                                                                                 \
-        size_t i = 0;                                                                                        \
-        for (; i + 32 <= n; i += 32)                                                                         \
-            for (int j = 0; j < 32; j++) acc[j] = acc[j] + CONV(x[i + j]) * CONV(y[i + j]);                  \
-        float s = lanes32_sum(acc);                                                                          \
-        for (; i < n; i++) s = s + CONV(x[i]) * CONV(y[i]);                                                  \
-        return s;                                                                                            \
-    }
-#define ID(v) (v)
-FLOAT_DOT(dot_f32, float, ID)
-FLOAT_DOT(dot_f16, uint16_t, smelt_f16_to_f32)
-FLOAT_DOT(dot_bf16, uint16_t, smelt_bf16_to_f32)
-
 static const smelt_qtype_ops k_plain[] = {
-    {SMELT_TYPE_F32, deq_f32, enc_f32, ref_f32, dot_f32, SMELT_TYPE_F32, false, false, NULL},
-    {SMELT_TYPE_F16, deq_f16, enc_f16, ref_f16, dot_f16, SMELT_TYPE_F16, false, false, NULL},
-    {SMELT_TYPE_BF16, deq_bf16, enc_bf16, ref_bf16, dot_bf16, SMELT_TYPE_BF16, false, false, NULL},
+    {.type = SMELT_TYPE_F32, .dequantize = deq_f32, .quantize = enc_f32, .quantize_ref = ref_f32},
+    {.type = SMELT_TYPE_F16, .dequantize = deq_f16, .quantize = enc_f16, .quantize_ref = ref_f16},
+    {.type = SMELT_TYPE_BF16, .dequantize = deq_bf16, .quantize = enc_bf16, .quantize_ref = ref_bf16},
 };
 static const smelt_qfamily k_plain_family = {k_plain, sizeof k_plain / sizeof k_plain[0], NULL};
 
@@ -84,8 +56,7 @@ static const smelt_qfamily k_plain_family = {k_plain, sizeof k_plain / sizeof k_
  * override some of them. */
 static const smelt_qfamily *const k_portable[] = {&k_plain_family, &smelt_legacy_family, &smelt_kquant_family,
                                                   &smelt_iquant_family};
-static const smelt_qfamily *const k_avx2[] = {&smelt_plain_family_avx2, &smelt_legacy_family_avx2,
-                                              &smelt_kquant_family_avx2};
+static const smelt_qfamily *const k_avx2[] = {&smelt_legacy_family_avx2, &smelt_kquant_family_avx2};
 #define COUNT(a) (sizeof(a) / sizeof(a)[0])
 static const struct {
     const smelt_qfamily *const *fam;
@@ -128,7 +99,6 @@ static void build(void)
                 if (o->quantize) d->quantize = o->quantize;
                 if (o->quantize_ref) d->quantize_ref = o->quantize_ref;
                 if (o->quantize_err) d->quantize_err = o->quantize_err;
-                if (o->vec_dot) d->vec_dot = o->vec_dot;
             }
         }
     g_isa = smelt_cpu_isa(-1);

@@ -45,18 +45,12 @@ typedef struct smelt_qtype_ops {
      * Deterministic, row-independent (so any split of rows over threads gives the same
      * bytes). NULL for types smelt cannot produce. */
     void (*quantize)(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imatrix);
-    /* ggml's reference quantizer (quantize_row_*_ref), bit-exact; NULL if none. Used to
-     * prove layout compatibility and as the activation quantizer for dot products. */
+    /* ggml's reference quantizer (quantize_row_*_ref), bit-exact; NULL if none. Proves
+     * layout compatibility, and is what smelt writes where llama-quantize's own blocks are
+     * the better choice (Q8_0). */
     void (*quantize_ref)(const float *src, void *dst, int64_t n);
-    /* Dot product of n elements: a row of this type with a row of `vec_dot_type`.
-     * NULL if not provided (callers dequantize instead). */
-    float (*vec_dot)(const void *x, const void *y, size_t n);
-    int vec_dot_type;
     /* ggml_quantize_requires_imatrix: output is garbage without importance weights. */
     bool needs_imatrix;
-    /* Activation-only type (Q8_1, Q8_K): the right-hand side of dot products, never
-     * written to model files; `quantize` is NULL, `quantize_ref` encodes activations. */
-    bool internal;
     /* As `quantize`, minimizing the error of model `m` (NULL = plain); NULL if the type
      * has no error models (then callers use `quantize`). */
     void (*quantize_err)(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imatrix,

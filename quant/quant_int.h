@@ -56,29 +56,6 @@ static inline float q_signed_absmax(const float *x, int n)
 /* f32 → f16 → f32: the value a stored f16 field will decode to. */
 static inline float q_as_f16(float v) { return smelt_f16_to_f32(smelt_f32_to_f16(v)); }
 
-/* ==== dot products: the shared accumulation order ====
- * Every vec_dot accumulates into 8 f32 lanes, the way an AVX2 register does: lane j
- * receives the integer partial sum of elements 4j..4j+3 of each 32-element vector of
- * levels, times the block's float factor (multiply, then add: no fused multiply-add).
- * The lanes are added ((0+4)+(2+6))+((1+5)+(3+7)) at the end. The portable kernels
- * follow this order element by element, so every kernel set returns the same float. */
-static inline void q_lanes_add(float *acc, float d, const int32_t *p)
-{
-    for (int j = 0; j < 8; j++) acc[j] = acc[j] + d * (float)p[j];
-}
-
-static inline float q_lanes_sum(const float *a)
-{
-    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
-}
-
-/* Lane partial sums of 32 products in element order: p[j] = sum of q[e] y[e], e = 4j..4j+3. */
-static inline void q_lanes_dot32(const int *q, const int8_t *y, int32_t *p)
-{
-    for (int j = 0; j < 8; j++)
-        p[j] = q[4 * j] * y[4 * j] + q[4 * j + 1] * y[4 * j + 1] + q[4 * j + 2] * y[4 * j + 2] + q[4 * j + 3] * y[4 * j + 3];
-}
-
 /* A family's contribution to the traits table: n entries, either an array of ops or (for
  * families whose descriptors live one per file) an array of pointers to them. */
 typedef struct smelt_qfamily {
@@ -97,6 +74,5 @@ static inline const smelt_qtype_ops *smelt_qfamily_at(const smelt_qfamily *f, si
 extern const smelt_qfamily smelt_legacy_family, smelt_legacy_family_avx2;
 extern const smelt_qfamily smelt_kquant_family, smelt_kquant_family_avx2;
 extern const smelt_qfamily smelt_iquant_family;
-extern const smelt_qfamily smelt_plain_family_avx2;
 
 #endif

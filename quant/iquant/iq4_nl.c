@@ -72,28 +72,10 @@ static void quant_iq4_nl(const float *src, void *dst, int64_t n_rows, int64_t ro
     quant_err_iq4_nl(src, dst, n_rows, row_len, imx, NULL);
 }
 
-/* Dot with Q8_0 in the shared lane order (quant_int.h). */
-static float dot_iq4_nl(const void *vx, const void *vy, size_t n)
-{
-    const smelt_block_iq4_nl *x = vx;
-    const smelt_block_q8_0 *y = vy;
-    float acc[8] = {0};
-    int q[QK];
-    int32_t p[8];
-    for (size_t i = 0; i < n / QK; i++) {
-        iq4_group_values(x[i].qs, q);
-        q_lanes_dot32(q, y[i].qs, p);
-        q_lanes_add(acc, q_f16(&x[i].d) * q_f16(&y[i].d), p);
-    }
-    return q_lanes_sum(acc);
-}
-
 const smelt_qtype_ops smelt_iq4_nl_ops = {
     .type = SMELT_TYPE_IQ4_NL,
     .dequantize = deq_iq4_nl,
     .quantize = quant_iq4_nl,
     .quantize_ref = ref_iq4_nl,
-    .vec_dot = dot_iq4_nl,
-    .vec_dot_type = SMELT_TYPE_Q8_0,
     .quantize_err = quant_err_iq4_nl,
 };

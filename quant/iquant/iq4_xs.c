@@ -160,34 +160,10 @@ static void quant_iq4_xs(const float *src, void *dst, int64_t n_rows, int64_t ro
     quant_err_iq4_xs(src, dst, n_rows, row_len, imx, NULL);
 }
 
-/* Dot with Q8_K in the shared lane order (quant_int.h): per group the lane sums times its
- * integer scale, per super-block times d * d8. */
-static float dot_iq4_xs(const void *vx, const void *vy, size_t n)
-{
-    const smelt_block_iq4_xs *x = vx;
-    const smelt_block_q8_K *y = vy;
-    float acc[8] = {0};
-    int q[IQ4_GROUP];
-    int32_t p[8];
-    for (size_t i = 0; i < n / QK; i++) {
-        int32_t lane[8] = {0};
-        for (int j = 0; j < NG; j++) {
-            iq4_group_values(x[i].qs + 16 * j, q);
-            q_lanes_dot32(q, y[i].qs + IQ4_GROUP * j, p);
-            int sc = group_scale(&x[i], j) - 32;
-            for (int k = 0; k < 8; k++) lane[k] += sc * p[k];
-        }
-        q_lanes_add(acc, q_f16(&x[i].d) * y[i].d, lane);
-    }
-    return q_lanes_sum(acc);
-}
-
 const smelt_qtype_ops smelt_iq4_xs_ops = {
     .type = SMELT_TYPE_IQ4_XS,
     .dequantize = deq_iq4_xs,
     .quantize = quant_iq4_xs,
     .quantize_ref = ref_iq4_xs,
-    .vec_dot = dot_iq4_xs,
-    .vec_dot_type = SMELT_TYPE_Q8_K,
     .quantize_err = quant_err_iq4_xs,
 };

@@ -227,6 +227,16 @@ void kq_ref_scales_k4(const float *x, int nmax, float rmin, int nstep, uint8_t *
     }
 }
 
+void kq_search_k4(const kq_engine *e, const kq_shape *g, const float *x, const float *w, kq_result *r, uint16_t *d,
+                  uint16_t *dmin, uint8_t *scales, uint8_t *L)
+{
+    e->search(e->k, g, x, w, r);
+    for (int i = 0; i < SMELT_QK_K; i++) L[i] = (uint8_t)r->L[i];
+    *d = r->d;
+    *dmin = r->dmin;
+    kq_pack_scale_min_k4(scales, r->S, r->M);
+}
+
 /* ==== shared packing ==== */
 
 void kq_pack_scale_min_k4(uint8_t *q, const int *S, const int *M)
@@ -252,14 +262,6 @@ void kq_pack_2bit(uint8_t *qs, const uint8_t *L)
             const uint8_t *p = L + 128 * h + l;
             qs[32 * h + l] = (uint8_t)((p[0] & 3) | (p[32] & 3) << 2 | (p[64] & 3) << 4 | (p[96] & 3) << 6);
         }
-}
-
-/* ==== dot products ==== */
-
-void kq_lanes_sub(int32_t *lane, int len, int s, int sc, const int *lv, const int8_t *y)
-{
-    int base = len == 32 ? 0 : 4 * (s & 1);
-    for (int e = 0; e < len; e++) lane[base + e / 4] += sc * (lv[e] * y[e]);
 }
 
 /* ==== rows ==== */

@@ -70,6 +70,11 @@ float kq_ref_scale_q3(int n, int nmax, const float *x, int8_t *L);
 void kq_ref_scales_k4(const float *x, int nmax, float rmin, int nstep, uint8_t *scales, uint16_t *d,
                       uint16_t *dmin, uint8_t *L);
 
+/* Search one Q4_K/Q5_K super-block with engine e and store its factors (d, dmin, the 12
+ * packed scale bytes) and its levels L[256] (the caller packs those its own way). */
+void kq_search_k4(const kq_engine *e, const kq_shape *g, const float *x, const float *w, kq_result *r, uint16_t *d,
+                  uint16_t *dmin, uint8_t *scales, uint8_t *L);
+
 /* ==== shared packing ==== */
 
 /* 6-bit scales and mins of Q4_K/Q5_K into / out of the 12 packed bytes. */
@@ -84,14 +89,21 @@ static inline void kq_scale_min_k4(int j, const uint8_t *q, int *sc, int *m)
         *m = (q[j + 4] >> 4) | (q[j] >> 6) << 4;
     }
 }
+/* Q4_K/Q5_K decode: the scales and mins of sub-blocks 2c and 2c+1 (the low and high
+ * nibbles of 32 bytes) times the super-block's d and dmin. */
+static inline void kq_sub_pair_k4(const uint8_t *scales, int c, float d, float dmin, float *d1, float *m1, float *d2,
+                                  float *m2)
+{
+    int sc, m;
+    kq_scale_min_k4(2 * c, scales, &sc, &m);
+    *d1 = d * (float)sc;
+    *m1 = dmin * (float)m;
+    kq_scale_min_k4(2 * c + 1, scales, &sc, &m);
+    *d2 = d * (float)sc;
+    *m2 = dmin * (float)m;
+}
 /* 2-bit level planes of Q2_K/Q3_K: levels 0..3 of 256 elements into 64 bytes. */
 void kq_pack_2bit(uint8_t *qs, const uint8_t *L);
-
-/* Dot products, portable: add sub-block s's products, times its integer scale, to the
- * 8 integer lanes of the super-block: element e goes to lane e / 4 for 32-element
- * sub-blocks, and to lane 4 (s & 1) + e / 4 for 16-element ones (two sub-blocks share
- * a 32-byte vector in the SIMD kernels). lv are the stored levels, bias included. */
-void kq_lanes_sub(int32_t *lane, int len, int s, int sc, const int *lv, const int8_t *y);
 
 /* Rows loop shared by the encoders: per super-block weights from the imatrix or ones.
  * A type is described by its block size, its block encoder and shape, and the offsets
@@ -108,7 +120,7 @@ typedef struct kq_type {
 void kq_quantize_rows(const kq_engine *e, const float *src, void *dst, int64_t n_rows, int64_t row_len,
                       const float *imx, const smelt_qerr *m, const kq_type *t);
 
-/* ==== per-type kernels (q2_K.c … q8_K.c) ==== */
+/* ==== per-type kernels (q2_K.c … q6_K.c) ==== */
 
 #define KQ_DECL(t)                                                                                           \
     void smelt_deq_##t(const void *src, float *dst, size_t n);                                              \
@@ -119,8 +131,7 @@ void kq_quantize_rows(const kq_engine *e, const float *src, void *dst, int64_t n
     void smelt_quant_##t##_err(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx, \
                                const smelt_qerr *m);                                                        \
     void smelt_quant_##t##_avx2_err(const float *src, void *dst, int64_t n_rows, int64_t row_len,          \
-                                    const float *imx, const smelt_qerr *m);                                 \
-    float smelt_dot_##t(const void *vx, const void *vy, size_t n);
+                                    const float *imx, const smelt_qerr *m);
 /* A type's four row entry points (plain or error model; portable or AVX2 engine): all of
  * them kq_quantize_rows() with the type's static quant_block(). */
 #define KQ_ROW_ENTRIES(t, shape, n_factors, ...)                                                            \
@@ -149,7 +160,6 @@ KQ_DECL(q3_K)
 KQ_DECL(q4_K)
 KQ_DECL(q5_K)
 KQ_DECL(q6_K)
-void smelt_deq_q8_K(const void *src, float *dst, size_t n);
 /* Q3_K's 6-bit signed sub-block scale j (stored with a bias of 32). */
 static inline int kq_q3_scale(const uint8_t *q, int j)
 {

@@ -84,24 +84,3 @@ static void quant_block(const kq_engine *e, const kq_shape *g, const float *x, c
 
 KQ_ROW_ENTRIES(q2_K, &k_shape, 2, offsetof(smelt_block_q2_K, d), offsetof(smelt_block_q2_K, dmin))
 
-float smelt_dot_q2_K(const void *vx, const void *vy, size_t n)
-{
-    const smelt_block_q2_K *x = vx;
-    const smelt_block_q8_K *y = vy;
-    float acc[8] = {0}, accm = 0;
-    for (size_t i = 0; i < n / QK; i++) {
-        int32_t lane[8] = {0};
-        int summ = 0, lv[16];
-        for (int j = 0; j < 16; j++) {
-            /* sub-block j: half h = j / 8, shift 2 * ((j % 8) / 2), bytes 16 * (j % 2) */
-            const uint8_t *q = x[i].qs + 32 * (j / 8) + 16 * (j % 2);
-            int shift = 2 * ((j % 8) / 2);
-            for (int l = 0; l < 16; l++) lv[l] = (q[l] >> shift) & 3;
-            kq_lanes_sub(lane, 16, j, x[i].scales[j] & 15, lv, y[i].qs + 16 * j);
-            summ += (x[i].scales[j] >> 4) * y[i].bsums[j];
-        }
-        q_lanes_add(acc, q_f16(&x[i].d) * y[i].d, lane);
-        accm = accm + (q_f16(&x[i].dmin) * y[i].d) * (float)summ;
-    }
-    return q_lanes_sum(acc) - accm;
-}

@@ -110,25 +110,3 @@ static void quant_block(const kq_engine *e, const kq_shape *g, const float *x, c
 
 KQ_ROW_ENTRIES(q3_K, &k_shape, 1, offsetof(smelt_block_q3_K, d))
 
-float smelt_dot_q3_K(const void *vx, const void *vy, size_t n)
-{
-    const smelt_block_q3_K *x = vx;
-    const smelt_block_q8_K *y = vy;
-    float acc[8] = {0}, accb = 0;
-    for (size_t i = 0; i < n / QK; i++) {
-        int32_t lane[8] = {0};
-        int sumb = 0, lv[16];
-        for (int j = 0; j < 16; j++) {
-            int h = j / 8, k = (j % 8) / 2, half = j % 2;
-            const uint8_t *q = x[i].qs + 32 * h + 16 * half, *hm = x[i].hmask + 16 * half;
-            for (int l = 0; l < 16; l++) lv[l] = ((q[l] >> (2 * k)) & 3) | ((hm[l] >> (4 * h + k)) & 1) << 2;
-            int sc = kq_q3_scale(x[i].scales, j);
-            kq_lanes_sub(lane, 16, j, sc, lv, y[i].qs + 16 * j);
-            sumb += sc * y[i].bsums[j]; /* the stored levels carry a bias of 4 */
-        }
-        float dd = q_f16(&x[i].d) * y[i].d;
-        q_lanes_add(acc, dd, lane);
-        accb = accb + dd * (float)(4 * sumb);
-    }
-    return q_lanes_sum(acc) - accb;
-}

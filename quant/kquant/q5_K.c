@@ -31,11 +31,8 @@ void smelt_deq_q5_K(const void *src, float *y, size_t n)
         float d = q_f16(&b[i].d), dmin = q_f16(&b[i].dmin);
         const uint8_t *q = b[i].qs, *qh = b[i].qh;
         for (int c = 0; c < 4; c++, q += 32) {
-            int sc, m;
-            kq_scale_min_k4(2 * c, b[i].scales, &sc, &m);
-            float d1 = d * (float)sc, m1 = dmin * (float)m;
-            kq_scale_min_k4(2 * c + 1, b[i].scales, &sc, &m);
-            float d2 = d * (float)sc, m2 = dmin * (float)m;
+            float d1, m1, d2, m2;
+            kq_sub_pair_k4(b[i].scales, c, d, dmin, &d1, &m1, &d2, &m2);
             int u1 = 1 << (2 * c), u2 = 2 << (2 * c);
             for (int l = 0; l < 32; l++) *y++ = d1 * (float)((q[l] & 15) + (qh[l] & u1 ? 16 : 0)) - m1;
             for (int l = 0; l < 32; l++) *y++ = d2 * (float)((q[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
@@ -59,36 +56,10 @@ static void quant_block(const kq_engine *e, const kq_shape *g, const float *x, c
                         kq_result *r)
 {
     smelt_block_q5_K *y = dst;
-    e->search(e->k, g, x, w, r);
     uint8_t L[QK];
-    for (int i = 0; i < QK; i++) L[i] = (uint8_t)r->L[i];
-    y->d = r->d;
-    y->dmin = r->dmin;
-    kq_pack_scale_min_k4(y->scales, r->S, r->M);
+    kq_search_k4(e, g, x, w, r, &y->d, &y->dmin, y->scales, L);
     pack_levels(y, L);
 }
 
 KQ_ROW_ENTRIES(q5_K, &k_shape, 2, offsetof(smelt_block_q5_K, d), offsetof(smelt_block_q5_K, dmin))
 
-float smelt_dot_q5_K(const void *vx, const void *vy, size_t n)
-{
-    const smelt_block_q5_K *x = vx;
-    const smelt_block_q8_K *y = vy;
-    float acc[8] = {0}, accm = 0;
-    for (size_t i = 0; i < n / QK; i++) {
-        int32_t lane[8] = {0};
-        int summ = 0, lv[32];
-        for (int j = 0; j < 8; j++) {
-            int sc, m;
-            kq_scale_min_k4(j, x[i].scales, &sc, &m);
-            const uint8_t *q = x[i].qs + 32 * (j / 2);
-            int shift = 4 * (j & 1);
-            for (int l = 0; l < 32; l++) lv[l] = ((q[l] >> shift) & 15) | ((x[i].qh[l] >> j) & 1) << 4;
-            kq_lanes_sub(lane, 32, j, sc, lv, y[i].qs + 32 * j);
-            summ += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
-        }
-        q_lanes_add(acc, q_f16(&x[i].d) * y[i].d, lane);
-        accm = accm + (q_f16(&x[i].dmin) * y[i].d) * (float)summ;
-    }
-    return q_lanes_sum(acc) - accm;
-}

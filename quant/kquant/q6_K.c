@@ -109,22 +109,3 @@ static void quant_block(const kq_engine *e, const kq_shape *g, const float *x, c
 
 KQ_ROW_ENTRIES(q6_K, &k_shape, 1, offsetof(smelt_block_q6_K, d))
 
-float smelt_dot_q6_K(const void *vx, const void *vy, size_t n)
-{
-    const smelt_block_q6_K *x = vx;
-    const smelt_block_q8_K *y = vy;
-    float acc[8] = {0}, accb = 0;
-    for (size_t i = 0; i < n / QK; i++) {
-        int32_t lane[8] = {0};
-        int sumb = 0, lv[16];
-        for (int j = 0; j < 16; j++) {
-            for (int l = 0; l < 16; l++) lv[l] = level_at(&x[i], 16 * j + l);
-            kq_lanes_sub(lane, 16, j, x[i].scales[j], lv, y[i].qs + 16 * j);
-            sumb += x[i].scales[j] * y[i].bsums[j]; /* the stored levels carry a bias of 32 */
-        }
-        float dd = q_f16(&x[i].d) * y[i].d;
-        q_lanes_add(acc, dd, lane);
-        accb = accb + dd * (float)(32 * sumb);
-    }
-    return q_lanes_sum(acc) - accb;
-}

@@ -1,5 +1,5 @@
-/* legacy.c — Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q8_1: decoders, llama.cpp-exact reference encoders,
- * smelt's error-minimising encoders and portable dot products.
+/* legacy.c — Q4_0 Q4_1 Q5_0 Q5_1 Q8_0: decoders, llama.cpp-exact reference encoders and
+ * smelt's error-minimising encoders.
  * Includes quant/ headers and formats/base/half.h only. */
 #include "legacy.h"
 
@@ -75,15 +75,6 @@ static void deq_q5_1(const void *src, float *dst, size_t n)
 static void deq_q8_0(const void *src, float *dst, size_t n)
 {
     const smelt_block_q8_0 *b = src;
-    for (size_t i = 0; i < n / QK; i++, dst += QK) {
-        float d = q_f16(&b[i].d);
-        for (int j = 0; j < QK; j++) dst[j] = (float)b[i].qs[j] * d;
-    }
-}
-
-static void deq_q8_1(const void *src, float *dst, size_t n)
-{
-    const smelt_block_q8_1 *b = src;
     for (size_t i = 0; i < n / QK; i++, dst += QK) {
         float d = q_f16(&b[i].d);
         for (int j = 0; j < QK; j++) dst[j] = (float)b[i].qs[j] * d;
@@ -201,130 +192,20 @@ static void ref_q8_0(const float *x, void *dst, int64_t k)
     }
 }
 
-static void ref_q8_1(const float *x, void *dst, int64_t k)
-{
-    smelt_block_q8_1 *y = dst;
-    for (int64_t i = 0; i < k / QK; i++, x += QK) {
-        float d;
-        int sum = ref_levels_q8(x, &d, y[i].qs);
-        q_put_f16(&y[i].d, d);
-        q_put_f16(&y[i].s, (float)sum * d);
-    }
-}
-
 /* ==== smelt's encoders (portable build of legacy_enc.inc) ==== */
 
 #include "quant/vec.h"
 
 #include "legacy_enc.inc"
 
-/* ==== dot products (portable) ====
- * Integer lane sums per block (quant_int.h), then acc[j] += (dx * dy) * p[j]; the _1
- * types add m * s per block to a separate scalar, added after the lanes. */
-
-/* Levels of a 32-element nibble block in element order (low nibbles, then high). */
-static void nibbles(const uint8_t *qs, int bias, int *q)
-{
-    for (int j = 0; j < 16; j++) {
-        q[j] = (qs[j] & 15) - bias;
-        q[j + 16] = (qs[j] >> 4) - bias;
-    }
-}
-
-static void q5_levels(const uint8_t *qs, const uint8_t *qh, int bias, int *q)
-{
-    uint32_t h;
-    memcpy(&h, qh, 4);
-    nibbles(qs, 0, q);
-    for (int j = 0; j < 32; j++) q[j] = (q[j] | (int)((h >> j) & 1) << 4) - bias;
-}
-
-static float dot_q4_0(const void *vx, const void *vy, size_t n)
-{
-    const smelt_block_q4_0 *x = vx;
-    const smelt_block_q8_0 *y = vy;
-    float acc[8] = {0};
-    int q[32];
-    int32_t p[8];
-    for (size_t i = 0; i < n / QK; i++) {
-        nibbles(x[i].qs, 8, q);
-        q_lanes_dot32(q, y[i].qs, p);
-        q_lanes_add(acc, q_f16(&x[i].d) * q_f16(&y[i].d), p);
-    }
-    return q_lanes_sum(acc);
-}
-
-static float dot_q4_1(const void *vx, const void *vy, size_t n)
-{
-    const smelt_block_q4_1 *x = vx;
-    const smelt_block_q8_1 *y = vy;
-    float acc[8] = {0}, ms = 0;
-    int q[32];
-    int32_t p[8];
-    for (size_t i = 0; i < n / QK; i++) {
-        nibbles(x[i].qs, 0, q);
-        q_lanes_dot32(q, y[i].qs, p);
-        q_lanes_add(acc, q_f16(&x[i].d) * q_f16(&y[i].d), p);
-        ms = ms + q_f16(&x[i].m) * q_f16(&y[i].s);
-    }
-    return q_lanes_sum(acc) + ms;
-}
-
-static float dot_q5_0(const void *vx, const void *vy, size_t n)
-{
-    const smelt_block_q5_0 *x = vx;
-    const smelt_block_q8_0 *y = vy;
-    float acc[8] = {0};
-    int q[32];
-    int32_t p[8];
-    for (size_t i = 0; i < n / QK; i++) {
-        q5_levels(x[i].qs, x[i].qh, 16, q);
-        q_lanes_dot32(q, y[i].qs, p);
-        q_lanes_add(acc, q_f16(&x[i].d) * q_f16(&y[i].d), p);
-    }
-    return q_lanes_sum(acc);
-}
-
-static float dot_q5_1(const void *vx, const void *vy, size_t n)
-{
-    const smelt_block_q5_1 *x = vx;
-    const smelt_block_q8_1 *y = vy;
-    float acc[8] = {0}, ms = 0;
-    int q[32];
-    int32_t p[8];
-    for (size_t i = 0; i < n / QK; i++) {
-        q5_levels(x[i].qs, x[i].qh, 0, q);
-        q_lanes_dot32(q, y[i].qs, p);
-        q_lanes_add(acc, q_f16(&x[i].d) * q_f16(&y[i].d), p);
-        ms = ms + q_f16(&x[i].m) * q_f16(&y[i].s);
-    }
-    return q_lanes_sum(acc) + ms;
-}
-
-static float dot_q8_0(const void *vx, const void *vy, size_t n)
-{
-    const smelt_block_q8_0 *x = vx;
-    const smelt_block_q8_0 *y = vy;
-    float acc[8] = {0};
-    int q[32];
-    int32_t p[8];
-    for (size_t i = 0; i < n / QK; i++) {
-        for (int j = 0; j < QK; j++) q[j] = x[i].qs[j];
-        q_lanes_dot32(q, y[i].qs, p);
-        q_lanes_add(acc, q_f16(&x[i].d) * q_f16(&y[i].d), p);
-    }
-    return q_lanes_sum(acc);
-}
-
 /* ==== the family ==== */
 
 static const smelt_qtype_ops k_legacy[] = {
-    {SMELT_TYPE_Q4_0, deq_q4_0, smelt_quant_q4_0_port, ref_q4_0, dot_q4_0, SMELT_TYPE_Q8_0, false, false, smelt_quant_q4_0_err_port},
-    {SMELT_TYPE_Q4_1, deq_q4_1, smelt_quant_q4_1_port, ref_q4_1, dot_q4_1, SMELT_TYPE_Q8_1, false, false, smelt_quant_q4_1_err_port},
-    {SMELT_TYPE_Q5_0, deq_q5_0, smelt_quant_q5_0_port, ref_q5_0, dot_q5_0, SMELT_TYPE_Q8_0, false, false, smelt_quant_q5_0_err_port},
-    {SMELT_TYPE_Q5_1, deq_q5_1, smelt_quant_q5_1_port, ref_q5_1, dot_q5_1, SMELT_TYPE_Q8_1, false, false, smelt_quant_q5_1_err_port},
-    {SMELT_TYPE_Q8_0, deq_q8_0, smelt_quant_q8_0_port, ref_q8_0, dot_q8_0, SMELT_TYPE_Q8_0, false, false, smelt_quant_q8_0_err_port},
-    {SMELT_TYPE_Q8_1, deq_q8_1, NULL, ref_q8_1, NULL, SMELT_TYPE_Q8_1, false, true, NULL},
+    {.type = SMELT_TYPE_Q4_0, .dequantize = deq_q4_0, .quantize = smelt_quant_q4_0_port, .quantize_ref = ref_q4_0, .quantize_err = smelt_quant_q4_0_err_port},
+    {.type = SMELT_TYPE_Q4_1, .dequantize = deq_q4_1, .quantize = smelt_quant_q4_1_port, .quantize_ref = ref_q4_1, .quantize_err = smelt_quant_q4_1_err_port},
+    {.type = SMELT_TYPE_Q5_0, .dequantize = deq_q5_0, .quantize = smelt_quant_q5_0_port, .quantize_ref = ref_q5_0, .quantize_err = smelt_quant_q5_0_err_port},
+    {.type = SMELT_TYPE_Q5_1, .dequantize = deq_q5_1, .quantize = smelt_quant_q5_1_port, .quantize_ref = ref_q5_1, .quantize_err = smelt_quant_q5_1_err_port},
+    {.type = SMELT_TYPE_Q8_0, .dequantize = deq_q8_0, .quantize = smelt_quant_q8_0_port, .quantize_ref = ref_q8_0, .quantize_err = smelt_quant_q8_0_err_port},
 };
 
 const smelt_qfamily smelt_legacy_family = {k_legacy, sizeof k_legacy / sizeof k_legacy[0]};

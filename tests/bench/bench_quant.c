@@ -7,9 +7,7 @@
  * measurement walks the matrix from the first row until the whole matrix is done or its
  * time is up, and reports input MB/s (f32 bytes read); three alternating rounds per
  * side, the best of each kept. Without an
- * imatrix and with a synthetic one. Then vec_dot speed (one thread, a row of 4096 against
- * activations of its vec_dot type): smelt's kernels vs ggml-cpu's (the AVX2 "haswell"
- * build of node-llama-cpp). Environment: SMELT_BENCH_THREADS (default: CPUs),
+ * imatrix and with a synthetic one. Environment: SMELT_BENCH_THREADS (default: CPUs),
  * SMELT_BENCH_SECONDS (default 1), SMELT_BENCH_TYPES (comma list, default all). */
 #include <dlfcn.h>
 #include <math.h>
@@ -76,43 +74,6 @@ static double measure(int smelt, chunk_fn chunk, int type, const float *x, uint8
         t = now() - t0;
     }
     return (double)done * COLS * 4 / t / 1e6;
-}
-
-typedef void (*ggml_dot_fn)(int n, float *s, size_t bs, const void *x, size_t bx, const void *y, size_t by, int nrc);
-typedef struct {
-    void *from_float;
-    ggml_dot_fn vec_dot;
-    int vec_dot_type;
-    int64_t nrows;
-} ggml_cpu_traits;
-
-/* ggml-cpu's traits from the AVX2 build, loaded privately (RTLD_LOCAL), or NULL. */
-static const ggml_cpu_traits *ggml_cpu(int type)
-{
-    void *h = tu_oracle_ggml_cpu_haswell();
-    const ggml_cpu_traits *(*get)(int) = h ? (const ggml_cpu_traits *(*)(int))dlsym(h, "ggml_get_type_traits_cpu") : NULL;
-    return get ? get(type) : NULL;
-}
-
-/* Weight GB/s of vec_dot over `rows` rows of 4096 (each against the same activations). */
-static double dot_speed(const smelt_qtype_ops *o, const ggml_cpu_traits *g, const uint8_t *w, const uint8_t *a,
-                        size_t row_bytes, int rows)
-{
-    volatile float sink = 0;
-    double t0 = now(), t;
-    long done = 0;
-    do {
-        for (int r = 0; r < rows; r++) {
-            float s = 0;
-            if (o) s = o->vec_dot(w + (size_t)r * row_bytes, a, COLS);
-            else g->vec_dot(COLS, &s, 0, w + (size_t)r * row_bytes, 0, a, 0, 1);
-            sink += s;
-        }
-        done += rows;
-        t = now() - t0;
-    } while (t < 0.2);
-    (void)sink;
-    return (double)done * row_bytes / t / 1e9;
 }
 
 static int wanted(const char *list, const char *name)
@@ -193,35 +154,6 @@ int main(void)
     }
     if (chunk) printf("lowest ratio smelt/ggml: %.2f (target >= 1.00)\n", worst);
 
-    printf("\nvec_dot, one thread, weight GB/s (row of %d against its activation type)\n", COLS);
-    printf("%-6s %-6s %10s %10s %10s %8s\n", "type", "with", "portable", smelt_isa_name(smelt_q_isa()), "ggml-cpu",
-           "ratio");
-    const int rows = 256;
-    float *act = malloc(COLS * 4);
-    for (int j = 0; j < COLS; j++) act[j] = x[j] * 50;
-    uint8_t *ya = malloc(COLS * 4);
-    for (size_t i = 0; i < smelt_q_n_types(); i++) {
-        int t = smelt_q_type_at(i);
-        const smelt_qtype_ops *o = smelt_q_ops(t), *op = smelt_q_ops_isa(t, SMELT_ISA_PORTABLE);
-        if (o->internal || !o->vec_dot || !wanted(types, smelt_type_name(t))) continue;
-        uint64_t rb;
-        smelt_type_row_bytes(t, COLS, &rb, NULL);
-        smelt_q_quantize_rows(t, x, dst, rows, COLS, NULL, pool, NULL);
-        smelt_q_ops(o->vec_dot_type)->quantize_ref(act, ya, COLS);
-        double sp = dot_speed(op, NULL, dst, ya, rb, rows), sv = dot_speed(o, NULL, dst, ya, rb, rows);
-        const ggml_cpu_traits *g = ggml_cpu(t);
-        if (g && g->vec_dot && g->vec_dot_type == o->vec_dot_type) {
-            double sg = dot_speed(NULL, g, dst, ya, rb, rows);
-            printf("%-6s %-6s %10.2f %10.2f %10.2f %8.2f\n", smelt_type_name(t), smelt_type_name(o->vec_dot_type), sp,
-                   sv, sg, sv / sg);
-        } else {
-            printf("%-6s %-6s %10.2f %10.2f %10s %8s\n", smelt_type_name(t), smelt_type_name(o->vec_dot_type), sp, sv,
-                   "-", "-");
-        }
-        fflush(stdout);
-    }
-    free(act);
-    free(ya);
     smelt_pool_free(pool);
     free(x);
     free(imx);

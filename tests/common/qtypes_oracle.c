@@ -23,17 +23,13 @@ int *qt_quant_types(size_t *n)
     return p;
 }
 
-void qt_free_params(struct criterion_test_params *p)
-{ cr_free(p->params); }
+void qt_free_params(struct criterion_test_params *p) { cr_free(p->params); }
 
-const char *qt_name(int t)
-{ return smelt_type_name(t); }
+const char *qt_name(int t) { return smelt_type_name(t); }
 
-uint32_t qt_blck(int t)
-{ return smelt_type_get(t)->blck; }
+uint32_t qt_blck(int t) { return smelt_type_get(t)->blck; }
 
-size_t qt_bytes(int t, size_t n)
-{ return n / smelt_type_get(t)->blck * smelt_type_get(t)->bytes; }
+size_t qt_bytes(int t, size_t n) { return n / smelt_type_get(t)->blck * smelt_type_get(t)->bytes; }
 
 uint64_t qt_next(qt_rng *r)
 {
@@ -44,8 +40,7 @@ uint64_t qt_next(qt_rng *r)
     return r->s = x;
 }
 
-double qt_unif(qt_rng *r)
-{ return (double)(qt_next(r) >> 11) * (1.0 / 9007199254740992.0); }
+double qt_unif(qt_rng *r) { return (double)(qt_next(r) >> 11) * (1.0 / 9007199254740992.0); }
 
 double qt_norm(qt_rng *r)
 {
@@ -158,12 +153,5 @@ qt_deq_fn qt_ggml_deq(int t)
     return (qt_deq_fn)qt_ggml_sym(n);
 }
 
-qt_chunk_fn qt_ggml_chunk(void)
-{ return (qt_chunk_fn)qt_ggml_sym("ggml_quantize_chunk"); }
+qt_chunk_fn qt_ggml_chunk(void) { return (qt_chunk_fn)qt_ggml_sym("ggml_quantize_chunk"); }
 
-const qt_cpu_traits *qt_ggml_cpu_traits(int t)
-{
-    void *h = tu_oracle_ggml_cpu();
-    const qt_cpu_traits *(*get)(int) = h ? (const qt_cpu_traits *(*)(int))dlsym(h, "ggml_get_type_traits_cpu") : NULL;
-    return get ? get(t) : NULL;
-}

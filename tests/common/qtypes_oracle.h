@@ -1,6 +1,6 @@
 /* qtypes_oracle.h — shared by the quant tests: deterministic data sets, the sample model's
  * weights, a synthetic importance matrix, and llama.cpp's type functions (libggml-base,
- * libggml-cpu, through tests/common/testutil.h's loader). */
+ * through tests/common/testutil.h's loader). */
 #ifndef SMELT_TESTS_QTYPES_ORACLE_H
 #define SMELT_TESTS_QTYPES_ORACLE_H
 
@@ -85,13 +85,6 @@ typedef size_t (*qt_chunk_fn)(int type, const float *src, void *dst, int64_t sta
                               const float *imatrix);
 typedef void (*qt_ref_fn)(const float *x, void *y, int64_t k);
 typedef void (*qt_deq_fn)(const void *x, float *y, int64_t k);
-typedef void (*qt_vec_dot_fn)(int n, float *s, size_t bs, const void *x, size_t bx, const void *y, size_t by, int nrc);
-typedef struct {
-    void *from_float;
-    qt_vec_dot_fn vec_dot;
-    int vec_dot_type;
-    int64_t nrows;
-} qt_cpu_traits;
 
 void *qt_ggml_sym(const char *name);
 
@@ -103,8 +96,6 @@ qt_deq_fn qt_ggml_deq(int t);
 
 qt_chunk_fn qt_ggml_chunk(void);
 
-/* ggml-cpu's type traits (generic x86-64 build), or NULL. */
-const qt_cpu_traits *qt_ggml_cpu_traits(int t);
 
 #define QT_NEED_ORACLE()                                                                                     \
     do {                                                                                                     \

@@ -158,31 +158,6 @@ void *tu_oracle_llama(void)
     return h;
 }
 
-void *tu_oracle_ggml_cpu_haswell(void)
-{
-    static void *h;
-    if (!h && tu_oracle_ggml() && tu_oracle_libdir()) {
-        char p[4200];
-        snprintf(p, sizeof p, "%s/libggml-cpu-haswell.so", tu_oracle_libdir());
-        if ((h = dlopen(p, RTLD_NOW | RTLD_LOCAL))) {
-            void (*init)(void) = (void (*)(void))dlsym(h, "ggml_cpu_init");
-            if (init) init();
-        }
-    }
-    return h;
-}
-
-void *tu_oracle_ggml_cpu(void)
-{
-    static void *h;
-    static const char *const names[] = {"libggml-cpu-x64.so"};
-    if (!h && tu_oracle_ggml() && (h = oracle_open(names, 1))) {
-        void (*init)(void) = (void (*)(void))dlsym(h, "ggml_cpu_init");
-        if (init) init();
-    }
-    return h;
-}
-
 int tu_oracle_load_backends(void)
 {
     static int state; /* 0 not tried, 1 loaded, -1 failed */

@@ -34,11 +34,6 @@ const char *tu_oracle_libdir(void);
 void *tu_oracle_ggml(void);
 /* dlopen()ed libllama, or NULL. */
 void *tu_oracle_llama(void);
-/* dlopen()ed libggml-cpu (the generic x86-64 CPU backend, ggml_cpu_init() done), or NULL. */
-void *tu_oracle_ggml_cpu(void);
-/* The AVX2 ("haswell") CPU backend, loaded privately (RTLD_LOCAL) beside the generic one,
- * ggml_cpu_init() done; NULL when absent. For benchmarks against ggml's fastest kernels. */
-void *tu_oracle_ggml_cpu_haswell(void);
 /* ggml's backends registered from the oracle's directory (what libllama needs before it
  * loads a model); false when the libraries are missing. Once per process. */
 int tu_oracle_load_backends(void);

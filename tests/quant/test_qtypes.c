@@ -4,7 +4,6 @@
  *   - ggml's dequantize_row_* decodes smelt's blocks to exactly smelt's floats, on the
  *     sample model's weights and on random data of many shapes, and on random bytes;
  *   - the AVX2 kernel set gives the same bytes and floats as the portable one;
- *   - vec_dot agrees with dequantize + f64 dot, and with ggml-cpu's vec_dot;
  *   - encoders are row-independent, thread-count independent and NaN-safe. */
 #include "tests/common/qtypes_oracle.h"
 
@@ -188,100 +187,6 @@ ParameterizedTest(int *type, qtypes, avx2_matches_portable)
     free(b);
 }
 
-/* ==== dot products ==== */
-
-ParameterizedTestParameters(qtypes, vec_dot)
-{
-    size_t n;
-    int *p = qt_all_types(&n);
-    return cr_make_param_array(int, p, n, qt_free_params);
-}
-
-/* vec_dot(x, y) against the f64 dot of the decoded rows: |error| <= 2^-20 * sum |x_i y_i|
- * (f32 products and partial sums; the integer block sums are exact). With Q8_1
- * activations the format itself replaces m * sum(y) by m * s, s = f16(d * sum q), so
- * 2^-10 * sum over blocks |m s| is added. Every kernel set must give the same float.
- * Also ggml-cpu's vec_dot on the same blocks, and its choice of activation type. */
-ParameterizedTest(int *type, qtypes, vec_dot)
-{
-    int t = *type;
-    const smelt_qtype_ops *o = smelt_q_ops(t);
-    if (o->internal) cr_skip_test("%s is an activation type (right-hand side of dots)", qt_name(t));
-    cr_assert(o->vec_dot, "%s has no vec_dot", qt_name(t));
-    const smelt_qtype_ops *oy = smelt_q_ops(o->vec_dot_type);
-    cr_assert(oy && oy->quantize_ref && oy->dequantize);
-    const int n = 4096;
-    float *x = malloc(n * 4), *y = malloc(n * 4), *xd = malloc(n * 4), *yd = malloc(n * 4);
-    uint8_t *qx = malloc(qt_bytes(t, n) + 64), *qy = malloc(qt_bytes(o->vec_dot_type, n) + 64);
-    const qt_cpu_traits *gx = qt_ggml_cpu_traits(t);
-    for (int k = 0; k < QT_N_KINDS; k++) {
-        if (k == QT_TINIER || k == QT_LARGE) continue; /* f16/q8 activations would overflow or vanish */
-        qt_fill(x, n, k, 400 + (uint64_t)k);
-        qt_fill(y, n, QT_NORMAL, 500 + (uint64_t)k);
-        for (int i = 0; i < n; i++) y[i] *= 50;
-        if (o->quantize) o->quantize(x, qx, 1, n, NULL);
-        else o->quantize_ref(x, qx, n);
-        oy->quantize_ref(y, qy, n);
-        o->dequantize(qx, xd, n);
-        oy->dequantize(qy, yd, n);
-        double ref = 0, mag = 0;
-        for (int i = 0; i < n; i++) {
-            ref += (double)xd[i] * yd[i];
-            mag += fabs((double)xd[i] * yd[i]);
-        }
-        if (o->vec_dot_type == SMELT_TYPE_Q8_1) { /* m at bytes 2-3 of Q4_1/Q5_1, s at 2-3 of Q8_1 */
-            size_t bx = smelt_type_get(t)->bytes, by = smelt_type_get(SMELT_TYPE_Q8_1)->bytes;
-            for (int b = 0; b < n / 32; b++) {
-                uint16_t hm, hs;
-                memcpy(&hm, qx + b * bx + 2, 2);
-                memcpy(&hs, qy + b * by + 2, 2);
-                mag += fabs((double)smelt_f16_to_f32(hm) * smelt_f16_to_f32(hs)) * 1024;
-            }
-        }
-        float s = o->vec_dot(qx, qy, n);
-        cr_expect(fabs(s - ref) <= mag * 0x1p-20 + 1e-30, "%s . %s on %s data: %.9g vs %.9g (tolerance %.3g)",
-                  qt_name(t), qt_name(o->vec_dot_type), qt_kind_name(k), s, ref, mag * 0x1p-20);
-        for (int isa = 0; isa < SMELT_ISA_COUNT; isa++) {
-            const smelt_qtype_ops *oi = smelt_q_ops_isa(t, isa);
-            if (!oi) continue;
-            float si = oi->vec_dot(qx, qy, n);
-            cr_expect(memcmp(&si, &s, 4) == 0, "%s vec_dot: %s gives %a, %s gives %a", qt_name(t),
-                      smelt_isa_name(isa), si, smelt_isa_name(smelt_q_isa()), s);
-        }
-        if (gx && gx->vec_dot) {
-            float sg = 0;
-            gx->vec_dot(n, &sg, 0, qx, 0, qy, 0, 1);
-            cr_expect(fabs(sg - ref) <= mag * 0x1p-18 + 1e-30, "ggml's vec_dot on smelt's %s blocks: %.9g vs %.9g",
-                      qt_name(t), sg, ref);
-        }
-    }
-    /* arbitrary weight blocks (e.g. Q8_0 levels of -128, odd scales): every kernel set
-     * still returns the same float */
-    qt_rng r = {4242};
-    for (int rep = 0; rep < 8; rep++) {
-        size_t nbx = qt_bytes(t, n);
-        for (size_t i = 0; i < nbx; i++) qx[i] = (uint8_t)qt_next(&r);
-        qt_fill(y, n, QT_NORMAL, 600 + (uint64_t)rep);
-        oy->quantize_ref(y, qy, n);
-        float s0 = smelt_q_ops_isa(t, SMELT_ISA_PORTABLE)->vec_dot(qx, qy, n);
-        for (int isa = 1; isa < SMELT_ISA_COUNT; isa++) {
-            const smelt_qtype_ops *oi = smelt_q_ops_isa(t, isa);
-            if (!oi) continue;
-            float si = oi->vec_dot(qx, qy, n);
-            cr_expect(memcmp(&si, &s0, 4) == 0 || (isnan(si) && isnan(s0)),
-                      "%s vec_dot on random blocks: %s gives %a, portable %a", qt_name(t), smelt_isa_name(isa), si, s0);
-        }
-    }
-    if (gx) cr_expect_eq(gx->vec_dot_type, o->vec_dot_type, "%s: ggml pairs it with type %d, smelt with %d",
-                         qt_name(t), gx->vec_dot_type, o->vec_dot_type);
-    free(x);
-    free(y);
-    free(xd);
-    free(yd);
-    free(qx);
-    free(qy);
-}
-
 /* ==== encoder properties ==== */
 
 ParameterizedTestParameters(qtypes, rows_and_threads_independent)
@@ -361,8 +266,8 @@ Test(qtypes, table_matches_ggml_traits)
         int t = smelt_q_type_at(i);
         const smelt_qtype_ops *o = smelt_q_ops(t);
         cr_assert(o && o->type == t, "table entry %zu", i);
-        cr_expect(o->dequantize && o->quantize_ref, "%s lacks a decoder or reference encoder", qt_name(t));
-        cr_expect(o->internal == !o->quantize, "%s: only activation types lack an encoder", qt_name(t));
+        cr_expect(o->dequantize && o->quantize && o->quantize_ref, "%s lacks a decoder, an encoder or a reference encoder",
+                  qt_name(t));
         if (req) cr_expect_eq(o->needs_imatrix, req(t), "%s needs_imatrix", qt_name(t));
     }
     size_t (*tsize)(int) = (size_t(*)(int))qt_ggml_sym("ggml_type_size");
