@@ -97,6 +97,7 @@ static inline const smelt_qtype_ops *smelt_qfamily_at(const smelt_qfamily *f, si
 extern const smelt_qfamily smelt_legacy_family, smelt_legacy_family_avx2;
 extern const smelt_qfamily smelt_kquant_family, smelt_kquant_family_avx2;
 extern const smelt_qfamily smelt_iquant_family;
+extern const smelt_qfamily smelt_ternary_family, smelt_mxfp_family;
 extern const smelt_qfamily smelt_plain_family_avx2;
 
 #endif
