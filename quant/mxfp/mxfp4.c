@@ -13,10 +13,9 @@
 /* the format's E2M1 values, doubled (ggml's kvalues_mxfp4) */
 const int8_t smelt_mxfp4_values[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 
-/* Midpoints between the magnitudes 0 1 2 3 4 6 8 12 (code order), and the step from each
- * magnitude to the next: a magnitude is the sum of the steps whose midpoint it passed. */
+/* Midpoints between the magnitudes 0 1 2 3 4 6 8 12 (code order): a magnitude's code is
+ * the number of midpoints at or below it. */
 static const float k_mid[7] = {0.5f, 1.5f, 2.5f, 3.5f, 5.f, 7.f, 10.f};
-static const float k_step[7] = {1, 1, 1, 1, 2, 2, 4};
 
 /* h(e) of mxfp.h: 2^(e - 128) as an f32 bit pattern (subnormal for e < 2) */
 static float half_scale(uint8_t e)
@@ -75,30 +74,35 @@ static void ref_mxfp4(const float *x, void *dst, int64_t k)
     }
 }
 
-/* Weighted squared error of the nearest codes at half scale d (inv = 1 / d), branch-free so
- * that it vectorizes. */
-static float fit_error(const float *x, const float *w, float d, float inv)
+/* The nearest code of each magnitude u (in doubled units of the half scale), counted one
+ * midpoint at a time over the block so that the loops vectorize. */
+static void magnitude_codes(const float *u, int32_t *k)
 {
-    float e[8] = {0};
-    for (int j = 0; j < QK; j += 8)
-        for (int k = 0; k < 8; k++) {
-            float a = fabsf(x[j + k]), u = a * inv, v = 0;
-            for (int m = 0; m < 7; m++) v += u >= k_mid[m] ? k_step[m] : 0.f;
-            float r = a - v * d;
-            e[k] += w[j + k] * r * r;
-        }
-    return q_lanes_sum(e);
+    for (int j = 0; j < QK; j++) k[j] = 0;
+    for (int m = 0; m < 7; m++) {
+        const float t = k_mid[m];
+        for (int j = 0; j < QK; j++) k[j] += u[j] >= t;
+    }
 }
 
-/* The nearest code of each element at inverse half scale inv (0 is code 0). */
-static void fit_codes(const float *x, float inv, uint8_t *c)
+/* Weighted squared error of the nearest codes of magnitudes a at half scale d. */
+static float fit_error(const float *a, const float *w, float d)
 {
+    float u[QK], e[8] = {0}, inv = 1.f / d;
+    int32_t k[QK];
+    for (int j = 0; j < QK; j++) u[j] = a[j] * inv;
+    magnitude_codes(u, k);
+    /* the magnitudes 0 1 2 3 4 6 8 12 of codes 0..7, by arithmetic (no table lookups) */
     for (int j = 0; j < QK; j++) {
-        float u = fabsf(x[j]) * inv;
-        int k = 0;
-        for (int m = 0; m < 7; m++) k += u >= k_mid[m];
-        c[j] = (uint8_t)(k == 0 ? 0 : x[j] < 0 ? k + 8 : k);
+        int c = k[j];
+        u[j] = (float)(c + (c > 4 ? c - 4 : 0) + (c == 7 ? 2 : 0));
     }
+    for (int j = 0; j < QK; j += 8)
+        for (int l = 0; l < 8; l++) {
+            float r = a[j + l] - u[j + l] * d;
+            e[l] += w[j + l] * r * r;
+        }
+    return q_lanes_sum(e);
 }
 
 /* The reference exponent, one above and one below: with the scale fixed the nearest codes
@@ -109,24 +113,34 @@ static void enc_block(const void *ctx, const float *x, const float *w, void *dst
 {
     (void)ctx;
     smelt_block_mxfp4 *y = dst;
-    float amax = 0;
-    for (int j = 0; j < QK; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
-    int e0 = amax > 0 ? (int)(floorf(log2f(amax)) - 2 + 127) : 0; /* unwrapped */
+    float a[QK], amax = 0;
+    for (int j = 0; j < QK; j++) {
+        a[j] = fabsf(x[j]);
+        amax = a[j] > amax ? a[j] : amax;
+    }
+    /* the reference exponent from the bits of amax: its log2f may round up to the next
+     * integer just below a power of two, which is the candidate above */
+    uint32_t bits;
+    memcpy(&bits, &amax, 4);
+    int e0 = (int)(bits >> 23) - 2;
     e0 = e0 < 0 ? 0 : e0 > 254 ? 254 : e0;
     float best = INFINITY;
     int be = e0;
     for (int e = e0 - 1; e <= e0 + 1 && amax > 0; e++) {
         if (e < 0 || e > 254) continue;
-        float d = half_scale((uint8_t)e), err = fit_error(x, w, d, 1.f / d);
+        float err = fit_error(a, w, half_scale((uint8_t)e));
         if (err < best) {
             best = err;
             be = e;
         }
     }
-    uint8_t c[QK];
-    fit_codes(x, 1.f / half_scale((uint8_t)be), c);
+    float u[QK], inv = 1.f / half_scale((uint8_t)be);
+    int32_t k[QK];
+    for (int j = 0; j < QK; j++) u[j] = a[j] * inv;
+    magnitude_codes(u, k);
+    for (int j = 0; j < QK; j++) k[j] = k[j] == 0 ? 0 : x[j] < 0 ? k[j] + 8 : k[j];
     y->e = (uint8_t)be;
-    for (int j = 0; j < 16; j++) y->qs[j] = (uint8_t)(c[j] | c[j + 16] << 4);
+    for (int j = 0; j < 16; j++) y->qs[j] = (uint8_t)(k[j] | k[j + 16] << 4);
 }
 
 static void quant_mxfp4(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)

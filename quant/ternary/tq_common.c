@@ -5,7 +5,7 @@
 #include "ternary_int.h"
 
 #define ROUND_MAGIC 12582912.f /* 1.5 * 2^23: adding and subtracting it rounds to an integer */
-#define NBIN 256               /* histogram bins over x / max|x| in [-1, 1] */
+#define NBIN 128               /* histogram bins over x / max|x| in [-1, 1] */
 #define T_MIN 0.9f             /* candidate scales: the largest |x| at T_MIN .. T_MAX levels */
 #define T_MAX 4.5f
 #define T_STEP 0.1f
