@@ -8,7 +8,7 @@
 #define NBIN 128               /* histogram bins over x / max|x| in [-1, 1] */
 #define T_MIN 0.9f             /* candidate scales: the largest |x| at T_MIN .. T_MAX levels */
 #define T_MAX 4.5f
-#define T_STEP 0.1f
+#define T_STEP 0.2f
 #define LLOYD_ROUNDS 6
 
 /* Nearest level of v, clamped to -1 .. hi (v clamped first, so the rounding stays exact). */
