@@ -1,30 +1,30 @@
 /* tq1_0.c — TQ1_0: 256 trits packed five to a byte in base 3, one f16 scale (layout in
  * ternary.h): the packing, and the type's descriptor over the shared decoder, reference
  * encoder, encoder and dot (tq_common.c). Includes quant/ only. */
+#include <stddef.h>
+
 #include "ternary_int.h"
 
-/* Where each byte's trits go: byte k of the block (qs then qh) holds the elements
- * first + stride * n, n = 0 .. count - 1, the first one most significant. */
-static void byte_elements(int k, int *first, int *stride, int *count)
-{
-    if (k < 32) *first = k, *stride = 32, *count = 5;
-    else if (k < 48) *first = 160 + (k - 32), *stride = 16, *count = 5;
-    else *first = 240 + (k - 48), *stride = 4, *count = 4;
-}
+_Static_assert(offsetof(smelt_block_tq1_0, qh) == 48, "qh follows qs");
+
+/* The block's bytes (qs then qh) in three runs: bytes first .. first + count - 1 hold
+ * `digits` trits each, byte first + m holding elements elem + m + stride * n (n = 0 ..
+ * digits - 1, the first most significant). */
+static const struct {
+    int first, count, elem, stride, digits;
+} k_runs[3] = {{0, 32, 0, 32, 5}, {32, 16, 160, 16, 5}, {48, 4, 240, 4, 4}};
 
 static float block_codes(const void *blk, int *t)
 {
     static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
     const smelt_block_tq1_0 *b = blk;
-    for (int k = 0; k < 52; k++) {
-        uint8_t v = k < 48 ? b->qs[k] : b->qh[k - 48];
-        int first, stride, count;
-        byte_elements(k, &first, &stride, &count);
-        for (int n = 0; n < count; n++) {
-            uint8_t q = (uint8_t)(v * pow3[n]);
-            t[first + stride * n] = (q * 3) >> 8;
+    const uint8_t *bytes = blk; /* the block as bytes: qs, then qh */
+    for (int r = 0; r < 3; r++)
+        for (int n = 0; n < k_runs[r].digits; n++) {
+            int *out = t + k_runs[r].elem + k_runs[r].stride * n;
+            const uint8_t *in = bytes + k_runs[r].first;
+            for (int m = 0; m < k_runs[r].count; m++) out[m] = ((uint8_t)(in[m] * pow3[n]) * 3) >> 8;
         }
-    }
     return q_f16(&b->d);
 }
 
@@ -32,14 +32,13 @@ static float block_codes(const void *blk, int *t)
 static void pack(const int *t, uint16_t d, void *blk)
 {
     smelt_block_tq1_0 *b = blk;
-    for (int k = 0; k < 52; k++) {
-        int first, stride, count, v = 0;
-        byte_elements(k, &first, &stride, &count);
-        for (int n = 0; n < 5; n++) v = 3 * v + (n < count ? t[first + stride * n] : 0);
-        uint8_t byte = (uint8_t)((v * 256 + 242) / 243);
-        if (k < 48) b->qs[k] = byte;
-        else b->qh[k - 48] = byte;
-    }
+    uint8_t *bytes = blk;
+    for (int r = 0; r < 3; r++)
+        for (int m = 0; m < k_runs[r].count; m++) {
+            int v = 0;
+            for (int n = 0; n < 5; n++) v = 3 * v + (n < k_runs[r].digits ? t[k_runs[r].elem + m + k_runs[r].stride * n] : 0);
+            bytes[k_runs[r].first + m] = (uint8_t)((v * 256 + 242) / 243);
+        }
     b->d = d;
 }
 
