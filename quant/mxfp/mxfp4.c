@@ -126,7 +126,10 @@ static void enc_block(const void *ctx, const float *x, const float *w, void *dst
     e0 = e0 < 0 ? 0 : e0 > 254 ? 254 : e0;
     float best = INFINITY;
     int be = e0;
-    for (int e = e0 - 1; e <= e0 + 1 && amax > 0; e++) {
+    /* one above only when the largest value is beyond the top code 12 at e0: below that,
+     * its codes within reach are a subset of e0's (all doubled), so it cannot win */
+    int e_hi = amax > 12.f * half_scale((uint8_t)e0) ? e0 + 1 : e0;
+    for (int e = e0 - 1; e <= e_hi && amax > 0; e++) {
         if (e < 0 || e > 254) continue;
         float err = fit_error(a, w, half_scale((uint8_t)e));
         if (err < best) {
