@@ -55,7 +55,7 @@ static const smelt_qfamily k_plain_family = {k_plain, sizeof k_plain / sizeof k_
 /* Every family with portable kernels, then per other kernel set the families that
  * override some of them. */
 static const smelt_qfamily *const k_portable[] = {&k_plain_family, &smelt_legacy_family, &smelt_kquant_family,
-                                                  &smelt_iquant_family};
+                                                  &smelt_iquant_family, &smelt_ternary_family, &smelt_mxfp_family};
 static const smelt_qfamily *const k_avx2[] = {&smelt_legacy_family_avx2, &smelt_kquant_family_avx2};
 #define COUNT(a) (sizeof(a) / sizeof(a)[0])
 static const struct {

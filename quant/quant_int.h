@@ -56,6 +56,14 @@ static inline float q_signed_absmax(const float *x, int n)
 /* f32 → f16 → f32: the value a stored f16 field will decode to. */
 static inline float q_as_f16(float v) { return smelt_f16_to_f32(smelt_f32_to_f16(v)); }
 
+/* The sum of 8 partial sums in one fixed order, ((0+4)+(2+6))+((1+5)+(3+7)), the order an
+ * AVX2 register's halves are added in: loops that keep 8 lanes give the same float in
+ * every kernel set. */
+static inline float q_lanes_sum(const float *a)
+{
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+
 /* A family's contribution to the traits table: n entries, either an array of ops or (for
  * families whose descriptors live one per file) an array of pointers to them. */
 typedef struct smelt_qfamily {
@@ -74,5 +82,6 @@ static inline const smelt_qtype_ops *smelt_qfamily_at(const smelt_qfamily *f, si
 extern const smelt_qfamily smelt_legacy_family, smelt_legacy_family_avx2;
 extern const smelt_qfamily smelt_kquant_family, smelt_kquant_family_avx2;
 extern const smelt_qfamily smelt_iquant_family;
+extern const smelt_qfamily smelt_ternary_family, smelt_mxfp_family;
 
 #endif

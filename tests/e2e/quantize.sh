@@ -184,7 +184,7 @@ echo "tiny-mixtral: F32 F16 BF16 COPY Q8_0 byte-identical to llama-quantize (ima
 LP="${LQ%/*}/llama-perplexity"
 if [ -x "$LP" ]; then
   # a few mixes (test_quantize loads every ftype's output with libllama already)
-  runnable=$(awk '/^ +[0-9]+ +or +[A-Z]/ && !/plan only/ {print $3}' "$tmp/help" | grep -xE 'Q8_0|Q4_K_M|Q2_K|IQ4_NL|IQ4_XS|F16')
+  runnable=$(awk '/^ +[0-9]+ +or +[A-Z]/ && !/plan only/ {print $3}' "$tmp/help" | grep -xE 'Q8_0|Q4_K_M|Q2_K|IQ4_NL|IQ4_XS|TQ1_0|TQ2_0|MXFP4_MOE|F16')
   for t in $runnable; do
     "$Q" -q --imatrix "$imx" "$f16" "$tmp/r.gguf" "$t" 2 2>/dev/null || continue
     head -c 8000 samples/text/eval-en.txt >"$tmp/ev.txt"

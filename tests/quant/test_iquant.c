@@ -1,4 +1,5 @@
-/* test_iquant.c — the i-quants (IQ4_NL, IQ4_XS) at the edges the table-wide tests do not
+/* test_iquant.c — the i-quants (IQ4_NL, IQ4_XS), the ternary types (TQ1_0, TQ2_0) and
+ * MXFP4 at the edges the table-wide tests do not
  * reach, against libggml-base: rows of 256·k elements for odd k, and matrices whose rows
  * are all zero, have zero groups next to full ones, values whose scale leaves the f16
  * range at either end, single outliers, constant and alternating groups. For each:
@@ -111,4 +112,22 @@ Test(iquant, iq4_xs_edges)
 {
     QT_NEED_ORACLE();
     check_type(SMELT_TYPE_IQ4_XS);
+}
+
+Test(iquant, tq1_0_edges)
+{
+    QT_NEED_ORACLE();
+    check_type(SMELT_TYPE_TQ1_0);
+}
+
+Test(iquant, tq2_0_edges)
+{
+    QT_NEED_ORACLE();
+    check_type(SMELT_TYPE_TQ2_0);
+}
+
+Test(iquant, mxfp4_edges)
+{
+    QT_NEED_ORACLE();
+    check_type(SMELT_TYPE_MXFP4);
 }

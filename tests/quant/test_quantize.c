@@ -730,10 +730,10 @@ Test(quantize, errors_exact_messages)
              v.tiny);
     cr_assert_str_eq(line_of(&e), want);
 
-    opts_init(&o, &r, "TQ1_0");
-    o.pure = true; /* every weight tq1_0, a type smelt cannot write yet */
+    opts_init(&o, &r, "IQ3_S");
+    o.pure = true; /* every weight iq3_s, a type smelt cannot write yet */
     cr_assert_eq(smelt_quantize_run(&o, v.tiny, out, NULL, &e), SMELT_EUNSUPPORTED);
-    snprintf(want, sizeof want, "%s: 'output.weight': smelt cannot quantize to tq1_0 yet (needed by TQ1_0)", v.tiny);
+    snprintf(want, sizeof want, "%s: 'output.weight': smelt cannot quantize to iq3_s yet (needed by IQ3_S)", v.tiny);
     cr_assert_str_eq(line_of(&e), want);
 
     opts_init(&o, &r, "F16");
