@@ -2,10 +2,10 @@
  * packing, and the type's descriptor over the shared decoder, reference encoder, encoder
  * and dot (tq_common.c). Includes quant/ only.
  *
- * The format decodes code c to the level c - 1, so its four codes are the levels -1, 0, 1
- * and 2; llama.cpp's encoder writes only the first three (the ternary levels). smelt's
- * encoder uses all four, with d of either sign (levels -2 .. 1 when d < 0): a ternary
- * block is still found exactly, any other block gets a finer grid. */
+ * The format decodes code c to the level c - 1, so its four codes could mean -1, 0, 1 and 2;
+ * llama.cpp's encoder writes only the first three (the ternary levels), and so does
+ * smelt's: a backend written for ternary models may rely on it (docs/NOTES.md measures
+ * what the fourth level would buy on a model that is not ternary). */
 #include "ternary_int.h"
 
 /* code of element 128h + 32l + m is in bits 2l..2l+1 of qs[32h + m] */
@@ -30,7 +30,7 @@ static void pack(const int *c, uint16_t d, void *blk)
     b->d = d;
 }
 
-static const tq_format k_format = {sizeof(smelt_block_tq2_0), 2, block_codes, pack};
+static const tq_format k_format = {sizeof(smelt_block_tq2_0), 1, block_codes, pack};
 
 static void deq_tq2_0(const void *src, float *y, size_t n) { tq_dequantize(&k_format, src, y, n); }
 static void ref_tq2_0(const float *x, void *dst, int64_t n) { tq_ref(&k_format, x, dst, n); }
