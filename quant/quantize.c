@@ -479,17 +479,21 @@ out:
 
 /* ==== chosen plans: size budgets and replays ==== */
 
-/* general.file_type of a chosen plan: the ftype of its most frequent new type among the
- * tensors it changes, as llama.cpp guesses one (without the guessed flag). */
+/* general.file_type of a chosen plan: the ftype llama.cpp would guess for a file of the new
+ * type that holds the most elements among the tensors the plan changes (without the
+ * guessed flag). */
 static void set_chosen_file_type(smelt_qplan *p)
 {
-    int *types = malloc((p->n ? p->n : 1) * sizeof *types);
-    size_t n = 0;
-    if (!types) return; /* keeps 0 (all F32): the key is informational */
-    for (size_t i = 0; i < p->n; i++)
-        if (p->t[i].new_type != p->t[i].type) types[n++] = p->t[i].new_type;
-    p->file_type = n ? (uint32_t)smelt_ftype_guess(types, n) & ~(uint32_t)SMELT_FTYPE_GUESSED : (uint32_t)SMELT_FTYPE_F32;
-    free(types);
+    uint64_t elements[SMELT_TYPE_COUNT] = {0};
+    int best = SMELT_TYPE_F32;
+    for (size_t i = 0; i < p->n; i++) {
+        const smelt_qplan_tensor *q = &p->t[i];
+        if (q->new_type == q->type || q->new_type < 0 || q->new_type >= SMELT_TYPE_COUNT) continue;
+        elements[q->new_type] += q->ne[0] * q->ne[1] * q->ne[2] * q->ne[3];
+        if (elements[q->new_type] > elements[best] || (elements[q->new_type] == elements[best] && q->new_type < best))
+            best = q->new_type;
+    }
+    p->file_type = (uint32_t)smelt_ftype_guess(&best, 1) & ~(uint32_t)SMELT_FTYPE_GUESSED;
 }
 
 /* Bytes and totals after new types were chosen. */
