@@ -643,12 +643,27 @@ static int plan_target(job *j, smelt_err *e)
         rc = SMELT_NOMEM(e, "plan");
         goto out;
     }
+    uint64_t least = 0; /* the smallest plan, known before any estimate */
     for (size_t i = 0; i < p->n; i++) {
         const smelt_qplan_tensor *q = &p->t[i];
-        bool any = false;
-        for (size_t k = 0; k < nt; k++) any = any || block_divides(types[k], q->ne[0]);
-        if (!(q->flags & (SMELT_PT_KEPT | SMELT_PT_MANUAL)) && any && smelt_q_can_dequantize(q->type)) which[n_todo++] = i;
-        else fixed += file ? padded(q->new_bytes, align) : q->new_bytes;
+        uint64_t small = UINT64_MAX, rb;
+        for (size_t k = 0; k < nt; k++)
+            if (block_divides(types[k], q->ne[0]) && smelt_q_can_quantize(types[k]) &&
+                !smelt_type_row_bytes(types[k], q->ne[0], &rb, e) && rb * q->ne[1] * q->ne[2] * q->ne[3] < small)
+                small = rb * q->ne[1] * q->ne[2] * q->ne[3];
+        if (!(q->flags & (SMELT_PT_KEPT | SMELT_PT_MANUAL)) && small != UINT64_MAX && smelt_q_can_dequantize(q->type)) {
+            which[n_todo++] = i;
+            least += file ? padded(small, align) : small;
+        } else {
+            fixed += file ? padded(q->new_bytes, align) : q->new_bytes;
+        }
+    }
+    if (fixed + least > budget) {
+        rc = SMELT_ERR(e, SMELT_EUSAGE, j->in.paths[0], NULL,
+                       "the budget (%s %s) is below the smallest plan: %" PRIu64 " bytes%s, %.3f bits per weight", p->plan_method,
+                       p->plan_budget, least + fixed, file ? " of file" : " of tensor data",
+                       (double)(least + fixed) * 8.0 / (double)p->n_elements);
+        goto out;
     }
     uint64_t bytes_done = 0;
     for (size_t w = 0; w < n_todo && !rc; w++) {
@@ -689,26 +704,7 @@ static int plan_target(job *j, smelt_err *e)
         smelt_progress_step(o->plan_progress, ++done, n_todo, bytes_done, q->name);
     }
     if (rc) goto out;
-    if (fixed > budget) {
-        rc = SMELT_ERR(e, SMELT_EUSAGE, j->in.paths[0], NULL,
-                       "the budget (%s %s) is smaller than what the tensors kept as they are take (%" PRIu64 " bytes)",
-                       p->plan_method, p->plan_budget, fixed);
-        goto out;
-    }
-    if ((rc = smelt_target_solve(items, n_items, budget - fixed, &total, e))) {
-        uint64_t least = 0;
-        for (size_t i = 0; i < n_items; i++) {
-            uint64_t m = UINT64_MAX;
-            for (size_t c = 0; c < items[i].n_cand; c++) m = items[i].bytes[c] < m ? items[i].bytes[c] : m;
-            least += m;
-        }
-        if (rc == SMELT_EUSAGE)
-            rc = SMELT_ERR(e, SMELT_EUSAGE, j->in.paths[0], NULL,
-                           "the budget (%s %s) is below the smallest plan: %" PRIu64 " bytes%s, %.3f bits per weight",
-                           p->plan_method, p->plan_budget, least + fixed, file ? " of file" : " of tensor data",
-                           (double)(least + fixed) * 8.0 / (double)p->n_elements);
-        goto out;
-    }
+    if ((rc = smelt_target_solve(items, n_items, budget - fixed, &total, e))) goto out;
     p->budget_bytes = budget;
     p->predicted_cost = 0;
     for (size_t w = 0; w < n_items; w++) {

@@ -82,7 +82,7 @@ smelt_target_class smelt_target_class_of(const char *tensor)
 
 uint64_t smelt_target_sample_step(uint64_t rows)
 {
-    uint64_t want = rows / 16 > 16 ? rows / 16 : 16;
+    uint64_t want = rows / 32 > 16 ? rows / 32 : 16;
     return rows <= want ? 1 : (rows + want - 1) / want;
 }
 
@@ -93,6 +93,8 @@ typedef struct estimate_job {
     const smelt_qtype_ops **ops; /* per type; NULL when its block does not divide the rows */
     const smelt_qerr **models;
     uint64_t step, n_sample, rows_per_matrix, row_len;
+    uint64_t heavy_step; /* the slow encoders (heavy[k]) see every heavy_step-th sampled row */
+    const bool *heavy;
     size_t max_row_bytes;
     float *scratch;   /* per thread: source row, decoded row, weights */
     uint8_t *qbuf;    /* per thread: one encoded row */
@@ -135,6 +137,7 @@ static void estimate_task(void *ctx, size_t task, int thread)
             *num = INFINITY;
             continue;
         }
+        if (j->heavy[k] && task % j->heavy_step) continue;
         encode_row(j->ops[k], j->models[k], x, q, (int64_t)n, imx);
         j->ops[k]->dequantize(q, y, (size_t)n);
         double sum = 0;
@@ -155,6 +158,8 @@ int smelt_target_estimate(const smelt_target_source *s, const int *types, size_t
     estimate_job j = {.s = s, .types = types, .n_types = n, .row_len = row_len, .rows_per_matrix = s->ne[1]};
     const smelt_qtype_ops *ops[SMELT_TARGET_MAX_TYPES];
     const smelt_qerr *models[SMELT_TARGET_MAX_TYPES];
+    bool heavy[SMELT_TARGET_MAX_TYPES];
+    j.heavy = heavy;
     j.ops = ops;
     j.models = models;
     for (size_t k = 0; k < n; k++) {
@@ -162,10 +167,12 @@ int smelt_target_estimate(const smelt_target_source *s, const int *types, size_t
         const smelt_qtype_ops *op = smelt_q_ops(types[k]);
         ops[k] = ti && ti->blck && op && op->quantize && row_len % ti->blck == 0 ? op : NULL;
         models[k] = ops[k] && s->error_model ? s->error_model(s->user, types[k]) : NULL;
+        heavy[k] = types[k] == SMELT_TYPE_IQ4_NL || types[k] == SMELT_TYPE_IQ4_XS; /* 10x a k-quant's time */
         if (ops[k] && row_len / ti->blck * ti->bytes > j.max_row_bytes) j.max_row_bytes = (size_t)(row_len / ti->blck * ti->bytes);
     }
     j.step = smelt_target_sample_step(rows);
     j.n_sample = (rows + j.step - 1) / j.step;
+    j.heavy_step = j.n_sample >= 64 ? 4 : 1;
     size_t nthr = (size_t)(pool ? smelt_pool_threads(pool) : 1);
     if (!nthr) nthr = 1;
     j.scratch = malloc(nthr * 3 * (size_t)row_len * sizeof *j.scratch);
@@ -181,18 +188,19 @@ int smelt_target_estimate(const smelt_target_source *s, const int *types, size_t
     if (pool) smelt_pool_run(pool, (size_t)j.n_sample, estimate_task, &j);
     else
         for (size_t t = 0; t < j.n_sample; t++) estimate_task(&j, t, 0);
-    double den = 0;
-    for (uint64_t r = 0; r < j.n_sample; r++) {
+    for (uint64_t r = 0; r < j.n_sample; r++)
         if (j.bad[r]) {
             rc = SMELT_ERR(e, SMELT_EFORMAT, NULL, s->name, "row %llu has NaN/Inf values; a plan cannot be made for it",
                            (unsigned long long)(r * j.step));
             goto out;
         }
-        den += j.den[r];
-    }
     for (size_t k = 0; k < n; k++) {
-        double num = 0;
-        for (uint64_t r = 0; r < j.n_sample; r++) num += j.num[r * n + k]; /* in row order: thread-count independent */
+        double num = 0, den = 0;
+        uint64_t every = heavy[k] ? j.heavy_step : 1;
+        for (uint64_t r = 0; r < j.n_sample; r += every) { /* in row order: thread-count independent */
+            num += j.num[r * n + k];
+            den += j.den[r];
+        }
         rel_err[k] = !ops[k] ? INFINITY : den > 0 ? num / den : 0.0;
     }
 out:

@@ -134,13 +134,13 @@ Test(target, estimates_fall_with_bits_and_ignore_threads)
     cr_assert(isfinite(one[5]) && one[5] > 0);
 }
 
-Test(target, sample_covers_a_sixteenth)
+Test(target, sample_covers_a_thirty_second)
 {
     cr_assert_eq(smelt_target_sample_step(10), 1);
     cr_assert_eq(smelt_target_sample_step(16), 1);
     cr_assert_eq(smelt_target_sample_step(100), 7);
-    cr_assert_eq(smelt_target_sample_step(256), 16);
-    cr_assert_eq(smelt_target_sample_step(14336 * 8), 16);
+    cr_assert_eq(smelt_target_sample_step(512), 32);
+    cr_assert_eq(smelt_target_sample_step(14336 * 8), 32);
 }
 
 Test(target, classes_by_name)
