@@ -118,8 +118,11 @@ static uint64_t nelem(const smelt_qplan_tensor *t) { return t->ne[0] * t->ne[1] 
 static void print_plan_text(const smelt_qplan *p, int dry)
 {
     if (dry) {
-        printf("%s: plan for %s as %s (default type %s)\n", TOOL, p->input, p->ftype_name,
-               smelt_type_name(p->default_type));
+        if (p->plan_method)
+            printf("%s: plan for %s: per-tensor types (%s %s)\n", TOOL, p->input, p->plan_method, p->plan_budget);
+        else
+            printf("%s: plan for %s as %s (default type %s)\n", TOOL, p->input, p->ftype_name,
+                   smelt_type_name(p->default_type));
         for (size_t i = 0; i < p->n; i++) {
             const smelt_qplan_tensor *t = &p->t[i];
             char sh[96];
