@@ -311,7 +311,7 @@ static int build_plan(job *j, smelt_err *e)
     p->can_run = true;
     if (chosen) {
         p->ftype_name = o->replay ? "plan" : "target";
-        p->file_type = 0; /* set by recount() from the chosen types */
+        p->file_type = 0; /* set_chosen_file_type(), once the types are known */
     } else if (j->fi->copy) {
         uint32_t ft;
         smelt_err tmp;

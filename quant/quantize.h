@@ -176,6 +176,11 @@ void smelt_quantize_opts_default(smelt_quantize_opts *o);
  * a type that needs an imatrix without one), EFORMAT for a NaN/Inf among the values read
  * (every tensor decoded to f32, and F32/F16/BF16 tensors copied as they are; naming the
  * input file, the tensor and the flat index of the first one) unless allow_nonfinite.
+ * Size-budget plans (target): EUSAGE without an imatrix (naming the smelt-imatrix command)
+ * or for a budget below the smallest plan (its size given). Replayed plans (replay):
+ * EMISMATCH naming plan_file and the tensor for a tensor the model lacks or the plan
+ * lacks, a kept tensor given another type, a type whose block does not divide the rows;
+ * EFORMAT for a tensor given twice.
  * Progress: one step per tensor, bytes = input bytes processed. Not thread-safe with
  * respect to the same output path. */
 int smelt_quantize_run(const smelt_quantize_opts *o, const char *in_path, const char *out_path,
