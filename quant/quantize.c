@@ -229,7 +229,14 @@ typedef struct job {
     smelt_qplan plan;
     size_t *order; /* plan index → in.t index */
     smelt_policy_tensor *pt;
+    char budget_text[64]; /* smelt.quantize.plan.budget of a size-budget plan */
 } job;
+
+static int apply_replay(job *j, smelt_err *e);
+static void set_chosen_file_type(smelt_qplan *p);
+static int grow(void **p, size_t *cap, size_t need, size_t elem, smelt_err *e);
+static int set_metadata(job *j, smelt_gguf_writer *w, smelt_err *e);
+static const smelt_qerr *error_model(const smelt_quantize_opts *o, int type, bool with_imatrix, const char *tensor);
 
 static int cmp_llama(const void *a, const void *b, void *ctx)
 {
@@ -277,7 +284,10 @@ static int build_plan(job *j, smelt_err *e)
     smelt_policy_model model;
     int rc = read_model(in->g[0], &model, e);
     if (rc) return rc;
-    smelt_policy_opts po = {j->fi->ftype, j->fi->copy, o->output_tensor_type, o->token_embedding_type, o->pure,
+    /* a size-budget or replayed plan starts from the pure Q8_0 plan: it says which tensors are
+     * kept as they are and which an option names; the types of the others are replaced */
+    bool chosen = o->target || o->replay;
+    smelt_policy_opts po = {j->fi->ftype, j->fi->copy, o->output_tensor_type, o->token_embedding_type, o->pure || chosen,
                             o->leave_output, j->imx.n_keep > 0, o->tensor_types, o->n_tensor_types};
     for (size_t i = 0; i < n; i++) {
         const smelt_gguf_tensor *t = in->t[j->order[i]].t;
@@ -289,6 +299,7 @@ static int build_plan(job *j, smelt_err *e)
         if (!e->file[0]) snprintf(e->file, sizeof e->file, "%s", in->paths[0]);
         return rc;
     }
+    if (o->replay && (rc = apply_replay(j, e))) return rc;
 
     smelt_qplan *p = &j->plan;
     p->input = in->paths[0];
@@ -298,7 +309,10 @@ static int build_plan(job *j, smelt_err *e)
     p->n_shards_in = in->n;
     p->n_shards_out = o->keep_split ? in->n : 1;
     p->can_run = true;
-    if (j->fi->copy) {
+    if (chosen) {
+        p->ftype_name = o->replay ? "plan" : "target";
+        p->file_type = 0; /* set_chosen_file_type(), once the types are known */
+    } else if (j->fi->copy) {
         uint32_t ft;
         smelt_err tmp;
         if (smelt_gguf_find_kv(in->g[0], "general.file_type") >= 0 &&
@@ -338,6 +352,7 @@ static int build_plan(job *j, smelt_err *e)
         if (q->new_type != q->type) p->n_changed++;
         if (q->flags & SMELT_PT_FALLBACK) p->n_fallback++;
     }
+    if (chosen) set_chosen_file_type(p);
     return 0;
 }
 
@@ -461,6 +476,257 @@ out:
     return rc;
 }
 
+
+/* ==== chosen plans: size budgets and replays ==== */
+
+/* general.file_type of a chosen plan: the ftype llama.cpp would guess for a file of the new
+ * type that holds the most elements among the tensors the plan changes (without the
+ * guessed flag). */
+static void set_chosen_file_type(smelt_qplan *p)
+{
+    uint64_t elements[SMELT_TYPE_COUNT] = {0};
+    int best = SMELT_TYPE_F32;
+    for (size_t i = 0; i < p->n; i++) {
+        const smelt_qplan_tensor *q = &p->t[i];
+        if (q->new_type == q->type || q->new_type < 0 || q->new_type >= SMELT_TYPE_COUNT) continue;
+        elements[q->new_type] += q->ne[0] * q->ne[1] * q->ne[2] * q->ne[3];
+        if (elements[q->new_type] > elements[best] || (elements[q->new_type] == elements[best] && q->new_type < best))
+            best = q->new_type;
+    }
+    p->file_type = (uint32_t)smelt_ftype_guess(&best, 1) & ~(uint32_t)SMELT_FTYPE_GUESSED;
+}
+
+/* Bytes and totals after new types were chosen. */
+static int recount(job *j, smelt_err *e)
+{
+    smelt_qplan *p = &j->plan;
+    p->new_bytes = 0;
+    p->n_changed = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        smelt_qplan_tensor *q = &p->t[i];
+        uint64_t rb;
+        if (smelt_type_row_bytes(q->new_type, q->ne[0], &rb, e)) return SMELT_EINTERNAL;
+        q->new_bytes = rb * q->ne[1] * q->ne[2] * q->ne[3];
+        p->new_bytes += q->new_bytes;
+        p->n_changed += q->new_type != q->type;
+    }
+    set_chosen_file_type(p);
+    return 0;
+}
+
+static bool block_divides(int type, uint64_t row_len)
+{
+    const smelt_type_info *ti = smelt_type_get(type);
+    return ti && ti->blck && row_len % ti->blck == 0;
+}
+
+/* --plan: every tensor that is not kept as it is gets the plan's type. */
+static int apply_replay(job *j, smelt_err *e)
+{
+    const smelt_quantize_opts *o = j->o;
+    const char *pf = o->plan_file ? o->plan_file : "the plan";
+    size_t n = j->in.nt;
+    bool *seen = calloc(n ? n : 1, sizeof *seen);
+    int rc = 0;
+    if (!seen) return SMELT_NOMEM(e, "plan");
+    for (size_t k = 0; k < o->n_replay && !rc; k++) {
+        const smelt_plan_entry *pe = &o->replay[k];
+        size_t i = 0;
+        while (i < n && strcmp(j->pt[i].name, pe->tensor)) i++;
+        smelt_policy_tensor *t = &j->pt[i];
+        if (i == n)
+            rc = SMELT_ERR(e, SMELT_EMISMATCH, pf, pe->tensor, "the plan names a tensor that %s does not have", j->in.paths[0]);
+        else if (seen[i])
+            rc = SMELT_ERR(e, SMELT_EFORMAT, pf, pe->tensor, "the plan gives this tensor a type twice");
+        else if (!smelt_type_valid(pe->type))
+            rc = SMELT_ERR(e, SMELT_EFORMAT, pf, pe->tensor, "not a ggml type id: %d", pe->type);
+        else if ((t->flags & SMELT_PT_KEPT) && pe->type != t->type)
+            rc = SMELT_ERR(e, SMELT_EMISMATCH, pf, pe->tensor,
+                           "this tensor is kept as it is (%s) in every plan; the plan gives it %s", smelt_type_name(t->type),
+                           smelt_type_name(pe->type));
+        else if (!block_divides(pe->type, t->ne[0]))
+            rc = SMELT_ERR(e, SMELT_EMISMATCH, pf, pe->tensor,
+                           "%s has blocks of %u values; the tensor's rows have %" PRIu64 " (a multiple is needed)",
+                           smelt_type_name(pe->type), smelt_type_get(pe->type)->blck, t->ne[0]);
+        if (rc) break;
+        seen[i] = true;
+        if (t->flags & SMELT_PT_KEPT) continue;
+        t->new_type = pe->type;
+        t->flags &= ~(unsigned)(SMELT_PT_FALLBACK | SMELT_PT_MIX | SMELT_PT_MANUAL);
+        t->rule = "plan";
+    }
+    for (size_t i = 0; i < n && !rc; i++)
+        if (!seen[i] && !(j->pt[i].flags & SMELT_PT_KEPT))
+            rc = SMELT_ERR(e, SMELT_EMISMATCH, pf, j->pt[i].name, "the plan has no type for this tensor of %s",
+                           j->in.paths[0]);
+    free(seen);
+    if (!rc) {
+        j->plan.plan_method = o->replay_method ? o->replay_method : "plan";
+        j->plan.plan_budget = o->replay_budget ? o->replay_budget : "";
+    }
+    return rc;
+}
+
+/* Size of the single-file output of the plan as it stands (with a split: of all files). */
+static int layout_size(job *j, bool split, uint64_t *bytes, uint16_t *n_files, smelt_err *e)
+{
+    smelt_gguf_writer *w = smelt_gguf_writer_new();
+    if (!w) return SMELT_NOMEM(e, "writer");
+    int rc = set_metadata(j, w, e);
+    if (!rc && split) smelt_gguf_writer_set_split(w, j->o->split_max_bytes, j->o->split_max_tensors);
+    for (size_t i = 0; i < j->plan.n && !rc; i++)
+        rc = smelt_gguf_writer_add_tensor(w, j->plan.t[i].name, j->plan.t[i].n_dims, j->plan.t[i].ne, j->plan.t[i].new_type, e);
+    if (!rc) *bytes = smelt_gguf_writer_file_size(w);
+    if (!rc && n_files) *n_files = (uint16_t)smelt_gguf_writer_n_files(w);
+    smelt_gguf_writer_free(w);
+    return rc;
+}
+
+typedef struct target_model_ctx {
+    const smelt_quantize_opts *o;
+    const smelt_qplan_tensor *q;
+} target_model_ctx;
+
+static const smelt_qerr *target_error_model(void *user, int type)
+{
+    const target_model_ctx *c = user;
+    return error_model(c->o, type, c->q->imatrix, c->q->name);
+}
+
+static uint64_t padded(uint64_t n, uint64_t align) { return (n + align - 1) / align * align; }
+
+/* The budget in bytes of tensor data (target-bpw) or of the file (target-size), and what the
+ * tensors whose type is not chosen take of it (header included for a file). */
+static int target_budget(job *j, uint64_t align, uint64_t *budget, uint64_t *fixed, smelt_err *e)
+{
+    const smelt_quantize_opts *o = j->o;
+    smelt_qplan *p = &j->plan;
+    bool file = o->target == SMELT_TARGET_SIZE;
+    *fixed = 0;
+    if (file) {
+        uint64_t size, data = 0;
+        int rc = layout_size(j, false, &size, NULL, e);
+        if (rc) return rc;
+        for (size_t i = 0; i < p->n; i++) data += padded(p->t[i].new_bytes, align);
+        *fixed = size - data; /* header, KVs, tensor infos: the same for every choice of types */
+        *budget = o->target_bytes;
+    } else {
+        *budget = (uint64_t)floor(o->target_bpw * (double)p->n_elements / 8.0);
+    }
+    return 0;
+}
+
+/* --target-bpw / --target-size: estimate the error of every candidate type of every tensor
+ * whose type is not fixed, then choose under the budget (quant/target.h). */
+static int plan_target(job *j, smelt_err *e)
+{
+    const smelt_quantize_opts *o = j->o;
+    smelt_qplan *p = &j->plan;
+    bool file = o->target == SMELT_TARGET_SIZE;
+    size_t nt = smelt_target_n_types();
+    int types[SMELT_TARGET_MAX_TYPES];
+    for (size_t k = 0; k < nt; k++) types[k] = smelt_target_type_at(k);
+    uint64_t align = smelt_gguf_alignment(j->in.g[0]);
+    p->plan_method = file ? "target-size" : "target-bpw";
+    if (file) snprintf(j->budget_text, sizeof j->budget_text, "%" PRIu64, o->target_bytes);
+    else snprintf(j->budget_text, sizeof j->budget_text, "%g", o->target_bpw);
+    p->plan_budget = j->budget_text;
+    uint64_t budget, fixed, total = 0;
+    int rc = target_budget(j, align, &budget, &fixed, e);
+    if (rc) return rc;
+    smelt_target_item *items = calloc(p->n ? p->n : 1, sizeof *items);
+    size_t *which = calloc(p->n ? p->n : 1, sizeof *which), n_items = 0, n_todo = 0, done = 0;
+    smelt_pool *pool = smelt_pool_new(o->n_threads);
+    float *weights = NULL;
+    size_t cap_w = 0;
+    if (!items || !which || !pool) {
+        rc = SMELT_NOMEM(e, "plan");
+        goto out;
+    }
+    uint64_t least = 0; /* the smallest plan, known before any estimate */
+    for (size_t i = 0; i < p->n; i++) {
+        const smelt_qplan_tensor *q = &p->t[i];
+        uint64_t small = UINT64_MAX, rb;
+        for (size_t k = 0; k < nt; k++)
+            if (block_divides(types[k], q->ne[0]) && smelt_q_can_quantize(types[k]) &&
+                !smelt_type_row_bytes(types[k], q->ne[0], &rb, e) && rb * q->ne[1] * q->ne[2] * q->ne[3] < small)
+                small = rb * q->ne[1] * q->ne[2] * q->ne[3];
+        if (!(q->flags & (SMELT_PT_KEPT | SMELT_PT_MANUAL)) && small != UINT64_MAX && smelt_q_can_dequantize(q->type)) {
+            which[n_todo++] = i;
+            least += file ? padded(small, align) : small;
+        } else {
+            fixed += file ? padded(q->new_bytes, align) : q->new_bytes;
+        }
+    }
+    if (fixed + least > budget) {
+        rc = SMELT_ERR(e, SMELT_EUSAGE, j->in.paths[0], NULL,
+                       "the budget (%s %s) is below the smallest plan: %" PRIu64 " bytes%s, %.3f bits per weight", p->plan_method,
+                       p->plan_budget, least + fixed, file ? " of file" : " of tensor data",
+                       (double)(least + fixed) * 8.0 / (double)p->n_elements);
+        goto out;
+    }
+    uint64_t bytes_done = 0;
+    for (size_t w = 0; w < n_todo && !rc; w++) {
+        smelt_qplan_tensor *q = &p->t[which[w]];
+        const in_tensor *it = &j->in.t[j->order[which[w]]];
+        const smelt_imx_entry *en = q->imatrix ? imx_lookup(&j->imx, q->name) : NULL;
+        if (en) {
+            uint64_t zero;
+            if ((rc = grow((void **)&weights, &cap_w, (size_t)en->n_values, sizeof(float), e))) break;
+            if ((rc = smelt_imx_weights(j->imx.m, en, weights, &zero, e))) break;
+        }
+        target_model_ctx mc = {o, q};
+        smelt_target_source src = {q->name, {q->ne[0], q->ne[1], q->ne[2], q->ne[3]}, q->type, it->t->data,
+                                   smelt_gguf_tensor_row_bytes(it->t), en ? weights : NULL, target_error_model, &mc};
+        if ((rc = smelt_target_estimate(&src, types, nt, pool, q->rel_err, e))) {
+            if (!e->file[0]) snprintf(e->file, sizeof e->file, "%s", j->in.paths[it->shard]);
+            break;
+        }
+        smelt_gguf_release_tensor(j->in.g[it->shard], it->t);
+        q->planned = true;
+        q->tclass = smelt_target_class_of(q->name);
+        q->sensitivity = o->sensitivity ? o->sensitivity[q->tclass] : smelt_target_default_sensitivity(q->tclass);
+        smelt_target_item *item = &items[n_items++];
+        for (size_t k = 0; k < nt; k++) {
+            if (!isfinite(q->rel_err[k]) || !smelt_q_can_quantize(types[k])) {
+                q->rel_err[k] = NAN;
+                continue;
+            }
+            uint64_t rb;
+            if ((rc = smelt_type_row_bytes(types[k], q->ne[0], &rb, e))) goto out;
+            uint64_t b = rb * q->ne[1] * q->ne[2] * q->ne[3];
+            size_t c = item->n_cand++;
+            item->type[c] = types[k];
+            item->bytes[c] = file ? padded(b, align) : b;
+            item->cost[c] = q->sensitivity * q->rel_err[k];
+        }
+        bytes_done += q->bytes;
+        smelt_progress_step(o->plan_progress, ++done, n_todo, bytes_done, q->name);
+    }
+    if (rc) goto out;
+    if ((rc = smelt_target_solve(items, n_items, budget - fixed, &total, e))) goto out;
+    p->budget_bytes = budget;
+    p->predicted_cost = 0;
+    for (size_t w = 0; w < n_items; w++) {
+        smelt_qplan_tensor *q = &p->t[which[w]];
+        const smelt_target_item *item = &items[w];
+        q->new_type = item->type[item->chosen];
+        q->flags &= ~(unsigned)(SMELT_PT_FALLBACK | SMELT_PT_MIX);
+        q->rule = "target";
+        p->predicted_cost += item->cost[item->chosen];
+    }
+    rc = recount(j, e);
+    if (!rc && fixed + total < budget - budget / 200)
+        smelt_note(&o->notes, "the plan takes %" PRIu64 " of the %" PRIu64 " bytes of the budget: every tensor has its largest type",
+                   fixed + total, budget);
+out:
+    free(items);
+    free(which);
+    free(weights);
+    smelt_pool_free(pool);
+    return rc;
+}
+
 /* ==== output metadata ==== */
 
 static int set_override(smelt_gguf_writer *w, const smelt_kv_override *kv, smelt_err *e)
@@ -485,6 +751,7 @@ static smelt_guard *input_guard(const job *j, smelt_err *e)
     int rc = 0;
     for (uint16_t k = 0; k < j->in.n && !rc; k++) rc = smelt_guard_add(g, j->in.paths[k], "the model", NULL, e);
     if (!rc && j->o->imatrix) rc = smelt_guard_add(g, j->o->imatrix, "the importance matrix", NULL, e);
+    if (!rc && j->o->plan_file) rc = smelt_guard_add(g, j->o->plan_file, "the plan", NULL, e);
     if (rc) {
         smelt_guard_free(g);
         return NULL;
@@ -507,6 +774,15 @@ static int set_metadata(job *j, smelt_gguf_writer *w, smelt_err *e)
     smelt_gguf_writer_remove_kv(w, K_SPLIT_TENSORS);
     for (size_t i = 0; i < o->n_kv_overrides; i++)
         if ((rc = set_override(w, &o->kv_overrides[i], e))) return rc;
+    if (j->plan.plan_method) { /* a chosen plan: how it was made */
+        smelt_kv_override kv = {.vtype = SMELT_GGUF_STRING};
+        strcpy(kv.key, "smelt.quantize.plan.method");
+        snprintf(kv.str, sizeof kv.str, "%s", j->plan.plan_method);
+        if ((rc = set_override(w, &kv, e))) return rc;
+        strcpy(kv.key, "smelt.quantize.plan.budget");
+        snprintf(kv.str, sizeof kv.str, "%s", j->plan.plan_budget);
+        if ((rc = set_override(w, &kv, e))) return rc;
+    }
     if (j->imx.n_keep) {
         smelt_kv_override kv = {.vtype = SMELT_GGUF_STRING};
         strcpy(kv.key, "quantize.imatrix.file");
@@ -874,17 +1150,29 @@ int smelt_quantize_run(const smelt_quantize_opts *o, const char *in_path, const 
     job j;
     memset(&j, 0, sizeof j);
     j.o = o;
-    if (!(j.fi = smelt_ftype_find(o->ftype))) return unknown_ftype(o->ftype, e);
+    /* a size-budget or replayed plan starts from the pure Q8_0 plan (build_plan) */
+    const char *ftype = o->target || o->replay ? "Q8_0" : o->ftype;
+    if (!(j.fi = smelt_ftype_find(ftype))) return unknown_ftype(ftype, e);
     if (o->n_include && o->n_exclude)
         return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "--include-weights and --exclude-weights cannot be used together");
     if (!o->dry_run && !out_path) return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "no output file given");
+    if (o->target && o->replay)
+        return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "--plan replays a plan; --target-bpw/--target-size make one: give one");
+    if (o->target == SMELT_TARGET_BPW && !(o->target_bpw > 0 && o->target_bpw <= 32))
+        return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "--target-bpw %g: expected bits per weight in (0, 32]", o->target_bpw);
+    if (o->target && !o->imatrix)
+        return SMELT_ERR(e, SMELT_EUSAGE, in_path, NULL,
+                         "--target-bpw/--target-size weigh each type's error by an importance matrix; pass --imatrix FILE "
+                         "(make one with: smelt-imatrix -m %s -f CALIBRATION.txt -o imatrix.gguf)",
+                         in_path);
     if (o->shard_count && (!o->split || !o->shard_index || o->shard_index > o->shard_count))
         return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL,
                          "--shard I/N needs 1 <= I <= N and --split-max-size or --split-max-tensors (the split it is a part of)");
     if (o->split && o->keep_split)
         return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL,
                          "--keep-split keeps the input's shards; --split-max-size/--split-max-tensors make new ones: give one");
-    int rc = open_inputs(in_path, o->dry_run ? SMELT_GGUF_META_ONLY : 0, &j.in, e);
+    /* a size-budget plan reads the weights even for a dry run */
+    int rc = open_inputs(in_path, o->dry_run && !o->target ? SMELT_GGUF_META_ONLY : 0, &j.in, e);
     /* the model check every tool shares (llama models; other architectures pass as is) */
     if (!rc && !o->skip_model_check && (rc = smelt_mc_check_gguf(j.in.g[0], SMELT_MC_OTHER_ARCH_OK, NULL, e)) > 0)
         rc = 0; /* SMELT_MC_SKIPPED */
@@ -901,18 +1189,14 @@ int smelt_quantize_run(const smelt_quantize_opts *o, const char *in_path, const 
         j.plan.imatrix_chunks = j.imx.m ? j.imx.m->chunk_count : 0;
         rc = check_plan(&j, e);
     }
+    if (!rc && o->target && !j.imx.n_keep)
+        rc = SMELT_ERR(e, SMELT_EUSAGE, o->imatrix, NULL, "--include/--exclude-weights left no imatrix entries to plan with");
+    if (!rc && o->target) rc = plan_target(&j, e);
     if (!rc && o->dry_run) {
-        smelt_gguf_writer *w = smelt_gguf_writer_new();
-        if (!w) rc = SMELT_NOMEM(e, "writer");
         /* the size of the output (with --keep-split: of the single file; the extra shards' headers are small) */
-        if (!rc) rc = set_metadata(&j, w, e);
-        if (!rc && o->split) smelt_gguf_writer_set_split(w, o->split_max_bytes, o->split_max_tensors);
-        for (size_t i = 0; i < j.plan.n && !rc; i++)
-            rc = smelt_gguf_writer_add_tensor(w, j.plan.t[i].name, j.plan.t[i].n_dims, j.plan.t[i].ne,
-                                              j.plan.t[i].new_type, e);
-        if (!rc) j.plan.out_bytes = smelt_gguf_writer_file_size(w);
-        if (!rc && o->split) j.plan.n_shards_out = (uint16_t)smelt_gguf_writer_n_files(w);
-        smelt_gguf_writer_free(w);
+        uint16_t files = 1;
+        rc = layout_size(&j, o->split, &j.plan.out_bytes, &files, e);
+        if (!rc && o->split) j.plan.n_shards_out = files;
         if (!rc && o->on_plan) o->on_plan(o->user, &j.plan);
     } else if (!rc) {
         rc = run_output(&j, out_path, progress, e);

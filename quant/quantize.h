@@ -14,6 +14,7 @@
 #include "formats/base/progress.h"
 #include "quant/policy.h"
 #include "quant/qtypes.h"
+#include "quant/target.h"
 
 /* --override-kv KEY=TYPE:VALUE, TYPE one of int, float, bool, str. As in llama-quantize
  * the value is written as u32 (int), f32 (float), bool or string. */
@@ -41,6 +42,13 @@ typedef struct smelt_qplan_tensor {
     uint16_t shard;     /* input shard; also the output shard with keep_split */
     bool imatrix;       /* importance weights will be / were used */
     uint64_t nonfinite; /* NaN/Inf values written (allow_nonfinite only; 0 for a dry run) */
+    /* a size-budget plan (smelt_quantize_opts.target): the tensor's type was chosen from the
+     * candidates of target.h, whose estimated relative errors are in rel_err (NaN for a
+     * candidate whose block does not divide the rows), weighed by `sensitivity` */
+    bool planned;
+    smelt_target_class tclass;
+    double sensitivity;
+    double rel_err[SMELT_TARGET_MAX_TYPES];
 } smelt_qplan_tensor;
 
 typedef struct smelt_qplan {
@@ -58,7 +66,23 @@ typedef struct smelt_qplan {
     size_t imatrix_entries; /* entries after --include/--exclude-weights */
     uint32_t imatrix_chunks;
     bool can_run;           /* smelt can produce every planned type */
+    /* size-budget and replayed plans: what smelt.quantize.plan.method / .budget record
+     * ("target-bpw" "4.5", "target-size" "5600000"), NULL otherwise; the budget in the
+     * unit that counts (tensor data bytes for target-bpw, file bytes for target-size) and
+     * the predicted cost (sum of sensitivity × relative error of the chosen types) */
+    const char *plan_method, *plan_budget;
+    uint64_t budget_bytes;
+    double predicted_cost;
 } smelt_qplan;
+
+/* One tensor's type in a plan to replay (smelt_quantize_opts.replay). */
+typedef struct smelt_plan_entry {
+    const char *tensor;
+    int type;
+} smelt_plan_entry;
+
+/* What a size-budget plan aims at. */
+typedef enum smelt_target_kind { SMELT_TARGET_NONE, SMELT_TARGET_BPW, SMELT_TARGET_SIZE } smelt_target_kind;
 
 /* One block type's error model, set on the command line (for reproducing the tuning of the
  * defaults, docs/quantize.md "Error models"). `plain` = the plain squared error. */
@@ -103,6 +127,24 @@ typedef struct smelt_quantize_opts {
      * place of smelt_q_tuned_err()'s (and of plain_error) where it applies. */
     const smelt_qerr_override *err_overrides;
     size_t n_err_overrides;
+    /* Per-tensor types chosen for the least expected error under a budget (quant/target.h)
+     * instead of an ftype mix (ftype is not used): target_bpw bits per weight over all
+     * tensor data, or target_bytes for the whole (single-file) output. Needs an imatrix.
+     * sensitivity: SMELT_TC_COUNT weights per tensor class, NULL = the defaults. Tensors an
+     * option names (--tensor-type, --output-tensor-type, --token-embedding-type) keep that
+     * type and count against the budget. */
+    smelt_target_kind target;
+    double target_bpw;
+    uint64_t target_bytes;
+    const double *sensitivity;
+    /* Replay a plan (--plan FILE, e.g. a --dry-run --json output): the type of every tensor
+     * that is not kept as it is; method and budget are recorded as the plan had them (so the
+     * output equals the planned run's, byte for byte). plan_file names the plan in errors. */
+    const smelt_plan_entry *replay;
+    size_t n_replay;
+    const char *plan_file, *replay_method, *replay_budget;
+    /* Progress of the error estimates of a size-budget plan: one step per tensor. */
+    const smelt_progress *plan_progress;
     /* Warnings (formats/base/notes.h). */
     smelt_notes notes;
     /* Callbacks (may be NULL): the plan, once it is complete and checked — before any
@@ -134,6 +176,11 @@ void smelt_quantize_opts_default(smelt_quantize_opts *o);
  * a type that needs an imatrix without one), EFORMAT for a NaN/Inf among the values read
  * (every tensor decoded to f32, and F32/F16/BF16 tensors copied as they are; naming the
  * input file, the tensor and the flat index of the first one) unless allow_nonfinite.
+ * Size-budget plans (target): EUSAGE without an imatrix (naming the smelt-imatrix command)
+ * or for a budget below the smallest plan (its size given). Replayed plans (replay):
+ * EMISMATCH naming plan_file and the tensor for a tensor the model lacks or the plan
+ * lacks, a kept tensor given another type, a type whose block does not divide the rows;
+ * EFORMAT for a tensor given twice.
  * Progress: one step per tensor, bytes = input bytes processed. Not thread-safe with
  * respect to the same output path. */
 int smelt_quantize_run(const smelt_quantize_opts *o, const char *in_path, const char *out_path,

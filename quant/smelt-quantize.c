@@ -18,6 +18,8 @@ static const char *TOOL = "smelt-quantize";
 static void usage(void)
 {
     printf("Usage: smelt-quantize [options] IN.gguf [OUT.gguf] TYPE [NTHREADS]\n"
+           "       smelt-quantize [options] --imatrix FILE --target-bpw X|--target-size SIZE IN.gguf [OUT.gguf [NTHREADS]]\n"
+           "       smelt-quantize [options] --plan PLAN.json IN.gguf [OUT.gguf [NTHREADS]]\n"
            "\n"
            "Quantize a GGUF model (F32/F16/BF16; already-quantized tensors with --allow-requantize)\n"
            "to the ftype mix TYPE, with llama-quantize's per-tensor rules, names and options.\n"
@@ -59,6 +61,16 @@ static void usage(void)
            "  --allow-nonfinite           write NaN/Inf weights anyway (quantized types get 0 in\n"
            "                              their place), with warnings counting them (default:\n"
            "                              refuse, naming the tensor and the first index; exit 3)\n"
+           "  --target-bpw X              instead of TYPE: choose each tensor's type (q2_K ... q8_0,\n"
+           "                              iq4_nl, iq4_xs) for the least expected error at X bits per\n"
+           "                              weight of tensor data (needs --imatrix)\n"
+           "  --target-size SIZE          the same for an output file of at most SIZE bytes (5G,\n"
+           "                              700M: powers of 1000; GiB/MiB powers of 1024)\n"
+           "  --sensitivity CLASS=W       weigh the error of a tensor class by W (token_embd, output,\n"
+           "                              attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up,\n"
+           "                              ffn_down, other; repeatable)\n"
+           "  --plan FILE                 instead of TYPE: the types of a plan written by\n"
+           "                              --dry-run --json (replays it: the same output, byte for byte)\n"
            "  --dry-run                   print each tensor's type, size and bits per weight;\n"
            "                              write nothing (metadata-only GGUFs are accepted)\n"
            "  -t, --threads N             threads (default: all CPUs; NTHREADS does the same)\n"
@@ -106,8 +118,11 @@ static uint64_t nelem(const smelt_qplan_tensor *t) { return t->ne[0] * t->ne[1] 
 static void print_plan_text(const smelt_qplan *p, int dry)
 {
     if (dry) {
-        printf("%s: plan for %s as %s (default type %s)\n", TOOL, p->input, p->ftype_name,
-               smelt_type_name(p->default_type));
+        if (p->plan_method)
+            printf("%s: plan for %s: per-tensor types (%s %s)\n", TOOL, p->input, p->plan_method, p->plan_budget);
+        else
+            printf("%s: plan for %s as %s (default type %s)\n", TOOL, p->input, p->ftype_name,
+                   smelt_type_name(p->default_type));
         for (size_t i = 0; i < p->n; i++) {
             const smelt_qplan_tensor *t = &p->t[i];
             char sh[96];
@@ -130,6 +145,11 @@ static void print_plan_text(const smelt_qplan *p, int dry)
            (double)p->new_bytes * 8.0 / (double)p->n_elements, dry ? "" : "");
     printf("%s: %zu of %zu tensors change type; output file%s %.2f MiB\n", TOOL, p->n_changed, p->n,
            p->n_shards_out > 1 ? "s" : "", mib(p->out_bytes));
+    if (p->plan_method && p->budget_bytes)
+        printf("%s: plan %s %s: %llu bytes, budget %llu bytes of %s; predicted cost %.6g\n", TOOL, p->plan_method,
+               p->plan_budget, (unsigned long long)(strcmp(p->plan_method, "target-size") ? p->new_bytes : p->out_bytes),
+               (unsigned long long)p->budget_bytes, strcmp(p->plan_method, "target-size") ? "tensor data" : "file",
+               p->predicted_cost);
 }
 
 static json_t *plan_json(const smelt_qplan *p, int dry, json_t *warnings)
@@ -160,6 +180,15 @@ static json_t *plan_json(const smelt_qplan *p, int dry, json_t *warnings)
         json_object_set_new(j, "imatrix", json_boolean(t->imatrix));
         json_object_set_new(j, "needs_imatrix", json_boolean(t->flags & SMELT_PT_NEEDS_IMX));
         json_object_set_new(j, "shard", json_integer(t->shard));
+        if (t->planned) {
+            json_object_set_new(j, "class", json_string(smelt_target_class_name(t->tclass)));
+            json_object_set_new(j, "sensitivity", json_real(t->sensitivity));
+            json_t *errs = json_object();
+            for (size_t k = 0; k < smelt_target_n_types(); k++)
+                if (t->rel_err[k] == t->rel_err[k]) /* NaN: not a candidate */
+                    json_object_set_new(errs, smelt_type_name(smelt_target_type_at(k)), json_real(t->rel_err[k]));
+            json_object_set_new(j, "relative_errors", errs);
+        }
         if (!dry) json_object_set_new(j, "nonfinite", json_integer((json_int_t)t->nonfinite));
         json_array_append_new(ts, j);
     }
@@ -184,6 +213,14 @@ static json_t *plan_json(const smelt_qplan *p, int dry, json_t *warnings)
     json_object_set_new(im, "tensors_weighted", json_integer((json_int_t)p->n_imatrix));
     json_object_set_new(im, "tensors_needing", json_integer((json_int_t)p->n_needs_imatrix));
     json_object_set_new(r, "imatrix", im);
+    if (p->plan_method) {
+        json_t *pl = json_object();
+        json_object_set_new(pl, "method", json_string(p->plan_method));
+        json_object_set_new(pl, "budget", json_string(p->plan_budget));
+        json_object_set_new(pl, "budget_bytes", json_integer((json_int_t)p->budget_bytes));
+        json_object_set_new(pl, "predicted_cost", json_real(p->predicted_cost));
+        json_object_set_new(r, "plan", pl);
+    }
     json_object_set_new(r, "can_run", json_boolean(p->can_run));
     json_object_set_new(r, "warnings", json_incref(warnings));
     return r;
@@ -194,11 +231,13 @@ typedef struct run_ctx {
     smelt_quantize_opts *o;
     json_t *out;
     smelt_progress_term *term; /* finished (its summary line) before the result is printed */
+    smelt_progress_term *plan_term; /* the error estimates of a size-budget plan */
 } run_ctx;
 
 static void on_plan(void *user, const smelt_qplan *p)
 {
     run_ctx *c = user;
+    if (c->o->target) smelt_progress_term_done(c->plan_term, p->bytes);
     if (c->o->dry_run) {
         if (c->a->json) c->out = plan_json(p, 1, c->a->warnings);
         else print_plan_text(p, 1);
@@ -338,11 +377,70 @@ static int add_tensor_type_file(ttv *tt, const char *path)
     return rc;
 }
 
+/* --plan FILE: the "tensors" (name, new_type) and "plan" (method, budget) of a --dry-run
+ * --json output. The entries borrow their strings from *root. */
+static int load_plan(const char *path, json_t **root, smelt_plan_entry **out, size_t *n, smelt_quantize_opts *o,
+                     smelt_err *e)
+{
+    json_error_t je;
+    *root = json_load_file(path, 0, &je);
+    if (!*root) {
+        FILE *f = fopen(path, "rb");
+        if (!f) return SMELT_ERR(e, SMELT_EIO, path, NULL, "cannot read the plan: %s", je.text);
+        fclose(f);
+        return SMELT_ERR(e, SMELT_EFORMAT, path, NULL, "not JSON (line %d, column %d): %s", je.line, je.column, je.text);
+    }
+    json_t *ts = json_object_get(*root, "tensors");
+    if (!json_is_array(ts))
+        return SMELT_ERR(e, SMELT_EFORMAT, path, "tensors", "expected an array of {\"name\", \"new_type\"} (smelt-quantize --dry-run --json)");
+    *n = json_array_size(ts);
+    *out = calloc(*n ? *n : 1, sizeof **out);
+    if (!*out) return SMELT_NOMEM(e, "plan");
+    for (size_t i = 0; i < *n; i++) {
+        json_t *t = json_array_get(ts, i);
+        const char *name = json_string_value(json_object_get(t, "name"));
+        const char *type = json_string_value(json_object_get(t, "new_type"));
+        if (!name || !type)
+            return SMELT_ERR(e, SMELT_EFORMAT, path, NULL, "tensors[%zu]: expected string members \"name\" and \"new_type\"", i);
+        int id = smelt_type_from_name(type);
+        if (id < 0 || !smelt_type_valid(id))
+            return SMELT_ERR(e, SMELT_EFORMAT, path, name, "unknown ggml type '%s'", type);
+        (*out)[i] = (smelt_plan_entry){name, id};
+    }
+    json_t *pl = json_object_get(*root, "plan");
+    o->replay_method = json_string_value(json_object_get(pl, "method"));
+    o->replay_budget = json_string_value(json_object_get(pl, "budget"));
+    return 0;
+}
+
+/* --sensitivity CLASS=W */
+static int parse_sensitivity(const char *spec, double *sens)
+{
+    char name[32];
+    const char *eq = strchr(spec, '=');
+    char *end = NULL;
+    double w = eq ? strtod(eq + 1, &end) : -1;
+    int c = -1;
+    if (eq && (size_t)(eq - spec) < sizeof name) {
+        memcpy(name, spec, (size_t)(eq - spec));
+        name[eq - spec] = 0;
+        c = smelt_target_class_find(name);
+    }
+    if (c < 0 || !end || *end || !(w >= 0 && w < 1e12)) {
+        smelt_cli_usage_error(TOOL, "--sensitivity: '%s': expected CLASS=W with W >= 0 and CLASS one of token_embd, output, "
+                              "attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down, other", spec);
+        return -1;
+    }
+    sens[c] = w;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     enum {
         O_IMATRIX = 256, O_INCLUDE, O_EXCLUDE, O_OUTTYPE, O_TOKTYPE, O_TTYPE, O_TTFILE, O_PURE, O_LEAVE, O_KV,
-        O_SPLIT, O_REQ, O_DRY, O_JSON, O_VERSION, O_PRUNE, O_MAXBUF, O_ERRM, O_NONFINITE, O_SHARD
+        O_SPLIT, O_REQ, O_DRY, O_JSON, O_VERSION, O_PRUNE, O_MAXBUF, O_ERRM, O_NONFINITE, O_SHARD, O_TARGET_BPW,
+        O_TARGET_SIZE, O_SENSITIVITY, O_PLAN
     };
     static const struct option lo[] = {
         {"imatrix", required_argument, 0, O_IMATRIX},      {"include-weights", required_argument, 0, O_INCLUDE},
@@ -357,6 +455,8 @@ int main(int argc, char **argv)
         {"prune-layers", required_argument, 0, O_PRUNE},   {"max-buffer-size", required_argument, 0, O_MAXBUF},
         {"error-model", required_argument, 0, O_ERRM},     {"allow-nonfinite", no_argument, 0, O_NONFINITE},
         {"shard", required_argument, 0, O_SHARD},          SMELT_CLI_SPLIT_LONGOPTS,
+        {"target-bpw", required_argument, 0, O_TARGET_BPW}, {"target-size", required_argument, 0, O_TARGET_SIZE},
+        {"sensitivity", required_argument, 0, O_SENSITIVITY}, {"plan", required_argument, 0, O_PLAN},
         {0, 0, 0, 0}};
     smelt_cli_split split = {0};
     smelt_quantize_opts o;
@@ -368,6 +468,11 @@ int main(int argc, char **argv)
     smelt_qerr_override *errm = NULL;
     size_t n_errm = 0;
     size_t n_kvs = 0;
+    double sensitivity[SMELT_TC_COUNT];
+    for (int k = 0; k < SMELT_TC_COUNT; k++) sensitivity[k] = smelt_target_default_sensitivity((smelt_target_class)k);
+    const char *plan_path = NULL;
+    json_t *plan_root = NULL;
+    smelt_plan_entry *replay = NULL;
     long v;
     int c, status = 2;
     smelt_err e;
@@ -430,6 +535,28 @@ int main(int argc, char **argv)
         case O_REQ: o.allow_requantize = true; break;
         case O_NONFINITE: o.allow_nonfinite = true; break;
         case O_DRY: o.dry_run = true; break;
+        case O_TARGET_BPW: {
+            char *end;
+            o.target = SMELT_TARGET_BPW;
+            o.target_bpw = strtod(optarg, &end);
+            if (end == optarg || *end || !(o.target_bpw > 0 && o.target_bpw <= 32)) {
+                smelt_cli_usage_error(TOOL, "--target-bpw: '%s' is not bits per weight in (0, 32]", optarg);
+                goto done;
+            }
+            break;
+        }
+        case O_TARGET_SIZE:
+            o.target = SMELT_TARGET_SIZE;
+            if (smelt_cli_size(optarg, &o.target_bytes) || !o.target_bytes) {
+                smelt_cli_usage_error(TOOL, "--target-size: '%s' is not a size (e.g. 4.5G, 700M, 5600000)", optarg);
+                goto done;
+            }
+            break;
+        case O_SENSITIVITY:
+            if (parse_sensitivity(optarg, sensitivity)) goto done;
+            o.sensitivity = sensitivity;
+            break;
+        case O_PLAN: plan_path = optarg; break;
         case O_JSON: a.json = 1; break;
         case 't':
             if (smelt_cli_int(optarg, 1, 4096, &v)) {
@@ -452,13 +579,30 @@ int main(int argc, char **argv)
         }
     }
     int npos = argc - optind;
-    if (npos < 2) {
-        smelt_cli_usage_error(TOOL, "expected IN.gguf [OUT.gguf] TYPE [NTHREADS]");
-        goto done;
-    }
     const char *in = argv[optind], *out = NULL, *type, *nthr = NULL;
     char derived[4200];
-    if (smelt_ftype_find(argv[optind + 1])) { /* IN TYPE [NTHREADS], as llama-quantize */
+    if (o.target || plan_path) { /* IN [OUT [NTHREADS]]: the types come from the plan */
+        if (npos < 1 || npos > 3 || (npos == 1 && !o.dry_run)) {
+            smelt_cli_usage_error(TOOL, "expected IN.gguf OUT.gguf [NTHREADS] with %s", o.target ? "--target-*" : "--plan");
+            goto done;
+        }
+        if (npos > 1) out = argv[optind + 1];
+        if (npos > 2) nthr = argv[optind + 2];
+        type = "Q8_0"; /* not used */
+        if (plan_path) {
+            int lr = load_plan(plan_path, &plan_root, &replay, &o.n_replay, &o, &e);
+            if (lr) {
+                smelt_err_print(&e, TOOL, stderr);
+                status = smelt_err_exit_status(lr);
+                goto done;
+            }
+            o.replay = replay;
+            o.plan_file = plan_path;
+        }
+    } else if (npos < 2) {
+        smelt_cli_usage_error(TOOL, "expected IN.gguf [OUT.gguf] TYPE [NTHREADS]");
+        goto done;
+    } else if (smelt_ftype_find(argv[optind + 1])) { /* IN TYPE [NTHREADS], as llama-quantize */
         type = argv[optind + 1];
         if (npos > 2) nthr = argv[optind + 2];
         if (npos > 3) {
@@ -505,7 +649,11 @@ int main(int argc, char **argv)
     smelt_progress prog = {0};
     smelt_progress_term term;
     smelt_progress_term_init(&term, &prog, "quantizing", a.quiet || o.dry_run);
-    run_ctx rc = {&a, &o, NULL, &term};
+    smelt_progress plan_prog = {0};
+    smelt_progress_term plan_term;
+    smelt_progress_term_init(&plan_term, &plan_prog, "planning", a.quiet);
+    o.plan_progress = &plan_prog;
+    run_ctx rc = {&a, &o, NULL, &term, &plan_term};
     o.notes = (smelt_notes){on_warn, &a};
     o.on_plan = on_plan;
     o.on_done = on_done;
@@ -535,5 +683,7 @@ done:
     free(tt.v);
     free(kvs);
     free(errm);
+    free(replay);
+    json_decref(plan_root);
     return status;
 }

@@ -107,6 +107,9 @@ refuse sym-model.gguf w/model.gguf -- "$Q" -q w/model.gguf sym-model.gguf Q8_0
 refuse hard-model.gguf w/model.gguf -- "$Q" -q w/model.gguf hard-model.gguf Q8_0
 refuse w w/model.gguf -- "$Q" -q w/model.gguf w Q8_0
 refuse w/imatrix.gguf w/imatrix.gguf -- "$Q" -q --imatrix w/imatrix.gguf w/model.gguf w/imatrix.gguf Q4_K_M
+# --plan FILE is an input too (the plan of a --dry-run --json run)
+"$Q" -q --dry-run --json w/model.gguf Q8_0 >plan.json
+refuse plan.json plan.json -- "$Q" -q --plan plan.json w/model.gguf plan.json
 
 # ---- smelt-imatrix -m MODEL -f TEXT -o OUT ----
 I="$B/smelt-imatrix"
