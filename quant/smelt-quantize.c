@@ -91,17 +91,9 @@ static void usage(void)
 }
 
 typedef struct app {
-    int json, quiet;
+    smelt_tool t; /* -q, --json, warnings, progress, the error tail */
     const smelt_qplan *plan;
-    json_t *warnings;
 } app;
-
-static void on_warn(void *user, const char *msg)
-{
-    app *a = user;
-    fprintf(stderr, "%s: warning: %s\n", TOOL, msg);
-    if (a->warnings) json_array_append_new(a->warnings, json_string(msg));
-}
 
 static double mib(uint64_t b) { return (double)b / 1048576.0; }
 
@@ -239,9 +231,9 @@ static void on_plan(void *user, const smelt_qplan *p)
     run_ctx *c = user;
     if (c->o->target) smelt_progress_term_done(c->plan_term, p->bytes);
     if (c->o->dry_run) {
-        if (c->a->json) c->out = plan_json(p, 1, c->a->warnings);
+        if (c->a->t.json) c->out = plan_json(p, 1, c->a->t.warnings);
         else print_plan_text(p, 1);
-    } else if (!c->a->quiet && !c->a->json) {
+    } else if (!c->a->t.quiet && !c->a->t.json) {
         fprintf(stderr, "%s: quantizing %s as %s: %zu tensors, %zu change type, output %.2f MiB\n", TOOL, p->input,
                 p->ftype_name, p->n, p->n_changed, mib(p->out_bytes));
     }
@@ -252,8 +244,8 @@ static void on_done(void *user, const smelt_qplan *p)
     run_ctx *c = user;
     smelt_progress_term_done(c->term, p->bytes);
     fflush(stderr);
-    if (c->a->json) c->out = plan_json(p, 0, c->a->warnings);
-    else if (!c->a->quiet) print_plan_text(p, 0);
+    if (c->a->t.json) c->out = plan_json(p, 0, c->a->t.warnings);
+    else if (!c->a->t.quiet) print_plan_text(p, 0);
 }
 
 /* ==== argument parsing ==== */
@@ -439,7 +431,7 @@ int main(int argc, char **argv)
 {
     enum {
         O_IMATRIX = 256, O_INCLUDE, O_EXCLUDE, O_OUTTYPE, O_TOKTYPE, O_TTYPE, O_TTFILE, O_PURE, O_LEAVE, O_KV,
-        O_SPLIT, O_REQ, O_DRY, O_JSON, O_VERSION, O_PRUNE, O_MAXBUF, O_ERRM, O_NONFINITE, O_SHARD, O_TARGET_BPW,
+        O_SPLIT, O_REQ, O_DRY, O_PRUNE, O_MAXBUF, O_ERRM, O_NONFINITE, O_SHARD, O_TARGET_BPW,
         O_TARGET_SIZE, O_SENSITIVITY, O_PLAN
     };
     static const struct option lo[] = {
@@ -449,9 +441,8 @@ int main(int argc, char **argv)
         {"tensor-type-file", required_argument, 0, O_TTFILE}, {"pure", no_argument, 0, O_PURE},
         {"leave-output-tensor", no_argument, 0, O_LEAVE},  {"override-kv", required_argument, 0, O_KV},
         {"keep-split", no_argument, 0, O_SPLIT},           {"allow-requantize", no_argument, 0, O_REQ},
-        {"dry-run", no_argument, 0, O_DRY},                {"json", no_argument, 0, O_JSON},
-        {"threads", required_argument, 0, 't'},            {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},                     {"version", no_argument, 0, O_VERSION},
+        {"dry-run", no_argument, 0, O_DRY},                {"threads", required_argument, 0, 't'},
+        SMELT_TOOL_OPTIONS,
         {"prune-layers", required_argument, 0, O_PRUNE},   {"max-buffer-size", required_argument, 0, O_MAXBUF},
         {"error-model", required_argument, 0, O_ERRM},     {"allow-nonfinite", no_argument, 0, O_NONFINITE},
         {"shard", required_argument, 0, O_SHARD},          SMELT_CLI_SPLIT_LONGOPTS,
@@ -462,6 +453,7 @@ int main(int argc, char **argv)
     smelt_quantize_opts o;
     smelt_quantize_opts_default(&o);
     app a = {0};
+    smelt_tool_init(&a.t, TOOL, usage);
     strv inc = {0}, exc = {0};
     ttv tt = {0};
     smelt_kv_override *kvs = NULL;
@@ -478,6 +470,12 @@ int main(int argc, char **argv)
     smelt_err e;
     smelt_err_clear(&e);
     while ((c = getopt_long(argc, argv, "t:qh", lo, NULL)) != -1) {
+        int st = smelt_tool_option(&a.t, c, optarg);
+        if (st == SMELT_TOOL_OPTION_TAKEN) continue;
+        if (st != SMELT_TOOL_OPTION_OTHER) {
+            status = st;
+            goto done;
+        }
         int sr = smelt_cli_split_opt(TOOL, c, optarg, &split);
         if (sr > 1) goto done;
         if (sr) {
@@ -557,7 +555,6 @@ int main(int argc, char **argv)
             o.sensitivity = sensitivity;
             break;
         case O_PLAN: plan_path = optarg; break;
-        case O_JSON: a.json = 1; break;
         case 't':
             if (smelt_cli_int(optarg, 1, 4096, &v)) {
                 smelt_cli_usage_error(TOOL, "-t: '%s' is not a thread count (1..4096)", optarg);
@@ -565,9 +562,6 @@ int main(int argc, char **argv)
             }
             o.n_threads = (int)v;
             break;
-        case 'q': a.quiet = 1; break;
-        case 'h': usage(); status = 0; goto done;
-        case O_VERSION: smelt_cli_version(TOOL); status = 0; goto done;
         case O_PRUNE: smelt_cli_usage_error(TOOL, "--prune-layers is not supported by smelt"); goto done;
         case O_MAXBUF:
             if (smelt_cli_int(optarg, 1, 1L << 30, &v)) {
@@ -575,7 +569,6 @@ int main(int argc, char **argv)
                 goto done;
             }
             break; /* accepted for compatibility: smelt always works in bounded slabs */
-        default: smelt_cli_usage_error(TOOL, "unknown option"); goto done;
         }
     }
     int npos = argc - optind;
@@ -592,8 +585,7 @@ int main(int argc, char **argv)
         if (plan_path) {
             int lr = load_plan(plan_path, &plan_root, &replay, &o.n_replay, &o, &e);
             if (lr) {
-                smelt_err_print(&e, TOOL, stderr);
-                status = smelt_err_exit_status(lr);
+                status = smelt_tool_fail(&a.t, lr, &e);
                 goto done;
             }
             o.replay = replay;
@@ -645,32 +637,27 @@ int main(int argc, char **argv)
     o.n_tensor_types = tt.n;
     o.kv_overrides = kvs;
     o.n_kv_overrides = n_kvs;
-    if (a.json) a.warnings = json_array();
-    smelt_progress prog = {0};
-    smelt_progress_term term;
-    smelt_progress_term_init(&term, &prog, "quantizing", a.quiet || o.dry_run);
+    smelt_tool_start(&a.t, "quantizing");
+    if (o.dry_run) a.t.term.quiet = 1;
+    if (a.t.json) a.t.warnings = json_array(); /* the plan's JSON holds it from the start */
     smelt_progress plan_prog = {0};
     smelt_progress_term plan_term;
-    smelt_progress_term_init(&plan_term, &plan_prog, "planning", a.quiet);
+    smelt_progress_term_init(&plan_term, &plan_prog, "planning", a.t.quiet);
     o.plan_progress = &plan_prog;
-    run_ctx rc = {&a, &o, NULL, &term, &plan_term};
-    o.notes = (smelt_notes){on_warn, &a};
+    run_ctx rc = {&a, &o, NULL, &a.t.term, &plan_term};
+    o.notes = smelt_tool_notes(&a.t);
     o.on_plan = on_plan;
     o.on_done = on_done;
     o.user = &rc;
-    smelt_tool_install_file_safety(TOOL);
-    int r = smelt_quantize_run(&o, in, out, &prog, &e);
+    int r = smelt_quantize_run(&o, in, out, &a.t.progress, &e);
     if (r) {
-        smelt_err_print(&e, TOOL, stderr);
-        status = smelt_err_exit_status(r);
+        status = smelt_tool_fail(&a.t, r, &e);
     } else {
         status = 0;
-        if (rc.out) {
-            smelt_cli_print_json(rc.out, JSON_INDENT(1));
-        }
+        if (rc.out) smelt_cli_print_json(rc.out, JSON_INDENT(1));
     }
     json_decref(rc.out);
-    json_decref(a.warnings);
+    smelt_tool_end(&a.t);
     goto done;
 oom:
     fprintf(stderr, "%s: error: out of memory\n", TOOL);

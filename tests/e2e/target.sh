@@ -46,7 +46,8 @@ PY
 actual=$(stat -c %s "$tmp/a.gguf")
 want=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["totals"]["output_bytes"])' "$tmp/plan.json")
 [ "$actual" = "$want" ] || fail "the file has $actual bytes, the dry run predicted $want"
-"$SMELT_BIN/smelt-dump" "$tmp/a.gguf" | grep -q 'smelt.quantize.plan.method  *= "target-size"' || fail "no plan method key"
+"$SMELT_BIN/smelt-dump" "$tmp/a.gguf" >"$tmp/a.dump"
+grep -q 'smelt.quantize.plan.method  *= "target-size"' "$tmp/a.dump" || fail "no plan method key"
 "$Q" -q --imatrix "$imx" --plan "$tmp/plan.json" "$f16" "$tmp/b.gguf" 1
 cmp "$tmp/a.gguf" "$tmp/b.gguf" || fail "--plan did not replay the plan byte for byte"
 echo "target-size $size: $actual bytes; --plan replays it byte for byte"
