@@ -207,6 +207,8 @@ static inline qt_ref_fn qt_ggml_ref(int t)
     if (t == SMELT_TYPE_F16) return (qt_ref_fn)qt_ggml_sym("ggml_fp32_to_fp16_row");
     if (t == SMELT_TYPE_BF16) return (qt_ref_fn)qt_ggml_sym("ggml_fp32_to_bf16_row_ref");
     snprintf(n, sizeof n, "quantize_row_%s_ref", qt_name(t));
+    void (*init)(int) = (void (*)(int))qt_ggml_sym("ggml_quantize_init");
+    if (init) init(t); /* the grid types' tables (a no-op for the others) */
     return (qt_ref_fn)qt_ggml_sym(n);
 }
 
