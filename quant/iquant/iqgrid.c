@@ -3,6 +3,8 @@
  * only. */
 #include "iqgrid.h"
 
+#include "quant/kquant/kquant.h"
+
 #include <float.h>
 #include <math.h>
 #include <string.h>
@@ -17,6 +19,7 @@ extern const uint16_t iqg_iq2xxs_code[256], iqg_iq2xs_code[512], iqg_iq3xxs_code
 #define CUBE3 4096
 
 static float g_val2xxs[256 * 8], g_val2xs[512 * 8], g_val3xxs[256 * 4], g_val3s[512 * 4];
+static float g_mod2xxs[256 * 8], g_mod2xs[512 * 8], g_mod3xxs[256 * 4], g_mod3s[512 * 4];
 static int32_t g_map2xxs[CUBE2], g_map2xs[CUBE2], g_map3xxs[CUBE3], g_map3s[CUBE3];
 static uint16_t g_nbr2xxs[119462], g_nbr2xs[187770], g_nbr3xxs[22825], g_nbr3s[28317];
 static pthread_once_t g_once[IQG_COUNT] = {PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT,
@@ -30,13 +33,13 @@ static void init_3s(void);
 
 #define NBR(a) a, sizeof a / sizeof a[0], 0
 static iqg_grid g_grids[IQG_COUNT] = {
-    [IQG_2XXS] = {8, 2, 3, 256, 2, iqg_iq2xxs_code, {8, 25, 43}, &g_once[IQG_2XXS], init_2xxs, g_val2xxs,
+    [IQG_2XXS] = {8, 2, 3, 256, 2, iqg_iq2xxs_code, {8, 25, 43}, &g_once[IQG_2XXS], init_2xxs, g_val2xxs, g_mod2xxs,
                   g_map2xxs, NBR(g_nbr2xxs)},
-    [IQG_2XS] = {8, 2, 3, 512, 2, iqg_iq2xs_code, {8, 25, 43}, &g_once[IQG_2XS], init_2xs, g_val2xs, g_map2xs,
+    [IQG_2XS] = {8, 2, 3, 512, 2, iqg_iq2xs_code, {8, 25, 43}, &g_once[IQG_2XS], init_2xs, g_val2xs, g_mod2xs, g_map2xs,
                  NBR(g_nbr2xs)},
     [IQG_3XXS] = {4, 3, 8, 256, 2, iqg_iq3xxs_code, {4, 12, 20, 28, 36, 44, 52, 62}, &g_once[IQG_3XXS], init_3xxs,
-                  g_val3xxs, g_map3xxs, NBR(g_nbr3xxs)},
-    [IQG_3S] = {4, 3, 8, 512, 3, iqg_iq3s_code, {1, 3, 5, 7, 9, 11, 13, 15}, &g_once[IQG_3S], init_3s, g_val3s,
+                  g_val3xxs, g_mod3xxs, g_map3xxs, NBR(g_nbr3xxs)},
+    [IQG_3S] = {4, 3, 8, 512, 3, iqg_iq3s_code, {1, 3, 5, 7, 9, 11, 13, 15}, &g_once[IQG_3S], init_3s, g_val3s, g_mod3s,
                 g_map3s, NBR(g_nbr3s)},
 };
 
@@ -54,7 +57,10 @@ static void build(iqg_grid *g)
 {
     const int ncube = 1 << g->bits * g->dim;
     for (int p = 0; p < g->n; p++)
-        for (int i = 0; i < g->dim; i++) g->val[p * g->dim + i] = g->level[lev(g, g->code[p], i)];
+        for (int i = 0; i < g->dim; i++) {
+            g->val[p * g->dim + i] = g->level[lev(g, g->code[p], i)];
+            g->model[p * g->dim + i] = (float)(2 * lev(g, g->code[p], i) + 1);
+        }
     for (int u = 0; u < ncube; u++) g->map[u] = INT32_MIN;
     for (int p = 0; p < g->n; p++) g->map[g->code[p]] = p;
     int d2[512];
@@ -132,7 +138,11 @@ void iqg_llama_signs(const float *x, const float *w, float *xv, uint8_t *signs)
     }
 }
 
-int iqg_llama_point(const iqg_grid *g, const float *xv, const float *wa, float id, float scale, int8_t *L, bool *on)
+/* One point of `dim` magnitudes xv at inverse scale id: the cube point of levels
+ * clamp(round((id xv - 1) / 2)), or, off the grid, the nearest of its neighbours under
+ * weights wa at scale `scale`. Level indices to L; returns the point; *on tells which. */
+static int llama_point(const iqg_grid *g, const float *xv, const float *wa, float id, float scale, int8_t *L,
+                       bool *on)
 {
     unsigned u = 0;
     for (int i = 0; i < g->dim; i++) {
@@ -146,9 +156,10 @@ int iqg_llama_point(const iqg_grid *g, const float *xv, const float *wa, float i
     float best = FLT_MAX;
     int p = list[1];
     for (int j = 1; j <= list[0]; j++) {
+        const float *q = g->model + list[j] * g->dim;
         float d2 = 0;
         for (int i = 0; i < g->dim; i++) {
-            float q = (float)(2 * lev(g, g->code[list[j]], i) + 1), diff = scale * q - xv[i];
+            float diff = scale * q[i] - xv[i];
             d2 += wa[i] * diff * diff;
         }
         if (d2 < best) {
@@ -160,7 +171,8 @@ int iqg_llama_point(const iqg_grid *g, const float *xv, const float *wa, float i
     return p;
 }
 
-void iqg_llama_sums(const float *w, const float *xv, const int8_t *L, int n, float *sqx, float *sq2)
+/* sum w xv q and sum w q^2 over n elements, q = 2 L + 1, in llama.cpp's order. */
+static void llama_sums(const float *w, const float *xv, const int8_t *L, int n, float *sqx, float *sq2)
 {
     float a = 0, b = 0;
     for (int i = 0; i < n; i++) {
@@ -170,6 +182,117 @@ void iqg_llama_sums(const float *w, const float *xv, const int8_t *L, int n, flo
     }
     *sqx = a;
     *sq2 = b;
+}
+
+/* llama.cpp's make_qp_quants (used by its IQ2_XXS encoder): a non-negative scale for n
+ * values on levels 0..nmax, refined by coordinate descent. Its levels live in bytes (a
+ * negative level wraps), and later steps read them back so: kept. */
+static float llama_qp_scale(int n, int nmax, const float *x, const float *w)
+{
+    uint8_t L[32];
+    float max = 0;
+    for (int i = 0; i < n; i++) max = max > x[i] ? max : x[i];
+    if (max < 1e-15f) return 0;
+    float iscale = (float)nmax / max, scale = 1 / iscale, best = 0;
+    for (int i = 0; i < n; i++) {
+        L[i] = (uint8_t)q_nearest(iscale * x[i]);
+        float diff = x[i] - scale * L[i];
+        best += w[i] * diff * diff;
+    }
+    for (int is = -4; is <= 4; is++) {
+        if (is == 0) continue;
+        float iscale_is = (0.1f * (float)is + (float)nmax) / max, scale_is = 1 / iscale_is, mse = 0;
+        for (int i = 0; i < n; i++) {
+            int l = q_nearest(iscale_is * x[i]);
+            l = l < nmax ? l : nmax;
+            float diff = x[i] - scale_is * (float)l;
+            mse += w[i] * diff * diff;
+        }
+        if (mse < best) {
+            best = mse;
+            iscale = iscale_is;
+        }
+    }
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = q_nearest(iscale * x[i]);
+        l = l < nmax ? l : nmax;
+        L[i] = (uint8_t)l;
+        sumlx += w[i] * x[i] * (float)l;
+        suml2 += w[i] * (float)l * (float)l;
+    }
+    for (int it = 0; it < 5; it++) {
+        int changed = 0;
+        for (int i = 0; i < n; i++) {
+            float slx = sumlx - w[i] * x[i] * L[i], sl2 = suml2 - w[i] * L[i] * L[i];
+            if (slx > 0 && sl2 > 0) {
+                int nl = q_nearest(x[i] * sl2 / slx);
+                nl = nl < nmax ? nl : nmax;
+                if (nl != L[i]) {
+                    slx += w[i] * x[i] * (float)nl;
+                    sl2 += w[i] * (float)nl * (float)nl;
+                    if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = (uint8_t)nl;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        changed++;
+                    }
+                }
+            }
+        }
+        if (!changed) break;
+    }
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+bool iqg_llama_group(const iqg_grid *g, const iqg_llama_plan *p, int n, const float *xv, const float *w, int *idx,
+                     float *scale_out)
+{
+    const int D = g->dim, np = n / D;
+    float wa[32], max = xv[0];
+    int8_t L[32] = {0}, La[32];
+    int idxa[8];
+    bool on[8], ona[8];
+    for (int i = 0; i < n; i++) wa[i] = sqrtf(w[i]);
+    for (int i = 1; i < n; i++) max = max > xv[i] ? max : xv[i];
+    if (max < p->eps) return false;
+    float scale, m, sqx, sq2, best = 0;
+    if (p->qp_start) {
+        scale = llama_qp_scale(n, p->kmax + 1, xv, w);
+        m = scale * (float)p->kmax;
+        if (m <= 0) return false;
+    } else {
+        scale = max / (float)(2 * p->kmax - 1);
+        m = max;
+    }
+    for (int k = 0; k < np; k++) {
+        on[k] = p->on_init;
+        idx[k] = g->map[0];
+    }
+    for (int is = -p->tmax; is <= p->tmax; is++) {
+        float id = ((float)(2 * p->kmax - 1) + (float)is * p->tstep) / m, this_scale = 1 / id;
+        for (int k = 0; k < np; k++) idxa[k] = llama_point(g, xv + D * k, wa + D * k, id, this_scale, La + D * k, &ona[k]);
+        llama_sums(w, xv, La, n, &sqx, &sq2);
+        if (sq2 > 0 && sqx * sqx > best * sq2) {
+            scale = sqx / sq2;
+            best = scale * sqx;
+            memcpy(L, La, (size_t)n);
+            memcpy(idx, idxa, sizeof(int) * (size_t)np);
+            memcpy(on, ona, sizeof(bool) * (size_t)np);
+        }
+    }
+    int off = 0;
+    for (int k = 0; k < np; k++) off += !on[k];
+    if ((off > 0 || p->repick == IQG_REPICK_ALL) && scale > 0) {
+        float id = 1 / scale;
+        for (int k = 0; k < np; k++)
+            if (!on[k] || p->repick != IQG_REPICK_OFF_GRID)
+                idx[k] = llama_point(g, xv + D * k, wa + D * k, id, scale, L + D * k, NULL);
+        llama_sums(w, xv, L, n, &sqx, &sq2);
+        if (sq2 > 0) scale = sqx / sq2;
+    }
+    *scale_out = scale;
+    return true;
 }
 
 /* ==== smelt's search ==== */
@@ -240,15 +363,16 @@ static float group_at(const iqg_grid *g, const float *a, const float *w, int n, 
 }
 
 /* The best continuous step of one group: the steps that put its largest magnitude at
- * 0.55 .. 1.15 of the top level, each refitted once to its points; the best by error. */
+ * 0.55, 0.65 .. 1.15 of the top level, each refitted once to its points; the best by
+ * error. */
 static float group_step(const iqg_grid *g, const float *a, const float *w, int n)
 {
     float amax = 0;
     for (int i = 0; i < n; i++) amax = a[i] > amax ? a[i] : amax;
     if (!(amax > 0)) return 0;
     float top = g->level[g->nlev - 1], best = INFINITY, best_s = 0;
-    for (int t = 0; t <= 12; t++) {
-        float S = amax / (top * (0.55f + 0.05f * (float)t)), ls, e = group_at(g, a, w, n, S, NULL, &ls);
+    for (int t = 0; t <= 6; t++) {
+        float S = amax / (top * (0.55f + 0.1f * (float)t)), ls, e = group_at(g, a, w, n, S, NULL, &ls);
         if (e < best) {
             best = e;
             best_s = S;
@@ -334,4 +458,65 @@ double iqg_search(const iqg_fit *f, const float *x, const float *w, iqg_choice *
         return total0;
     }
     return best;
+}
+
+void iqg_keep_better(const float *x, const float *w, void (*deq)(const void *, float *, size_t), const void *mine,
+                     const void *theirs, size_t bytes, void *dst)
+{
+    float ym[256], yt[256];
+    deq(mine, ym, 256);
+    deq(theirs, yt, 256);
+    memcpy(dst, iq4_error(x, yt, w, 256) < iq4_error(x, ym, w, 256) ? theirs : mine, bytes);
+}
+
+void iqg_encode(const iqg_type *t, const float *x, const float *w, const float *qw, void *dst)
+{
+    uint8_t mine[128], theirs[128];
+    iqg_fit f = t->fit;
+    f.g = iqg_get(t->grid);
+    iqg_choice c;
+    iqg_search(&f, x, w, &c);
+    t->put(&c, mine);
+    t->llama(x, qw, theirs);
+    iqg_keep_better(x, w, t->deq, mine, theirs, t->bytes, dst);
+}
+
+void iqg_dequantize(const iqg_layout *l, const void *src, float *y, size_t n)
+{
+    const iqg_grid *g = iqg_get(l->grid);
+    const uint8_t *b = src;
+    int q[32], ls[2];
+    for (size_t i = 0; i < n / 256; i++, b += l->bytes) {
+        float d = q_f16(b);
+        for (int j = 0; j < 8; j++) {
+            l->group(g, b, j, q, ls);
+            for (int e = 0; e < 32; e++) *y++ = d * (float)ls[e / 16] * l->unit * (float)q[e];
+        }
+    }
+}
+
+float iqg_dot(const iqg_layout *l, const void *vx, const void *vy, size_t n)
+{
+    const iqg_grid *g = iqg_get(l->grid);
+    const uint8_t *b = vx;
+    const smelt_block_q8_K *y = vy;
+    float acc[8] = {0};
+    int q[32], ls[2];
+    int32_t p[8];
+    for (size_t i = 0; i < n / 256; i++, b += l->bytes) {
+        int32_t lane[8] = {0};
+        for (int j = 0; j < 8; j++) {
+            l->group(g, b, j, q, ls);
+            q_lanes_dot32(q, y[i].qs + 32 * j, p);
+            for (int k = 0; k < 8; k++) lane[k] += ls[k / 4] * p[k];
+        }
+        q_lanes_add(acc, q_f16(b) * y[i].d, lane);
+    }
+    return l->unit * q_lanes_sum(acc);
+}
+
+void iqg_signed_run(const iqg_grid *g, int point, unsigned signs, int *q)
+{
+    const float *v = g->val + point * g->dim;
+    for (int e = 0; e < g->dim; e++) q[e] = (signs >> e & 1) ? -(int)v[e] : (int)v[e];
 }

@@ -82,6 +82,17 @@ _Static_assert(sizeof(smelt_block_iq3_s) == 110, "iq3_s block is 110 bytes");
  * (ggml's ksigns_iq2xs table, computed). */
 static inline unsigned iqg_signs8(unsigned s7) { return s7 | (unsigned)__builtin_parity(s7) << 7; }
 
+/* Little-endian 32-bit words inside blocks. */
+static inline uint32_t iqg_get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline void iqg_put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> 8 * i);
+}
+
 /* ==== codebooks ==== */
 
 #define IQG_MAX_DIM 8
@@ -100,6 +111,7 @@ typedef struct iqg_grid {
     void (*init)(void);
     /* built: */
     float *val;         /* n * dim level values of every point */
+    float *model;       /* n * dim model levels 2l + 1 of every point (llama.cpp's search) */
     int32_t *map;       /* cube code -> point (>= 0) or -(1 + start of its neighbour list) */
     uint16_t *nbr;      /* neighbour lists: count, then points by (distance, index) */
     size_t nbr_cap, nbr_len;
@@ -117,14 +129,23 @@ const iqg_grid *iqg_get(int which);
  * among 8 flips the one with the least w x^2 back (its magnitude turns negative). */
 void iqg_llama_signs(const float *x, const float *w, float *xv, uint8_t *signs);
 
-/* One point of `dim` magnitudes xv at inverse scale id: the cube point of levels
- * clamp(round((id xv - 1) / 2)), or, off the grid, the nearest of its neighbours under
- * weights wa at scale `scale`. Level indices to L; returns the point; *on tells which. */
-int iqg_llama_point(const iqg_grid *g, const float *xv, const float *wa, float id, float scale, int8_t *L,
-                    bool *on);
+/* How llama.cpp searches one group's scale (per type). */
+typedef enum { IQG_REPICK_OFF_GRID, IQG_REPICK_ALL_IF_OFF, IQG_REPICK_ALL } iqg_repick;
+typedef struct iqg_llama_plan {
+    int kmax;          /* model levels 2l + 1, l < kmax */
+    int tmax;          /* trial inverse scales (2 kmax - 1 + t tstep) / m, t = -tmax..tmax, */
+    float tstep;       /* m = the largest magnitude, or with qp_start kmax times ... */
+    bool qp_start;     /* ... the scale of make_qp_quants on kmax + 1 levels (IQ2_XXS) */
+    float eps;         /* a group whose largest magnitude is below this is skipped */
+    bool on_init;      /* a point counts as on the grid until a trial says otherwise */
+    iqg_repick repick; /* after the trials, which points are re-picked at the fitted scale */
+} iqg_llama_plan;
 
-/* sum w xv q and sum w q^2 over n elements, q = 2 L + 1, in llama.cpp's order. */
-void iqg_llama_sums(const float *w, const float *xv, const int8_t *L, int n, float *sqx, float *sq2);
+/* llama.cpp's scale search of one group of n magnitudes xv (from iqg_llama_signs) under
+ * weights w: the points (idx, one per dim elements) and the fitted scale, which may be
+ * negative (the caller flips the signs). false for a skipped group (idx untouched). */
+bool iqg_llama_group(const iqg_grid *g, const iqg_llama_plan *p, int n, const float *xv, const float *w, int *idx,
+                     float *scale);
 
 /* ==== smelt's search ====
  * One super-block of 256 in groups of `gsize` elements, each with its own 4-bit scale s;
@@ -146,5 +167,45 @@ typedef struct iqg_choice {
 
 /* Search the super-block x (finite) under weights w (> 0). Returns the weighted error. */
 double iqg_search(const iqg_fit *f, const float *x, const float *w, iqg_choice *c);
+
+/* How a grid type stores one group of 32 elements: their signed grid values (levels, the
+ * point's coordinates, with signs) and the integer scale 2s + 1 of each half of 16 (equal
+ * for types with one scale per 32). A block starts with its f16 factor d; the element is
+ * d * scale * unit * value, which is bit for bit ggml's d * (s + 1/2) * 2 unit * |value| * sign. */
+typedef struct iqg_layout {
+    int grid;   /* IQG_* */
+    size_t bytes;
+    float unit; /* 1/4, 1/8 or 1 */
+    void (*group)(const iqg_grid *g, const uint8_t *blk, int j, int *q, int *ls);
+} iqg_layout;
+
+/* The signed values of one run (dim elements) of point `point`, sign i in bit i. */
+void iqg_signed_run(const iqg_grid *g, int point, unsigned signs, int *q);
+
+/* Decode n elements (a multiple of 256). */
+void iqg_dequantize(const iqg_layout *l, const void *src, float *y, size_t n);
+/* Dot with Q8_K in the shared lane order (quant_int.h): integer lanes of each group times
+ * its half's scale, per block times d * d8, the total times unit. */
+float iqg_dot(const iqg_layout *l, const void *x, const void *y, size_t n);
+
+/* A grid type's encoder: smelt's search (`fit`, its grid filled in at use) packed by `put`,
+ * and llama.cpp's encoder beside it. */
+typedef struct iqg_type {
+    int grid; /* IQG_* */
+    iqg_fit fit;
+    size_t bytes;
+    void (*put)(const iqg_choice *c, void *blk);
+    void (*llama)(const float *x, const float *qw, void *blk);
+    void (*deq)(const void *src, float *y, size_t n);
+} iqg_type;
+
+/* One block of 256 (finite x, weights w > 0, raw importance qw or NULL): smelt's search,
+ * or llama.cpp's block when that decodes closer under w. */
+void iqg_encode(const iqg_type *t, const float *x, const float *w, const float *qw, void *dst);
+
+/* dst = whichever of two blocks of 256 (`bytes` each) decodes closer to x under w; `mine`
+ * on a tie or when `theirs` does not decode to finite values. */
+void iqg_keep_better(const float *x, const float *w, void (*deq)(const void *, float *, size_t), const void *mine,
+                     const void *theirs, size_t bytes, void *dst);
 
 #endif

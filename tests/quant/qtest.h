@@ -221,6 +221,19 @@ static inline qt_deq_fn qt_ggml_deq(int t)
     return (qt_deq_fn)qt_ggml_sym(n);
 }
 
+/* Every how many-th matrix of the sample a table-wide test encodes with type t: the grid
+ * i-quants' searches (and llama.cpp's, which the tests run beside) are ten times slower than
+ * the other types', so they see every 10th, which keeps each type's share of `make test`
+ * within a few seconds. */
+static inline size_t qt_sample_stride(int t)
+{
+    switch (t) {
+    case SMELT_TYPE_IQ3_XXS: case SMELT_TYPE_IQ3_S: case SMELT_TYPE_IQ2_XXS: case SMELT_TYPE_IQ2_XS:
+    case SMELT_TYPE_IQ2_S: case SMELT_TYPE_IQ1_S: case SMELT_TYPE_IQ1_M: return 10;
+    default: return 1;
+    }
+}
+
 static inline qt_chunk_fn qt_ggml_chunk(void) { return (qt_chunk_fn)qt_ggml_sym("ggml_quantize_chunk"); }
 
 /* ggml-cpu's type traits (generic x86-64 build), or NULL. */

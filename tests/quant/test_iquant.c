@@ -121,3 +121,9 @@ Test(iquant, iq3_xxs_edges)
     QT_NEED_ORACLE();
     check_type(SMELT_TYPE_IQ3_XXS);
 }
+
+Test(iquant, iq2_xxs_edges)
+{
+    QT_NEED_ORACLE();
+    check_type(SMELT_TYPE_IQ2_XXS);
+}
