@@ -127,3 +127,9 @@ Test(iquant, iq2_xxs_edges)
     QT_NEED_ORACLE();
     check_type(SMELT_TYPE_IQ2_XXS);
 }
+
+Test(iquant, iq2_xs_edges)
+{
+    QT_NEED_ORACLE();
+    check_type(SMELT_TYPE_IQ2_XS);
+}
