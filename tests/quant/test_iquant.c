@@ -133,3 +133,9 @@ Test(iquant, iq2_xs_edges)
     QT_NEED_ORACLE();
     check_type(SMELT_TYPE_IQ2_XS);
 }
+
+Test(iquant, iq3_s_edges)
+{
+    QT_NEED_ORACLE();
+    check_type(SMELT_TYPE_IQ3_S);
+}
