@@ -8,6 +8,8 @@
  *   - smelt's (weighted) squared error is <= ggml_quantize_chunk's, row by row. */
 #include "qtest.h"
 
+#include "quant/iquant/iqgrid.h"
+
 #define ROWS 10
 
 /* Row 0 is not the zero row: ggml's IQ4_NL reference encoder leaves the levels of a zero
@@ -138,4 +140,17 @@ Test(iquant, iq3_s_edges)
 {
     QT_NEED_ORACLE();
     check_type(SMELT_TYPE_IQ3_S);
+}
+
+/* The grid types' search tables fill their static arrays exactly (sizes counted once
+ * offline: a codebook or shell change must show here, not as silently shortened lists). */
+Test(iquant, grid_tables)
+{
+    for (int w = 0; w < IQG_COUNT; w++) {
+        const iqg_grid *g = iqg_get(w);
+        cr_assert(g);
+        cr_expect_eq(g->nbr_len, g->nbr_cap, "grid %d: neighbour lists take %zu of %zu entries", w, g->nbr_len,
+                     g->nbr_cap);
+        for (int p = 0; p < g->n; p++) cr_expect_eq(g->map[g->code[p]], p, "grid %d: point %d not mapped", w, p);
+    }
 }
