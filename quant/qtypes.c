@@ -221,6 +221,9 @@ static const struct {
     {SMELT_TYPE_Q8_0, {0, 0, 0, true}, {0, 0, 0, true}, {0, 0, 0, true}},
     {SMELT_TYPE_Q2_K, {2, 0.25f, 0, false, true}, {2, 0.25f, 0, false, true}, {2, 0.25f, 0, false, true}},
     {SMELT_TYPE_Q3_K, {1, 1, 0, false, true}, {2, 1, 1, false, true}, {1, 1, 0, false, true}},
+    /* llama.cpp's own weighting of these encoders (imatrix * sqrt(mean(x^2) + x^2)), rows unbiased */
+    {SMELT_TYPE_IQ2_XXS, {0}, {1, 1, 0, false, true}, {0}},
+    {SMELT_TYPE_IQ2_XS, {0}, {1, 1, 0, false, true}, {0}},
 };
 
 const smelt_qerr *smelt_q_tuned_err(int type, smelt_qerr_role role)

@@ -424,10 +424,15 @@ static int check_plan(job *j, smelt_err *e)
     if (rc) goto out;
     /* a type smelt cannot write is said before what it would need */
     if (missing_imx && !o->dry_run && p->can_run) {
-        rc = SMELT_ERR(e, SMELT_EUNSUPPORTED, in0, missing_imx->name,
-                       "%s %s needs importance weights (%s); quantizing it without them gives garbage", p->ftype_name,
-                       smelt_type_name(missing_imx->new_type),
-                       j->imx.m ? "the imatrix has no usable entry for it" : "pass --imatrix FILE");
+        if (j->imx.m)
+            rc = SMELT_ERR(e, SMELT_EUNSUPPORTED, in0, missing_imx->name,
+                           "%s %s needs importance weights (the imatrix has no usable entry for it); quantizing it "
+                           "without them gives garbage", p->ftype_name, smelt_type_name(missing_imx->new_type));
+        else
+            rc = SMELT_ERR(e, SMELT_EUNSUPPORTED, in0, missing_imx->name,
+                           "%s %s needs importance weights (pass --imatrix FILE; make one with: smelt-imatrix -m %s "
+                           "-f CALIB.txt -o FILE); quantizing it without them gives garbage",
+                           p->ftype_name, smelt_type_name(missing_imx->new_type), in0);
         goto out;
     }
     char names[600];

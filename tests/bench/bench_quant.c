@@ -132,7 +132,7 @@ int main(void)
         int t = smelt_q_type_at(i);
         const smelt_qtype_ops *o = smelt_q_ops(t);
         if (!o->quantize || !smelt_type_is_quantized(t) || !wanted(types, smelt_type_name(t))) continue;
-        for (int w = 0; w < 2; w++) {
+        for (int w = o->needs_imatrix ? 1 : 0; w < 2; w++) { /* ggml aborts without one there */
             const float *im = w ? imx : NULL;
             /* alternate the two sides and keep each one's best round: a shared machine's
              * load then skews both alike */

@@ -141,6 +141,8 @@ qt_ref_fn qt_ggml_ref(int t)
     if (t == SMELT_TYPE_F16) return (qt_ref_fn)qt_ggml_sym("ggml_fp32_to_fp16_row");
     if (t == SMELT_TYPE_BF16) return (qt_ref_fn)qt_ggml_sym("ggml_fp32_to_bf16_row_ref");
     snprintf(n, sizeof n, "quantize_row_%s_ref", qt_name(t));
+    void (*init)(int) = (void (*)(int))qt_ggml_sym("ggml_quantize_init");
+    if (init) init(t); /* the grid types' tables (a no-op for the others) */
     return (qt_ref_fn)qt_ggml_sym(n);
 }
 
@@ -151,6 +153,15 @@ qt_deq_fn qt_ggml_deq(int t)
     if (t == SMELT_TYPE_BF16) return (qt_deq_fn)qt_ggml_sym("ggml_bf16_to_fp32_row");
     snprintf(n, sizeof n, "dequantize_row_%s", qt_name(t));
     return (qt_deq_fn)qt_ggml_sym(n);
+}
+
+size_t qt_sample_stride(int t)
+{
+    switch (t) {
+    case SMELT_TYPE_IQ3_XXS: case SMELT_TYPE_IQ3_S: case SMELT_TYPE_IQ2_XXS: case SMELT_TYPE_IQ2_XS:
+    case SMELT_TYPE_IQ2_S: case SMELT_TYPE_IQ1_S: case SMELT_TYPE_IQ1_M: return 24;
+    default: return 1;
+    }
 }
 
 qt_chunk_fn qt_ggml_chunk(void) { return (qt_chunk_fn)qt_ggml_sym("ggml_quantize_chunk"); }

@@ -94,6 +94,13 @@ qt_ref_fn qt_ggml_ref(int t);
 
 qt_deq_fn qt_ggml_deq(int t);
 
+/* Every how many-th matrix of the sample a table-wide test encodes with type t: the grid
+ * i-quants' searches (and llama.cpp's, which the tests run beside) are ten times slower than
+ * the other types', so they see every 24th from the 12th (3 of the 70 matrices, none of them
+ * the 1M-element output matrix), which keeps each type's share of `make test` within a few
+ * seconds. Loops run j = stride / 2, + stride, ... */
+size_t qt_sample_stride(int t);
+
 qt_chunk_fn qt_ggml_chunk(void);
 
 

@@ -37,8 +37,8 @@ static void report(int t, const char *what, const ratios *plain, const ratios *i
     snprintf(line, sizeof line,
              "%-5s %-14s RMSE ratio smelt/ggml: mean %.4f worst %.4f (%s) | weighted: mean %.4f worst %.4f (%s) | "
              "%d tensors",
-             qt_name(t), what, plain->sum_ratio / plain->n, plain->worst, plain->worst_name, imx->sum_ratio / imx->n,
-             imx->worst, imx->worst_name, plain->n);
+             qt_name(t), what, plain->n ? plain->sum_ratio / plain->n : NAN, plain->worst, plain->worst_name, imx->sum_ratio / imx->n,
+             imx->worst, imx->worst_name, imx->n);
     cr_log_info("%s", line);
     const char *path = getenv("SMELT_QUANT_REPORT");
     if (path && *path) {
@@ -73,7 +73,8 @@ static void compare(int t, const char *name, const float *x, int64_t rows, int64
     size_t n = (size_t)(rows * cols), nb = qt_bytes(t, n);
     uint8_t *qa = malloc(nb), *qb = malloc(nb);
     float *ya = malloc(n * 4), *yb = malloc(n * 4);
-    for (int w = 0; w < 2; w++) {
+    bool (*req)(int) = (bool (*)(int))qt_ggml_sym("ggml_quantize_requires_imatrix");
+    for (int w = req && req(t) ? 1 : 0; w < 2; w++) { /* ggml aborts without weights there */
         const float *im = w ? imx : NULL;
         chunk(t, x, qa, 0, rows, cols, im);
         cr_assert(smelt_q_quantize_rows(t, x, qb, rows, cols, im, NULL, NULL) == 0);
@@ -107,7 +108,7 @@ ParameterizedTest(int *type, qaccuracy, sample_model, .timeout = 600)
     size_t nm = qt_sample_matrices(&m);
     cr_assert(nm > 0, "samples/tiny-mixtral not readable");
     ratios plain = {0}, weighted = {0};
-    for (size_t j = 0; j < nm; j++) {
+    for (size_t j = qt_sample_stride(t) / 2; j < nm; j += qt_sample_stride(t)) {
         if (m[j].cols % qt_blck(t)) continue;
         int step = m[j].rows >= 64 ? ROW_STEP : 1; /* small matrices whole */
         int64_t rows = (m[j].rows + step - 1) / step;
@@ -123,7 +124,7 @@ ParameterizedTest(int *type, qaccuracy, sample_model, .timeout = 600)
         free(imx);
         if (x != m[j].x) free(x);
     }
-    cr_assert(plain.n > 0);
+    cr_assert(weighted.n > 0);
     report(t, "tiny-mixtral", &plain, &weighted);
     qt_free_matrices(m, nm);
 }

@@ -113,6 +113,8 @@ ParameterizedTest(int *type, qerr, avx2_matches_portable)
     int t = *type;
     const smelt_qtype_ops *p = smelt_q_ops_isa(t, SMELT_ISA_PORTABLE), *v = smelt_q_ops_isa(t, SMELT_ISA_AVX2);
     if (!v) cr_skip_test("this CPU cannot run the AVX2 kernels");
+    if (p->quantize_err == v->quantize_err)
+        cr_skip_test("%s has no AVX2 encoder (the same function serves both sets)", qt_name(t));
     const smelt_qerr models[] = {{2, 1, 0}, {1, 0.5f, 0.7f}, {2, 0.25f, 1}, {1, 1, 0.5f, false, true}};
     float *x = malloc(NR * sizeof(float)), imx[512];
     size_t nb = qt_bytes(t, NR);
@@ -149,7 +151,7 @@ ParameterizedTest(int *type, qerr, minimizes_its_error)
     if (!nm) cr_skip_test("samples/tiny-mixtral not found");
     const smelt_qerr m = {2, 1, 0}; /* weights (s2 + x^2): far enough from plain to tell */
     double e_plain[2] = {0}, e_model[2] = {0}; /* [0] plain error, [1] model error */
-    for (size_t j = 0; j < nm; j++) {
+    for (size_t j = qt_sample_stride(t) / 2; j < nm; j += qt_sample_stride(t)) {
         size_t n = (size_t)(mats[j].rows * mats[j].cols), nb = qt_bytes(t, n);
         if (mats[j].cols % qt_blck(t)) continue;
         uint8_t *q = malloc(nb);
@@ -231,7 +233,7 @@ ParameterizedTest(int *type, qerr, unbias)
     float imx[4096];
     double shrink = 0, dev = 0, devu = 0, worst = 0;
     size_t rows = 0;
-    for (size_t j = 0; j < nm; j++) {
+    for (size_t j = qt_sample_stride(t) / 2; j < nm; j += qt_sample_stride(t)) {
         size_t cols = (size_t)mats[j].cols, n = (size_t)mats[j].rows * cols, nb = qt_bytes(t, n);
         cr_assert(cols <= 4096);
         qt_imatrix(imx, cols, 40 + j);

@@ -715,18 +715,26 @@ Test(quantize, errors_exact_messages)
 
     opts_init(&o, &r, "Q2_K_S");
     cr_assert_eq(smelt_quantize_run(&o, v.tiny, out, NULL, &e), SMELT_EUNSUPPORTED);
-    snprintf(want, sizeof want, "%s: 'blk.0.attn_k.weight': Q2_K_S q2_K needs importance weights (pass --imatrix FILE); "
-                                "quantizing it without them gives garbage", v.tiny);
+    snprintf(want, sizeof want, "%s: 'blk.0.attn_k.weight': Q2_K_S q2_K needs importance weights (pass --imatrix FILE; "
+                                "make one with: smelt-imatrix -m %s -f CALIB.txt -o FILE); quantizing it without them "
+                                "gives garbage", v.tiny, v.tiny);
     cr_assert_str_eq(line_of(&e), want);
     opts_init(&o, &r, "Q2_K_S");
     o.dry_run = true;
     cr_assert_eq(smelt_quantize_run(&o, v.tiny, NULL, NULL, &e), 0, "a dry run only warns");
     cr_assert_str_eq(r.warn[0], "Q2_K_S: 24 tensors will need an importance matrix (--imatrix) when quantizing for real");
 
-    /* a type smelt cannot write yet is said first, not the importance matrix it would need */
     opts_init(&o, &r, "IQ2_XXS");
     cr_assert_eq(smelt_quantize_run(&o, v.tiny, out, NULL, &e), SMELT_EUNSUPPORTED);
-    snprintf(want, sizeof want, "%s: 'blk.0.attn_k.weight': smelt cannot quantize to iq2_xxs yet (needed by IQ2_XXS)",
+    snprintf(want, sizeof want, "%s: 'blk.0.attn_k.weight': IQ2_XXS iq2_xxs needs importance weights (pass --imatrix "
+                                "FILE; make one with: smelt-imatrix -m %s -f CALIB.txt -o FILE); quantizing it "
+                                "without them gives garbage", v.tiny, v.tiny);
+    cr_assert_str_eq(line_of(&e), want);
+
+    /* a type smelt cannot write yet is said first, not the importance matrix it would need */
+    opts_init(&o, &r, "IQ1_S");
+    cr_assert_eq(smelt_quantize_run(&o, v.tiny, out, NULL, &e), SMELT_EUNSUPPORTED);
+    snprintf(want, sizeof want, "%s: 'blk.0.attn_k.weight': smelt cannot quantize to iq1_s yet (needed by IQ1_S)",
              v.tiny);
     cr_assert_str_eq(line_of(&e), want);
 

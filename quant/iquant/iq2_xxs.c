@@ -1,0 +1,126 @@
+/* iq2_xxs.c — IQ2_XXS: super-blocks of 256, 8 magnitudes per point of a 256-point grid,
+ * signs in 7-bit bytes, a 4-bit scale per 32 (layout in iqgrid.h). Decoder, llama.cpp's
+ * encoder (it has no reference encoder for this type: run with unit importance it is
+ * `quantize_ref`, and the candidate smelt's encoder must never do worse than), smelt's
+ * encoder, and the type's descriptor. Includes quant/ only. */
+#include <math.h>
+#include <string.h>
+
+#include "iqgrid.h"
+#include "quant/kquant/kquant.h"
+
+#define QK SMELT_QK_K
+
+/* Group j: a word of four point indices, a word of four 7-bit sign fields and the scale. */
+static void group(const iqg_grid *g, const uint8_t *b, int j, int *q, int *ls)
+{
+    uint32_t pw = iqg_get32(b + 2 + 8 * j), sw = iqg_get32(b + 2 + 8 * j + 4);
+    ls[0] = ls[1] = 2 * (int)(sw >> 28) + 1;
+    for (int k = 0; k < 4; k++) iqg_signed_run(g, (pw >> 8 * k) & 255, iqg_signs8((sw >> 7 * k) & 127), q + 8 * k);
+}
+
+static const iqg_layout k_layout = {IQG_2XXS, sizeof(smelt_block_iq2_xxs), 0.125f, group};
+
+static void deq_iq2_xxs(const void *src, float *y, size_t n) { iqg_dequantize(&k_layout, src, y, n); }
+
+/* ==== llama.cpp's encoder ====
+ * Per group of 32 (weights qw * sqrt(mean(x^2) + x^2)): signs, a first scale from
+ * make_qp_quants, 13 trial scales around it, every point re-picked at the fitted scale; the
+ * factor maps the largest group scale on 31. */
+static const iqg_llama_plan k_llama = {3, 6, 0.1f, true, 1e-15f, true, IQG_REPICK_ALL};
+
+static void llama_block(const float *x, const float *qw, void *dst)
+{
+    smelt_block_iq2_xxs *y = dst;
+    const iqg_grid *g = iqg_get(IQG_2XXS);
+    uint32_t q2[16] = {0};
+    float scales[8], max_scale = 0, sumx2 = 0;
+    for (int i = 0; i < QK; i++) sumx2 += x[i] * x[i];
+    float sigma2 = sumx2 / QK;
+    for (int ib = 0; ib < 8; ib++) {
+        const float *xb = x + 32 * ib;
+        float w[32], xv[32], scale;
+        int idx[4];
+        uint8_t signs[4];
+        for (int i = 0; i < 32; i++) w[i] = (qw ? qw[32 * ib + i] : 1.f) * sqrtf(sigma2 + xb[i] * xb[i]);
+        iqg_llama_signs(xb, w, xv, signs);
+        scales[ib] = 0;
+        if (!iqg_llama_group(g, &k_llama, 32, xv, w, idx, &scale)) continue;
+        if (scale < 0) {
+            scale = -scale;
+            for (int k = 0; k < 4; k++) signs[k] = (uint8_t)(~signs[k] & 127);
+        }
+        for (int k = 0; k < 4; k++) {
+            q2[2 * ib] |= (uint32_t)idx[k] << 8 * k;
+            q2[2 * ib + 1] |= (uint32_t)signs[k] << 7 * k;
+        }
+        scales[ib] = scale;
+        max_scale = max_scale > scale ? max_scale : scale;
+    }
+    memset(y, 0, sizeof *y);
+    y->d = smelt_f32_to_f16(0.f);
+    if (!max_scale) return;
+    float d = max_scale / 31;
+    y->d = smelt_f32_to_f16(d);
+    float id = 1 / d;
+    for (int ib = 0; ib < 8; ib++) {
+        int l = q_clampi(q_nearest(0.5f * (id * scales[ib] - 1)), 0, 15);
+        q2[2 * ib + 1] |= (uint32_t)l << 28;
+    }
+    for (int k = 0; k < 16; k++) iqg_put32((uint8_t *)y->qs + 4 * k, q2[k]);
+}
+
+/* llama.cpp's encoder with unit importance (what ggml_quantize_chunk writes for an
+ * imatrix of ones). */
+static void ref_iq2_xxs(const float *x, void *dst, int64_t k)
+{
+    smelt_block_iq2_xxs *y = dst;
+    for (int64_t i = 0; i < k / QK; i++) llama_block(x + QK * i, NULL, &y[i]);
+}
+
+/* ==== smelt's encoder ==== */
+
+static void put(const iqg_choice *c, void *dst)
+{
+    smelt_block_iq2_xxs *y = dst;
+    memset(y, 0, sizeof *y);
+    if (c->d == 0) return;
+    y->d = smelt_f32_to_f16(c->d);
+    for (int j = 0; j < 8; j++) {
+        const uint8_t *s = c->sign + 4 * j;
+        const uint16_t *p = c->pt + 4 * j;
+        uint8_t *q = (uint8_t *)y->qs + 8 * j;
+        iqg_put32(q, (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+        iqg_put32(q + 4, (uint32_t)s[0] | (uint32_t)s[1] << 7 | (uint32_t)s[2] << 14 | (uint32_t)s[3] << 21 |
+                             (uint32_t)c->s[j] << 28);
+    }
+}
+
+/* Smelt: iqg_search on the decoded grid values; llama.cpp's block when that is better. */
+static void enc_block(const float *x, const float *w, const float *qw, void *dst)
+{
+    static const iqg_type k_enc = {IQG_2XXS, {NULL, 32, 0.125f, true}, sizeof(smelt_block_iq2_xxs), put, llama_block, deq_iq2_xxs};
+    iqg_encode(&k_enc, x, w, qw, dst);
+}
+
+static void quant_err_iq2_xxs(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx,
+                         const smelt_qerr *m)
+{
+    static const iq4_type k_type = {QK, sizeof(smelt_block_iq2_xxs), enc_block, ref_iq2_xxs, deq_iq2_xxs};
+    iq4_quantize_rows(&k_type, src, dst, n_rows, row_len, imx, m);
+}
+
+static void quant_iq2_xxs(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)
+{
+    quant_err_iq2_xxs(src, dst, n_rows, row_len, imx, NULL);
+}
+
+
+const smelt_qtype_ops smelt_iq2_xxs_ops = {
+    .type = SMELT_TYPE_IQ2_XXS,
+    .dequantize = deq_iq2_xxs,
+    .quantize = quant_iq2_xxs,
+    .quantize_ref = ref_iq2_xxs,
+    .quantize_err = quant_err_iq2_xxs,
+    .needs_imatrix = true,
+};
