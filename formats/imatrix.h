@@ -85,4 +85,39 @@ int smelt_imx_add_dataset(smelt_imx *m, const char *dataset, smelt_err *e);
  * sums·chunk_size with counts ncall·chunk_size. Entries are written sorted by name. */
 int smelt_imx_write(const smelt_imx *m, const char *path, int format, smelt_err *e);
 
+/* ==== combining and statistics ==== */
+
+/* The sum of n imatrices (slices of one run, or runs over different texts), GGUF
+ * semantics: raw sums and per-matrix counts added, in double, rounded to f32 once. Legacy
+ * inputs are converted as llama-imatrix loads them (sums = values x chunk_size, counts =
+ * ncall x chunk_size, the one ncall spread over the matrices of an entry that another
+ * input stores per expert). chunk_size: the GGUF inputs' (they must agree), else the
+ * argument (0: 512). Entries are the union of the inputs' (sorted by name); datasets the
+ * union in order of appearance; chunk_count = largest count / chunk_size, as a single run
+ * over all the chunks stores it. `paths` name the inputs in errors. Errors: EMISMATCH
+ * naming the file and entry whose shape differs from an earlier input's, or the file whose
+ * chunk size differs; ENOMEM. Caller frees *out. */
+int smelt_imx_combine(smelt_imx *const *in, const char *const *paths, size_t n, uint32_t chunk_size, smelt_imx **out,
+                      smelt_err *e);
+
+/* Per-entry importance summary (what llama-imatrix --show-statistics reports), over the
+ * per-value mean squared activations a = sums / count of the matrices that received data
+ * (legacy: values / ncall). */
+typedef struct smelt_imx_stat {
+    const char *name;        /* the entry's (points into the imatrix) */
+    int layer;               /* N of "blk.N.", -1 otherwise */
+    uint64_t n_mat, n_mat_empty; /* matrices, and those with count 0 (left out) */
+    uint64_t n_values;       /* values a summarised (0: no data; the figures below are 0) */
+    double sum, min, max, mean, stddev; /* of a (population standard deviation) */
+    double active;           /* fraction of a > 1e-5 */
+    double entropy;          /* bits, of the distribution a / sum */
+    double entropy_norm;     /* entropy / log2(n_values), 0..1 */
+    double z_above_1;        /* fraction of values more than one stddev above the mean */
+    double cossim;           /* cosine of the raw sums with the same weight of the block before;
+                              * NAN without one (or with another shape) */
+} smelt_imx_stat;
+
+/* One smelt_imx_stat per entry of m, in m's order. ENOMEM. Caller frees *out (one free). */
+int smelt_imx_stats(const smelt_imx *m, smelt_imx_stat **out, smelt_err *e);
+
 #endif
