@@ -181,6 +181,15 @@ static int parse_range(const char *arg, smelt_imatrix_opts *o)
     return 0;
 }
 
+/* Block order (blk.2 before blk.10), then the name; weights outside blocks last. */
+static int cmp_stat(const void *a, const void *b)
+{
+    const smelt_imx_stat *x = a, *y = b;
+    unsigned lx = (unsigned)x->layer, ly = (unsigned)y->layer; /* -1 sorts last */
+    if (lx != ly) return lx < ly ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
 static json_t *json_num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
 static int show_statistics(const char *path, int json)
@@ -196,6 +205,7 @@ static int show_statistics(const char *path, int json)
         smelt_imx_free(m);
         return smelt_err_exit_status(rc);
     }
+    qsort(st, m->n_entries, sizeof *st, cmp_stat);
     if (json) {
         json_t *j = json_object(), *ents = json_array();
         json_object_set_new(j, "tool", json_string(TOOL));

@@ -35,54 +35,16 @@ M=$tmp/m.gguf
 "$B/smelt-convert" -q samples/tiny-mixtral -o "$M" --outtype f32 || { echo "FAIL: smelt-convert"; exit 1; }
 run=("$I" -q -m "$M" -f $C -c 64 --chunks 12)
 
-# a GGUF imatrix as {name: floats} plus its KVs, and the comparison of two
-cat >"$tmp/imx.py" <<'PY'
-import struct, sys
-def read(path):
-    b = open(path, "rb").read(); o = 0
-    def u(fmt):
-        nonlocal o; v = struct.unpack_from("<" + fmt, b, o); o += struct.calcsize("<" + fmt); return v[0]
-    def s():
-        nonlocal o; n = u("Q"); v = b[o:o + n].decode(); o += n; return v
-    assert b[:4] == b"GGUF"; o = 8
-    nt, nkv = u("Q"), u("Q"); kv = {}
-    for _ in range(nkv):
-        k, t = s(), u("I")
-        if t == 8: kv[k] = s()
-        elif t == 4: kv[k] = u("I")
-        elif t == 9:
-            at, n = u("I"), u("Q"); assert at == 8; kv[k] = [s() for _ in range(n)]
-        else: raise SystemExit("unexpected KV type %d" % t)
-    infos = []
-    for _ in range(nt):
-        name, nd = s(), u("I"); ne = 1
-        for _ in range(nd): ne *= u("Q")
-        assert u("I") == 0; infos.append((name, ne, u("Q")))
-    data = (o + 31) // 32 * 32
-    return kv, {n: struct.unpack_from("<%df" % ne, b, data + off) for n, ne, off in infos}
-if __name__ == "__main__":
-    ka, ta = read(sys.argv[1]); kb, tb = read(sys.argv[2]); bound = float(sys.argv[3])
-    assert ka == kb, (ka, kb)
-    assert sorted(ta) == sorted(tb)
-    worst = 0.0
-    for n in ta:
-        if n.endswith(".counts"): assert ta[n] == tb[n], n; continue
-        for x, y in zip(ta[n], tb[n]):
-            d = abs(x - y) / max(abs(x), abs(y)) if x != y else 0.0
-            worst = max(worst, d)
-    print("max relative difference of the sums: %.3g" % worst)
-    assert worst <= bound, worst
-PY
+X=tests/e2e/imatrix_read.py
 
 # ---- slices as separate processes, combined ----
 expect_status 0 "${run[@]}" -o "$tmp/full.gguf"
-printf '%s\n' 0:5 5:9 9:12 | xargs -P 3 -I{} sh -c \
-  '"$0" -q -m "$1" -f "$2" -c 64 --chunks 12 --chunk-range {} -o "$3/slice-{}.gguf" >/dev/null' "$I" "$M" $C "$tmp" ||
+printf '%s\n' 0:5 5:9 9:12 | xargs -P 3 -I{} "${run[@]}" --chunk-range {} -o "$tmp/slice-{}.gguf" >/dev/null ||
   fail "the slices"
 expect_status 0 "$I" --combine "$tmp/slice-0:5.gguf" "$tmp/slice-5:9.gguf" "$tmp/slice-9:12.gguf" -o "$tmp/comb.gguf"
 grep -qxF "smelt-imatrix: 3 files combined: 32 entries from 12 chunks of 64 tokens written to $tmp/comb.gguf (GGUF)" \
   "$tmp/out" || fail "combine summary: $(cat "$tmp/out")"
-python3 "$tmp/imx.py" "$tmp/full.gguf" "$tmp/comb.gguf" 1e-6 || fail "combined slices differ from the single run"
+python3 $X "$tmp/full.gguf" "$tmp/comb.gguf" 1e-6 || fail "combined slices differ from the single run"
 "$B/smelt-dump" --no-tensors "$tmp/slice-5:9.gguf" | grep -q 'imatrix.chunk_count *= 4$' || fail "a slice's chunk_count"
 
 # ---- a run killed after a checkpoint, resumed ----
@@ -137,7 +99,7 @@ grep -qF "32 entries from 95 chunks of 256 tokens" "$tmp/out" || fail "llama + s
 "$B/smelt-dump" --no-tensors "$tmp/ls.gguf" | grep -qE 'imatrix.datasets *= \["samples/text/calib.txt", "samples/text/eval-en.txt"\]$' ||
   fail "datasets of the combination: $("$B/smelt-dump" --no-tensors "$tmp/ls.gguf" | grep datasets)"
 expect_status 0 "$I" --combine "$tmp/s256.gguf" $L.dat -o "$tmp/sl.gguf"  # legacy: -c defaults to the GGUF's 256
-python3 - "$tmp/imx.py" $L.gguf "$tmp/s256.gguf" "$tmp/ls.gguf" "$tmp/sl.gguf" <<'PY' || fail "llama + smelt sums"
+python3 - $X $L.gguf "$tmp/s256.gguf" "$tmp/ls.gguf" "$tmp/sl.gguf" <<'PY' || fail "llama + smelt sums"
 import sys, importlib.util
 spec = importlib.util.spec_from_file_location("imx", sys.argv[1]); imx = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(imx)
