@@ -246,7 +246,7 @@ static int run_identity(const smelt_imatrix_opts *o, ckpt_id *id, smelt_err *e)
     free(text);
     id->n_chunks = o->n_chunks < 0 ? UINT64_MAX : (uint64_t)o->n_chunks;
     id->chunk_begin = o->chunk_begin;
-    id->chunk_end = o->chunk_end < 0 ? UINT64_MAX : (uint64_t)o->chunk_end;
+    id->chunk_end = o->chunk_end ? o->chunk_end : UINT64_MAX;
     id->n_ctx = o->n_ctx ? o->n_ctx : 512;
     id->process_output = o->process_output;
     return 0;
@@ -409,7 +409,6 @@ void smelt_imatrix_opts_default(smelt_imatrix_opts *o)
     memset(o, 0, sizeof *o);
     o->format = SMELT_IMX_GGUF;
     o->n_chunks = -1;
-    o->chunk_end = -1;
     o->isa = -1;
 }
 

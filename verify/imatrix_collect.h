@@ -68,10 +68,9 @@ typedef struct smelt_imatrix_opts {
     int n_threads;        /* <= 0: one per CPU */
     int isa;              /* -1: best available */
     bool process_output;  /* also collect output.weight (llama-imatrix --process-output) */
-    /* Only chunks chunk_begin <= i < chunk_end of the text (chunk_end < 0: to the last):
+    /* Only chunks chunk_begin <= i < chunk_end of the text (chunk_end 0: to the last):
      * a slice of a run, for smelt_imx_combine(). */
-    size_t chunk_begin;
-    int64_t chunk_end;
+    size_t chunk_begin, chunk_end;
     /* Checkpoint: with save_every > 0, the sums so far and the chunks done are written
      * atomically to `checkpoint` after every save_every chunks (at the end of a batch). When
      * `checkpoint` exists at the start, the run resumes from it if it was made by the same

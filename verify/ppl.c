@@ -23,7 +23,6 @@ void smelt_ppl_opts_default(smelt_ppl_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->n_chunks = -1;
-    o->chunk_end = -1;
     o->isa = -1;
 }
 
@@ -240,8 +239,8 @@ int smelt_ppl_run(const smelt_ppl_opts *o, smelt_ppl_result *r, smelt_ppl_chunk_
         goto done;
     }
     const size_t n_chunk_text = n_chunk, c_begin = o->chunk_begin;
-    if (o->chunk_end >= 0 || c_begin) {
-        size_t c_end = o->chunk_end >= 0 ? (size_t)o->chunk_end : n_chunk;
+    if (o->chunk_end || c_begin) {
+        size_t c_end = o->chunk_end ? o->chunk_end : n_chunk;
         if (mode != MODE_PPL || c_begin >= c_end || c_end > n_chunk) {
             const bool limited = n_chunk < n_tokens / n_ctx;
             rc = mode != MODE_PPL ? SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "a chunk range is not possible with KLD")

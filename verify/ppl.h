@@ -33,10 +33,9 @@ typedef struct smelt_ppl_opts {
     const char *text;     /* evaluation text; not read with kld_in (tokens come from the file) */
     uint32_t n_ctx;       /* 0: 512 (llama-perplexity's default), or the base file's with kld_in */
     int64_t n_chunks;     /* < 0: every complete chunk */
-    /* Evaluate only chunks chunk_begin <= i < chunk_end of the n_chunks above (chunk_end < 0:
+    /* Evaluate only chunks chunk_begin <= i < chunk_end of the n_chunks above (chunk_end 0:
      * up to the last). Chunk i is the same tokens whatever the range. Not with KLD. */
-    size_t chunk_begin;
-    int64_t chunk_end;
+    size_t chunk_begin, chunk_end;
     uint32_t n_batch;     /* tokens per forward call; 0: 2048 */
     int n_threads;        /* <= 0: one per CPU */
     int isa;              /* -1: best available (see ops.h) */

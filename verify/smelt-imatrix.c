@@ -177,7 +177,7 @@ static int parse_range(const char *arg, smelt_imatrix_opts *o)
     if (lo < 0 || hi < 0 || lo >= hi)
         return smelt_cli_usage_error(TOOL, "--chunk-range: expected A:B with 0 <= A < B, got '%s'", arg);
     o->chunk_begin = (size_t)lo;
-    o->chunk_end = hi;
+    o->chunk_end = (size_t)hi;
     return 0;
 }
 

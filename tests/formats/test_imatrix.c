@@ -194,6 +194,57 @@ Test(imatrix, built_accumulated_and_zero_count_experts)
     smelt_imx_free(m);
 }
 
+/* Combining: llama-imatrix's GGUF and its own .dat of the same run add up to twice the
+ * sums (the .dat converted with the chunk size of the GGUF); a legacy entry's one ncall is
+ * spread over the experts of a GGUF entry; shapes and chunk sizes must agree. */
+Test(imatrix, combine_gguf_legacy_and_mismatches)
+{
+    smelt_imx *g = read_fixture(FIX_GGUF), *d = read_fixture(FIX_DAT);
+    if (!g || !d) cr_skip_test("fixtures missing");
+    smelt_imx *in[2] = {g, d}, *out;
+    const char *paths[2] = {"a.gguf", "b.dat"};
+    smelt_err e;
+    cr_assert_eq(smelt_imx_combine(in, paths, 2, 0, &out, &e), 0, "%s", e.msg);
+    cr_assert_eq(out->n_entries, g->n_entries);
+    cr_assert_eq(out->chunk_size, 256);
+    cr_assert_eq(out->n_datasets, 1, "the same text once");
+    const smelt_imx_entry *a = smelt_imx_find(out, "blk.0.attn_q.weight"), *x = smelt_imx_find(g, "blk.0.attn_q.weight");
+    cr_assert_eq(a->counts[0], 2 * x->counts[0]);
+    for (uint64_t j = 0; j < a->n_values; j++)
+        cr_assert(fabsf(a->sums[j] - 2 * x->sums[j]) <= 1e-5f * a->sums[j], "sum %llu", (unsigned long long)j);
+    const smelt_imx_entry *ex = smelt_imx_find(out, "blk.1.ffn_up_exps.weight");
+    cr_assert_eq(ex->n_mat, 4, "the .dat's single ncall spread over the GGUF's experts");
+    smelt_imx_free(out);
+
+    smelt_imx *t = smelt_imx_new();
+    float s[4] = {1, 2, 3, 4};
+    int64_t c[1] = {4};
+    cr_assert_eq(smelt_imx_add(t, "blk.0.attn_q.weight", 4, 1, s, c, &e), 0);
+    t->chunk_size = 256;
+    in[1] = t;
+    cr_assert_eq(smelt_imx_combine(in, paths, 2, 0, &out, &e), SMELT_EMISMATCH);
+    cr_assert_str_eq(err_line(&e), "b.dat: 'blk.0.attn_q.weight': 4 values in 1 matrices, but a.gguf has 256 in 1 "
+                                   "(imatrices of different models?)");
+    t->chunk_size = 128;
+    cr_assert_eq(smelt_imx_combine(in, paths, 2, 0, &out, &e), SMELT_EMISMATCH);
+    cr_assert_str_eq(err_line(&e), "b.dat: collected over chunks of 128 tokens, but a.gguf over chunks of 256: combine "
+                                   "imatrices made with the same context size");
+    /* statistics of the toy: a = sums / 4 = .25 .5 .75 1 */
+    smelt_imx_stat *st;
+    cr_assert_eq(smelt_imx_stats(t, &st, &e), 0);
+    cr_assert_eq(st[0].n_values, 4);
+    cr_assert_float_eq(st[0].sum, 2.5, 1e-12);
+    cr_assert_float_eq(st[0].mean, 0.625, 1e-12);
+    cr_assert_float_eq(st[0].stddev, sqrt(0.078125), 1e-12);
+    cr_assert_float_eq(st[0].z_above_1, 0.25, 1e-12, "1 is 1.34 stddev above the mean");
+    cr_assert_eq(st[0].layer, 0);
+    cr_assert(isnan(st[0].cossim), "no block before block 0");
+    free(st);
+    smelt_imx_free(t);
+    smelt_imx_free(g);
+    smelt_imx_free(d);
+}
+
 /* ==== malformed files: each with its exact error line ==== */
 
 static int read_bytes(const tb_buf *b, smelt_err *e)
