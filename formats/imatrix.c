@@ -20,6 +20,7 @@ static const char K_CHUNK_COUNT[] = "imatrix.chunk_count";
 static const char K_CHUNK_SIZE[] = "imatrix.chunk_size";
 static const char SFX_SUMS[] = ".in_sum2";
 static const char SFX_COUNTS[] = ".counts";
+static const char SFX_EXACT[] = ".in_sum2.exact";
 
 /* ==== in-memory structure ==== */
 
@@ -28,6 +29,7 @@ static void entry_free(smelt_imx_entry *en)
     free(en->name);
     free(en->sums);
     free(en->counts);
+    free(en->exact);
 }
 
 void smelt_imx_free(smelt_imx *m)
@@ -240,6 +242,24 @@ static int read_gguf(smelt_imx *m, const void *buf, size_t size, const char *nam
             }
             en.counts[j] = (int64_t)llroundf(f);
         }
+        snprintf(wname, sizeof wname, "%.*s%s", (int)stem, t->name, SFX_EXACT);
+        const smelt_gguf_tensor *x = smelt_gguf_find_tensor(g, wname);
+        wname[stem] = 0;
+        if (x && (x->type != SMELT_TYPE_I64 || x->nelements != 2 * n_vals)) {
+            entry_free(&en);
+            rc = SMELT_CORRUPT(e, name, x->info_offset, x->name,
+                               "expected an i64 tensor of %" PRIu64 " elements (2 per value of '%s'), found %s x %" PRIu64,
+                               2 * n_vals, t->name, smelt_type_name(x->type), x->nelements);
+            goto out;
+        }
+        if (x) {
+            if (!(en.exact = malloc(2 * n_vals * sizeof(uint64_t)))) {
+                entry_free(&en);
+                rc = SMELT_NOMEM(e, "imatrix entry");
+                goto out;
+            }
+            memcpy(en.exact, x->data, 2 * n_vals * sizeof(uint64_t));
+        }
         if ((rc = insert_entry(m, &en, e))) {
             entry_free(&en);
             goto out;
@@ -410,9 +430,11 @@ static int write_gguf(const smelt_imx *m, const char *path, smelt_err *e)
     for (size_t i = 0; !rc && i < m->n_entries; i++) {
         const smelt_imx_entry *en = &m->entries[i];
         char nm[SMELT_GGUF_MAX_NAME + 16];
-        if (strlen(en->name) + sizeof SFX_SUMS > SMELT_GGUF_MAX_NAME) {
+        const bool exact = m->write_exact && en->exact;
+        const char *sfx = exact ? SFX_EXACT : SFX_SUMS;
+        if (strlen(en->name) + strlen(sfx) + 1 > SMELT_GGUF_MAX_NAME) {
             rc = SMELT_ERR(e, SMELT_EUNSUPPORTED, path, en->name,
-                           "name too long for a GGUF tensor once '%s' is appended (limit %d bytes)", SFX_SUMS,
+                           "name too long for a GGUF tensor once '%s' is appended (limit %d bytes)", sfx,
                            SMELT_GGUF_MAX_NAME - 1);
             break;
         }
@@ -422,6 +444,9 @@ static int write_gguf(const smelt_imx *m, const char *path, smelt_err *e)
         rc = smelt_gguf_writer_add_tensor(w, nm, nd, ne_s, SMELT_TYPE_F32, e);
         snprintf(nm, sizeof nm, "%s%s", en->name, SFX_COUNTS);
         if (!rc) rc = smelt_gguf_writer_add_tensor(w, nm, nd, ne_c, SMELT_TYPE_F32, e);
+        uint64_t ne_x[2] = {2, en->n_values};
+        snprintf(nm, sizeof nm, "%s%s", en->name, SFX_EXACT);
+        if (!rc && exact) rc = smelt_gguf_writer_add_tensor(w, nm, 2, ne_x, SMELT_TYPE_I64, e);
     }
     if (!rc) rc = smelt_gguf_writer_begin(w, path, e);
     float *tmp = NULL;
@@ -440,6 +465,8 @@ static int write_gguf(const smelt_imx *m, const char *path, smelt_err *e)
             float c = from_legacy ? (float)(en->counts[0] * (int64_t)m->chunk_size) : (float)en->counts[j];
             rc = smelt_gguf_writer_write(w, &c, 4, e);
         }
+        if (!rc && m->write_exact && en->exact)
+            rc = smelt_gguf_writer_write(w, en->exact, 2 * en->n_values * sizeof(uint64_t), e);
     }
     free(tmp);
     if (!rc) rc = smelt_gguf_writer_commit(w, e);
@@ -537,6 +564,7 @@ typedef struct {
     uint64_t n_values, n_mat;
     double *sums;      /* raw Σx², n_values */
     int64_t *counts;   /* n_mat */
+    uint64_t *exact;   /* 2 x n_values while every input so far had exact sums, else NULL */
 } comb_entry;
 
 static void comb_free(comb_entry *c, size_t n)
@@ -544,6 +572,7 @@ static void comb_free(comb_entry *c, size_t n)
     for (size_t i = 0; i < n; i++) {
         free(c[i].sums);
         free(c[i].counts);
+        free(c[i].exact);
     }
     free(c);
 }
@@ -570,6 +599,13 @@ static int comb_add(comb_entry *c, const smelt_imx *m, const smelt_imx_entry *en
                          "%" PRIu64 " values in %" PRIu64 " matrices, but %s has %" PRIu64 " in %" PRIu64
                          " (imatrices of different models?)",
                          en->n_values, n_mat, c->from, c->n_values, c->n_mat);
+    if (c->exact && (!en->exact || legacy || c->n_mat != n_mat)) {
+        free(c->exact);
+        c->exact = NULL;
+    }
+    for (uint64_t j = 0; c->exact && j < en->n_values; j++)
+        if (!smelt_imx_fixed_add(c->exact + 2 * j, en->exact + 2 * j))
+            return SMELT_ERR(e, SMELT_EUNSUPPORTED, path, en->name, "sum of squares beyond 2^64");
     if (c->n_mat < n_mat) {
         int rc = comb_widen(c, n_mat, e);
         if (rc) return rc;
@@ -628,10 +664,12 @@ int smelt_imx_combine(smelt_imx *const *in, const char *const *paths, size_t n, 
                     acc = na;
                     cap = nc;
                 }
+                const bool exact = en->exact && in[f]->format == SMELT_IMX_GGUF;
                 comb_entry c = {en->name, paths[f], en->n_values, en->n_mat, calloc(en->n_values, sizeof(double)),
-                                calloc(en->n_mat, sizeof(int64_t))};
+                                calloc(en->n_mat, sizeof(int64_t)),
+                                exact ? calloc(2 * en->n_values, sizeof(uint64_t)) : NULL};
                 acc[n_acc++] = c;
-                if (!c.sums || !c.counts) {
+                if (!c.sums || !c.counts || (exact && !c.exact)) {
                     rc = SMELT_NOMEM(e, "an imatrix entry");
                     break;
                 }
@@ -651,10 +689,16 @@ int smelt_imx_combine(smelt_imx *const *in, const char *const *paths, size_t n, 
             break;
         }
         tmp = nt;
-        for (uint64_t j = 0; j < c->n_values; j++) tmp[j] = (float)c->sums[j];
+        for (uint64_t j = 0; j < c->n_values; j++)
+            tmp[j] = c->exact ? smelt_imx_fixed_f32(c->exact + 2 * j) : (float)c->sums[j];
         for (uint64_t j = 0; j < c->n_mat; j++)
             if (c->counts[j] > mx) mx = c->counts[j];
         rc = smelt_imx_add(m, c->name, c->n_values, c->n_mat, tmp, c->counts, e);
+        if (!rc && c->exact) { /* kept: the combination can be written with them again */
+            smelt_imx_entry *en = (smelt_imx_entry *)smelt_imx_find(m, c->name);
+            en->exact = acc[k].exact;
+            acc[k].exact = NULL;
+        }
     }
     free(tmp);
     for (size_t f = 0; !rc && f < n; f++)

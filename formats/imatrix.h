@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "base/err.h"
 
@@ -34,6 +35,8 @@ typedef struct smelt_imx_entry {
     uint64_t n_mat;    /* matrices (experts of a 3-D weight); 1 for legacy entries */
     float *sums;       /* n_values (owned) */
     int64_t *counts;   /* n_mat (owned): GGUF token counts, or {ncall} for legacy */
+    uint64_t *exact;   /* NULL, or 2 x n_values (owned): the sums in exact fixed point
+                        * (see "exact sums" below), when the file or the run kept them */
 } smelt_imx_entry;
 
 typedef struct smelt_imx {
@@ -45,7 +48,48 @@ typedef struct smelt_imx {
     uint32_t chunk_count;      /* chunks the sums were collected over */
     uint32_t chunk_size;       /* tokens per chunk (GGUF only; 0 if unknown) */
     bool has_metadata;         /* GGUF: datasets, chunk_count and chunk_size keys present */
+    bool write_exact;          /* smelt_imx_write: also store the entries' exact sums */
 } smelt_imx;
+
+/* ==== exact sums ====
+ * A sum of squares in 128-bit fixed point: lo holds the fraction in units of 2^-64, hi the
+ * integer part. Every x² (exact in double for an f32 x) is added after truncation to
+ * 2^-64, so the sum is exact integer arithmetic: it does not depend on the order or the
+ * grouping of the additions, and sums of slices of a run add up to the run's bit for bit.
+ * In a GGUF imatrix written by smelt for a slice, "W.in_sum2.exact" is an i64 tensor
+ * [2, n_values] of (lo, hi) pairs beside W.in_sum2 (llama.cpp ignores it). */
+/* a += v for a finite v >= 0 below 2^64. Returns false (a unchanged) otherwise. */
+static inline bool smelt_imx_fixed_add_double(uint64_t *a, double v)
+{
+    uint64_t b;
+    memcpy(&b, &v, 8);
+    const unsigned ex = (unsigned)(b >> 52); /* sign bit included: v < 0 fails below */
+    if (!ex) return v == 0; /* zero (an f32 square is never subnormal in double) */
+    if (ex > 1023 + 63) return false;       /* >= 2^64, negative, Inf or NaN */
+    const uint64_t m = (b & ((1ull << 52) - 1)) | (1ull << 52);
+    const int s = (int)ex - 1011; /* v = m x 2^(s - 64) */
+    uint64_t lo, hi;
+    if (s <= -53) return true;  /* below 2^-64: truncated to 0 */
+    if (s < 0) lo = m >> -s, hi = 0;
+    else if (s == 0) lo = m, hi = 0;
+    else if (s < 64) lo = m << s, hi = m >> (64 - s);
+    else lo = 0, hi = m << (s - 64);
+    const bool carry = __builtin_add_overflow(a[0], lo, &a[0]);
+    return !__builtin_add_overflow(a[1], hi + carry, &a[1]); /* hi < 2^64 - 1 */
+}
+/* a += b (pairs); false on overflow of the integer part. */
+static inline bool smelt_imx_fixed_add(uint64_t *a, const uint64_t *b)
+{
+    const bool carry = __builtin_add_overflow(a[0], b[0], &a[0]);
+    const bool o1 = __builtin_add_overflow(a[1], b[1], &a[1]);
+    const bool o2 = __builtin_add_overflow(a[1], (uint64_t)carry, &a[1]);
+    return !o1 && !o2;
+}
+/* The f32 a file stores for an exact sum (a fixed function of the pair). */
+static inline float smelt_imx_fixed_f32(const uint64_t *a)
+{
+    return (float)((double)a[1] + (double)a[0] * 0x1p-64);
+}
 
 /* Read an imatrix file, GGUF (by its magic) or legacy. *out is NULL on error.
  * Errors: EIO; EFORMAT naming the file, the entry and the byte offset (truncated data,
@@ -88,7 +132,9 @@ int smelt_imx_write(const smelt_imx *m, const char *path, int format, smelt_err 
 /* ==== combining and statistics ==== */
 
 /* The sum of n imatrices (slices of one run, or runs over different texts), GGUF
- * semantics: raw sums and per-matrix counts added, in double, rounded to f32 once. Legacy
+ * semantics: raw sums and per-matrix counts added — exactly when every input of an entry
+ * has exact sums (slices written by smelt-imatrix: the result is then the single run's,
+ * bit for bit, and keeps them), otherwise in double from the f32 sums, rounded once. Legacy
  * inputs are converted as llama-imatrix loads them (sums = values x chunk_size, counts =
  * ncall x chunk_size, the one ncall spread over the matrices of an entry that another
  * input stores per expert). chunk_size: the GGUF inputs' (they must agree), else the

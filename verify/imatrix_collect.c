@@ -19,8 +19,11 @@
 typedef struct {
     char *name;       /* owned: the model (and its names) is gone when the imatrix is built */
     uint64_t n_cols, n_mat;
-    double *sums;     /* n_mat x n_cols */
+    uint64_t *sums;   /* n_mat x n_cols exact sums, 2 words each (formats/imatrix.h) */
     int64_t *counts;  /* n_mat */
+    bool bad;         /* a square that is not finite (or beyond 2^64) was met: */
+    uint64_t bad_mat, bad_col;
+    double bad_value; /* the first one */
 } centry;
 
 struct smelt_imxc {
@@ -86,7 +89,7 @@ static centry *entry_for(smelt_imxc *c, const char *name, uint64_t n_cols, uint6
         c->en = ne;
         c->cap = nc;
     }
-    centry en = {strdup(name), n_cols, n_mat, calloc(n_cols * n_mat, sizeof(double)), calloc(n_mat, sizeof(int64_t))};
+    centry en = {strdup(name), n_cols, n_mat, calloc(2 * n_cols * n_mat, sizeof(uint64_t)), calloc(n_mat, sizeof(int64_t))};
     if (!en.name || !en.sums || !en.counts) {
         free(en.name);
         free(en.sums);
@@ -120,11 +123,19 @@ void smelt_imxc_hook(void *collector, const smelt_fwd_mm_info *mm)
     centry *en = entry_for(c, mm->weight, n_cols, n_mat);
     if (!en) return;
     const size_t m = expert ? (size_t)mm->expert : 0;
-    /* Σ x² per column, rows in the order given: each output is one chain over the rows */
-    double *acc = en->sums + m * n_cols;
+    /* Σ x² per column in exact fixed point: the order of the rows does not matter */
+    uint64_t *acc = en->sums + 2 * m * n_cols;
     for (size_t r = 0; r < mm->n_rows; r++) {
         const float *x = mm->x + r * mm->ldx;
-        for (size_t j = 0; j < n_cols; j++) acc[j] += (double)x[j] * (double)x[j];
+        for (size_t j = 0; j < n_cols; j++) {
+            const double v = (double)x[j] * (double)x[j];
+            if (!smelt_imx_fixed_add_double(acc + 2 * j, v) && !en->bad) {
+                en->bad = true;
+                en->bad_mat = m;
+                en->bad_col = j;
+                en->bad_value = v;
+            }
+        }
     }
     en->counts[m] += (int64_t)mm->n_rows;
 }
@@ -157,27 +168,27 @@ int smelt_imxc_build(const smelt_imxc *c, uint32_t chunk_size, const char *const
             tmp = t;
             tmp_n = nv;
         }
-        for (uint64_t k = 0; !rc && k < en->n_mat; k++) {
+        for (uint64_t k = 0; k < en->n_mat; k++)
             if (en->counts[k] > max_count) max_count = en->counts[k];
-            for (uint64_t j = 0; j < en->n_cols; j++) {
-                double v = en->sums[k * en->n_cols + j];
-                tmp[k * en->n_cols + j] = (float)v;
-                if (!isfinite(tmp[k * en->n_cols + j])) {
-                    if (en->n_mat > 1)
-                        rc = SMELT_ERR(e, SMELT_EFORMAT, NULL, en->name,
-                                       "the activations reaching expert %" PRIu64 " are not finite (column %" PRIu64
-                                       " sums to %g): the model produces NaN/Inf on this text",
-                                       k, j, v);
-                    else
-                        rc = SMELT_ERR(e, SMELT_EFORMAT, NULL, en->name,
-                                       "the activations are not finite (column %" PRIu64
-                                       " sums to %g): the model produces NaN/Inf on this text",
-                                       j, v);
-                    break;
-                }
-            }
+        for (size_t j = 0; j < nv; j++) tmp[j] = smelt_imx_fixed_f32(en->sums + 2 * j);
+        if (en->bad) {
+            const char *what = isfinite(en->bad_value) ? "are too large (squares summed beyond 2^64)" : "are not finite";
+            if (en->n_mat > 1)
+                rc = SMELT_ERR(e, SMELT_EFORMAT, NULL, en->name,
+                               "the activations reaching expert %" PRIu64 " %s (column %" PRIu64
+                               " sums to %g): the model produces NaN/Inf on this text",
+                               en->bad_mat, what, en->bad_col, en->bad_value);
+            else
+                rc = SMELT_ERR(e, SMELT_EFORMAT, NULL, en->name,
+                               "the activations %s (column %" PRIu64
+                               " sums to %g): the model produces NaN/Inf on this text",
+                               what, en->bad_col, en->bad_value);
+            break;
         }
         if (!rc) rc = smelt_imx_add(m, en->name, nv, en->n_mat, tmp, en->counts, e);
+        smelt_imx_entry *out_en = rc ? NULL : (smelt_imx_entry *)smelt_imx_find(m, en->name);
+        if (out_en && !(out_en->exact = malloc(2 * nv * sizeof(uint64_t)))) rc = SMELT_NOMEM(e, "an imatrix entry");
+        if (out_en && out_en->exact) memcpy(out_en->exact, en->sums, 2 * nv * sizeof(uint64_t));
     }
     for (size_t i = 0; !rc && i < n_datasets; i++) rc = smelt_imx_add_dataset(m, datasets[i], e);
     free(tmp);
@@ -195,9 +206,9 @@ int smelt_imxc_build(const smelt_imxc *c, uint32_t chunk_size, const char *const
 /* ==== checkpoint ====
  * Little-endian binary: "SMELTIMXCKPT" + u32 version; the run's identity (ckpt_id); u64
  * chunks done (absolute index of the next chunk); u32 n_entries; per entry u32 name
- * length, name, u64 n_cols, u64 n_mat, i64 counts[n_mat], f64 sums[n_mat x n_cols]; then
- * the xxh64 of every byte before it. The sums are the collector's doubles, so a resumed
- * run continues the very same additions. */
+ * length, name, u64 n_cols, u64 n_mat, i64 counts[n_mat], u64 sums[n_mat x n_cols x 2]
+ * (the collector's exact sums); then the xxh64 of every byte before it. A resumed run adds
+ * the remaining chunks to the same exact sums. */
 
 static const char CKPT_MAGIC[12] = {'S', 'M', 'E', 'L', 'T', 'I', 'M', 'X', 'C', 'K', 'P', 'T'};
 enum { CKPT_VERSION = 1 };
@@ -282,7 +293,7 @@ static int ckpt_write(const smelt_imxc *c, const ckpt_id *id, uint64_t done, con
         if (!rc) rc = put(f, h, &en->n_cols, 8, e);
         if (!rc) rc = put(f, h, &en->n_mat, 8, e);
         if (!rc) rc = put(f, h, en->counts, en->n_mat * sizeof(int64_t), e);
-        if (!rc) rc = put(f, h, en->sums, en->n_mat * en->n_cols * sizeof(double), e);
+        if (!rc) rc = put(f, h, en->sums, 2 * en->n_mat * en->n_cols * sizeof(uint64_t), e);
     }
     const uint64_t digest = smelt_xxh64_digest(h);
     smelt_xxh64_free(h);
@@ -379,7 +390,7 @@ static int ckpt_read(smelt_imxc *c, const ckpt_id *id, const char *path, uint64_
         if (!name || !take_u64(&r, &n_cols) || !take_u64(&r, &n_mat) || !n_cols || !n_mat || n_cols > UINT32_MAX ||
             n_mat > 65536)
             goto truncated;
-        const void *counts = take(&r, n_mat * 8), *sums = counts ? take(&r, n_mat * n_cols * 8) : NULL;
+        const void *counts = take(&r, n_mat * 8), *sums = counts ? take(&r, 2 * n_mat * n_cols * 8) : NULL;
         if (!sums) goto truncated;
         char nm[4096];
         memcpy(nm, name, len);
@@ -391,7 +402,7 @@ static int ckpt_read(smelt_imxc *c, const ckpt_id *id, const char *path, uint64_
             goto done;
         }
         memcpy(en->counts, counts, n_mat * 8);
-        memcpy(en->sums, sums, n_mat * n_cols * 8);
+        memcpy(en->sums, sums, 2 * n_mat * n_cols * 8);
     }
     if (r.off != r.size) goto truncated;
     goto done;
@@ -522,6 +533,8 @@ int smelt_imatrix_run(const smelt_imatrix_opts *o, smelt_imatrix_result *r, smel
                        en->name, 100.0 * (double)(en->n_mat - zeros) / (double)en->n_mat, zeros, en->n_mat,
                        o->format == SMELT_IMX_LEGACY ? " (stored as 1 in the legacy format)" : "");
     }
+    /* a slice keeps its exact sums, so that slices combine to the single run bit for bit */
+    r->imx->write_exact = o->chunk_begin || o->chunk_end;
     rc = smelt_imx_write(r->imx, o->output, o->format, e);
     if (!rc && ckpt) unlink(o->checkpoint);
 done:

@@ -15,8 +15,9 @@
  *   - entries are created for every expert of a weight at its first product, so an expert
  *     that no token reached is stored with count 0 ("partial data");
  *   - chunk_size = n_ctx; chunk_count = largest count / chunk_size (= chunks evaluated).
- * smelt adds the squares in double (llama.cpp in f32) and rounds once when writing; sums
- * do not depend on the thread count, the ISA or the batch size. llama.cpp skips dense
+ * smelt adds the squares exactly, in fixed point (formats/imatrix.h; llama.cpp in f32), and
+ * rounds once when writing; sums do not depend on the thread count, the ISA, the batch
+ * size or how the chunks were split into slices. llama.cpp skips dense
  * products of fewer than 16 rows (never the case with n_ctx >= 16 and whole-chunk
  * batches, the defaults); smelt collects every row. */
 #ifndef SMELT_IMATRIX_COLLECT_H

@@ -194,6 +194,43 @@ Test(imatrix, built_accumulated_and_zero_count_experts)
     smelt_imx_free(m);
 }
 
+/* Exact sums: 128-bit fixed point with 2^-64 units; the carry between the words; what is
+ * refused; and the same sum whatever the order and grouping of the additions. */
+Test(imatrix, exact_fixed_point_sums)
+{
+    uint64_t a[2] = {0, 0};
+    cr_assert(smelt_imx_fixed_add_double(a, 0.0));
+    cr_assert(smelt_imx_fixed_add_double(a, 0.5));
+    cr_assert(a[0] == 1ull << 63 && a[1] == 0);
+    cr_assert(smelt_imx_fixed_add_double(a, 0.5));
+    cr_assert(a[0] == 0 && a[1] == 1, "carry into the integer word");
+    cr_assert(smelt_imx_fixed_add_double(a, 0x1p-64));
+    cr_assert(smelt_imx_fixed_add_double(a, 0x1p-70), "below the unit: truncated, not refused");
+    cr_assert(a[0] == 1 && a[1] == 1);
+    cr_assert(smelt_imx_fixed_add_double(a, 0x1p63 + 0x1p11));
+    cr_assert(a[1] == 1 + (1ull << 63) + (1ull << 11));
+    cr_assert_not(smelt_imx_fixed_add_double(a, 0x1p64));
+    cr_assert_not(smelt_imx_fixed_add_double(a, -1.0));
+    cr_assert_not(smelt_imx_fixed_add_double(a, INFINITY));
+    cr_assert_not(smelt_imx_fixed_add_double(a, NAN));
+    uint64_t big[2] = {0, UINT64_MAX}, one[2] = {0, 1};
+    cr_assert_not(smelt_imx_fixed_add(big, one), "integer overflow is reported");
+    uint64_t x[2] = {0, 3};
+    cr_assert_eq(smelt_imx_fixed_f32(x), 3.0f);
+    /* 1000 squares: one chain vs three groups added in another order */
+    uint64_t all[2] = {0, 0}, g[3][2] = {{0, 0}, {0, 0}, {0, 0}};
+    uint32_t r = 12345;
+    for (int i = 0; i < 1000; i++) {
+        r = r * 1664525u + 1013904223u;
+        float v = (float)((double)r / 4294967296.0 * 200.0 - 100.0) * (i % 7 ? 1.0f : 1e-9f);
+        double sq = (double)v * v;
+        cr_assert(smelt_imx_fixed_add_double(all, sq));
+        cr_assert(smelt_imx_fixed_add_double(g[i % 3], sq));
+    }
+    cr_assert(smelt_imx_fixed_add(g[2], g[0]) && smelt_imx_fixed_add(g[2], g[1]));
+    cr_assert(g[2][0] == all[0] && g[2][1] == all[1]);
+}
+
 /* Combining: llama-imatrix's GGUF and its own .dat of the same run add up to twice the
  * sums (the .dat converted with the chunk size of the GGUF); a legacy entry's one ncall is
  * spread over the experts of a GGUF entry; shapes and chunk sizes must agree. */
