@@ -264,7 +264,7 @@ static int show_statistics(const char *path, int json)
     return 0;
 }
 
-static int combine(char *const *files, int n, const smelt_imatrix_opts *o, int json, int quiet)
+static int combine(char *const *files, int n, const smelt_imatrix_opts *o, int json)
 {
     smelt_err e;
     smelt_err_clear(&e);
@@ -292,7 +292,6 @@ static int combine(char *const *files, int n, const smelt_imatrix_opts *o, int j
         smelt_cli_print_json(j, JSON_INDENT(1) | JSON_ENSURE_ASCII);
         json_decref(j);
     } else {
-        (void)quiet;
         printf("%s: %d files combined: %zu entries from %u chunks of %u tokens written to %s (%s)\n", TOOL, n,
                out->n_entries, out->chunk_count, out->chunk_size, o->output,
                o->format == SMELT_IMX_LEGACY ? "legacy .dat" : "GGUF");
@@ -374,12 +373,13 @@ int main(int argc, char **argv)
         return show_statistics(stats_file, u.json);
     }
     if (combine_mode) {
-        if (o.model || o.text)
-            return smelt_cli_usage_error(TOOL, "--combine adds existing imatrices: no -m or -f");
+        if (o.model || o.text || o.chunk_begin || o.chunk_end || o.save_every || checkpoint || o.process_output)
+            return smelt_cli_usage_error(TOOL, "--combine adds existing imatrices: no -m, -f, --chunk-range, "
+                                               "--save-every, --checkpoint or --process-output");
         if (argc - optind < 1) return smelt_cli_usage_error(TOOL, "--combine: no imatrix given");
         if (!*o.output) return smelt_cli_usage_error(TOOL, "-o: empty output path");
         smelt_tool_install_file_safety(TOOL);
-        return combine(argv + optind, argc - optind, &o, u.json, u.quiet);
+        return combine(argv + optind, argc - optind, &o, u.json);
     }
     if (optind < argc) return smelt_cli_usage_error(TOOL, "unexpected argument '%s'", argv[optind]);
     if (!o.model) return smelt_cli_usage_error(TOOL, "no model given (-m MODEL.gguf)");

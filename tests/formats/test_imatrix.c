@@ -231,6 +231,50 @@ Test(imatrix, exact_fixed_point_sums)
     cr_assert(g[2][0] == all[0] && g[2][1] == all[1]);
 }
 
+/* A slice's exact sums: written beside the f32 ones, read back; a wrong tensor is refused. */
+Test(imatrix, exact_sums_written_and_read)
+{
+    char dir[4096], p[4200];
+    cr_assert_eq(tu_mkdtemp(dir, sizeof dir), 0);
+    snprintf(p, sizeof p, "%s/s.gguf", dir);
+    smelt_imx *m = smelt_imx_new();
+    smelt_err e;
+    float s[2] = {1.5f, 2};
+    int64_t c[1] = {3};
+    cr_assert_eq(smelt_imx_add(m, "a.weight", 2, 1, s, c, &e), 0);
+    smelt_imx_entry *en = (smelt_imx_entry *)smelt_imx_find(m, "a.weight");
+    en->exact = calloc(4, sizeof(uint64_t));
+    en->exact[0] = 1ull << 63, en->exact[1] = 1, en->exact[3] = 2;
+    m->chunk_size = 3;
+    m->write_exact = true;
+    cr_assert_eq(smelt_imx_write(m, p, SMELT_IMX_GGUF, &e), 0, "%s", e.msg);
+    smelt_imx *r;
+    cr_assert_eq(smelt_imx_read(p, &r, &e), 0, "%s", e.msg);
+    cr_assert_not_null(r->entries[0].exact);
+    cr_assert_eq(memcmp(r->entries[0].exact, en->exact, 4 * sizeof(uint64_t)), 0);
+    smelt_imx_free(r);
+    smelt_imx_free(m);
+    /* an exact tensor of the wrong type */
+    smelt_gguf_writer *w = smelt_gguf_writer_new();
+    uint64_t n2[1] = {2}, n1[1] = {1}, n4[1] = {4};
+    const float z[4] = {1, 1, 1, 1};
+    cr_assert_eq(smelt_gguf_writer_add_tensor(w, "a.weight.in_sum2", 1, n2, SMELT_TYPE_F32, &e), 0);
+    cr_assert_eq(smelt_gguf_writer_add_tensor(w, "a.weight.counts", 1, n1, SMELT_TYPE_F32, &e), 0);
+    cr_assert_eq(smelt_gguf_writer_add_tensor(w, "a.weight.in_sum2.exact", 1, n4, SMELT_TYPE_F32, &e), 0);
+    cr_assert_eq(smelt_gguf_writer_begin(w, p, &e), 0);
+    cr_assert_eq(smelt_gguf_writer_write(w, z, 8, &e), 0);
+    cr_assert_eq(smelt_gguf_writer_write(w, z, 4, &e), 0);
+    cr_assert_eq(smelt_gguf_writer_write(w, z, 16, &e), 0);
+    cr_assert_eq(smelt_gguf_writer_commit(w, &e), 0);
+    smelt_gguf_writer_free(w);
+    cr_assert_eq(smelt_imx_read(p, &r, &e), SMELT_EFORMAT);
+    const char *line = err_line(&e), *msg = strstr(line, "s.gguf: ");
+    cr_assert_not_null(msg, "%s", line);
+    cr_assert_str_eq(msg + 8, "'a.weight.in_sum2.exact' @ byte 119 (0x77): expected an i64 tensor of 4 elements (2 per "
+                              "value of 'a.weight.in_sum2'), found f32 x 4");
+    tu_rmtree(dir);
+}
+
 /* Combining: llama-imatrix's GGUF and its own .dat of the same run add up to twice the
  * sums (the .dat converted with the chunk size of the GGUF); a legacy entry's one ncall is
  * spread over the experts of a GGUF entry; shapes and chunk sizes must agree. */
