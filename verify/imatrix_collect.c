@@ -271,6 +271,9 @@ static int put(smelt_outfile *f, smelt_xxh64_state *h, const void *p, size_t n, 
 
 static int ckpt_write(const smelt_imxc *c, const ckpt_id *id, uint64_t done, const char *path, smelt_err *e)
 {
+    for (size_t i = 0; i < c->n; i++) /* the run will fail: keep the last good checkpoint */
+        if (c->en[i].bad)
+            return SMELT_ERR(e, SMELT_EFORMAT, path, c->en[i].name, "activations that are not finite were met");
     smelt_xxh64_state *h = smelt_xxh64_new();
     if (!h) return SMELT_NOMEM(e, "a hash state");
     smelt_outfile *f;
