@@ -76,15 +76,17 @@ import json, re, sys
 ll = {}
 for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
     f = [x.strip() for x in line.split("\t")]
-    if len(f) >= 13 and re.fullmatch(r"\d+", f[0]):
-        ll["blk.%s.%s.weight" % (f[0], f[1])] = (float(f[2]), int(f[8]), float(f[9]))
+    layer = f[0].split()[-1] if f[0] else ""  # after the log's time and level prefix
+    if len(f) >= 13 and re.fullmatch(r"\d+", layer):
+        ll["blk.%s.%s.weight" % (layer, f[1])] = (float(f[2]), int(f[8]), float(f[9]), float(f[12]))
 j = {x["name"]: x for x in json.load(open(sys.argv[2]))["entries"]}
 assert len(ll) == 32, len(ll)
-for n, (total, count, entropy) in ll.items():
+for n, (total, count, entropy, cossim) in ll.items():
     x = j[n]
     assert x["n_values"] == count and abs(x["sum"] - total) <= 0.01 + 1e-4 * total, (n, x["sum"], total)
     assert abs(x["entropy"] - entropy) <= 1e-3, (n, x["entropy"], entropy)
-print("statistics: %d weights, sums and entropies as llama-imatrix prints them" % len(ll))
+    assert (x["cossim"] is None and cossim == 0) or abs(x["cossim"] - cossim) <= 1e-3, (n, x["cossim"], cossim)
+print("statistics: %d weights, sums, entropies and cosine similarities as llama-imatrix prints them" % len(ll))
 PY
 
 [ $fails -eq 0 ] || { echo "$fails failure(s)"; exit 1; }
