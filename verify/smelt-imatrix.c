@@ -190,6 +190,41 @@ static int cmp_stat(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
+/* Per block, the entries' figures averaged with their N as weights (as llama-imatrix's
+ * per-layer table): Σa, the share above one stddev, and the cosine similarity (over the
+ * entries that have one). st is in block order. */
+typedef struct {
+    int layer;
+    uint64_t n_values;
+    double sum, z_above_1, cossim; /* cossim NAN without any */
+} layer_stat;
+
+static size_t layer_stats(const smelt_imx_stat *st, size_t n, layer_stat *out)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        if (st[i].layer < 0) break; /* weights outside blocks sort last */
+        layer_stat l = {st[i].layer, 0, 0, 0, 0};
+        double n_cos = 0;
+        for (; i < n && st[i].layer == l.layer; i++) {
+            const double w = (double)st[i].n_values;
+            l.n_values += st[i].n_values;
+            l.sum += w * st[i].sum;
+            l.z_above_1 += w * st[i].z_above_1;
+            if (isfinite(st[i].cossim)) {
+                l.cossim += w * st[i].cossim;
+                n_cos += w;
+            }
+        }
+        if (!l.n_values) continue;
+        l.sum /= (double)l.n_values;
+        l.z_above_1 /= (double)l.n_values;
+        l.cossim = n_cos > 0 ? l.cossim / n_cos : NAN;
+        out[k++] = l;
+    }
+    return k;
+}
+
 static json_t *json_num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
 static int show_statistics(const char *path, int json)
@@ -206,6 +241,14 @@ static int show_statistics(const char *path, int json)
         return smelt_err_exit_status(rc);
     }
     qsort(st, m->n_entries, sizeof *st, cmp_stat);
+    layer_stat *ls = malloc((m->n_entries ? m->n_entries : 1) * sizeof *ls);
+    if (!ls) {
+        free(st);
+        smelt_imx_free(m);
+        fprintf(stderr, "%s: error: out of memory\n", TOOL);
+        return smelt_err_exit_status(SMELT_ENOMEM);
+    }
+    const size_t n_layers = layer_stats(st, m->n_entries, ls);
     if (json) {
         json_t *j = json_object(), *ents = json_array();
         json_object_set_new(j, "tool", json_string(TOOL));
@@ -238,6 +281,17 @@ static int show_statistics(const char *path, int json)
             json_array_append_new(ents, x);
         }
         json_object_set_new(j, "entries", ents);
+        json_t *layers = json_array();
+        for (size_t i = 0; i < n_layers; i++) {
+            json_t *x = json_object();
+            json_object_set_new(x, "layer", json_integer(ls[i].layer));
+            json_object_set_new(x, "n_values", json_integer((json_int_t)ls[i].n_values));
+            json_object_set_new(x, "sum", json_num(ls[i].sum));
+            json_object_set_new(x, "z_above_1", json_num(ls[i].z_above_1));
+            json_object_set_new(x, "cossim", json_num(ls[i].cossim));
+            json_array_append_new(layers, x);
+        }
+        json_object_set_new(j, "layers", layers);
         smelt_cli_print_json(j, JSON_INDENT(1) | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(10));
         json_decref(j);
     } else {
@@ -258,7 +312,14 @@ static int show_statistics(const char *path, int json)
                    t->name, t->sum, t->min, t->max, t->mean, t->stddev, 100 * t->active, t->n_values, t->entropy,
                    100 * t->entropy_norm, 100 * t->z_above_1, cs);
         }
+        printf("\nper block, weighted by N:\n%5s %12s %7s %7s\n", "block", "sum(a)", "z>1", "cossim");
+        for (size_t i = 0; i < n_layers; i++) {
+            char cs[16] = "-";
+            if (isfinite(ls[i].cossim)) snprintf(cs, sizeof cs, "%.4f", ls[i].cossim);
+            printf("%5d %12.4g %6.2f%% %7s\n", ls[i].layer, ls[i].sum, 100 * ls[i].z_above_1, cs);
+        }
     }
+    free(ls);
     free(st);
     smelt_imx_free(m);
     return 0;
