@@ -43,9 +43,12 @@ endif
 
 ALL_C     := $(sort $(shell find formats convert quant verify -name '*.c'))
 TOOL_SRC  := $(foreach f,$(ALL_C),$(if $(findstring /smelt-,$(f)),$(f)))
-LIB_SRC   := $(filter-out $(TOOL_SRC),$(ALL_C))
+KIT_SRC   := $(filter formats/tool/%,$(ALL_C))
+LIB_SRC   := $(filter-out $(TOOL_SRC) $(KIT_SRC),$(ALL_C))
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB       := $(LIBDIR)/libsmelt.a
+# formats/tool/: what only the mains use (options, terminal progress, the error tail)
+KIT       := $(LIBDIR)/libsmelt-tool.a
 TOOLS     := $(foreach s,$(TOOL_SRC),$(BINDIR)/$(basename $(notdir $(s))))
 
 TEST_SRC    := $(wildcard tests/*/test_*.c)
@@ -81,25 +84,24 @@ $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(call say,AR,$@)rm -f $@ && $(AR) rcs $@ $^
 
-$(BINDIR)/smelt-%: $(BUILD)/formats/smelt-%.o $(LIB)
+$(KIT): $(KIT_SRC:%.c=$(BUILD)/%.o)
 	@mkdir -p $(dir $@)
-	$(call say,LINK,$@)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
-$(BINDIR)/smelt-%: $(BUILD)/convert/smelt-%.o $(LIB)
-	@mkdir -p $(dir $@)
-	$(call say,LINK,$@)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
-$(BINDIR)/smelt-%: $(BUILD)/quant/smelt-%.o $(LIB)
-	@mkdir -p $(dir $@)
-	$(call say,LINK,$@)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
-$(BINDIR)/smelt-%: $(BUILD)/verify/smelt-%.o $(LIB)
-	@mkdir -p $(dir $@)
-	$(call say,LINK,$@)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(call say,AR,$@)rm -f $@ && $(AR) rcs $@ $^
 
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_COBJ) $(LIB)
+# One link rule per tool: bin/smelt-X from the smelt-X.c found anywhere in the tree.
+define tool_rule
+$(BINDIR)/$(basename $(notdir $(1))): $(BUILD)/$(1:.c=.o) $(KIT) $(LIB)
+	@mkdir -p $$(dir $$@)
+	$$(call say,LINK,$$@)$$(CC) $$(LDFLAGS) $$^ $$(LDLIBS) -o $$@
+endef
+$(foreach s,$(TOOL_SRC),$(eval $(call tool_rule,$(s))))
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_COBJ) $(KIT) $(LIB)
 	@mkdir -p $(dir $@)
 	$(call say,LINK,$@)$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcriterion -o $@
 
 # Fuzz targets replayed over tests/fuzz/corpus/<parser>/ (plain main, any compiler).
-$(BUILD)/tests/fuzz/fuzz_%-replay: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay.o $(LIB)
+$(BUILD)/tests/fuzz/fuzz_%-replay: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay.o $(KIT) $(LIB)
 	@mkdir -p $(dir $@)
 	$(call say,LINK,$@)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
@@ -146,7 +148,7 @@ install: tools
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/smelt
 	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/
-	for h in $$(find formats convert quant verify -name '*.h' ! -name '*_int.h'); do \
+	for h in $$(find formats convert quant verify -name '*.h' ! -name '*_int.h' ! -path 'formats/tool/*'); do \
 	  install -D -m 644 $$h $(DESTDIR)$(PREFIX)/include/smelt/$$h; done
 
 # Fail if a C file exceeds 1,500 lines or quant/ includes verify/.

@@ -16,6 +16,8 @@
 #include "formats/base/file.h"
 #include "formats/base/guard.h"
 #include "formats/base/hash.h"
+#include "formats/base/strbuf.h"
+#include "formats/manifest.h"
 #include "formats/safetensors.h"
 
 /* ==== small helpers ==== */
@@ -61,17 +63,6 @@ static int copy_file(const char *src, const char *dst, smelt_err *e)
         else rc = smelt_outfile_commit(o, e);
     }
     smelt_map_close(&m);
-    return rc;
-}
-
-static int write_text(const char *path, const char *text, size_t len, smelt_err *e)
-{
-    smelt_outfile *o;
-    int rc = smelt_outfile_open(&o, path, e);
-    if (rc) return rc;
-    rc = smelt_outfile_write(o, text, len, e);
-    if (rc) smelt_outfile_abort(o);
-    else rc = smelt_outfile_commit(o, e);
     return rc;
 }
 
@@ -693,7 +684,7 @@ int smelt_merge_write_hf(smelt_merge *m, const smelt_hf *base, const smelt_merge
     if ((rc = build_config(base, m, ads, n, bh, wo->tool, &cfg, e))) goto fail;
     char cp[4096];
     smelt_path_join(cp, sizeof cp, tmp, "config.json");
-    if ((rc = write_text(cp, cfg, strlen(cfg), e))) goto fail;
+    if ((rc = smelt_outfile_write_all(cp, cfg, strlen(cfg), e))) goto fail;
     if ((rc = copy_small_files(base, ads, n, tmp, e))) goto fail;
     /* manifest beside the output, in smelt-verify's (llama-gguf-hash's) format: one line per
      * tensor in file order, then the hash of all tensor data in that order */
@@ -702,35 +693,18 @@ int smelt_merge_write_hf(smelt_merge *m, const smelt_hf *base, const smelt_merge
         snprintf(label, sizeof label, "%s", dir);
         for (char *q = label; *q; q++)
             if (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r') *q = '_';
-        size_t cap = (size_t)nt * 96 + 4096, len = 0;
-        char *txt = malloc(cap);
-        if (!txt) {
+        smelt_strbuf txt = {0};
+        for (uint64_t i = 0; i < nt; i++) smelt_manifest_line(&txt, lines[i].hash, label, lines[i].name);
+        smelt_manifest_line(&txt, smelt_xxh64_digest(model), label, NULL);
+        if (txt.oom) {
+            smelt_strbuf_free(&txt);
             rc = SMELT_NOMEM(e, "manifest");
             goto fail;
         }
-        for (uint64_t i = 0; i <= nt; i++) {
-            size_t need = strlen(label) + (i < nt ? strlen(lines[i].name) : 0) + 40;
-            if (len + need >= cap) {
-                cap = (cap + need) * 2;
-                char *nt2 = realloc(txt, cap);
-                if (!nt2) {
-                    free(txt);
-                    rc = SMELT_NOMEM(e, "manifest");
-                    goto fail;
-                }
-                txt = nt2;
-            }
-            if (i < nt)
-                len += (size_t)snprintf(txt + len, cap - len, "%-8s  %016" PRIx64 "  %s:%s\n", "xxh64", lines[i].hash,
-                                        label, lines[i].name);
-            else
-                len += (size_t)snprintf(txt + len, cap - len, "%-8s  %016" PRIx64 "  %s\n", "xxh64",
-                                        smelt_xxh64_digest(model), label);
-        }
         char mp[4200];
         snprintf(mp, sizeof mp, "%s.xxh64", dir);
-        rc = write_text(mp, txt, len, e);
-        free(txt);
+        rc = smelt_outfile_write_all(mp, txt.text, txt.len, e);
+        smelt_strbuf_free(&txt);
         if (rc) goto fail;
     }
     /* into place */
@@ -748,16 +722,12 @@ int smelt_merge_write_hf(smelt_merge *m, const smelt_hf *base, const smelt_merge
     }
     smelt_tmpdir_forget(tmp);
     if (exists) rmtree(old);
-    smelt_xxh64_free(model);
-    free_shards(sh, ns);
-    smelt_stset_close(bst);
-    free(lines);
-    free(base_th);
-    free(cfg);
-    return 0;
+    rc = 0;
+    goto done;
 fail:
     rmtree(tmp);
     smelt_tmpdir_forget(tmp);
+done:
     smelt_xxh64_free(model);
     free_shards(sh, ns);
     smelt_stset_close(bst);

@@ -9,7 +9,7 @@
 
 #include "convert/convert.h"
 #include "convert/lora.h"
-#include "formats/base/cli.h"
+#include "formats/tool/tool.h"
 #include "formats/base/file.h"
 #include "formats/base/guard.h"
 #include "formats/hfdir.h"
@@ -55,12 +55,6 @@ static void usage(void)
            "\n"
            "Exit status: 0 ok, 1 I/O error, 2 usage, 3 malformed input, 4 unsupported input,\n"
            "5 inputs that do not fit together (e.g. tokenizer larger than vocab_size), 6 out of memory.\n");
-}
-
-static void on_note(void *user, const char *msg)
-{
-    (void)user;
-    fprintf(stderr, "%s: warning: %s\n", TOOL, msg);
 }
 
 static void print_plan(const smelt_convert_plan *p, const smelt_tsrc *src, const char *dir)
@@ -140,7 +134,7 @@ static int print_summary(json_t *j, smelt_err *e)
 
 /* --lora/--base: the adapter as a llama.cpp LoRA GGUF (convert/lora.h). */
 static int run_lora(const char *lora, const char *base, const char *out, const char *outtype, int no_full,
-                    const char *name, bool allow_nonfinite, int quiet, int json, int n_positional)
+                    const char *name, bool allow_nonfinite, smelt_tool *t, int n_positional)
 {
     if (!lora || !base) return smelt_cli_usage_error(TOOL, "--lora and --base go together");
     if (n_positional) return smelt_cli_usage_error(TOOL, "with --lora, give no MODEL_DIR (the base is --base)");
@@ -156,43 +150,32 @@ static int run_lora(const char *lora, const char *base, const char *out, const c
     lo.full_delta = !no_full;
     lo.name = name;
     lo.allow_nonfinite = allow_nonfinite;
-    smelt_tool_install_file_safety(TOOL);
+    smelt_tool_start(t, "writing adapter");
+    if (t->json) t->term.quiet = 1;
     smelt_err e;
     smelt_err_clear(&e);
     smelt_hf *hf = NULL;
     smelt_peft *peft = NULL;
     smelt_lora_gguf_report rep;
     memset(&rep, 0, sizeof rep);
-    smelt_progress prog = {0};
-    smelt_progress_term pt;
-    smelt_progress_term_init(&pt, &prog, "writing adapter", quiet || json);
     int rc = check_output_path(out, base, "the base model", lora, NULL, &e);
     if (!rc) rc = smelt_hf_open(base, &hf, &e);
     if (!rc) rc = smelt_peft_open(lora, &peft, &e);
-    if (!rc) rc = smelt_lora_to_gguf(peft, hf, out, &lo, &rep, &prog, &e);
+    if (!rc) rc = smelt_lora_to_gguf(peft, hf, out, &lo, &rep, &t->progress, &e);
     smelt_peft_close(peft);
     smelt_hf_close(hf);
-    if (rc) {
-        smelt_err_print(&e, TOOL, stderr);
-        return smelt_err_exit_status(rc);
-    }
-    smelt_progress_term_done(&pt, rep.bytes);
-    if (rep.nonfinite)
-        fprintf(stderr, "%s: warning: wrote %llu NaN/Inf value%s in %llu tensor%s (--allow-nonfinite)\n", TOOL,
-                (unsigned long long)rep.nonfinite, rep.nonfinite == 1 ? "" : "s", (unsigned long long)rep.nonfinite_tensors,
-                rep.nonfinite_tensors == 1 ? "" : "s");
+    if (rc) return smelt_tool_fail(t, rc, &e);
+    smelt_progress_term_done(&t->term, rep.bytes);
+    smelt_tool_warn_nonfinite(t, rep.nonfinite, rep.nonfinite_tensors);
     char sz[32], fsz[32];
-    if (json) {
+    if (t->json) {
         json_t *j = json_pack("{s:o?, s:I, s:I, s:I, s:I, s:I, s:o, s:b, s:I}", "output", json_string(out), "pairs",
                               (json_int_t)rep.pairs, "modules", (json_int_t)rep.modules, "full_pairs",
                               (json_int_t)rep.full_pairs, "full_bytes", (json_int_t)rep.full_bytes, "bytes",
                               (json_int_t)rep.bytes, "alpha", json_number_g((double)rep.alpha), "scaling_in_lora_b",
                               (int)rep.baked, "nonfinite", (json_int_t)rep.nonfinite);
-        if ((rc = print_summary(j, &e))) {
-            smelt_err_print(&e, TOOL, stderr);
-            return smelt_err_exit_status(rc);
-        }
-    } else if (!quiet) {
+        if ((rc = print_summary(j, &e))) return smelt_tool_fail(t, rc, &e);
+    } else if (!t->quiet) {
         fprintf(stderr, "%s: wrote %s: %llu LoRA pairs (%llu modules), %s, adapter.lora.alpha %g%s\n", TOOL, out,
                 (unsigned long long)rep.pairs, (unsigned long long)rep.modules, smelt_cli_bytes(sz, sizeof sz, rep.bytes),
                 (double)rep.alpha, rep.baked ? " (per-module scaling folded into lora_b)" : "");
@@ -208,24 +191,26 @@ int main(int argc, char **argv)
     smelt_convert_opts o;
     smelt_convert_opts_default(&o);
     const char *out = NULL;
-    int dry = 0, json = 0, quiet = 0;
+    int dry = 0;
+    smelt_tool t;
+    smelt_tool_init(&t, TOOL, usage);
     static const struct option lo[] = {{"output", required_argument, 0, 'o'}, {"outtype", required_argument, 0, 'T'},
                                        {"vocab-only", no_argument, 0, 'v'},    {"dry-run", no_argument, 0, 'n'},
-                                       {"json", no_argument, 0, 'j'},          {"model-name", required_argument, 0, 'm'},
-                                       {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
-                                       {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, 'V'},
+                                       {"model-name", required_argument, 0, 'm'}, {"threads", required_argument, 0, 't'},
                                        {"lora", required_argument, 0, 'L'},    {"base", required_argument, 0, 'B'},
                                        {"no-full-delta", no_argument, 0, 'F'}, {"allow-nonfinite", no_argument, 0, 'N'},
-                                       SMELT_CLI_SPLIT_LONGOPTS,               {0, 0, 0, 0}};
+                                       SMELT_CLI_SPLIT_LONGOPTS,               SMELT_TOOL_OPTIONS,
+                                       {0, 0, 0, 0}};
     smelt_cli_split split = {0};
+    t.split = &split;
     const char *lora = NULL, *base = NULL, *outtype = NULL;
     int no_full = 0;
     int c;
     long n;
     while ((c = getopt_long(argc, argv, "o:t:qh", lo, NULL)) != -1) {
-        int sr = smelt_cli_split_opt(TOOL, c, optarg, &split);
-        if (sr > 1) return sr;
-        if (sr) continue;
+        int sr = smelt_tool_option(&t, c, optarg);
+        if (sr == SMELT_TOOL_OPTION_TAKEN) continue;
+        if (sr != SMELT_TOOL_OPTION_OTHER) return sr;
         switch (c) {
         case 'o': out = optarg; break;
         case 'L': lora = optarg; break;
@@ -239,16 +224,11 @@ int main(int argc, char **argv)
             break;
         case 'v': o.vocab_only = true; break;
         case 'n': dry = 1; break;
-        case 'j': json = 1; break;
         case 'm': o.name = optarg; break;
         case 't':
             if (smelt_cli_int(optarg, 1, 1024, &n)) return smelt_cli_usage_error(TOOL, "--threads needs a number from 1 to 1024");
             o.n_threads = (int)n;
             break;
-        case 'q': quiet = 1; break;
-        case 'h': usage(); return 0;
-        case 'V': smelt_cli_version(TOOL); return 0;
-        default: return smelt_cli_usage_error(TOOL, "unknown option");
         }
     }
     if (split.on && (lora || base)) return smelt_cli_usage_error(TOOL, "--split-max-size/--split-max-tensors do not apply to a LoRA GGUF");
@@ -256,12 +236,14 @@ int main(int argc, char **argv)
     o.split = split.on;
     o.split_max_bytes = split.max_bytes;
     o.split_max_tensors = split.max_tensors;
-    if (lora || base) return run_lora(lora, base, out, outtype, no_full, o.name, o.allow_nonfinite, quiet, json, argc - optind);
+    if (lora || base) return run_lora(lora, base, out, outtype, no_full, o.name, o.allow_nonfinite, &t, argc - optind);
     if (optind != argc - 1) return smelt_cli_usage_error(TOOL, optind >= argc ? "MODEL_DIR is required" : "one MODEL_DIR only");
     const char *dir = argv[optind];
     if (!out && !dry) return smelt_cli_usage_error(TOOL, "-o OUT.gguf is required (or --dry-run)");
-    o.notes.fn = on_note;
-    smelt_tool_install_file_safety(TOOL);
+    smelt_tool_start(&t, "converting");
+    if (t.json || dry) t.term.quiet = 1;
+    o.notes = smelt_tool_notes(&t);
+    o.progress = t.progress;
 
     smelt_err e;
     smelt_err_clear(&e);
@@ -274,11 +256,9 @@ int main(int argc, char **argv)
     char cfg[4096];
     if (!rc) {
         smelt_path_join(cfg, sizeof cfg, dir, "config.json");
-        smelt_progress_term pt;
-        smelt_progress_term_init(&pt, &o.progress, "converting", quiet || json || dry);
         rc = smelt_convert_plan_new(smelt_hf_tensors(hf), smelt_hf_config(hf), cfg, dir, &o, &plan, &e);
         if (!rc && dry) {
-            if (json) {
+            if (t.json) {
                 json_t *j = smelt_convert_plan_json(plan);
                 if (smelt_cli_print_json(j, JSON_INDENT(2) | JSON_ENSURE_ASCII)) rc = SMELT_NOMEM(&e, "JSON");
                 json_decref(j);
@@ -289,18 +269,15 @@ int main(int argc, char **argv)
             smelt_convert_result res;
             if (!rc) rc = smelt_convert_plan_write(plan, out, &res, &e);
             if (!rc) {
-                smelt_progress_term_done(&pt, res.bytes);
+                smelt_progress_term_done(&t.term, res.bytes);
                 if (res.f16_overflow)
                     fprintf(stderr, "%s: warning: %llu values in %llu tensors exceeded the f16 range and became ±inf; use --outtype bf16 or f32\n",
                             TOOL, (unsigned long long)res.f16_overflow, (unsigned long long)res.f16_overflow_tensors);
-                if (res.nonfinite)
-                    fprintf(stderr, "%s: warning: wrote %llu NaN/Inf value%s in %llu tensor%s (--allow-nonfinite)\n", TOOL,
-                            (unsigned long long)res.nonfinite, res.nonfinite == 1 ? "" : "s",
-                            (unsigned long long)res.nonfinite_tensors, res.nonfinite_tensors == 1 ? "" : "s");
+                smelt_tool_warn_nonfinite(&t, res.nonfinite, res.nonfinite_tensors);
                 char sz[32], f0[4200], fl[4200];
                 smelt_gguf_split_out_path(f0, sizeof f0, out, 0, (int)res.n_files);
                 smelt_gguf_split_out_path(fl, sizeof fl, out, (int)res.n_files - 1, (int)res.n_files);
-                if (json) {
+                if (t.json) {
                     json_t *j = json_pack("{s:o?, s:I, s:s, s:I, s:I, s:I, s:I, s:f}", "output",
                                           json_string(o.split ? f0 : out), "files", (json_int_t)res.n_files, "outtype",
                                           smelt_convert_outtype_name(smelt_convert_plan_outtype(plan)), "tensors",
@@ -308,11 +285,11 @@ int main(int argc, char **argv)
                                           (json_int_t)res.f16_overflow, "nonfinite", (json_int_t)res.nonfinite, "seconds",
                                           round(res.seconds * 1000.0) / 1000.0);
                     rc = print_summary(j, &e);
-                } else if (!quiet && res.n_files > 1)
+                } else if (!t.quiet && res.n_files > 1)
                     fprintf(stderr, "%s: wrote %s … %s (%llu files; %s, %llu tensors, %s)\n", TOOL, f0, fl,
                             (unsigned long long)res.n_files, smelt_convert_outtype_name(smelt_convert_plan_outtype(plan)),
                             (unsigned long long)res.n_tensors, smelt_cli_bytes(sz, sizeof sz, res.bytes));
-                else if (!quiet)
+                else if (!t.quiet)
                     fprintf(stderr, "%s: wrote %s (%s, %llu tensors, %s)\n", TOOL, o.split ? f0 : out,
                             smelt_convert_outtype_name(smelt_convert_plan_outtype(plan)), (unsigned long long)res.n_tensors,
                             smelt_cli_bytes(sz, sizeof sz, res.bytes));
@@ -322,9 +299,7 @@ int main(int argc, char **argv)
     smelt_convert_plan_free(plan);
     smelt_hf_close(hf);
     smelt_guard_free(guard);
-    if (rc) {
-        smelt_err_print(&e, TOOL, stderr);
-        return smelt_err_exit_status(rc);
-    }
+    if (rc) return smelt_tool_fail(&t, rc, &e);
+    smelt_tool_end(&t);
     return 0;
 }

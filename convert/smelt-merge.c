@@ -10,7 +10,8 @@
 
 #include "convert/convert.h"
 #include "convert/merge.h"
-#include "formats/base/cli.h"
+#include "formats/manifest.h"
+#include "formats/tool/tool.h"
 #include "formats/base/file.h"
 #include "formats/base/guard.h"
 #include "formats/base/hash.h"
@@ -133,57 +134,8 @@ static void report_text(const smelt_merge_report *r, const char *out)
 
 /* ==== --gguf: the merged source straight into the converter ==== */
 
-static void on_note(void *user, const char *msg)
-{
-    (void)user;
-    fprintf(stderr, "%s: warning: %s\n", TOOL, msg);
-}
-
-/* Manifest "<manifest_of>.xxh64" of the GGUF model at path (the first shard of a split): its
- * tensors' xxh64 in file order, each with the file holding it, then the model line. */
-static int gguf_manifest(const char *path, const char *manifest_of, smelt_err *e)
-{
-    smelt_gguf *g;
-    int rc = smelt_gguf_open(path, 0, &g, e);
-    if (rc) return rc;
-    size_t cap = 4096, len = 0;
-    char *txt = malloc(cap);
-    smelt_xxh64_state *st = smelt_xxh64_new();
-    for (uint64_t i = 0; txt && st && i <= smelt_gguf_n_tensors(g); i++) {
-        const smelt_gguf_tensor *t = i < smelt_gguf_n_tensors(g) ? smelt_gguf_tensor_at(g, i) : NULL;
-        size_t need = strlen(path) + (t ? strlen(t->name) : 0) + 48;
-        if (len + need > cap) {
-            char *n2 = realloc(txt, cap = (cap + need) * 2);
-            if (!n2) break;
-            txt = n2;
-        }
-        if (t) {
-            smelt_xxh64_update(st, t->data, (size_t)t->nbytes);
-            len += (size_t)snprintf(txt + len, cap - len, "%-8s  %016" PRIx64 "  %s:%s\n", "xxh64",
-                                    smelt_xxh64(t->data, (size_t)t->nbytes), smelt_gguf_path(smelt_gguf_shard(g, t->shard)),
-                                    t->name);
-            smelt_gguf_release_tensor(g, t);
-        } else {
-            len += (size_t)snprintf(txt + len, cap - len, "%-8s  %016" PRIx64 "  %s\n", "xxh64", smelt_xxh64_digest(st),
-                                    path);
-        }
-    }
-    char mp[4200];
-    snprintf(mp, sizeof mp, "%s.xxh64", manifest_of);
-    smelt_outfile *o = NULL;
-    if (!txt || !st) rc = SMELT_NOMEM(e, "manifest");
-    if (!rc) rc = smelt_outfile_open(&o, mp, e);
-    if (!rc) rc = smelt_outfile_write(o, txt, len, e);
-    if (!rc) rc = smelt_outfile_commit(o, e);
-    else smelt_outfile_abort(o);
-    free(txt);
-    smelt_xxh64_free(st);
-    smelt_gguf_close(g);
-    return rc;
-}
-
 static int write_gguf(smelt_merge *m, const smelt_hf *base, const smelt_merge_adapter *ads, size_t n, const char *path,
-                      int outtype, int threads, int quiet, bool allow_nonfinite, const smelt_cli_split *split, smelt_err *e)
+                      int outtype, int threads, smelt_tool *t, bool allow_nonfinite, const smelt_cli_split *split, smelt_err *e)
 {
     const smelt_merge_report *r = smelt_merge_get_report(m);
     json_t *cfg = json_deep_copy(smelt_hf_config(base));
@@ -209,7 +161,7 @@ static int write_gguf(smelt_merge *m, const smelt_hf *base, const smelt_merge_ad
     co.n_threads = threads;
     co.name_path = name;
     co.card_dir = smelt_hf_dir(base);
-    co.notes.fn = on_note;
+    co.notes = smelt_tool_notes(t);
     co.allow_nonfinite = allow_nonfinite;
     co.split = split->on;
     co.split_max_bytes = split->max_bytes;
@@ -221,7 +173,7 @@ static int write_gguf(smelt_merge *m, const smelt_hf *base, const smelt_merge_ad
     }
     co.guard = guard;
     smelt_progress_term term;
-    smelt_progress_term_init(&term, &co.progress, "merging+converting", quiet);
+    smelt_progress_term_init(&term, &co.progress, "merging+converting", t->quiet);
     smelt_convert_result res;
     int rc = smelt_convert_run(smelt_merge_source(m), cfg, cfgp, tok, &co, path, &res, e);
     json_decref(cfg);
@@ -231,7 +183,9 @@ static int write_gguf(smelt_merge *m, const smelt_hf *base, const smelt_merge_ad
     char first[4200];
     if (split->on) smelt_gguf_split_out_path(first, sizeof first, path, 0, (int)res.n_files);
     else snprintf(first, sizeof first, "%s", path);
-    return gguf_manifest(first, path, e); /* of the whole model: the first shard opens all */
+    char manifest[4200];
+    snprintf(manifest, sizeof manifest, "%s.xxh64", path);
+    return smelt_manifest_write_gguf(first, manifest, e); /* of the whole model: the first shard opens all */
 }
 
 int main(int argc, char **argv)
@@ -242,7 +196,9 @@ int main(int argc, char **argv)
     char **lora_dirs = NULL;
     double *weights = NULL;
     size_t n_lora = 0;
-    int quiet = 0, json = 0, status = 0;
+    int status = 0;
+    smelt_tool t;
+    smelt_tool_init(&t, TOOL, usage);
     long threads = 0;
     smelt_merge_opts mo;
     smelt_merge_opts_default(&mo);
@@ -252,16 +208,16 @@ int main(int argc, char **argv)
                                        {"max-shard-size", required_argument, 0, 'S'},
                                        {"gguf", required_argument, 0, 'g'},   {"outtype", required_argument, 0, 'O'},
                                        {"allow-unused", no_argument, 0, 'U'}, {"force", no_argument, 0, 'F'},
-                                       {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
-                                       {"json", no_argument, 0, 'j'},         {"help", no_argument, 0, 'h'},
-                                       {"version", no_argument, 0, 'V'},      {"allow-nonfinite", no_argument, 0, 'N'},
-                                       SMELT_CLI_SPLIT_LONGOPTS,              {0, 0, 0, 0}};
+                                       {"threads", required_argument, 0, 't'}, {"allow-nonfinite", no_argument, 0, 'N'},
+                                       SMELT_CLI_SPLIT_LONGOPTS,              SMELT_TOOL_OPTIONS,
+                                       {0, 0, 0, 0}};
     smelt_cli_split split = {0};
+    t.split = &split;
     int c;
     while ((c = getopt_long(argc, argv, "o:t:qh", lo, NULL)) != -1) {
-        int sr = smelt_cli_split_opt(TOOL, c, optarg, &split);
-        if (sr > 1) return sr;
-        if (sr) continue;
+        int sr = smelt_tool_option(&t, c, optarg);
+        if (sr == SMELT_TOOL_OPTION_TAKEN) continue;
+        if (sr != SMELT_TOOL_OPTION_OTHER) return sr;
         switch (c) {
         case 'b': base_dir = optarg; break;
         case 'l':
@@ -290,11 +246,6 @@ int main(int argc, char **argv)
         case 't':
             if (smelt_cli_int(optarg, 1, 4096, &threads)) return smelt_cli_usage_error(TOOL, "--threads needs a number from 1");
             break;
-        case 'q': quiet = 1; break;
-        case 'j': json = 1; break;
-        case 'h': usage(); return 0;
-        case 'V': smelt_cli_version(TOOL); return 0;
-        default: return smelt_cli_usage_error(TOOL, "unknown option");
         }
     }
     if (optind != argc) return smelt_cli_usage_error(TOOL, "unexpected argument '%s'", argv[optind]);
@@ -321,7 +272,7 @@ int main(int argc, char **argv)
         return pr > 0 ? 2 : 6;
     }
     mo.n_threads = (int)threads;
-    smelt_tool_install_file_safety(TOOL);
+    smelt_tool_start(&t, "merging");
 
     smelt_err e = {0};
     smelt_hf *base = NULL;
@@ -342,10 +293,7 @@ int main(int argc, char **argv)
     mo.base_dir = base_dir;
     if ((rc = smelt_merge_open(&m, smelt_hf_tensors(base), ads, n_lora, &mo, &e))) goto done;
     const smelt_merge_report *r = smelt_merge_get_report(m);
-    for (size_t i = 0; i < r->n_warnings; i++) fprintf(stderr, "%s: warning: %s\n", TOOL, r->warnings[i]);
-    smelt_progress prog = {0};
-    smelt_progress_term term;
-    smelt_progress_term_init(&term, &prog, "merging", quiet);
+    for (size_t i = 0; i < r->n_warnings; i++) smelt_tool_warn(&t, "%s", r->warnings[i]);
     char toolv[64];
     snprintf(toolv, sizeof toolv, "%s %s", TOOL, SMELT_VERSION);
     wo.tool = toolv;
@@ -353,28 +301,23 @@ int main(int argc, char **argv)
     const smelt_tsrc *src = smelt_merge_source(m);
     for (uint64_t i = 0; i < smelt_tsrc_count(src); i++) bytes += smelt_tsrc_info(src, i)->nbytes;
     if (out) {
-        if ((rc = smelt_merge_write_hf(m, base, ads, n_lora, out, &wo, &prog, &e))) goto done;
-        smelt_progress_term_done(&term, bytes);
+        if ((rc = smelt_merge_write_hf(m, base, ads, n_lora, out, &wo, &t.progress, &e))) goto done;
+        smelt_progress_term_done(&t.term, bytes);
     }
-    if (gguf && (rc = write_gguf(m, base, ads, n_lora, gguf, gguf_type, (int)threads, quiet, mo.allow_nonfinite, &split, &e))) goto done;
+    if (gguf && (rc = write_gguf(m, base, ads, n_lora, gguf, gguf_type, (int)threads, &t, mo.allow_nonfinite, &split, &e))) goto done;
     if (r->f16_overflow)
-        fprintf(stderr, "%s: warning: %" PRIu64 " merged values exceed the f16 range and became inf (as in PEFT)\n",
-                TOOL, r->f16_overflow);
-    if (r->nonfinite)
-        fprintf(stderr, "%s: warning: wrote %" PRIu64 " NaN/Inf value%s in %" PRIu64 " tensor%s (--allow-nonfinite)\n", TOOL,
-                r->nonfinite, r->nonfinite == 1 ? "" : "s", r->nonfinite_tensors, r->nonfinite_tensors == 1 ? "" : "s");
-    if (json) {
+        smelt_tool_warn(&t, "%" PRIu64 " merged values exceed the f16 range and became inf (as in PEFT)", r->f16_overflow);
+    smelt_tool_warn_nonfinite(&t, r->nonfinite, r->nonfinite_tensors);
+    if (t.json) {
         json_t *j = report_json(r, out ? out : gguf, ads, n_lora);
         smelt_cli_print_json(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         json_decref(j);
-    } else if (!quiet) {
+    } else if (!t.quiet) {
         report_text(r, out ? out : gguf);
     }
 done:
-    if (rc) {
-        smelt_err_print(&e, TOOL, stderr);
-        status = smelt_err_exit_status(rc);
-    }
+    if (rc) status = smelt_tool_fail(&t, rc, &e);
+    smelt_tool_end(&t);
     smelt_merge_close(m);
     for (size_t i = 0; i < n_lora; i++) {
         smelt_peft_close(pefts[i]);

@@ -748,76 +748,6 @@ static int finish_module(smelt_peft *p, smelt_peft_module *m, smelt_err *e)
     return 0;
 }
 
-/* ==== a tensor source over one safetensors file (file or memory) ==== */
-
-typedef struct {
-    const smelt_st *st;
-    smelt_tinfo *info;
-    uint64_t n;
-} st1_src;
-
-static uint64_t st1_count(void *self) { return ((st1_src *)self)->n; }
-static const smelt_tinfo *st1_info(void *self, uint64_t i)
-{
-    st1_src *s = self;
-    return i < s->n ? &s->info[i] : NULL;
-}
-static int64_t st1_find(void *self, const char *name)
-{
-    st1_src *s = self;
-    const smelt_st_tensor *t = smelt_st_find(s->st, name);
-    for (uint64_t i = 0; t && i < s->n; i++)
-        if (smelt_st_tensor_at(s->st, i) == t) return (int64_t)i;
-    return -1;
-}
-static int st1_read(void *self, uint64_t i, const void **data, smelt_scratch *sc, smelt_err *e)
-{
-    (void)sc;
-    st1_src *s = self;
-    if (i >= s->n) return SMELT_ERR(e, SMELT_EINTERNAL, NULL, NULL, "tensor index out of range");
-    *data = smelt_st_tensor_at(s->st, i)->data;
-    return 0;
-}
-static void st1_release(void *self, uint64_t i)
-{
-    st1_src *s = self;
-    if (i < s->n) smelt_st_release_tensor(s->st, smelt_st_tensor_at(s->st, i));
-}
-static void st1_close(void *self)
-{
-    st1_src *s = self;
-    free(s->info);
-    free(s);
-}
-static const smelt_tsrc_vt st1_vt = {st1_count, st1_info, st1_find, st1_read, st1_release, st1_close};
-
-static int st1_open(smelt_tsrc *out, const smelt_st *st, smelt_err *e)
-{
-    st1_src *s = calloc(1, sizeof *s);
-    if (!s) return SMELT_NOMEM(e, "tensor source");
-    s->st = st;
-    s->n = smelt_st_n_tensors(st);
-    s->info = calloc((size_t)s->n + 1, sizeof *s->info);
-    if (!s->info) {
-        free(s);
-        return SMELT_NOMEM(e, "tensor source");
-    }
-    for (uint64_t i = 0; i < s->n; i++) {
-        const smelt_st_tensor *t = smelt_st_tensor_at(st, i);
-        smelt_tinfo *ti = &s->info[i];
-        ti->name = t->name;
-        ti->dtype = t->dtype;
-        ti->n_dims = t->n_dims;
-        memcpy(ti->shape, t->shape, sizeof ti->shape);
-        ti->nelements = t->nelements;
-        ti->nbytes = t->end - t->begin;
-        ti->file = t->file;
-    }
-    out->vt = &st1_vt;
-    out->self = s;
-    return 0;
-}
-
 /* ==== open ==== */
 
 /* Keys → modules and replacements, then every module checked. */
@@ -873,7 +803,7 @@ int smelt_peft_open(const char *dir, smelt_peft **out, smelt_err *e)
             rc = SMELT_NOMEM(e, "adapter");
             goto fail;
         }
-        if ((rc = smelt_st_open(path, &p->st, e)) || (rc = st1_open(&p->src, p->st, e))) goto fail;
+        if ((rc = smelt_st_open(path, &p->st, e)) || (rc = smelt_tsrc_open_st(&p->src, p->st, e))) goto fail;
     } else if (smelt_path_join(path, sizeof path, dir, "adapter_model.bin") && smelt_file_exists(path)) {
         p->weights_path = strdup(path);
         if (!p->weights_path) {
@@ -919,7 +849,7 @@ int smelt_peft_open_mem(const char *name, const char *config, size_t config_len,
         goto fail;
     }
     if ((rc = parse_config(p, e))) goto fail;
-    if ((rc = smelt_st_open_mem(weights, weights_len, p->weights_path, &p->st, e)) || (rc = st1_open(&p->src, p->st, e)))
+    if ((rc = smelt_st_open_mem(weights, weights_len, p->weights_path, &p->st, e)) || (rc = smelt_tsrc_open_st(&p->src, p->st, e)))
         goto fail;
     if ((rc = read_layout(p, e))) goto fail;
     smelt_xxh64_state *st = smelt_xxh64_new();

@@ -11,6 +11,7 @@
 #include "base/file.h"
 #include "base/names.h"
 #include "base/strbuf.h"
+#include "shard_index.h"
 
 struct smelt_st {
     smelt_map map;
@@ -341,92 +342,23 @@ static int build_namespace(smelt_stset *s, smelt_err *e)
     return 0;
 }
 
+static const char *stset_file_of(void *user, const char *name)
+{
+    const smelt_st_tensor *t = smelt_stset_find(user, name);
+    return t ? t->file : NULL;
+}
+
 static int open_index(smelt_stset *s, const char *index_path, smelt_err *e)
 {
     s->index_path = strdup(index_path);
     if (!s->index_path) return SMELT_NOMEM(e, "path");
-    char *text = NULL;
-    size_t len = 0;
-    int rc = smelt_read_file(index_path, 256u << 20, &text, &len, e);
+    smelt_shard_index ix;
+    int rc = smelt_shard_index_read(index_path, &ix, e);
     if (rc) return rc;
-    json_error_t je;
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-    free(text);
-    if (!root) return SMELT_CORRUPT(e, index_path, (uint64_t)je.position, NULL, "JSON: %s", je.text);
-    json_t *wm = json_object_get(root, "weight_map");
-    if (!json_is_object(wm)) {
-        json_decref(root);
-        return SMELT_CORRUPT(e, index_path, SMELT_NO_OFFSET, "weight_map", "missing or not an object");
-    }
-    /* distinct shard files, in order of first appearance in sorted shard-name order */
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", index_path);
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = 0;
-    else snprintf(dir, sizeof dir, ".");
-    const char *k;
-    json_t *v;
-    json_t *seen = json_object();
-    json_object_foreach(wm, k, v)
-    {
-        if (!json_is_string(v)) {
-            rc = SMELT_CORRUPT(e, index_path, SMELT_NO_OFFSET, k, "weight_map value is not a file name");
-            break;
-        }
-        const char *fn = json_string_value(v);
-        if (strchr(fn, '/') || !strcmp(fn, "..")) {
-            rc = SMELT_CORRUPT(e, index_path, SMELT_NO_OFFSET, k, "shard name '%s' must be a plain file name", fn);
-            break;
-        }
-        json_object_set_new(seen, fn, json_true());
-    }
-    if (!rc) {
-        /* open shards in sorted name order (model-00001…, model-00002…) */
-        size_t nsh = json_object_size(seen);
-        const char **names = calloc(nsh + 1, sizeof *names);
-        size_t i = 0;
-        json_object_foreach(seen, k, v) names[i++] = k;
-        for (size_t a = 1; a < nsh; a++)
-            for (size_t b = a; b > 0 && strcmp(names[b - 1], names[b]) > 0; b--) {
-                const char *t = names[b];
-                names[b] = names[b - 1];
-                names[b - 1] = t;
-            }
-        for (i = 0; i < nsh && !rc; i++) {
-            char p[4096];
-            if (!smelt_path_join(p, sizeof p, dir, names[i])) {
-                rc = SMELT_ERR(e, SMELT_EUSAGE, index_path, names[i], "path too long");
-                break;
-            }
-            if (!smelt_nondir_exists(p)) { /* a FIFO or device is refused by add_file as what it is */
-                rc = SMELT_ERR(e, SMELT_EFORMAT, index_path, names[i],
-                               "shard listed in weight_map is missing (expected at %s)", p);
-                break;
-            }
-            rc = add_file(s, p, e);
-        }
-        free(names);
-    }
-    json_decref(seen);
+    for (size_t i = 0; i < ix.n_paths && !rc; i++) rc = add_file(s, ix.paths[i], e);
     if (!rc) rc = build_namespace(s, e);
-    if (!rc) {
-        json_object_foreach(wm, k, v)
-        {
-            const smelt_st_tensor *t = smelt_stset_find(s, k);
-            const char *fn = json_string_value(v);
-            if (!t) {
-                rc = SMELT_ERR(e, SMELT_EFORMAT, index_path, k, "tensor listed in weight_map is absent from shard %s", fn);
-                break;
-            }
-            const char *base = strrchr(t->file, '/');
-            base = base ? base + 1 : t->file;
-            if (strcmp(base, fn) != 0) {
-                rc = SMELT_ERR(e, SMELT_EFORMAT, index_path, k, "weight_map says %s but the tensor is in %s", fn, base);
-                break;
-            }
-        }
-    }
-    json_decref(root);
+    if (!rc) rc = smelt_shard_index_check(&ix, index_path, stset_file_of, s, e);
+    smelt_shard_index_free(&ix);
     return rc;
 }
 

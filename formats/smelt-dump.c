@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "formats/base/cli.h"
+#include "formats/tool/tool.h"
 #include "formats/base/file.h"
 #include "formats/base/half.h"
 #include "formats/gguf.h"
@@ -45,7 +45,8 @@ static void usage(void)
 }
 
 typedef struct {
-    int json, full, no_tensors, quiet;
+    smelt_tool t; /* -q, --json, the error tail */
+    int full, no_tensors;
     const char *tensor;
     long rows;
 } opts;
@@ -65,7 +66,7 @@ static void print_rows_text(const char *name, const char *tname, const uint8_t *
     if (!buf) return;
     uint64_t show = (uint64_t)o->rows < rows ? (uint64_t)o->rows : rows;
     uint64_t cols = o->full ? row_len : (row_len < 16 ? row_len : 16);
-    if (!o->quiet)
+    if (!o->t.quiet)
         printf("%s (%s): %" PRIu64 " of %" PRIu64 " rows, row length %" PRIu64 "\n", name, tname, show, rows, row_len);
     for (uint64_t r = 0; r < show; r++) {
         const uint8_t *src = data + r * row_bytes;
@@ -153,7 +154,7 @@ static void validation(const smelt_gguf *g, char *buf, size_t n)
     }
 }
 
-static int dump_gguf(const char *path, const opts *o)
+static int dump_gguf(const char *path, opts *o)
 {
     smelt_err e;
     smelt_err_clear(&e);
@@ -166,10 +167,7 @@ static int dump_gguf(const char *path, const opts *o)
         smelt_gguf_close(g);
         rc = smelt_gguf_open(path, SMELT_GGUF_META_ONLY, &g, &e);
     }
-    if (rc) {
-        smelt_err_print(&e, TOOL, stderr);
-        return smelt_err_exit_status(rc);
-    }
+    if (rc) return smelt_tool_fail(&o->t, rc, &e);
     uint16_t ns = smelt_gguf_n_shards(g);
     uint64_t nkv = smelt_gguf_n_kv(g), nt = smelt_gguf_n_tensors(g);
     const smelt_gguf_tensor *sel = NULL;
@@ -178,7 +176,7 @@ static int dump_gguf(const char *path, const opts *o)
         smelt_gguf_close(g);
         return 2;
     }
-    if (o->json) {
+    if (o->t.json) {
         json_t *root = json_object();
         json_object_set_new(root, "file", json_string(path));
         json_object_set_new(root, "format", json_string("gguf"));
@@ -259,7 +257,7 @@ static int dump_gguf(const char *path, const opts *o)
         smelt_gguf_close(g);
         return 0;
     }
-    if (!o->quiet) {
+    if (!o->t.quiet) {
         char verdict[1400];
         validation(g, verdict, sizeof verdict);
         printf("%s: GGUF v%u, %" PRIu64 " KV pairs, %" PRIu64 " tensors, alignment %" PRIu64 ", data at %" PRIu64 "%s\n", path,
@@ -295,7 +293,7 @@ static int dump_gguf(const char *path, const opts *o)
     }
     free(buf);
     if (!o->no_tensors) {
-        if (!o->quiet)
+        if (!o->t.quiet)
             printf("\n  %5s  %-48s %-8s %-28s %12s %12s%s\n", "#", "name", "type", "shape (ne)", "bytes", "offset",
                    ns > 1 ? "  shard" : "");
         for (uint64_t i = 0; i < nt; i++) {
@@ -314,16 +312,13 @@ static int dump_gguf(const char *path, const opts *o)
 
 /* ==== safetensors ==== */
 
-static int dump_st(const char *path, const opts *o)
+static int dump_st(const char *path, opts *o)
 {
     smelt_err e;
     smelt_err_clear(&e);
     smelt_stset *s;
     int rc = smelt_stset_open(path, &s, &e);
-    if (rc) {
-        smelt_err_print(&e, TOOL, stderr);
-        return smelt_err_exit_status(rc);
-    }
+    if (rc) return smelt_tool_fail(&o->t, rc, &e);
     uint64_t nt = smelt_stset_n_tensors(s);
     const smelt_st_tensor *sel = NULL;
     if (o->tensor && !(sel = smelt_stset_find(s, o->tensor))) {
@@ -336,7 +331,7 @@ static int dump_st(const char *path, const opts *o)
         sel_len = sel->n_dims ? sel->shape[sel->n_dims - 1] : 1;
         sel_rows = sel_len ? sel->nelements / sel_len : 0;
     }
-    if (o->json) {
+    if (o->t.json) {
         json_t *root = json_object();
         json_object_set_new(root, "path", json_string(path));
         json_object_set_new(root, "format", json_string("safetensors"));
@@ -388,7 +383,7 @@ static int dump_st(const char *path, const opts *o)
         smelt_stset_close(s);
         return 0;
     }
-    if (!o->quiet) printf("%s: safetensors, %zu file(s), %" PRIu64 " tensors\n", path, smelt_stset_n_files(s), nt);
+    if (!o->t.quiet) printf("%s: safetensors, %zu file(s), %" PRIu64 " tensors\n", path, smelt_stset_n_files(s), nt);
     for (size_t f = 0; f < smelt_stset_n_files(s); f++) {
         const smelt_st *st = smelt_stset_file(s, f);
         size_t nm;
@@ -399,7 +394,7 @@ static int dump_st(const char *path, const opts *o)
         printf("\n");
     }
     if (!o->no_tensors) {
-        if (!o->quiet)
+        if (!o->t.quiet)
             printf("\n  %5s  %-60s %-7s %-20s %12s %12s %s\n", "#", "name", "dtype", "shape", "bytes", "offset", "file");
         for (uint64_t i = 0; i < nt; i++) {
             const smelt_st_tensor *t = smelt_stset_tensor_at(s, i);
@@ -451,7 +446,7 @@ static json_t *shape_json(const smelt_tinfo *t)
     return sh;
 }
 
-static int dump_torch(const char *path, const char *adapter, const opts *o)
+static int dump_torch(const char *path, const char *adapter, opts *o)
 {
     smelt_err e;
     smelt_err_clear(&e);
@@ -460,10 +455,7 @@ static int dump_torch(const char *path, const char *adapter, const opts *o)
     int rc = !smelt_is_dir(path) ? smelt_torchbin_open_file(path, &src, &e)
              : adapter[0]        ? smelt_torchbin_open_file(adapter, &src, &e)
                                  : smelt_torchbin_open_dir(path, &src, &e);
-    if (rc) {
-        smelt_err_print(&e, TOOL, stderr);
-        return smelt_err_exit_status(rc);
-    }
+    if (rc) return smelt_tool_fail(&o->t, rc, &e);
     uint64_t nt = smelt_tsrc_count(&src);
     int64_t sel = -1;
     if (o->tensor && (sel = smelt_tsrc_find(&src, o->tensor)) < 0) {
@@ -485,7 +477,7 @@ static int dump_torch(const char *path, const char *adapter, const opts *o)
             return smelt_err_exit_status(rc);
         }
     }
-    if (o->json) {
+    if (o->t.json) {
         json_t *root = json_object();
         json_object_set_new(root, "path", json_string(path));
         json_object_set_new(root, "format", json_string("pytorch"));
@@ -513,8 +505,8 @@ static int dump_torch(const char *path, const char *adapter, const opts *o)
         print_rows_text(t->name, smelt_dtype_name(t->dtype), data, sel_len * smelt_dtype_size(t->dtype), sel_len, sel_rows, t->dtype, 0,
                         o);
     } else {
-        if (!o->quiet) printf("%s: PyTorch checkpoint (torch.save), %" PRIu64 " tensors\n", path, nt);
-        if (!o->no_tensors && !o->quiet) printf("\n  %5s  %-60s %-7s %-20s %12s %s\n", "#", "name", "dtype", "shape", "bytes", "file");
+        if (!o->t.quiet) printf("%s: PyTorch checkpoint (torch.save), %" PRIu64 " tensors\n", path, nt);
+        if (!o->no_tensors && !o->t.quiet) printf("\n  %5s  %-60s %-7s %-20s %12s %s\n", "#", "name", "dtype", "shape", "bytes", "file");
         for (uint64_t i = 0; i < nt && !o->no_tensors; i++) {
             const smelt_tinfo *t = smelt_tsrc_info(&src, i);
             char sh[96];
@@ -543,35 +535,29 @@ int main(int argc, char **argv)
 {
     opts o = {0};
     o.rows = 4;
-    static const struct option lo[] = {{"json", no_argument, 0, 'j'},   {"full", no_argument, 0, 'f'},
-                                       {"tensor", required_argument, 0, 'T'}, {"rows", required_argument, 0, 'r'},
-                                       {"no-tensors", no_argument, 0, 'N'}, {"quiet", no_argument, 0, 'q'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
+    smelt_tool_init(&o.t, TOOL, usage);
+    static const struct option lo[] = {{"full", no_argument, 0, 'f'},          {"tensor", required_argument, 0, 'T'},
+                                       {"rows", required_argument, 0, 'r'},    {"no-tensors", no_argument, 0, 'N'},
+                                       SMELT_TOOL_OPTIONS,                     {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "hq", lo, NULL)) != -1) {
+        int st = smelt_tool_option(&o.t, c, optarg);
+        if (st == SMELT_TOOL_OPTION_TAKEN) continue;
+        if (st != SMELT_TOOL_OPTION_OTHER) return st;
         switch (c) {
-        case 'j': o.json = 1; break;
         case 'f': o.full = 1; break;
         case 'T': o.tensor = optarg; break;
         case 'r':
             if (smelt_cli_int(optarg, 0, 1L << 40, &o.rows)) return smelt_cli_usage_error(TOOL, "--rows needs a number");
             break;
         case 'N': o.no_tensors = 1; break;
-        case 'q': o.quiet = 1; break;
-        case 'h': usage(); return 0;
-        case 'V': smelt_cli_version(TOOL); return 0;
-        default: return smelt_cli_usage_error(TOOL, "unknown option");
         }
     }
     if (optind != argc - 1) return smelt_cli_usage_error(TOOL, "expected exactly one FILE or DIR");
     const char *path = argv[optind];
-    smelt_tool_install_file_safety(TOOL);
+    smelt_tool_start(&o.t, "dumping");
     smelt_err e;
-    if (!smelt_is_dir(path) && smelt_check_regular_file(path, &e)) {
-        smelt_err_print(&e, TOOL, stderr);
-        return smelt_err_exit_status(e.code);
-    }
+    if (!smelt_is_dir(path) && smelt_check_regular_file(path, &e)) return smelt_tool_fail(&o.t, e.code, &e);
     if (!smelt_is_dir(path) && is_gguf_file(path)) return dump_gguf(path, &o);
     char adapter[4096] = "";
     if (smelt_is_dir(path) ? is_torch_dir(path, adapter, sizeof adapter) : is_torch_file(path)) return dump_torch(path, adapter, &o);

@@ -12,6 +12,7 @@
 #include "base/file.h"
 #include "base/names.h"
 #include "pickle.h"
+#include "shard_index.h"
 #include "torchzip.h"
 
 #define MAX_PICKLE (1024ull << 20) /* data.pkl of the largest checkpoints is a few MB */
@@ -205,76 +206,20 @@ int smelt_torchbin_open_file(const char *path, smelt_tsrc *out, smelt_err *e)
     return open_files(p, 1, out, e);
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
-
-static int open_index(const char *dir, const char *index_path, smelt_tsrc *out, smelt_err *e)
+static const char *tsrc_file_of(void *user, const char *name)
 {
-    char *text = NULL;
-    size_t len = 0;
-    int rc = smelt_read_file(index_path, 256u << 20, &text, &len, e);
+    int64_t i = smelt_tsrc_find(user, name);
+    return i < 0 ? NULL : smelt_tsrc_info(user, (uint64_t)i)->file;
+}
+
+static int open_index(const char *index_path, smelt_tsrc *out, smelt_err *e)
+{
+    smelt_shard_index ix;
+    int rc = smelt_shard_index_read(index_path, &ix, e);
     if (rc) return rc;
-    json_error_t je;
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-    free(text);
-    if (!root) return SMELT_CORRUPT(e, index_path, (uint64_t)je.position, NULL, "JSON: %s", je.text);
-    json_t *wm = json_object_get(root, "weight_map");
-    if (!json_is_object(wm)) {
-        json_decref(root);
-        return SMELT_CORRUPT(e, index_path, SMELT_NO_OFFSET, "weight_map", "missing or not an object");
-    }
-    size_t cap = json_object_size(wm) + 1, ns = 0;
-    const char **shards = calloc(cap, sizeof *shards);
-    char **paths = calloc(cap, sizeof *paths);
-    if (!shards || !paths) rc = SMELT_NOMEM(e, "shard list");
-    const char *k;
-    json_t *v;
-    if (!rc) json_object_foreach(wm, k, v)
-        {
-            if (!json_is_string(v)) {
-                rc = SMELT_CORRUPT(e, index_path, SMELT_NO_OFFSET, k, "weight_map value is not a file name");
-                break;
-            }
-            const char *fn = json_string_value(v);
-            if (!fn[0] || strchr(fn, '/') || !strcmp(fn, "..") || !strcmp(fn, ".")) {
-                rc = SMELT_CORRUPT(e, index_path, SMELT_NO_OFFSET, k, "shard name '%s' must be a plain file name", fn);
-                break;
-            }
-            size_t i;
-            for (i = 0; i < ns && strcmp(shards[i], fn); i++) {}
-            if (i == ns) shards[ns++] = fn;
-        }
-    if (!rc) qsort(shards, ns, sizeof *shards, cmp_str); /* the converter visits shards in name order */
-    for (size_t i = 0; i < ns && !rc; i++) {
-        char p[4096];
-        if (!smelt_path_join(p, sizeof p, dir, shards[i])) rc = SMELT_ERR(e, SMELT_EUSAGE, index_path, shards[i], "path too long");
-        else if (!smelt_nondir_exists(p)) /* a FIFO or device is refused when opened, as what it is */
-            rc = SMELT_ERR(e, SMELT_EFORMAT, index_path, shards[i], "shard listed in weight_map is missing (expected at %s)", p);
-        else if (!(paths[i] = strdup(p))) rc = SMELT_NOMEM(e, "path");
-    }
-    if (!rc) rc = open_files((const char *const *)paths, ns, out, e);
-    if (!rc) {
-        json_object_foreach(wm, k, v)
-        {
-            int64_t ti = smelt_tsrc_find(out, k);
-            const char *fn = json_string_value(v);
-            if (ti < 0) {
-                rc = SMELT_ERR(e, SMELT_EFORMAT, index_path, k, "tensor listed in weight_map is absent from shard %s", fn);
-                break;
-            }
-            const char *file = smelt_tsrc_info(out, (uint64_t)ti)->file;
-            const char *base = strrchr(file, '/');
-            base = base ? base + 1 : file;
-            if (strcmp(base, fn) != 0) {
-                rc = SMELT_ERR(e, SMELT_EFORMAT, index_path, k, "weight_map says %s but the tensor is in %s", fn, base);
-                break;
-            }
-        }
-        if (rc) smelt_tsrc_close(out);
-    }
-    for (size_t i = 0; i < ns; i++) free(paths[i]);
-    free(paths);
-    free(shards);
-    json_decref(root);
+    rc = open_files((const char *const *)ix.paths, ix.n_paths, out, e);
+    if (!rc && (rc = smelt_shard_index_check(&ix, index_path, tsrc_file_of, out, e))) smelt_tsrc_close(out);
+    smelt_shard_index_free(&ix);
     return rc;
 }
 
@@ -283,7 +228,7 @@ int smelt_torchbin_open_dir(const char *dir, smelt_tsrc *out, smelt_err *e)
     memset(out, 0, sizeof *out);
     char p[4096];
     if (smelt_path_join(p, sizeof p, dir, "pytorch_model.bin.index.json") && smelt_nondir_exists(p))
-        return open_index(dir, p, out, e);
+        return open_index(p, out, e);
     if (smelt_path_join(p, sizeof p, dir, "pytorch_model.bin") && smelt_nondir_exists(p))
         return smelt_torchbin_open_file(p, out, e);
     return SMELT_ERR(e, SMELT_EIO, dir, NULL,

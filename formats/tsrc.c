@@ -53,13 +53,19 @@ void smelt_tsrc_close(smelt_tsrc *s)
     if (s) memset(s, 0, sizeof *s);
 }
 
-/* ==== safetensors-backed source ==== */
+/* ==== safetensors-backed source: a set of shards, or one file ==== */
 
 typedef struct {
-    const smelt_stset *set;
+    const smelt_stset *set; /* one of the two */
+    const smelt_st *file;
     smelt_tinfo *info;
     uint64_t n;
 } st_src;
+
+static const smelt_st_tensor *st_tensor(const st_src *s, uint64_t i)
+{
+    return s->set ? smelt_stset_tensor_at(s->set, i) : smelt_st_tensor_at(s->file, i);
+}
 
 static uint64_t st_count(void *self) { return ((st_src *)self)->n; }
 
@@ -72,7 +78,11 @@ static const smelt_tinfo *st_info(void *self, uint64_t i)
 static int64_t st_find(void *self, const char *name)
 {
     st_src *s = self;
-    return smelt_stset_find_index(s->set, name);
+    if (s->set) return smelt_stset_find_index(s->set, name);
+    const smelt_st_tensor *t = smelt_st_find(s->file, name);
+    for (uint64_t i = 0; t && i < s->n; i++)
+        if (smelt_st_tensor_at(s->file, i) == t) return (int64_t)i;
+    return -1;
 }
 
 static int st_read(void *self, uint64_t i, const void **data, smelt_scratch *sc, smelt_err *e)
@@ -80,7 +90,7 @@ static int st_read(void *self, uint64_t i, const void **data, smelt_scratch *sc,
     (void)sc;
     st_src *s = self;
     if (i >= s->n) return SMELT_ERR(e, SMELT_EINTERNAL, NULL, NULL, "tensor index out of range");
-    *data = smelt_stset_tensor_at(s->set, i)->data;
+    *data = st_tensor(s, i)->data;
     return 0;
 }
 
@@ -88,8 +98,8 @@ static void st_release(void *self, uint64_t i)
 {
     st_src *s = self;
     if (i >= s->n) return;
-    const smelt_st *f = smelt_stset_file(s->set, smelt_stset_file_of(s->set, i));
-    smelt_st_release_tensor(f, smelt_stset_tensor_at(s->set, i));
+    const smelt_st *f = s->set ? smelt_stset_file(s->set, smelt_stset_file_of(s->set, i)) : s->file;
+    smelt_st_release_tensor(f, st_tensor(s, i));
 }
 
 static void st_close(void *self)
@@ -101,20 +111,21 @@ static void st_close(void *self)
 
 static const smelt_tsrc_vt st_vt = {st_count, st_info, st_find, st_read, st_release, st_close};
 
-int smelt_tsrc_open_stset(smelt_tsrc *out, const smelt_stset *set, smelt_err *e)
+static int st_open(smelt_tsrc *out, const smelt_stset *set, const smelt_st *file, smelt_err *e)
 {
     memset(out, 0, sizeof *out);
     st_src *s = calloc(1, sizeof *s);
     if (!s) return SMELT_NOMEM(e, "tensor source");
     s->set = set;
-    s->n = smelt_stset_n_tensors(set);
+    s->file = file;
+    s->n = set ? smelt_stset_n_tensors(set) : smelt_st_n_tensors(file);
     s->info = calloc((size_t)s->n + 1, sizeof *s->info);
     if (!s->info) {
         free(s);
         return SMELT_NOMEM(e, "tensor source");
     }
     for (uint64_t i = 0; i < s->n; i++) {
-        const smelt_st_tensor *t = smelt_stset_tensor_at(set, i);
+        const smelt_st_tensor *t = st_tensor(s, i);
         smelt_tinfo *ti = &s->info[i];
         ti->name = t->name;
         ti->dtype = t->dtype;
@@ -128,3 +139,7 @@ int smelt_tsrc_open_stset(smelt_tsrc *out, const smelt_stset *set, smelt_err *e)
     out->self = s;
     return 0;
 }
+
+int smelt_tsrc_open_stset(smelt_tsrc *out, const smelt_stset *set, smelt_err *e) { return st_open(out, set, NULL, e); }
+
+int smelt_tsrc_open_st(smelt_tsrc *out, const smelt_st *file, smelt_err *e) { return st_open(out, NULL, file, e); }

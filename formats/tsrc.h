@@ -76,6 +76,9 @@ struct smelt_stset;
 /* A tensor source over a safetensors set (the set is borrowed and must outlive it; close
  * the source with smelt_tsrc_close()). Tensors keep the set's order. */
 int smelt_tsrc_open_stset(smelt_tsrc *out, const struct smelt_stset *set, smelt_err *e);
+struct smelt_st;
+/* The same over one safetensors file (a PEFT adapter's, opened from disk or memory). */
+int smelt_tsrc_open_st(smelt_tsrc *out, const struct smelt_st *file, smelt_err *e);
 /* Close any source; safe on a zeroed struct. */
 void smelt_tsrc_close(smelt_tsrc *s);
 

@@ -58,4 +58,4 @@ static float sym_round(int n, const float *x, const float *w, float d, float id,
     return lanes_sum8(e);
 }
 
-const smelt_qkern smelt_qkern_portable = {sym_score, sym_round};
+const smelt_search_kernels smelt_search_kernels_portable = {sym_score, sym_round};

@@ -14,7 +14,7 @@
 
 #include <stdint.h>
 
-typedef struct smelt_qkern {
+typedef struct smelt_search_kernels {
     /* Signed levels: for each s[k], l = round(clamp(x * s[k], lo, hi));
      * out[2k..2k+1] = sum w l^2, sum w x l. */
     void (*sym_score)(int n, const float *x, const float *w, int lo, int hi, const float *s, int K, float *out);
@@ -22,9 +22,9 @@ typedef struct smelt_qkern {
      * Stores L; returns sum w r^2; sums[0..2] = sum w l, sum w l^2, sum w x l. */
     float (*sym_round)(int n, const float *x, const float *w, float d, float id, int lo, int hi, int8_t *L,
                        float *sums);
-} smelt_qkern;
+} smelt_search_kernels;
 
-extern const smelt_qkern smelt_qkern_portable;
-extern const smelt_qkern smelt_qkern_avx2; /* only on CPUs with AVX2, FMA and F16C */
+extern const smelt_search_kernels smelt_search_kernels_portable;
+extern const smelt_search_kernels smelt_search_kernels_avx2; /* only on CPUs with AVX2, FMA and F16C */
 
 #endif

@@ -81,4 +81,4 @@ static float sym_round(int n, const float *x, const float *w, float d, float id,
     return hsum(e);
 }
 
-const smelt_qkern smelt_qkern_avx2 = {sym_score, sym_round};
+const smelt_search_kernels smelt_search_kernels_avx2 = {sym_score, sym_round};

@@ -137,7 +137,7 @@ static float sweep_run(sweep *s, objective *o, const float *v, const float *w, f
 
 /* ==== symmetric ==== */
 
-void smelt_qs_sym(const smelt_qkern *k, int n, int lo, int hi, const float *x, const float *w,
+void smelt_qs_sym(const smelt_search_kernels *k, int n, int lo, int hi, const float *x, const float *w,
                   const smelt_qs_plan *p, int8_t *L, smelt_qs_fit *f)
 {
     float amax = 0, sw = 0, sx = 0;

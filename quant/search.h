@@ -56,7 +56,7 @@ typedef struct smelt_qs_fit {
 /* Symmetric: x ~ a L, integer L in [lo, hi] with lo <= 0 <= hi (for example [-8, 7] for
  * Q4_0, [0, 63] for non-negative sub-block scales). Both signs of a are tried when the
  * range is not symmetric. An all-zero group gives a = 0, L = 0. */
-void smelt_qs_sym(const smelt_qkern *k, int n, int lo, int hi, const float *x, const float *w,
+void smelt_qs_sym(const smelt_search_kernels *k, int n, int lo, int hi, const float *x, const float *w,
                   const smelt_qs_plan *p, int8_t *L, smelt_qs_fit *f);
 
 /* Exact sweep of one offset group (scalar, f64 sums), for the lane searches: the

@@ -757,3 +757,15 @@ void smelt_outfile_abort(smelt_outfile *o)
     }
     outfile_free(o);
 }
+
+int smelt_outfile_write_all(const char *path, const void *bytes, size_t n, smelt_err *e)
+{
+    smelt_outfile *o;
+    int rc = smelt_outfile_open(&o, path, e);
+    if (rc) return rc;
+    if ((rc = smelt_outfile_write(o, bytes, n, e))) {
+        smelt_outfile_abort(o);
+        return rc;
+    }
+    return smelt_outfile_commit(o, e);
+}

@@ -83,6 +83,8 @@ int smelt_outfile_finish(smelt_outfile *o, smelt_err *e);
 int smelt_outfile_commit(smelt_outfile *o, smelt_err *e);
 /* Remove the temporary file and free o. Safe on NULL. */
 void smelt_outfile_abort(smelt_outfile *o);
+/* A whole output at once (open, write n bytes, commit): nothing at path unless all of it. */
+int smelt_outfile_write_all(const char *path, const void *bytes, size_t n, smelt_err *e);
 
 /* ==== temporary output directories ==== */
 

@@ -13,7 +13,7 @@
 
 #include "kq_engine.inc"
 
-const kq_engine kq_engine_port = {kq_search_port, &smelt_qkern_portable};
+const kq_engine kq_engine_port = {kq_search_port, &smelt_search_kernels_portable};
 
 double kq_error(const kq_shape *g, const float *x, const float *w, const kq_result *r)
 {
@@ -105,7 +105,11 @@ float kq_ref_scale_min(int n, int nmax, const float *x, const float *w, uint8_t 
     return scale;
 }
 
-float kq_ref_scale_sym(int n, int nmax, const float *x, int8_t *L)
+/* The first guess of both symmetric searches: the element of largest magnitude mx sets the
+ * inverse scale -nmax / mx; levels in [-nmax, nmax) are stored plus `bias`, and the x²-weighted
+ * sums Σ w x l and Σ w l² returned. False (levels zeroed) for a group of zeros. */
+static bool ref_sym_first_guess(int n, int nmax, const float *x, int8_t *L, int bias, float *mx_out, float *sxl_out,
+                                float *sl2_out)
 {
     float mx = 0, amax = 0;
     for (int i = 0; i < n; i++)
@@ -115,17 +119,28 @@ float kq_ref_scale_sym(int n, int nmax, const float *x, int8_t *L)
         }
     if (amax < GROUP_EPS) {
         memset(L, 0, (size_t)n);
-        return 0.f;
+        return false;
     }
     float iscale = (float)-nmax / mx;
     float sxl = 0, sl2 = 0;
     for (int i = 0; i < n; i++) {
         int l = q_clampi(q_nearest(iscale * x[i]), -nmax, nmax - 1);
-        L[i] = (int8_t)(l + nmax);
+        L[i] = (int8_t)(l + bias);
         float w = x[i] * x[i];
         sxl += w * x[i] * (float)l;
         sl2 += w * (float)l * (float)l;
     }
+    *mx_out = mx;
+    *sxl_out = sxl;
+    *sl2_out = sl2;
+    return true;
+}
+
+float kq_ref_scale_sym(int n, int nmax, const float *x, int8_t *L)
+{
+    float mx, sxl, sl2;
+    if (!ref_sym_first_guess(n, nmax, x, L, nmax, &mx, &sxl, &sl2)) return 0.f;
+    float iscale;
     float scale = sl2 != 0 ? sxl / sl2 : 0.0f;
     float best = scale * sxl;
     for (int is = -9; is <= 9; is++) {
@@ -149,25 +164,8 @@ float kq_ref_scale_sym(int n, int nmax, const float *x, int8_t *L)
 
 float kq_ref_scale_q3(int n, int nmax, const float *x, int8_t *L)
 {
-    float mx = 0, amax = 0;
-    for (int i = 0; i < n; i++)
-        if (fabsf(x[i]) > amax) {
-            amax = fabsf(x[i]);
-            mx = x[i];
-        }
-    if (amax < GROUP_EPS) {
-        memset(L, 0, (size_t)n);
-        return 0.f;
-    }
-    float iscale = (float)-nmax / mx;
-    float sxl = 0, sl2 = 0;
-    for (int i = 0; i < n; i++) {
-        int l = q_clampi(q_nearest(iscale * x[i]), -nmax, nmax - 1);
-        L[i] = (int8_t)l;
-        float w = x[i] * x[i];
-        sxl += w * x[i] * (float)l;
-        sl2 += w * (float)l * (float)l;
-    }
+    float mx, sxl, sl2;
+    if (!ref_sym_first_guess(n, nmax, x, L, 0, &mx, &sxl, &sl2)) return 0.f;
     for (int round = 0; round < 5; round++) {
         int changed = 0;
         for (int i = 0; i < n; i++) {
@@ -192,6 +190,41 @@ float kq_ref_scale_q3(int n, int nmax, const float *x, int8_t *L)
     }
     for (int i = 0; i < n; i++) L[i] = (int8_t)(L[i] + nmax);
     return sl2 > 0.0f ? sxl / sl2 : 0.0f;
+}
+
+void kq_ref_scales_k4(const float *x, int nmax, float rmin, int nstep, uint8_t *scales, uint16_t *d,
+                      uint16_t *dmin, uint8_t *L)
+{
+    float w[32], sc[8], mn[8];
+    float max_sc = 0, max_mn = 0;
+    for (int j = 0; j < 8; j++) {
+        float s2 = 0;
+        for (int l = 0; l < 32; l++) s2 += x[32 * j + l] * x[32 * j + l];
+        float av = sqrtf(s2 / 32);
+        for (int l = 0; l < 32; l++) w[l] = av + fabsf(x[32 * j + l]);
+        sc[j] = kq_ref_scale_min(32, nmax, x + 32 * j, w, L + 32 * j, &mn[j], rmin, 0.1f, nstep, false);
+        if (sc[j] > max_sc) max_sc = sc[j];
+        if (mn[j] > max_mn) max_mn = mn[j];
+    }
+    float inv_sc = max_sc > 0 ? 63.f / max_sc : 0.f;
+    float inv_mn = max_mn > 0 ? 63.f / max_mn : 0.f;
+    int S[8], M[8];
+    for (int j = 0; j < 8; j++) {
+        uint8_t ls = (uint8_t)q_nearest(inv_sc * sc[j]), lm = (uint8_t)q_nearest(inv_mn * mn[j]);
+        S[j] = ls < 63 ? ls : 63;
+        M[j] = lm < 63 ? lm : 63;
+    }
+    kq_pack_scale_min_k4(scales, S, M);
+    q_put_f16(d, max_sc / 63.f);
+    q_put_f16(dmin, max_mn / 63.f);
+    for (int j = 0; j < 8; j++) {
+        int s, m;
+        kq_scale_min_k4(j, scales, &s, &m);
+        float step = q_f16(d) * (float)s;
+        if (step == 0) continue;
+        float dm = q_f16(dmin) * (float)m;
+        for (int l = 0; l < 32; l++) L[32 * j + l] = (uint8_t)q_clampi(q_nearest((x[32 * j + l] + dm) / step), 0, nmax);
+    }
 }
 
 /* ==== shared packing ==== */

@@ -9,7 +9,7 @@
 
 #include "quant/avx2_int.h"
 
-const kq_engine kq_engine_avx2 = {kq_search_avx2, &smelt_qkern_avx2};
+const kq_engine kq_engine_avx2 = {kq_search_avx2, &smelt_search_kernels_avx2};
 
 /* ==== dot products with Q8_K ====
  * Integer lanes per super-block in SIMD (exact): each sub-block's 8 (or 2 x 4) partial

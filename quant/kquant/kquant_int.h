@@ -40,13 +40,13 @@ typedef struct {
 
 /* Search one super-block of 256 finite values with weights w (> 0; NULL = all ones).
  * Deterministic; both builds give identical results. */
-void kq_search_port(const smelt_qkern *k, const kq_shape *g, const float *x, const float *w, kq_result *r);
-void kq_search_avx2(const smelt_qkern *k, const kq_shape *g, const float *x, const float *w, kq_result *r);
+void kq_search_port(const smelt_search_kernels *k, const kq_shape *g, const float *x, const float *w, kq_result *r);
+void kq_search_avx2(const smelt_search_kernels *k, const kq_shape *g, const float *x, const float *w, kq_result *r);
 
 /* A kernel set: the search and the scale-search kernels it uses. */
 typedef struct kq_engine {
-    void (*search)(const smelt_qkern *k, const kq_shape *g, const float *x, const float *w, kq_result *r);
-    const smelt_qkern *k;
+    void (*search)(const smelt_search_kernels *k, const kq_shape *g, const float *x, const float *w, kq_result *r);
+    const smelt_search_kernels *k;
 } kq_engine;
 extern const kq_engine kq_engine_port, kq_engine_avx2;
 
@@ -62,6 +62,13 @@ float kq_ref_scale_min(int n, int nmax, const float *x, const float *w, uint8_t 
 float kq_ref_scale_sym(int n, int nmax, const float *x, int8_t *L);
 /* Symmetric scale refined by coordinate descent on the levels (Q3_K). */
 float kq_ref_scale_q3(int n, int nmax, const float *x, int8_t *L);
+
+/* The reference scales of one Q4_K/Q5_K super-block (levels 0..nmax, 8 sub-blocks of 32):
+ * each sub-block's scale and min from kq_ref_scale_min with weights rms + |x|, both
+ * quantized to 6 bits against the largest; writes the 12 packed scale bytes, d, dmin
+ * (f16) and the re-rounded levels L[256]. */
+void kq_ref_scales_k4(const float *x, int nmax, float rmin, int nstep, uint8_t *scales, uint16_t *d,
+                      uint16_t *dmin, uint8_t *L);
 
 /* ==== shared packing ==== */
 

@@ -43,36 +43,7 @@ void smelt_ref_q4_K(const float *x, void *dst, int64_t k)
     smelt_block_q4_K *y = dst;
     for (int64_t i = 0; i < k / QK; i++, x += QK) {
         uint8_t L[QK];
-        float w[32], sc[8], mn[8];
-        float max_sc = 0, max_mn = 0;
-        for (int j = 0; j < 8; j++) {
-            float s2 = 0;
-            for (int l = 0; l < 32; l++) s2 += x[32 * j + l] * x[32 * j + l];
-            float av = sqrtf(s2 / 32);
-            for (int l = 0; l < 32; l++) w[l] = av + fabsf(x[32 * j + l]);
-            sc[j] = kq_ref_scale_min(32, 15, x + 32 * j, w, L + 32 * j, &mn[j], -1.f, 0.1f, 20, false);
-            if (sc[j] > max_sc) max_sc = sc[j];
-            if (mn[j] > max_mn) max_mn = mn[j];
-        }
-        float inv_sc = max_sc > 0 ? 63.f / max_sc : 0.f;
-        float inv_mn = max_mn > 0 ? 63.f / max_mn : 0.f;
-        int S[8], M[8];
-        for (int j = 0; j < 8; j++) {
-            uint8_t ls = (uint8_t)q_nearest(inv_sc * sc[j]), lm = (uint8_t)q_nearest(inv_mn * mn[j]);
-            S[j] = ls < 63 ? ls : 63;
-            M[j] = lm < 63 ? lm : 63;
-        }
-        kq_pack_scale_min_k4(y[i].scales, S, M);
-        q_put_f16(&y[i].d, max_sc / 63.f);
-        q_put_f16(&y[i].dmin, max_mn / 63.f);
-        for (int j = 0; j < 8; j++) {
-            int s, m;
-            kq_scale_min_k4(j, y[i].scales, &s, &m);
-            float d = q_f16(&y[i].d) * (float)s;
-            if (d == 0) continue;
-            float dm = q_f16(&y[i].dmin) * (float)m;
-            for (int l = 0; l < 32; l++) L[32 * j + l] = (uint8_t)q_clampi(q_nearest((x[32 * j + l] + dm) / d), 0, 15);
-        }
+        kq_ref_scales_k4(x, 15, -1.f, 20, y[i].scales, &y[i].d, &y[i].dmin, L);
         pack_levels(y[i].qs, L);
     }
 }

@@ -10,7 +10,7 @@
 #include "formats/base/progress.h"
 #include "formats/gguf.h"
 #include "tests/common/testutil.h"
-#include "verify/tokenize.h"
+#include "verify/eval/tokenize.h"
 
 struct o_model_params { /* include/llama.h of the bundled libllama */
     void *devices;

@@ -70,7 +70,7 @@ fi
 
 # How far one file's KLD may be above llama-quantize's. The full table (SMELT_QUALITY_FULL=1)
 # is strict. The quick check is a regression guard on single files of 16 chunks, where
-# "which roundings happened" moves the ratio by itself (docs/quantize.md, "Ranking encoders
+# "which roundings happened" moves the ratio by itself (docs/design/error-models.md, "Ranking encoders
 # despite the noise": per dithered copy, the log ratio varies with a standard deviation of
 # 0.02-0.05 below 5 bits and 0.05-0.11 at 5-6 bits): about three of those. Q8_0 is
 # byte-identical to llama's and stays strict. The quality claim itself is the dithered

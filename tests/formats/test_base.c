@@ -14,7 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "formats/base/cli.h"
+#include "formats/tool/cli.h"
 #include "formats/base/cpu.h"
 #include "formats/base/err.h"
 #include "formats/base/file.h"

@@ -12,7 +12,7 @@
 #include "quant/qtypes.h"
 #include "tests/common/testutil.h"
 #include "tests/verify/vfix.h"
-#include "verify/forward.h"
+#include "verify/eval/forward.h"
 
 static smelt_model *open_model(const char *path)
 {
@@ -22,7 +22,7 @@ static smelt_model *open_model(const char *path)
     return m;
 }
 
-static float *eval(const smelt_model *m, smelt_ops *o, const int32_t *tok, uint32_t n_seq, uint32_t n, uint32_t from)
+static float *eval(const smelt_model *m, smelt_fwd_ops *o, const int32_t *tok, uint32_t n_seq, uint32_t n, uint32_t from)
 {
     smelt_err e = {0};
     smelt_fwd *f;
@@ -44,7 +44,7 @@ static double top5_error(const char *type)
     json_t *prompts = json_object_get(json_object_get(ref, "prompts"), "base");
     cr_assert_eq(json_array_size(prompts), 2);
     smelt_pool *pool = smelt_pool_new(2);
-    smelt_ops *o = smelt_ops_new(pool, -1);
+    smelt_fwd_ops *o = smelt_fwd_ops_new(pool, -1);
     double worst = 0;
     for (size_t pi = 0; pi < json_array_size(prompts); pi++) {
         json_t *p = json_array_get(prompts, pi), *ids = json_object_get(p, "token_ids");
@@ -72,7 +72,7 @@ static double top5_error(const char *type)
         free(lg);
     }
     json_decref(ref);
-    smelt_ops_free(o);
+    smelt_fwd_ops_free(o);
     smelt_pool_free(pool);
     smelt_model_close(m);
     return worst;
@@ -114,7 +114,7 @@ Test(forward, deterministic_across_threads_isas_and_batching, .timeout = 300)
     tokens(tok, 2 * n, V);
     tok[n] = 1;
     smelt_pool *p2 = smelt_pool_new(2);
-    smelt_ops *best = smelt_ops_new(p2, -1), *port = smelt_ops_new(NULL, SMELT_ISA_PORTABLE);
+    smelt_fwd_ops *best = smelt_fwd_ops_new(p2, -1), *port = smelt_fwd_ops_new(NULL, SMELT_ISA_PORTABLE);
     /* A: both sequences in one call, best ISA, 2 threads */
     float *a = eval(m, best, tok, 2, n, 0);
     /* B: each sequence alone, in pieces of 24 + 24 + 16 continuing the cache, portable, 1 thread */
@@ -131,15 +131,15 @@ Test(forward, deterministic_across_threads_isas_and_batching, .timeout = 300)
     for (size_t r = 0; r < 2 * n; r++)
         cr_assert_eq(memcmp(a + r * V, b + r * V, V * sizeof(float)), 0,
                      "logits of row %zu differ between %s/2 threads/one call and portable/1 thread/pieces", r,
-                     smelt_ops_isa_name(best));
+                     smelt_fwd_ops_isa_name(best));
     /* C: only positions >= 40 requested: the same rows */
     float *c = eval(m, best, tok, 2, n, 40);
     for (size_t s = 0; s < 2; s++)
         cr_assert_eq(memcmp(c + s * (n - 40) * V, a + (s * n + 40) * V, (n - 40) * V * sizeof(float)), 0,
                      "pruned rows of sequence %zu differ", s);
     free(a), free(b), free(c);
-    smelt_ops_free(best);
-    smelt_ops_free(port);
+    smelt_fwd_ops_free(best);
+    smelt_fwd_ops_free(port);
     smelt_pool_free(p2);
     smelt_model_close(m);
 }
@@ -186,7 +186,7 @@ Test(forward, matmul_hook_sees_every_product)
     smelt_model *m = open_model(path);
     int32_t tok[2 * 32];
     tokens(tok, 64, m->hp.n_vocab);
-    smelt_ops *o = smelt_ops_new(NULL, -1);
+    smelt_fwd_ops *o = smelt_fwd_ops_new(NULL, -1);
     smelt_err e = {0};
     smelt_fwd *f;
     cr_assert_eq(smelt_fwd_new(m, o, 64, 2, 32, &f, &e), 0);
@@ -206,7 +206,7 @@ Test(forward, matmul_hook_sees_every_product)
     cr_assert_geq(h.calls, 4 * (5 + 3) + 1);
     smelt_fwd_free(f);
     free(lg);
-    smelt_ops_free(o);
+    smelt_fwd_ops_free(o);
     smelt_model_close(m);
 }
 
@@ -356,7 +356,7 @@ Test(model, context_and_token_limits)
     char src[4200], got[1200];
     tu_path(src, sizeof src, STORIES_GGUF);
     smelt_model *m = open_model(src);
-    smelt_ops *o = smelt_ops_new(NULL, -1);
+    smelt_fwd_ops *o = smelt_fwd_ops_new(NULL, -1);
     smelt_err e = {0};
     smelt_fwd *f = (smelt_fwd *)1;
     cr_assert_eq(smelt_fwd_new(m, o, 1024, 1, 1024, &f, &e), SMELT_EUSAGE);
@@ -374,7 +374,7 @@ Test(model, context_and_token_limits)
     cr_assert_eq(smelt_fwd_eval(f, tok, 1, 4, 510, 0, lg, &e), SMELT_EUSAGE);
     cr_assert_eq(smelt_fwd_eval(f, tok, 1, 4, 0, 0, lg, &e), 0);
     smelt_fwd_free(f);
-    smelt_ops_free(o);
+    smelt_fwd_ops_free(o);
     smelt_model_close(m);
 }
 

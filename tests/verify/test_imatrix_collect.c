@@ -17,9 +17,9 @@
 #include "formats/imatrix.h"
 #include "tests/common/testutil.h"
 #include "tests/verify/vfix.h"
-#include "verify/imatrix_collect.h"
-#include "verify/model.h"
-#include "verify/tokenize.h"
+#include "verify/eval/imatrix_collect.h"
+#include "verify/eval/model.h"
+#include "verify/eval/tokenize.h"
 
 /* ==== fixtures ==== */
 

@@ -10,7 +10,7 @@
 
 #include "formats/base/half.h"
 #include "quant/qtypes.h"
-#include "verify/ops.h"
+#include "verify/eval/ops.h"
 
 /* ==== helpers ==== */
 
@@ -30,18 +30,18 @@ static float *rnd(size_t n, float scale)
     return p;
 }
 
-static smelt_ops *ops_isa(smelt_pool *pool, int isa)
+static smelt_fwd_ops *ops_isa(smelt_pool *pool, int isa)
 {
-    smelt_ops *o = smelt_ops_new(pool, isa);
+    smelt_fwd_ops *o = smelt_fwd_ops_new(pool, isa);
     cr_assert_not_null(o);
     return o;
 }
 
-static smelt_ops *avx2_or_skip(smelt_pool *pool)
+static smelt_fwd_ops *avx2_or_skip(smelt_pool *pool)
 {
-    smelt_ops *o = ops_isa(pool, SMELT_ISA_AVX2);
-    if (smelt_ops_isa(o) != SMELT_ISA_AVX2) {
-        smelt_ops_free(o);
+    smelt_fwd_ops *o = ops_isa(pool, SMELT_ISA_AVX2);
+    if (smelt_fwd_ops_isa(o) != SMELT_ISA_AVX2) {
+        smelt_fwd_ops_free(o);
         cr_skip_test("this CPU (or SMELT_NO_SIMD) has no AVX2+FMA+F16C kernels to compare");
     }
     return o;
@@ -84,7 +84,7 @@ static void check_matmul_type(int type)
     static const size_t Ts[] = {1, 7, 13, 100}, Ns[] = {1, 5, 17, 33, 100}, Ks[] = {32, 288, 544};
     const smelt_type_info *ti = smelt_type_get(type);
     smelt_pool *pool = smelt_pool_new(2);
-    smelt_ops *o = ops_isa(pool, -1);
+    smelt_fwd_ops *o = ops_isa(pool, -1);
     float *deq = NULL;
     for (size_t ik = 0; ik < 3; ik++) {
         size_t K = Ks[ik];
@@ -94,7 +94,7 @@ static void check_matmul_type(int type)
             uint64_t rb;
             uint8_t *w = make_weights(type, N, K, &rb);
             if (!w) {
-                smelt_ops_free(o);
+                smelt_fwd_ops_free(o);
                 smelt_pool_free(pool);
                 cr_skip_test("no way to produce %s weights yet", smelt_type_name(type));
             }
@@ -105,7 +105,7 @@ static void check_matmul_type(int type)
                 size_t T = Ts[it];
                 float *x = rnd(T * K, 1.0f), *c = malloc(T * N * sizeof(float));
                 smelt_mm j = {&v, 0, x, K, c, N, T, false};
-                smelt_ops_matmul(o, &j, 1);
+                smelt_fwd_ops_matmul(o, &j, 1);
                 for (size_t t = 0; t < T; t++)
                     for (size_t n = 0; n < N; n++) {
                         double ref = 0, mag = 0;
@@ -124,7 +124,7 @@ static void check_matmul_type(int type)
         }
     }
     free(deq);
-    smelt_ops_free(o);
+    smelt_fwd_ops_free(o);
     smelt_pool_free(pool);
 }
 
@@ -155,16 +155,16 @@ Test(ops, matmul_accumulate_and_experts)
     float *c0 = malloc(T * N * sizeof(float));
     memcpy(c0, c, T * N * sizeof(float));
     smelt_wview v = view(SMELT_TYPE_F32, (const uint8_t *)w, N, K, X, K * 4);
-    smelt_ops *o = ops_isa(NULL, -1);
+    smelt_fwd_ops *o = ops_isa(NULL, -1);
     smelt_mm j = {&v, 2, x, K, c, N, T, true};
-    smelt_ops_matmul(o, &j, 1);
+    smelt_fwd_ops_matmul(o, &j, 1);
     for (size_t t = 0; t < T; t++)
         for (size_t n = 0; n < N; n++) {
             double ref = c0[t * N + n];
             for (size_t k = 0; k < K; k++) ref += (double)x[t * K + k] * w[(2 * N + n) * K + k];
             cr_assert_float_eq(c[t * N + n], ref, 1e-4);
         }
-    smelt_ops_free(o);
+    smelt_fwd_ops_free(o);
     free(w);
     free(x);
     free(c);
@@ -185,24 +185,24 @@ Test(ops, matmul_deterministic)
     float *c[6];
     for (int i = 0; i < 6; i++) c[i] = malloc(T * N * sizeof(float));
     smelt_pool *p1 = smelt_pool_new(1), *p3 = smelt_pool_new(3);
-    smelt_ops *a = ops_isa(p1, SMELT_ISA_PORTABLE), *b = ops_isa(p3, -1);
+    smelt_fwd_ops *a = ops_isa(p1, SMELT_ISA_PORTABLE), *b = ops_isa(p3, -1);
     smelt_mm j0[3] = {{&v32, 0, x, K, c[0], N, T, false}, {&v16, 0, x, K, c[1], N, T, false}, {&vb, 0, x, K, c[5], N, T, false}};
-    smelt_ops_matmul(a, j0, 3);
+    smelt_fwd_ops_matmul(a, j0, 3);
     smelt_mm j1[2] = {{&v32, 0, x, K, c[2], N, T, false}, {&v16, 0, x, K, c[3], N, T, false}};
-    smelt_ops_matmul(b, &j1[0], 1);
-    smelt_ops_matmul(b, &j1[1], 1);
+    smelt_fwd_ops_matmul(b, &j1[0], 1);
+    smelt_fwd_ops_matmul(b, &j1[1], 1);
     smelt_mm j2 = {&v32, 0, x, K, c[4], N, T / 2, false}, j3 = {&v32, 0, x + (T / 2) * K, K, c[4] + (T / 2) * N, N, T - T / 2, false};
-    smelt_ops_matmul(b, &j2, 1);
-    smelt_ops_matmul(b, &j3, 1);
+    smelt_fwd_ops_matmul(b, &j2, 1);
+    smelt_fwd_ops_matmul(b, &j3, 1);
     cr_assert_eq(memcmp(c[0], c[2], T * N * 4), 0, "f32: portable/1 thread vs best/3 threads differ");
     cr_assert_eq(memcmp(c[1], c[3], T * N * 4), 0, "f16: portable/1 thread vs best/3 threads differ");
     cr_assert_eq(memcmp(c[0], c[4], T * N * 4), 0, "splitting the rows changed the result");
     smelt_mm jb = {&vb, 0, x, K, c[4], N, T, false};
-    smelt_ops_matmul(b, &jb, 1);
+    smelt_fwd_ops_matmul(b, &jb, 1);
     cr_assert_eq(memcmp(c[5], c[4], T * N * 4), 0, "bf16: portable/1 thread vs best/3 threads differ");
-    cr_log_info("compared portable with %s", smelt_ops_isa_name(b));
-    smelt_ops_free(a);
-    smelt_ops_free(b);
+    cr_log_info("compared portable with %s", smelt_fwd_ops_isa_name(b));
+    smelt_fwd_ops_free(a);
+    smelt_fwd_ops_free(b);
     smelt_pool_free(p1);
     smelt_pool_free(p3);
     for (int i = 0; i < 6; i++) free(c[i]);
@@ -225,11 +225,11 @@ static double ulp_err(float got, double want)
 
 Test(ops, exp_accuracy)
 {
-    smelt_ops *o = ops_isa(NULL, -1);
+    smelt_fwd_ops *o = ops_isa(NULL, -1);
     size_t n = 200001;
     float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++) x[i] = -87.3f + (float)i * (88.3f + 87.3f) / (float)(n - 1);
-    smelt_ops_exp_sub(o, x, 0.0f, y, n);
+    smelt_fwd_ops_exp_sub(o, x, 0.0f, y, n);
     double worst = 0;
     for (size_t i = 0; i < n; i++) {
         double u = ulp_err(y[i], exp((double)x[i]));
@@ -238,7 +238,7 @@ Test(ops, exp_accuracy)
     cr_log_info("exp: max error %.2f ulp", worst);
     cr_assert_leq(worst, 2.0, "exp error %.2f ulp", worst);
     float sp[6] = {-INFINITY, -100.0f, 100.0f, NAN, 0.0f, -0.0f}, r[6];
-    smelt_ops_exp_sub(o, sp, 0.0f, r, 6);
+    smelt_fwd_ops_exp_sub(o, sp, 0.0f, r, 6);
     cr_assert_eq(r[0], 0.0f);
     cr_assert_eq(r[1], 0.0f);
     cr_assert(isinf(r[2]) && r[2] > 0);
@@ -247,59 +247,59 @@ Test(ops, exp_accuracy)
     cr_assert_eq(r[5], 1.0f);
     free(x);
     free(y);
-    smelt_ops_free(o);
+    smelt_fwd_ops_free(o);
 }
 
 Test(ops, kernels_identical_across_isas)
 {
-    smelt_ops *p = ops_isa(NULL, SMELT_ISA_PORTABLE), *a = avx2_or_skip(NULL);
+    smelt_fwd_ops *p = ops_isa(NULL, SMELT_ISA_PORTABLE), *a = avx2_or_skip(NULL);
     for (size_t n = 1; n < 70; n += 3) {
         float *x = rnd(n, 30.0f), *u = rnd(n, 2.0f), *y0 = malloc(n * 4), *y1 = malloc(n * 4);
-        smelt_ops_exp_sub(p, x, 1.5f, y0, n);
-        smelt_ops_exp_sub(a, x, 1.5f, y1, n);
+        smelt_fwd_ops_exp_sub(p, x, 1.5f, y0, n);
+        smelt_fwd_ops_exp_sub(a, x, 1.5f, y1, n);
         cr_assert_eq(memcmp(y0, y1, n * 4), 0, "exp n=%zu", n);
-        cr_assert_eq(smelt_ops_sum(p, x, n), smelt_ops_sum(a, x, n), "sum n=%zu", n);
+        cr_assert_eq(smelt_fwd_ops_sum(p, x, n), smelt_fwd_ops_sum(a, x, n), "sum n=%zu", n);
         memcpy(y0, x, n * 4);
         memcpy(y1, x, n * 4);
-        smelt_ops_swiglu(p, y0, u, n);
-        smelt_ops_swiglu(a, y1, u, n);
+        smelt_fwd_ops_swiglu(p, y0, u, n);
+        smelt_fwd_ops_swiglu(a, y1, u, n);
         cr_assert_eq(memcmp(y0, y1, n * 4), 0, "swiglu n=%zu", n);
         free(x), free(u), free(y0), free(y1);
     }
-    smelt_ops_free(p);
-    smelt_ops_free(a);
+    smelt_fwd_ops_free(p);
+    smelt_fwd_ops_free(a);
 }
 
 Test(ops, sum_lane_order)
 {
-    smelt_ops *o = ops_isa(NULL, -1);
+    smelt_fwd_ops *o = ops_isa(NULL, -1);
     float x[19];
     for (int i = 0; i < 19; i++) x[i] = ldexpf(1.0f, i % 3 ? 0 : 24) * (i % 2 ? 1 : -1);
     float l[8] = {0};
     for (int i = 0; i < 19; i++) l[i % 8] += x[i];
     float want = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
-    cr_assert_eq(smelt_ops_sum(o, x, 19), want);
-    smelt_ops_free(o);
+    cr_assert_eq(smelt_fwd_ops_sum(o, x, 19), want);
+    smelt_fwd_ops_free(o);
 }
 
 Test(ops, swiglu_and_softmax_values)
 {
-    smelt_ops *o = ops_isa(NULL, -1);
+    smelt_fwd_ops *o = ops_isa(NULL, -1);
     float g[5] = {-3.0f, -0.5f, 0.0f, 0.7f, 9.0f}, u[5] = {1.0f, 2.0f, 3.0f, -1.0f, 0.5f};
     float want[5];
     for (int i = 0; i < 5; i++) want[i] = (float)(g[i] / (1.0 + exp(-(double)g[i])) * u[i]);
-    smelt_ops_swiglu(o, g, u, 5);
+    smelt_fwd_ops_swiglu(o, g, u, 5);
     for (int i = 0; i < 5; i++) cr_assert_float_eq(g[i], want[i], 1e-6, "swiglu[%d]", i);
     float s[4] = {1.0f, 2.0f, 3.0f, 4.0f};
-    smelt_ops_softmax(o, s, 4);
+    smelt_fwd_ops_softmax(o, s, 4);
     double z = exp(1) + exp(2) + exp(3) + exp(4);
     for (int i = 0; i < 4; i++) cr_assert_float_eq(s[i], exp(i + 1) / z, 1e-7);
     float big[3] = {1000.0f, 999.0f, -1000.0f}, scr[3];
     size_t im;
-    double lse = smelt_ops_logsumexp(o, big, 3, scr, &im);
+    double lse = smelt_fwd_ops_logsumexp(o, big, 3, scr, &im);
     cr_assert_eq(im, 0);
     cr_assert_float_eq(lse, 1000.0 + log(1 + exp(-1.0)), 1e-6);
-    smelt_ops_free(o);
+    smelt_fwd_ops_free(o);
 }
 
 /* ==== RMSNorm, RoPE ==== */
@@ -346,11 +346,11 @@ Test(ops, attention_matches_naive)
     size_t hd = 40, hdv = 24, n_q = 9, pos0 = 30, n_ctx = 64, ldq = 50, ldo = 30;
     float *q = rnd(n_q * ldq, 1.0f), *kt = rnd(hd * n_ctx, 1.0f), *v = rnd(n_ctx * hdv, 1.0f);
     float *out = calloc(n_q * ldo, 4), *out2 = calloc(n_q * ldo, 4), *scr = malloc(4 * n_ctx * 4);
-    smelt_ops *o = ops_isa(NULL, -1), *p = ops_isa(NULL, SMELT_ISA_PORTABLE);
+    smelt_fwd_ops *o = ops_isa(NULL, -1), *p = ops_isa(NULL, SMELT_ISA_PORTABLE);
     float scale = 1.0f / sqrtf((float)hd);
-    smelt_ops_attend(o, q, ldq, n_q, pos0, hd, kt, n_ctx, v, hdv, hdv, scale, out, ldo, scr);
-    smelt_ops_attend(p, q, ldq, n_q, pos0, hd, kt, n_ctx, v, hdv, hdv, scale, out2, ldo, scr);
-    cr_assert_eq(memcmp(out, out2, n_q * ldo * 4), 0, "portable and %s attention differ", smelt_ops_isa_name(o));
+    smelt_fwd_ops_attend(o, q, ldq, n_q, pos0, hd, kt, n_ctx, v, hdv, hdv, scale, out, ldo, scr);
+    smelt_fwd_ops_attend(p, q, ldq, n_q, pos0, hd, kt, n_ctx, v, hdv, hdv, scale, out2, ldo, scr);
+    cr_assert_eq(memcmp(out, out2, n_q * ldo * 4), 0, "portable and %s attention differ", smelt_fwd_ops_isa_name(o));
     for (size_t i = 0; i < n_q; i++) {
         size_t n = pos0 + i + 1;
         double s[64], mx = -1e300, z = 0;
@@ -367,7 +367,7 @@ Test(ops, attention_matches_naive)
             cr_assert_float_eq(out[i * ldo + d], a, 2e-6, "query %zu dim %zu", i, d);
         }
     }
-    smelt_ops_free(o);
-    smelt_ops_free(p);
+    smelt_fwd_ops_free(o);
+    smelt_fwd_ops_free(p);
     free(q), free(kt), free(v), free(out), free(out2), free(scr);
 }

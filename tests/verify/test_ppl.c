@@ -12,7 +12,7 @@
 
 #include "tests/common/testutil.h"
 #include "tests/verify/vfix.h"
-#include "verify/ppl.h"
+#include "verify/eval/ppl.h"
 
 static int run(const char *model, const char *text, uint32_t n_ctx, int64_t chunks, const char *kbase, const char *kin,
                smelt_ppl_result *r, smelt_err *e)
@@ -376,7 +376,7 @@ Test(kld, reads_llama_cpp_files, .timeout = 300)
 
 Test(kld, encode_record)
 {
-    smelt_ops *o = smelt_ops_new(NULL, -1);
+    smelt_fwd_ops *o = smelt_fwd_ops_new(NULL, -1);
     float lg[5] = {2.0f, -1.0f, -30.0f, 0.5f, 2.0f};
     uint16_t rec[2 * 3 + 4], scratch_u16[64];
     float *scratch = (float *)(void *)scratch_u16;
@@ -397,7 +397,7 @@ Test(kld, encode_record)
         double lp = scale * rec[4 + i] + floor_, want = lg[i] - lse;
         if (i != 2) cr_assert_float_eq(lp, want, scale, "log p[%d]", i);
     }
-    smelt_ops_free(o);
+    smelt_fwd_ops_free(o);
 }
 
 static void write_small_kld(const char *path)

@@ -15,9 +15,9 @@
 #include "quant/quantize.h"
 #include "tests/common/testutil.h"
 #include "tests/verify/vfix.h"
-#include "verify/ppl.h"
-#include "verify/report.h"
-#include "verify/svg.h"
+#include "verify/eval/ppl.h"
+#include "verify/eval/report.h"
+#include "verify/eval/svg.h"
 
 /* ==== the plot ==== */
 

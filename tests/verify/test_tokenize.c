@@ -12,7 +12,7 @@
 
 #include "formats/gguf.h"
 #include "tests/common/testutil.h"
-#include "verify/tokenize.h"
+#include "verify/eval/tokenize.h"
 
 /* ==== helpers ==== */
 

@@ -12,24 +12,24 @@
 #include "formats/base/half.h"
 #include "formats/gguf.h"
 #include "tests/common/testutil.h"
-#include "verify/diff.h"
-#include "verify/integrity.h"
+#include "verify/integrity/diff.h"
+#include "verify/integrity/integrity.h"
 
 static const char *TINY_RANDOM = "tests/fixtures/external/gguf-llama2-tiny-random-ollama/llama-2-tiny-random.gguf";
 static const char *BABY_GGUF = "tests/fixtures/external/llama2c-babyllama-tok105/validation/reference_f32_from_bin_gguf-py.gguf";
 
-static smelt_vmodel *vm(const char *rel)
+static smelt_checkpoint *vm(const char *rel)
 {
     char p[4200];
     if (rel[0] == '/') snprintf(p, sizeof p, "%s", rel);
     else tu_path(p, sizeof p, rel);
-    smelt_vmodel *m = NULL;
+    smelt_checkpoint *m = NULL;
     smelt_err e = {0};
-    cr_assert_eq(smelt_vm_open(p, &m, &e), 0, "%s: %s", p, e.msg);
+    cr_assert_eq(smelt_checkpoint_open(p, &m, &e), 0, "%s: %s", p, e.msg);
     return m;
 }
 
-static void scan(const smelt_vmodel *m, int threads, smelt_verify_result *r)
+static void scan(const smelt_checkpoint *m, int threads, smelt_verify_result *r)
 {
     smelt_verify_opts o;
     smelt_verify_opts_default(&o);
@@ -73,7 +73,7 @@ static void write_gguf(const char *path, const tdesc *t, size_t n, const char *g
 Test(verify, hashes_match_llama_gguf_hash_figures)
 {
     /* model and tensor hashes printed by llama-gguf-hash --xxh64 (llama.cpp 80fb11a) */
-    smelt_vmodel *m = vm(TINY_RANDOM);
+    smelt_checkpoint *m = vm(TINY_RANDOM);
     smelt_verify_result r;
     scan(m, 2, &r);
     cr_assert_eq(r.n_tensors, 12);
@@ -84,7 +84,7 @@ Test(verify, hashes_match_llama_gguf_hash_figures)
     for (uint64_t i = 0; i < r.n_tensors; i++) cr_assert_eq(r.t[i].values, SMELT_VALUES_CHECKED);
     cr_assert_float_eq(r.t[8].max_abs, 1.0f, 0); /* attn_norm: all ones */
     smelt_verify_result_free(&r);
-    smelt_vm_close(m);
+    smelt_checkpoint_close(m);
 }
 
 /* libggml's own reader locates each tensor's bytes; our hashes must be over the same bytes. */
@@ -112,7 +112,7 @@ Test(verify, hashes_cover_the_bytes_libggml_reads)
         cr_assert(ctx);
         size_t len;
         uint8_t *bytes = tu_read(p, &len);
-        smelt_vmodel *m = vm(files[f]);
+        smelt_checkpoint *m = vm(files[f]);
         smelt_verify_result r;
         scan(m, 1, &r);
         cr_assert_eq((int64_t)r.n_tensors, n_t(ctx));
@@ -121,14 +121,14 @@ Test(verify, hashes_cover_the_bytes_libggml_reads)
         for (int64_t i = 0; i < n_t(ctx); i++) {
             size_t off = data_off(ctx) + t_off(ctx, i), sz = t_size(ctx, i);
             cr_assert_leq(off + sz, len);
-            cr_assert_str_eq(smelt_vm_tensor_at(m, (uint64_t)i)->name, t_name(ctx, i));
+            cr_assert_str_eq(smelt_checkpoint_tensor_at(m, (uint64_t)i)->name, t_name(ctx, i));
             cr_assert_eq(r.t[i].xxh64, XXH64(bytes + off, sz, 0), "%s", t_name(ctx, i));
             XXH64_update(s, bytes + off, sz);
         }
         cr_assert_eq(r.model_xxh64, XXH64_digest(s));
         XXH64_freeState(s);
         smelt_verify_result_free(&r);
-        smelt_vm_close(m);
+        smelt_checkpoint_close(m);
         gfree(ctx);
         free(bytes);
     }
@@ -151,7 +151,7 @@ Test(verify, manifests_interoperate_with_llama_gguf_hash)
         snprintf(ours, sizeof ours, "%s/ours%d", dir, f);
         snprintf(cmd, sizeof cmd, "'%s' --xxh64 '%s' > '%s' 2>/dev/null", tool, p, theirs);
         cr_assert_eq(tu_run(cmd, NULL), 0);
-        smelt_vmodel *m = vm(p);
+        smelt_checkpoint *m = vm(p);
         smelt_verify_result r;
         scan(m, 2, &r);
         smelt_err e = {0};
@@ -167,16 +167,16 @@ Test(verify, manifests_interoperate_with_llama_gguf_hash)
         cr_assert(strstr(out, "Success"), "%s", out);
         free(out);
         smelt_verify_result_free(&r);
-        smelt_vm_close(m);
+        smelt_checkpoint_close(m);
     }
     tu_rmtree(dir);
 }
 
 Test(verify, safetensors_hashes_and_thread_independence)
 {
-    smelt_vmodel *m = vm("samples/tiny-mixtral");
-    cr_assert_eq(smelt_vm_kind_of(m), SMELT_VM_SAFETENSORS);
-    cr_assert_str_eq(smelt_vm_describe(m), "safetensors (2 shards)");
+    smelt_checkpoint *m = vm("samples/tiny-mixtral");
+    cr_assert_eq(smelt_checkpoint_kind_of(m), SMELT_CHECKPOINT_SAFETENSORS);
+    cr_assert_str_eq(smelt_checkpoint_describe(m), "safetensors (2 shards)");
     smelt_verify_result r1, r2;
     scan(m, 1, &r1);
     scan(m, 2, &r2);
@@ -184,7 +184,7 @@ Test(verify, safetensors_hashes_and_thread_independence)
     XXH64_state_t *s = XXH64_createState();
     XXH64_reset(s, 0);
     for (uint64_t i = 0; i < r1.n_tensors; i++) {
-        const smelt_vm_tensor *t = smelt_vm_tensor_at(m, i);
+        const smelt_checkpoint_tensor *t = smelt_checkpoint_tensor_at(m, i);
         cr_assert_eq(r1.t[i].xxh64, XXH64(t->data, (size_t)t->nbytes, 0));
         XXH64_update(s, t->data, (size_t)t->nbytes);
         cr_assert_eq(r1.t[i].xxh64, r2.t[i].xxh64);
@@ -193,12 +193,12 @@ Test(verify, safetensors_hashes_and_thread_independence)
     }
     cr_assert_eq(r1.model_xxh64, XXH64_digest(s));
     cr_assert_eq(r1.model_xxh64, r2.model_xxh64);
-    cr_assert_eq(r1.data_bytes, 9909504 + 8200480 - smelt_st_data_offset(smelt_stset_file(smelt_vm_stset(m), 0)) -
-                                    smelt_st_data_offset(smelt_stset_file(smelt_vm_stset(m), 1)));
+    cr_assert_eq(r1.data_bytes, 9909504 + 8200480 - smelt_st_data_offset(smelt_stset_file(smelt_checkpoint_stset(m), 0)) -
+                                    smelt_st_data_offset(smelt_stset_file(smelt_checkpoint_stset(m), 1)));
     XXH64_freeState(s);
     smelt_verify_result_free(&r1);
     smelt_verify_result_free(&r2);
-    smelt_vm_close(m);
+    smelt_checkpoint_close(m);
 }
 
 /* ==== NaN / Inf ==== */
@@ -235,7 +235,7 @@ Test(verify, counts_nan_and_inf_in_every_decodable_type)
     cr_assert_eq(tu_mkdtemp(dir, sizeof dir), 0);
     snprintf(path, sizeof path, "%s/nan.gguf", dir);
     write_gguf(path, T, 6, "nan", NULL);
-    smelt_vmodel *m = vm(path);
+    smelt_checkpoint *m = vm(path);
     smelt_verify_result r;
     scan(m, 2, &r);
     cr_assert(r.t[0].n_nan == 2 && r.t[0].n_inf == 1 && r.t[0].values == SMELT_VALUES_CHECKED);
@@ -260,7 +260,7 @@ Test(verify, counts_nan_and_inf_in_every_decodable_type)
     cr_assert_eq(smelt_verify_scan(m, &o, &r, &e), 0);
     cr_assert(r.n_nan == 0 && r.t[0].values == SMELT_VALUES_SKIPPED && r.t[0].xxh64 == XXH64(f32, sizeof f32, 0));
     smelt_verify_result_free(&r);
-    smelt_vm_close(m);
+    smelt_checkpoint_close(m);
     tu_rmtree(dir);
 }
 
@@ -281,7 +281,7 @@ Test(verify, manifest_check_findings)
     cr_assert_eq(tu_mkdtemp(dir, sizeof dir), 0);
     snprintf(mf, sizeof mf, "%s/m", dir);
     snprintf(bad, sizeof bad, "%s/bad", dir);
-    smelt_vmodel *m = vm(TINY_RANDOM);
+    smelt_checkpoint *m = vm(TINY_RANDOM);
     smelt_verify_result r;
     scan(m, 2, &r);
     smelt_err e = {0};
@@ -344,7 +344,7 @@ Test(verify, manifest_check_findings)
     cr_assert_eq(smelt_manifest_write(m, &r, "has space", bad, &e), SMELT_EUSAGE);
     free(text);
     smelt_verify_result_free(&r);
-    smelt_vm_close(m);
+    smelt_checkpoint_close(m);
     tu_rmtree(dir);
 }
 
@@ -352,28 +352,28 @@ Test(verify, manifest_check_findings)
 
 Test(verify, open_errors_and_layouts)
 {
-    smelt_vmodel *m = NULL;
+    smelt_checkpoint *m = NULL;
     smelt_err e = {0};
     char p[4200];
     tu_path(p, sizeof p, "samples/no-such-model");
-    cr_assert_eq(smelt_vm_open(p, &m, &e), SMELT_EIO);
+    cr_assert_eq(smelt_checkpoint_open(p, &m, &e), SMELT_EIO);
     cr_assert_str_eq(e.msg, "no such file or directory");
     tu_path(p, sizeof p, "samples/tiny-mixtral-zh-lora-bin");
-    cr_assert_eq(smelt_vm_open(p, &m, &e), SMELT_EUNSUPPORTED);
+    cr_assert_eq(smelt_checkpoint_open(p, &m, &e), SMELT_EUNSUPPORTED);
     cr_assert_str_eq(e.msg, "only PyTorch .bin weights here; smelt-verify reads GGUF and safetensors");
     cr_assert_null(m);
     m = vm("samples/tiny-mixtral-zh-lora"); /* PEFT adapter directory */
-    cr_assert_gt(smelt_vm_n_tensors(m), 100);
-    cr_assert_geq(smelt_vm_find(m, "base_model.model.lm_head.weight"), 0);
-    smelt_vm_close(m);
+    cr_assert_gt(smelt_checkpoint_n_tensors(m), 100);
+    cr_assert_geq(smelt_checkpoint_find(m, "base_model.model.lm_head.weight"), 0);
+    smelt_checkpoint_close(m);
     m = vm("samples/tiny-mixtral/model-00002-of-00002.safetensors");
-    cr_assert_str_eq(smelt_vm_describe(m), "safetensors");
-    smelt_vm_close(m);
+    cr_assert_str_eq(smelt_checkpoint_describe(m), "safetensors");
+    smelt_checkpoint_close(m);
 }
 
 /* ==== diff ==== */
 
-static void diff(const smelt_vmodel *a, const smelt_vmodel *b, int threads, smelt_diff_result *r)
+static void diff(const smelt_checkpoint *a, const smelt_checkpoint *b, int threads, smelt_diff_result *r)
 {
     smelt_diff_opts o;
     smelt_diff_opts_default(&o);
@@ -384,13 +384,13 @@ static void diff(const smelt_vmodel *a, const smelt_vmodel *b, int threads, smel
 
 Test(verify, diff_of_a_model_with_itself_is_identical)
 {
-    smelt_vmodel *a = vm(TINY_RANDOM), *b = vm(TINY_RANDOM);
+    smelt_checkpoint *a = vm(TINY_RANDOM), *b = vm(TINY_RANDOM);
     smelt_diff_result r;
     diff(a, b, 2, &r);
     cr_assert(r.identical && r.n_identical == 12 && r.n_kv == 0);
     smelt_diff_result_free(&r);
-    smelt_vm_close(a);
-    smelt_vm_close(b);
+    smelt_checkpoint_close(a);
+    smelt_checkpoint_close(b);
 }
 
 Test(verify, diff_reports_every_kind_of_change)
@@ -417,7 +417,7 @@ Test(verify, diff_reports_every_kind_of_change)
     snprintf(pb, sizeof pb, "%s/b.gguf", dir);
     write_gguf(pa, A, 6, "model A", "only.in_a");
     write_gguf(pb, B, 6, "model B", NULL);
-    smelt_vmodel *a = vm(pa), *b = vm(pb);
+    smelt_checkpoint *a = vm(pa), *b = vm(pb);
     smelt_diff_result r, r1;
     diff(a, b, 2, &r);
     diff(a, b, 1, &r1);
@@ -451,15 +451,15 @@ Test(verify, diff_reports_every_kind_of_change)
         cr_assert(r.t[i].n_diff == r1.t[i].n_diff && r.t[i].max_abs == r1.t[i].max_abs && r.t[i].rmse == r1.t[i].rmse);
     smelt_diff_result_free(&r);
     smelt_diff_result_free(&r1);
-    smelt_vm_close(a);
-    smelt_vm_close(b);
+    smelt_checkpoint_close(a);
+    smelt_checkpoint_close(b);
     tu_rmtree(dir);
 }
 
 Test(verify, diff_of_base_and_merged_checkpoints)
 {
     /* the merge touches the 64 LoRA-targeted modules and the two modules_to_save, nothing else */
-    smelt_vmodel *a = vm("samples/tiny-mixtral"), *b = vm("tests/fixtures/tiny-mixtral-zh-merged");
+    smelt_checkpoint *a = vm("samples/tiny-mixtral"), *b = vm("tests/fixtures/tiny-mixtral-zh-merged");
     smelt_diff_result r;
     diff(a, b, 2, &r);
     cr_assert(!r.identical && r.n == 79 && r.n_kv == 0);
@@ -477,18 +477,18 @@ Test(verify, diff_of_base_and_merged_checkpoints)
         }
     }
     smelt_diff_result_free(&r);
-    smelt_vm_close(a);
-    smelt_vm_close(b);
+    smelt_checkpoint_close(a);
+    smelt_checkpoint_close(b);
 }
 
 Test(verify, diff_refuses_mixed_formats)
 {
-    smelt_vmodel *a = vm(TINY_RANDOM), *b = vm("samples/tiny-mixtral");
+    smelt_checkpoint *a = vm(TINY_RANDOM), *b = vm("samples/tiny-mixtral");
     smelt_diff_result r;
     smelt_err e = {0};
     cr_assert_eq(smelt_diff_run(a, b, NULL, &r, &e), SMELT_EUNSUPPORTED);
     cr_assert_str_eq(e.msg, "cannot compare a GGUF v3 with a safetensors (2 shards): tensor names differ between the "
                             "formats (compare GGUF with GGUF, or safetensors with safetensors)");
-    smelt_vm_close(a);
-    smelt_vm_close(b);
+    smelt_checkpoint_close(a);
+    smelt_checkpoint_close(b);
 }

@@ -1,6 +1,6 @@
 /* smelt-verify — integrity check and hashes of a model (GGUF, safetensors, HF directory),
  * hash manifests (llama-gguf-hash's format), and a tensor-wise diff of two models.
- * Thin main over verify/integrity.h and verify/diff.h. */
+ * Thin main over verify/integrity/integrity.h and verify/integrity/diff.h. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -9,12 +9,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "formats/base/cli.h"
+#include "formats/tool/tool.h"
 #include "formats/base/file.h"
 #include "formats/base/guard.h"
 #include "formats/base/progress.h"
-#include "verify/diff.h"
-#include "verify/integrity.h"
+#include "verify/integrity/diff.h"
+#include "verify/integrity/integrity.h"
 
 static const char *TOOL = "smelt-verify";
 
@@ -61,16 +61,11 @@ static void usage(void)
 }
 
 typedef struct {
-    int json, quiet, diff, values, allow_nonfinite, all;
+    smelt_tool t; /* -q, --json, progress, the error tail */
+    int diff, values, allow_nonfinite, all;
     long threads;
     const char *manifest, *label, *check;
 } opts;
-
-static int fail(const smelt_err *e, int rc)
-{
-    smelt_err_print(e, TOOL, stderr);
-    return smelt_err_exit_status(rc);
-}
 
 static const char *values_name(int v)
 {
@@ -84,11 +79,11 @@ static const char *values_name(int v)
 
 static const char *mf_name(int s) { return s == SMELT_MF_OK ? "ok" : s == SMELT_MF_MISMATCH ? "mismatch" : "absent"; }
 
-static json_t *shape_json(const smelt_vm_tensor *t)
+static json_t *shape_json(const smelt_checkpoint_tensor *t)
 {
     json_t *a = json_array();
     uint32_t nd = t->type >= 0 && t->n_dims == 0 ? 1 : t->n_dims;
-    for (uint32_t d = 0; d < nd && d < SMELT_VM_MAX_DIMS; d++) json_array_append_new(a, json_integer((json_int_t)t->shape[d]));
+    for (uint32_t d = 0; d < nd && d < SMELT_CHECKPOINT_MAX_DIMS; d++) json_array_append_new(a, json_integer((json_int_t)t->shape[d]));
     return a;
 }
 
@@ -123,64 +118,61 @@ static int check_manifest_path(const char *path, const opts *o, smelt_err *e)
     return rc;
 }
 
-static int run_check(const char *path, const opts *o)
+static int run_check(const char *path, opts *o)
 {
     smelt_err e;
     smelt_err_clear(&e);
-    smelt_vmodel *m;
+    smelt_checkpoint *m;
     int rc = o->manifest ? check_manifest_path(path, o, &e) : 0;
-    if (rc) return fail(&e, rc);
-    rc = smelt_vm_open(path, &m, &e);
-    if (rc) return fail(&e, rc);
+    if (rc) return smelt_tool_fail(&o->t, rc, &e);
+    rc = smelt_checkpoint_open(path, &m, &e);
+    if (rc) return smelt_tool_fail(&o->t, rc, &e);
     smelt_mc_hparams mh; /* the model check every tool shares, before reading the data */
-    int mchk = smelt_vm_check_model(m, &mh, &e);
+    int mchk = smelt_checkpoint_check_model(m, &mh, &e);
     if (mchk < 0) {
-        smelt_vm_close(m);
-        return fail(&e, mchk);
+        smelt_checkpoint_close(m);
+        return smelt_tool_fail(&o->t, mchk, &e);
     }
     char mcline[160];
     if (mchk) snprintf(mcline, sizeof mcline, "skipped (%s)", mh.skipped);
     else
         snprintf(mcline, sizeof mcline, "ok (llama, %u layers, %u heads, %u experts, %llu tokens)", mh.n_layer, mh.n_head,
                  mh.n_expert, (unsigned long long)mh.n_vocab);
-    smelt_progress prog = {0};
-    smelt_progress_term pt;
-    smelt_progress_term_init(&pt, &prog, "verifying", o->quiet || !isatty(2));
     smelt_verify_opts vo;
     smelt_verify_opts_default(&vo);
     vo.n_threads = (int)o->threads;
     vo.values = o->values;
-    vo.progress = &prog;
+    vo.progress = &o->t.progress;
     smelt_verify_result r;
     rc = smelt_verify_scan(m, &vo, &r, &e);
     if (rc) {
-        smelt_vm_close(m);
-        return fail(&e, rc);
+        smelt_checkpoint_close(m);
+        return smelt_tool_fail(&o->t, rc, &e);
     }
-    smelt_progress_term_done(&pt, r.data_bytes);
+    smelt_progress_term_done(&o->t.term, r.data_bytes);
     if (o->manifest && (rc = smelt_manifest_write(m, &r, o->label ? o->label : path, o->manifest, &e))) {
         smelt_verify_result_free(&r);
-        smelt_vm_close(m);
-        return fail(&e, rc);
+        smelt_checkpoint_close(m);
+        return smelt_tool_fail(&o->t, rc, &e);
     }
     smelt_manifest_check mc = {0};
     if (o->check && (rc = smelt_manifest_check_run(o->check, m, &r, &mc, &e))) {
         smelt_verify_result_free(&r);
-        smelt_vm_close(m);
-        return fail(&e, rc);
+        smelt_checkpoint_close(m);
+        return smelt_tool_fail(&o->t, rc, &e);
     }
     bool nonfinite_fail = r.n_nonfinite_tensors && !o->allow_nonfinite;
     bool ok = !nonfinite_fail && (!o->check || mc.ok);
     uint64_t n = r.n_tensors;
     char hex[17], shape[96], bytes[32];
 
-    if (o->json) {
+    if (o->t.json) {
         json_t *root = json_object();
         json_object_set_new(root, "path", json_string(path));
-        json_object_set_new(root, "format", json_string(smelt_vm_kind_of(m) == SMELT_VM_GGUF ? "gguf" : "safetensors"));
-        json_object_set_new(root, "describe", json_string(smelt_vm_describe(m)));
+        json_object_set_new(root, "format", json_string(smelt_checkpoint_kind_of(m) == SMELT_CHECKPOINT_GGUF ? "gguf" : "safetensors"));
+        json_object_set_new(root, "describe", json_string(smelt_checkpoint_describe(m)));
         json_object_set_new(root, "model_check", json_string(mcline));
-        json_object_set_new(root, "file_bytes", json_integer((json_int_t)smelt_vm_file_bytes(m)));
+        json_object_set_new(root, "file_bytes", json_integer((json_int_t)smelt_checkpoint_file_bytes(m)));
         json_object_set_new(root, "data_bytes", json_integer((json_int_t)r.data_bytes));
         json_object_set_new(root, "n_tensors", json_integer((json_int_t)n));
         json_object_set_new(root, "model_xxh64", hex_json(r.model_xxh64));
@@ -190,7 +182,7 @@ static int run_check(const char *path, const opts *o)
         json_object_set_new(root, "undecodable_tensors", json_integer((json_int_t)r.n_unchecked));
         json_t *ts = json_array();
         for (uint64_t i = 0; i < n; i++) {
-            const smelt_vm_tensor *t = smelt_vm_tensor_at(m, i);
+            const smelt_checkpoint_tensor *t = smelt_checkpoint_tensor_at(m, i);
             const smelt_tensor_check *c = &r.t[i];
             json_t *j = json_object();
             json_object_set_new(j, "name", json_string(t->name));
@@ -228,16 +220,16 @@ static int run_check(const char *path, const opts *o)
         smelt_cli_print_json(root, JSON_INDENT(2));
         json_decref(root);
     } else {
-        printf("%s: %s, %" PRIu64 " tensors, %s of tensor data\n", path, smelt_vm_describe(m), n,
+        printf("%s: %s, %" PRIu64 " tensors, %s of tensor data\n", path, smelt_checkpoint_describe(m), n,
                smelt_cli_bytes(bytes, sizeof bytes, r.data_bytes));
         printf("model check: %s\n", mcline);
-        if (!o->quiet) {
+        if (!o->t.quiet) {
             if (n) printf("  %-16s  %-8s %8s %8s %11s  %-22s %s\n", "xxh64", "type", "nan", "inf", "max|x|", "shape", "name");
             for (uint64_t i = 0; i < n; i++) {
-                const smelt_vm_tensor *t = smelt_vm_tensor_at(m, i);
+                const smelt_checkpoint_tensor *t = smelt_checkpoint_tensor_at(m, i);
                 const smelt_tensor_check *c = &r.t[i];
                 smelt_hex64(c->xxh64, hex);
-                smelt_vm_shape_str(t, shape, sizeof shape);
+                smelt_checkpoint_shape_str(t, shape, sizeof shape);
                 if (c->values == SMELT_VALUES_CHECKED)
                     printf("  %s  %-8s %8" PRIu64 " %8" PRIu64 " %11.4g  %-22s %s", hex, t->type_name, c->n_nan,
                            c->n_inf, (double)c->max_abs, shape, t->name);
@@ -260,7 +252,7 @@ static int run_check(const char *path, const opts *o)
             printf("note: %" PRIu64 " tensor(s) of types smelt cannot decode yet were hashed only:", r.n_unchecked);
             for (uint64_t i = 0, k = 0; i < n && k < 8; i++)
                 if (r.t[i].values == SMELT_VALUES_UNSUPPORTED) {
-                    printf(" %s (%s)", smelt_vm_tensor_at(m, i)->name, smelt_vm_tensor_at(m, i)->type_name);
+                    printf(" %s (%s)", smelt_checkpoint_tensor_at(m, i)->name, smelt_checkpoint_tensor_at(m, i)->type_name);
                     k++;
                 }
             printf("\n");
@@ -288,7 +280,7 @@ static int run_check(const char *path, const opts *o)
     }
     smelt_manifest_check_free(&mc);
     smelt_verify_result_free(&r);
-    smelt_vm_close(m);
+    smelt_checkpoint_close(m);
     return ok ? 0 : EXIT_FINDING;
 }
 
@@ -302,20 +294,20 @@ static const char *td_name(int s)
 
 static const char *kd_name(int s) { return s == SMELT_KD_ONLY_A ? "only-A" : s == SMELT_KD_ONLY_B ? "only-B" : "different"; }
 
-static int run_diff(const char *pa, const char *pb, const opts *o)
+static int run_diff(const char *pa, const char *pb, opts *o)
 {
     smelt_err e;
     smelt_err_clear(&e);
-    smelt_vmodel *a, *b;
-    int rc = smelt_vm_open(pa, &a, &e);
-    if (rc) return fail(&e, rc);
-    if ((rc = smelt_vm_open(pb, &b, &e))) {
-        smelt_vm_close(a);
-        return fail(&e, rc);
+    smelt_checkpoint *a, *b;
+    int rc = smelt_checkpoint_open(pa, &a, &e);
+    if (rc) return smelt_tool_fail(&o->t, rc, &e);
+    if ((rc = smelt_checkpoint_open(pb, &b, &e))) {
+        smelt_checkpoint_close(a);
+        return smelt_tool_fail(&o->t, rc, &e);
     }
     smelt_progress prog = {0};
     smelt_progress_term pt;
-    smelt_progress_term_init(&pt, &prog, "comparing", o->quiet || !isatty(2));
+    smelt_progress_term_init(&pt, &prog, "comparing", o->t.quiet || !isatty(2));
     smelt_diff_opts dop;
     smelt_diff_opts_default(&dop);
     dop.n_threads = (int)o->threads;
@@ -323,13 +315,13 @@ static int run_diff(const char *pa, const char *pb, const opts *o)
     dop.progress = &prog;
     smelt_diff_result r;
     if ((rc = smelt_diff_run(a, b, &dop, &r, &e))) {
-        smelt_vm_close(a);
-        smelt_vm_close(b);
-        return fail(&e, rc);
+        smelt_checkpoint_close(a);
+        smelt_checkpoint_close(b);
+        return smelt_tool_fail(&o->t, rc, &e);
     }
     smelt_progress_term_done(&pt, 0);
     char sa[96], sb[96];
-    if (o->json) {
+    if (o->t.json) {
         json_t *root = json_object();
         json_object_set_new(root, "a", json_string(pa));
         json_object_set_new(root, "b", json_string(pb));
@@ -337,8 +329,8 @@ static int run_diff(const char *pa, const char *pb, const opts *o)
         json_t *ts = json_array();
         for (size_t i = 0; i < r.n; i++) {
             const smelt_tensor_diff *d = &r.t[i];
-            const smelt_vm_tensor *x = d->ia >= 0 ? smelt_vm_tensor_at(a, (uint64_t)d->ia) : NULL;
-            const smelt_vm_tensor *y = d->ib >= 0 ? smelt_vm_tensor_at(b, (uint64_t)d->ib) : NULL;
+            const smelt_checkpoint_tensor *x = d->ia >= 0 ? smelt_checkpoint_tensor_at(a, (uint64_t)d->ia) : NULL;
+            const smelt_checkpoint_tensor *y = d->ib >= 0 ? smelt_checkpoint_tensor_at(b, (uint64_t)d->ib) : NULL;
             json_t *j = json_object();
             json_object_set_new(j, "name", json_string(d->name));
             json_object_set_new(j, "status", json_string(td_name(d->status)));
@@ -382,10 +374,10 @@ static int run_diff(const char *pa, const char *pb, const opts *o)
         smelt_cli_print_json(root, JSON_INDENT(2));
         json_decref(root);
     } else {
-        printf("A: %s (%s, %" PRIu64 " tensors)\nB: %s (%s, %" PRIu64 " tensors)\n", pa, smelt_vm_describe(a),
-               smelt_vm_n_tensors(a), pb, smelt_vm_describe(b), smelt_vm_n_tensors(b));
+        printf("A: %s (%s, %" PRIu64 " tensors)\nB: %s (%s, %" PRIu64 " tensors)\n", pa, smelt_checkpoint_describe(a),
+               smelt_checkpoint_n_tensors(a), pb, smelt_checkpoint_describe(b), smelt_checkpoint_n_tensors(b));
         bool header = false;
-        for (size_t i = 0; i < r.n && !o->quiet; i++) {
+        for (size_t i = 0; i < r.n && !o->t.quiet; i++) {
             const smelt_tensor_diff *d = &r.t[i];
             if (d->status == SMELT_TD_IDENTICAL && !o->all) continue;
             if (!header) {
@@ -393,13 +385,13 @@ static int run_diff(const char *pa, const char *pb, const opts *o)
                        "max|delta|", "rmse", ">1ulp", "name");
                 header = true;
             }
-            const smelt_vm_tensor *x = d->ia >= 0 ? smelt_vm_tensor_at(a, (uint64_t)d->ia) : NULL;
-            const smelt_vm_tensor *y = d->ib >= 0 ? smelt_vm_tensor_at(b, (uint64_t)d->ib) : NULL;
+            const smelt_checkpoint_tensor *x = d->ia >= 0 ? smelt_checkpoint_tensor_at(a, (uint64_t)d->ia) : NULL;
+            const smelt_checkpoint_tensor *y = d->ib >= 0 ? smelt_checkpoint_tensor_at(b, (uint64_t)d->ib) : NULL;
             char type[40], shape[200], cnt[40] = "", mx[24] = "", rm[24] = "", ulp[40] = "";
             if (x && y && !d->same_type) snprintf(type, sizeof type, "%s>%s", x->type_name, y->type_name);
             else snprintf(type, sizeof type, "%s", (x ? x : y)->type_name);
-            if (x) smelt_vm_shape_str(x, sa, sizeof sa);
-            if (y) smelt_vm_shape_str(y, sb, sizeof sb);
+            if (x) smelt_checkpoint_shape_str(x, sa, sizeof sa);
+            if (y) smelt_checkpoint_shape_str(y, sb, sizeof sb);
             if (x && y && d->status == SMELT_TD_SHAPE) snprintf(shape, sizeof shape, "%s>%s", sa, sb);
             else snprintf(shape, sizeof shape, "%s", x ? sa : sb);
             if (d->compared) {
@@ -415,7 +407,7 @@ static int run_diff(const char *pa, const char *pb, const opts *o)
             if (d->compared && d->n_nonfinite) printf("  (%" PRIu64 " NaN/Inf differences)", d->n_nonfinite);
             printf("\n");
         }
-        for (size_t i = 0; i < r.n_kv && !o->quiet; i++) {
+        for (size_t i = 0; i < r.n_kv && !o->t.quiet; i++) {
             const smelt_kv_diff *k = &r.kv[i];
             printf("  kv %-9s %s: ", kd_name(k->status), k->key);
             if (k->status == SMELT_KD_DIFFERENT) printf("%s -> %s\n", k->a, k->b);
@@ -428,8 +420,8 @@ static int run_diff(const char *pa, const char *pb, const opts *o)
     }
     int st = r.identical ? 0 : EXIT_FINDING;
     smelt_diff_result_free(&r);
-    smelt_vm_close(a);
-    smelt_vm_close(b);
+    smelt_checkpoint_close(a);
+    smelt_checkpoint_close(b);
     return st;
 }
 
@@ -437,19 +429,19 @@ int main(int argc, char **argv)
 {
     opts o = {0};
     o.values = 1;
+    smelt_tool_init(&o.t, TOOL, usage);
     static const struct option lo[] = {
-        {"json", no_argument, 0, 'j'},          {"quiet", no_argument, 0, 'q'},
         {"diff", no_argument, 0, 'D'},          {"manifest", required_argument, 0, 'M'},
         {"label", required_argument, 0, 'L'},   {"check", required_argument, 0, 'C'},
         {"no-values", no_argument, 0, 'N'},     {"allow-nonfinite", no_argument, 0, 'A'},
         {"all", no_argument, 0, 'a'},           {"threads", required_argument, 0, 't'},
-        {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, 'V'},
-        {0, 0, 0, 0}};
+        SMELT_TOOL_OPTIONS,                     {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "hqt:", lo, NULL)) != -1) {
+        int st = smelt_tool_option(&o.t, c, optarg);
+        if (st == SMELT_TOOL_OPTION_TAKEN) continue;
+        if (st != SMELT_TOOL_OPTION_OTHER) return st;
         switch (c) {
-        case 'j': o.json = 1; break;
-        case 'q': o.quiet = 1; break;
         case 'D': o.diff = 1; break;
         case 'M': o.manifest = optarg; break;
         case 'L': o.label = optarg; break;
@@ -460,12 +452,10 @@ int main(int argc, char **argv)
         case 't':
             if (smelt_cli_int(optarg, 1, 4096, &o.threads)) return smelt_cli_usage_error(TOOL, "-t needs a thread count (1-4096)");
             break;
-        case 'h': usage(); return 0;
-        case 'V': smelt_cli_version(TOOL); return 0;
-        default: return smelt_cli_usage_error(TOOL, "unknown option");
         }
     }
-    smelt_tool_install_file_safety(TOOL);
+    smelt_tool_start(&o.t, "verifying");
+    if (!isatty(2)) o.t.term.quiet = 1; /* a log gets the summary, not progress lines */
     if (o.diff) {
         if (optind != argc - 2) return smelt_cli_usage_error(TOOL, "--diff expects two models, A and B");
         if (o.manifest || o.check || o.label) return smelt_cli_usage_error(TOOL, "--manifest/--check/--label do not apply to --diff");

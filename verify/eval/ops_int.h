@@ -2,8 +2,8 @@
  * Every kernel has one exact definition of its arithmetic (stated below); the portable
  * versions in ops.c and the AVX2 versions in ops_avx2.c follow it operation for operation,
  * so both give bit-identical results. */
-#ifndef SMELT_OPS_INT_H
-#define SMELT_OPS_INT_H
+#ifndef SMELT_FWD_OPS_INT_H
+#define SMELT_FWD_OPS_INT_H
 
 #include <math.h>
 #include <stddef.h>
@@ -47,7 +47,7 @@ static inline float smelt_exp1(float x)
     return y * smelt_bits_f32((uint32_t)(n + 127) << 23);
 }
 
-typedef struct smelt_kern {
+typedef struct smelt_fwd_kernels {
     const char *name;
     void (*gemm)(size_t kc, const float *x, size_t ldx, const float *wp, float *c, size_t ldc, int acc);
     /* Transpose-pack rows of f32 (`rows` rows, row stride lds floats, kc columns) into a
@@ -69,11 +69,11 @@ typedef struct smelt_kern {
                    float *s, size_t lds);
     /* o[d] = fma chain over j = 0..n-1 of p[j] * v[j*ldv + d], from +0; d < hd. */
     void (*wsum)(const float *p, size_t n, const float *v, size_t ldv, size_t hd, float *o);
-} smelt_kern;
+} smelt_fwd_kernels;
 
-extern const smelt_kern smelt_kern_portable;
+extern const smelt_fwd_kernels smelt_fwd_kernels_portable;
 /* NULL-named (unusable) when the compiler cannot build AVX2 code. */
-extern const smelt_kern smelt_kern_avx2;
+extern const smelt_fwd_kernels smelt_fwd_kernels_avx2;
 
 /* The lane tree shared by every sum kernel. */
 static inline float smelt_lane_tree(const float l[8])

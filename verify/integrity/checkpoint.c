@@ -1,6 +1,6 @@
 /* vmodel.c — see vmodel.h. Includes formats/ (gguf, safetensors, dtype, file) and
  * quant/qtypes.h for row decoding. */
-#include "vmodel.h"
+#include "checkpoint.h"
 
 #include <dirent.h>
 #include <inttypes.h>
@@ -12,14 +12,14 @@
 #include "formats/dtype.h"
 #include "quant/qtypes.h"
 
-struct smelt_vmodel {
-    smelt_vm_kind kind;
+struct smelt_checkpoint {
+    smelt_checkpoint_kind kind;
     char *path;
     char desc[64];
     smelt_gguf *g;
     smelt_stset *st;
     uint64_t n;
-    smelt_vm_tensor *t;
+    smelt_checkpoint_tensor *t;
     uint64_t file_bytes;
 };
 
@@ -46,23 +46,23 @@ static uint64_t file_size(const char *path)
     return n;
 }
 
-static int open_gguf(smelt_vmodel *m, smelt_err *e)
+static int open_gguf(smelt_checkpoint *m, smelt_err *e)
 {
     int rc = smelt_gguf_open(m->path, 0, &m->g, e);
     if (rc) return rc;
-    m->kind = SMELT_VM_GGUF;
+    m->kind = SMELT_CHECKPOINT_GGUF;
     m->n = smelt_gguf_n_tensors(m->g);
     m->t = calloc(m->n ? m->n : 1, sizeof *m->t);
     if (!m->t) return SMELT_NOMEM(e, "the tensor table");
     for (uint64_t i = 0; i < m->n; i++) {
         const smelt_gguf_tensor *gt = smelt_gguf_tensor_at(m->g, i);
-        smelt_vm_tensor *t = &m->t[i];
+        smelt_checkpoint_tensor *t = &m->t[i];
         t->name = gt->name;
         t->type = gt->type;
         t->dtype = -1;
         t->type_name = smelt_type_name(gt->type);
         t->n_dims = gt->n_dims;
-        for (int d = 0; d < SMELT_VM_MAX_DIMS; d++) t->shape[d] = d < SMELT_GGUF_MAX_DIMS ? gt->ne[d] : 1;
+        for (int d = 0; d < SMELT_CHECKPOINT_MAX_DIMS; d++) t->shape[d] = d < SMELT_GGUF_MAX_DIMS ? gt->ne[d] : 1;
         t->nelements = gt->nelements;
         t->nbytes = gt->nbytes;
         t->row_len = gt->ne[0];
@@ -107,7 +107,7 @@ static int dir_fallback(const char *dir, char *out, size_t n, smelt_err *e)
     return SMELT_ERR(e, SMELT_EIO, dir, NULL, "no GGUF or safetensors weights in this directory");
 }
 
-static int open_st(smelt_vmodel *m, smelt_err *e)
+static int open_st(smelt_checkpoint *m, smelt_err *e)
 {
     const char *p = m->path;
     char alt[4096];
@@ -124,19 +124,19 @@ static int open_st(smelt_vmodel *m, smelt_err *e)
     }
     int rc = smelt_stset_open(p, &m->st, e);
     if (rc) return rc;
-    m->kind = SMELT_VM_SAFETENSORS;
+    m->kind = SMELT_CHECKPOINT_SAFETENSORS;
     m->n = smelt_stset_n_tensors(m->st);
     m->t = calloc(m->n ? m->n : 1, sizeof *m->t);
     if (!m->t) return SMELT_NOMEM(e, "the tensor table");
     for (uint64_t i = 0; i < m->n; i++) {
         const smelt_st_tensor *st = smelt_stset_tensor_at(m->st, i);
-        smelt_vm_tensor *t = &m->t[i];
+        smelt_checkpoint_tensor *t = &m->t[i];
         t->name = st->name;
         t->type = -1;
         t->dtype = (int)st->dtype;
         t->type_name = smelt_dtype_name(st->dtype);
         t->n_dims = st->n_dims;
-        for (uint32_t d = 0; d < st->n_dims && d < SMELT_VM_MAX_DIMS; d++) t->shape[d] = st->shape[d];
+        for (uint32_t d = 0; d < st->n_dims && d < SMELT_CHECKPOINT_MAX_DIMS; d++) t->shape[d] = st->shape[d];
         t->nelements = st->nelements;
         t->nbytes = st->end - st->begin;
         t->row_len = st->n_dims ? st->shape[st->n_dims - 1] : 1;
@@ -153,10 +153,10 @@ static int open_st(smelt_vmodel *m, smelt_err *e)
     return 0;
 }
 
-int smelt_vm_open(const char *path, smelt_vmodel **out, smelt_err *e)
+int smelt_checkpoint_open(const char *path, smelt_checkpoint **out, smelt_err *e)
 {
     *out = NULL;
-    smelt_vmodel *m = calloc(1, sizeof *m);
+    smelt_checkpoint *m = calloc(1, sizeof *m);
     if (!m || !(m->path = strdup(path))) {
         free(m);
         return SMELT_NOMEM(e, "the model");
@@ -166,14 +166,14 @@ int smelt_vm_open(const char *path, smelt_vmodel **out, smelt_err *e)
     else if (!smelt_is_dir(path) && is_gguf_file(path)) rc = open_gguf(m, e);
     else rc = open_st(m, e);
     if (rc) {
-        smelt_vm_close(m);
+        smelt_checkpoint_close(m);
         return rc;
     }
     *out = m;
     return 0;
 }
 
-void smelt_vm_close(smelt_vmodel *m)
+void smelt_checkpoint_close(smelt_checkpoint *m)
 {
     if (!m) return;
     smelt_gguf_close(m->g);
@@ -183,16 +183,16 @@ void smelt_vm_close(smelt_vmodel *m)
     free(m);
 }
 
-smelt_vm_kind smelt_vm_kind_of(const smelt_vmodel *m) { return m->kind; }
-const char *smelt_vm_path(const smelt_vmodel *m) { return m->path; }
-const char *smelt_vm_describe(const smelt_vmodel *m) { return m->desc; }
-const smelt_gguf *smelt_vm_gguf(const smelt_vmodel *m) { return m->g; }
-const smelt_stset *smelt_vm_stset(const smelt_vmodel *m) { return m->st; }
-uint64_t smelt_vm_file_bytes(const smelt_vmodel *m) { return m->file_bytes; }
-uint64_t smelt_vm_n_tensors(const smelt_vmodel *m) { return m->n; }
-const smelt_vm_tensor *smelt_vm_tensor_at(const smelt_vmodel *m, uint64_t i) { return i < m->n ? &m->t[i] : NULL; }
+smelt_checkpoint_kind smelt_checkpoint_kind_of(const smelt_checkpoint *m) { return m->kind; }
+const char *smelt_checkpoint_path(const smelt_checkpoint *m) { return m->path; }
+const char *smelt_checkpoint_describe(const smelt_checkpoint *m) { return m->desc; }
+const smelt_gguf *smelt_checkpoint_gguf(const smelt_checkpoint *m) { return m->g; }
+const smelt_stset *smelt_checkpoint_stset(const smelt_checkpoint *m) { return m->st; }
+uint64_t smelt_checkpoint_file_bytes(const smelt_checkpoint *m) { return m->file_bytes; }
+uint64_t smelt_checkpoint_n_tensors(const smelt_checkpoint *m) { return m->n; }
+const smelt_checkpoint_tensor *smelt_checkpoint_tensor_at(const smelt_checkpoint *m, uint64_t i) { return i < m->n ? &m->t[i] : NULL; }
 
-int64_t smelt_vm_find(const smelt_vmodel *m, const char *name)
+int64_t smelt_checkpoint_find(const smelt_checkpoint *m, const char *name)
 {
     if (m->g) {
         const smelt_gguf_tensor *t = smelt_gguf_find_tensor(m->g, name);
@@ -204,31 +204,31 @@ int64_t smelt_vm_find(const smelt_vmodel *m, const char *name)
     return smelt_stset_find_index(m->st, name);
 }
 
-void smelt_vm_release(const smelt_vmodel *m, uint64_t i)
+void smelt_checkpoint_release(const smelt_checkpoint *m, uint64_t i)
 {
     if (i >= m->n) return;
     if (m->g) smelt_gguf_release_tensor(m->g, smelt_gguf_tensor_at(m->g, i));
     else smelt_st_release_tensor(smelt_stset_file(m->st, smelt_stset_file_of(m->st, i)), smelt_stset_tensor_at(m->st, i));
 }
 
-bool smelt_vm_can_decode(const smelt_vm_tensor *t)
+bool smelt_checkpoint_can_decode(const smelt_checkpoint_tensor *t)
 {
     if (t->type >= 0) return smelt_q_can_dequantize(t->type);
     return smelt_dtype_is_float((smelt_dtype)t->dtype);
 }
 
-uint64_t smelt_vm_block(const smelt_vm_tensor *t)
+uint64_t smelt_checkpoint_block(const smelt_checkpoint_tensor *t)
 {
     if (t->type < 0) return 1;
     const smelt_type_info *ti = smelt_type_get(t->type);
     return ti && ti->blck ? ti->blck : 1;
 }
 
-int smelt_vm_decode(const smelt_vm_tensor *t, uint64_t first, uint64_t n, float *dst, smelt_err *e)
+int smelt_checkpoint_decode(const smelt_checkpoint_tensor *t, uint64_t first, uint64_t n, float *dst, smelt_err *e)
 {
-    if (!smelt_vm_can_decode(t))
+    if (!smelt_checkpoint_can_decode(t))
         return SMELT_ERR(e, SMELT_EUNSUPPORTED, t->file, t->name, "smelt cannot decode %s values", t->type_name);
-    uint64_t blk = smelt_vm_block(t);
+    uint64_t blk = smelt_checkpoint_block(t);
     if (first > t->nelements || n > t->nelements - first || first % blk || n % blk)
         return SMELT_ERR(e, SMELT_EINTERNAL, t->file, t->name,
                          "elements %" PRIu64 "+%" PRIu64 " are not a block range of %" PRIu64, first, n, t->nelements);
@@ -240,19 +240,19 @@ int smelt_vm_decode(const smelt_vm_tensor *t, uint64_t first, uint64_t n, float 
     return 0;
 }
 
-void smelt_vm_shape_str(const smelt_vm_tensor *t, char *buf, size_t n)
+void smelt_checkpoint_shape_str(const smelt_checkpoint_tensor *t, char *buf, size_t n)
 {
     size_t k = 0;
     if (n) buf[0] = 0;
     k += (size_t)snprintf(buf, n, "[");
     uint32_t nd = t->n_dims;
     if (t->type >= 0 && nd == 0) nd = 1;
-    for (uint32_t d = 0; d < nd && d < SMELT_VM_MAX_DIMS; d++)
+    for (uint32_t d = 0; d < nd && d < SMELT_CHECKPOINT_MAX_DIMS; d++)
         if (k < n) k += (size_t)snprintf(buf + k, n - k, "%s%" PRIu64, d ? ", " : "", t->shape[d]);
     if (k < n) snprintf(buf + k, n - k, "]");
 }
 
-int smelt_vm_check_model(const smelt_vmodel *m, smelt_mc_hparams *hp, smelt_err *e)
+int smelt_checkpoint_check_model(const smelt_checkpoint *m, smelt_mc_hparams *hp, smelt_err *e)
 {
     memset(hp, 0, sizeof *hp);
     if (!m->g) {

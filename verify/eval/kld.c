@@ -1,200 +1,18 @@
-/* kld.c — llama.cpp's .kld base files (read, write), the per-token comparison against a
- * base record, and the statistics of llama-perplexity --kl-divergence.
- * Includes formats/base/, verify/ops.h, verify/kld.h. */
+/* kld.c — the per-token comparison against a base record of a .kld file
+ * (formats/kld_file.h) and the statistics of llama-perplexity --kl-divergence.
+ * Includes formats/, verify/eval/ops.h, verify/eval/kld.h. */
 #include "kld.h"
 
-#include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "formats/base/ckd.h"
-
-#define HEADER_BYTES 20u
-
-/* ==== reading ==== */
-
-struct smelt_kld_file {
-    smelt_map map;
-    uint32_t n_ctx, n_vocab, n_chunk, n_rec;
-    size_t rec_u16;
-    uint64_t rec_off; /* byte offset of the first record */
-};
-
-static uint32_t rd_u32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-int smelt_kld_open(const char *path, smelt_kld_file **out, smelt_err *e)
-{
-    *out = NULL;
-    smelt_kld_file *f = calloc(1, sizeof *f);
-    if (!f) return SMELT_NOMEM(e, "the KLD file reader");
-    int rc = smelt_map_open(&f->map, path, e);
-    if (rc) {
-        free(f);
-        return rc;
-    }
-    const uint8_t *p = f->map.data;
-    uint64_t size = f->map.size;
-    if (size < HEADER_BYTES || memcmp(p, SMELT_KLD_MAGIC, 8) != 0) {
-        rc = SMELT_CORRUPT(e, path, 0, NULL,
-                           "not a KLD base file: expected the magic \"_logits_\" and a 20-byte header "
-                           "(file of %" PRIu64 " bytes)", size);
-        goto fail;
-    }
-    f->n_ctx = rd_u32(p + 8);
-    uint32_t nv = rd_u32(p + 12), nc = rd_u32(p + 16);
-    if (f->n_ctx < 3 || f->n_ctx > (1u << 24)) {
-        rc = SMELT_CORRUPT(e, path, 8, "n_ctx", "context %u is impossible (expected 3 .. 2^24)", f->n_ctx);
-        goto fail;
-    }
-    if (nv == 0 || nv > INT32_MAX) {
-        rc = SMELT_CORRUPT(e, path, 12, "n_vocab", "vocabulary size %d is impossible", (int32_t)nv);
-        goto fail;
-    }
-    if (nc == 0 || nc > INT32_MAX) {
-        rc = SMELT_CORRUPT(e, path, 16, "n_chunk", "chunk count %d is impossible", (int32_t)nc);
-        goto fail;
-    }
-    f->n_vocab = nv;
-    f->n_chunk = nc;
-    f->n_rec = f->n_ctx - 1 - f->n_ctx / 2;
-    f->rec_u16 = smelt_kld_record_u16(nv);
-    uint64_t ntok, tok_bytes, recs, rec_bytes, want;
-    if (!smelt_mul_u64(f->n_ctx, nc, &ntok) || !smelt_mul_u64(ntok, 4, &tok_bytes) ||
-        !smelt_mul_u64((uint64_t)nc, f->n_rec, &recs) || !smelt_mul_u64(recs, f->rec_u16 * 2, &rec_bytes) ||
-        !smelt_add_u64(HEADER_BYTES + tok_bytes, rec_bytes, &want)) {
-        rc = SMELT_CORRUPT(e, path, 8, NULL, "header sizes overflow (n_ctx %u, n_vocab %u, n_chunk %u)", f->n_ctx, nv, nc);
-        goto fail;
-    }
-    f->rec_off = HEADER_BYTES + tok_bytes;
-    if (size < want) {
-        uint64_t have_recs = size > f->rec_off ? (size - f->rec_off) / (f->rec_u16 * 2) : 0;
-        rc = SMELT_CORRUPT(e, path, size, NULL,
-                           "truncated: the header announces %u chunks x %u records of %zu bytes (%" PRIu64
-                           " bytes in all) but the file ends after %" PRIu64 " bytes (%" PRIu64 " complete records)",
-                           nc, f->n_rec, f->rec_u16 * 2, want, size, have_recs);
-        goto fail;
-    }
-    if (size > want) {
-        rc = SMELT_CORRUPT(e, path, want, NULL, "%" PRIu64 " unexpected bytes after the last record", size - want);
-        goto fail;
-    }
-    *out = f;
-    return 0;
-fail:
-    smelt_map_close(&f->map);
-    free(f);
-    return rc;
-}
-
-void smelt_kld_close(smelt_kld_file *f)
-{
-    if (!f) return;
-    smelt_map_close(&f->map);
-    free(f);
-}
-
-uint32_t smelt_kld_n_ctx(const smelt_kld_file *f) { return f->n_ctx; }
-uint32_t smelt_kld_n_vocab(const smelt_kld_file *f) { return f->n_vocab; }
-uint32_t smelt_kld_n_chunk(const smelt_kld_file *f) { return f->n_chunk; }
-const char *smelt_kld_path(const smelt_kld_file *f) { return f->map.path; }
-
-const int32_t *smelt_kld_tokens(const smelt_kld_file *f)
-{
-    return (const int32_t *)(const void *)(f->map.data + HEADER_BYTES);
-}
-
-const uint16_t *smelt_kld_record(const smelt_kld_file *f, uint32_t c, uint32_t i)
-{
-    uint64_t idx = (uint64_t)c * f->n_rec + i;
-    return (const uint16_t *)(const void *)(f->map.data + f->rec_off + idx * f->rec_u16 * 2);
-}
-
-/* ==== writing ==== */
-
-struct smelt_kld_writer {
-    smelt_outfile *out;
-    size_t rec_u16;
-    uint64_t want, have;
-};
-
-int smelt_kld_writer_open(const char *path, uint32_t n_ctx, uint32_t n_vocab, uint32_t n_chunk,
-                          const int32_t *tokens, smelt_kld_writer **out, smelt_err *e)
-{
-    *out = NULL;
-    smelt_kld_writer *w = calloc(1, sizeof *w);
-    if (!w) return SMELT_NOMEM(e, "the KLD writer");
-    w->rec_u16 = smelt_kld_record_u16(n_vocab);
-    w->want = (uint64_t)n_chunk * (n_ctx - 1 - n_ctx / 2);
-    int rc = smelt_outfile_open(&w->out, path, e);
-    if (rc) {
-        free(w);
-        return rc;
-    }
-    uint32_t hdr[3] = {n_ctx, n_vocab, n_chunk};
-    if ((rc = smelt_outfile_write(w->out, SMELT_KLD_MAGIC, 8, e)) || (rc = smelt_outfile_write(w->out, hdr, 12, e)) ||
-        (rc = smelt_outfile_write(w->out, tokens, (size_t)n_ctx * n_chunk * 4, e))) {
-        smelt_kld_writer_abort(w);
-        return rc;
-    }
-    *out = w;
-    return 0;
-}
-
-int smelt_kld_writer_write(smelt_kld_writer *w, const uint16_t *records, size_t n, smelt_err *e)
-{
-    w->have += n;
-    return smelt_outfile_write(w->out, records, n * w->rec_u16 * 2, e);
-}
-
-int smelt_kld_writer_commit(smelt_kld_writer *w, smelt_err *e)
-{
-    int rc;
-    if (w->have != w->want) {
-        rc = SMELT_ERR(e, SMELT_EINTERNAL, smelt_outfile_path(w->out), NULL,
-                       "%" PRIu64 " records written, %" PRIu64 " expected", w->have, w->want);
-        smelt_kld_writer_abort(w);
-        return rc;
-    }
-    rc = smelt_outfile_commit(w->out, e);
-    free(w);
-    return rc;
-}
-
-void smelt_kld_writer_abort(smelt_kld_writer *w)
-{
-    if (!w) return;
-    smelt_outfile_abort(w->out);
-    free(w);
-}
 
 /* ==== per token ==== */
 
 /* Round to nearest, ties to even, for |x| < 2^22. */
 static inline int round_even(float x) { return (int)((x + 12582912.0f) - 12582912.0f); }
 
-/* sum_i exp(x_i - mx) in double, fixed order */
-static double sum_exp(const smelt_ops *o, const float *x, float mx, size_t n, float *scratch)
-{
-    smelt_ops_exp_sub(o, x, mx, scratch, n);
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += scratch[i];
-        s1 += scratch[i + 1];
-        s2 += scratch[i + 2];
-        s3 += scratch[i + 3];
-    }
-    for (; i < n; i++) s0 += scratch[i];
-    return (s0 + s1) + (s2 + s3);
-}
-
-double smelt_kld_encode(const smelt_ops *o, const float *logits, uint32_t n_vocab, int32_t tok, uint16_t *rec,
+double smelt_kld_encode(const smelt_fwd_ops *o, const float *logits, uint32_t n_vocab, int32_t tok, uint16_t *rec,
                         float *scratch)
 {
     float mx = logits[0], mn = logits[0];
@@ -203,7 +21,7 @@ double smelt_kld_encode(const smelt_ops *o, const float *logits, uint32_t n_voca
         if (logits[i] < mn) mn = logits[i];
     }
     if (mn < mx - 16) mn = mx - 16;
-    const double se = sum_exp(o, logits, mx, n_vocab, scratch);
+    const double se = smelt_fwd_ops_sum_exp(o, logits, mx, n_vocab, scratch);
     const float lse = (float)log(se);
     const float min_log_prob = mn - mx - lse;
     const float scale = (mx - mn) / 65535.0f;
@@ -222,7 +40,7 @@ double smelt_kld_encode(const smelt_ops *o, const float *logits, uint32_t n_voca
 
 size_t smelt_kld_scratch_floats(uint32_t n_vocab) { return 3 * (size_t)n_vocab + smelt_kld_record_u16(n_vocab) / 2 + 8; }
 
-void smelt_kld_compare(const smelt_ops *o, const float *logits, uint32_t n_vocab, const uint16_t *base, int32_t tok,
+void smelt_kld_compare(const smelt_fwd_ops *o, const float *logits, uint32_t n_vocab, const uint16_t *base, int32_t tok,
                        float *scratch, smelt_kld_tok *out)
 {
     float *lpb = scratch, *pb = scratch + n_vocab, *tmp = scratch + 2 * (size_t)n_vocab;
@@ -234,7 +52,7 @@ void smelt_kld_compare(const smelt_ops *o, const float *logits, uint32_t n_vocab
             mx = logits[i];
             imax = i;
         }
-    const float lse = (float)log(sum_exp(o, logits, mx, n_vocab, tmp));
+    const float lse = (float)log(smelt_fwd_ops_sum_exp(o, logits, mx, n_vocab, tmp));
     const float nll = mx + lse - logits[tok];
     float scale, min_log_prob;
     memcpy(&scale, base, 4);
@@ -264,7 +82,7 @@ void smelt_kld_compare(const smelt_ops *o, const float *logits, uint32_t n_vocab
             imax_base = i;
         }
     }
-    smelt_ops_exp_sub(o, lpb, 0.0f, pb, n_vocab);
+    smelt_fwd_ops_exp_sub(o, lpb, 0.0f, pb, n_vocab);
     double sum = 0;
     for (uint32_t i = 0; i < n_vocab; i++)
         if (lpb[i] > -16.0f) sum += (double)(pb[i] * (lpb[i] - logits[i] + shift));

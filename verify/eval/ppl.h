@@ -1,6 +1,6 @@
 /* ppl.h — perplexity exactly as llama-perplexity computes it, and KL-divergence against a
- * base model's stored distributions (verify/kld.h).
- * Layer: verify. Includes formats/, verify/forward.h, verify/kld.h.
+ * base model's stored distributions (verify/eval/kld.h).
+ * Layer: verify. Includes formats/, verify/eval/forward.h, verify/eval/kld.h.
  *
  * Method (tools/perplexity/perplexity.cpp, perplexity()):
  *   1. The text file is read as bytes and one trailing '\n' is dropped (common -f).
@@ -25,8 +25,8 @@
 #include <stdint.h>
 
 #include "formats/base/err.h"
-#include "verify/forward.h"
-#include "verify/kld.h"
+#include "verify/eval/forward.h"
+#include "verify/eval/kld.h"
 
 typedef struct smelt_ppl_opts {
     const char *model;    /* GGUF path */

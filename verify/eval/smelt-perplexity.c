@@ -7,10 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "formats/base/cli.h"
+#include "formats/tool/tool.h"
 #include "formats/base/file.h"
 #include "formats/base/progress.h"
-#include "verify/ppl.h"
+#include "verify/eval/ppl.h"
 
 static const char *TOOL = "smelt-perplexity";
 
@@ -49,10 +49,8 @@ static void usage(void)
 }
 
 typedef struct {
-    int json, quiet;
+    smelt_tool t;
     int stream; /* print per-chunk values as they come (stdout is not a terminal) */
-    smelt_progress prog;
-    smelt_progress_term term;
     int header_done;
 } ui;
 
@@ -74,7 +72,7 @@ static void kld_line(const smelt_ppl_result *r)
 static void on_chunk(void *user, const smelt_ppl_result *r)
 {
     ui *u = user;
-    if (!u->quiet && !u->json && u->stream) {
+    if (!u->t.quiet && !u->t.json && u->stream) {
         if (r->has_kld) {
             if (!u->header_done) kld_header();
             kld_line(r);
@@ -86,17 +84,17 @@ static void on_chunk(void *user, const smelt_ppl_result *r)
     }
     char label[96];
     snprintf(label, sizeof label, "chunks  PPL %.4f  %.0f tokens/s", r->ppl, r->tokens_per_s);
-    smelt_progress_step(&u->prog, r->chunks_done, r->n_chunks, 0, label);
+    smelt_progress_step(&u->t.progress, r->chunks_done, r->n_chunks, 0, label);
 }
 
 static void print_text(const smelt_ppl_opts *o, const smelt_ppl_result *r, const ui *u)
 {
-    if (!u->quiet && !u->stream) { /* deferred: stdout is the terminal the progress line used */
+    if (!u->t.quiet && !u->stream) { /* deferred: stdout is the terminal the progress line used */
         if (!r->has_kld) {
             for (size_t i = 0; i < r->n_chunks; i++) printf("[%zu]%.4f,", i + 1, r->running[i]);
             printf("\n");
         }
-    } else if (!u->quiet && !r->has_kld) {
+    } else if (!u->t.quiet && !r->has_kld) {
         printf("\n");
     }
     if (!r->has_kld) {
@@ -143,7 +141,7 @@ static void print_text(const smelt_ppl_opts *o, const smelt_ppl_result *r, const
         printf("Same top p: %6.3f \xc2\xb1 %5.3f %%\n", 100.0 * k->same_top, 100.0 * k->same_top_err);
     }
     if (o->kld_base) printf("Base distributions written to %s\n", o->kld_base);
-    if (!u->quiet)
+    if (!u->t.quiet)
         printf("%zu tokens (%zu chunks of %u) in %.2f s: %.1f tokens/s, %d threads (%s); load %.2f s\n",
                r->n_chunks * r->n_ctx, r->n_chunks, r->n_ctx, r->seconds, r->tokens_per_s, r->n_threads, r->isa,
                r->load_seconds);
@@ -239,31 +237,27 @@ int main(int argc, char **argv)
     smelt_ppl_opts_default(&o);
     ui u;
     memset(&u, 0, sizeof u);
+    smelt_tool_init(&u.t, TOOL, usage);
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'},      {"file", required_argument, 0, 'f'},
         {"ctx-size", required_argument, 0, 'c'},   {"chunks", required_argument, 0, 'C'},
         {"batch-size", required_argument, 0, 'b'}, {"threads", required_argument, 0, 't'},
         {"kld-base", required_argument, 0, 'B'},   {"kld", required_argument, 0, 'K'},
-        {"kld-tokens", required_argument, 0, 'T'}, {"json", no_argument, 0, 'j'},             {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},             {"version", no_argument, 0, 'V'},
+        {"kld-tokens", required_argument, 0, 'T'}, SMELT_TOOL_OPTIONS,
         {0, 0, 0, 0}};
     int c;
     const smelt_cli_eval ev = {&o.n_ctx, &o.n_chunks, &o.n_batch, &o.n_threads};
+    u.t.eval = &ev;
     while ((c = getopt_long(argc, argv, "m:f:c:b:t:qh", lo, NULL)) != -1) {
-        int er = smelt_cli_eval_opt(TOOL, c, optarg, &ev);
-        if (er == 1) continue;
-        if (er) return er;
+        int er = smelt_tool_option(&u.t, c, optarg);
+        if (er == SMELT_TOOL_OPTION_TAKEN) continue;
+        if (er != SMELT_TOOL_OPTION_OTHER) return er;
         switch (c) {
         case 'm': o.model = optarg; break;
         case 'f': o.text = optarg; break;
         case 'B': o.kld_base = optarg; break;
         case 'K': o.kld_in = optarg; break;
         case 'T': o.kld_tokens = optarg; break;
-        case 'j': u.json = 1; break;
-        case 'q': u.quiet = 1; break;
-        case 'h': usage(); return 0;
-        case 'V': smelt_cli_version(TOOL); return 0;
-        default: return smelt_cli_usage_error(TOOL, "unknown option");
         }
     }
     if (optind < argc) return smelt_cli_usage_error(TOOL, "unexpected argument '%s'", argv[optind]);
@@ -271,24 +265,22 @@ int main(int argc, char **argv)
     if (!o.text && !o.kld_in) return smelt_cli_usage_error(TOOL, "no text given (-f TEXT)");
     if (o.kld_in && o.kld_base) return smelt_cli_usage_error(TOOL, "--kld-base and --kld cannot be used together");
     if (o.kld_tokens && !o.kld_in) return smelt_cli_usage_error(TOOL, "--kld-tokens needs --kld BASE.kld");
-    if (o.kld_in && o.text && !u.quiet)
+    if (o.kld_in && o.text && !u.t.quiet)
         fprintf(stderr, "%s: note: -f is not read with --kld; the tokens come from %s\n", TOOL, o.kld_in);
-    smelt_tool_install_file_safety(TOOL);
-
+    smelt_tool_start(&u.t, o.kld_in ? "kl-divergence" : "perplexity");
     u.stream = !isatty(1);
-    smelt_progress_term_init(&u.term, &u.prog, o.kld_in ? "kl-divergence" : "perplexity", u.quiet);
     smelt_err e;
     smelt_err_clear(&e);
     smelt_ppl_result r;
     int rc = smelt_ppl_run(&o, &r, on_chunk, &u, &e);
-    if (!u.quiet && u.term.tty) fputs("\r\033[K", stderr);
+    smelt_tool_clear_line(&u.t);
     if (rc) {
         if (u.stream && u.header_done) printf("\n");
-        smelt_err_print(&e, TOOL, stderr);
-        return smelt_err_exit_status(rc);
+        return smelt_tool_fail(&u.t, rc, &e);
     }
-    if (u.json) print_json(&o, &r);
+    if (u.t.json) print_json(&o, &r);
     else print_text(&o, &r, &u);
     smelt_ppl_result_free(&r);
+    smelt_tool_end(&u.t);
     return 0;
 }

@@ -1,5 +1,5 @@
 /* forward.c — the forward pass of a Llama-architecture model, read top to bottom.
- * Includes formats/, quant/qtypes.h, verify/model.h, verify/ops.h, verify/forward.h.
+ * Includes formats/, quant/qtypes.h, verify/eval/model.h, verify/eval/ops.h, verify/eval/forward.h.
  *
  * The computation is llama.cpp's graph for the "llama" architecture (src/models/llama.cpp,
  * build_moe_ffn in src/llama-graph.cpp), in f32 with f32 accumulation. Shapes are written
@@ -34,7 +34,7 @@
 
 struct smelt_fwd {
     const smelt_model *m;
-    smelt_ops *ops;
+    smelt_fwd_ops *ops;
     uint32_t n_ctx, n_seq, n_tok_max;
     size_t t_max;                 /* n_seq * n_tok_max */
     size_t qd, kd, vd, od;        /* H*D, Hkv*D, Hkv*Dv, H*Dv */
@@ -79,11 +79,11 @@ static void row_task(void *ctx, size_t task, int thread)
 static void par_rows(smelt_fwd *f, size_t n, rowfn fn, void *arg)
 {
     if (!n) return;
-    size_t nt = (size_t)smelt_ops_threads(f->ops) * 4;
+    size_t nt = (size_t)smelt_fwd_ops_threads(f->ops) * 4;
     size_t per = (n + nt - 1) / nt;
     if (per < 4) per = 4;
     rowjob j = {f, fn, arg, n, per};
-    smelt_pool_run(smelt_ops_pool(f->ops), (n + per - 1) / per, row_task, &j);
+    smelt_pool_run(smelt_fwd_ops_pool(f->ops), (n + per - 1) / per, row_task, &j);
 }
 
 static void hook(smelt_fwd *f, const smelt_wview *w, int expert, const float *x, size_t n_rows, size_t ldx)
@@ -154,7 +154,7 @@ static void project_qkv(smelt_fwd *f, const smelt_layer *L, size_t T)
         size_t w = f->qd + f->kd + f->vd;
         hook(f, &L->wqkv, -1, f->h, T, E);
         smelt_mm j = mm(&L->wqkv, 0, f->h, E, f->qkv, w, T);
-        smelt_ops_matmul(f->ops, &j, 1);
+        smelt_fwd_ops_matmul(f->ops, &j, 1);
         add_bias(f, &L->bqkv, f->qkv, w, T);
         par_rows(f, T, qkv_split, NULL);
         return;
@@ -164,7 +164,7 @@ static void project_qkv(smelt_fwd *f, const smelt_layer *L, size_t T)
     hook(f, &L->wv, -1, f->h, T, E);
     smelt_mm j[3] = {mm(&L->wq, 0, f->h, E, f->q, f->qd, T), mm(&L->wk, 0, f->h, E, f->k, f->kd, T),
                      mm(&L->wv, 0, f->h, E, f->v, f->vd, T)};
-    smelt_ops_matmul(f->ops, j, 3);
+    smelt_fwd_ops_matmul(f->ops, j, 3);
     add_bias(f, &L->bq, f->q, f->qd, T);
     add_bias(f, &L->bk, f->k, f->kd, T);
     add_bias(f, &L->bv, f->v, f->vd, T);
@@ -218,7 +218,7 @@ static void attn_task(void *ctx, size_t task, int thread)
     size_t kh = hh / (hp->n_head / hp->n_head_kv);
     size_t i0 = qb * QBLOCK, nq = f->n_tok - i0 < QBLOCK ? f->n_tok - i0 : QBLOCK;
     size_t r0 = s * f->n_tok + i0;
-    smelt_ops_attend(f->ops, f->q + r0 * f->qd + hh * hp->head_dim, f->qd, nq, f->pos0 + i0, hp->head_dim,
+    smelt_fwd_ops_attend(f->ops, f->q + r0 * f->qd + hh * hp->head_dim, f->qd, nq, f->pos0 + i0, hp->head_dim,
                      kt_at(f, f->layer, s, kh), f->n_ctx, v_at(f, f->layer, s, kh), hp->head_dim_v,
                      hp->head_dim_v, hp->attn_scale, f->att + r0 * f->od + hh * hp->head_dim_v, f->od,
                      f->scratch + (size_t)thread * 4 * f->n_ctx);
@@ -241,7 +241,7 @@ static void swiglu_rows(smelt_fwd *f, size_t r0, size_t r1, int thread, void *ar
     (void)thread;
     (void)arg;
     size_t F = f->m->hp.n_ff;
-    smelt_ops_swiglu(f->ops, f->g + r0 * F, f->u + r0 * F, (r1 - r0) * F);
+    smelt_fwd_ops_swiglu(f->ops, f->g + r0 * F, f->u + r0 * F, (r1 - r0) * F);
 }
 
 static void ffn_dense(smelt_fwd *f, const smelt_layer *L, size_t T)
@@ -250,13 +250,13 @@ static void ffn_dense(smelt_fwd *f, const smelt_layer *L, size_t T)
     hook(f, &L->ffn_up, -1, f->h, T, E);
     hook(f, &L->ffn_gate, -1, f->h, T, E);
     smelt_mm j[2] = {mm(&L->ffn_up, 0, f->h, E, f->u, F, T), mm(&L->ffn_gate, 0, f->h, E, f->g, F, T)};
-    smelt_ops_matmul(f->ops, j, 2);
+    smelt_fwd_ops_matmul(f->ops, j, 2);
     add_bias(f, &L->ffn_up_b, f->u, F, T);
     add_bias(f, &L->ffn_gate_b, f->g, F, T);
     par_rows(f, T, swiglu_rows, NULL);
     hook(f, &L->ffn_down, -1, f->g, T, F);
     smelt_mm d = mm(&L->ffn_down, 0, f->g, F, f->tmp, E, T);
-    smelt_ops_matmul(f->ops, &d, 1);
+    smelt_fwd_ops_matmul(f->ops, &d, 1);
     add_bias(f, &L->ffn_down_b, f->tmp, E, T);
     par_rows(f, T, add_rows, f->tmp);
 }
@@ -275,7 +275,7 @@ static void route_rows(smelt_fwd *f, size_t r0, size_t r1, int thread, void *arg
     size_t X = hp->n_expert, U = hp->n_expert_used;
     for (size_t t = r0; t < r1; t++) {
         float *p = f->router + t * X;
-        smelt_ops_softmax(f->ops, p, X);
+        smelt_fwd_ops_softmax(f->ops, p, X);
         int32_t *sel = f->sel + t * U;
         float *w = f->wsel + t * U;
         for (size_t u = 0; u < U; u++) { /* selection: largest remaining, lowest id on ties */
@@ -331,7 +331,7 @@ static void ffn_moe(smelt_fwd *f, const smelt_layer *L, size_t T)
     size_t E = hp->n_embd, F = hp->n_ff, X = hp->n_expert, U = hp->n_expert_used;
     hook(f, &L->ffn_gate_inp, -1, f->h, T, E);
     smelt_mm r = mm(&L->ffn_gate_inp, 0, f->h, E, f->router, X, T);
-    smelt_ops_matmul(f->ops, &r, 1);
+    smelt_fwd_ops_matmul(f->ops, &r, 1);
     par_rows(f, T, route_rows, NULL);
 
     /* group the (token, slot) pairs by expert, in token order */
@@ -356,13 +356,13 @@ static void ffn_moe(smelt_fwd *f, const smelt_layer *L, size_t T)
         jobs[nj++] = mm(&L->ffn_up_exps, (uint32_t)e, f->xg + off[e] * E, E, f->u + off[e] * F, F, cnt[e]);
         jobs[nj++] = mm(&L->ffn_gate_exps, (uint32_t)e, f->xg + off[e] * E, E, f->g + off[e] * F, F, cnt[e]);
     }
-    smelt_ops_matmul(f->ops, jobs, nj);
+    smelt_fwd_ops_matmul(f->ops, jobs, nj);
     par_rows(f, T * U, swiglu_rows, NULL);
     nj = 0;
     for (size_t e = 0; e < X; e++) hook(f, &L->ffn_down_exps, (int)e, f->g + off[e] * F, cnt[e], F);
     for (size_t e = 0; e < X; e++)
         if (cnt[e]) jobs[nj++] = mm(&L->ffn_down_exps, (uint32_t)e, f->g + off[e] * F, F, f->dg + off[e] * E, E, cnt[e]);
-    smelt_ops_matmul(f->ops, jobs, nj);
+    smelt_fwd_ops_matmul(f->ops, jobs, nj);
     par_rows(f, T, combine_rows, NULL);
 }
 
@@ -411,11 +411,11 @@ int smelt_fwd_eval(smelt_fwd *f, const int32_t *tokens, uint32_t n_seq, uint32_t
         par_rows(f, T, norm_rows, (void *)L->attn_norm);
         project_qkv(f, L, T);
         par_rows(f, T, rope_rows, NULL);
-        smelt_pool_run(smelt_ops_pool(f->ops), (size_t)n_seq * hp->n_head * ((n_tok + QBLOCK - 1) / QBLOCK),
+        smelt_pool_run(smelt_fwd_ops_pool(f->ops), (size_t)n_seq * hp->n_head * ((n_tok + QBLOCK - 1) / QBLOCK),
                        attn_task, f);
         hook(f, &L->wo, -1, f->att, T, f->od);
         smelt_mm o = mm(&L->wo, 0, f->att, f->od, f->tmp, E, T);
-        smelt_ops_matmul(f->ops, &o, 1);
+        smelt_fwd_ops_matmul(f->ops, &o, 1);
         add_bias(f, &L->bo, f->tmp, E, T);
         if (il + 1 == hp->n_layer && logits_from > pos0) {
             T = prune_rows(f, T, logits_from);
@@ -430,7 +430,7 @@ int smelt_fwd_eval(smelt_fwd *f, const int32_t *tokens, uint32_t n_seq, uint32_t
     par_rows(f, T, norm_rows, (void *)m->output_norm);
     hook(f, &m->output, -1, f->h, T, E);
     smelt_mm out = mm(&m->output, 0, f->h, E, logits, hp->n_vocab, T);
-    smelt_ops_matmul(f->ops, &out, 1);
+    smelt_fwd_ops_matmul(f->ops, &out, 1);
     return 0;
 }
 
@@ -445,7 +445,7 @@ static void *grab(smelt_fwd *f, size_t n_floats, bool *ok)
     return p;
 }
 
-int smelt_fwd_new(const smelt_model *m, smelt_ops *ops, uint32_t n_ctx, uint32_t n_seq, uint32_t n_tok_max,
+int smelt_fwd_new(const smelt_model *m, smelt_fwd_ops *ops, uint32_t n_ctx, uint32_t n_seq, uint32_t n_tok_max,
                   smelt_fwd **out, smelt_err *e)
 {
     *out = NULL;
@@ -490,7 +490,7 @@ int smelt_fwd_new(const smelt_model *m, smelt_ops *ops, uint32_t n_ctx, uint32_t
     if (F > bias_n) bias_n = F;
     if (E > bias_n) bias_n = E;
     f->bias = grab(f, bias_n, &ok);
-    f->scratch = grab(f, (size_t)smelt_ops_threads(ops) * 4 * n_ctx, &ok);
+    f->scratch = grab(f, (size_t)smelt_fwd_ops_threads(ops) * 4 * n_ctx, &ok);
     if (hp->n_expert) {
         f->router = grab(f, T * hp->n_expert, &ok);
         f->wsel = grab(f, T * U, &ok);

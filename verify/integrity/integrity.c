@@ -1,4 +1,4 @@
-/* integrity.c — see integrity.h. Includes formats/ (file, hash, pool) and verify/vmodel.h. */
+/* integrity.c — see integrity.h. Includes formats/ (file, hash, pool) and verify/integrity/checkpoint.h. */
 #include "integrity.h"
 
 #include <inttypes.h>
@@ -11,6 +11,8 @@
 #include "formats/base/file.h"
 #include "formats/base/hash.h"
 #include "formats/base/pool.h"
+#include "formats/base/strbuf.h"
+#include "formats/manifest.h"
 
 #define CHUNK_ELEMS (256u * 1024u) /* floats decoded per task */
 #define HASH_PIECE (1u << 20)      /* bytes hashed per update (stays in cache for both states) */
@@ -33,7 +35,7 @@ typedef struct {
 } part;
 
 typedef struct {
-    const smelt_vm_tensor *t;
+    const smelt_checkpoint_tensor *t;
     XXH64_state_t *model;
     uint64_t hash;
     bool hash_failed;
@@ -47,7 +49,7 @@ typedef struct {
 static void scan_task(void *ctx, size_t task, int thread)
 {
     job *j = ctx;
-    const smelt_vm_tensor *t = j->t;
+    const smelt_checkpoint_tensor *t = j->t;
     if (task == 0) {
         XXH64_state_t *s = XXH64_createState();
         if (!s) {
@@ -68,7 +70,7 @@ static void scan_task(void *ctx, size_t task, int thread)
     uint64_t first = (uint64_t)(task - 1) * j->chunk;
     uint64_t n = t->nelements - first < j->chunk ? t->nelements - first : j->chunk;
     float *x = j->buf[thread];
-    p->rc = smelt_vm_decode(t, first, n, x, &p->err);
+    p->rc = smelt_checkpoint_decode(t, first, n, x, &p->err);
     if (p->rc) return;
     uint64_t nan = 0, inf = 0;
     float mx = 0;
@@ -83,7 +85,7 @@ static void scan_task(void *ctx, size_t task, int thread)
     p->max_abs = mx;
 }
 
-static bool is_integer_tensor(const smelt_vm_tensor *t)
+static bool is_integer_tensor(const smelt_checkpoint_tensor *t)
 {
     if (t->type >= 0)
         return t->type == SMELT_TYPE_I8 || t->type == SMELT_TYPE_I16 || t->type == SMELT_TYPE_I32 ||
@@ -91,7 +93,7 @@ static bool is_integer_tensor(const smelt_vm_tensor *t)
     return !smelt_dtype_is_float((smelt_dtype)t->dtype);
 }
 
-int smelt_verify_scan(const smelt_vmodel *m, const smelt_verify_opts *o, smelt_verify_result *r, smelt_err *e)
+int smelt_verify_scan(const smelt_checkpoint *m, const smelt_verify_opts *o, smelt_verify_result *r, smelt_err *e)
 {
     smelt_verify_opts def;
     if (!o) {
@@ -99,7 +101,7 @@ int smelt_verify_scan(const smelt_vmodel *m, const smelt_verify_opts *o, smelt_v
         o = &def;
     }
     memset(r, 0, sizeof *r);
-    uint64_t n = smelt_vm_n_tensors(m);
+    uint64_t n = smelt_checkpoint_n_tensors(m);
     r->n_tensors = n;
     r->t = calloc(n ? n : 1, sizeof *r->t);
     XXH64_state_t *model = XXH64_createState();
@@ -118,15 +120,15 @@ int smelt_verify_scan(const smelt_vmodel *m, const smelt_verify_opts *o, smelt_v
         }
     XXH64_reset(model, 0);
     for (uint64_t i = 0; i < n; i++) {
-        const smelt_vm_tensor *t = smelt_vm_tensor_at(m, i);
+        const smelt_checkpoint_tensor *t = smelt_checkpoint_tensor_at(m, i);
         smelt_tensor_check *c = &r->t[i];
         job j = {.t = t, .model = model, .buf = buf};
         if (!o->values) c->values = SMELT_VALUES_SKIPPED;
         else if (is_integer_tensor(t)) c->values = SMELT_VALUES_INTEGER;
-        else if (!smelt_vm_can_decode(t)) c->values = SMELT_VALUES_UNSUPPORTED;
+        else if (!smelt_checkpoint_can_decode(t)) c->values = SMELT_VALUES_UNSUPPORTED;
         else c->values = SMELT_VALUES_CHECKED;
         if (c->values == SMELT_VALUES_CHECKED && t->nelements) {
-            uint64_t blk = smelt_vm_block(t);
+            uint64_t blk = smelt_checkpoint_block(t);
             j.chunk = blk >= CHUNK_ELEMS ? blk : CHUNK_ELEMS / blk * blk;
             if (j.chunk > CHUNK_ELEMS * 2) {
                 c->values = SMELT_VALUES_UNSUPPORTED; /* a block larger than the buffer */
@@ -159,7 +161,7 @@ int smelt_verify_scan(const smelt_vmodel *m, const smelt_verify_opts *o, smelt_v
         r->n_inf += c->n_inf;
         r->n_nonfinite_tensors += (c->n_nan || c->n_inf);
         r->n_unchecked += c->values == SMELT_VALUES_UNSUPPORTED;
-        smelt_vm_release(m, i);
+        smelt_checkpoint_release(m, i);
         smelt_progress_step(o->progress, i + 1, n, r->data_bytes, t->name);
     }
     r->model_xxh64 = XXH64_digest(model);
@@ -182,9 +184,9 @@ void smelt_verify_result_free(smelt_verify_result *r)
 
 /* ==== manifests ==== */
 
-static const char *default_label(const smelt_vmodel *m) { return smelt_vm_path(m); }
+static const char *default_label(const smelt_checkpoint *m) { return smelt_checkpoint_path(m); }
 
-int smelt_manifest_write(const smelt_vmodel *m, const smelt_verify_result *r, const char *label, const char *path,
+int smelt_manifest_write(const smelt_checkpoint *m, const smelt_verify_result *r, const char *label, const char *path,
                          smelt_err *e)
 {
     if (!label) label = default_label(m);
@@ -192,30 +194,13 @@ int smelt_manifest_write(const smelt_vmodel *m, const smelt_verify_result *r, co
         if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
             return SMELT_ERR(e, SMELT_EUSAGE, path, NULL,
                              "the manifest label '%s' contains whitespace (manifest fields are space-separated)", label);
-    smelt_outfile *o;
-    int rc = smelt_outfile_open(&o, path, e);
-    if (rc) return rc;
-    char hex[17], line[1024];
-    for (uint64_t i = 0; i < r->n_tensors && !rc; i++) {
-        smelt_hex64(r->t[i].xxh64, hex);
-        int k = snprintf(line, sizeof line, "%-8s  %s  %s:%s\n", "xxh64", hex, label, smelt_vm_tensor_at(m, i)->name);
-        if (k < 0 || (size_t)k >= sizeof line) {
-            smelt_outfile_abort(o);
-            return SMELT_ERR(e, SMELT_EUSAGE, path, NULL, "manifest label too long");
-        }
-        rc = smelt_outfile_write(o, line, (size_t)k, e);
-    }
-    if (!rc) {
-        smelt_hex64(r->model_xxh64, hex);
-        int k = snprintf(line, sizeof line, "%-8s  %s  %s\n", "xxh64", hex, label);
-        rc = (k < 0 || (size_t)k >= sizeof line) ? SMELT_ERR(e, SMELT_EUSAGE, path, NULL, "manifest label too long")
-                                                 : smelt_outfile_write(o, line, (size_t)k, e);
-    }
-    if (rc) {
-        smelt_outfile_abort(o);
-        return rc;
-    }
-    return smelt_outfile_commit(o, e);
+    smelt_strbuf text = {0};
+    for (uint64_t i = 0; i < r->n_tensors; i++)
+        smelt_manifest_line(&text, r->t[i].xxh64, label, smelt_checkpoint_tensor_at(m, i)->name);
+    smelt_manifest_line(&text, r->model_xxh64, label, NULL);
+    int rc = text.oom ? SMELT_NOMEM(e, "manifest") : smelt_outfile_write_all(path, text.text, text.len, e);
+    smelt_strbuf_free(&text);
+    return rc;
 }
 
 typedef struct {
@@ -266,7 +251,7 @@ void smelt_manifest_check_free(smelt_manifest_check *c)
     memset(c, 0, sizeof *c);
 }
 
-int smelt_manifest_check_run(const char *manifest, const smelt_vmodel *m, const smelt_verify_result *r,
+int smelt_manifest_check_run(const char *manifest, const smelt_checkpoint *m, const smelt_verify_result *r,
                              smelt_manifest_check *c, smelt_err *e)
 {
     memset(c, 0, sizeof *c);
@@ -349,7 +334,7 @@ int smelt_manifest_check_run(const char *manifest, const smelt_vmodel *m, const 
             const char *colon = strrchr(ent[i].name, ':');
             name = colon ? colon + 1 : ent[i].name;
         }
-        int64_t ti = smelt_vm_find(m, name);
+        int64_t ti = smelt_checkpoint_find(m, name);
         if (ti < 0) {
             char **nx = realloc(c->extra, (c->n_extra + 1) * sizeof *nx);
             if (!nx || !(nx[c->n_extra] = strdup(name))) {

@@ -15,11 +15,11 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "formats/base/cli.h"
+#include "formats/tool/tool.h"
 #include "formats/base/file.h"
 #include "formats/base/guard.h"
 #include "formats/base/progress.h"
-#include "verify/imatrix_collect.h"
+#include "verify/eval/imatrix_collect.h"
 
 static const char *TOOL = "smelt-imatrix";
 

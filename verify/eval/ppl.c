@@ -12,10 +12,10 @@
 #include "formats/base/guard.h"
 #include "formats/base/pool.h"
 #include "formats/base/progress.h"
-#include "verify/forward.h"
-#include "verify/model.h"
-#include "verify/ops.h"
-#include "verify/tokenize.h"
+#include "verify/eval/forward.h"
+#include "verify/eval/model.h"
+#include "verify/eval/ops.h"
+#include "verify/eval/tokenize.h"
 
 #define TEXT_MAX (1ull << 31)
 
@@ -47,7 +47,7 @@ enum { MODE_PPL, MODE_BASE, MODE_KLD };
 
 typedef struct {
     int mode;
-    const smelt_ops *ops;
+    const smelt_fwd_ops *ops;
     uint32_t n_vocab, n_ctx, first, n_rec;
     uint32_t n_out, lfrom;     /* logit rows per sequence, position of the first */
     const float *logits;       /* n_seq x n_out rows of n_vocab */
@@ -70,7 +70,7 @@ static void score_task(void *ctx, size_t row, int thread)
     float *s = j->scratch + (size_t)thread * j->scratch_per_thread;
     switch (j->mode) {
     case MODE_PPL:
-        j->nll[row] = smelt_ops_logsumexp(j->ops, lg, j->n_vocab, s, NULL) - (double)lg[next];
+        j->nll[row] = smelt_fwd_ops_logsumexp(j->ops, lg, j->n_vocab, s, NULL) - (double)lg[next];
         break;
     case MODE_BASE:
         j->nll[row] = smelt_kld_encode(j->ops, lg, j->n_vocab, next, j->records + row * smelt_kld_record_u16(j->n_vocab), s);
@@ -87,7 +87,7 @@ typedef struct {
     smelt_model *model;
     smelt_vocab *vocab;
     smelt_pool *pool;
-    smelt_ops *ops;
+    smelt_fwd_ops *ops;
     smelt_fwd *fwd;
     smelt_kld_file *base;
     smelt_kld_writer *writer;
@@ -105,7 +105,7 @@ static void cleanup(run_state *s)
     smelt_kld_writer_abort(s->writer);
     smelt_kld_close(s->base);
     smelt_fwd_free(s->fwd);
-    smelt_ops_free(s->ops);
+    smelt_fwd_ops_free(s->ops);
     smelt_pool_free(s->pool);
     smelt_vocab_free(s->vocab);
     smelt_model_close(s->model);
@@ -264,14 +264,14 @@ int smelt_ppl_run(const smelt_ppl_opts *o, smelt_ppl_result *r, smelt_ppl_chunk_
     const int32_t bos = smelt_vocab_bos(s.vocab);
 
     s.pool = smelt_pool_new(o->n_threads);
-    s.ops = s.pool ? smelt_ops_new(s.pool, o->isa) : NULL;
+    s.ops = s.pool ? smelt_fwd_ops_new(s.pool, o->isa) : NULL;
     if (!s.ops) {
         rc = SMELT_NOMEM(e, "the thread pool");
         goto done;
     }
     if ((rc = smelt_fwd_new(s.model, s.ops, n_ctx, n_seq, n_tok_call, &s.fwd, e))) goto done;
     if (o->hook) smelt_fwd_set_hook(s.fwd, o->hook, o->hook_user);
-    const int nth = smelt_ops_threads(s.ops);
+    const int nth = smelt_fwd_ops_threads(s.ops);
     const size_t rows = (size_t)n_seq * n_rec, per_thread = smelt_kld_scratch_floats(V);
     s.logits = malloc(sizeof(float) * (size_t)n_seq * n_out * V);
     s.scratch = malloc(sizeof(float) * per_thread * (size_t)nth);
@@ -305,7 +305,7 @@ int smelt_ppl_run(const smelt_ppl_opts *o, smelt_ppl_result *r, smelt_ppl_chunk_
     r->n_seq = n_seq;
     r->n_vocab = V;
     r->n_threads = nth;
-    r->isa = smelt_ops_isa_name(s.ops);
+    r->isa = smelt_fwd_ops_isa_name(s.ops);
     smelt_model_type_summary(s.model, r->model_types, sizeof r->model_types);
     r->n_tokens = n_tokens;
     r->n_chunks = n_chunk;

@@ -1,7 +1,7 @@
 /* report.h — the quant quality table a publisher puts on a model card: for a base model and
  * its quantized files, the type, size, bits per weight, perplexity and KL-divergence against
- * the base on one text — as Markdown, JSON and an SVG plot (verify/svg.h).
- * Layer: verify. Includes formats/, quant/policy.h, verify/ppl.h.
+ * the base on one text — as Markdown, JSON and an SVG plot (verify/eval/svg.h).
+ * Layer: verify. Includes formats/, quant/policy.h, verify/eval/ppl.h.
  *
  * Measurements are smelt-perplexity's, run through the library: the base once with its
  * distributions stored (a llama.cpp .kld file), then every quant against them (PPL(Q),
@@ -19,7 +19,7 @@
 
 #include "formats/base/err.h"
 #include "formats/base/notes.h"
-#include "verify/ppl.h"
+#include "verify/eval/ppl.h"
 
 typedef struct smelt_report_opts {
     const char *base;                /* base model GGUF (f32/f16/bf16, or any reference) */

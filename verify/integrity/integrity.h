@@ -1,7 +1,7 @@
 /* integrity.h — integrity checks and hashes of a model (GGUF or safetensors): every tensor
  * read in full, xxh64 per tensor and over all tensor data, NaN/Inf counts of every tensor
  * smelt can decode; hash manifests in llama-gguf-hash's format, written and checked.
- * Layer: verify. Includes formats/ and verify/vmodel.h.
+ * Layer: verify. Includes formats/ and verify/integrity/checkpoint.h.
  *
  * Hashes are llama-gguf-hash's: per tensor, XXH64(seed 0) of the tensor's data bytes; for
  * the model, XXH64 of all tensors' data bytes concatenated in file order (metadata and
@@ -16,7 +16,7 @@
 
 #include "formats/base/err.h"
 #include "formats/base/progress.h"
-#include "verify/vmodel.h"
+#include "verify/integrity/checkpoint.h"
 
 typedef struct smelt_verify_opts {
     int n_threads;                  /* 0: one per CPU */
@@ -43,7 +43,7 @@ typedef struct smelt_tensor_check {
 
 typedef struct smelt_verify_result {
     uint64_t n_tensors;
-    smelt_tensor_check *t;   /* one per tensor, in smelt_vm_tensor_at() order */
+    smelt_tensor_check *t;   /* one per tensor, in smelt_checkpoint_tensor_at() order */
     uint64_t model_xxh64;    /* over all tensor data, in order */
     uint64_t data_bytes;     /* tensor bytes read */
     uint64_t n_nan, n_inf;   /* totals */
@@ -54,7 +54,7 @@ typedef struct smelt_verify_result {
 /* Read every tensor of m: hash it and (opts->values) decode it a block range at a time to
  * count NaN/Inf. Results do not depend on the thread count. Fills *r (free with
  * smelt_verify_result_free). Errors: ENOMEM, EIO. NaN/Inf are findings, not errors. */
-int smelt_verify_scan(const smelt_vmodel *m, const smelt_verify_opts *o, smelt_verify_result *r, smelt_err *e);
+int smelt_verify_scan(const smelt_checkpoint *m, const smelt_verify_opts *o, smelt_verify_result *r, smelt_err *e);
 void smelt_verify_result_free(smelt_verify_result *r);
 
 /* "0123456789abcdef" (16 lowercase hex digits + NUL) into buf[17]. */
@@ -65,7 +65,7 @@ void smelt_hex64(uint64_t h, char buf[17]);
 /* Write the manifest of a scan: one xxh64 line per tensor named "<label>:<tensor>", then the
  * model line "<label>" (label defaults to the model path; it must not contain spaces).
  * Atomic. Errors: EIO, EUSAGE for a label with whitespace. */
-int smelt_manifest_write(const smelt_vmodel *m, const smelt_verify_result *r, const char *label,
+int smelt_manifest_write(const smelt_checkpoint *m, const smelt_verify_result *r, const char *label,
                          const char *path, smelt_err *e);
 
 enum {
@@ -93,7 +93,7 @@ typedef struct smelt_manifest_check {
  * skipped). Entries are matched by tensor name, whatever the label (the file may have been
  * moved or renamed). Errors: EIO; EFORMAT for a malformed xxh64 line (with its line
  * number) or a manifest with no xxh64 line. */
-int smelt_manifest_check_run(const char *manifest, const smelt_vmodel *m, const smelt_verify_result *r,
+int smelt_manifest_check_run(const char *manifest, const smelt_checkpoint *m, const smelt_verify_result *r,
                              smelt_manifest_check *c, smelt_err *e);
 void smelt_manifest_check_free(smelt_manifest_check *c);
 

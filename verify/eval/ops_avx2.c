@@ -1,7 +1,7 @@
 /* ops_avx2.c — AVX2/FMA/F16C kernels of the forward pass (built with -mavx2 -mfma -mf16c,
  * called only after the runtime CPU check in ops.c). Each reproduces the arithmetic defined
  * in ops_int.h operation for operation, so results equal the portable kernels bit for bit.
- * Includes verify/ops_int.h only. */
+ * Includes verify/eval/ops_int.h only. */
 #include "ops_int.h"
 
 /* Every multiply and add below is rounded as written (the ISA twins must agree bit for bit):
@@ -246,12 +246,12 @@ static void wsum_avx2(const float *p, size_t n, const float *v, size_t ldv, size
     }
 }
 
-const smelt_kern smelt_kern_avx2 = {
+const smelt_fwd_kernels smelt_fwd_kernels_avx2 = {
     "avx2", gemm_avx2, pack_f32_avx2, pack_f16_avx2, pack_bf16_avx2, exp_sub_avx2, sum_avx2, swiglu_avx2, scores_avx2, wsum_avx2,
 };
 
 #else
 
-const smelt_kern smelt_kern_avx2 = {0};
+const smelt_fwd_kernels smelt_fwd_kernels_avx2 = {0};
 
 #endif

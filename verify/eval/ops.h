@@ -1,13 +1,13 @@
 /* ops.h — the numeric building blocks of the forward pass: matrix products over weights of
  * any type the quant library decodes, RMSNorm, RoPE, causal attention, SwiGLU, softmax.
- * Layer: verify. Includes formats/, quant/ and verify/model.h.
+ * Layer: verify. Includes formats/, quant/ and verify/eval/model.h.
  *
  * Determinism: every output element is computed by one thread, in one fixed order of
  * operations that does not depend on the number of threads, on how work is split, or on
  * the instruction set — the AVX2 kernels and the portable C kernels give bit-identical
  * results (the portable ones use fmaf() where the vector ones use FMA). */
-#ifndef SMELT_OPS_H
-#define SMELT_OPS_H
+#ifndef SMELT_FWD_OPS_H
+#define SMELT_FWD_OPS_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -16,19 +16,19 @@
 #include "formats/base/cpu.h"
 #include "formats/base/err.h"
 #include "formats/base/pool.h"
-#include "verify/model.h"
+#include "verify/eval/model.h"
 
-typedef struct smelt_ops smelt_ops;
+typedef struct smelt_fwd_ops smelt_fwd_ops;
 
 /* isa: a kernel set (SMELT_ISA_*, formats/base/cpu.h); isa < 0: the best this CPU runs.
  * Asking for AVX2 on a CPU without it falls back to portable.
  * pool may be NULL (single-threaded) and is borrowed. NULL on ENOMEM. */
-smelt_ops *smelt_ops_new(smelt_pool *pool, int isa);
-void smelt_ops_free(smelt_ops *o);
-int smelt_ops_isa(const smelt_ops *o);
-const char *smelt_ops_isa_name(const smelt_ops *o);
-int smelt_ops_threads(const smelt_ops *o);
-smelt_pool *smelt_ops_pool(const smelt_ops *o);
+smelt_fwd_ops *smelt_fwd_ops_new(smelt_pool *pool, int isa);
+void smelt_fwd_ops_free(smelt_fwd_ops *o);
+int smelt_fwd_ops_isa(const smelt_fwd_ops *o);
+const char *smelt_fwd_ops_isa_name(const smelt_fwd_ops *o);
+int smelt_fwd_ops_threads(const smelt_fwd_ops *o);
+smelt_pool *smelt_fwd_ops_pool(const smelt_fwd_ops *o);
 
 /* ==== matrix products ==== */
 
@@ -50,23 +50,26 @@ typedef struct smelt_mm {
 
 /* Run several independent products as one parallel job (e.g. Q, K and V; or every
  * expert's gate and up). Outputs must not overlap. */
-void smelt_ops_matmul(smelt_ops *o, const smelt_mm *jobs, size_t n_jobs);
+void smelt_fwd_ops_matmul(smelt_fwd_ops *o, const smelt_mm *jobs, size_t n_jobs);
 
 /* ==== row operations (single-threaded; callers split rows over threads) ==== */
 
 /* y = x / sqrt(mean(x^2) + eps) * w   (sum of squares in double, as ggml's rms_norm) */
 void smelt_rmsnorm(const float *x, const float *w, float *y, size_t n, float eps);
 /* y[i] = exp(x[i] - sub) with smelt's exp (error < 2 ulp, deterministic across ISAs). */
-void smelt_ops_exp_sub(const smelt_ops *o, const float *x, float sub, float *y, size_t n);
+void smelt_fwd_ops_exp_sub(const smelt_fwd_ops *o, const float *x, float sub, float *y, size_t n);
 /* Sum of a row in a fixed 8-lane order (the same on every ISA). */
-float smelt_ops_sum(const smelt_ops *o, const float *x, size_t n);
+float smelt_fwd_ops_sum(const smelt_fwd_ops *o, const float *x, size_t n);
 /* In place: g[i] = silu(g[i]) * u[i],  silu(x) = x / (1 + exp(-x)). */
-void smelt_ops_swiglu(const smelt_ops *o, float *g, const float *u, size_t n);
+void smelt_fwd_ops_swiglu(const smelt_fwd_ops *o, float *g, const float *u, size_t n);
 /* Numerically stable softmax in place (max subtracted, exp, sum in double, divide). */
-void smelt_ops_softmax(const smelt_ops *o, float *x, size_t n);
+void smelt_fwd_ops_softmax(const smelt_fwd_ops *o, float *x, size_t n);
+/* sum_i exp(x_i - sub) in double, in one fixed order (four interleaved partial sums);
+ * scratch: n floats. */
+double smelt_fwd_ops_sum_exp(const smelt_fwd_ops *o, const float *x, float sub, size_t n, float *scratch);
 /* log(sum_i exp(x[i] - max)) + max and the max itself, for log-softmax: returns the log of
  * the partition function; *imax receives the first index of the maximum (may be NULL). */
-double smelt_ops_logsumexp(const smelt_ops *o, const float *x, size_t n, float *scratch, size_t *imax);
+double smelt_fwd_ops_logsumexp(const smelt_fwd_ops *o, const float *x, size_t n, float *scratch, size_t *imax);
 
 /* ==== RoPE (llama.cpp's "normal" mode: rotate adjacent pairs (x[2i], x[2i+1])) ==== */
 
@@ -85,7 +88,7 @@ void smelt_rope_apply(float *x, const float *cs, uint32_t n_rot);
  * q: n_q rows (stride ldq) of hd; query i sits at position pos0 + i; the cache holds keys
  * transposed, kt[d * ldk + j], and values row-wise, v[j * ldv + d] (hd_v wide).
  * out: n_q rows (stride ldo). scratch: at least 4 * (pos0 + n_q) floats. */
-void smelt_ops_attend(const smelt_ops *o, const float *q, size_t ldq, size_t n_q, size_t pos0, size_t hd,
+void smelt_fwd_ops_attend(const smelt_fwd_ops *o, const float *q, size_t ldq, size_t n_q, size_t pos0, size_t hd,
                       const float *kt, size_t ldk, const float *v, size_t ldv, size_t hd_v, float scale,
                       float *out, size_t ldo, float *scratch);
 

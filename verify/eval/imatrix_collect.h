@@ -1,7 +1,7 @@
 /* imatrix_collect.h — importance matrices as llama-imatrix computes them: the sums of x²
  * per input column of every matrix product of a model, gathered through the forward pass's
  * matmul hook over llama-perplexity's chunks, and written with formats/imatrix.h.
- * Layer: verify. Includes formats/, verify/forward.h and verify/ppl.h.
+ * Layer: verify. Includes formats/, verify/eval/forward.h and verify/eval/ppl.h.
  *
  * What is collected (tools/imatrix/imatrix.cpp, collect_imatrix()):
  *   - every product whose weight is named "blk.*" — attn_q/k/v (or attn_qkv),
@@ -30,8 +30,8 @@
 #include "formats/base/err.h"
 #include "formats/base/notes.h"
 #include "formats/imatrix.h"
-#include "verify/forward.h"
-#include "verify/ppl.h"
+#include "verify/eval/forward.h"
+#include "verify/eval/ppl.h"
 
 /* ==== the collector (a matmul hook) ==== */
 

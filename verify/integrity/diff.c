@@ -1,4 +1,4 @@
-/* diff.c — see diff.h. Includes formats/ (gguf, safetensors, half, pool) and verify/vmodel.h. */
+/* diff.c — see diff.h. Includes formats/ (gguf, safetensors, half, pool) and verify/integrity/checkpoint.h. */
 #include "diff.h"
 
 #include <inttypes.h>
@@ -20,7 +20,7 @@ void smelt_diff_opts_default(smelt_diff_opts *o)
 
 /* ==== shapes and 16-bit formats ==== */
 
-static bool same_shape(const smelt_vm_tensor *a, const smelt_vm_tensor *b, bool gguf)
+static bool same_shape(const smelt_checkpoint_tensor *a, const smelt_checkpoint_tensor *b, bool gguf)
 {
     if (gguf) { /* ne[] with trailing 1s: the stored n_dims does not matter */
         for (int d = 0; d < SMELT_GGUF_MAX_DIMS; d++)
@@ -35,7 +35,7 @@ static bool same_shape(const smelt_vm_tensor *a, const smelt_vm_tensor *b, bool 
 
 enum { U_NONE = 0, U_F16 = 1, U_BF16 = 2 };
 
-static int half_kind(const smelt_vm_tensor *t)
+static int half_kind(const smelt_checkpoint_tensor *t)
 {
     if (t->type == SMELT_TYPE_F16 || t->dtype == SMELT_DT_F16) return U_F16;
     if (t->type == SMELT_TYPE_BF16 || t->dtype == SMELT_DT_BF16) return U_BF16;
@@ -57,7 +57,7 @@ typedef struct {
 } part;
 
 typedef struct {
-    const smelt_vm_tensor *a, *b;
+    const smelt_checkpoint_tensor *a, *b;
     uint64_t chunk;
     int ulp;     /* U_* */
     part *parts;
@@ -71,8 +71,8 @@ static void cmp_task(void *ctx, size_t task, int thread)
     uint64_t first = (uint64_t)task * j->chunk;
     uint64_t n = j->a->nelements - first < j->chunk ? j->a->nelements - first : j->chunk;
     float *x = j->buf[thread], *y = x + j->chunk;
-    if ((p->rc = smelt_vm_decode(j->a, first, n, x, &p->err))) return;
-    if ((p->rc = smelt_vm_decode(j->b, first, n, y, &p->err))) return;
+    if ((p->rc = smelt_checkpoint_decode(j->a, first, n, x, &p->err))) return;
+    if ((p->rc = smelt_checkpoint_decode(j->b, first, n, y, &p->err))) return;
     for (uint64_t i = 0; i < n; i++) {
         float u = x[i], v = y[i];
         if (u == v || (isnan(u) && isnan(v))) {
@@ -107,10 +107,10 @@ static uint64_t gcd64(uint64_t a, uint64_t b)
     return a;
 }
 
-static int compare_values(const smelt_vm_tensor *a, const smelt_vm_tensor *b, smelt_pool *pool, float **buf,
+static int compare_values(const smelt_checkpoint_tensor *a, const smelt_checkpoint_tensor *b, smelt_pool *pool, float **buf,
                           smelt_tensor_diff *d, smelt_err *e)
 {
-    uint64_t ba = smelt_vm_block(a), bb = smelt_vm_block(b);
+    uint64_t ba = smelt_checkpoint_block(a), bb = smelt_checkpoint_block(b);
     uint64_t l = ba / gcd64(ba, bb) * bb;
     job j = {.a = a, .b = b, .buf = buf};
     j.chunk = l >= CHUNK_ELEMS ? l : CHUNK_ELEMS / l * l;
@@ -238,7 +238,7 @@ void smelt_diff_result_free(smelt_diff_result *r)
     memset(r, 0, sizeof *r);
 }
 
-int smelt_diff_run(const smelt_vmodel *a, const smelt_vmodel *b, const smelt_diff_opts *o, smelt_diff_result *r,
+int smelt_diff_run(const smelt_checkpoint *a, const smelt_checkpoint *b, const smelt_diff_opts *o, smelt_diff_result *r,
                    smelt_err *e)
 {
     smelt_diff_opts def;
@@ -247,13 +247,13 @@ int smelt_diff_run(const smelt_vmodel *a, const smelt_vmodel *b, const smelt_dif
         o = &def;
     }
     memset(r, 0, sizeof *r);
-    if (smelt_vm_kind_of(a) != smelt_vm_kind_of(b))
-        return SMELT_ERR(e, SMELT_EUNSUPPORTED, smelt_vm_path(b), NULL,
+    if (smelt_checkpoint_kind_of(a) != smelt_checkpoint_kind_of(b))
+        return SMELT_ERR(e, SMELT_EUNSUPPORTED, smelt_checkpoint_path(b), NULL,
                          "cannot compare a %s with a %s: tensor names differ between the formats (compare GGUF "
                          "with GGUF, or safetensors with safetensors)",
-                         smelt_vm_describe(a), smelt_vm_describe(b));
-    bool gguf = smelt_vm_kind_of(a) == SMELT_VM_GGUF;
-    uint64_t na = smelt_vm_n_tensors(a), nb = smelt_vm_n_tensors(b);
+                         smelt_checkpoint_describe(a), smelt_checkpoint_describe(b));
+    bool gguf = smelt_checkpoint_kind_of(a) == SMELT_CHECKPOINT_GGUF;
+    uint64_t na = smelt_checkpoint_n_tensors(a), nb = smelt_checkpoint_n_tensors(b);
     r->t = calloc(na + nb + 1, sizeof *r->t);
     smelt_pool *pool = smelt_pool_new(o->n_threads);
     int nth = pool ? smelt_pool_threads(pool) : 1;
@@ -269,18 +269,18 @@ int smelt_diff_run(const smelt_vmodel *a, const smelt_vmodel *b, const smelt_dif
             goto out;
         }
     for (uint64_t i = 0; i < na; i++) {
-        const smelt_vm_tensor *x = smelt_vm_tensor_at(a, i);
+        const smelt_checkpoint_tensor *x = smelt_checkpoint_tensor_at(a, i);
         smelt_tensor_diff *d = &r->t[r->n++];
         d->name = x->name;
         d->ia = (int64_t)i;
-        d->ib = smelt_vm_find(b, x->name);
+        d->ib = smelt_checkpoint_find(b, x->name);
         d->n_elements = x->nelements;
         if (d->ib < 0) {
             d->status = SMELT_TD_ONLY_A;
             r->n_only_a++;
             continue;
         }
-        const smelt_vm_tensor *y = smelt_vm_tensor_at(b, (uint64_t)d->ib);
+        const smelt_checkpoint_tensor *y = smelt_checkpoint_tensor_at(b, (uint64_t)d->ib);
         d->same_type = x->type == y->type && x->dtype == y->dtype;
         if (!same_shape(x, y, gguf)) {
             d->status = SMELT_TD_SHAPE;
@@ -291,17 +291,17 @@ int smelt_diff_run(const smelt_vmodel *a, const smelt_vmodel *b, const smelt_dif
         } else {
             d->status = SMELT_TD_DIFFERENT;
             r->n_different++;
-            if (o->values && smelt_vm_can_decode(x) && smelt_vm_can_decode(y) && x->nelements &&
+            if (o->values && smelt_checkpoint_can_decode(x) && smelt_checkpoint_can_decode(y) && x->nelements &&
                 (rc = compare_values(x, y, pool, buf, d, e)))
                 goto out;
         }
-        smelt_vm_release(a, i);
-        smelt_vm_release(b, (uint64_t)d->ib);
+        smelt_checkpoint_release(a, i);
+        smelt_checkpoint_release(b, (uint64_t)d->ib);
         smelt_progress_step(o->progress, i + 1, na, 0, x->name);
     }
     for (uint64_t i = 0; i < nb; i++) {
-        const smelt_vm_tensor *y = smelt_vm_tensor_at(b, i);
-        if (smelt_vm_find(a, y->name) >= 0) continue;
+        const smelt_checkpoint_tensor *y = smelt_checkpoint_tensor_at(b, i);
+        if (smelt_checkpoint_find(a, y->name) >= 0) continue;
         smelt_tensor_diff *d = &r->t[r->n++];
         d->name = y->name;
         d->ia = -1;
@@ -310,8 +310,8 @@ int smelt_diff_run(const smelt_vmodel *a, const smelt_vmodel *b, const smelt_dif
         d->status = SMELT_TD_ONLY_B;
         r->n_only_b++;
     }
-    rc = gguf ? diff_gguf_kv(smelt_vm_gguf(a), smelt_vm_gguf(b), r, e)
-              : diff_st_meta(smelt_vm_stset(a), smelt_vm_stset(b), r, e);
+    rc = gguf ? diff_gguf_kv(smelt_checkpoint_gguf(a), smelt_checkpoint_gguf(b), r, e)
+              : diff_st_meta(smelt_checkpoint_stset(a), smelt_checkpoint_stset(b), r, e);
     r->identical = !rc && r->n_identical == r->n && r->n_kv == 0;
 out:
     if (buf)

@@ -1,4 +1,4 @@
-/* report.c — smelt-report's measurements (through verify/ppl.h), their cache, and the
+/* report.c — smelt-report's measurements (through verify/eval/ppl.h), their cache, and the
  * Markdown, JSON and SVG renderings. Includes formats/, quant/policy.h, verify/. */
 #include "report.h"
 
@@ -19,7 +19,7 @@
 #include "formats/base/hash.h"
 #include "formats/gguf.h"
 #include "quant/policy.h"
-#include "verify/svg.h"
+#include "verify/eval/svg.h"
 
 #define REPORT_SCHEMA "smelt-report/1"
 #define CACHE_TAG "smelt-report-cache-1"

@@ -1,7 +1,7 @@
 /* ops.c — numeric operations of the forward pass: kernel dispatch, the cache-blocked
  * matrix product over decoded weight panels, norms, RoPE, softmax and attention, plus the
  * portable C kernels (the reference definition the AVX2 ones reproduce bit for bit).
- * Includes formats/, quant/qtypes.h, verify/ops.h, verify/ops_int.h. */
+ * Includes formats/, quant/qtypes.h, verify/eval/ops.h, verify/eval/ops_int.h. */
 #include "ops.h"
 
 /* Every multiply and add below is rounded as written (the ISA twins must agree bit for bit):
@@ -26,11 +26,11 @@
 #define TB_MAX 384
 #define TB_MIN 48
 
-struct smelt_ops {
+struct smelt_fwd_ops {
     smelt_pool *pool;
     int n_threads;
     int isa;
-    const smelt_kern *k;
+    const smelt_fwd_kernels *k;
     float *scratch; /* per thread: packed panel, decode rows, edge tiles */
     size_t scratch_per_thread;
 };
@@ -125,22 +125,22 @@ static void wsum_portable(const float *p, size_t n, const float *v, size_t ldv, 
     }
 }
 
-const smelt_kern smelt_kern_portable = {
+const smelt_fwd_kernels smelt_fwd_kernels_portable = {
     "portable", gemm_portable, pack_f32_portable, pack_f16_portable, pack_bf16_portable, exp_sub_portable,
     sum_portable, swiglu_portable, scores_portable, wsum_portable,
 };
 
 /* ==== context ==== */
 
-smelt_ops *smelt_ops_new(smelt_pool *pool, int isa)
+smelt_fwd_ops *smelt_fwd_ops_new(smelt_pool *pool, int isa)
 {
-    smelt_ops *o = calloc(1, sizeof *o);
+    smelt_fwd_ops *o = calloc(1, sizeof *o);
     if (!o) return NULL;
     o->pool = pool;
     o->n_threads = smelt_pool_threads(pool);
-    isa = smelt_kern_avx2.name ? smelt_cpu_isa(isa) : SMELT_ISA_PORTABLE;
+    isa = smelt_fwd_kernels_avx2.name ? smelt_cpu_isa(isa) : SMELT_ISA_PORTABLE;
     o->isa = isa;
-    o->k = isa == SMELT_ISA_AVX2 ? &smelt_kern_avx2 : &smelt_kern_portable;
+    o->k = isa == SMELT_ISA_AVX2 ? &smelt_fwd_kernels_avx2 : &smelt_fwd_kernels_portable;
     /* packed panel NB*KC + decode rows NR*KC + edge X tile MR*KC + edge C tile MR*NR */
     o->scratch_per_thread = ((size_t)NB * KC + (size_t)SMELT_NR * KC + (size_t)SMELT_MR * KC + SMELT_MR * SMELT_NR + 15) / 16 * 16;
     o->scratch = aligned_alloc(64, o->scratch_per_thread * sizeof(float) * (size_t)o->n_threads);
@@ -151,22 +151,22 @@ smelt_ops *smelt_ops_new(smelt_pool *pool, int isa)
     return o;
 }
 
-void smelt_ops_free(smelt_ops *o)
+void smelt_fwd_ops_free(smelt_fwd_ops *o)
 {
     if (!o) return;
     free(o->scratch);
     free(o);
 }
 
-int smelt_ops_isa(const smelt_ops *o) { return o->isa; }
-const char *smelt_ops_isa_name(const smelt_ops *o) { return o->k->name; }
-int smelt_ops_threads(const smelt_ops *o) { return o->n_threads; }
-smelt_pool *smelt_ops_pool(const smelt_ops *o) { return o->pool; }
+int smelt_fwd_ops_isa(const smelt_fwd_ops *o) { return o->isa; }
+const char *smelt_fwd_ops_isa_name(const smelt_fwd_ops *o) { return o->k->name; }
+int smelt_fwd_ops_threads(const smelt_fwd_ops *o) { return o->n_threads; }
+smelt_pool *smelt_fwd_ops_pool(const smelt_fwd_ops *o) { return o->pool; }
 
 /* ==== matrix products ==== */
 
 typedef struct {
-    const smelt_ops *o;
+    const smelt_fwd_ops *o;
     const smelt_mm *jobs;
     size_t n_jobs;
     size_t *first_task; /* n_jobs + 1 prefix sums */
@@ -176,7 +176,7 @@ typedef struct {
 
 /* Pack weight rows [n0, n0+nn) x columns [k0, k0+kc) of matrix w (expert e) as nn/16
  * panels, decoding through the quant traits table when the type is not f32/f16. */
-static void pack_block(const smelt_kern *K, const smelt_wview *w, uint32_t e, size_t n0, size_t nn, size_t k0,
+static void pack_block(const smelt_fwd_kernels *K, const smelt_wview *w, uint32_t e, size_t n0, size_t nn, size_t k0,
                        size_t kc, float *wp, float *rowbuf)
 {
     const uint8_t *base = w->data + (uint64_t)e * w->mat_bytes;
@@ -214,8 +214,8 @@ static void mm_task(void *ctx, size_t task, int thread)
         }
     }
     const smelt_mm *J = &P->jobs[jb];
-    const smelt_ops *o = P->o;
-    const smelt_kern *K = o->k;
+    const smelt_fwd_ops *o = P->o;
+    const smelt_fwd_kernels *K = o->k;
     size_t local = task - P->first_task[jb];
     size_t ib_n = local / P->n_tb[jb], ib_t = local % P->n_tb[jb];
     size_t N = (size_t)J->w->ne[1], Kd = (size_t)J->w->ne[0];
@@ -257,13 +257,13 @@ static void mm_task(void *ctx, size_t task, int thread)
     }
 }
 
-void smelt_ops_matmul(smelt_ops *o, const smelt_mm *jobs, size_t n_jobs)
+void smelt_fwd_ops_matmul(smelt_fwd_ops *o, const smelt_mm *jobs, size_t n_jobs)
 {
     if (!n_jobs) return;
     size_t stack_a[3 * 64];
     size_t *mem = n_jobs <= 63 ? stack_a : malloc(sizeof(size_t) * 3 * (n_jobs + 1));
     if (!mem) { /* out of memory for the plan: run the jobs one by one */
-        for (size_t i = 0; i < n_jobs; i++) smelt_ops_matmul(o, &jobs[i], 1);
+        for (size_t i = 0; i < n_jobs; i++) smelt_fwd_ops_matmul(o, &jobs[i], 1);
         return;
     }
     mmplan P = {o, jobs, n_jobs, mem, mem + n_jobs + 1, mem + 2 * (n_jobs + 1)};
@@ -301,16 +301,16 @@ void smelt_rmsnorm(const float *x, const float *w, float *y, size_t n, float eps
     for (size_t i = 0; i < n; i++) y[i] = (x[i] * scale) * w[i];
 }
 
-void smelt_ops_exp_sub(const smelt_ops *o, const float *x, float sub, float *y, size_t n)
+void smelt_fwd_ops_exp_sub(const smelt_fwd_ops *o, const float *x, float sub, float *y, size_t n)
 {
     o->k->exp_sub(x, sub, y, n);
 }
 
-float smelt_ops_sum(const smelt_ops *o, const float *x, size_t n) { return o->k->sum(x, n); }
+float smelt_fwd_ops_sum(const smelt_fwd_ops *o, const float *x, size_t n) { return o->k->sum(x, n); }
 
-void smelt_ops_swiglu(const smelt_ops *o, float *g, const float *u, size_t n) { o->k->swiglu(g, u, n); }
+void smelt_fwd_ops_swiglu(const smelt_fwd_ops *o, float *g, const float *u, size_t n) { o->k->swiglu(g, u, n); }
 
-void smelt_ops_softmax(const smelt_ops *o, float *x, size_t n)
+void smelt_fwd_ops_softmax(const smelt_fwd_ops *o, float *x, size_t n)
 {
     if (!n) return;
     float mx = x[0];
@@ -323,17 +323,9 @@ void smelt_ops_softmax(const smelt_ops *o, float *x, size_t n)
     for (size_t i = 0; i < n; i++) x[i] *= inv;
 }
 
-double smelt_ops_logsumexp(const smelt_ops *o, const float *x, size_t n, float *scratch, size_t *imax)
+double smelt_fwd_ops_sum_exp(const smelt_fwd_ops *o, const float *x, float sub, size_t n, float *scratch)
 {
-    size_t im = 0;
-    float mx = x[0];
-    for (size_t i = 1; i < n; i++)
-        if (x[i] > mx) {
-            mx = x[i];
-            im = i;
-        }
-    if (imax) *imax = im;
-    o->k->exp_sub(x, mx, scratch, n);
+    o->k->exp_sub(x, sub, scratch, n);
     double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     size_t i = 0;
     for (; i + 4 <= n; i += 4) {
@@ -343,7 +335,20 @@ double smelt_ops_logsumexp(const smelt_ops *o, const float *x, size_t n, float *
         s3 += scratch[i + 3];
     }
     for (; i < n; i++) s0 += scratch[i];
-    return (double)mx + log((s0 + s1) + (s2 + s3));
+    return (s0 + s1) + (s2 + s3);
+}
+
+double smelt_fwd_ops_logsumexp(const smelt_fwd_ops *o, const float *x, size_t n, float *scratch, size_t *imax)
+{
+    size_t im = 0;
+    float mx = x[0];
+    for (size_t i = 1; i < n; i++)
+        if (x[i] > mx) {
+            mx = x[i];
+            im = i;
+        }
+    if (imax) *imax = im;
+    return (double)mx + log(smelt_fwd_ops_sum_exp(o, x, mx, n, scratch));
 }
 
 /* ==== RoPE ==== */
@@ -374,11 +379,11 @@ void smelt_rope_apply(float *x, const float *cs, uint32_t n_rot)
 
 /* ==== attention ==== */
 
-void smelt_ops_attend(const smelt_ops *o, const float *q, size_t ldq, size_t n_q, size_t pos0, size_t hd,
+void smelt_fwd_ops_attend(const smelt_fwd_ops *o, const float *q, size_t ldq, size_t n_q, size_t pos0, size_t hd,
                       const float *kt, size_t ldk, const float *v, size_t ldv, size_t hd_v, float scale,
                       float *out, size_t ldo, float *scratch)
 {
-    const smelt_kern *K = o->k;
+    const smelt_fwd_kernels *K = o->k;
     const size_t lds = pos0 + n_q;
     for (size_t i0 = 0; i0 < n_q; i0 += 4) {
         size_t m = n_q - i0 < 4 ? n_q - i0 : 4;

@@ -3,7 +3,7 @@
  * either side, which changed shape or type, which are bit-identical, and for the rest how
  * far apart their values are (decoded to f32: max |Δ|, RMSE, differing elements, and for
  * 16-bit types the elements more than one ulp apart); plus metadata differences.
- * Layer: verify. Includes formats/ and verify/vmodel.h. */
+ * Layer: verify. Includes formats/ and verify/integrity/checkpoint.h. */
 #ifndef SMELT_DIFF_H
 #define SMELT_DIFF_H
 
@@ -13,7 +13,7 @@
 
 #include "formats/base/err.h"
 #include "formats/base/progress.h"
-#include "verify/vmodel.h"
+#include "verify/integrity/checkpoint.h"
 
 typedef struct smelt_diff_opts {
     int n_threads;                  /* 0: one per CPU */
@@ -71,7 +71,7 @@ typedef struct smelt_diff_result {
 /* Compare a with b. Errors: EUNSUPPORTED for a GGUF compared with a safetensors checkpoint
  * (names would need mapping); ENOMEM. Differences are findings, not errors. Results do not
  * depend on the thread count. */
-int smelt_diff_run(const smelt_vmodel *a, const smelt_vmodel *b, const smelt_diff_opts *o, smelt_diff_result *r,
+int smelt_diff_run(const smelt_checkpoint *a, const smelt_checkpoint *b, const smelt_diff_opts *o, smelt_diff_result *r,
                    smelt_err *e);
 void smelt_diff_result_free(smelt_diff_result *r);
 

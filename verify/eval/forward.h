@@ -1,6 +1,6 @@
 /* forward.h — the reference forward pass of a Llama-architecture model (Llama, Mistral,
  * Mixtral MoE) over a GGUF, evaluating whole batches of tokens at once.
- * Layer: verify. Includes formats/, quant/, verify/model.h and verify/ops.h.
+ * Layer: verify. Includes formats/, quant/, verify/eval/model.h and verify/eval/ops.h.
  *
  * A smelt_fwd holds the scratch buffers and the key/value cache for up to n_seq
  * independent sequences of up to n_ctx positions. Each call evaluates the same number of
@@ -27,8 +27,8 @@
 #include <stdint.h>
 
 #include "formats/base/err.h"
-#include "verify/model.h"
-#include "verify/ops.h"
+#include "verify/eval/model.h"
+#include "verify/eval/ops.h"
 
 typedef struct smelt_fwd_mm_info {
     const char *weight; /* GGUF name of the weight, e.g. "blk.3.ffn_down_exps.weight" */
@@ -47,7 +47,7 @@ typedef struct smelt_fwd smelt_fwd;
  * sequences of n_ctx positions, and one call evaluates at most n_tok_max tokens per
  * sequence. Errors: EUSAGE when n_ctx exceeds the model's training context
  * (<arch>.context_length) or a size is 0; ENOMEM (the message gives the bytes needed). */
-int smelt_fwd_new(const smelt_model *m, smelt_ops *ops, uint32_t n_ctx, uint32_t n_seq, uint32_t n_tok_max,
+int smelt_fwd_new(const smelt_model *m, smelt_fwd_ops *ops, uint32_t n_ctx, uint32_t n_seq, uint32_t n_tok_max,
                   smelt_fwd **out, smelt_err *e);
 void smelt_fwd_free(smelt_fwd *f); /* NULL is a no-op */
 /* Install (or with fn == NULL remove) the matmul hook. */

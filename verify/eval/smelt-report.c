@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "formats/base/cli.h"
+#include "formats/tool/tool.h"
 #include "formats/base/file.h"
 #include "formats/base/progress.h"
-#include "verify/report.h"
+#include "verify/eval/report.h"
 
 static const char *TOOL = "smelt-report";
 
@@ -49,53 +49,38 @@ static void usage(void)
            "5 mismatch (a quant's vocabulary differs from the base's), 6 out of memory.\n");
 }
 
-typedef struct {
-    int quiet;
-    smelt_progress prog;
-    smelt_progress_term term;
-} ui;
-
-static void on_note(void *user, const char *msg)
-{
-    ui *u = user;
-    if (u->quiet) return;
-    if (u->term.tty) fputs("\r\033[K", stderr);
-    fprintf(stderr, "%s: %s\n", TOOL, msg);
-}
-
 static void on_chunk(void *user, size_t i, size_t n, const smelt_ppl_result *r)
 {
-    ui *u = user;
+    smelt_tool *t = user;
     char label[96];
     snprintf(label, sizeof label, "model %zu/%zu, chunk %zu/%zu", i + 1, n, r->chunks_done, r->n_chunks);
-    smelt_progress_step(&u->prog, i * r->n_chunks + r->chunks_done, n * r->n_chunks, 0, label);
+    smelt_progress_step(&t->progress, i * r->n_chunks + r->chunks_done, n * r->n_chunks, 0, label);
 }
 
 int main(int argc, char **argv)
 {
     smelt_report_opts o;
     smelt_report_opts_default(&o);
-    ui u;
-    memset(&u, 0, sizeof u);
+    smelt_tool t;
+    smelt_tool_init(&t, TOOL, usage);
     const char *prefix = NULL, *cache = NULL;
-    int no_cache = 0, json = 0;
+    int no_cache = 0;
     static const struct option lo[] = {
         {"base", required_argument, 0, 'B'},       {"file", required_argument, 0, 'f'},
         {"output", required_argument, 0, 'o'},     {"ctx-size", required_argument, 0, 'c'},
         {"chunks", required_argument, 0, 'C'},     {"batch-size", required_argument, 0, 'b'},
         {"threads", required_argument, 0, 't'},    {"cache", required_argument, 0, 'K'},
-        {"no-cache", no_argument, 0, 'N'},         {"json", no_argument, 0, 'j'},
-        {"quiet", no_argument, 0, 'q'},            {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},          {"ctx-sweep", required_argument, 0, 'S'},
-        {0, 0, 0, 0}};
+        {"no-cache", no_argument, 0, 'N'},         {"ctx-sweep", required_argument, 0, 'S'},
+        SMELT_TOOL_OPTIONS,                        {0, 0, 0, 0}};
     uint32_t sweep[32];
     size_t n_sweep = 0;
     int c;
     const smelt_cli_eval ev = {&o.n_ctx, &o.n_chunks, &o.n_batch, &o.n_threads};
+    t.eval = &ev;
     while ((c = getopt_long(argc, argv, "f:o:c:b:t:qh", lo, NULL)) != -1) {
-        int er = smelt_cli_eval_opt(TOOL, c, optarg, &ev);
-        if (er == 1) continue;
-        if (er) return er;
+        int er = smelt_tool_option(&t, c, optarg);
+        if (er == SMELT_TOOL_OPTION_TAKEN) continue;
+        if (er != SMELT_TOOL_OPTION_OTHER) return er;
         switch (c) {
         case 'B': o.base = optarg; break;
         case 'f': o.text = optarg; break;
@@ -124,11 +109,6 @@ int main(int argc, char **argv)
             break;
         }
         case 'N': no_cache = 1; break;
-        case 'j': json = 1; break;
-        case 'q': u.quiet = 1; break;
-        case 'h': usage(); return 0;
-        case 'V': smelt_cli_version(TOOL); return 0;
-        default: return smelt_cli_usage_error(TOOL, "unknown option");
         }
     }
     if (!o.base) return smelt_cli_usage_error(TOOL, "no base model given (--base BASE.gguf)");
@@ -146,33 +126,30 @@ int main(int argc, char **argv)
     o.cache_dir = no_cache ? NULL : cache;
     o.ctx_sweep = sweep;
     o.n_ctx_sweep = n_sweep;
-    o.notes = (smelt_notes){on_note, &u};
+    o.notes = smelt_tool_status(&t);
     o.on_chunk = on_chunk;
-    o.user = &u;
-    smelt_tool_install_file_safety(TOOL);
-    smelt_progress_term_init(&u.term, &u.prog, "report", u.quiet);
+    o.user = &t;
+    smelt_tool_start(&t, "report");
 
     smelt_err e;
     smelt_err_clear(&e);
     smelt_report *r;
     int rc = smelt_report_check_outputs(&o, prefix, &e);
     if (!rc) rc = smelt_report_run(&o, &r, &e);
-    if (!u.quiet && u.term.tty) fputs("\r\033[K", stderr);
+    smelt_tool_clear_line(&t);
     if (!rc) {
         rc = smelt_report_write(r, prefix, &e);
         char *s = NULL;
         size_t n;
-        if (!rc) rc = json ? smelt_report_json(r, &s, &n, &e) : smelt_report_markdown(r, &s, &n, &e);
+        if (!rc) rc = t.json ? smelt_report_json(r, &s, &n, &e) : smelt_report_markdown(r, &s, &n, &e);
         if (!rc) fwrite(s, 1, n, stdout);
         free(s);
-        if (!rc && !u.quiet)
+        if (!rc && !t.quiet)
             fprintf(stderr, "%s: wrote %s.md, %s.json, %s.svg%s%s%s\n", TOOL, prefix, prefix, prefix,
                     n_sweep ? ", " : "", n_sweep ? prefix : "", n_sweep ? "-ctx.svg" : "");
         smelt_report_free(r);
     }
-    if (rc) {
-        smelt_err_print(&e, TOOL, stderr);
-        return smelt_err_exit_status(rc);
-    }
+    if (rc) return smelt_tool_fail(&t, rc, &e);
+    smelt_tool_end(&t);
     return 0;
 }
