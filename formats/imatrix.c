@@ -20,6 +20,7 @@ static const char K_CHUNK_COUNT[] = "imatrix.chunk_count";
 static const char K_CHUNK_SIZE[] = "imatrix.chunk_size";
 static const char SFX_SUMS[] = ".in_sum2";
 static const char SFX_COUNTS[] = ".counts";
+static const char SFX_EXACT[] = ".in_sum2.exact";
 
 /* ==== in-memory structure ==== */
 
@@ -28,6 +29,7 @@ static void entry_free(smelt_imx_entry *en)
     free(en->name);
     free(en->sums);
     free(en->counts);
+    free(en->exact);
 }
 
 void smelt_imx_free(smelt_imx *m)
@@ -240,6 +242,24 @@ static int read_gguf(smelt_imx *m, const void *buf, size_t size, const char *nam
             }
             en.counts[j] = (int64_t)llroundf(f);
         }
+        snprintf(wname, sizeof wname, "%.*s%s", (int)stem, t->name, SFX_EXACT);
+        const smelt_gguf_tensor *x = smelt_gguf_find_tensor(g, wname);
+        wname[stem] = 0;
+        if (x && (x->type != SMELT_TYPE_I64 || x->nelements != 2 * n_vals)) {
+            entry_free(&en);
+            rc = SMELT_CORRUPT(e, name, x->info_offset, x->name,
+                               "expected an i64 tensor of %" PRIu64 " elements (2 per value of '%s'), found %s x %" PRIu64,
+                               2 * n_vals, t->name, smelt_type_name(x->type), x->nelements);
+            goto out;
+        }
+        if (x) {
+            if (!(en.exact = malloc(2 * n_vals * sizeof(uint64_t)))) {
+                entry_free(&en);
+                rc = SMELT_NOMEM(e, "imatrix entry");
+                goto out;
+            }
+            memcpy(en.exact, x->data, 2 * n_vals * sizeof(uint64_t));
+        }
         if ((rc = insert_entry(m, &en, e))) {
             entry_free(&en);
             goto out;
@@ -410,9 +430,11 @@ static int write_gguf(const smelt_imx *m, const char *path, smelt_err *e)
     for (size_t i = 0; !rc && i < m->n_entries; i++) {
         const smelt_imx_entry *en = &m->entries[i];
         char nm[SMELT_GGUF_MAX_NAME + 16];
-        if (strlen(en->name) + sizeof SFX_SUMS > SMELT_GGUF_MAX_NAME) {
+        const bool exact = m->write_exact && en->exact;
+        const char *sfx = exact ? SFX_EXACT : SFX_SUMS;
+        if (strlen(en->name) + strlen(sfx) + 1 > SMELT_GGUF_MAX_NAME) {
             rc = SMELT_ERR(e, SMELT_EUNSUPPORTED, path, en->name,
-                           "name too long for a GGUF tensor once '%s' is appended (limit %d bytes)", SFX_SUMS,
+                           "name too long for a GGUF tensor once '%s' is appended (limit %d bytes)", sfx,
                            SMELT_GGUF_MAX_NAME - 1);
             break;
         }
@@ -422,6 +444,9 @@ static int write_gguf(const smelt_imx *m, const char *path, smelt_err *e)
         rc = smelt_gguf_writer_add_tensor(w, nm, nd, ne_s, SMELT_TYPE_F32, e);
         snprintf(nm, sizeof nm, "%s%s", en->name, SFX_COUNTS);
         if (!rc) rc = smelt_gguf_writer_add_tensor(w, nm, nd, ne_c, SMELT_TYPE_F32, e);
+        uint64_t ne_x[2] = {2, en->n_values};
+        snprintf(nm, sizeof nm, "%s%s", en->name, SFX_EXACT);
+        if (!rc && exact) rc = smelt_gguf_writer_add_tensor(w, nm, 2, ne_x, SMELT_TYPE_I64, e);
     }
     if (!rc) rc = smelt_gguf_writer_begin(w, path, e);
     float *tmp = NULL;
@@ -440,6 +465,8 @@ static int write_gguf(const smelt_imx *m, const char *path, smelt_err *e)
             float c = from_legacy ? (float)(en->counts[0] * (int64_t)m->chunk_size) : (float)en->counts[j];
             rc = smelt_gguf_writer_write(w, &c, 4, e);
         }
+        if (!rc && m->write_exact && en->exact)
+            rc = smelt_gguf_writer_write(w, en->exact, 2 * en->n_values * sizeof(uint64_t), e);
     }
     free(tmp);
     if (!rc) rc = smelt_gguf_writer_commit(w, e);
@@ -527,4 +554,262 @@ int smelt_imx_write(const smelt_imx *m, const char *path, int format, smelt_err 
                          "converting a %s imatrix to the %s format needs its chunk size (tokens per chunk)",
                          m->format == SMELT_IMX_GGUF ? "GGUF" : "legacy", format == SMELT_IMX_GGUF ? "GGUF" : "legacy");
     return format == SMELT_IMX_GGUF ? write_gguf(m, path, e) : write_legacy(m, path, e);
+}
+
+/* ==== combining ==== */
+
+typedef struct {
+    const char *name;  /* the first input's entry name (inputs outlive the accumulator) */
+    const char *from;  /* the file it first came from */
+    uint64_t n_values, n_mat;
+    double *sums;      /* raw Σx², n_values */
+    int64_t *counts;   /* n_mat */
+    uint64_t *exact;   /* 2 x n_values while every input so far had exact sums, else NULL */
+} comb_entry;
+
+static void comb_free(comb_entry *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(c[i].sums);
+        free(c[i].counts);
+        free(c[i].exact);
+    }
+    free(c);
+}
+
+/* A legacy entry has one ncall for all its values (n_mat 1): spread over n_mat matrices. */
+static int comb_widen(comb_entry *c, uint64_t n_mat, smelt_err *e)
+{
+    int64_t *nc = malloc(n_mat * sizeof *nc);
+    if (!nc) return SMELT_NOMEM(e, "imatrix counts");
+    for (uint64_t j = 0; j < n_mat; j++) nc[j] = c->counts[0];
+    free(c->counts);
+    c->counts = nc;
+    c->n_mat = n_mat;
+    return 0;
+}
+
+static int comb_add(comb_entry *c, const smelt_imx *m, const smelt_imx_entry *en, uint32_t chunk_size,
+                    const char *path, smelt_err *e)
+{
+    const bool legacy = m->format == SMELT_IMX_LEGACY;
+    uint64_t n_mat = en->n_mat;
+    if (c->n_values != en->n_values || (c->n_mat != n_mat && c->n_mat != 1 && n_mat != 1))
+        return SMELT_ERR(e, SMELT_EMISMATCH, path, en->name,
+                         "%" PRIu64 " values in %" PRIu64 " matrices, but %s has %" PRIu64 " in %" PRIu64
+                         " (imatrices of different models?)",
+                         en->n_values, n_mat, c->from, c->n_values, c->n_mat);
+    if (c->exact && (!en->exact || legacy || c->n_mat != n_mat)) {
+        free(c->exact);
+        c->exact = NULL;
+    }
+    for (uint64_t j = 0; c->exact && j < en->n_values; j++)
+        if (!smelt_imx_fixed_add(c->exact + 2 * j, en->exact + 2 * j))
+            return SMELT_ERR(e, SMELT_EUNSUPPORTED, path, en->name, "sum of squares beyond 2^64");
+    if (c->n_mat < n_mat) {
+        int rc = comb_widen(c, n_mat, e);
+        if (rc) return rc;
+    }
+    for (uint64_t j = 0; j < en->n_values; j++)
+        c->sums[j] += legacy ? (double)en->sums[j] * chunk_size : (double)en->sums[j];
+    for (uint64_t j = 0; j < c->n_mat; j++) {
+        int64_t k = en->counts[n_mat == 1 ? 0 : j];
+        c->counts[j] += legacy ? k * (int64_t)chunk_size : k;
+    }
+    return 0;
+}
+
+static int add_dataset_once(smelt_imx *m, const char *ds, smelt_err *e)
+{
+    for (size_t i = 0; i < m->n_datasets; i++)
+        if (!strcmp(m->datasets[i], ds)) return 0;
+    return smelt_imx_add_dataset(m, ds, e);
+}
+
+int smelt_imx_combine(smelt_imx *const *in, const char *const *paths, size_t n, uint32_t chunk_size, smelt_imx **out,
+                      smelt_err *e)
+{
+    *out = NULL;
+    if (!n) return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "no imatrix to combine");
+    const char *cs_from = NULL;
+    for (size_t f = 0; f < n; f++) {
+        if (in[f]->format != SMELT_IMX_GGUF || !in[f]->chunk_size) continue;
+        if (!cs_from) {
+            cs_from = paths[f];
+            chunk_size = in[f]->chunk_size;
+        } else if (in[f]->chunk_size != chunk_size) {
+            return SMELT_ERR(e, SMELT_EMISMATCH, paths[f], NULL,
+                             "collected over chunks of %u tokens, but %s over chunks of %u: combine imatrices made "
+                             "with the same context size",
+                             in[f]->chunk_size, cs_from, chunk_size);
+        }
+    }
+    if (!chunk_size) chunk_size = 512;
+    comb_entry *acc = NULL;
+    size_t n_acc = 0, cap = 0;
+    int rc = 0;
+    for (size_t f = 0; !rc && f < n; f++) {
+        for (size_t i = 0; !rc && i < in[f]->n_entries; i++) {
+            const smelt_imx_entry *en = &in[f]->entries[i];
+            size_t k = 0;
+            while (k < n_acc && strcmp(acc[k].name, en->name)) k++;
+            if (k == n_acc) {
+                if (n_acc == cap) {
+                    size_t nc = cap ? 2 * cap : 64;
+                    comb_entry *na = realloc(acc, nc * sizeof *na);
+                    if (!na) {
+                        rc = SMELT_NOMEM(e, "imatrix entries");
+                        break;
+                    }
+                    acc = na;
+                    cap = nc;
+                }
+                const bool exact = en->exact && in[f]->format == SMELT_IMX_GGUF;
+                comb_entry c = {en->name, paths[f], en->n_values, en->n_mat, calloc(en->n_values, sizeof(double)),
+                                calloc(en->n_mat, sizeof(int64_t)),
+                                exact ? calloc(2 * en->n_values, sizeof(uint64_t)) : NULL};
+                acc[n_acc++] = c;
+                if (!c.sums || !c.counts || (exact && !c.exact)) {
+                    rc = SMELT_NOMEM(e, "an imatrix entry");
+                    break;
+                }
+            }
+            rc = comb_add(&acc[k], in[f], en, chunk_size, paths[f], e);
+        }
+    }
+    smelt_imx *m = rc ? NULL : smelt_imx_new();
+    if (!rc && !m) rc = SMELT_NOMEM(e, "the imatrix");
+    float *tmp = NULL;
+    int64_t mx = 0;
+    for (size_t k = 0; !rc && k < n_acc; k++) {
+        const comb_entry *c = &acc[k];
+        float *nt = realloc(tmp, c->n_values * sizeof(float));
+        if (!nt) {
+            rc = SMELT_NOMEM(e, "imatrix row");
+            break;
+        }
+        tmp = nt;
+        for (uint64_t j = 0; j < c->n_values; j++)
+            tmp[j] = c->exact ? smelt_imx_fixed_f32(c->exact + 2 * j) : (float)c->sums[j];
+        for (uint64_t j = 0; j < c->n_mat; j++)
+            if (c->counts[j] > mx) mx = c->counts[j];
+        rc = smelt_imx_add(m, c->name, c->n_values, c->n_mat, tmp, c->counts, e);
+        if (!rc && c->exact) { /* kept: the combination can be written with them again */
+            smelt_imx_entry *en = (smelt_imx_entry *)smelt_imx_find(m, c->name);
+            en->exact = acc[k].exact;
+            acc[k].exact = NULL;
+        }
+    }
+    free(tmp);
+    for (size_t f = 0; !rc && f < n; f++)
+        for (size_t i = 0; !rc && i < in[f]->n_datasets; i++) rc = add_dataset_once(m, in[f]->datasets[i], e);
+    comb_free(acc, n_acc);
+    if (rc) {
+        smelt_imx_free(m);
+        return rc;
+    }
+    m->chunk_size = chunk_size;
+    m->chunk_count = (uint32_t)(mx / chunk_size);
+    m->has_metadata = true;
+    *out = m;
+    return 0;
+}
+
+/* ==== statistics ==== */
+
+/* Block index of "blk.N.…", or -1. */
+static int block_of(const char *name)
+{
+    if (strncmp(name, "blk.", 4)) return -1;
+    char *end;
+    long b = strtol(name + 4, &end, 10);
+    return end != name + 4 && *end == '.' && b >= 0 && b < INT32_MAX ? (int)b : -1;
+}
+
+/* The same weight one block earlier ("blk.3.ffn_up.weight" → "blk.2.ffn_up.weight"). */
+static const smelt_imx_entry *previous_block(const smelt_imx *m, const smelt_imx_entry *en, int blk)
+{
+    if (blk <= 0) return NULL;
+    const char *rest = strchr(en->name + 4, '.');
+    char nm[IMX_MAX_NAME + 32];
+    if (strlen(rest) > IMX_MAX_NAME) return NULL;
+    snprintf(nm, sizeof nm, "blk.%d%s", blk - 1, rest);
+    return smelt_imx_find(m, nm);
+}
+
+static double cosine(const float *a, const float *b, uint64_t n)
+{
+    double ab = 0, aa = 0, bb = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        ab += (double)a[i] * b[i];
+        aa += (double)a[i] * a[i];
+        bb += (double)b[i] * b[i];
+    }
+    return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : NAN;
+}
+
+int smelt_imx_stats(const smelt_imx *m, smelt_imx_stat **out, smelt_err *e)
+{
+    *out = NULL;
+    smelt_imx_stat *st = calloc(m->n_entries ? m->n_entries : 1, sizeof *st);
+    uint64_t cap = 0;
+    for (size_t i = 0; i < m->n_entries; i++)
+        if (m->entries[i].n_values > cap) cap = m->entries[i].n_values;
+    double *v = malloc((cap ? cap : 1) * sizeof *v);
+    if (!st || !v) {
+        free(st);
+        free(v);
+        return SMELT_NOMEM(e, "imatrix statistics");
+    }
+    for (size_t i = 0; i < m->n_entries; i++) {
+        const smelt_imx_entry *en = &m->entries[i];
+        smelt_imx_stat *s = &st[i];
+        s->name = en->name;
+        s->layer = block_of(en->name);
+        s->n_mat = en->n_mat;
+        const uint64_t per = en->n_values / en->n_mat;
+        uint64_t n = 0;
+        for (uint64_t k = 0; k < en->n_mat; k++) {
+            int64_t c = en->counts[k];
+            if (c <= 0) {
+                s->n_mat_empty++;
+                continue;
+            }
+            for (uint64_t j = 0; j < per; j++) v[n++] = (double)en->sums[k * per + j] / (double)c;
+        }
+        s->n_values = n;
+        s->cossim = NAN;
+        const smelt_imx_entry *prev = previous_block(m, en, s->layer);
+        if (prev && prev->n_values == en->n_values) s->cossim = cosine(en->sums, prev->sums, en->n_values);
+        if (!n) continue;
+        double sum = 0, sum2 = 0, mn = v[0], mxv = v[0];
+        uint64_t active = 0;
+        for (uint64_t j = 0; j < n; j++) {
+            sum += v[j];
+            sum2 += v[j] * v[j];
+            if (v[j] < mn) mn = v[j];
+            if (v[j] > mxv) mxv = v[j];
+            active += v[j] > 1e-5;
+        }
+        const double mean = sum / (double)n, var = sum2 / (double)n - mean * mean, sd = var > 0 ? sqrt(var) : 0;
+        double ent = 0;
+        uint64_t above = 0;
+        for (uint64_t j = 0; j < n; j++) {
+            double p = sum > 0 ? v[j] / sum : 0;
+            if (p > 0) ent -= p * log2(p);
+            above += sd > 0 && (v[j] - mean) / sd > 1;
+        }
+        s->sum = sum;
+        s->min = mn;
+        s->max = mxv;
+        s->mean = mean;
+        s->stddev = sd;
+        s->active = (double)active / (double)n;
+        s->entropy = ent;
+        s->entropy_norm = n > 1 ? ent / log2((double)n) : 0;
+        s->z_above_1 = (double)above / (double)n;
+    }
+    free(v);
+    *out = st;
+    return 0;
 }

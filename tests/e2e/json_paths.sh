@@ -65,6 +65,9 @@ carries "smelt-verify --diff" 5 "$W/hf" "$W/merged" -- "$B/smelt-verify" --diff 
 carries "smelt-perplexity" 0 "$W/q8.gguf" -- "$B/smelt-perplexity" -q --json -m "$W/q8.gguf" -f "$T" -c 128 --chunks 2
 carries "smelt-imatrix" 0 "$W/imatrix.gguf" -- \
   "$B/smelt-imatrix" -q --json -m "$W/m.gguf" -f "$T" -c 128 --chunks 2 -o "$W/imatrix.gguf"
+carries "smelt-imatrix --combine" 0 "$W/imatrix.gguf" "$W/both.gguf" -- \
+  "$B/smelt-imatrix" --json --combine "$W/imatrix.gguf" "$W/imatrix.gguf" -o "$W/both.gguf"
+carries "smelt-imatrix --show-statistics" 0 "$W/both.gguf" -- "$B/smelt-imatrix" --json --show-statistics "$W/both.gguf"
 carries "smelt-report" 0 "$W/m.gguf" "$W/q8.gguf" -- \
   "$B/smelt-report" -q --json --no-cache --base "$W/m.gguf" -f "$T" -c 128 --chunks 2 -o "$W/card" "$W/q8.gguf"
 [ $fails -eq 0 ] || { echo "$fails failure(s)"; exit 1; }

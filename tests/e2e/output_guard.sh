@@ -117,6 +117,11 @@ refuse w/model.gguf w/model.gguf -- "$I" -q -m w/model.gguf -f w/eval.md -c 64 -
 refuse hard-model.gguf w/model.gguf -- "$I" -q -m w/model.gguf -f w/eval.md -c 64 -o hard-model.gguf
 refuse sym-eval.md w/eval.md -- "$I" -q -m w/model.gguf -f w/eval.md -c 64 -o sym-eval.md
 refuse w w/model.gguf -- "$I" -q -m w/model.gguf -f w/eval.md -c 64 -o w
+# the checkpoint of --save-every is an output too; --combine's output is none of its inputs
+refuse w/model.gguf w/model.gguf -- "$I" -q -m w/model.gguf -f w/eval.md -c 64 -o out.gguf --save-every 1 --checkpoint w/model.gguf
+refuse sym-eval.md w/eval.md -- "$I" -q -m w/model.gguf -f w/eval.md -c 64 -o out.gguf --save-every 1 --checkpoint sym-eval.md
+refuse w/imatrix.gguf w/imatrix.gguf -- "$I" --combine w/imatrix.gguf w/imatrix.gguf -o w/imatrix.gguf
+refuse ./w/imatrix.gguf w/imatrix.gguf -- "$I" --combine w/imatrix.gguf -o ./w/imatrix.gguf
 
 # ---- smelt-perplexity --kld-base OUT ----
 P="$B/smelt-perplexity"

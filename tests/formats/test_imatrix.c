@@ -194,6 +194,138 @@ Test(imatrix, built_accumulated_and_zero_count_experts)
     smelt_imx_free(m);
 }
 
+/* Exact sums: 128-bit fixed point with 2^-64 units; the carry between the words; what is
+ * refused; and the same sum whatever the order and grouping of the additions. */
+Test(imatrix, exact_fixed_point_sums)
+{
+    uint64_t a[2] = {0, 0};
+    cr_assert(smelt_imx_fixed_add_double(a, 0.0));
+    cr_assert(smelt_imx_fixed_add_double(a, 0.5));
+    cr_assert(a[0] == 1ull << 63 && a[1] == 0);
+    cr_assert(smelt_imx_fixed_add_double(a, 0.5));
+    cr_assert(a[0] == 0 && a[1] == 1, "carry into the integer word");
+    cr_assert(smelt_imx_fixed_add_double(a, 0x1p-64));
+    cr_assert(smelt_imx_fixed_add_double(a, 0x1p-70), "below the unit: truncated, not refused");
+    cr_assert(a[0] == 1 && a[1] == 1);
+    cr_assert(smelt_imx_fixed_add_double(a, 0x1p63 + 0x1p11));
+    cr_assert(a[1] == 1 + (1ull << 63) + (1ull << 11));
+    cr_assert_not(smelt_imx_fixed_add_double(a, 0x1p64));
+    cr_assert_not(smelt_imx_fixed_add_double(a, -1.0));
+    cr_assert_not(smelt_imx_fixed_add_double(a, INFINITY));
+    cr_assert_not(smelt_imx_fixed_add_double(a, NAN));
+    uint64_t big[2] = {0, UINT64_MAX}, one[2] = {0, 1};
+    cr_assert_not(smelt_imx_fixed_add(big, one), "integer overflow is reported");
+    uint64_t x[2] = {0, 3};
+    cr_assert_eq(smelt_imx_fixed_f32(x), 3.0f);
+    /* 1000 squares: one chain vs three groups added in another order */
+    uint64_t all[2] = {0, 0}, g[3][2] = {{0, 0}, {0, 0}, {0, 0}};
+    uint32_t r = 12345;
+    for (int i = 0; i < 1000; i++) {
+        r = r * 1664525u + 1013904223u;
+        float v = (float)((double)r / 4294967296.0 * 200.0 - 100.0) * (i % 7 ? 1.0f : 1e-9f);
+        double sq = (double)v * v;
+        cr_assert(smelt_imx_fixed_add_double(all, sq));
+        cr_assert(smelt_imx_fixed_add_double(g[i % 3], sq));
+    }
+    cr_assert(smelt_imx_fixed_add(g[2], g[0]) && smelt_imx_fixed_add(g[2], g[1]));
+    cr_assert(g[2][0] == all[0] && g[2][1] == all[1]);
+}
+
+/* A slice's exact sums: written beside the f32 ones, read back; a wrong tensor is refused. */
+Test(imatrix, exact_sums_written_and_read)
+{
+    char dir[4096], p[4200];
+    cr_assert_eq(tu_mkdtemp(dir, sizeof dir), 0);
+    snprintf(p, sizeof p, "%s/s.gguf", dir);
+    smelt_imx *m = smelt_imx_new();
+    smelt_err e;
+    float s[2] = {1.5f, 2};
+    int64_t c[1] = {3};
+    cr_assert_eq(smelt_imx_add(m, "a.weight", 2, 1, s, c, &e), 0);
+    smelt_imx_entry *en = (smelt_imx_entry *)smelt_imx_find(m, "a.weight");
+    en->exact = calloc(4, sizeof(uint64_t));
+    en->exact[0] = 1ull << 63, en->exact[1] = 1, en->exact[3] = 2;
+    m->chunk_size = 3;
+    m->write_exact = true;
+    cr_assert_eq(smelt_imx_write(m, p, SMELT_IMX_GGUF, &e), 0, "%s", e.msg);
+    smelt_imx *r;
+    cr_assert_eq(smelt_imx_read(p, &r, &e), 0, "%s", e.msg);
+    cr_assert_not_null(r->entries[0].exact);
+    cr_assert_eq(memcmp(r->entries[0].exact, en->exact, 4 * sizeof(uint64_t)), 0);
+    smelt_imx_free(r);
+    smelt_imx_free(m);
+    /* an exact tensor of the wrong type */
+    smelt_gguf_writer *w = smelt_gguf_writer_new();
+    uint64_t n2[1] = {2}, n1[1] = {1}, n4[1] = {4};
+    const float z[4] = {1, 1, 1, 1};
+    cr_assert_eq(smelt_gguf_writer_add_tensor(w, "a.weight.in_sum2", 1, n2, SMELT_TYPE_F32, &e), 0);
+    cr_assert_eq(smelt_gguf_writer_add_tensor(w, "a.weight.counts", 1, n1, SMELT_TYPE_F32, &e), 0);
+    cr_assert_eq(smelt_gguf_writer_add_tensor(w, "a.weight.in_sum2.exact", 1, n4, SMELT_TYPE_F32, &e), 0);
+    cr_assert_eq(smelt_gguf_writer_begin(w, p, &e), 0);
+    cr_assert_eq(smelt_gguf_writer_write(w, z, 8, &e), 0);
+    cr_assert_eq(smelt_gguf_writer_write(w, z, 4, &e), 0);
+    cr_assert_eq(smelt_gguf_writer_write(w, z, 16, &e), 0);
+    cr_assert_eq(smelt_gguf_writer_commit(w, &e), 0);
+    smelt_gguf_writer_free(w);
+    cr_assert_eq(smelt_imx_read(p, &r, &e), SMELT_EFORMAT);
+    const char *line = err_line(&e), *msg = strstr(line, "s.gguf: ");
+    cr_assert_not_null(msg, "%s", line);
+    cr_assert_str_eq(msg + 8, "'a.weight.in_sum2.exact' @ byte 119 (0x77): expected an i64 tensor of 4 elements (2 per "
+                              "value of 'a.weight.in_sum2'), found f32 x 4");
+    tu_rmtree(dir);
+}
+
+/* Combining: llama-imatrix's GGUF and its own .dat of the same run add up to twice the
+ * sums (the .dat converted with the chunk size of the GGUF); a legacy entry's one ncall is
+ * spread over the experts of a GGUF entry; shapes and chunk sizes must agree. */
+Test(imatrix, combine_gguf_legacy_and_mismatches)
+{
+    smelt_imx *g = read_fixture(FIX_GGUF), *d = read_fixture(FIX_DAT);
+    if (!g || !d) cr_skip_test("fixtures missing");
+    smelt_imx *in[2] = {g, d}, *out;
+    const char *paths[2] = {"a.gguf", "b.dat"};
+    smelt_err e;
+    cr_assert_eq(smelt_imx_combine(in, paths, 2, 0, &out, &e), 0, "%s", e.msg);
+    cr_assert_eq(out->n_entries, g->n_entries);
+    cr_assert_eq(out->chunk_size, 256);
+    cr_assert_eq(out->n_datasets, 1, "the same text once");
+    const smelt_imx_entry *a = smelt_imx_find(out, "blk.0.attn_q.weight"), *x = smelt_imx_find(g, "blk.0.attn_q.weight");
+    cr_assert_eq(a->counts[0], 2 * x->counts[0]);
+    for (uint64_t j = 0; j < a->n_values; j++)
+        cr_assert(fabsf(a->sums[j] - 2 * x->sums[j]) <= 1e-5f * a->sums[j], "sum %llu", (unsigned long long)j);
+    const smelt_imx_entry *ex = smelt_imx_find(out, "blk.1.ffn_up_exps.weight");
+    cr_assert_eq(ex->n_mat, 4, "the .dat's single ncall spread over the GGUF's experts");
+    smelt_imx_free(out);
+
+    smelt_imx *t = smelt_imx_new();
+    float s[4] = {1, 2, 3, 4};
+    int64_t c[1] = {4};
+    cr_assert_eq(smelt_imx_add(t, "blk.0.attn_q.weight", 4, 1, s, c, &e), 0);
+    t->chunk_size = 256;
+    in[1] = t;
+    cr_assert_eq(smelt_imx_combine(in, paths, 2, 0, &out, &e), SMELT_EMISMATCH);
+    cr_assert_str_eq(err_line(&e), "b.dat: 'blk.0.attn_q.weight': 4 values in 1 matrices, but a.gguf has 256 in 1 "
+                                   "(imatrices of different models?)");
+    t->chunk_size = 128;
+    cr_assert_eq(smelt_imx_combine(in, paths, 2, 0, &out, &e), SMELT_EMISMATCH);
+    cr_assert_str_eq(err_line(&e), "b.dat: collected over chunks of 128 tokens, but a.gguf over chunks of 256: combine "
+                                   "imatrices made with the same context size");
+    /* statistics of the toy: a = sums / 4 = .25 .5 .75 1 */
+    smelt_imx_stat *st;
+    cr_assert_eq(smelt_imx_stats(t, &st, &e), 0);
+    cr_assert_eq(st[0].n_values, 4);
+    cr_assert_float_eq(st[0].sum, 2.5, 1e-12);
+    cr_assert_float_eq(st[0].mean, 0.625, 1e-12);
+    cr_assert_float_eq(st[0].stddev, sqrt(0.078125), 1e-12);
+    cr_assert_float_eq(st[0].z_above_1, 0.25, 1e-12, "1 is 1.34 stddev above the mean");
+    cr_assert_eq(st[0].layer, 0);
+    cr_assert(isnan(st[0].cossim), "no block before block 0");
+    free(st);
+    smelt_imx_free(t);
+    smelt_imx_free(g);
+    smelt_imx_free(d);
+}
+
 /* ==== malformed files: each with its exact error line ==== */
 
 static int read_bytes(const tb_buf *b, smelt_err *e)

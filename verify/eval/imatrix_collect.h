@@ -15,8 +15,9 @@
  *   - entries are created for every expert of a weight at its first product, so an expert
  *     that no token reached is stored with count 0 ("partial data");
  *   - chunk_size = n_ctx; chunk_count = largest count / chunk_size (= chunks evaluated).
- * smelt adds the squares in double (llama.cpp in f32) and rounds once when writing; sums
- * do not depend on the thread count, the ISA or the batch size. llama.cpp skips dense
+ * smelt adds the squares exactly, in fixed point (formats/imatrix.h; llama.cpp in f32), and
+ * rounds once when writing; sums do not depend on the thread count, the ISA, the batch
+ * size or how the chunks were split into slices. llama.cpp skips dense
  * products of fewer than 16 rows (never the case with n_ctx >= 16 and whole-chunk
  * batches, the defaults); smelt collects every row. */
 #ifndef SMELT_IMATRIX_COLLECT_H
@@ -68,6 +69,18 @@ typedef struct smelt_imatrix_opts {
     int n_threads;        /* <= 0: one per CPU */
     int isa;              /* -1: best available */
     bool process_output;  /* also collect output.weight (llama-imatrix --process-output) */
+    /* Only chunks chunk_begin <= i < chunk_end of the text (chunk_end 0: to the last):
+     * a slice of a run, for smelt_imx_combine(). */
+    size_t chunk_begin, chunk_end;
+    /* Checkpoint: with save_every > 0, the sums so far and the chunks done are written
+     * atomically to `checkpoint` after every save_every chunks (at the end of a batch). When
+     * `checkpoint` exists at the start, the run resumes from it if it was made by the same
+     * model (size and a hash of samples of the file), text (hash), n_ctx, n_chunks, chunk
+     * range and process_output, and is refused (EMISMATCH naming what differs) otherwise.
+     * A resumed run writes the same imatrix as an uninterrupted one, bit for bit. The
+     * checkpoint is removed once the imatrix is written. */
+    uint32_t save_every;
+    const char *checkpoint;
     /* Warnings (formats/base/notes.h): entries with partial data. */
     smelt_notes notes;
 } smelt_imatrix_opts;
@@ -79,16 +92,19 @@ typedef struct smelt_imatrix_result {
     size_t n_entries;       /* weights written */
     size_t n_partial;       /* entries with at least one expert that received no token */
     uint32_t chunk_count, chunk_size;
+    size_t resumed_chunks;  /* chunks restored from the checkpoint (0: fresh start) */
+    size_t checkpoints;     /* checkpoints written */
     smelt_imx *imx;         /* what was written (owned; freed by _result_free) */
 } smelt_imatrix_result;
 
 /* Evaluate the model on the text's chunks exactly as llama-imatrix does (BOS-led chunks
  * of n_ctx tokens, every position through every layer and the output head), collect, and
  * write the imatrix atomically. `fn` is called after every chunk.
- * Errors: EUSAGE for an output path that is the model or the text (checked on the files,
- * not the spellings), a text shorter than 2·n_ctx tokens and the other smelt_ppl_run()
+ * Errors: EUSAGE for an output or checkpoint path that is the model or the text (checked on
+ * the files, not the spellings), a chunk range outside the text's chunks, a text shorter than 2·n_ctx tokens and the other smelt_ppl_run()
  * usage errors; those of smelt_model_open() (a file that is not a complete model names
- * the first missing tensor), the tokenizer, smelt_imxc_build() and smelt_imx_write().
+ * the first missing tensor), the tokenizer, smelt_imxc_build() and smelt_imx_write(); for
+ * the checkpoint EFORMAT (file, byte offset) and EMISMATCH (made for another run).
  * Nothing is written on error. */
 int smelt_imatrix_run(const smelt_imatrix_opts *o, smelt_imatrix_result *r, smelt_ppl_chunk_fn fn, void *user,
                       smelt_err *e);

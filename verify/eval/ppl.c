@@ -238,6 +238,22 @@ int smelt_ppl_run(const smelt_ppl_opts *o, smelt_ppl_result *r, smelt_ppl_chunk_
         rc = SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "no chunk to evaluate (--chunks 0)");
         goto done;
     }
+    const size_t n_chunk_text = n_chunk, c_begin = o->chunk_begin;
+    if (o->chunk_end || c_begin) {
+        size_t c_end = o->chunk_end ? o->chunk_end : n_chunk;
+        if (mode != MODE_PPL || c_begin >= c_end || c_end > n_chunk) {
+            const bool limited = n_chunk < n_tokens / n_ctx;
+            rc = mode != MODE_PPL ? SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "a chunk range is not possible with KLD")
+                                  : SMELT_ERR(e, SMELT_EUSAGE, o->text, NULL,
+                                              "chunk range %zu:%zu is outside the %s%zu chunks of %u tokens%s "
+                                              "(0 <= A < B <= %zu)",
+                                              c_begin, c_end, limited ? "first " : "text's ", n_chunk, n_ctx,
+                                              limited ? " kept by --chunks" : "", n_chunk);
+            goto done;
+        }
+        n_chunk = c_end - c_begin;
+        tokens += c_begin * n_ctx;
+    }
     uint32_t n_seq = n_batch >= n_ctx ? n_batch / n_ctx : 1;
     if (n_seq > n_chunk) n_seq = (uint32_t)n_chunk;
     const uint32_t n_tok_call = n_batch < n_ctx ? n_batch : n_ctx;
@@ -293,6 +309,8 @@ int smelt_ppl_run(const smelt_ppl_opts *o, smelt_ppl_result *r, smelt_ppl_chunk_
     smelt_model_type_summary(s.model, r->model_types, sizeof r->model_types);
     r->n_tokens = n_tokens;
     r->n_chunks = n_chunk;
+    r->chunk_begin = c_begin;
+    r->n_chunks_text = n_chunk_text;
     r->n_scored_per_chunk = n_rec;
     r->memory = smelt_fwd_memory(s.fwd);
     r->load_seconds = smelt_now() - t_load;
@@ -315,6 +333,7 @@ int smelt_ppl_run(const smelt_ppl_opts *o, smelt_ppl_result *r, smelt_ppl_chunk_
             if ((rc = smelt_fwd_eval(s.fwd, s.batch, ns, nt, pos0, lfrom, from < pos0 + nt ? dst : NULL, e)))
                 goto done;
         }
+        r->chunks_evaluated = c0 + ns;
         scorejob j = {mode, s.ops, V, n_ctx, first, n_rec, n_out, lfrom, s.logits, group, s.base, (uint32_t)c0,
                       s.scratch, per_thread, s.nll, s.records, s.kt};
         smelt_pool_run(s.pool, (size_t)ns * n_rec, score_task, &j);

@@ -33,6 +33,9 @@ typedef struct smelt_ppl_opts {
     const char *text;     /* evaluation text; not read with kld_in (tokens come from the file) */
     uint32_t n_ctx;       /* 0: 512 (llama-perplexity's default), or the base file's with kld_in */
     int64_t n_chunks;     /* < 0: every complete chunk */
+    /* Evaluate only chunks chunk_begin <= i < chunk_end of the n_chunks above (chunk_end 0:
+     * up to the last). Chunk i is the same tokens whatever the range. Not with KLD. */
+    size_t chunk_begin, chunk_end;
     uint32_t n_batch;     /* tokens per forward call; 0: 2048 */
     int n_threads;        /* <= 0: one per CPU */
     int isa;              /* -1: best available (see ops.h) */
@@ -59,11 +62,14 @@ typedef struct smelt_ppl_result {
     const char *isa;            /* static string */
     char model_types[64];       /* e.g. "f16", "q8_0+f32" */
     size_t n_tokens;            /* tokens of the text (BOS included) or of the base file */
-    size_t n_chunks, n_scored_per_chunk;
+    size_t n_chunks, n_scored_per_chunk; /* n_chunks: evaluated by this run (the range) */
+    size_t chunk_begin, n_chunks_text;  /* first chunk evaluated; complete chunks of the text */
     uint64_t memory;            /* forward-pass buffers, bytes */
     double load_seconds;        /* open + tokenize */
     /* filled as chunks complete */
     size_t chunks_done, n_scored;
+    size_t chunks_evaluated;    /* chunks through the forward pass (>= chunks_done: a batch
+                                 * of several chunks is evaluated before they are scored) */
     double ppl, ppl_err;        /* running, then final */
     double *running;            /* n_chunks running PPL values (owned) */
     double seconds;             /* evaluation + scoring time */
@@ -76,7 +82,7 @@ typedef struct smelt_ppl_result {
 typedef void (*smelt_ppl_chunk_fn)(void *user, const smelt_ppl_result *r);
 
 /* Run. Errors: those of smelt_model_open() and the tokenizer; EIO for the text; EUSAGE for
- * a text shorter than 2·n_ctx tokens, n_ctx beyond the model's context, or an n_batch that
+ * a chunk range that is empty or runs past the text's chunks, a text shorter than 2·n_ctx tokens, n_ctx beyond the model's context, or an n_batch that
  * is neither below n_ctx nor a multiple of it; EMISMATCH when the base file's vocabulary
  * size differs from the model's or holds a token outside it; EUNSUPPORTED for a vocabulary
  * that appends EOS. On error the .kld output (if any) is not created. */
