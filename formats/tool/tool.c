@@ -87,6 +87,10 @@ void smelt_tool_warn_nonfinite(smelt_tool *t, unsigned long long n, unsigned lon
 
 int smelt_tool_fail(smelt_tool *t, int rc, const smelt_err *e)
 {
+    if (t->stdout_mid_line) {
+        putchar('\n');
+        fflush(stdout);
+    }
     smelt_tool_clear_line(t);
     smelt_err_print(e, t->name, stderr);
     smelt_tool_end(t);

@@ -50,6 +50,8 @@ typedef struct smelt_tool {
     /* option groups a main takes, set before parsing (NULL: not this tool's) */
     const smelt_cli_eval *eval;  /* -c, --chunks, -b, -t of the evaluation tools */
     smelt_cli_split *split;      /* --split-max-size, --split-max-tensors */
+    int stdout_mid_line;  /* the main left stdout inside a line (streamed values): an error
+                             ends that line first */
     json_t *warnings;     /* with --json: every warning so far (NULL before the first), for the
                              result's "warnings" array */
 } smelt_tool;
@@ -85,7 +87,8 @@ void smelt_tool_warn_nonfinite(smelt_tool *t, unsigned long long n, unsigned lon
 /* Clear the progress line (a terminal's), if one is drawn. */
 void smelt_tool_clear_line(const smelt_tool *t);
 
-/* The error tail: clear the progress line, print e as one line, end the tool (as
+/* The error tail: end a streamed stdout line, clear the progress line, print e as one
+ * line, end the tool (as
  * smelt_tool_end), return the exit status. */
 int smelt_tool_fail(smelt_tool *t, int rc, const smelt_err *e);
 

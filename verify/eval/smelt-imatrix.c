@@ -66,38 +66,29 @@ static void usage(void)
 }
 
 typedef struct {
-    int json, quiet, stream, printed;
+    smelt_tool t; /* -q, --json, warnings, progress, the error tail */
+    int stream;
     long kill_after; /* tests: SIGKILL after this chunk (SMELT_IMATRIX_TEST_KILL_AFTER) */
-    smelt_progress prog;
-    smelt_progress_term term;
 } ui;
 
 static void on_chunk(void *user, const smelt_ppl_result *r)
 {
     ui *u = user;
-    if (!u->quiet && !u->json && u->stream) {
+    if (!u->t.quiet && !u->t.json && u->stream) {
         printf("[%zu]%.4f,", r->chunks_done, r->ppl);
-        u->printed = 1;
+        u->t.stdout_mid_line = 1;
         fflush(stdout);
     }
     char label[96];
     snprintf(label, sizeof label, "chunks  PPL %.4f  %.0f tokens/s", r->ppl, r->tokens_per_s);
-    smelt_progress_step(&u->prog, r->chunks_done, r->n_chunks, 0, label);
+    smelt_progress_step(&u->t.progress, r->chunks_done, r->n_chunks, 0, label);
     if (u->kill_after > 0 && r->chunk_begin + r->chunks_done == (size_t)u->kill_after) raise(SIGKILL);
-}
-
-static void on_warn(void *user, const char *msg)
-{
-    ui *u = user;
-    if (u->quiet) return;
-    if (u->term.tty) fputs("\r\033[K", stderr);
-    fprintf(stderr, "%s: warning: %s\n", TOOL, msg);
 }
 
 static void print_text(const smelt_imatrix_opts *o, const smelt_imatrix_result *r, const ui *u)
 {
     const smelt_ppl_result *p = &r->ppl;
-    if (!u->quiet) {
+    if (!u->t.quiet) {
         if (!u->stream)
             for (size_t i = 0; i < p->n_chunks; i++) printf("[%zu]%.4f,", i + 1, p->running[i]);
         printf("\n");
@@ -105,11 +96,11 @@ static void print_text(const smelt_imatrix_opts *o, const smelt_imatrix_result *
     }
     printf("%s: %zu entries from %u chunks of %u tokens written to %s (%s)\n", TOOL, r->n_entries, r->chunk_count,
            r->chunk_size, o->output, o->format == SMELT_IMX_LEGACY ? "legacy .dat" : "GGUF");
-    if (!u->quiet && (r->resumed_chunks || r->checkpoints))
+    if (!u->t.quiet && (r->resumed_chunks || r->checkpoints))
         printf("chunks %zu..%zu: %zu restored from the checkpoint, %zu evaluated; %zu checkpoints written\n",
                p->chunk_begin - r->resumed_chunks, p->chunk_begin + p->n_chunks - 1, r->resumed_chunks, p->n_chunks,
                r->checkpoints);
-    if (!u->quiet)
+    if (!u->t.quiet)
         printf("%zu tokens in %.2f s: %.1f tokens/s, %d threads (%s); load %.2f s\n", p->n_chunks * p->n_ctx,
                p->seconds, p->tokens_per_s, p->n_threads, p->isa, p->load_seconds);
 }
@@ -377,6 +368,7 @@ int main(int argc, char **argv)
     o.output = "imatrix.gguf";
     ui u;
     memset(&u, 0, sizeof u);
+    smelt_tool_init(&u.t, TOOL, usage);
     int format_given = 0, combine_mode = 0;
     const char *checkpoint = NULL, *stats_file = NULL;
     static const struct option lo[] = {
@@ -385,18 +377,18 @@ int main(int argc, char **argv)
         {"output-format", required_argument, 0, 'F'},
         {"ctx-size", required_argument, 0, 'c'},   {"chunks", required_argument, 0, 'C'},
         {"batch-size", required_argument, 0, 'b'}, {"threads", required_argument, 0, 't'},
-        {"process-output", no_argument, 0, 'P'},   {"json", no_argument, 0, 'j'},
+        {"process-output", no_argument, 0, 'P'},
         {"chunk-range", required_argument, 0, 'R'}, {"save-every", required_argument, 0, 'S'},
         {"checkpoint", required_argument, 0, 'K'},  {"combine", no_argument, 0, 'M'},
         {"show-statistics", required_argument, 0, 'Z'},
-        {"quiet", no_argument, 0, 'q'},            {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},          {0, 0, 0, 0}};
+        SMELT_TOOL_OPTIONS,                        {0, 0, 0, 0}};
     int c;
     const smelt_cli_eval ev = {&o.n_ctx, &o.n_chunks, &o.n_batch, &o.n_threads};
+    u.t.eval = &ev;
     while ((c = getopt_long(argc, argv, "m:f:o:c:b:t:qh", lo, NULL)) != -1) {
-        int er = smelt_cli_eval_opt(TOOL, c, optarg, &ev);
-        if (er == 1) continue;
-        if (er) return er;
+        int er = smelt_tool_option(&u.t, c, optarg);
+        if (er == SMELT_TOOL_OPTION_TAKEN) continue;
+        if (er != SMELT_TOOL_OPTION_OTHER) return er;
         switch (c) {
         case 'm': o.model = optarg; break;
         case 'f': o.text = optarg; break;
@@ -421,17 +413,12 @@ int main(int argc, char **argv)
         case 'K': checkpoint = optarg; break;
         case 'M': combine_mode = 1; break;
         case 'Z': stats_file = optarg; break;
-        case 'j': u.json = 1; break;
-        case 'q': u.quiet = 1; break;
-        case 'h': usage(); return 0;
-        case 'V': smelt_cli_version(TOOL); return 0;
-        default: return smelt_cli_usage_error(TOOL, "unknown option");
         }
     }
     if (stats_file) {
         if (combine_mode || o.model || optind < argc)
             return smelt_cli_usage_error(TOOL, "--show-statistics takes one imatrix and no model, text or --combine");
-        return show_statistics(stats_file, u.json);
+        return show_statistics(stats_file, u.t.json);
     }
     if (combine_mode) {
         if (o.model || o.text || o.chunk_begin || o.chunk_end || o.save_every || checkpoint || o.process_output)
@@ -440,13 +427,13 @@ int main(int argc, char **argv)
         if (argc - optind < 1) return smelt_cli_usage_error(TOOL, "--combine: no imatrix given");
         if (!*o.output) return smelt_cli_usage_error(TOOL, "-o: empty output path");
         smelt_tool_install_file_safety(TOOL);
-        return combine(argv + optind, argc - optind, &o, u.json);
+        return combine(argv + optind, argc - optind, &o, u.t.json);
     }
     if (optind < argc) return smelt_cli_usage_error(TOOL, "unexpected argument '%s'", argv[optind]);
     if (!o.model) return smelt_cli_usage_error(TOOL, "no model given (-m MODEL.gguf)");
     if (!o.text) return smelt_cli_usage_error(TOOL, "no calibration text given (-f CALIB.txt)");
     if (!*o.output) return smelt_cli_usage_error(TOOL, "-o: empty output path");
-    if (!u.quiet && !format_given && o.format == SMELT_IMX_GGUF && !ends_with(o.output, ".gguf"))
+    if (!u.t.quiet && !format_given && o.format == SMELT_IMX_GGUF && !ends_with(o.output, ".gguf"))
         fprintf(stderr, "%s: warning: writing the GGUF format to '%s' (no .gguf suffix); use --output-format dat "
                         "for llama.cpp's legacy format\n", TOOL, o.output);
     char ckpt_default[4096];
@@ -462,25 +449,21 @@ int main(int argc, char **argv)
     }
     const char *kill_after = getenv("SMELT_IMATRIX_TEST_KILL_AFTER");
     if (kill_after) u.kill_after = atol(kill_after);
-    smelt_tool_install_file_safety(TOOL);
-    o.notes = (smelt_notes){on_warn, &u};
-    if (o.save_every && !u.quiet && smelt_file_exists(o.checkpoint))
+    smelt_tool_start(&u.t, "imatrix");
+    o.notes = smelt_tool_notes(&u.t);
+    if (o.save_every && !u.t.quiet && smelt_file_exists(o.checkpoint))
         fprintf(stderr, "%s: note: resuming from the checkpoint %s\n", TOOL, o.checkpoint);
 
     u.stream = !isatty(1);
-    smelt_progress_term_init(&u.term, &u.prog, "imatrix", u.quiet);
     smelt_err e;
     smelt_err_clear(&e);
     smelt_imatrix_result r;
     int rc = smelt_imatrix_run(&o, &r, on_chunk, &u, &e);
-    if (!u.quiet && u.term.tty) fputs("\r\033[K", stderr);
-    if (rc) {
-        if (u.stream && u.printed) printf("\n");
-        smelt_err_print(&e, TOOL, stderr);
-        return smelt_err_exit_status(rc);
-    }
-    if (u.json) print_json(&o, &r);
+    if (rc) return smelt_tool_fail(&u.t, rc, &e);
+    smelt_tool_clear_line(&u.t);
+    if (u.t.json) print_json(&o, &r);
     else print_text(&o, &r, &u);
     smelt_imatrix_result_free(&r);
+    smelt_tool_end(&u.t);
     return 0;
 }

@@ -78,6 +78,7 @@ static void on_chunk(void *user, const smelt_ppl_result *r)
             kld_line(r);
         } else {
             printf("[%zu]%.4f,", r->chunks_done, r->ppl);
+            u->t.stdout_mid_line = 1;
         }
         u->header_done = 1;
         fflush(stdout);
@@ -273,11 +274,8 @@ int main(int argc, char **argv)
     smelt_err_clear(&e);
     smelt_ppl_result r;
     int rc = smelt_ppl_run(&o, &r, on_chunk, &u, &e);
+    if (rc) return smelt_tool_fail(&u.t, rc, &e);
     smelt_tool_clear_line(&u.t);
-    if (rc) {
-        if (u.stream && u.header_done) printf("\n");
-        return smelt_tool_fail(&u.t, rc, &e);
-    }
     if (u.t.json) print_json(&o, &r);
     else print_text(&o, &r, &u);
     smelt_ppl_result_free(&r);
