@@ -738,10 +738,10 @@ Test(quantize, errors_exact_messages)
              v.tiny);
     cr_assert_str_eq(line_of(&e), want);
 
-    opts_init(&o, &r, "IQ3_S");
-    o.pure = true; /* every weight iq3_s, a type smelt cannot write yet */
+    opts_init(&o, &r, "IQ1_M");
+    o.pure = true; /* every weight iq1_m, a type smelt cannot write yet */
     cr_assert_eq(smelt_quantize_run(&o, v.tiny, out, NULL, &e), SMELT_EUNSUPPORTED);
-    snprintf(want, sizeof want, "%s: 'output.weight': smelt cannot quantize to iq3_s yet (needed by IQ3_S)", v.tiny);
+    snprintf(want, sizeof want, "%s: 'output.weight': smelt cannot quantize to iq1_m yet (needed by IQ1_M)", v.tiny);
     cr_assert_str_eq(line_of(&e), want);
 
     opts_init(&o, &r, "F16");
