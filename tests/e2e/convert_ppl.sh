@@ -13,7 +13,7 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 # the line is looked for in its output and its log file, and a run without it is repeated
 got=
 for attempt in 1 2 3; do
-  "$ppl" -m "$tmp/tm-f32.gguf" -f samples/text/eval-en.txt -c 256 -b 256 -t 1 --log-file "$tmp/ppl.log" \
+  "$SMELT_ROOT/tests/oracle/llama-run" "$ppl" -m "$tmp/tm-f32.gguf" -f samples/text/eval-en.txt -c 256 -b 256 -t 1 --log-file "$tmp/ppl.log" \
     >"$tmp/ppl.out" 2>&1 || { tail -20 "$tmp/ppl.out"; echo "llama-perplexity failed"; exit 1; }
   got=$(sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' "$tmp/ppl.log" "$tmp/ppl.out" | tail -1)
   [ -n "$got" ] && break

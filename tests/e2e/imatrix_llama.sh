@@ -71,7 +71,7 @@ grep -qF "32 entries from 103 chunks of 256 tokens" "$tmp/out" || fail "mixed co
 # (its asynchronous log often loses the table when the process exits right after printing
 # it — measured: 3 runs of 8 complete — so it is run until the table is there, up to 20 times)
 for try in $(seq 20); do
-  "$L/llama-imatrix" -m "$M" -c 256 --in-file "$tmp/smelt.gguf" --show-statistics >"$tmp/st.log" 2>&1 ||
+  "$root/tests/oracle/llama-run" "$L/llama-imatrix" -m "$M" -c 256 --in-file "$tmp/smelt.gguf" --show-statistics >"$tmp/st.log" 2>&1 ||
     fail "llama-imatrix --show-statistics: $(tail -3 "$tmp/st.log")"
   grep -q "Computing weighted average statistics per layer" "$tmp/st.log" && break
 done

@@ -69,7 +69,7 @@ ids=$("$obin/llama-tokenize" -m "$tmp/tm.gguf" -p "The quick brown fox" --ids --
 # llama.cpp's asynchronous logger can lose its last lines at exit (console and log file
 # alike) when the machine is loaded: keep both, and retry a few times before judging.
 for attempt in 1 2 3 4 5; do
-  "$obin/llama-perplexity" -m "$tmp/tm.gguf" -f samples/text/eval-en.txt -c 256 -b 256 -t 1 --chunks 4 \
+  "$root/tests/oracle/llama-run" "$obin/llama-perplexity" -m "$tmp/tm.gguf" -f samples/text/eval-en.txt -c 256 -b 256 -t 1 --chunks 4 \
     --log-file "$tmp/ppl.log" >"$tmp/ppl.out" 2>&1 || fail "llama-perplexity exited $?"
   [ "$(cat "$tmp/ppl.out" "$tmp/ppl.log" | grep -o '\[[0-9]\]' | sort -u | wc -l)" -ge 4 ] && break
 done

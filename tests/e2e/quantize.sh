@@ -189,7 +189,7 @@ if [ -x "$LP" ]; then
     "$Q" -q --imatrix "$imx" "$f16" "$tmp/r.gguf" "$t" 2 2>/dev/null || continue
     head -c 8000 samples/text/eval-en.txt >"$tmp/ev.txt"
     for try in 1 2 3 4 5; do # its last log lines are sometimes lost at exit: run again
-      "$LP" -m "$tmp/r.gguf" -f "$tmp/ev.txt" -c 128 -b 128 -t 2 --log-file "$tmp/p2.log" >"$tmp/p.log" 2>&1 ||
+      "$SMELT_ROOT/tests/oracle/llama-run" "$LP" -m "$tmp/r.gguf" -f "$tmp/ev.txt" -c 128 -b 128 -t 2 --log-file "$tmp/p2.log" >"$tmp/p.log" 2>&1 ||
         { tail -5 "$tmp/p.log"; fail "llama-perplexity on smelt's $t"; }
       cat "$tmp/p2.log" >>"$tmp/p.log"
       grep -q "Final estimate: PPL = " "$tmp/p.log" && break

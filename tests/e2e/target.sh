@@ -88,7 +88,7 @@ LP="${SMELT_ORACLE_BIN:-.oracle/build/bin}/llama-perplexity"
 if [ -x "$LP" ]; then
   head -c 2500 samples/text/eval-en.txt >"$tmp/ev.txt"
   for try in 1 2 3; do # its last log lines are sometimes lost at exit: run again
-    "$LP" -m "$tmp/a.gguf" -f "$tmp/ev.txt" -c 128 -b 128 -t 2 --log-file "$tmp/p2.log" >"$tmp/p.log" 2>&1 ||
+    "$SMELT_ROOT/tests/oracle/llama-run" "$LP" -m "$tmp/a.gguf" -f "$tmp/ev.txt" -c 128 -b 128 -t 2 --log-file "$tmp/p2.log" >"$tmp/p.log" 2>&1 ||
       { tail -5 "$tmp/p.log"; fail "llama-perplexity on a budget file"; }
     cat "$tmp/p2.log" >>"$tmp/p.log"
     grep -q "Final estimate: PPL = " "$tmp/p.log" && break
