@@ -96,17 +96,14 @@ static void put(const iqg_choice *c, void *dst)
     }
 }
 
-/* Smelt: iqg_search on the decoded grid values; llama.cpp's block when that is better. */
-static void enc_block(const float *x, const float *w, const float *qw, void *dst)
-{
-    static const iqg_type k_enc = {IQG_2XXS, {NULL, 32, 0.125f, true}, sizeof(smelt_block_iq2_xxs), put, llama_block, deq_iq2_xxs};
-    iqg_encode(&k_enc, x, w, qw, dst);
-}
+/* Smelt's encoder: iqg_search on the decoded grid values; llama.cpp's block when that is
+ * better. */
+static const iqg_type k_grid = {IQG_2XXS, {NULL, 32, 0.125f, true}, sizeof(smelt_block_iq2_xxs), put, llama_block, deq_iq2_xxs};
+static const iq4_type k_type = {QK, sizeof(smelt_block_iq2_xxs), NULL, ref_iq2_xxs, deq_iq2_xxs, &k_grid};
 
 static void quant_err_iq2_xxs(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx,
                          const smelt_qerr *m)
 {
-    static const iq4_type k_type = {QK, sizeof(smelt_block_iq2_xxs), enc_block, ref_iq2_xxs, deq_iq2_xxs};
     iq4_quantize_rows(&k_type, src, dst, n_rows, row_len, imx, m);
 }
 

@@ -105,18 +105,14 @@ static void put(const iqg_choice *c, void *dst)
     for (int j = 0; j < 8; j++) y->scales[j / 2] |= (uint8_t)(c->s[j] << 4 * (j % 2));
 }
 
-/* Smelt: iqg_search on the decoded grid values; llama.cpp's block when that is better. */
-static void enc_block(const float *x, const float *w, const float *qw, void *dst)
-{
-    static const iqg_type k_enc = {IQG_3S, {NULL, 32, 1.f, false}, sizeof(smelt_block_iq3_s), put, llama_block,
-                                   deq_iq3_s};
-    iqg_encode(&k_enc, x, w, qw, dst);
-}
+/* Smelt's encoder: iqg_search on the decoded grid values; llama.cpp's block when that is
+ * better. */
+static const iqg_type k_grid = {IQG_3S, {NULL, 32, 1.f, false}, sizeof(smelt_block_iq3_s), put, llama_block, deq_iq3_s};
+static const iq4_type k_type = {QK, sizeof(smelt_block_iq3_s), NULL, ref_iq3_s, deq_iq3_s, &k_grid};
 
 static void quant_err_iq3_s(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx,
                             const smelt_qerr *m)
 {
-    static const iq4_type k_type = {QK, sizeof(smelt_block_iq3_s), enc_block, ref_iq3_s, deq_iq3_s};
     iq4_quantize_rows(&k_type, src, dst, n_rows, row_len, imx, m);
 }
 

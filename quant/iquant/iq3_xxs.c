@@ -95,17 +95,14 @@ static void put(const iqg_choice *c, void *dst)
     }
 }
 
-/* Smelt: iqg_search on the decoded grid values; llama.cpp's block when that is better. */
-static void enc_block(const float *x, const float *w, const float *qw, void *dst)
-{
-    static const iqg_type k_enc = {IQG_3XXS, {NULL, 32, 0.25f, true}, sizeof(smelt_block_iq3_xxs), put, llama_block, deq_iq3_xxs};
-    iqg_encode(&k_enc, x, w, qw, dst);
-}
+/* Smelt's encoder: iqg_search on the decoded grid values; llama.cpp's block when that is
+ * better. */
+static const iqg_type k_grid = {IQG_3XXS, {NULL, 32, 0.25f, true}, sizeof(smelt_block_iq3_xxs), put, llama_block, deq_iq3_xxs};
+static const iq4_type k_type = {QK, sizeof(smelt_block_iq3_xxs), NULL, ref_iq3_xxs, deq_iq3_xxs, &k_grid};
 
 static void quant_err_iq3_xxs(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx,
                          const smelt_qerr *m)
 {
-    static const iq4_type k_type = {QK, sizeof(smelt_block_iq3_xxs), enc_block, ref_iq3_xxs, deq_iq3_xxs};
     iq4_quantize_rows(&k_type, src, dst, n_rows, row_len, imx, m);
 }
 

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "iqgrid.h"
 #include "iquant_int.h"
 #include "quant/search.h"
 
@@ -236,7 +237,8 @@ void iq4_quantize_rows(const iq4_type *t, const float *src, void *dst, int64_t n
             const float *qw = imx ? imx + ib * blck : NULL;
             smelt_qs_block_weights(qw, fl, blck, w);
             if (mag) smelt_qs_magnitude(xs, blck, m->p, m->c, w);
-            t->enc(xs, w, qw, y);
+            if (t->grid) iqg_encode(t->grid, xs, w, qw, y);
+            else t->enc(xs, w, qw, y);
             if (unbias) {
                 t->dequantize(y, w, (size_t)blck); /* the weights are spent: reuse their buffer */
                 smelt_qs_unbias_sums(xs, qw, w, blck, s);

@@ -65,13 +65,15 @@ void iq4_pack(uint8_t *qs, const uint8_t *L, int ngroups);
  * NULL, for llama.cpp's candidate); writes the block. */
 typedef void (*iq4_block_fn)(const float *x, const float *w, const float *qw, void *blk);
 
-/* What the rows loop needs of a type. */
+/* What the rows loop needs of a type: its block encoder, or for the grid types their
+ * description for the shared grid encoder (iqgrid.h: iqg_encode). */
 typedef struct iq4_type {
     int blck;
     size_t bytes;
-    iq4_block_fn enc;
+    iq4_block_fn enc; /* NULL when grid is set */
     void (*ref)(const float *x, void *dst, int64_t k);
     void (*dequantize)(const void *src, float *dst, size_t n);
+    const struct iqg_type *grid;
 } iq4_type;
 
 /* Rows loop: per block the non-finite values are read as 0 and the weights built (the
