@@ -271,8 +271,8 @@ int main(int argc, char **argv)
             if (!rc) {
                 smelt_progress_term_done(&t.term, res.bytes);
                 if (res.f16_overflow)
-                    fprintf(stderr, "%s: warning: %llu values in %llu tensors exceeded the f16 range and became ±inf; use --outtype bf16 or f32\n",
-                            TOOL, (unsigned long long)res.f16_overflow, (unsigned long long)res.f16_overflow_tensors);
+                    smelt_tool_warn(&t, "%llu values in %llu tensors exceeded the f16 range and became ±inf; use --outtype bf16 or f32",
+                                    (unsigned long long)res.f16_overflow, (unsigned long long)res.f16_overflow_tensors);
                 smelt_tool_warn_nonfinite(&t, res.nonfinite, res.nonfinite_tensors);
                 char sz[32], f0[4200], fl[4200];
                 smelt_gguf_split_out_path(f0, sizeof f0, out, 0, (int)res.n_files);
