@@ -183,6 +183,25 @@ static int build_config(const smelt_hf *base, smelt_merge *m, const smelt_merge_
                              r->vocab_new);
         }
     }
+    /* a block-scaled fp8 base is written dequantized (fp8src.h): its quantization_config
+     * no longer describes the weights */
+    bool scaled = false;
+    for (uint64_t k = 0; k < smelt_tsrc_count(smelt_hf_tensors(base)); k++)
+        scaled |= smelt_tsrc_info(smelt_hf_tensors(base), k)->block_scaled != 0;
+    if (scaled && find_top_key(text, "quantization_config", &ks, &vs, &ve)) {
+        const char *a = ks, *z = skip_ws(ve);
+        if (*z == ',') {
+            z = skip_ws(z + 1); /* up to the next key, whose indentation stays */
+        } else {
+            z = ve; /* the last key: from the comma before it */
+            while (a > text && a[-1] != ',') a--;
+            if (a > text) a--;
+        }
+        char *t2 = splice(text, a, z, "");
+        free(text);
+        if (!t2) return SMELT_NOMEM(e, "config.json");
+        text = t2;
+    }
     /* the record: earlier adapters kept, new ones appended */
     json_t *rec = json_object(), *arr = json_array();
     json_t *old = json_object_get(smelt_hf_config(base), "smelt_merge");

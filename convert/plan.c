@@ -55,11 +55,14 @@ static uint32_t file_type_of(int t)
 static int resolve_auto(const smelt_tsrc *s, const smelt_notes *notes)
 {
     uint64_t vals[SMELT_DT_COUNT] = {0}, cnt[SMELT_DT_COUNT] = {0};
+    int scaled = 0;
     for (uint64_t i = 0; i < smelt_tsrc_count(s); i++) {
         const smelt_tinfo *t = smelt_tsrc_info(s, i);
         if (t->n_dims < 2 || !smelt_dtype_is_float(t->dtype)) continue;
-        vals[t->dtype] += t->nelements;
-        cnt[t->dtype]++;
+        smelt_dtype d = t->block_scaled ? SMELT_DT_F8_E4M3 : t->dtype; /* counted as stored */
+        scaled |= t->block_scaled;
+        vals[d] += t->nelements;
+        cnt[d]++;
     }
     int best = -1, kinds = 0;
     for (int d = 0; d < SMELT_DT_COUNT; d++)
@@ -68,7 +71,8 @@ static int resolve_auto(const smelt_tsrc *s, const smelt_notes *notes)
             if (best < 0 || vals[d] > vals[best]) best = d;
         }
     if (best < 0) return SMELT_TYPE_F16; /* llama.cpp's default when it cannot tell */
-    int out = best == SMELT_DT_BF16 ? SMELT_TYPE_BF16
+    /* block-scaled fp8 (fp8 × f32 scale) fits neither f16 nor bf16 exactly: bf16 keeps the range */
+    int out = best == SMELT_DT_BF16 || (best == SMELT_DT_F8_E4M3 && scaled) ? SMELT_TYPE_BF16
               : best == SMELT_DT_F32 || best == SMELT_DT_F64 ? SMELT_TYPE_F32
                                                              : SMELT_TYPE_F16; /* F16, and float8 (exact in f16) */
     if (kinds > 1) {
@@ -83,7 +87,10 @@ static int resolve_auto(const smelt_tsrc *s, const smelt_notes *notes)
                    "to it — use --outtype f32 to keep every value exactly",
                    list, smelt_convert_outtype_name(out));
     }
-    if (best == SMELT_DT_F8_E4M3 || best == SMELT_DT_F8_E5M2)
+    if (scaled && best == SMELT_DT_F8_E4M3)
+        smelt_note(notes, "block-scaled fp8 weights are dequantized (fp8 × scale) and rounded to bf16; --outtype f32 keeps "
+                          "every product exactly");
+    else if (best == SMELT_DT_F8_E4M3 || best == SMELT_DT_F8_E5M2)
         smelt_note(notes, "float8 weights are upcast exactly to f16 (smelt writes no float8 GGUF type)");
     return out;
 }
