@@ -675,6 +675,9 @@ int smelt_merge_write_hf(smelt_merge *m, const smelt_hf *base, const smelt_merge
     if (smelt_hf_weights_kind(base) == SMELT_HF_SAFETENSORS && (rc = smelt_stset_open(smelt_hf_dir(base), &bst, e)))
         goto fail;
     if ((rc = plan_shards(src, bst, wo->max_shard_size, &sh, &ns, e))) goto fail;
+    uint64_t need = 0; /* the tensor data; headers, config and tokenizer files are small */
+    for (uint64_t i = 0; i < nt; i++) need += smelt_tsrc_info(src, i)->nbytes;
+    if ((rc = smelt_fs_check_space(dir, need, 0, e))) goto fail;
     if ((rc = write_shards(m, sh, ns, tmp, lines, base_th, model, prog, e))) goto fail;
     bool had_index = bst ? smelt_stset_index_path(bst) != NULL : ns > 1;
     if (ns > 1 || had_index) {
