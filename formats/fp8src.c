@@ -113,9 +113,12 @@ static int f_read(void *self, uint64_t i, const void **data, smelt_scratch *sc, 
     uint64_t rows = wt->shape[0], cols = wt->shape[1], sc_cols = ceil_div(cols, s->bc);
     for (uint64_t r = 0; r < rows; r++) {
         const float *srow = s->scales + (r / s->br) * sc_cols;
-        const uint8_t *qr = q + r * cols;
-        float *orow = out + r * cols;
-        for (uint64_t c = 0; c < cols; c++) orow[c] = s->lut[qr[c]] * srow[c / s->bc];
+        for (uint64_t b = 0; b < sc_cols; b++) {
+            uint64_t c0 = b * s->bc, c1 = c0 + s->bc < cols ? c0 + s->bc : cols;
+            const uint8_t *qr = q + r * cols;
+            float *orow = out + r * cols, f = srow[b];
+            for (uint64_t c = c0; c < c1; c++) orow[c] = s->lut[qr[c]] * f;
+        }
     }
     smelt_tsrc_release(&s->inner, s->in_of[i]);
     *data = out;
