@@ -29,6 +29,11 @@ done
 cmp "$tmp/fp8-auto.gguf" "$tmp/twin-bf16.gguf" || fail "FP8 --outtype auto is not the twin's bf16"
 grep -qx "smelt-convert: warning: block-scaled fp8 weights are dequantized (fp8 × scale) and rounded to bf16; --outtype f32 keeps every product exactly" \
   "$tmp/auto.err" || fail "auto note: $(cat "$tmp/auto.err")"
+# the plan names the stored format; the bf16 embeddings draw no mixed-dtype warning
+"$B/smelt-convert" "$tmp/fp8/tm" --dry-run >"$tmp/plan" 2>/dev/null
+grep -q ' 2  blk.0.ffn_gate_exps.weight .* model.layers.0.block_sparse_moe.experts.0.w1.weight (F8_E4M3 × block scales) + 3 more, stacked$' "$tmp/plan" ||
+  fail "dry-run does not show the FP8 source"
+[ "$(grep -c warning "$tmp/auto.err")" -eq 1 ] || fail "auto: more than the fp8 note: $(cat "$tmp/auto.err")"
 # the scale tensors are not in the output
 "$B/smelt-dump" "$tmp/fp8-f32.gguf" >"$tmp/dump" || fail "dump"
 grep -q scale "$tmp/dump" && fail "a scale tensor reached the GGUF"
