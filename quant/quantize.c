@@ -1156,14 +1156,7 @@ static int run_output(job *j, const char *out_path, const smelt_progress *progre
     }
     p->out_bytes = 0;
     for (uint16_t s = 0; s < ns; s++) p->out_bytes += smelt_gguf_writer_file_size(w[s]);
-    uint64_t free_b = o->assume_free_bytes ? o->assume_free_bytes : smelt_fs_free_bytes(paths[0]);
-    if (free_b != UINT64_MAX && free_b < p->out_bytes) {
-        rc = SMELT_ERR(e, SMELT_EIO, paths[0], NULL,
-                       "not enough free space: the output needs %" PRIu64 " bytes (%.2f GB), the filesystem has %" PRIu64
-                       " bytes (%.2f GB) free",
-                       p->out_bytes, (double)p->out_bytes / 1e9, free_b, (double)free_b / 1e9);
-        goto out;
-    }
+    if ((rc = smelt_fs_check_space(paths[0], p->out_bytes, o->assume_free_bytes, e))) goto out;
     if (o->on_plan) o->on_plan(o->user, p);
     if (!(st.pool = smelt_pool_new(o->n_threads))) {
         rc = SMELT_NOMEM(e, "thread pool");
