@@ -34,14 +34,6 @@ static smelt_vocab *load_vocab(const char *path)
     return v;
 }
 
-static const char *spm_vocab_path(void)
-{
-    static char p[4200];
-    const char *src = tu_oracle_src();
-    if (!src) return NULL;
-    snprintf(p, sizeof p, "%s/models/ggml-vocab-llama-spm.gguf", src);
-    return access(p, R_OK) == 0 ? p : NULL;
-}
 
 /* A vocabulary-only GGUF of samples/tiny-mixtral made by llama.cpp's converter (cached in
  * the build directory), or NULL when the converter cannot run here. */
@@ -108,10 +100,22 @@ static void assert_ids_json(const int32_t *ids, size_t n, json_t *arr, size_t fr
 
 /* ==== llama.cpp's SPM test vectors ==== */
 
-Test(tokenize, llama_spm_test_vectors)
+static const char *model_vocab_path(const char *name)
 {
-    const char *vp = spm_vocab_path();
-    if (!vp) cr_skip_test("llama.cpp source (models/ggml-vocab-llama-spm.gguf) not installed (make oracle)");
+    static char p[4200];
+    const char *src = tu_oracle_src();
+    if (!src) return NULL;
+    snprintf(p, sizeof p, "%s/models/ggml-vocab-%s.gguf", src, name);
+    return access(p, R_OK) == 0 ? p : NULL;
+}
+
+/* llama.cpp's test vectors for a models/ggml-vocab-<name>.gguf: inputs separated by
+ * "\n__ggml_vocab_test__\n", outputs one line each (test-tokenizer-0.cpp: add_special =
+ * false, parse_special = false). Returns the number of cases; all must pass. */
+static size_t run_vectors(const char *name)
+{
+    const char *vp = model_vocab_path(name);
+    if (!vp) cr_skip_test("llama.cpp source (models/ggml-vocab-%s.gguf) not installed (make oracle)", name);
     char inp[4300], outp[4300];
     snprintf(inp, sizeof inp, "%s.inp", vp);
     snprintf(outp, sizeof outp, "%s.out", vp);
@@ -121,9 +125,6 @@ Test(tokenize, llama_spm_test_vectors)
     in[il] = 0;
     out[ol] = 0;
     smelt_vocab *v = load_vocab(vp);
-
-    /* inputs are separated by "\n__ggml_vocab_test__\n"; outputs are one line each
-     * (test-tokenizer-0.cpp: add_special = false, parse_special = false) */
     static const char SEP[] = "\n__ggml_vocab_test__\n";
     size_t n_cases = 0, n_pass = 0, pos = 0;
     char *line = out;
@@ -133,36 +134,40 @@ Test(tokenize, llama_spm_test_vectors)
         cr_assert(line && *line, "more inputs than output lines");
         char *eol = strchr(line, '\n');
         if (eol) *eol = 0;
-        int32_t expect[512];
+        int32_t expect[4096];
         size_t ne = 0;
         for (char *p = line, *end; *p; p = end) {
             long t = strtol(p, &end, 10);
             if (end == p) break;
-            cr_assert_lt(ne, 512);
+            cr_assert_lt(ne, 4096);
             expect[ne++] = (int32_t)t;
         }
         int32_t *ids;
         size_t n;
         tok(v, in + pos, clen, false, false, &ids, &n);
         bool ok = n == ne && memcmp(ids, expect, n * sizeof *ids) == 0;
-        if (!ok) cr_log_error("case %zu '%.*s': %zu tokens, expected %zu", n_cases, (int)clen, in + pos, n, ne);
+        if (!ok) cr_log_error("%s case %zu '%.*s': %zu tokens, expected %zu", name, n_cases, (int)clen, in + pos, n, ne);
         n_pass += ok;
         n_cases++;
         free(ids);
         line = eol ? eol + 1 : NULL;
         pos = next ? (size_t)(next - in) + sizeof SEP - 1 : il;
     }
-    cr_log_info("llama.cpp SPM test vectors: %zu of %zu pass", n_pass, n_cases);
-    cr_assert_eq(n_cases, 46);
-    cr_assert_eq(n_pass, n_cases, "%zu of %zu test vectors pass", n_pass, n_cases);
+    cr_log_info("llama.cpp %s test vectors: %zu of %zu pass", name, n_pass, n_cases);
+    cr_assert_eq(n_pass, n_cases, "%s: %zu of %zu test vectors pass", name, n_pass, n_cases);
     smelt_vocab_free(v);
     free(in);
     free(out);
+    return n_cases;
 }
+
+Test(tokenize, llama_spm_test_vectors) { cr_assert_eq(run_vectors("llama-spm"), 46); }
+Test(tokenize, llama_bpe_test_vectors) { cr_assert_eq(run_vectors("llama-bpe"), 46); }
+Test(tokenize, qwen2_test_vectors) { cr_assert_eq(run_vectors("qwen2"), 46); }
 
 Test(tokenize, llama_spm_vocab_metadata)
 {
-    const char *vp = spm_vocab_path();
+    const char *vp = model_vocab_path("llama-spm");
     if (!vp) cr_skip_test("llama.cpp source not installed (make oracle)");
     smelt_vocab *v = load_vocab(vp);
     cr_assert_eq(smelt_vocab_n_tokens(v), 32000);
@@ -415,7 +420,7 @@ static void agree_tricky(const char *vocab_path)
 
 Test(tokenize_oracle, tricky_strings_llama_spm)
 {
-    const char *vp = spm_vocab_path();
+    const char *vp = model_vocab_path("llama-spm");
     if (!vp) cr_skip_test("llama.cpp source not installed (make oracle)");
     agree_tricky(vp);
 }
@@ -453,7 +458,7 @@ Test(tokenize_oracle, fixture_texts_and_prompts)
 
 Test(tokenize_oracle, llama_spm_vectors_and_eval_text)
 {
-    const char *vp = spm_vocab_path();
+    const char *vp = model_vocab_path("llama-spm");
     if (!vp) cr_skip_test("llama.cpp source not installed (make oracle)");
     smelt_vocab *v = load_vocab(vp);
     oracle o = oracle_open(vp);
@@ -469,6 +474,66 @@ Test(tokenize_oracle, llama_spm_vectors_and_eval_text)
     oracle_close(&o);
     smelt_vocab_free(v);
 }
+
+/* ==== byte-level BPE vocabularies (llama3, qwen2) against libllama ==== */
+
+/* What the BPE pre-tokenizers split on: contractions in both cases, digit runs, whitespace
+ * runs before words, punctuation and newlines, non-ASCII letters, numbers and spaces,
+ * special-token texts, and text that is not UTF-8. */
+static const char *const BPE_TRICKY[] = {
+    "it's 'S 'T I'M we're THEY'RE you've I'LL he'd 'd 'x '",
+    "1 12 123 1234 12345 1234567 x12345y 3.14159 1,000,000",
+    "a  b   c\t\td \t e\n\nf \n\n g\r\n\r\nh   \n",
+    "   \n\n   x", "trailing spaces   ", "\n\n\n", " \t \t", "?!... ,,, -- (x) [y] {z}",
+    "\xc2\xa0nbsp\xe3\x80\x80ideographic\xe2\x80\x83" "em\xc2\x85nel",
+    "\xe2\x91\xa0\xe2\x91\xa1\xe2\x91\xa2 \xd9\xa3\xd9\xa4\xd9\xa5 \xe2\x85\xa0\xe2\x85\xa1 \xc2\xbd\xc2\xbe",
+    "\xc3\xa9t\xc3\xa9 na\xc3\xafve \xce\xba\xce\xb1\xce\xbb\xce\xb7\xce\xbc\xce\xad\xcf\x81\xce\xb1 "
+    "\xd0\xbf\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82 \xd7\xa9\xd7\x9c\xd7\x95\xd7\x9d",
+    "\xe4\xbd\xa0\xe5\xa5\xbd\xef\xbc\x8c\xe4\xb8\x96\xe7\x95\x8c\xef\xbc\x81 \xe3\x81\x93\xe3\x82\x93\xe3\x81\xab"
+    "\xe3\x81\xa1\xe3\x81\xaf 123\xe5\xb9\xb4",
+    "\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x91\xa7 \xf0\x9f\x8f\xb3\xef\xb8\x8f\xe2\x80\x8d"
+    "\xf0\x9f\x8c\x88 \xe2\x9d\xa4\xef\xb8\x8f",
+    "e\xcc\x81 combining, \xef\xac\x81 ligature",
+    "<|begin_of_text|>Hi<|eot_id|>", "<|start_header_id|>user<|end_header_id|>\n\nhello<|eot_id|>",
+    "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n",
+    "<|endoftext|> <|end_of_text|>x", "bad \xff utf8 \xc3( \xe4\xb8 \xed\xa0\x80 \xc0\x80",
+    "x\xcc\x81\xcc\x82\xcc\x83", "\x01\x02\x1f\x7f", "ALLCAPS lowercase MiXeD CamelCase snake_case kebab-case",
+    "https://example.com/a?b=c&d=e#f", "def f(x):\n    return x**2  # comment\n",
+};
+
+static void agree_bpe(const char *name)
+{
+    const char *vp = model_vocab_path(name);
+    if (!vp) cr_skip_test("llama.cpp source (models/ggml-vocab-%s.gguf) not installed (make oracle)", name);
+    char path[4200];
+    snprintf(path, sizeof path, "%s", vp);
+    smelt_vocab *v = load_vocab(path);
+    oracle o = oracle_open(path);
+    size_t checked = 0;
+    for (size_t i = 0; i < sizeof TRICKY / sizeof TRICKY[0]; i++)
+        checked += agree(v, &o, TRICKY[i].s, TRICKY[i].n ? TRICKY[i].n : strlen(TRICKY[i].s), TRICKY[i].s);
+    for (size_t i = 0; i < sizeof BPE_TRICKY / sizeof BPE_TRICKY[0]; i++)
+        checked += agree(v, &o, BPE_TRICKY[i], strlen(BPE_TRICKY[i]), BPE_TRICKY[i]);
+    static const char *const TEXTS[] = {"samples/text/eval-en.txt", "samples/text/eval-zh.txt"};
+    for (size_t i = 0; i < 2; i++) {
+        size_t len;
+        char *t = read_text(TEXTS[i], &len);
+        checked += agree(v, &o, t, len, TEXTS[i]);
+        free(t);
+    }
+    char inp[4300];
+    snprintf(inp, sizeof inp, "%s.inp", path);
+    size_t len;
+    char *in = (char *)tu_read(inp, &len);
+    checked += agree(v, &o, in, len, "the whole .inp file");
+    free(in);
+    cr_log_info("%s: %zu tokenizations identical to libllama", name, checked);
+    oracle_close(&o);
+    smelt_vocab_free(v);
+}
+
+Test(tokenize_oracle, llama_bpe) { agree_bpe("llama-bpe"); }
+Test(tokenize_oracle, qwen2) { agree_bpe("qwen2"); }
 
 /* ==== crafted vocabularies ==== */
 
