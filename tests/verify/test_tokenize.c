@@ -501,12 +501,10 @@ static const char *const BPE_TRICKY[] = {
     "https://example.com/a?b=c&d=e#f", "def f(x):\n    return x**2  # comment\n",
 };
 
-static void agree_bpe(const char *name)
+/* smelt and libllama agree on a BPE vocabulary over the tricky strings, both eval texts
+ * and (with_inp) the whole .inp file beside it. */
+static void agree_bpe_file(const char *path, const char *label, bool with_inp)
 {
-    const char *vp = model_vocab_path(name);
-    if (!vp) cr_skip_test("llama.cpp source (models/ggml-vocab-%s.gguf) not installed (make oracle)", name);
-    char path[4200];
-    snprintf(path, sizeof path, "%s", vp);
     smelt_vocab *v = load_vocab(path);
     oracle o = oracle_open(path);
     size_t checked = 0;
@@ -521,19 +519,272 @@ static void agree_bpe(const char *name)
         checked += agree(v, &o, t, len, TEXTS[i]);
         free(t);
     }
-    char inp[4300];
-    snprintf(inp, sizeof inp, "%s.inp", path);
-    size_t len;
-    char *in = (char *)tu_read(inp, &len);
-    checked += agree(v, &o, in, len, "the whole .inp file");
-    free(in);
-    cr_log_info("%s: %zu tokenizations identical to libllama", name, checked);
+    if (with_inp) {
+        char inp[4300];
+        snprintf(inp, sizeof inp, "%s.inp", path);
+        size_t len;
+        char *in = (char *)tu_read(inp, &len);
+        checked += agree(v, &o, in, len, "the whole .inp file");
+        free(in);
+    }
+    cr_log_info("%s: %zu tokenizations identical to libllama", label, checked);
     oracle_close(&o);
     smelt_vocab_free(v);
 }
 
+static void agree_bpe(const char *name)
+{
+    const char *vp = model_vocab_path(name);
+    if (!vp) cr_skip_test("llama.cpp source (models/ggml-vocab-%s.gguf) not installed (make oracle)", name);
+    char path[4200];
+    snprintf(path, sizeof path, "%s", vp);
+    agree_bpe_file(path, name, true);
+}
+
 Test(tokenize_oracle, llama_bpe) { agree_bpe("llama-bpe"); }
 Test(tokenize_oracle, qwen2) { agree_bpe("qwen2"); }
+
+/* ==== vocabularies smelt-convert made from real tokenizer.json files ==== */
+
+/* build/<flavor>/fixtures/bpe-<family>.gguf made by tests/verify/mk-bpe-gguf (cached), or
+ * skip the test when the npm tokenizers are not installed. */
+static const char *bpe_gguf(const char *family)
+{
+    static char p[3][4200];
+    int k = !strcmp(family, "llama3") ? 0 : !strcmp(family, "llama3-bos") ? 1 : 2;
+    const char *b = getenv("SMELT_BUILD");
+    char rel[128];
+    snprintf(rel, sizeof rel, "%s/fixtures/bpe-%s.gguf", b && *b ? b : "build/release", family);
+    if (b && *b && b[0] == '/') snprintf(p[k], sizeof p[k], "%s", rel);
+    else tu_path(p[k], sizeof p[k], rel);
+    if (access(p[k], R_OK) != 0) {
+        char script[4200], cmd[17000];
+        tu_path(script, sizeof script, "tests/verify/mk-bpe-gguf");
+        snprintf(cmd, sizeof cmd, "'%s' %s '%s'", script, family, p[k]);
+        char *out = NULL;
+        int rc = tu_run(cmd, &out);
+        if (rc == 77) cr_skip_test("npm tokenizers not installed (tests/oracle/install)");
+        cr_assert_eq(rc, 0, "mk-bpe-gguf %s failed (%d): %s", family, rc, out ? out : "");
+        free(out);
+    }
+    return p[k];
+}
+
+static void str_kv_is(const smelt_gguf *g, const char *key, const char *want)
+{
+    smelt_str s;
+    smelt_err e = {0};
+    cr_assert_eq(smelt_gguf_get_str(g, key, &s, &e), 0, "%s", e.msg);
+    cr_assert(s.n == strlen(want) && memcmp(s.p, want, s.n) == 0, "%s is '%.*s', expected '%s'", key, (int)s.n, s.p, want);
+}
+
+static int64_t int_kv(const smelt_gguf *g, const char *key)
+{
+    const smelt_gguf_kv *kv = smelt_gguf_get_kv(g, key);
+    return kv ? smelt_gguf_kv_int(kv, 0) : -1;
+}
+
+/* Elements [0, n) of array key in a and b that differ (n = 0: the arrays must have equal
+ * length and all are compared). */
+static size_t arr_diff(const smelt_gguf *a, const smelt_gguf *b, const char *key, uint64_t n, uint64_t *first)
+{
+    const smelt_gguf_kv *x = smelt_gguf_get_kv(a, key), *y = smelt_gguf_get_kv(b, key);
+    cr_assert(x && y, "%s missing", key);
+    if (!n) {
+        cr_assert_eq(x->n, y->n, "%s: %llu vs %llu elements", key, (unsigned long long)x->n, (unsigned long long)y->n);
+        n = x->n;
+    }
+    size_t d = 0;
+    *first = UINT64_MAX;
+    for (uint64_t i = 0; i < n; i++) {
+        bool same;
+        if (x->arr_type == SMELT_GGUF_STRING) {
+            smelt_str s = smelt_gguf_arr_str(x, i), t = smelt_gguf_arr_str(y, i);
+            same = s.n == t.n && memcmp(s.p, t.p, s.n) == 0;
+        } else {
+            same = smelt_gguf_kv_int(x, i) == smelt_gguf_kv_int(y, i);
+        }
+        if (!same && d++ == 0) *first = i;
+    }
+    return d;
+}
+
+/* The converted vocabularies against llama.cpp's own conversions of the same tokenizer
+ * families (models/ggml-vocab-llama-bpe.gguf: Meta's Llama 3 with the BOS post-processor;
+ * ggml-vocab-qwen2.gguf: Qwen1.5, whose 151643 base tokens and merges Qwen3 keeps). */
+Test(tokenize_bpe, converted_vocab_equals_llama_cpp)
+{
+    const char *ref_l = model_vocab_path("llama-bpe");
+    if (!ref_l) cr_skip_test("llama.cpp source not installed (make oracle)");
+    char ref_llama[4200], ref_qwen[4200];
+    snprintf(ref_llama, sizeof ref_llama, "%s", ref_l);
+    snprintf(ref_qwen, sizeof ref_qwen, "%s", model_vocab_path("qwen2"));
+    uint64_t first;
+    smelt_gguf *r = open_gguf(ref_llama), *g = open_gguf(bpe_gguf("llama3-bos"));
+    str_kv_is(g, "tokenizer.ggml.model", "gpt2");
+    str_kv_is(g, "tokenizer.ggml.pre", "llama-bpe");
+    cr_assert_eq(arr_diff(g, r, "tokenizer.ggml.tokens", 0, &first), 0, "tokens differ from %llu", (unsigned long long)first);
+    cr_assert_eq(arr_diff(g, r, "tokenizer.ggml.token_type", 0, &first), 0, "types differ from %llu", (unsigned long long)first);
+    cr_assert_eq(arr_diff(g, r, "tokenizer.ggml.merges", 0, &first), 0, "merges differ from %llu", (unsigned long long)first);
+    cr_assert_eq(int_kv(g, "tokenizer.ggml.bos_token_id"), int_kv(r, "tokenizer.ggml.bos_token_id"));
+    cr_assert_eq(int_kv(g, "tokenizer.ggml.eos_token_id"), int_kv(r, "tokenizer.ggml.eos_token_id"));
+    cr_assert_eq(int_kv(g, "tokenizer.ggml.add_bos_token"), 1);
+    smelt_gguf_close(g);
+    /* the npm file as shipped: same vocabulary, no BOS added */
+    g = open_gguf(bpe_gguf("llama3"));
+    str_kv_is(g, "tokenizer.ggml.pre", "llama-bpe");
+    cr_assert_eq(arr_diff(g, r, "tokenizer.ggml.tokens", 0, &first), 0);
+    cr_assert_eq(int_kv(g, "tokenizer.ggml.add_bos_token"), 0);
+    smelt_gguf_close(g);
+    smelt_gguf_close(r);
+
+    r = open_gguf(ref_qwen);
+    g = open_gguf(bpe_gguf("qwen3"));
+    str_kv_is(g, "tokenizer.ggml.pre", "qwen2");
+    cr_assert_eq(arr_diff(g, r, "tokenizer.ggml.tokens", 151643, &first), 0, "base tokens differ from %llu",
+                 (unsigned long long)first);
+    cr_assert_eq(arr_diff(g, r, "tokenizer.ggml.token_type", 151643, &first), 0);
+    cr_assert_eq(arr_diff(g, r, "tokenizer.ggml.merges", 0, &first), 0, "merges differ from %llu", (unsigned long long)first);
+    size_t tail = arr_diff(g, r, "tokenizer.ggml.tokens", 0, &first);
+    cr_log_info("qwen3 vs llama.cpp's qwen2 vocabulary: %zu of 151936 token texts differ, all from id %llu on "
+                "(added tokens and [PADn] filler)", tail, (unsigned long long)first);
+    cr_assert_geq(first, 151643);
+    cr_assert_eq(int_kv(g, "tokenizer.ggml.eos_token_id"), 151645); /* <|im_end|>: Qwen3's tokenizer_config */
+    cr_assert_eq(int_kv(g, "tokenizer.ggml.padding_token_id"), 151643);
+    cr_assert_eq(int_kv(g, "tokenizer.ggml.bos_token_id"), 151643); /* config.json */
+    cr_assert_eq(int_kv(g, "tokenizer.ggml.add_bos_token"), 0);
+    smelt_gguf_close(g);
+    smelt_gguf_close(r);
+}
+
+/* libllama loads the converted vocabularies and tokenizes exactly as smelt does. */
+static void agree_converted(const char *family)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s", bpe_gguf(family));
+    agree_bpe_file(path, family, false);
+}
+
+Test(tokenize_oracle, converted_llama3) { agree_converted("llama3"); }
+Test(tokenize_oracle, converted_qwen3) { agree_converted("qwen3"); }
+
+static bool valid_utf8(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        size_t k = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (!k || i + k > n) return false;
+        uint32_t cp = k == 1 ? c : c & (0x7F >> k);
+        for (size_t j = 1; j < k; j++) {
+            if (((unsigned char)s[i + j] & 0xC0) != 0x80) return false;
+            cp = (cp << 6) | ((unsigned char)s[i + j] & 0x3F);
+        }
+        static const uint32_t MIN[5] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < MIN[k] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || (k == 1 && c == 0)) return false;
+        i += k;
+    }
+    return true;
+}
+
+/* smelt_tokenize(add_special, parse_special) equals the JavaScript port of Hugging Face's
+ * tokenizers (encode with the tokenizer's own special tokens) on every valid UTF-8 test
+ * string that is in NFC (the Qwen tokenizer NFC-normalizes, llama.cpp and smelt do not),
+ * and detokenizing gives the text back. */
+static void agree_js(const char *family, bool clean_spaces)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s", bpe_gguf(family));
+    char script[4200];
+    tu_path(script, sizeof script, "tests/verify/js-tokenize.js");
+    char *out = NULL;
+    if (tu_run("node --version", &out) != 0) cr_skip_test("node not installed");
+    free(out);
+    json_t *strs = json_array();
+    static const char *const TEXTS[] = {"samples/text/eval-en.txt", "samples/text/eval-zh.txt"};
+    for (size_t i = 0; i < 2; i++) {
+        size_t len;
+        char *t = read_text(TEXTS[i], &len);
+        json_array_append_new(strs, json_stringn(t, len));
+        free(t);
+    }
+    for (size_t i = 0; i < sizeof BPE_TRICKY / sizeof BPE_TRICKY[0]; i++)
+        if (valid_utf8(BPE_TRICKY[i], strlen(BPE_TRICKY[i]))) json_array_append_new(strs, json_string(BPE_TRICKY[i]));
+    for (size_t i = 0; i < sizeof TRICKY / sizeof TRICKY[0]; i++) {
+        size_t n = TRICKY[i].n ? TRICKY[i].n : strlen(TRICKY[i].s);
+        if (valid_utf8(TRICKY[i].s, n)) json_array_append_new(strs, json_stringn(TRICKY[i].s, n));
+    }
+    char dir[4200], in[4300], cmd[13000];
+    cr_assert_eq(tu_mkdtemp(dir, sizeof dir), 0);
+    snprintf(in, sizeof in, "%s/strings.json", dir);
+    cr_assert_eq(json_dump_file(strs, in, 0), 0);
+    snprintf(cmd, sizeof cmd, "node '%s' %s '%s'", script, family, in);
+    int rc = tu_run(cmd, &out);
+    cr_assert_eq(rc, 0, "js-tokenize: %s", out ? out : "");
+    json_error_t je;
+    json_t *res = json_loads(out, 0, &je);
+    cr_assert(res && json_array_size(res) == json_array_size(strs), "js-tokenize output: %s", je.text);
+    smelt_vocab *v = load_vocab(path);
+    /* ordinary tokens that llama.cpp (and smelt) turn into control tokens by their text
+     * ("</s>" is one in Qwen's vocabulary): with parse_special they are matched whole,
+     * where Hugging Face merges their characters */
+    int32_t forced[16];
+    size_t nforced = 0;
+    for (uint32_t id = 0; id < smelt_vocab_n_tokens(v) && nforced < 16; id++)
+        if ((smelt_vocab_attr(v, (int32_t)id) & (SMELT_TOKATTR_NORMAL | SMELT_TOKATTR_CONTROL)) ==
+            (SMELT_TOKATTR_NORMAL | SMELT_TOKATTR_CONTROL))
+            forced[nforced++] = (int32_t)id;
+    size_t same = 0, skipped = 0, round = 0, skipped_forced = 0;
+    for (size_t i = 0; i < json_array_size(strs); i++) {
+        json_t *r = json_array_get(res, i);
+        const char *s = json_string_value(json_array_get(strs, i));
+        size_t sl = json_string_length(json_array_get(strs, i));
+        if (!json_is_true(json_object_get(r, "nfc"))) {
+            skipped++;
+            continue;
+        }
+        bool has_forced = false;
+        for (size_t f = 0; f < nforced; f++) {
+            size_t fl;
+            const char *ft = smelt_vocab_piece(v, forced[f], &fl);
+            if (memmem(s, sl, ft, fl)) has_forced = true;
+        }
+        if (has_forced) {
+            skipped_forced++;
+            continue;
+        }
+        json_t *want = json_object_get(r, "ids");
+        int32_t *ids;
+        size_t n;
+        tok(v, s, sl, true, true, &ids, &n);
+        size_t k = 0;
+        while (k < n && k < json_array_size(want) && ids[k] == json_integer_value(json_array_get(want, k))) k++;
+        cr_assert(n == json_array_size(want) && k == n, "string %zu ('%.40s'): %zu ids vs JS's %zu, first difference at %zu",
+                  i, s, n, json_array_size(want), k);
+        same++;
+        /* back to the text: with add_special the BOS is removed; control tokens unparsed */
+        char *back;
+        size_t bl;
+        smelt_err e = {0};
+        cr_assert_eq(smelt_detokenize_ex(v, ids, n, true, true, &back, &bl, &e), 0, "%s", e.msg);
+        if (bl == sl && memcmp(back, s, sl) == 0) round++;
+        else cr_assert(clean_spaces, "string %zu does not detokenize to itself", i);
+        free(back);
+        free(ids);
+    }
+    cr_log_info("%s: %zu strings identical to @lenml/tokenizers (skipped: %zu not in NFC, %zu with a text llama.cpp "
+                "makes a control token), %zu round-trip",
+                family, same, skipped, skipped_forced, round);
+    cr_assert_gt(same, 50);
+    smelt_vocab_free(v);
+    json_decref(res);
+    json_decref(strs);
+    free(out);
+    tu_rmtree(dir);
+}
+
+Test(tokenize_bpe, js_llama3) { agree_js("llama3", true); }
+Test(tokenize_bpe, js_llama3_bos) { agree_js("llama3-bos", true); }
+Test(tokenize_bpe, js_qwen3) { agree_js("qwen3", false); }
 
 /* ==== crafted vocabularies ==== */
 
