@@ -594,11 +594,12 @@ static int bpe_pre_name(const smelt_tokfiles *tf, const char **pre, smelt_err *e
     if (strcmp(jtype(model), "BPE")) return not_bpe(tf, "model.type", e, "model type '%s' is not BPE", jtype(model));
     if (!bool_is(model, "byte_fallback", 0))
         return not_bpe(tf, "model.byte_fallback", e, "%s", "a BPE model with byte fallback (SentencePiece-style BPE)");
-    static const char *const AFFIX[] = {"continuing_subword_prefix", "end_of_word_suffix"};
+    static const char *const AFFIX[][2] = {{"continuing_subword_prefix", "model.continuing_subword_prefix"},
+                                           {"end_of_word_suffix", "model.end_of_word_suffix"}};
     for (int i = 0; i < 2; i++) {
-        json_t *a = json_object_get(model, AFFIX[i]);
+        json_t *a = json_object_get(model, AFFIX[i][0]);
         if (a && !json_is_null(a) && !(json_is_string(a) && json_string_length(a) == 0))
-            return not_bpe(tf, AFFIX[i], e, "model.%s is set", AFFIX[i]);
+            return not_bpe(tf, AFFIX[i][1], e, "%s", "subword prefixes and suffixes are not byte-level BPE");
     }
     json_t *drop = json_object_get(model, "dropout");
     if (drop && !json_is_null(drop) && !(json_is_number(drop) && json_number_value(drop) == 0.0))
