@@ -657,6 +657,30 @@ Test(tokenize_bpe, converted_vocab_equals_llama_cpp)
     smelt_gguf_close(r);
 }
 
+/* smelt names the pre-tokenizer from tokenizer.json's description; llama.cpp's converter
+ * from a hash of token ids (tests/verify/llama-pre-name). They agree, except on Meta's
+ * first Llama 3 upload, which the hash calls smaug-bpe (no BOS) and smelt llama-bpe with
+ * add_bos_token false (docs/convert.md). */
+Test(tokenize_bpe, pre_name_agrees_with_llama_cpp_hash)
+{
+    static const char *const FAM[][2] = {{"llama3-bos", "llama-bpe"}, {"qwen3", "qwen2"}, {"llama3", "smaug-bpe"}};
+    for (int i = 0; i < 3; i++) {
+        char script[4200], cmd[4400];
+        tu_path(script, sizeof script, "tests/verify/llama-pre-name");
+        snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", script, FAM[i][0]);
+        char *out = NULL;
+        int rc = tu_run(cmd, &out);
+        if (rc == 77) cr_skip_test("llama.cpp source or node not installed");
+        cr_assert_eq(rc, 0, "llama-pre-name %s: %s", FAM[i][0], out ? out : "");
+        out[strcspn(out, "\n")] = 0;
+        cr_assert_str_eq(out, FAM[i][1], "llama.cpp's converter names %s '%s'", FAM[i][0], out);
+        smelt_gguf *g = open_gguf(bpe_gguf(FAM[i][0]));
+        str_kv_is(g, "tokenizer.ggml.pre", i == 2 ? "llama-bpe" : FAM[i][1]);
+        smelt_gguf_close(g);
+        free(out);
+    }
+}
+
 /* libllama loads the converted vocabularies and tokenizes exactly as smelt does. */
 static void agree_converted(const char *family)
 {
