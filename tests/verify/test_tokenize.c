@@ -629,6 +629,15 @@ Test(tokenize_bpe, converted_vocab_equals_llama_cpp)
     cr_assert_eq(int_kv(g, "tokenizer.ggml.bos_token_id"), int_kv(r, "tokenizer.ggml.bos_token_id"));
     cr_assert_eq(int_kv(g, "tokenizer.ggml.eos_token_id"), int_kv(r, "tokenizer.ggml.eos_token_id"));
     cr_assert_eq(int_kv(g, "tokenizer.ggml.add_bos_token"), 1);
+    /* the tokenizer keys both files have come in the same order */
+    int64_t last = -1;
+    for (uint64_t i = 0; i < smelt_gguf_n_kv(r); i++) {
+        const char *key = smelt_gguf_kv_at(r, i)->key;
+        if (strncmp(key, "tokenizer.", 10)) continue;
+        int64_t at = smelt_gguf_find_kv(g, key);
+        cr_assert_gt(at, last, "%s is out of llama.cpp's order", key);
+        last = at;
+    }
     smelt_gguf_close(g);
     /* the npm file as shipped: same vocabulary, no BOS added */
     g = open_gguf(bpe_gguf("llama3"));
