@@ -836,6 +836,8 @@ typedef struct {
     const char *bos_key_str;/* write bos_token_id as this string (wrong type) */
     int64_t unk_id;         /* -1: key omitted */
     bool no_tokens;
+    const char *pre;        /* tokenizer.ggml.pre (NULL: omitted) */
+    const char *merges;     /* one merge written as tokenizer.ggml.merges (NULL: omitted) */
 } vspec;
 
 static const tspec CHAT[] = {
@@ -887,6 +889,8 @@ static void write_vocab(const char *path, const tspec *t, size_t n, const vspec 
     put_u32(w, "llama.rope.dimension_count", 4);
     cr_assert_eq(smelt_gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f, &e), 0);
     if (vs->model) cr_assert_eq(smelt_gguf_writer_set_str(w, "tokenizer.ggml.model", vs->model, &e), 0);
+    if (vs->pre) cr_assert_eq(smelt_gguf_writer_set_str(w, "tokenizer.ggml.pre", vs->pre, &e), 0);
+    if (vs->merges) cr_assert_eq(smelt_gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", &vs->merges, NULL, 1, &e), 0);
     if (!vs->no_tokens)
         cr_assert_eq(smelt_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", texts, NULL, total, &e), 0, "%s", e.msg);
     else
@@ -1059,10 +1063,25 @@ Test(tokenize, malformed_vocabularies)
     static const tspec T[] = {{"<unk>", 0, 2}, {"<s>", 0, 3}, {"</s>", 0, 3}, {"a", -1, 1}, {"b", -1, 1}};
     size_t n = 5;
     smelt_err e = {0};
-    vspec vs = {.model = "gpt2", .n_scores = -1, .unk_id = -1};
+    vspec vs = {.model = "bert", .n_scores = -1, .unk_id = -1};
     cr_assert_eq(vocab_error(T, n, &vs, &e), SMELT_EUNSUPPORTED);
     cr_assert_str_eq(e.object, "tokenizer.ggml.model");
-    cr_assert_str_eq(e.msg, "tokenizer model 'gpt2' is not supported: smelt tokenizes SentencePiece ('llama') vocabularies only");
+    cr_assert_str_eq(e.msg, "tokenizer model 'bert' is not supported: smelt tokenizes SentencePiece ('llama') and "
+                            "byte-level BPE ('gpt2') vocabularies");
+    vs = (vspec){.model = "gpt2", .n_scores = -1, .unk_id = -1};
+    cr_assert_eq(vocab_error(T, n, &vs, &e), SMELT_EUNSUPPORTED);
+    cr_assert_str_eq(e.object, "tokenizer.ggml.pre");
+    cr_assert_str_eq(e.msg, "a BPE vocabulary without a pre-tokenizer name (llama.cpp falls back to its GPT-2 'default' "
+                            "split); smelt tokenizes llama3 (llama-bpe, smaug-bpe) and qwen2 only");
+    vs = (vspec){.model = "gpt2", .pre = "deepseek-llm", .merges = "a b", .n_scores = -1, .unk_id = -1};
+    cr_assert_eq(vocab_error(T, n, &vs, &e), SMELT_EUNSUPPORTED);
+    cr_assert_str_eq(e.object, "tokenizer.ggml.pre");
+    cr_assert_str_eq(e.msg, "pre-tokenizer 'deepseek-llm' is not supported: smelt tokenizes BPE vocabularies with the llama3 "
+                            "(llama-bpe, llama3, llama-v3, smaug-bpe) and qwen2 (qwen2, deepseek-r1-qwen) pre-tokenizers");
+    vs = (vspec){.model = "gpt2", .pre = "qwen2", .n_scores = -1, .unk_id = -1};
+    cr_assert_eq(vocab_error(T, n, &vs, &e), SMELT_EFORMAT);
+    cr_assert_str_eq(e.object, "tokenizer.ggml.merges");
+    cr_assert_str_eq(e.msg, "required key is missing");
 
     vs = (vspec){.model = NULL, .n_scores = -1, .unk_id = -1};
     cr_assert_eq(vocab_error(T, n, &vs, &e), SMELT_EFORMAT);
