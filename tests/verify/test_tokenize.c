@@ -853,7 +853,7 @@ typedef struct {
     int64_t unk_id;         /* -1: key omitted */
     bool no_tokens;
     const char *pre;        /* tokenizer.ggml.pre (NULL: omitted) */
-    const char *merges;     /* one merge written as tokenizer.ggml.merges (NULL: omitted) */
+    const char *merges;     /* tokenizer.ggml.merges, separated by '|' (NULL: omitted) */
 } vspec;
 
 static const tspec CHAT[] = {
@@ -906,7 +906,14 @@ static void write_vocab(const char *path, const tspec *t, size_t n, const vspec 
     cr_assert_eq(smelt_gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f, &e), 0);
     if (vs->model) cr_assert_eq(smelt_gguf_writer_set_str(w, "tokenizer.ggml.model", vs->model, &e), 0);
     if (vs->pre) cr_assert_eq(smelt_gguf_writer_set_str(w, "tokenizer.ggml.pre", vs->pre, &e), 0);
-    if (vs->merges) cr_assert_eq(smelt_gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", &vs->merges, NULL, 1, &e), 0);
+    if (vs->merges) {
+        char *all = strdup(vs->merges), *save = NULL;
+        const char *m[64];
+        size_t nm = 0;
+        for (char *tok = strtok_r(all, "|", &save); tok && nm < 64; tok = strtok_r(NULL, "|", &save)) m[nm++] = tok;
+        cr_assert_eq(smelt_gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", m, NULL, nm, &e), 0);
+        free(all);
+    }
     if (!vs->no_tokens)
         cr_assert_eq(smelt_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", texts, NULL, total, &e), 0, "%s", e.msg);
     else
@@ -995,6 +1002,40 @@ static void chat_agree(const char *name)
 Test(tokenize_oracle, user_defined_and_control_tokens)
 {
     chat_agree("chatty");
+}
+
+/* A small byte-level BPE vocabulary with the irregularities real files never have but
+ * llama.cpp still defines: a merge whose result is no token ("c a"), a repeated pair (the
+ * first rank counts), a merge without a space, tokens no merge reaches ("cab": found whole
+ * with llama-bpe's ignore_merges, built from pieces with qwen2), characters without a token
+ * (dropped), user-defined and control tokens. Same ids and text as libllama, both
+ * pre-tokenizers. */
+Test(tokenize_oracle, crafted_bpe_vocabulary)
+{
+    static const tspec T[] = {
+        {"a", 0, 1}, {"b", 0, 1}, {"c", 0, 1}, {"\xc4\xa0", 0, 1} /* Ġ */, {"\xc4\x8a", 0, 1} /* Ċ */, {"1", 0, 1},
+        {"ab", 0, 1}, {"bc", 0, 1}, {"abc", 0, 1}, {"\xc4\xa0" "a", 0, 1}, {"\xc4\xa0" "ab", 0, 1}, {"cab", 0, 1},
+        {"11", 0, 1}, {"111", 0, 1}, {"<|endoftext|>", 0, 3}, {"<tool>", 0, 4}, {"'s", 0, 1}, {"'", 0, 1}, {"s", 0, 1},
+    };
+    static const char *const S[] = {
+        "abc ab cab abcabc", "  a\n\nb", "cab", "ca b", "111 1111 11111", "zzz ab", "\xc3\xa9" "ab",
+        "<tool>ab<|endoftext|> ab", "it's 'S", "a\tb", "ab  ", "",
+    };
+    static const char *const PRES[] = {"llama-bpe", "qwen2"};
+    for (int k = 0; k < 2; k++) {
+        char dir[512], path[600];
+        cr_assert_eq(tu_mkdtemp(dir, sizeof dir), 0);
+        snprintf(path, sizeof path, "%s/bpe.gguf", dir);
+        vspec vs = {.model = "gpt2", .pre = PRES[k], .n_scores = -1, .unk_id = -1,
+                    .merges = "a b|b c|ab c|\xc4\xa0 a|\xc4\xa0" "a b|c a|a b|xyz|1 1|11 1|' s"};
+        write_vocab(path, T, sizeof T / sizeof T[0], &vs);
+        smelt_vocab *v = load_vocab(path);
+        oracle o = oracle_open(path);
+        for (size_t i = 0; i < sizeof S / sizeof S[0]; i++) agree(v, &o, S[i], strlen(S[i]), S[i]);
+        oracle_close(&o);
+        smelt_vocab_free(v);
+        tu_rmtree(dir);
+    }
 }
 
 Test(tokenize_oracle, phi3_right_strip)
