@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "convert/convert_int.h"
+#include "formats/base/file.h"
 #include "formats/base/finite.h"
 #include "formats/base/half.h"
 #include "formats/base/pool.h"
@@ -243,6 +244,7 @@ int smelt_convert_plan_write(smelt_convert_plan *p, const char *out_path, smelt_
     int rc = alloc_workspace(p, &ws, e);
     smelt_gguf_writer *w = rc ? NULL : make_writer(p, e);
     if (!rc && !w) rc = e->code ? e->code : SMELT_ENOMEM;
+    if (!rc) rc = smelt_fs_check_space(out_path, smelt_gguf_writer_file_size(w), 0, e);
     if (!rc) rc = smelt_gguf_writer_begin(w, out_path, e);
     uint64_t bytes = 0;
     for (size_t i = 0; i < p->n && !rc; i++) {

@@ -183,6 +183,25 @@ static int build_config(const smelt_hf *base, smelt_merge *m, const smelt_merge_
                              r->vocab_new);
         }
     }
+    /* a block-scaled fp8 base is written dequantized (fp8src.h): its quantization_config
+     * no longer describes the weights */
+    bool scaled = false;
+    for (uint64_t k = 0; k < smelt_tsrc_count(smelt_hf_tensors(base)); k++)
+        scaled |= smelt_tsrc_info(smelt_hf_tensors(base), k)->block_scaled != 0;
+    if (scaled && find_top_key(text, "quantization_config", &ks, &vs, &ve)) {
+        const char *a = ks, *z = skip_ws(ve);
+        if (*z == ',') {
+            z = skip_ws(z + 1); /* up to the next key, whose indentation stays */
+        } else {
+            z = ve; /* the last key: from the comma before it */
+            while (a > text && a[-1] != ',') a--;
+            if (a > text) a--;
+        }
+        char *t2 = splice(text, a, z, "");
+        free(text);
+        if (!t2) return SMELT_NOMEM(e, "config.json");
+        text = t2;
+    }
     /* the record: earlier adapters kept, new ones appended */
     json_t *rec = json_object(), *arr = json_array();
     json_t *old = json_object_get(smelt_hf_config(base), "smelt_merge");
@@ -656,6 +675,9 @@ int smelt_merge_write_hf(smelt_merge *m, const smelt_hf *base, const smelt_merge
     if (smelt_hf_weights_kind(base) == SMELT_HF_SAFETENSORS && (rc = smelt_stset_open(smelt_hf_dir(base), &bst, e)))
         goto fail;
     if ((rc = plan_shards(src, bst, wo->max_shard_size, &sh, &ns, e))) goto fail;
+    uint64_t need = 0; /* the tensor data; headers, config and tokenizer files are small */
+    for (uint64_t i = 0; i < nt; i++) need += smelt_tsrc_info(src, i)->nbytes;
+    if ((rc = smelt_fs_check_space(dir, need, 0, e))) goto fail;
     if ((rc = write_shards(m, sh, ns, tmp, lines, base_th, model, prog, e))) goto fail;
     bool had_index = bst ? smelt_stset_index_path(bst) != NULL : ns > 1;
     if (ns > 1 || had_index) {

@@ -55,11 +55,14 @@ static uint32_t file_type_of(int t)
 static int resolve_auto(const smelt_tsrc *s, const smelt_notes *notes)
 {
     uint64_t vals[SMELT_DT_COUNT] = {0}, cnt[SMELT_DT_COUNT] = {0};
+    int scaled = 0;
     for (uint64_t i = 0; i < smelt_tsrc_count(s); i++) {
         const smelt_tinfo *t = smelt_tsrc_info(s, i);
         if (t->n_dims < 2 || !smelt_dtype_is_float(t->dtype)) continue;
-        vals[t->dtype] += t->nelements;
-        cnt[t->dtype]++;
+        smelt_dtype d = t->block_scaled ? SMELT_DT_F8_E4M3 : t->dtype; /* counted as stored */
+        scaled |= t->block_scaled;
+        vals[d] += t->nelements;
+        cnt[d]++;
     }
     int best = -1, kinds = 0;
     for (int d = 0; d < SMELT_DT_COUNT; d++)
@@ -68,10 +71,13 @@ static int resolve_auto(const smelt_tsrc *s, const smelt_notes *notes)
             if (best < 0 || vals[d] > vals[best]) best = d;
         }
     if (best < 0) return SMELT_TYPE_F16; /* llama.cpp's default when it cannot tell */
-    int out = best == SMELT_DT_BF16 ? SMELT_TYPE_BF16
+    /* block-scaled fp8 (fp8 × f32 scale) fits neither f16 nor bf16 exactly: bf16 keeps the range */
+    int out = best == SMELT_DT_BF16 || (best == SMELT_DT_F8_E4M3 && scaled) ? SMELT_TYPE_BF16
               : best == SMELT_DT_F32 || best == SMELT_DT_F64 ? SMELT_TYPE_F32
                                                              : SMELT_TYPE_F16; /* F16, and float8 (exact in f16) */
-    if (kinds > 1) {
+    /* an fp8 checkpoint's bf16 tensors (embeddings, norms) are not rounded by bf16 output */
+    int fp8_bf16 = scaled && best == SMELT_DT_F8_E4M3 && kinds == 2 && cnt[SMELT_DT_BF16];
+    if (kinds > 1 && !fp8_bf16) {
         char list[512] = "";
         size_t used = 0;
         for (int d = 0; d < SMELT_DT_COUNT; d++)
@@ -83,7 +89,10 @@ static int resolve_auto(const smelt_tsrc *s, const smelt_notes *notes)
                    "to it — use --outtype f32 to keep every value exactly",
                    list, smelt_convert_outtype_name(out));
     }
-    if (best == SMELT_DT_F8_E4M3 || best == SMELT_DT_F8_E5M2)
+    if (scaled && best == SMELT_DT_F8_E4M3)
+        smelt_note(notes, "block-scaled fp8 weights are dequantized (fp8 × scale) and rounded to bf16; --outtype f32 keeps "
+                          "every product exactly");
+    else if (best == SMELT_DT_F8_E4M3 || best == SMELT_DT_F8_E5M2)
         smelt_note(notes, "float8 weights are upcast exactly to f16 (smelt writes no float8 GGUF type)");
     return out;
 }
@@ -518,8 +527,11 @@ json_t *smelt_convert_plan_json(const smelt_convert_plan *p)
         for (uint32_t d = 0; d < t->n_dims; d++) json_array_append_new(ne, json_integer((json_int_t)t->ne[d]));
         for (size_t k = 0; k < t->n_parts; k++) {
             const smelt_tinfo *ti = smelt_tsrc_info(p->src, t->parts[k].src);
-            json_array_append_new(src, json_pack("{s:s,s:s,s:I,s:I}", "tensor", ti->name, "dtype", smelt_dtype_name(ti->dtype), "row0",
-                                                 (json_int_t)t->parts[k].row0, "rows", (json_int_t)t->parts[k].nrows));
+            json_t *part = json_pack("{s:s,s:s,s:I,s:I}", "tensor", ti->name, "dtype",
+                                     smelt_dtype_name(ti->block_scaled ? SMELT_DT_F8_E4M3 : ti->dtype), "row0",
+                                     (json_int_t)t->parts[k].row0, "rows", (json_int_t)t->parts[k].nrows);
+            if (ti->block_scaled) json_object_set_new(part, "block_scaled", json_true()); /* read as f32 */
+            json_array_append_new(src, part);
         }
         json_t *o = json_pack("{s:s,s:s,s:o,s:I,s:o}", "name", t->name, "type", smelt_type_name(t->type), "ne", ne, "bytes",
                               (json_int_t)t->nbytes, "sources", src);

@@ -86,7 +86,7 @@ static void print_plan(const smelt_convert_plan *p, const smelt_tsrc *src, const
         if (u < sizeof shape) snprintf(shape + u, sizeof shape - u, "]");
         printf("  %4zu  %-30s %-5s %-16s %10llu  ", i, t->name, smelt_type_name(t->type), shape, (unsigned long long)t->nbytes);
         const smelt_tinfo *s0 = smelt_tsrc_info(src, t->parts[0].src);
-        printf("%s (%s)", s0->name, smelt_dtype_name(s0->dtype));
+        printf("%s (%s)", s0->name, s0->block_scaled ? "F8_E4M3 × block scales" : smelt_dtype_name(s0->dtype));
         if (t->n_parts > 1) printf(" + %zu more, stacked", t->n_parts - 1);
         else if (t->parts[0].nrows * t->row_len != s0->nelements)
             printf(" rows %llu..%llu", (unsigned long long)t->parts[0].row0,

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/file.h"
+#include "fp8src.h"
 #include "safetensors.h"
 #include "torchbin.h"
 
@@ -117,6 +118,9 @@ int smelt_hf_open(const char *dir, smelt_hf **out, smelt_err *e)
         h->kind = SMELT_HF_TORCH_BIN;
         if ((rc = smelt_torchbin_open_dir(dir, &h->src, e))) goto fail;
     }
+    smelt_fp8_cfg fp8;
+    if ((rc = smelt_fp8_cfg_read(h->config, h->cfg_path, &fp8, e))) goto fail;
+    if ((rc = smelt_tsrc_wrap_fp8(&h->src, &fp8, e))) goto fail;
     *out = h;
     return 0;
 fail:

@@ -1,5 +1,6 @@
 /* hfdir.h — a Hugging Face model directory: config.json plus weights (safetensors, single
- * or sharded; PyTorch .bin, single or sharded) presented as one tensor source.
+ * or sharded; PyTorch .bin, single or sharded) presented as one tensor source; block-scaled
+ * FP8 weights (config.json quantization_config) are read dequantized (fp8src.h).
  * Layer: formats. Includes base/, tsrc.h, jansson. */
 #ifndef SMELT_HFDIR_H
 #define SMELT_HFDIR_H

@@ -24,6 +24,7 @@ typedef struct smelt_tinfo {
     uint64_t nelements;
     uint64_t nbytes;
     const char *file; /* where it lives (for messages); may be NULL */
+    uint8_t block_scaled; /* stored as F8_E4M3 with block scales, read as dtype (fp8src.h) */
 } smelt_tinfo;
 
 /* Scratch memory a source may fill when it cannot hand out mapped bytes. Owned by the

@@ -51,11 +51,17 @@ typedef struct smelt_qtype_ops {
     void (*quantize_ref)(const float *src, void *dst, int64_t n);
     /* ggml_quantize_requires_imatrix: output is garbage without importance weights. */
     bool needs_imatrix;
+    /* Encoding time per element relative to a k-quant's, roughly (0: about the same). The
+     * size planner estimates the slow types (above 1) on fewer rows, and the slowest
+     * (SMELT_QTYPE_SLOW_ENCODER and above) only where they may be chosen. */
+    uint8_t encode_cost;
     /* As `quantize`, minimizing the error of model `m` (NULL = plain); NULL if the type
      * has no error models (then callers use `quantize`). */
     void (*quantize_err)(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imatrix,
                          const smelt_qerr *m);
 } smelt_qtype_ops;
+
+enum { SMELT_QTYPE_SLOW_ENCODER = 20 };
 
 /* Ops for a type, or NULL if smelt has none. The kernels are the fastest this CPU runs
  * (formats/base/cpu.h); every kernel set gives bit-identical results. Thread-safe. */

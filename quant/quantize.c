@@ -621,8 +621,86 @@ static int target_budget(job *j, uint64_t align, uint64_t *budget, uint64_t *fix
     return 0;
 }
 
-/* --target-bpw / --target-size: estimate the error of every candidate type of every tensor
- * whose type is not fixed, then choose under the budget (quant/target.h). */
+/* The candidates of plan_target: the types of target.h, their bytes for each tensor. */
+typedef struct target_ctx {
+    job *j;
+    smelt_pool *pool;
+    const int *types;
+    size_t nt;
+    bool file;
+    uint64_t align;
+    float *weights;
+    size_t cap_w;
+} target_ctx;
+
+static bool slow_encoder(int type)
+{
+    const smelt_qtype_ops *op = smelt_q_ops(type);
+    return op && op->encode_cost >= SMELT_QTYPE_SLOW_ENCODER;
+}
+
+/* Bytes of candidate k for tensor q as the budget counts them; 0 when k cannot be used. */
+static uint64_t candidate_bytes(const target_ctx *c, const smelt_qplan_tensor *q, size_t k)
+{
+    uint64_t rb;
+    smelt_err ignored;
+    if (!block_divides(c->types[k], q->ne[0]) || !smelt_q_can_quantize(c->types[k]) ||
+        smelt_type_row_bytes(c->types[k], q->ne[0], &rb, &ignored))
+        return 0;
+    uint64_t b = rb * q->ne[1] * q->ne[2] * q->ne[3];
+    return c->file ? padded(b, c->align) : b;
+}
+
+/* Estimate the errors of the candidates ks[0..n) for tensor q and add the usable ones to
+ * its item. A type that needs an imatrix is no candidate for a tensor the imatrix lacks. */
+static int estimate_candidates(target_ctx *c, size_t ti, const size_t *ks, size_t n, smelt_target_item *item,
+                               smelt_err *e)
+{
+    job *j = c->j;
+    smelt_qplan_tensor *q = &j->plan.t[ti];
+    const in_tensor *it = &j->in.t[j->order[ti]];
+    const smelt_imx_entry *en = q->imatrix ? imx_lookup(&j->imx, q->name) : NULL;
+    int sub[SMELT_TARGET_MAX_TYPES];
+    double err[SMELT_TARGET_MAX_TYPES];
+    size_t m = 0, at[SMELT_TARGET_MAX_TYPES];
+    for (size_t i = 0; i < n; i++)
+        if (en || !smelt_q_requires_imatrix(c->types[ks[i]])) {
+            at[m] = ks[i];
+            sub[m++] = c->types[ks[i]];
+        }
+    if (!m) return 0;
+    int rc;
+    if (en) {
+        uint64_t zero;
+        if ((rc = grow((void **)&c->weights, &c->cap_w, (size_t)en->n_values, sizeof(float), e))) return rc;
+        if ((rc = smelt_imx_weights(j->imx.m, en, c->weights, &zero, e))) return rc;
+    }
+    target_model_ctx mc = {j->o, q};
+    smelt_target_source src = {q->name, {q->ne[0], q->ne[1], q->ne[2], q->ne[3]}, q->type, it->t->data,
+                               smelt_gguf_tensor_row_bytes(it->t), en ? c->weights : NULL, target_error_model, &mc};
+    if ((rc = smelt_target_estimate(&src, sub, m, c->pool, err, e))) {
+        if (!e->file[0]) snprintf(e->file, sizeof e->file, "%s", j->in.paths[it->shard]);
+        return rc;
+    }
+    smelt_gguf_release_tensor(j->in.g[it->shard], it->t);
+    for (size_t i = 0; i < m; i++) {
+        uint64_t b = candidate_bytes(c, q, at[i]);
+        if (!isfinite(err[i]) || !b) continue;
+        q->rel_err[at[i]] = err[i];
+        size_t k = item->n_cand++;
+        item->type[k] = c->types[at[i]];
+        item->bytes[k] = b;
+        item->cost[k] = q->sensitivity * err[i];
+    }
+    return 0;
+}
+
+/* --target-bpw / --target-size: estimate the error of the candidate types of every tensor
+ * whose type is not fixed, then choose under the budget (quant/target.h). The slowest
+ * encoders (the grid i-quants) are estimated in a second pass, for a tensor only where its
+ * first choice leaves room for them: between the sizes of the chosen type and its
+ * neighbours. When the budget is below what the fast types can reach, every type is
+ * estimated at once. */
 static int plan_target(job *j, smelt_err *e)
 {
     const smelt_quantize_opts *o = j->o;
@@ -631,36 +709,36 @@ static int plan_target(job *j, smelt_err *e)
     size_t nt = smelt_target_n_types();
     int types[SMELT_TARGET_MAX_TYPES];
     for (size_t k = 0; k < nt; k++) types[k] = smelt_target_type_at(k);
-    uint64_t align = smelt_gguf_alignment(j->in.g[0]);
+    target_ctx c = {.j = j, .types = types, .nt = nt, .file = file, .align = smelt_gguf_alignment(j->in.g[0])};
     p->plan_method = file ? "target-size" : "target-bpw";
     if (file) snprintf(j->budget_text, sizeof j->budget_text, "%" PRIu64, o->target_bytes);
     else snprintf(j->budget_text, sizeof j->budget_text, "%g", o->target_bpw);
     p->plan_budget = j->budget_text;
     uint64_t budget, fixed, total = 0;
-    int rc = target_budget(j, align, &budget, &fixed, e);
+    int rc = target_budget(j, c.align, &budget, &fixed, e);
     if (rc) return rc;
     smelt_target_item *items = calloc(p->n ? p->n : 1, sizeof *items);
-    size_t *which = calloc(p->n ? p->n : 1, sizeof *which), n_items = 0, n_todo = 0, done = 0;
-    smelt_pool *pool = smelt_pool_new(o->n_threads);
-    float *weights = NULL;
-    size_t cap_w = 0;
-    if (!items || !which || !pool) {
+    size_t *which = calloc(p->n ? p->n : 1, sizeof *which), n_todo = 0;
+    c.pool = smelt_pool_new(o->n_threads);
+    if (!items || !which || !c.pool) {
         rc = SMELT_NOMEM(e, "plan");
         goto out;
     }
-    uint64_t least = 0; /* the smallest plan, known before any estimate */
+    uint64_t least = 0, least_fast = 0; /* the smallest plans, known before any estimate */
     for (size_t i = 0; i < p->n; i++) {
         const smelt_qplan_tensor *q = &p->t[i];
-        uint64_t small = UINT64_MAX, rb;
-        for (size_t k = 0; k < nt; k++)
-            if (block_divides(types[k], q->ne[0]) && smelt_q_can_quantize(types[k]) &&
-                !smelt_type_row_bytes(types[k], q->ne[0], &rb, e) && rb * q->ne[1] * q->ne[2] * q->ne[3] < small)
-                small = rb * q->ne[1] * q->ne[2] * q->ne[3];
+        uint64_t small = UINT64_MAX, small_fast = UINT64_MAX;
+        for (size_t k = 0; k < nt; k++) {
+            uint64_t b = candidate_bytes(&c, q, k);
+            if (b && b < small) small = b;
+            if (b && b < small_fast && !slow_encoder(types[k])) small_fast = b;
+        }
         if (!(q->flags & (SMELT_PT_KEPT | SMELT_PT_MANUAL)) && small != UINT64_MAX && smelt_q_can_dequantize(q->type)) {
             which[n_todo++] = i;
-            least += file ? padded(small, align) : small;
+            least += small;
+            least_fast += small_fast != UINT64_MAX ? small_fast : small;
         } else {
-            fixed += file ? padded(q->new_bytes, align) : q->new_bytes;
+            fixed += file ? padded(q->new_bytes, c.align) : q->new_bytes;
         }
     }
     if (fixed + least > budget) {
@@ -670,49 +748,41 @@ static int plan_target(job *j, smelt_err *e)
                        (double)(least + fixed) * 8.0 / (double)p->n_elements);
         goto out;
     }
+    bool all_at_once = fixed + least_fast > budget;
+    size_t first[SMELT_TARGET_MAX_TYPES], n_first = 0;
+    for (size_t k = 0; k < nt; k++)
+        if (all_at_once || !slow_encoder(types[k])) first[n_first++] = k;
     uint64_t bytes_done = 0;
     for (size_t w = 0; w < n_todo && !rc; w++) {
         smelt_qplan_tensor *q = &p->t[which[w]];
-        const in_tensor *it = &j->in.t[j->order[which[w]]];
-        const smelt_imx_entry *en = q->imatrix ? imx_lookup(&j->imx, q->name) : NULL;
-        if (en) {
-            uint64_t zero;
-            if ((rc = grow((void **)&weights, &cap_w, (size_t)en->n_values, sizeof(float), e))) break;
-            if ((rc = smelt_imx_weights(j->imx.m, en, weights, &zero, e))) break;
-        }
-        target_model_ctx mc = {o, q};
-        smelt_target_source src = {q->name, {q->ne[0], q->ne[1], q->ne[2], q->ne[3]}, q->type, it->t->data,
-                                   smelt_gguf_tensor_row_bytes(it->t), en ? weights : NULL, target_error_model, &mc};
-        if ((rc = smelt_target_estimate(&src, types, nt, pool, q->rel_err, e))) {
-            if (!e->file[0]) snprintf(e->file, sizeof e->file, "%s", j->in.paths[it->shard]);
-            break;
-        }
-        smelt_gguf_release_tensor(j->in.g[it->shard], it->t);
+        for (size_t k = 0; k < nt; k++) q->rel_err[k] = NAN;
         q->planned = true;
         q->tclass = smelt_target_class_of(q->name);
         q->sensitivity = o->sensitivity ? o->sensitivity[q->tclass] : smelt_target_default_sensitivity(q->tclass);
-        smelt_target_item *item = &items[n_items++];
-        for (size_t k = 0; k < nt; k++) {
-            if (!isfinite(q->rel_err[k]) || !smelt_q_can_quantize(types[k])) {
-                q->rel_err[k] = NAN;
-                continue;
-            }
-            uint64_t rb;
-            if ((rc = smelt_type_row_bytes(types[k], q->ne[0], &rb, e))) goto out;
-            uint64_t b = rb * q->ne[1] * q->ne[2] * q->ne[3];
-            size_t c = item->n_cand++;
-            item->type[c] = types[k];
-            item->bytes[c] = file ? padded(b, align) : b;
-            item->cost[c] = q->sensitivity * q->rel_err[k];
-        }
+        if ((rc = estimate_candidates(&c, which[w], first, n_first, &items[w], e))) break;
+        if (!items[w].n_cand) rc = SMELT_ERR(e, SMELT_EINTERNAL, j->in.paths[0], q->name, "no candidate type can be estimated");
         bytes_done += q->bytes;
-        smelt_progress_step(o->plan_progress, ++done, n_todo, bytes_done, q->name);
+        smelt_progress_step(o->plan_progress, w + 1, n_todo, bytes_done, q->name);
     }
-    if (rc) goto out;
-    if ((rc = smelt_target_solve(items, n_items, budget - fixed, &total, e))) goto out;
+    if (rc || (rc = smelt_target_solve(items, n_todo, budget - fixed, &total, e))) goto out;
+    for (size_t w = 0; w < n_todo && !all_at_once && !rc; w++) {
+        smelt_target_item *item = &items[w];
+        uint64_t at = item->bytes[item->chosen], lo = 0, hi = UINT64_MAX;
+        for (size_t k = 0; k < item->n_cand; k++) {
+            if (item->bytes[k] < at && item->bytes[k] > lo) lo = item->bytes[k];
+            if (item->bytes[k] > at && item->bytes[k] < hi) hi = item->bytes[k];
+        }
+        size_t more[SMELT_TARGET_MAX_TYPES], n_more = 0;
+        for (size_t k = 0; k < nt; k++) {
+            uint64_t b = slow_encoder(types[k]) ? candidate_bytes(&c, &p->t[which[w]], k) : 0;
+            if (b > lo && b < hi) more[n_more++] = k;
+        }
+        if (n_more) rc = estimate_candidates(&c, which[w], more, n_more, item, e);
+    }
+    if (rc || (!all_at_once && (rc = smelt_target_solve(items, n_todo, budget - fixed, &total, e)))) goto out;
     p->budget_bytes = budget;
     p->predicted_cost = 0;
-    for (size_t w = 0; w < n_items; w++) {
+    for (size_t w = 0; w < n_todo; w++) {
         smelt_qplan_tensor *q = &p->t[which[w]];
         const smelt_target_item *item = &items[w];
         q->new_type = item->type[item->chosen];
@@ -727,8 +797,8 @@ static int plan_target(job *j, smelt_err *e)
 out:
     free(items);
     free(which);
-    free(weights);
-    smelt_pool_free(pool);
+    free(c.weights);
+    smelt_pool_free(c.pool);
     return rc;
 }
 
@@ -1086,14 +1156,7 @@ static int run_output(job *j, const char *out_path, const smelt_progress *progre
     }
     p->out_bytes = 0;
     for (uint16_t s = 0; s < ns; s++) p->out_bytes += smelt_gguf_writer_file_size(w[s]);
-    uint64_t free_b = o->assume_free_bytes ? o->assume_free_bytes : smelt_fs_free_bytes(paths[0]);
-    if (free_b != UINT64_MAX && free_b < p->out_bytes) {
-        rc = SMELT_ERR(e, SMELT_EIO, paths[0], NULL,
-                       "not enough free space: the output needs %" PRIu64 " bytes (%.2f GB), the filesystem has %" PRIu64
-                       " bytes (%.2f GB) free",
-                       p->out_bytes, (double)p->out_bytes / 1e9, free_b, (double)free_b / 1e9);
-        goto out;
-    }
+    if ((rc = smelt_fs_check_space(paths[0], p->out_bytes, o->assume_free_bytes, e))) goto out;
     if (o->on_plan) o->on_plan(o->user, p);
     if (!(st.pool = smelt_pool_new(o->n_threads))) {
         rc = SMELT_NOMEM(e, "thread pool");

@@ -8,9 +8,12 @@
 
 #include "formats/ggml_types.h"
 
+/* By size. Types smelt cannot encode yet are skipped where the candidates are used. */
 static const int k_types[] = {
-    SMELT_TYPE_Q2_K, SMELT_TYPE_Q3_K, SMELT_TYPE_IQ4_XS, SMELT_TYPE_Q4_0, SMELT_TYPE_Q4_K, SMELT_TYPE_IQ4_NL,
-    SMELT_TYPE_Q4_1, SMELT_TYPE_Q5_0, SMELT_TYPE_Q5_K, SMELT_TYPE_Q5_1, SMELT_TYPE_Q6_K, SMELT_TYPE_Q8_0,
+    SMELT_TYPE_IQ1_S,  SMELT_TYPE_IQ1_M, SMELT_TYPE_IQ2_XXS, SMELT_TYPE_IQ2_XS, SMELT_TYPE_IQ2_S,
+    SMELT_TYPE_Q2_K,   SMELT_TYPE_IQ3_XXS, SMELT_TYPE_Q3_K,  SMELT_TYPE_IQ3_S,  SMELT_TYPE_IQ4_XS,
+    SMELT_TYPE_Q4_0,   SMELT_TYPE_Q4_K,  SMELT_TYPE_IQ4_NL,  SMELT_TYPE_Q4_1,   SMELT_TYPE_Q5_0,
+    SMELT_TYPE_Q5_K,   SMELT_TYPE_Q5_1,  SMELT_TYPE_Q6_K,    SMELT_TYPE_Q8_0,
 };
 _Static_assert(sizeof k_types / sizeof k_types[0] <= SMELT_TARGET_MAX_TYPES, "candidate table too long");
 
@@ -86,6 +89,16 @@ uint64_t smelt_target_sample_step(uint64_t rows)
     return rows <= want ? 1 : (rows + want - 1) / want;
 }
 
+uint64_t smelt_target_type_every(int type, uint64_t n_sample)
+{
+    const smelt_qtype_ops *op = smelt_q_ops(type);
+    unsigned cost = op ? op->encode_cost : 0;
+    if (cost < 2 || n_sample < 64) return 1;
+    uint64_t every = 1;
+    while (every * 4 <= cost && every * 2 * 16 <= n_sample) every *= 2; /* ≈ cost / 2, ≥ 16 rows */
+    return every;
+}
+
 typedef struct estimate_job {
     const smelt_target_source *s;
     const int *types;
@@ -93,8 +106,7 @@ typedef struct estimate_job {
     const smelt_qtype_ops **ops; /* per type; NULL when its block does not divide the rows */
     const smelt_qerr **models;
     uint64_t step, n_sample, rows_per_matrix, row_len;
-    uint64_t heavy_step; /* the slow encoders (heavy[k]) see every heavy_step-th sampled row */
-    const bool *heavy;
+    const uint64_t *every; /* per type: it sees every every[k]-th sampled row (the slow encoders) */
     size_t max_row_bytes;
     float *scratch;   /* per thread: source row, decoded row, weights */
     uint8_t *qbuf;    /* per thread: one encoded row */
@@ -137,7 +149,7 @@ static void estimate_task(void *ctx, size_t task, int thread)
             *num = INFINITY;
             continue;
         }
-        if (j->heavy[k] && task % j->heavy_step) continue;
+        if (task % j->every[k]) continue;
         encode_row(j->ops[k], j->models[k], x, q, (int64_t)n, imx);
         j->ops[k]->dequantize(q, y, (size_t)n);
         double sum = 0;
@@ -158,8 +170,8 @@ int smelt_target_estimate(const smelt_target_source *s, const int *types, size_t
     estimate_job j = {.s = s, .types = types, .n_types = n, .row_len = row_len, .rows_per_matrix = s->ne[1]};
     const smelt_qtype_ops *ops[SMELT_TARGET_MAX_TYPES];
     const smelt_qerr *models[SMELT_TARGET_MAX_TYPES];
-    bool heavy[SMELT_TARGET_MAX_TYPES];
-    j.heavy = heavy;
+    uint64_t every[SMELT_TARGET_MAX_TYPES];
+    j.every = every;
     j.ops = ops;
     j.models = models;
     for (size_t k = 0; k < n; k++) {
@@ -167,12 +179,11 @@ int smelt_target_estimate(const smelt_target_source *s, const int *types, size_t
         const smelt_qtype_ops *op = smelt_q_ops(types[k]);
         ops[k] = ti && ti->blck && op && op->quantize && row_len % ti->blck == 0 ? op : NULL;
         models[k] = ops[k] && s->error_model ? s->error_model(s->user, types[k]) : NULL;
-        heavy[k] = types[k] == SMELT_TYPE_IQ4_NL || types[k] == SMELT_TYPE_IQ4_XS; /* 10x a k-quant's time */
         if (ops[k] && row_len / ti->blck * ti->bytes > j.max_row_bytes) j.max_row_bytes = (size_t)(row_len / ti->blck * ti->bytes);
     }
     j.step = smelt_target_sample_step(rows);
     j.n_sample = (rows + j.step - 1) / j.step;
-    j.heavy_step = j.n_sample >= 64 ? 4 : 1;
+    for (size_t k = 0; k < n; k++) every[k] = smelt_target_type_every(types[k], j.n_sample);
     size_t nthr = (size_t)(pool ? smelt_pool_threads(pool) : 1);
     if (!nthr) nthr = 1;
     j.scratch = malloc(nthr * 3 * (size_t)row_len * sizeof *j.scratch);
@@ -196,8 +207,7 @@ int smelt_target_estimate(const smelt_target_source *s, const int *types, size_t
         }
     for (size_t k = 0; k < n; k++) {
         double num = 0, den = 0;
-        uint64_t every = heavy[k] ? j.heavy_step : 1;
-        for (uint64_t r = 0; r < j.n_sample; r += every) { /* in row order: thread-count independent */
+        for (uint64_t r = 0; r < j.n_sample; r += every[k]) { /* in row order: thread-count independent */
             num += j.num[r * n + k];
             den += j.den[r];
         }

@@ -15,7 +15,7 @@
 
 /* The stock types a plan chooses from, smallest first: every type smelt encodes that every
  * GGUF runtime reads and that needs no importance matrix to be usable. */
-#define SMELT_TARGET_MAX_TYPES 12
+#define SMELT_TARGET_MAX_TYPES 20
 size_t smelt_target_n_types(void);
 int smelt_target_type_at(size_t i);
 
@@ -58,10 +58,13 @@ typedef struct smelt_target_source {
 } smelt_target_source;
 
 /* Rows a tensor's errors are estimated on: every k-th row, k = ceil(rows / want) with
- * want = max(16, rows / 32) (all rows of a small tensor). The i-quants, whose encoders take
- * about ten times a k-quant's time, see every fourth of those rows when there are at least
- * 64: planning costs less than one quantization. */
+ * want = max(16, rows / 32) (all rows of a small tensor). */
 uint64_t smelt_target_sample_step(uint64_t rows);
+/* Of those n_sample rows, a type sees every m-th: m = 1 for the fast encoders and when
+ * there are fewer than 64; for a slow one (encode_cost c ≥ 2 in its descriptor) the power
+ * of two nearest below c / 2, at most n_sample / 16 (IQ4_XS: 4, the grid i-quants: 16):
+ * planning costs about one quantization. */
+uint64_t smelt_target_type_every(int type, uint64_t n_sample);
 
 /* Relative importance-weighted error of each of the n types on a sample of the source's
  * rows: sum w (x - q)^2 / sum w x^2 with w the row's imatrix weights (1 without), after

@@ -52,8 +52,15 @@ int smelt_nondir_exists(const char *path);
 int smelt_check_regular_file(const char *path, smelt_err *e);
 int smelt_is_dir(const char *path);
 /* Free bytes available to an unprivileged writer in the filesystem holding `path`'s
- * directory; UINT64_MAX when unknown. */
+ * directory; UINT64_MAX when unknown. The environment variable SMELT_ASSUME_FREE_BYTES
+ * (a decimal byte count) replaces the figure, so tests can make the check below fire, or
+ * pass and meet the file system's own limit. */
 uint64_t smelt_fs_free_bytes(const char *path);
+/* Before the first byte of an output is written: SMELT_EIO naming `path` with both
+ * numbers when the planned `need` bytes exceed the free space of its file system
+ * (assume_free, when non-zero, replaces smelt_fs_free_bytes(path)). An unknown free figure
+ * passes. */
+int smelt_fs_check_space(const char *path, uint64_t need, uint64_t assume_free, smelt_err *e);
 /* True if a and b name the same existing file (same device and inode). */
 int smelt_same_file(const char *a, const char *b);
 /* Join dir and name into buf; returns buf or NULL if it does not fit. */

@@ -78,11 +78,29 @@ void smelt_tool_warn(smelt_tool *t, const char *fmt, ...)
     print_warning(t, msg);
 }
 
+void smelt_tool_note(smelt_tool *t, const char *fmt, ...)
+{
+    if (t->quiet) return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    smelt_tool_clear_line(t);
+    fprintf(stderr, "%s: note: %s\n", t->name, msg);
+}
+
 void smelt_tool_warn_nonfinite(smelt_tool *t, unsigned long long n, unsigned long long tensors)
 {
     if (n)
         smelt_tool_warn(t, "wrote %llu NaN/Inf value%s in %llu tensor%s (--allow-nonfinite)", n, n == 1 ? "" : "s",
                         tensors, tensors == 1 ? "" : "s");
+}
+
+int smelt_tool_print_json(const smelt_tool *t, json_t *j, size_t flags)
+{
+    if (t->warnings && !json_object_get(j, "warnings")) json_object_set(j, "warnings", t->warnings);
+    return smelt_cli_print_json(j, flags);
 }
 
 int smelt_tool_fail(smelt_tool *t, int rc, const smelt_err *e)

@@ -80,9 +80,17 @@ smelt_notes smelt_tool_status(smelt_tool *t);
 /* A warning of the main's own, printed and collected as the library's notes are. */
 void smelt_tool_warn(smelt_tool *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* A note of the main's own, "TOOL: note: MSG": something the user may not expect but that
+ * is not wrong. Silent with -q, never in the JSON. */
+void smelt_tool_note(smelt_tool *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* After a write with --allow-nonfinite: "TOOL: warning: wrote N NaN/Inf value(s) in M
  * tensor(s) (--allow-nonfinite)"; nothing when n is 0. */
 void smelt_tool_warn_nonfinite(smelt_tool *t, unsigned long long n, unsigned long long tensors);
+
+/* Print a result as JSON on stdout (smelt_cli_print_json), with the warnings so far as its
+ * "warnings" array when there were any. */
+int smelt_tool_print_json(const smelt_tool *t, json_t *j, size_t flags);
 
 /* Clear the progress line (a terminal's), if one is drawn. */
 void smelt_tool_clear_line(const smelt_tool *t);

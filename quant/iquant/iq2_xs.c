@@ -117,4 +117,5 @@ const smelt_qtype_ops smelt_iq2_xs_ops = {
     .quantize_ref = ref_iq2_xs,
     .quantize_err = quant_err_iq2_xs,
     .needs_imatrix = true,
+    .encode_cost = 40,
 };

@@ -120,4 +120,5 @@ const smelt_qtype_ops smelt_iq2_xxs_ops = {
     .quantize_ref = ref_iq2_xxs,
     .quantize_err = quant_err_iq2_xxs,
     .needs_imatrix = true,
+    .encode_cost = 40,
 };

@@ -128,4 +128,5 @@ const smelt_qtype_ops smelt_iq3_s_ops = {
     .quantize = quant_iq3_s,
     .quantize_ref = ref_iq3_s,
     .quantize_err = quant_err_iq3_s,
+    .encode_cost = 40,
 };

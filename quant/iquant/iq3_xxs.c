@@ -118,4 +118,5 @@ const smelt_qtype_ops smelt_iq3_xxs_ops = {
     .quantize = quant_iq3_xxs,
     .quantize_ref = ref_iq3_xxs,
     .quantize_err = quant_err_iq3_xxs,
+    .encode_cost = 40,
 };

@@ -78,4 +78,5 @@ const smelt_qtype_ops smelt_iq4_nl_ops = {
     .quantize = quant_iq4_nl,
     .quantize_ref = ref_iq4_nl,
     .quantize_err = quant_err_iq4_nl,
+    .encode_cost = 10,
 };

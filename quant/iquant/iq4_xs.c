@@ -166,4 +166,5 @@ const smelt_qtype_ops smelt_iq4_xs_ops = {
     .quantize = quant_iq4_xs,
     .quantize_ref = ref_iq4_xs,
     .quantize_err = quant_err_iq4_xs,
+    .encode_cost = 10,
 };

@@ -19,9 +19,9 @@ set +e
 [ $rc -eq 2 ] || fail "no imatrix: exit $rc"
 grep -qxF "smelt-quantize: error: $f16: --target-bpw/--target-size weigh each type's error by an importance matrix; pass --imatrix FILE (make one with: smelt-imatrix -m $f16 -f CALIBRATION.txt -o imatrix.gguf)" "$tmp/err" ||
   { cat "$tmp/err"; fail "no-imatrix message"; }
-"$Q" -q --imatrix "$imx" --target-bpw 2 "$f16" "$tmp/o.gguf" 2>"$tmp/err"; rc=$?
+"$Q" -q --imatrix "$imx" --target-bpw 1 "$f16" "$tmp/o.gguf" 2>"$tmp/err"; rc=$?
 [ $rc -eq 2 ] || fail "budget below the smallest plan: exit $rc"
-grep -qxF "smelt-quantize: error: $f16: the budget (target-bpw 2) is below the smallest plan: 2993152 bytes of tensor data, 2.646 bits per weight" "$tmp/err" ||
+grep -qxF "smelt-quantize: error: $f16: the budget (target-bpw 1) is below the smallest plan: 2357248 bytes of tensor data, 2.084 bits per weight" "$tmp/err" ||
   { cat "$tmp/err"; fail "small budget message"; }
 set -e
 [ ! -e "$tmp/o.gguf" ] || fail "an output appeared after an error"

@@ -105,7 +105,7 @@ static void print_text(const smelt_imatrix_opts *o, const smelt_imatrix_result *
                p->seconds, p->tokens_per_s, p->n_threads, p->isa, p->load_seconds);
 }
 
-static void print_json(const smelt_imatrix_opts *o, const smelt_imatrix_result *r)
+static void print_json(smelt_tool *t, const smelt_imatrix_opts *o, const smelt_imatrix_result *r)
 {
     const smelt_ppl_result *p = &r->ppl;
     json_t *j = json_object();
@@ -146,7 +146,7 @@ static void print_json(const smelt_imatrix_opts *o, const smelt_imatrix_result *
         json_array_append_new(ents, x);
     }
     json_object_set_new(j, "entries", ents);
-    smelt_cli_print_json(j, JSON_INDENT(1) | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(10));
+    smelt_tool_print_json(t, j, JSON_INDENT(1) | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(10));
     json_decref(j);
 }
 
@@ -433,9 +433,9 @@ int main(int argc, char **argv)
     if (!o.model) return smelt_cli_usage_error(TOOL, "no model given (-m MODEL.gguf)");
     if (!o.text) return smelt_cli_usage_error(TOOL, "no calibration text given (-f CALIB.txt)");
     if (!*o.output) return smelt_cli_usage_error(TOOL, "-o: empty output path");
-    if (!u.t.quiet && !format_given && o.format == SMELT_IMX_GGUF && !ends_with(o.output, ".gguf"))
-        fprintf(stderr, "%s: warning: writing the GGUF format to '%s' (no .gguf suffix); use --output-format dat "
-                        "for llama.cpp's legacy format\n", TOOL, o.output);
+    if (!format_given && o.format == SMELT_IMX_GGUF && !ends_with(o.output, ".gguf"))
+        smelt_tool_warn(&u.t, "writing the GGUF format to '%s' (no .gguf suffix); use --output-format dat "
+                              "for llama.cpp's legacy format", o.output);
     char ckpt_default[4096];
     if (o.save_every) {
         if (!checkpoint) {
@@ -451,8 +451,8 @@ int main(int argc, char **argv)
     if (kill_after) u.kill_after = atol(kill_after);
     smelt_tool_start(&u.t, "imatrix");
     o.notes = smelt_tool_notes(&u.t);
-    if (o.save_every && !u.t.quiet && smelt_file_exists(o.checkpoint))
-        fprintf(stderr, "%s: note: resuming from the checkpoint %s\n", TOOL, o.checkpoint);
+    if (o.save_every && smelt_file_exists(o.checkpoint))
+        smelt_tool_note(&u.t, "resuming from the checkpoint %s", o.checkpoint);
 
     u.stream = !isatty(1);
     smelt_err e;
@@ -461,7 +461,7 @@ int main(int argc, char **argv)
     int rc = smelt_imatrix_run(&o, &r, on_chunk, &u, &e);
     if (rc) return smelt_tool_fail(&u.t, rc, &e);
     smelt_tool_clear_line(&u.t);
-    if (u.t.json) print_json(&o, &r);
+    if (u.t.json) print_json(&u.t, &o, &r);
     else print_text(&o, &r, &u);
     smelt_imatrix_result_free(&r);
     smelt_tool_end(&u.t);

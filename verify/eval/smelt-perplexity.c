@@ -150,7 +150,7 @@ static void print_text(const smelt_ppl_opts *o, const smelt_ppl_result *r, const
 
 static json_t *num(double v) { return json_real(v); }
 
-static void print_json(const smelt_ppl_opts *o, const smelt_ppl_result *r)
+static void print_json(smelt_tool *t, const smelt_ppl_opts *o, const smelt_ppl_result *r)
 {
     json_t *j = json_object();
     json_object_set_new(j, "tool", json_string(TOOL));
@@ -228,7 +228,7 @@ static void print_json(const smelt_ppl_opts *o, const smelt_ppl_result *r)
         json_object_set_new(x, "same_top_err", num(k->same_top_err));
         json_object_set_new(j, "kld", x);
     }
-    smelt_cli_print_json(j, JSON_INDENT(1) | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(10));
+    smelt_tool_print_json(t, j, JSON_INDENT(1) | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(10));
     json_decref(j);
 }
 
@@ -266,8 +266,7 @@ int main(int argc, char **argv)
     if (!o.text && !o.kld_in) return smelt_cli_usage_error(TOOL, "no text given (-f TEXT)");
     if (o.kld_in && o.kld_base) return smelt_cli_usage_error(TOOL, "--kld-base and --kld cannot be used together");
     if (o.kld_tokens && !o.kld_in) return smelt_cli_usage_error(TOOL, "--kld-tokens needs --kld BASE.kld");
-    if (o.kld_in && o.text && !u.t.quiet)
-        fprintf(stderr, "%s: note: -f is not read with --kld; the tokens come from %s\n", TOOL, o.kld_in);
+    if (o.kld_in && o.text) smelt_tool_note(&u.t, "-f is not read with --kld; the tokens come from %s", o.kld_in);
     smelt_tool_start(&u.t, o.kld_in ? "kl-divergence" : "perplexity");
     u.stream = !isatty(1);
     smelt_err e;
@@ -276,7 +275,7 @@ int main(int argc, char **argv)
     int rc = smelt_ppl_run(&o, &r, on_chunk, &u, &e);
     if (rc) return smelt_tool_fail(&u.t, rc, &e);
     smelt_tool_clear_line(&u.t);
-    if (u.t.json) print_json(&o, &r);
+    if (u.t.json) print_json(&u.t, &o, &r);
     else print_text(&o, &r, &u);
     smelt_ppl_result_free(&r);
     smelt_tool_end(&u.t);
