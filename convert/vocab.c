@@ -433,7 +433,8 @@ static void parse_normalizer(json_t *n, int *lower, int *strip, int depth)
 
 /* One SpecialVocab pass over the files for the given token types; writes its KVs. */
 static int special_vocab(const smelt_tokfiles *tf, json_t *config, const char *cfg_path, const char *const *types, size_t ntypes,
-                         const int64_t *forced, uint64_t n_vocab, smelt_kvs *kv, const smelt_notes *notes, smelt_err *e)
+                         const int64_t *forced, bool bos_unsaid_false, uint64_t n_vocab, smelt_kvs *kv,
+                         const smelt_notes *notes, smelt_err *e)
 {
     special sp;
     memset(&sp, 0, sizeof sp);
@@ -505,6 +506,11 @@ static int special_vocab(const smelt_tokfiles *tf, json_t *config, const char *c
             set_special(&sp, types[k], v, "llama.cpp's CodeLlama rule");
             json_decref(v);
         }
+    if (bos_unsaid_false) {
+        size_t i = 0;
+        while (i < sp.n_add && strcmp(sp.add_order[i], "bos")) i++;
+        if (i == sp.n_add) set_add(&sp, "bos", 0);
+    }
     int rc = 0;
     for (size_t i = 0; i < sp.n_ids && !rc; i++) {
         const char *key = id_key(sp.id_order[i]);
@@ -527,6 +533,283 @@ static int special_vocab(const smelt_tokfiles *tf, json_t *config, const char *c
 
 /* ==== entry point ==== */
 
+/* The tokenizer defines ntok tokens but config.json's vocab_size n is smaller. */
+static int too_few_rows(const char *cfg_path, uint64_t ntok, const char *detail, uint64_t n, smelt_err *e)
+{
+    return SMELT_ERR(e, SMELT_EMISMATCH, cfg_path, "vocab_size",
+                     "the tokenizer defines %llu tokens (%s) but vocab_size is %llu: the embeddings have only %llu rows, "
+                     "so those tokens could never be used. vocab_size may exceed the tokenizer (resized embeddings: the "
+                     "extra rows become [PADn] tokens) but never fall short of it; resize the embeddings to the tokenizer "
+                     "(model.resize_token_embeddings(len(tokenizer))) and save the checkpoint again",
+                     (unsigned long long)ntok, detail, (unsigned long long)n, (unsigned long long)n);
+}
+
+static void note_padding(const smelt_cv_vocab_info *info, const smelt_notes *notes)
+{
+    if (info->n_pad)
+        smelt_note(notes, "vocab_size %llu exceeds the tokenizer's %llu tokens: ids %llu..%llu are written as [PADn] tokens (unused)",
+                   (unsigned long long)info->n_vocab, (unsigned long long)info->n_tokenizer,
+                   (unsigned long long)info->n_tokenizer, (unsigned long long)(info->n_vocab - 1));
+}
+
+/* ==== byte-level BPE (tokenizer.json) ==== */
+
+/* The split expressions of tokenizer.json pre-tokenizers that llama.cpp implements, as
+ * the files spell them, and the pre-tokenizer names it knows them by. */
+static const char RE_LLAMA3[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+                                "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+static const char RE_QWEN2[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+                               "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+static const char *jtype(json_t *o)
+{
+    json_t *t = json_object_get(o, "type");
+    return json_is_string(t) ? json_string_value(t) : "(no type)";
+}
+
+static int not_bpe(const smelt_tokfiles *tf, const char *part, smelt_err *e, const char *fmt, const char *arg)
+{
+    char path[4200], msg[600];
+    snprintf(path, sizeof path, "%s/tokenizer.json", tf->dir);
+    snprintf(msg, sizeof msg, fmt, arg);
+    return SMELT_ERR(e, SMELT_EUNSUPPORTED, path, part,
+                     "%s; smelt-convert reads byte-level BPE tokenizers whose pre-tokenizer is the llama3 or qwen2 "
+                     "split expression followed by ByteLevel (Llama 3, Qwen2/2.5/3), and SentencePiece tokenizer.model files",
+                     msg);
+}
+
+static int bool_is(json_t *o, const char *k, int want)
+{
+    json_t *v = json_object_get(o, k);
+    if (!v || json_is_null(v)) return 1;
+    return json_is_boolean(v) && json_is_true(v) == want;
+}
+
+/* tokenizer.json's description → llama.cpp's pre-tokenizer name, or an error naming the
+ * part that has no llama.cpp equivalent. */
+static int bpe_pre_name(const smelt_tokfiles *tf, const char **pre, smelt_err *e)
+{
+    json_t *tj = tf->tokenizer_json, *model = json_object_get(tj, "model");
+    if (!json_is_object(model)) return not_bpe(tf, "model", e, "%s", "there is no model object");
+    if (strcmp(jtype(model), "BPE")) return not_bpe(tf, "model.type", e, "model type '%s' is not BPE", jtype(model));
+    if (!bool_is(model, "byte_fallback", 0))
+        return not_bpe(tf, "model.byte_fallback", e, "%s", "a BPE model with byte fallback (SentencePiece-style BPE)");
+    static const char *const AFFIX[][2] = {{"continuing_subword_prefix", "model.continuing_subword_prefix"},
+                                           {"end_of_word_suffix", "model.end_of_word_suffix"}};
+    for (int i = 0; i < 2; i++) {
+        json_t *a = json_object_get(model, AFFIX[i][0]);
+        if (a && !json_is_null(a) && !(json_is_string(a) && json_string_length(a) == 0))
+            return not_bpe(tf, AFFIX[i][1], e, "%s", "subword prefixes and suffixes are not byte-level BPE");
+    }
+    json_t *drop = json_object_get(model, "dropout");
+    if (drop && !json_is_null(drop) && !(json_is_number(drop) && json_number_value(drop) == 0.0))
+        return not_bpe(tf, "model.dropout", e, "%s", "BPE dropout is set");
+    json_t *norm = json_object_get(tj, "normalizer");
+    if (norm && !json_is_null(norm) && strcmp(jtype(norm), "NFC"))
+        return not_bpe(tf, "normalizer", e, "normalizer '%s' has no llama.cpp equivalent", jtype(norm));
+    json_t *dec = json_object_get(tj, "decoder");
+    if (!json_is_object(dec) || strcmp(jtype(dec), "ByteLevel"))
+        return not_bpe(tf, "decoder", e, "decoder '%s' is not ByteLevel", json_is_object(dec) ? jtype(dec) : "(none)");
+    json_t *pt = json_object_get(tj, "pre_tokenizer");
+    if (!json_is_object(pt)) return not_bpe(tf, "pre_tokenizer", e, "%s", "there is no pre_tokenizer");
+    json_t *seq = json_object_get(pt, "pretokenizers");
+    if (strcmp(jtype(pt), "Sequence") || json_array_size(seq) != 2)
+        return not_bpe(tf, "pre_tokenizer", e, "pre_tokenizer '%s' is not a Sequence of Split and ByteLevel", jtype(pt));
+    json_t *split = json_array_get(seq, 0), *bl = json_array_get(seq, 1);
+    if (strcmp(jtype(split), "Split") || strcmp(jtype(bl), "ByteLevel"))
+        return not_bpe(tf, "pre_tokenizer.pretokenizers", e, "the sequence starts with '%s', not Split then ByteLevel",
+                       jtype(split));
+    json_t *behavior = json_object_get(split, "behavior");
+    if (!jstr_is(behavior, "Isolated") || !bool_is(split, "invert", 0))
+        return not_bpe(tf, "pre_tokenizer.pretokenizers[0].behavior", e, "%s", "the Split is not 'Isolated' without invert");
+    if (!bool_is(bl, "add_prefix_space", 0) || !bool_is(bl, "use_regex", 0))
+        return not_bpe(tf, "pre_tokenizer.pretokenizers[1]", e, "%s",
+                       "the ByteLevel step adds a prefix space or splits again with GPT-2's expression");
+    json_t *re = json_object_get(json_object_get(split, "pattern"), "Regex");
+    if (!json_is_string(re))
+        return not_bpe(tf, "pre_tokenizer.pretokenizers[0].pattern", e, "%s", "the Split pattern is not a Regex");
+    bool ignore = json_is_true(json_object_get(model, "ignore_merges"));
+    const char *r = json_string_value(re);
+    if (!strcmp(r, RE_LLAMA3)) *pre = ignore ? "llama-bpe" : "smaug-bpe";
+    else if (!strcmp(r, RE_QWEN2) && !ignore) *pre = "qwen2";
+    else if (!strcmp(r, RE_QWEN2))
+        return not_bpe(tf, "model.ignore_merges", e, "%s", "the qwen2 expression with ignore_merges has no llama.cpp name");
+    else
+        return not_bpe(tf, "pre_tokenizer.pretokenizers[0].pattern", e, "split expression '%.200s' is not llama3's or qwen2's",
+                       r);
+    return 0;
+}
+
+/* "a b" (or ["a", "b"], whose spaces become U+0120 as llama.cpp's converter writes them) */
+static char *merge_text(json_t *m, size_t *len)
+{
+    if (json_is_string(m)) {
+        *len = json_string_length(m);
+        char *c = malloc(*len + 1);
+        if (c) memcpy(c, json_string_value(m), *len + 1);
+        return c;
+    }
+    if (!json_is_array(m) || json_array_size(m) != 2 || !json_is_string(json_array_get(m, 0)) ||
+        !json_is_string(json_array_get(m, 1)))
+        return NULL;
+    size_t la = json_string_length(json_array_get(m, 0)), lb = json_string_length(json_array_get(m, 1));
+    char *c = malloc(2 * (la + lb) + 2);
+    if (!c) return NULL;
+    size_t o = 0;
+    for (int k = 0; k < 2; k++) {
+        if (k) c[o++] = ' ';
+        const char *s = json_string_value(json_array_get(m, (size_t)k));
+        size_t l = k ? lb : la;
+        for (size_t i = 0; i < l; i++) {
+            if (s[i] == ' ') {
+                c[o++] = (char)0xC4; /* U+0120 */
+                c[o++] = (char)0xA0;
+            } else {
+                c[o++] = s[i];
+            }
+        }
+    }
+    c[o] = 0;
+    *len = o;
+    return c;
+}
+
+static int bpe_merges_kv(const smelt_tokfiles *tf, json_t *merges, smelt_kvs *kv, smelt_err *e)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/tokenizer.json", tf->dir);
+    size_t n = json_array_size(merges);
+    if (!json_is_array(merges) || n == 0)
+        return SMELT_ERR(e, SMELT_EFORMAT, path, "model.merges", "expected a non-empty array of merges");
+    char **m = calloc(n, sizeof *m);
+    size_t *ml = calloc(n, sizeof *ml);
+    int rc = (!m || !ml) ? SMELT_NOMEM(e, "merges") : 0;
+    bool first_is_str = json_is_string(json_array_get(merges, 0));
+    for (size_t i = 0; i < n && !rc; i++) {
+        json_t *x = json_array_get(merges, i);
+        if (json_is_string(x) != first_is_str || !(m[i] = merge_text(x, &ml[i])))
+            rc = SMELT_ERR(e, SMELT_EFORMAT, path, "model.merges",
+                           "merge %zu is not a \"left right\" string or a [left, right] pair like the first one", i);
+    }
+    if (!rc) rc = smelt_kvs_set_arr_str(kv, "tokenizer.ggml.merges", (const char *const *)m, ml, n, e);
+    for (size_t i = 0; m && i < n; i++) free(m[i]);
+    free(m);
+    free(ml);
+    return rc;
+}
+
+/* llama.cpp's _set_vocab_gpt2: token texts by id ([PADn] where no token), types (added
+ * tokens are control when special or special-looking, else user-defined), the
+ * pre-tokenizer name, merges, then SpecialVocab's ids, flags and chat template. */
+static int bpe_vocab_kvs(const smelt_tokfiles *tf, json_t *config, const char *cfg_path, int64_t vocab_size, smelt_kvs *kv,
+                         smelt_cv_vocab_info *info, const smelt_notes *notes, smelt_err *e)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/tokenizer.json", tf->dir);
+    const char *pre = NULL;
+    int rc = bpe_pre_name(tf, &pre, e);
+    if (rc) return rc;
+    json_t *tj = tf->tokenizer_json, *model = json_object_get(tj, "model"), *vocab = json_object_get(model, "vocab");
+    if (!json_is_object(vocab) || json_object_size(vocab) == 0)
+        return SMELT_ERR(e, SMELT_EFORMAT, path, "model.vocab", "expected a non-empty object of token → id");
+    /* the tokenizer's size: model vocabulary plus added tokens (both files) */
+    uint64_t ntok = 0;
+    const char *k;
+    json_t *jv;
+    json_object_foreach(vocab, k, jv)
+    {
+        if (!json_is_integer(jv) || json_integer_value(jv) < 0 || json_integer_value(jv) >= INT32_MAX)
+            return SMELT_ERR(e, SMELT_EFORMAT, path, "model.vocab", "token '%.64s' has no valid id", k);
+        if ((uint64_t)json_integer_value(jv) + 1 > ntok) ntok = (uint64_t)json_integer_value(jv) + 1;
+    }
+    uint64_t nmodel = ntok;
+    for (size_t i = 0; i < tf->n_added; i++)
+        if (tf->added[i].id >= 0 && (uint64_t)tf->added[i].id + 1 > ntok) ntok = (uint64_t)tf->added[i].id + 1;
+    for (size_t i = 0; i < tf->n_decoder; i++)
+        if (tf->decoder[i].id >= 0 && (uint64_t)tf->decoder[i].id + 1 > ntok) ntok = (uint64_t)tf->decoder[i].id + 1;
+    uint64_t n = (uint64_t)vocab_size;
+    if (ntok > n) {
+        char detail[300];
+        snprintf(detail, sizeof detail, "tokenizer.json's vocabulary reaches id %llu%s", (unsigned long long)(nmodel - 1),
+                 ntok > nmodel ? " and its added tokens go further" : "");
+        return too_few_rows(cfg_path, ntok, detail, n, e);
+    }
+    info->n_vocab = n;
+    info->n_tokenizer = ntok;
+    info->n_pad = n - ntok;
+    note_padding(info, notes);
+
+    table t;
+    memset(&t, 0, sizeof t);
+    t.n = n;
+    t.tok = calloc((size_t)n + 1, sizeof *t.tok);
+    t.len = calloc((size_t)n + 1, sizeof *t.len);
+    t.type = calloc((size_t)n + 1, sizeof *t.type);
+    if (!t.tok || !t.len || !t.type) rc = SMELT_NOMEM(e, "vocabulary");
+    json_object_foreach(vocab, k, jv)
+    {
+        if (rc) break;
+        uint64_t id = (uint64_t)json_integer_value(jv);
+        if (t.tok[id]) {
+            rc = SMELT_ERR(e, SMELT_EFORMAT, path, "model.vocab", "tokens '%.64s' and '%.64s' share id %llu", t.tok[id], k,
+                           (unsigned long long)id);
+            break;
+        }
+        rc = set_tok(&t, id, k, strlen(k), e);
+        t.type[id] = 1;
+    }
+    /* added tokens: tokenizer.json's, with tokenizer_config.json's added_tokens_decoder
+     * taking precedence as transformers does */
+    for (int pass = 0; pass < 2 && !rc; pass++) {
+        const smelt_added_token *a = pass ? tf->decoder : tf->added;
+        size_t na = pass ? tf->n_decoder : tf->n_added;
+        for (size_t i = 0; i < na && !rc; i++) {
+            if (a[i].id < 0) continue;
+            uint64_t id = (uint64_t)a[i].id;
+            size_t cl = strlen(a[i].content);
+            if (a[i].special == 1 || looks_special(a[i].content)) {
+                t.type[id] = 3;
+                rc = set_tok(&t, id, a[i].content, cl, e);
+            } else {
+                size_t nl;
+                char *c = spaces_for_underscores(a[i].content, &nl);
+                if (!c) rc = SMELT_NOMEM(e, "vocabulary");
+                t.type[id] = 4;
+                if (!rc) rc = set_tok(&t, id, c, nl, e);
+                free(c);
+            }
+        }
+    }
+    for (uint64_t i = 0; i < n && !rc; i++) {
+        if (t.tok[i]) continue;
+        char pad[32];
+        int l = snprintf(pad, sizeof pad, "[PAD%llu]", (unsigned long long)i);
+        rc = set_tok(&t, i, pad, (size_t)l, e);
+        t.type[i] = 5;
+    }
+    /* llama.cpp's Llama converter writes tokenizer_config's add_prefix_space first; its Qwen
+     * converters do not */
+    json_t *archs = json_object_get(config, "architectures");
+    const char *arch = json_string_value(json_array_get(archs, 0));
+    if (!rc && tf->add_prefix_space >= 0 && !(arch && !strncmp(arch, "Qwen", 4)))
+        rc = smelt_kvs_set_bool(kv, "tokenizer.ggml.add_space_prefix", tf->add_prefix_space, e);
+    if (!rc) rc = smelt_kvs_set_str(kv, "tokenizer.ggml.model", "gpt2", 4, e);
+    if (!rc) rc = smelt_kvs_set_str(kv, "tokenizer.ggml.pre", pre, strlen(pre), e);
+    if (!rc) rc = smelt_kvs_set_arr_str(kv, "tokenizer.ggml.tokens", (const char *const *)t.tok, t.len, n, e);
+    if (!rc) rc = smelt_kvs_set_arr(kv, "tokenizer.ggml.token_type", SMELT_GGUF_I32, t.type, n, e);
+    table_free(&t);
+    if (!rc) rc = bpe_merges_kv(tf, json_object_get(model, "merges"), kv, e);
+    static const char *const base_types[] = {"bos", "eos", "unk", "sep", "pad", "cls", "mask"};
+    /* llama.cpp adds BOS for llama-bpe unless the file says otherwise; files whose
+     * post-processor adds none (Meta's first Llama 3 upload) get add_bos_token = false */
+    if (!rc) rc = special_vocab(tf, config, cfg_path, base_types, 7, NULL, !strcmp(pre, "llama-bpe"), n, kv, notes, e);
+    if (!rc && json_object_get(tj, "normalizer") && !json_is_null(json_object_get(tj, "normalizer")))
+        smelt_note(notes, "%s: the NFC normalizer is not applied by llama.cpp's tokenizer (nor smelt's): text that is not "
+                   "in NFC may tokenize differently than with Hugging Face tokenizers", path);
+    return rc;
+}
+
+
 int smelt_cv_vocab_kvs(const smelt_tokfiles *tf, json_t *config, const char *cfg_path, int64_t vocab_size, smelt_kvs *kv,
                     smelt_cv_vocab_info *info, const smelt_notes *notes, smelt_err *e)
 {
@@ -538,10 +821,11 @@ int smelt_cv_vocab_kvs(const smelt_tokfiles *tf, json_t *config, const char *cfg
         if (jstr_is(cls, "HybridDNATokenizer"))
             return SMELT_ERR(e, SMELT_EUNSUPPORTED, tf->dir, "tokenizer_class", "HybridDNATokenizer vocabularies are not supported");
     }
+    if (!tf->spm && tf->tokenizer_json) return bpe_vocab_kvs(tf, config, cfg_path, vocab_size, kv, info, notes, e);
     if (!tf->spm)
         return SMELT_ERR(e, SMELT_EUNSUPPORTED, tf->dir, NULL,
-                         "no tokenizer.model: smelt-convert reads SentencePiece vocabularies (Llama 1/2, Mistral, Mixtral); "
-                         "tokenizer.json-only (BPE, e.g. Llama 3) vocabularies are not supported yet");
+                         "no tokenizer.model or tokenizer.json: smelt-convert reads SentencePiece vocabularies (Llama 1/2, "
+                         "Mistral, Mixtral) and byte-level BPE tokenizer.json files (Llama 3, Qwen2/3)");
     uint64_t n = (uint64_t)vocab_size;
     /* the tokenizer's own size: its pieces plus every added token id beyond them */
     uint64_t ntok = tf->spm->n_pieces, maxid = 0;
@@ -569,25 +853,16 @@ int smelt_cv_vocab_kvs(const smelt_tokfiles *tf, json_t *config, const char *cfg
     if (maxid > ntok) ntok = maxid;
     else who = NULL;
     if (ntok > n) {
-        char detail[300];
-        if (who)
-            snprintf(detail, sizeof detail, "tokenizer.model has %zu pieces and %s reaches id %llu", tf->spm->n_pieces, who,
-                     (unsigned long long)(ntok - 1));
-        else
-            snprintf(detail, sizeof detail, "tokenizer.model has %zu pieces", tf->spm->n_pieces);
-        return SMELT_ERR(e, SMELT_EMISMATCH, cfg_path, "vocab_size",
-                         "the tokenizer defines %llu tokens (%s) but vocab_size is %llu: the embeddings have only %llu rows, "
-                         "so those tokens could never be used. vocab_size may exceed the tokenizer (resized embeddings: the "
-                         "extra rows become [PADn] tokens) but never fall short of it; resize the embeddings to the tokenizer "
-                         "(model.resize_token_embeddings(len(tokenizer))) and save the checkpoint again",
-                         (unsigned long long)ntok, detail, (unsigned long long)n, (unsigned long long)n);
+        char pieces[64], detail[300];
+        snprintf(pieces, sizeof pieces, "tokenizer.model has %zu pieces", tf->spm->n_pieces);
+        if (who) snprintf(detail, sizeof detail, "%s and %s reaches id %llu", pieces, who, (unsigned long long)(ntok - 1));
+        else snprintf(detail, sizeof detail, "%s", pieces);
+        return too_few_rows(cfg_path, ntok, detail, n, e);
     }
     info->n_vocab = n;
     info->n_tokenizer = ntok;
     info->n_pad = n - ntok;
-    if (info->n_pad)
-        smelt_note(notes, "vocab_size %llu exceeds the tokenizer's %llu tokens: ids %llu..%llu are written as [PADn] tokens (unused)",
-                   (unsigned long long)n, (unsigned long long)ntok, (unsigned long long)ntok, (unsigned long long)(n - 1));
+    note_padding(info, notes);
 
     int rc = 0;
     if (tf->add_prefix_space >= 0 && (rc = smelt_kvs_set_bool(kv, "tokenizer.ggml.add_space_prefix", tf->add_prefix_space, e)))
@@ -602,12 +877,12 @@ int smelt_cv_vocab_kvs(const smelt_tokfiles *tf, json_t *config, const char *cfg
     if (!rc) rc = smelt_kvs_set_arr(kv, "tokenizer.ggml.token_type", SMELT_GGUF_I32, t.type, n, e);
     table_free(&t);
     static const char *const base_types[] = {"bos", "eos", "unk", "sep", "pad", "cls", "mask"};
-    if (!rc) rc = special_vocab(tf, config, cfg_path, base_types, 7, NULL, n, kv, notes, e);
+    if (!rc) rc = special_vocab(tf, config, cfg_path, base_types, 7, NULL, false, n, kv, notes, e);
     /* llama.cpp's family rules keyed on vocab_size: CodeLlama's infill tokens, Granite's BOS */
     if (!rc && vocab_size == 32016) {
         static const char *const fim[] = {"prefix", "suffix", "middle", "eot"};
         static const int64_t ids[] = {32007, 32008, 32009, 32010};
-        rc = special_vocab(tf, config, cfg_path, fim, 4, ids, n, kv, notes, e);
+        rc = special_vocab(tf, config, cfg_path, fim, 4, ids, false, n, kv, notes, e);
     }
     if (!rc && vocab_size == 49152) rc = smelt_kvs_set_bool(kv, "tokenizer.ggml.add_bos_token", false, e);
     return rc;

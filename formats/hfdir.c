@@ -3,6 +3,7 @@
 #include "hfdir.h"
 
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "base/file.h"
@@ -19,6 +20,46 @@ struct smelt_hf {
     smelt_tsrc src;
 };
 
+/* A copy of JSON text with every integer literal of more than 18 digits outside strings
+ * followed by ".0"; NULL on ENOMEM. */
+static char *widen_big_ints(const char *t, size_t len, size_t *out_len)
+{
+    size_t cap = len + 1, o = 0;
+    for (size_t i = 0; i < len; i++) cap += t[i] == ':' || t[i] == ',' || t[i] == '[' ? 2 : 0;
+    char *w = malloc(cap);
+    if (!w) return NULL;
+    bool in_str = false;
+    for (size_t i = 0; i < len;) {
+        char c = t[i];
+        if (in_str) {
+            w[o++] = c;
+            if (c == '\\' && i + 1 < len) w[o++] = t[++i];
+            else if (c == '"') in_str = false;
+            i++;
+            continue;
+        }
+        if (c == '"') in_str = true;
+        if (c == '-' || (c >= '0' && c <= '9')) {
+            size_t j = i + (c == '-');
+            while (j < len && t[j] >= '0' && t[j] <= '9') j++;
+            bool is_int = j >= len || (t[j] != '.' && t[j] != 'e' && t[j] != 'E');
+            size_t digits = j - i - (c == '-');
+            memcpy(w + o, t + i, j - i);
+            o += j - i;
+            if (is_int && digits > 18 && o + 2 < cap) {
+                w[o++] = '.';
+                w[o++] = '0';
+            }
+            i = j;
+            continue;
+        }
+        w[o++] = c;
+        i++;
+    }
+    *out_len = o;
+    return w;
+}
+
 int smelt_json_load(const char *path, json_t **out, smelt_err *e)
 {
     *out = NULL;
@@ -28,6 +69,16 @@ int smelt_json_load(const char *path, json_t **out, smelt_err *e)
     if (rc) return rc;
     json_error_t je;
     json_t *j = json_loadb(text, len, 0, &je);
+    if (!j && strstr(je.text, "too big integer")) {
+        /* Python reads integers of any size (Llama 3's model_max_length is 1e30): such a
+         * literal becomes a real here, every other value keeps its type */
+        char *wide = widen_big_ints(text, len, &len);
+        if (wide) {
+            json_t *j2 = json_loadb(wide, len, 0, &je);
+            free(wide);
+            j = j2;
+        }
+    }
     free(text);
     if (!j)
         return SMELT_ERR_AT(e, SMELT_EFORMAT, path, (uint64_t)(je.position > 0 ? je.position : 0), NULL,

@@ -1,4 +1,4 @@
-/* bench_tokenize.c — SPM tokenizer throughput on the fixture texts (MB/s, tokens/s), and the
+/* bench_tokenize.c — SPM and byte-level BPE tokenizer throughput on the fixture texts (MB/s, tokens/s), and the
  * ratio to libllama's llama_tokenize on the same vocabulary when the oracle is installed. */
 #include <dlfcn.h>
 #include <stdbool.h>
@@ -121,9 +121,10 @@ int main(void)
     }
     if (p[0]) bench(p, "tiny-mixtral");
     else printf("tokenize: skipped tiny-mixtral (no vocabulary GGUF; llama.cpp converter unavailable)\n");
-    if (tu_oracle_src()) {
-        snprintf(p, sizeof p, "%s/models/ggml-vocab-llama-spm.gguf", tu_oracle_src());
-        if (access(p, R_OK) == 0) bench(p, "llama-spm");
+    static const char *const VOCABS[] = {"llama-spm", "llama-bpe", "qwen2"};
+    for (int i = 0; i < 3 && tu_oracle_src(); i++) {
+        snprintf(p, sizeof p, "%s/models/ggml-vocab-%s.gguf", tu_oracle_src(), VOCABS[i]);
+        if (access(p, R_OK) == 0) bench(p, VOCABS[i]);
     }
     return 0;
 }

@@ -536,8 +536,8 @@ Test(convert, bad_inputs, .timeout = 120)
                 "%s/tokenizer.model: @ byte 1 (0x1): truncated protobuf: a 64-byte field runs past the end of its message "
                 "(7 bytes left)");
     expect_fail(&m, tok_none, SMELT_EUNSUPPORTED,
-                "%s: no tokenizer.model: smelt-convert reads SentencePiece vocabularies (Llama 1/2, Mistral, Mixtral); "
-                "tokenizer.json-only (BPE, e.g. Llama 3) vocabularies are not supported yet");
+                "%s: no tokenizer.model or tokenizer.json: smelt-convert reads SentencePiece vocabularies (Llama 1/2, "
+                "Mistral, Mixtral) and byte-level BPE tokenizer.json files (Llama 3, Qwen2/3)");
     expect_fail(&m, to_bin_truncated, SMELT_EFORMAT,
                 "%s/pytorch_model.bin: no end-of-central-directory record: not a zip archive, or truncated");
     expect_fail(&m, to_bin_evil, SMELT_EFORMAT, "%s/pytorch_model.bin: 'archive/data.pkl' @ byte 2 (0x2): GLOBAL 'builtins exec' is not allowed: " ALLOWED);

@@ -16,18 +16,7 @@ for t in smelt-dump smelt-verify smelt-quantize smelt-perplexity smelt-convert s
 done
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/smelt-e2e-degenerate-XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
-fails=0
-fail() { echo "FAIL $*"; fails=$((fails+1)); }
-# check NAME STATUS EXPECTED_STDERR_LINE CMD... — exit status and the exact last stderr line
-check() {
-  local name="$1" want="$2" line="$3"; shift 3
-  timeout 30 "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?
-  if [ "$rc" -ne "$want" ]; then fail "$name: exit $rc, expected $want"; sed 's/^/  | /' "$tmp/err" | head -5; return; fi
-  if [ "$(tail -n 1 "$tmp/err")" != "$line" ]; then
-    fail "$name: stderr"; echo "  expected: $line"; sed 's/^/  | /' "$tmp/err" | head -5; return
-  fi
-  echo "ok   $name"
-}
+. tests/e2e/check.bash
 # check_line NAME STATUS EXPECTED_STDERR_LINE CMD... — exit status and that exact line in stderr
 check_line() {
   local name="$1" want="$2" line="$3"; shift 3

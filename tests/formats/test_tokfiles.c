@@ -266,7 +266,8 @@ Test(tokfiles, json_files)
     write_file("tokenizer_config.json",
                "{\"add_bos_token\": true, \"add_eos_token\": false, \"add_prefix_space\": false, \"bos_token\": {\"content\": \"<s>\"},"
                " \"eos_token\": \"</s>\", \"added_tokens_decoder\": {\"32000\": {\"content\": \"<pad>\", \"special\": true}},"
-               " \"chat_template\": \"{{x}}\"}");
+               " \"chat_template\": \"{{x}}\", \"model_max_length\": 1000000000000000019884624838656,"
+               " \"n\": [-12345678901234567890, 7, \"1000000000000000000000\", 1.5e300]}");
     write_file("tokenizer.json", "{\"added_tokens\": [{\"id\": 0, \"content\": \"<unk>\", \"special\": true, \"normalized\": false}]}");
     write_file("special_tokens_map.json", "{\"bos_token\": \"<s>\", \"unk_token\": {\"content\": \"<unk>\"}}");
     write_file("generation_config.json", "{\"temperature\": 0.6,}");
@@ -290,6 +291,14 @@ Test(tokfiles, json_files)
     cr_expect_null(t->generation_config, "an invalid generation_config.json is ignored");
     cr_expect(strstr(t->gen_config_error, "generation_config.json") != NULL, "%s", t->gen_config_error);
     cr_expect_str_eq(t->chat_template_jinja, "J");
+    /* integers beyond 64 bits (Llama 3's model_max_length) read as reals, the rest as they are */
+    json_t *mml = json_object_get(t->tokenizer_config, "model_max_length"), *nv = json_object_get(t->tokenizer_config, "n");
+    cr_expect(json_is_real(mml) && json_real_value(mml) == 1e30, "model_max_length");
+    cr_expect(json_is_real(json_array_get(nv, 0)) && json_real_value(json_array_get(nv, 0)) == -12345678901234567890.0);
+    cr_expect(json_is_integer(json_array_get(nv, 1)) && json_integer_value(json_array_get(nv, 1)) == 7);
+    cr_expect_str_eq(json_string_value(json_array_get(nv, 2)), "1000000000000000000000");
+    cr_expect(json_is_real(json_array_get(nv, 3)));
+    cr_expect_eq(t->add_bos, 1);
     smelt_tokfiles_free(t);
 
     static const struct {

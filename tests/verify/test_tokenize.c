@@ -34,14 +34,6 @@ static smelt_vocab *load_vocab(const char *path)
     return v;
 }
 
-static const char *spm_vocab_path(void)
-{
-    static char p[4200];
-    const char *src = tu_oracle_src();
-    if (!src) return NULL;
-    snprintf(p, sizeof p, "%s/models/ggml-vocab-llama-spm.gguf", src);
-    return access(p, R_OK) == 0 ? p : NULL;
-}
 
 /* A vocabulary-only GGUF of samples/tiny-mixtral made by llama.cpp's converter (cached in
  * the build directory), or NULL when the converter cannot run here. */
@@ -108,10 +100,22 @@ static void assert_ids_json(const int32_t *ids, size_t n, json_t *arr, size_t fr
 
 /* ==== llama.cpp's SPM test vectors ==== */
 
-Test(tokenize, llama_spm_test_vectors)
+static const char *model_vocab_path(const char *name)
 {
-    const char *vp = spm_vocab_path();
-    if (!vp) cr_skip_test("llama.cpp source (models/ggml-vocab-llama-spm.gguf) not installed (make oracle)");
+    static char p[4200];
+    const char *src = tu_oracle_src();
+    if (!src) return NULL;
+    snprintf(p, sizeof p, "%s/models/ggml-vocab-%s.gguf", src, name);
+    return access(p, R_OK) == 0 ? p : NULL;
+}
+
+/* llama.cpp's test vectors for a models/ggml-vocab-<name>.gguf: inputs separated by
+ * "\n__ggml_vocab_test__\n", outputs one line each (test-tokenizer-0.cpp: add_special =
+ * false, parse_special = false). Returns the number of cases; all must pass. */
+static size_t run_vectors(const char *name)
+{
+    const char *vp = model_vocab_path(name);
+    if (!vp) cr_skip_test("llama.cpp source (models/ggml-vocab-%s.gguf) not installed (make oracle)", name);
     char inp[4300], outp[4300];
     snprintf(inp, sizeof inp, "%s.inp", vp);
     snprintf(outp, sizeof outp, "%s.out", vp);
@@ -121,9 +125,6 @@ Test(tokenize, llama_spm_test_vectors)
     in[il] = 0;
     out[ol] = 0;
     smelt_vocab *v = load_vocab(vp);
-
-    /* inputs are separated by "\n__ggml_vocab_test__\n"; outputs are one line each
-     * (test-tokenizer-0.cpp: add_special = false, parse_special = false) */
     static const char SEP[] = "\n__ggml_vocab_test__\n";
     size_t n_cases = 0, n_pass = 0, pos = 0;
     char *line = out;
@@ -133,36 +134,40 @@ Test(tokenize, llama_spm_test_vectors)
         cr_assert(line && *line, "more inputs than output lines");
         char *eol = strchr(line, '\n');
         if (eol) *eol = 0;
-        int32_t expect[512];
+        int32_t expect[4096];
         size_t ne = 0;
         for (char *p = line, *end; *p; p = end) {
             long t = strtol(p, &end, 10);
             if (end == p) break;
-            cr_assert_lt(ne, 512);
+            cr_assert_lt(ne, 4096);
             expect[ne++] = (int32_t)t;
         }
         int32_t *ids;
         size_t n;
         tok(v, in + pos, clen, false, false, &ids, &n);
         bool ok = n == ne && memcmp(ids, expect, n * sizeof *ids) == 0;
-        if (!ok) cr_log_error("case %zu '%.*s': %zu tokens, expected %zu", n_cases, (int)clen, in + pos, n, ne);
+        if (!ok) cr_log_error("%s case %zu '%.*s': %zu tokens, expected %zu", name, n_cases, (int)clen, in + pos, n, ne);
         n_pass += ok;
         n_cases++;
         free(ids);
         line = eol ? eol + 1 : NULL;
         pos = next ? (size_t)(next - in) + sizeof SEP - 1 : il;
     }
-    cr_log_info("llama.cpp SPM test vectors: %zu of %zu pass", n_pass, n_cases);
-    cr_assert_eq(n_cases, 46);
-    cr_assert_eq(n_pass, n_cases, "%zu of %zu test vectors pass", n_pass, n_cases);
+    cr_log_info("llama.cpp %s test vectors: %zu of %zu pass", name, n_pass, n_cases);
+    cr_assert_eq(n_pass, n_cases, "%s: %zu of %zu test vectors pass", name, n_pass, n_cases);
     smelt_vocab_free(v);
     free(in);
     free(out);
+    return n_cases;
 }
+
+Test(tokenize, llama_spm_test_vectors) { cr_assert_eq(run_vectors("llama-spm"), 46); }
+Test(tokenize, llama_bpe_test_vectors) { cr_assert_eq(run_vectors("llama-bpe"), 46); }
+Test(tokenize, qwen2_test_vectors) { cr_assert_eq(run_vectors("qwen2"), 46); }
 
 Test(tokenize, llama_spm_vocab_metadata)
 {
-    const char *vp = spm_vocab_path();
+    const char *vp = model_vocab_path("llama-spm");
     if (!vp) cr_skip_test("llama.cpp source not installed (make oracle)");
     smelt_vocab *v = load_vocab(vp);
     cr_assert_eq(smelt_vocab_n_tokens(v), 32000);
@@ -297,11 +302,13 @@ typedef struct {
     void (*model_free)(void *);
 } oracle;
 
+/* libllama's warnings (GGML_LOG_LEVEL_WARN) while loading, kept for the tests that ask */
+static char g_warnings[4096];
+
 static void quiet_log(int level, const char *text, void *user)
 {
-    (void)level;
-    (void)text;
     (void)user;
+    if (level == 3 && strlen(g_warnings) + strlen(text) < sizeof g_warnings) strcat(g_warnings, text);
 }
 
 /* Load a vocabulary with libllama (vocab_only), or skip the test. */
@@ -415,7 +422,7 @@ static void agree_tricky(const char *vocab_path)
 
 Test(tokenize_oracle, tricky_strings_llama_spm)
 {
-    const char *vp = spm_vocab_path();
+    const char *vp = model_vocab_path("llama-spm");
     if (!vp) cr_skip_test("llama.cpp source not installed (make oracle)");
     agree_tricky(vp);
 }
@@ -427,17 +434,19 @@ Test(tokenize_oracle, tricky_strings_tiny_mixtral)
     agree_tricky(vp);
 }
 
+/* The fixture texts the libllama and JS comparisons tokenize whole. */
+static const char *const FIXTURE_TEXTS[] = {"samples/text/eval-en.txt", "samples/text/eval-zh.txt", "samples/text/calib.txt"};
+
 Test(tokenize_oracle, fixture_texts_and_prompts)
 {
     const char *vp = tiny_vocab_path();
     if (!vp) cr_skip_test("no vocabulary GGUF of samples/tiny-mixtral (llama.cpp converter unavailable)");
     smelt_vocab *v = load_vocab(vp);
     oracle o = oracle_open(vp);
-    static const char *const TEXTS[] = {"samples/text/eval-en.txt", "samples/text/eval-zh.txt", "samples/text/calib.txt"};
     for (size_t i = 0; i < 3; i++) {
         size_t len;
-        char *t = read_text(TEXTS[i], &len);
-        agree(v, &o, t, len, TEXTS[i]);
+        char *t = read_text(FIXTURE_TEXTS[i], &len);
+        agree(v, &o, t, len, FIXTURE_TEXTS[i]);
         free(t);
     }
     json_t *ref = reference();
@@ -453,7 +462,7 @@ Test(tokenize_oracle, fixture_texts_and_prompts)
 
 Test(tokenize_oracle, llama_spm_vectors_and_eval_text)
 {
-    const char *vp = spm_vocab_path();
+    const char *vp = model_vocab_path("llama-spm");
     if (!vp) cr_skip_test("llama.cpp source not installed (make oracle)");
     smelt_vocab *v = load_vocab(vp);
     oracle o = oracle_open(vp);
@@ -469,6 +478,351 @@ Test(tokenize_oracle, llama_spm_vectors_and_eval_text)
     oracle_close(&o);
     smelt_vocab_free(v);
 }
+
+/* ==== byte-level BPE vocabularies (llama3, qwen2) against libllama ==== */
+
+/* What the BPE pre-tokenizers split on: contractions in both cases, digit runs, whitespace
+ * runs before words, punctuation and newlines, non-ASCII letters, numbers and spaces,
+ * special-token texts, and text that is not UTF-8. */
+static const char *const BPE_TRICKY[] = {
+    "it's 'S 'T I'M we're THEY'RE you've I'LL he'd 'd 'x '",
+    "1 12 123 1234 12345 1234567 x12345y 3.14159 1,000,000",
+    "a  b   c\t\td \t e\n\nf \n\n g\r\n\r\nh   \n",
+    "   \n\n   x", "trailing spaces   ", "\n\n\n", " \t \t", "?!... ,,, -- (x) [y] {z}",
+    "\xc2\xa0nbsp\xe3\x80\x80ideographic\xe2\x80\x83" "em\xc2\x85nel",
+    "\xe2\x91\xa0\xe2\x91\xa1\xe2\x91\xa2 \xd9\xa3\xd9\xa4\xd9\xa5 \xe2\x85\xa0\xe2\x85\xa1 \xc2\xbd\xc2\xbe",
+    "\xc3\xa9t\xc3\xa9 na\xc3\xafve \xce\xba\xce\xb1\xce\xbb\xce\xb7\xce\xbc\xce\xad\xcf\x81\xce\xb1 "
+    "\xd0\xbf\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82 \xd7\xa9\xd7\x9c\xd7\x95\xd7\x9d",
+    "\xe4\xbd\xa0\xe5\xa5\xbd\xef\xbc\x8c\xe4\xb8\x96\xe7\x95\x8c\xef\xbc\x81 \xe3\x81\x93\xe3\x82\x93\xe3\x81\xab"
+    "\xe3\x81\xa1\xe3\x81\xaf 123\xe5\xb9\xb4",
+    "\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x91\xa7 \xf0\x9f\x8f\xb3\xef\xb8\x8f\xe2\x80\x8d"
+    "\xf0\x9f\x8c\x88 \xe2\x9d\xa4\xef\xb8\x8f",
+    "e\xcc\x81 combining, \xef\xac\x81 ligature",
+    "<|begin_of_text|>Hi<|eot_id|>", "<|start_header_id|>user<|end_header_id|>\n\nhello<|eot_id|>",
+    "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n",
+    "<|endoftext|> <|end_of_text|>x", "bad \xff utf8 \xc3( \xe4\xb8 \xed\xa0\x80 \xc0\x80",
+    "x\xcc\x81\xcc\x82\xcc\x83", "\x01\x02\x1f\x7f", "ALLCAPS lowercase MiXeD CamelCase snake_case kebab-case",
+    "https://example.com/a?b=c&d=e#f", "def f(x):\n    return x**2  # comment\n",
+};
+
+/* smelt and libllama agree on a BPE vocabulary over the tricky strings, the fixture texts
+ * and (with_inp) the whole .inp file beside it. */
+static void agree_bpe_file(const char *path, const char *label, bool with_inp)
+{
+    smelt_vocab *v = load_vocab(path);
+    oracle o = oracle_open(path);
+    size_t checked = 0;
+    for (size_t i = 0; i < sizeof TRICKY / sizeof TRICKY[0]; i++)
+        checked += agree(v, &o, TRICKY[i].s, TRICKY[i].n ? TRICKY[i].n : strlen(TRICKY[i].s), TRICKY[i].s);
+    for (size_t i = 0; i < sizeof BPE_TRICKY / sizeof BPE_TRICKY[0]; i++)
+        checked += agree(v, &o, BPE_TRICKY[i], strlen(BPE_TRICKY[i]), BPE_TRICKY[i]);
+    for (size_t i = 0; i < 3; i++) {
+        size_t len;
+        char *t = read_text(FIXTURE_TEXTS[i], &len);
+        checked += agree(v, &o, t, len, FIXTURE_TEXTS[i]);
+        free(t);
+    }
+    if (with_inp) {
+        char inp[4300];
+        snprintf(inp, sizeof inp, "%s.inp", path);
+        size_t len;
+        char *in = (char *)tu_read(inp, &len);
+        checked += agree(v, &o, in, len, "the whole .inp file");
+        free(in);
+    }
+    cr_log_info("%s: %zu tokenizations identical to libllama", label, checked);
+    oracle_close(&o);
+    smelt_vocab_free(v);
+}
+
+static void agree_bpe(const char *name)
+{
+    const char *vp = model_vocab_path(name);
+    if (!vp) cr_skip_test("llama.cpp source (models/ggml-vocab-%s.gguf) not installed (make oracle)", name);
+    char path[4200];
+    snprintf(path, sizeof path, "%s", vp);
+    agree_bpe_file(path, name, true);
+}
+
+Test(tokenize_oracle, llama_bpe) { agree_bpe("llama-bpe"); }
+Test(tokenize_oracle, qwen2) { agree_bpe("qwen2"); }
+
+/* ==== vocabularies smelt-convert made from real tokenizer.json files ==== */
+
+/* build/<flavor>/fixtures/bpe-<family>.gguf made by tests/verify/mk-bpe-gguf (cached), or
+ * skip the test when the npm tokenizers are not installed. */
+static const char *bpe_gguf(const char *family)
+{
+    static char p[3][4200];
+    int k = !strcmp(family, "llama3") ? 0 : !strcmp(family, "llama3-bos") ? 1 : 2;
+    const char *b = getenv("SMELT_BUILD");
+    char rel[128];
+    snprintf(rel, sizeof rel, "%s/fixtures/bpe-%s.gguf", b && *b ? b : "build/release", family);
+    if (b && *b && b[0] == '/') snprintf(p[k], sizeof p[k], "%s", rel);
+    else tu_path(p[k], sizeof p[k], rel);
+    if (access(p[k], R_OK) != 0) {
+        char script[4200], cmd[17000];
+        tu_path(script, sizeof script, "tests/verify/mk-bpe-gguf");
+        snprintf(cmd, sizeof cmd, "'%s' %s '%s'", script, family, p[k]);
+        char *out = NULL;
+        int rc = tu_run(cmd, &out);
+        if (rc == 77) cr_skip_test("npm tokenizers not installed (tests/oracle/install)");
+        cr_assert_eq(rc, 0, "mk-bpe-gguf %s failed (%d): %s", family, rc, out ? out : "");
+        free(out);
+    }
+    return p[k];
+}
+
+static void str_kv_is(const smelt_gguf *g, const char *key, const char *want)
+{
+    smelt_str s;
+    smelt_err e = {0};
+    cr_assert_eq(smelt_gguf_get_str(g, key, &s, &e), 0, "%s", e.msg);
+    cr_assert(s.n == strlen(want) && memcmp(s.p, want, s.n) == 0, "%s is '%.*s', expected '%s'", key, (int)s.n, s.p, want);
+}
+
+static int64_t int_kv(const smelt_gguf *g, const char *key)
+{
+    const smelt_gguf_kv *kv = smelt_gguf_get_kv(g, key);
+    return kv ? smelt_gguf_kv_int(kv, 0) : -1;
+}
+
+/* Elements [0, n) of array key in a and b that differ (n = 0: the arrays must have equal
+ * length and all are compared). */
+static size_t arr_diff(const smelt_gguf *a, const smelt_gguf *b, const char *key, uint64_t n, uint64_t *first)
+{
+    const smelt_gguf_kv *x = smelt_gguf_get_kv(a, key), *y = smelt_gguf_get_kv(b, key);
+    cr_assert(x && y, "%s missing", key);
+    if (!n) {
+        cr_assert_eq(x->n, y->n, "%s: %llu vs %llu elements", key, (unsigned long long)x->n, (unsigned long long)y->n);
+        n = x->n;
+    }
+    size_t d = 0;
+    *first = UINT64_MAX;
+    for (uint64_t i = 0; i < n; i++) {
+        bool same;
+        if (x->arr_type == SMELT_GGUF_STRING) {
+            smelt_str s = smelt_gguf_arr_str(x, i), t = smelt_gguf_arr_str(y, i);
+            same = s.n == t.n && memcmp(s.p, t.p, s.n) == 0;
+        } else {
+            same = smelt_gguf_kv_int(x, i) == smelt_gguf_kv_int(y, i);
+        }
+        if (!same && d++ == 0) *first = i;
+    }
+    return d;
+}
+
+/* The converted vocabularies against llama.cpp's own conversions of the same tokenizer
+ * families (models/ggml-vocab-llama-bpe.gguf: Meta's Llama 3 with the BOS post-processor;
+ * ggml-vocab-qwen2.gguf: Qwen1.5, whose 151643 base tokens and merges Qwen3 keeps). */
+Test(tokenize_bpe, converted_vocab_equals_llama_cpp)
+{
+    const char *ref_l = model_vocab_path("llama-bpe");
+    if (!ref_l) cr_skip_test("llama.cpp source not installed (make oracle)");
+    char ref_llama[4200], ref_qwen[4200];
+    snprintf(ref_llama, sizeof ref_llama, "%s", ref_l);
+    snprintf(ref_qwen, sizeof ref_qwen, "%s", model_vocab_path("qwen2"));
+    uint64_t first;
+    smelt_gguf *r = open_gguf(ref_llama), *g = open_gguf(bpe_gguf("llama3-bos"));
+    str_kv_is(g, "tokenizer.ggml.model", "gpt2");
+    str_kv_is(g, "tokenizer.ggml.pre", "llama-bpe");
+    cr_assert_eq(arr_diff(g, r, "tokenizer.ggml.tokens", 0, &first), 0, "tokens differ from %llu", (unsigned long long)first);
+    cr_assert_eq(arr_diff(g, r, "tokenizer.ggml.token_type", 0, &first), 0, "types differ from %llu", (unsigned long long)first);
+    cr_assert_eq(arr_diff(g, r, "tokenizer.ggml.merges", 0, &first), 0, "merges differ from %llu", (unsigned long long)first);
+    cr_assert_eq(int_kv(g, "tokenizer.ggml.bos_token_id"), int_kv(r, "tokenizer.ggml.bos_token_id"));
+    cr_assert_eq(int_kv(g, "tokenizer.ggml.eos_token_id"), int_kv(r, "tokenizer.ggml.eos_token_id"));
+    cr_assert_eq(int_kv(g, "tokenizer.ggml.add_bos_token"), 1);
+    /* the tokenizer keys both files have come in the same order */
+    int64_t last = -1;
+    for (uint64_t i = 0; i < smelt_gguf_n_kv(r); i++) {
+        const char *key = smelt_gguf_kv_at(r, i)->key;
+        if (strncmp(key, "tokenizer.", 10)) continue;
+        int64_t at = smelt_gguf_find_kv(g, key);
+        cr_assert_gt(at, last, "%s is out of llama.cpp's order", key);
+        last = at;
+    }
+    smelt_gguf_close(g);
+    /* the npm file as shipped: same vocabulary, no BOS added */
+    g = open_gguf(bpe_gguf("llama3"));
+    str_kv_is(g, "tokenizer.ggml.pre", "llama-bpe");
+    cr_assert_eq(arr_diff(g, r, "tokenizer.ggml.tokens", 0, &first), 0);
+    cr_assert_eq(int_kv(g, "tokenizer.ggml.add_bos_token"), 0);
+    smelt_gguf_close(g);
+    smelt_gguf_close(r);
+
+    r = open_gguf(ref_qwen);
+    g = open_gguf(bpe_gguf("qwen3"));
+    str_kv_is(g, "tokenizer.ggml.pre", "qwen2");
+    cr_assert_eq(arr_diff(g, r, "tokenizer.ggml.tokens", 151643, &first), 0, "base tokens differ from %llu",
+                 (unsigned long long)first);
+    cr_assert_eq(arr_diff(g, r, "tokenizer.ggml.token_type", 151643, &first), 0);
+    cr_assert_eq(arr_diff(g, r, "tokenizer.ggml.merges", 0, &first), 0, "merges differ from %llu", (unsigned long long)first);
+    size_t tail = arr_diff(g, r, "tokenizer.ggml.tokens", 0, &first);
+    cr_log_info("qwen3 vs llama.cpp's qwen2 vocabulary: %zu of 151936 token texts differ, all from id %llu on "
+                "(added tokens and [PADn] filler)", tail, (unsigned long long)first);
+    cr_assert_geq(first, 151643);
+    cr_assert_eq(int_kv(g, "tokenizer.ggml.eos_token_id"), 151645); /* <|im_end|>: Qwen3's tokenizer_config */
+    cr_assert_eq(int_kv(g, "tokenizer.ggml.padding_token_id"), 151643);
+    cr_assert_eq(int_kv(g, "tokenizer.ggml.bos_token_id"), 151643); /* config.json */
+    cr_assert_eq(int_kv(g, "tokenizer.ggml.add_bos_token"), 0);
+    smelt_gguf_close(g);
+    smelt_gguf_close(r);
+}
+
+/* libllama loads the converted vocabularies and tokenizes exactly as smelt does. */
+static void agree_converted(const char *family, const char *ref)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s", bpe_gguf(family));
+    g_warnings[0] = 0;
+    agree_bpe_file(path, family, false);
+    /* libllama warns about nothing it does not warn about on its own file of the family
+     * (Qwen's vocabulary makes it say that the ordinary token '</s>' looks like a control one) */
+    char mine[sizeof g_warnings];
+    snprintf(mine, sizeof mine, "%s", g_warnings);
+    const char *rp = model_vocab_path(ref);
+    if (!rp) return;
+    char rpath[4200];
+    snprintf(rpath, sizeof rpath, "%s", rp);
+    g_warnings[0] = 0;
+    oracle o = oracle_open(rpath);
+    oracle_close(&o);
+    cr_log_info("%s: libllama's warnings: '%s'", family, mine);
+    cr_assert_str_eq(mine, g_warnings, "libllama warned while loading %s: %s (on %s: %s)", family, mine, ref, g_warnings);
+}
+
+Test(tokenize_oracle, converted_llama3) { agree_converted("llama3", "llama-bpe"); }
+Test(tokenize_oracle, converted_qwen3) { agree_converted("qwen3", "qwen2"); }
+
+static bool valid_utf8(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        size_t k = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (!k || i + k > n) return false;
+        uint32_t cp = k == 1 ? c : c & (0x7F >> k);
+        for (size_t j = 1; j < k; j++) {
+            if (((unsigned char)s[i + j] & 0xC0) != 0x80) return false;
+            cp = (cp << 6) | ((unsigned char)s[i + j] & 0x3F);
+        }
+        static const uint32_t MIN[5] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < MIN[k] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || (k == 1 && c == 0)) return false;
+        i += k;
+    }
+    return true;
+}
+
+/* smelt_tokenize(add_special, parse_special) equals the JavaScript port of Hugging Face's
+ * tokenizers (encode with the tokenizer's own special tokens) on every valid UTF-8 test
+ * string that is in NFC (the Qwen tokenizer NFC-normalizes, llama.cpp and smelt do not),
+ * and detokenizing gives the text back. */
+static void agree_js(const char *family, bool clean_spaces, const char *hash_pre)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s", bpe_gguf(family));
+    char script[4200];
+    tu_path(script, sizeof script, "tests/verify/js-tokenize.js");
+    char *out = NULL;
+    if (tu_run("node --version", &out) != 0) cr_skip_test("node not installed");
+    free(out);
+    json_t *strs = json_array();
+    for (size_t i = 0; i < 3; i++) {
+        size_t len;
+        char *t = read_text(FIXTURE_TEXTS[i], &len);
+        json_array_append_new(strs, json_stringn(t, len));
+        free(t);
+    }
+    for (size_t i = 0; i < sizeof BPE_TRICKY / sizeof BPE_TRICKY[0]; i++)
+        if (valid_utf8(BPE_TRICKY[i], strlen(BPE_TRICKY[i]))) json_array_append_new(strs, json_string(BPE_TRICKY[i]));
+    for (size_t i = 0; i < sizeof TRICKY / sizeof TRICKY[0]; i++) {
+        size_t n = TRICKY[i].n ? TRICKY[i].n : strlen(TRICKY[i].s);
+        if (valid_utf8(TRICKY[i].s, n)) json_array_append_new(strs, json_stringn(TRICKY[i].s, n));
+    }
+    char dir[4200], in[4300], cmd[13000];
+    cr_assert_eq(tu_mkdtemp(dir, sizeof dir), 0);
+    snprintf(in, sizeof in, "%s/strings.json", dir);
+    cr_assert_eq(json_dump_file(strs, in, 0), 0);
+    char base[4300] = "";
+    if (tu_oracle_src()) snprintf(base, sizeof base, "%s/conversion/base.py", tu_oracle_src());
+    snprintf(cmd, sizeof cmd, "node '%s' %s '%s' '%s'", script, family, in, base);
+    int rc = tu_run(cmd, &out);
+    cr_assert_eq(rc, 0, "js-tokenize: %s", out ? out : "");
+    json_error_t je;
+    json_t *all = json_loads(out, 0, &je), *res = json_object_get(all, "results");
+    cr_assert(res && json_array_size(res) == json_array_size(strs), "js-tokenize output: %s", je.text);
+    /* smelt names the pre-tokenizer from tokenizer.json's description, llama.cpp's converter
+     * from a hash of the ids of its test sentence: the same name, except for Meta's first
+     * Llama 3 upload, hashed as smaug-bpe (no BOS) where smelt writes llama-bpe and
+     * add_bos_token false (docs/convert.md) */
+    const char *pre = json_string_value(json_object_get(all, "pre"));
+    if (base[0]) {
+        cr_assert(pre && !strcmp(pre, hash_pre), "llama.cpp's converter would name %s '%s'", family, pre ? pre : "");
+        smelt_gguf *g = open_gguf(path);
+        str_kv_is(g, "tokenizer.ggml.pre", strcmp(hash_pre, "smaug-bpe") ? hash_pre : "llama-bpe");
+        smelt_gguf_close(g);
+    }
+    smelt_vocab *v = load_vocab(path);
+    /* ordinary tokens that llama.cpp (and smelt) turn into control tokens by their text
+     * ("</s>" is one in Qwen's vocabulary): with parse_special they are matched whole,
+     * where Hugging Face merges their characters */
+    int32_t forced[16];
+    size_t nforced = 0;
+    for (uint32_t id = 0; id < smelt_vocab_n_tokens(v) && nforced < 16; id++)
+        if ((smelt_vocab_attr(v, (int32_t)id) & (SMELT_TOKATTR_NORMAL | SMELT_TOKATTR_CONTROL)) ==
+            (SMELT_TOKATTR_NORMAL | SMELT_TOKATTR_CONTROL))
+            forced[nforced++] = (int32_t)id;
+    size_t same = 0, skipped = 0, round = 0, skipped_forced = 0;
+    for (size_t i = 0; i < json_array_size(strs); i++) {
+        json_t *r = json_array_get(res, i);
+        const char *s = json_string_value(json_array_get(strs, i));
+        size_t sl = json_string_length(json_array_get(strs, i));
+        if (!json_is_true(json_object_get(r, "nfc"))) {
+            skipped++;
+            continue;
+        }
+        bool has_forced = false;
+        for (size_t f = 0; f < nforced; f++) {
+            size_t fl;
+            const char *ft = smelt_vocab_piece(v, forced[f], &fl);
+            if (memmem(s, sl, ft, fl)) has_forced = true;
+        }
+        if (has_forced) {
+            skipped_forced++;
+            continue;
+        }
+        json_t *want = json_object_get(r, "ids");
+        int32_t *ids;
+        size_t n;
+        tok(v, s, sl, true, true, &ids, &n);
+        size_t k = 0;
+        while (k < n && k < json_array_size(want) && ids[k] == json_integer_value(json_array_get(want, k))) k++;
+        cr_assert(n == json_array_size(want) && k == n, "string %zu ('%.40s'): %zu ids vs JS's %zu, first difference at %zu",
+                  i, s, n, json_array_size(want), k);
+        same++;
+        /* back to the text: with add_special the BOS is removed; control tokens unparsed */
+        char *back;
+        size_t bl;
+        smelt_err e = {0};
+        cr_assert_eq(smelt_detokenize_ex(v, ids, n, true, true, &back, &bl, &e), 0, "%s", e.msg);
+        if (bl == sl && memcmp(back, s, sl) == 0) round++;
+        else cr_assert(clean_spaces, "string %zu does not detokenize to itself", i);
+        free(back);
+        free(ids);
+    }
+    cr_log_info("%s: %zu strings identical to @lenml/tokenizers (skipped: %zu not in NFC, %zu with a text llama.cpp "
+                "makes a control token), %zu round-trip; llama.cpp's converter: '%s'",
+                family, same, skipped, skipped_forced, round, pre ? pre : "(not run)");
+    cr_assert_gt(same, 50);
+    smelt_vocab_free(v);
+    json_decref(all);
+    json_decref(strs);
+    free(out);
+    tu_rmtree(dir);
+}
+
+Test(tokenize_bpe, js_llama3) { agree_js("llama3", true, "smaug-bpe"); }
+Test(tokenize_bpe, js_llama3_bos) { agree_js("llama3-bos", true, "llama-bpe"); }
+Test(tokenize_bpe, js_qwen3) { agree_js("qwen3", false, "qwen2"); }
 
 /* ==== crafted vocabularies ==== */
 
@@ -487,6 +841,8 @@ typedef struct {
     const char *bos_key_str;/* write bos_token_id as this string (wrong type) */
     int64_t unk_id;         /* -1: key omitted */
     bool no_tokens;
+    const char *pre;        /* tokenizer.ggml.pre (NULL: omitted) */
+    const char *merges;     /* tokenizer.ggml.merges, separated by '|' (NULL: omitted) */
 } vspec;
 
 static const tspec CHAT[] = {
@@ -538,6 +894,15 @@ static void write_vocab(const char *path, const tspec *t, size_t n, const vspec 
     put_u32(w, "llama.rope.dimension_count", 4);
     cr_assert_eq(smelt_gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f, &e), 0);
     if (vs->model) cr_assert_eq(smelt_gguf_writer_set_str(w, "tokenizer.ggml.model", vs->model, &e), 0);
+    if (vs->pre) cr_assert_eq(smelt_gguf_writer_set_str(w, "tokenizer.ggml.pre", vs->pre, &e), 0);
+    if (vs->merges) {
+        char *all = strdup(vs->merges), *save = NULL;
+        const char *m[64];
+        size_t nm = 0;
+        for (char *tok = strtok_r(all, "|", &save); tok && nm < 64; tok = strtok_r(NULL, "|", &save)) m[nm++] = tok;
+        cr_assert_eq(smelt_gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", m, NULL, nm, &e), 0);
+        free(all);
+    }
     if (!vs->no_tokens)
         cr_assert_eq(smelt_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", texts, NULL, total, &e), 0, "%s", e.msg);
     else
@@ -628,6 +993,40 @@ Test(tokenize_oracle, user_defined_and_control_tokens)
     chat_agree("chatty");
 }
 
+/* A small byte-level BPE vocabulary with the irregularities real files never have but
+ * llama.cpp still defines: a merge whose result is no token ("c a"), a repeated pair (the
+ * first rank counts), a merge without a space, tokens no merge reaches ("cab": found whole
+ * with llama-bpe's ignore_merges, built from pieces with qwen2), characters without a token
+ * (dropped), user-defined and control tokens. Same ids and text as libllama, both
+ * pre-tokenizers. */
+Test(tokenize_oracle, crafted_bpe_vocabulary)
+{
+    static const tspec T[] = {
+        {"a", 0, 1}, {"b", 0, 1}, {"c", 0, 1}, {"\xc4\xa0", 0, 1} /* Ġ */, {"\xc4\x8a", 0, 1} /* Ċ */, {"1", 0, 1},
+        {"ab", 0, 1}, {"bc", 0, 1}, {"abc", 0, 1}, {"\xc4\xa0" "a", 0, 1}, {"\xc4\xa0" "ab", 0, 1}, {"cab", 0, 1},
+        {"11", 0, 1}, {"111", 0, 1}, {"<|endoftext|>", 0, 3}, {"<tool>", 0, 4}, {"'s", 0, 1}, {"'", 0, 1}, {"s", 0, 1},
+    };
+    static const char *const S[] = {
+        "abc ab cab abcabc", "  a\n\nb", "cab", "ca b", "111 1111 11111", "zzz ab", "\xc3\xa9" "ab",
+        "<tool>ab<|endoftext|> ab", "it's 'S", "a\tb", "ab  ", "",
+    };
+    static const char *const PRES[] = {"llama-bpe", "qwen2"};
+    for (int k = 0; k < 2; k++) {
+        char dir[512], path[600];
+        cr_assert_eq(tu_mkdtemp(dir, sizeof dir), 0);
+        snprintf(path, sizeof path, "%s/bpe.gguf", dir);
+        vspec vs = {.model = "gpt2", .pre = PRES[k], .n_scores = -1, .unk_id = -1,
+                    .merges = "a b|b c|ab c|\xc4\xa0 a|\xc4\xa0" "a b|c a|a b|xyz|1 1|11 1|' s"};
+        write_vocab(path, T, sizeof T / sizeof T[0], &vs);
+        smelt_vocab *v = load_vocab(path);
+        oracle o = oracle_open(path);
+        for (size_t i = 0; i < sizeof S / sizeof S[0]; i++) agree(v, &o, S[i], strlen(S[i]), S[i]);
+        oracle_close(&o);
+        smelt_vocab_free(v);
+        tu_rmtree(dir);
+    }
+}
+
 Test(tokenize_oracle, phi3_right_strip)
 {
     chat_agree("Phi-3 mini test");
@@ -710,10 +1109,25 @@ Test(tokenize, malformed_vocabularies)
     static const tspec T[] = {{"<unk>", 0, 2}, {"<s>", 0, 3}, {"</s>", 0, 3}, {"a", -1, 1}, {"b", -1, 1}};
     size_t n = 5;
     smelt_err e = {0};
-    vspec vs = {.model = "gpt2", .n_scores = -1, .unk_id = -1};
+    vspec vs = {.model = "bert", .n_scores = -1, .unk_id = -1};
     cr_assert_eq(vocab_error(T, n, &vs, &e), SMELT_EUNSUPPORTED);
     cr_assert_str_eq(e.object, "tokenizer.ggml.model");
-    cr_assert_str_eq(e.msg, "tokenizer model 'gpt2' is not supported: smelt tokenizes SentencePiece ('llama') vocabularies only");
+    cr_assert_str_eq(e.msg, "tokenizer model 'bert' is not supported: smelt tokenizes SentencePiece ('llama') and "
+                            "byte-level BPE ('gpt2') vocabularies");
+    vs = (vspec){.model = "gpt2", .n_scores = -1, .unk_id = -1};
+    cr_assert_eq(vocab_error(T, n, &vs, &e), SMELT_EUNSUPPORTED);
+    cr_assert_str_eq(e.object, "tokenizer.ggml.pre");
+    cr_assert_str_eq(e.msg, "a BPE vocabulary without a pre-tokenizer name (llama.cpp falls back to its GPT-2 'default' "
+                            "split); smelt tokenizes llama3 (llama-bpe, smaug-bpe) and qwen2 only");
+    vs = (vspec){.model = "gpt2", .pre = "deepseek-llm", .merges = "a b", .n_scores = -1, .unk_id = -1};
+    cr_assert_eq(vocab_error(T, n, &vs, &e), SMELT_EUNSUPPORTED);
+    cr_assert_str_eq(e.object, "tokenizer.ggml.pre");
+    cr_assert_str_eq(e.msg, "pre-tokenizer 'deepseek-llm' is not supported: smelt tokenizes BPE vocabularies with the llama3 "
+                            "(llama-bpe, llama3, llama-v3, smaug-bpe) and qwen2 (qwen2, deepseek-r1-qwen) pre-tokenizers");
+    vs = (vspec){.model = "gpt2", .pre = "qwen2", .n_scores = -1, .unk_id = -1};
+    cr_assert_eq(vocab_error(T, n, &vs, &e), SMELT_EFORMAT);
+    cr_assert_str_eq(e.object, "tokenizer.ggml.merges");
+    cr_assert_str_eq(e.msg, "required key is missing");
 
     vs = (vspec){.model = NULL, .n_scores = -1, .unk_id = -1};
     cr_assert_eq(vocab_error(T, n, &vs, &e), SMELT_EFORMAT);

@@ -1,7 +1,7 @@
 /* tokenize.c — SentencePiece (SPM) tokenizer over a GGUF vocabulary; see tokenize.h for the
  * behaviour reproduced from llama.cpp and the deliberate differences.
  * Includes formats/ (gguf, err, ckd, hash). */
-#include "tokenize.h"
+#include "tokenize_int.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -13,39 +13,12 @@
 /* GGUF token types (tokenizer.ggml.token_type values). */
 enum { TT_UNDEFINED = 0, TT_NORMAL, TT_UNKNOWN, TT_CONTROL, TT_USER_DEFINED, TT_UNUSED, TT_BYTE };
 
-struct smelt_vocab {
-    uint32_t n;
-    char *text;          /* all token texts, back to back */
-    size_t *off;         /* n + 1 offsets into text */
-    float *score;
-    int32_t *type;       /* GGUF token type (TT_NORMAL when the file has none) */
-    uint32_t *attr;      /* SMELT_TOKATTR_* */
-    char *piece;         /* rendered pieces (llama_token_to_piece, special = true) */
-    size_t *piece_off;   /* n + 1 */
-    uint32_t *slot;      /* text → id hash table: id + 1, 0 = empty */
-    uint32_t mask;
-    size_t max_len;      /* longest token text in bytes */
-    int32_t byte_tok[256];
-    int32_t *special;    /* special-token partition order: longest text first */
-    uint32_t n_special;
-    int32_t bos, eos, unk;
-    bool add_bos, add_eos, add_space_prefix;
-    uint64_t hash;
-};
-
 /* ==== text → id map ==== */
 
 static uint64_t hash_bytes(const char *p, size_t n)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+    uint64_t h = smelt_tok_hash(p, n, SMELT_TOK_HASH0);
     return h ^ (h >> 29);
-}
-
-static const char *tok_text(const smelt_vocab *v, uint32_t id, size_t *len)
-{
-    *len = v->off[id + 1] - v->off[id];
-    return v->text + v->off[id];
 }
 
 static int32_t find_text(const smelt_vocab *v, const char *p, size_t n)
@@ -55,7 +28,7 @@ static int32_t find_text(const smelt_vocab *v, const char *p, size_t n)
     for (; v->slot[i]; i = (i + 1) & v->mask) {
         uint32_t id = v->slot[i] - 1;
         size_t tl;
-        const char *t = tok_text(v, id, &tl);
+        const char *t = smelt_tok_text(v, id, &tl);
         if (tl == n && memcmp(t, p, n) == 0) return (int32_t)id;
     }
     return -1;
@@ -65,12 +38,12 @@ static int32_t find_text(const smelt_vocab *v, const char *p, size_t n)
 static int32_t map_insert(smelt_vocab *v, uint32_t id)
 {
     size_t n;
-    const char *p = tok_text(v, id, &n);
+    const char *p = smelt_tok_text(v, id, &n);
     size_t i = (size_t)hash_bytes(p, n) & v->mask;
     for (; v->slot[i]; i = (i + 1) & v->mask) {
         uint32_t o = v->slot[i] - 1;
         size_t ol;
-        const char *t = tok_text(v, o, &ol);
+        const char *t = smelt_tok_text(v, o, &ol);
         if (ol == n && memcmp(t, p, n) == 0) return (int32_t)o;
     }
     v->slot[i] = id + 1;
@@ -173,7 +146,7 @@ static int32_t first_of(const smelt_vocab *v, const char *const *list)
 static bool text_is(const smelt_vocab *v, int32_t id, const char *s)
 {
     size_t n;
-    const char *t = tok_text(v, (uint32_t)id, &n);
+    const char *t = smelt_tok_text(v, (uint32_t)id, &n);
     return n == strlen(s) && memcmp(t, s, n) == 0;
 }
 
@@ -199,7 +172,7 @@ static void fixup_attrs(smelt_vocab *v, int32_t eot, int32_t eom, int32_t fim[6]
     for (uint32_t i = 0; i < n; i++) {
         if (!(v->attr[i] & SMELT_TOKATTR_CONTROL)) continue;
         size_t tl;
-        const char *t = tok_text(v, i, &tl);
+        const char *t = smelt_tok_text(v, i, &tl);
         if (memmem(t, tl, "unused", 6)) v->attr[i] |= SMELT_TOKATTR_UNUSED;
     }
     /* end-of-generation set */
@@ -297,12 +270,13 @@ static uint8_t byte_of(const char *t, size_t n)
 static size_t render(const smelt_vocab *v, uint32_t id, char *dst)
 {
     size_t n;
-    const char *t = tok_text(v, id, &n);
+    const char *t = smelt_tok_text(v, id, &n);
     uint32_t a = v->attr[id];
     if (a & (SMELT_TOKATTR_UNKNOWN | SMELT_TOKATTR_CONTROL | SMELT_TOKATTR_USER_DEFINED)) {
         if (dst) memcpy(dst, t, n);
         return n;
     }
+    if ((a & SMELT_TOKATTR_NORMAL) && v->kind == SMELT_VOCAB_BPE) return smelt_bpe_decode(t, n, dst);
     if (a & SMELT_TOKATTR_NORMAL) {
         size_t k = 0;
         for (size_t i = 0; i < n;) {
@@ -335,12 +309,17 @@ static void vocab_hash(smelt_vocab *v)
     smelt_xxh64_update(s, &n, 4);
     for (uint32_t i = 0; i < n; i++) {
         size_t tl;
-        const char *t = tok_text(v, i, &tl);
+        const char *t = smelt_tok_text(v, i, &tl);
         uint32_t l32 = (uint32_t)tl;
         smelt_xxh64_update(s, &l32, 4);
         smelt_xxh64_update(s, t, tl);
         smelt_xxh64_update(s, &v->score[i], 4);
         smelt_xxh64_update(s, &v->type[i], 4);
+    }
+    if (v->kind == SMELT_VOCAB_BPE) { /* merges decide BPE tokens as scores decide SPM ones */
+        smelt_xxh64_update(s, &v->n_merges, 4);
+        smelt_xxh64_update(s, v->m_off, sizeof *v->m_off * ((size_t)v->n_merges + 1));
+        smelt_xxh64_update(s, v->mtext, v->m_off[v->n_merges]);
     }
     v->hash = smelt_xxh64_digest(s);
     smelt_xxh64_free(s);
@@ -358,6 +337,7 @@ void smelt_vocab_free(smelt_vocab *v)
     free(v->piece_off);
     free(v->slot);
     free(v->special);
+    smelt_bpe_free(v);
     free(v);
 }
 
@@ -367,10 +347,12 @@ static int load(smelt_vocab *v, const smelt_gguf *g, smelt_err *e)
     smelt_str model;
     int rc = smelt_gguf_get_str(g, "tokenizer.ggml.model", &model, e);
     if (rc) return rc;
-    if (model.n != 5 || memcmp(model.p, "llama", 5) != 0)
+    if (model.n == 5 && memcmp(model.p, "llama", 5) == 0) v->kind = SMELT_VOCAB_SPM;
+    else if (model.n == 4 && memcmp(model.p, "gpt2", 4) == 0) v->kind = SMELT_VOCAB_BPE;
+    else
         return SMELT_ERR(e, SMELT_EUNSUPPORTED, path, "tokenizer.ggml.model",
                          "tokenizer model '%.*s' is not supported: smelt tokenizes SentencePiece "
-                         "('llama') vocabularies only",
+                         "('llama') and byte-level BPE ('gpt2') vocabularies",
                          (int)(model.n > 64 ? 64 : model.n), model.p);
     const smelt_gguf_kv *tokens, *scores, *types;
     if ((rc = smelt_gguf_get_arr(g, "tokenizer.ggml.tokens", SMELT_GGUF_STRING, &tokens, e))) return rc;
@@ -424,7 +406,7 @@ static int load(smelt_vocab *v, const smelt_gguf *g, smelt_err *e)
         int32_t dup = map_insert(v, i);
         if (dup >= 0) {
             size_t tl;
-            const char *t = tok_text(v, i, &tl);
+            const char *t = smelt_tok_text(v, i, &tl);
             return SMELT_CORRUPT(e, path, tokens->offset, "tokenizer.ggml.tokens",
                                  "token %" PRIu32 " repeats the text of token %" PRId32 " ('%.*s'); "
                                  "token texts must be unique",
@@ -443,21 +425,30 @@ static int load(smelt_vocab *v, const smelt_gguf *g, smelt_err *e)
     }
     for (uint32_t i = 0; i < n; i++) {
         size_t tl;
-        const char *t = tok_text(v, i, &tl);
+        const char *t = smelt_tok_text(v, i, &tl);
         if ((v->attr[i] & SMELT_TOKATTR_BYTE) && tl < 3)
             return SMELT_CORRUPT(e, path, tokens->offset, "tokenizer.ggml.token_type",
                                  "token %" PRIu32 " ('%.*s') is typed as a byte but is not of the form <0xXX>",
                                  i, (int)tl, t);
     }
 
-    /* flags and special ids (SPM defaults: add BOS, no EOS, space prefix; bos 1 eos 2 unk 0) */
-    v->add_space_prefix = true;
-    v->add_bos = true;
+    /* flags and special ids (SPM defaults: add BOS, no EOS, space prefix; bos 1 eos 2 unk 0;
+     * BPE: no space prefix, BOS as the pre-tokenizer says, bos = eos = 11, no unk) */
+    if (v->kind == SMELT_VOCAB_BPE) {
+        if ((rc = smelt_bpe_load(v, g, path, e))) return rc;
+        v->add_space_prefix = false;
+        v->bos = 11;
+        v->eos = 11;
+        v->unk = -1;
+    } else {
+        v->add_space_prefix = true;
+        v->add_bos = true;
+        v->bos = 1;
+        v->eos = 2;
+        v->unk = 0;
+    }
     v->add_eos = false;
     if ((rc = opt_bool(g, "tokenizer.ggml.add_space_prefix", &v->add_space_prefix, e))) return rc;
-    v->bos = 1;
-    v->eos = 2;
-    v->unk = 0;
     int32_t eot = -1, eom = -1, sep = -1, pad = -1, mask = -1, fim[6] = {-1, -1, -1, -1, -1, -1};
     static const char *const FIM_KEYS[6] = {"tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.fim_suf_token_id",
                                             "tokenizer.ggml.fim_mid_token_id", "tokenizer.ggml.fim_pad_token_id",
@@ -541,7 +532,7 @@ static bool in_range(const smelt_vocab *v, int32_t id) { return id >= 0 && (uint
 const char *smelt_vocab_piece(const smelt_vocab *v, int32_t id, size_t *len)
 {
     size_t l = 0;
-    const char *p = in_range(v, id) ? tok_text(v, (uint32_t)id, &l) : NULL;
+    const char *p = in_range(v, id) ? smelt_tok_text(v, (uint32_t)id, &l) : NULL;
     if (len) *len = l;
     return p;
 }
@@ -574,7 +565,7 @@ typedef struct {
 
 typedef struct {
     int32_t left, right;
-    float score;
+    double score; /* SPM: the token's score; BPE: minus the merge rank */
     size_t size;
 } bigram;
 
@@ -589,6 +580,9 @@ typedef struct {
     size_t cap_syms;
     bigram *heap;
     size_t n_heap, cap_heap;
+    uint32_t *cps; /* BPE: the fragment's code points and pre-token ends */
+    size_t *ends;
+    size_t cap_cps, cap_ends;
 } tk;
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
@@ -649,20 +643,59 @@ static bigram heap_pop(tk *t)
     return top;
 }
 
-static int try_pair(tk *t, int32_t l, int32_t r)
-{
-    if (l < 0 || r < 0) return 0;
-    size_t size = t->syms[l].n + t->syms[r].n;
-    int32_t id = find_text(t->v, t->buf + t->syms[l].off, size);
-    if (id < 0) return 0;
-    bigram bg = {l, r, t->v->score[id], size};
-    return heap_push(t, bg);
-}
-
 static size_t utf8_len(unsigned char c)
 {
     static const uint8_t LEN[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
     return LEN[c >> 4];
+}
+
+static int try_pair(tk *t, int32_t l, int32_t r)
+{
+    if (l < 0 || r < 0) return 0;
+    size_t size = t->syms[l].n + t->syms[r].n;
+    double score;
+    if (t->v->kind == SMELT_VOCAB_BPE) {
+        int32_t rank = smelt_bpe_rank(t->v, t->buf + t->syms[l].off, t->syms[l].n, t->buf + t->syms[r].off, t->syms[r].n);
+        if (rank < 0) return 0;
+        score = -(double)rank;
+    } else {
+        int32_t id = find_text(t->v, t->buf + t->syms[l].off, size);
+        if (id < 0) return 0;
+        score = t->v->score[id];
+    }
+    bigram bg = {l, r, score, size};
+    return heap_push(t, bg);
+}
+
+/* Split t->buf[0, bl) into characters by UTF-8 lead byte (a truncated last character
+ * keeps what remains) and merge adjacent pairs, best first (leftmost on ties), until none
+ * applies. Returns the number of symbols (merged ones have n == 0) or a negative error. */
+static int merge_syms(tk *t, size_t bl, size_t *ns_out)
+{
+    size_t ns = 0;
+    for (size_t o = 0; o < bl; ns++) {
+        if (grow((void **)&t->syms, &t->cap_syms, ns + 1, sizeof *t->syms)) return SMELT_NOMEM(t->e, "the symbols");
+        size_t k = utf8_len((unsigned char)t->buf[o]);
+        if (k > bl - o) k = bl - o;
+        t->syms[ns] = (sym){(int32_t)ns - 1, o + k == bl ? -1 : (int32_t)ns + 1, o, k};
+        o += k;
+    }
+    t->n_heap = 0;
+    int rc;
+    for (size_t i = 1; i < ns; i++)
+        if ((rc = try_pair(t, (int32_t)i - 1, (int32_t)i))) return rc;
+    while (t->n_heap) {
+        bigram bg = heap_pop(t);
+        sym *l = &t->syms[bg.left], *r = &t->syms[bg.right];
+        if (l->n == 0 || r->n == 0 || l->n + r->n != bg.size) continue; /* stale */
+        l->n += r->n;
+        r->n = 0;
+        l->next = r->next;
+        if (r->next >= 0) t->syms[r->next].prev = bg.left;
+        if ((rc = try_pair(t, l->prev, bg.left)) || (rc = try_pair(t, bg.left, l->next))) return rc;
+    }
+    *ns_out = ns;
+    return 0;
 }
 
 /* One raw fragment: escape, split into characters, merge the best-scoring pairs, emit. */
@@ -686,29 +719,9 @@ static int spm_fragment(tk *t, const char *src, size_t len, bool prefix)
             t->buf[bl++] = src[i];
         }
     }
-    /* characters by UTF-8 lead byte (a truncated last character keeps what remains) */
-    size_t ns = 0;
-    for (size_t o = 0; o < bl; ns++) {
-        if (grow((void **)&t->syms, &t->cap_syms, ns + 1, sizeof *t->syms)) return SMELT_NOMEM(t->e, "the symbols");
-        size_t k = utf8_len((unsigned char)t->buf[o]);
-        if (k > bl - o) k = bl - o;
-        t->syms[ns] = (sym){(int32_t)ns - 1, o + k == bl ? -1 : (int32_t)ns + 1, o, k};
-        o += k;
-    }
-    t->n_heap = 0;
-    int rc;
-    for (size_t i = 1; i < ns; i++)
-        if ((rc = try_pair(t, (int32_t)i - 1, (int32_t)i))) return rc;
-    while (t->n_heap) {
-        bigram bg = heap_pop(t);
-        sym *l = &t->syms[bg.left], *r = &t->syms[bg.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != bg.size) continue; /* stale */
-        l->n += r->n;
-        r->n = 0;
-        l->next = r->next;
-        if (r->next >= 0) t->syms[r->next].prev = bg.left;
-        if ((rc = try_pair(t, l->prev, bg.left)) || (rc = try_pair(t, bg.left, l->next))) return rc;
-    }
+    size_t ns;
+    int rc = merge_syms(t, bl, &ns);
+    if (rc) return rc;
     /* A merged symbol is always a token; a lone character that is not falls back to its
      * bytes, or to the unknown token when the vocabulary lacks a byte token. */
     bool in_unk_run = false;
@@ -741,6 +754,45 @@ static int spm_fragment(tk *t, const char *src, size_t len, bool prefix)
     return 0;
 }
 
+/* One raw fragment of a byte-level BPE vocabulary: pre-tokenize, map bytes to characters,
+ * merge by rank per pre-token, emit (a symbol that is no token becomes the tokens of its
+ * single bytes, where those exist: llama.cpp's rule). */
+static int bpe_fragment(tk *t, const char *src, size_t len)
+{
+    const smelt_vocab *v = t->v;
+    uint64_t need;
+    if (!smelt_mul_u64((uint64_t)len + 1, 8, &need) || need > (uint64_t)INT32_MAX)
+        return SMELT_ERR(t->e, SMELT_EUNSUPPORTED, NULL, NULL, "text fragment of %zu bytes is too long to tokenize", len);
+    if (grow((void **)&t->cps, &t->cap_cps, len + 1, sizeof *t->cps) ||
+        grow((void **)&t->ends, &t->cap_ends, len + 1, sizeof *t->ends) ||
+        grow((void **)&t->buf, &t->cap_buf, (size_t)need, 1))
+        return SMELT_NOMEM(t->e, "the text buffer");
+    size_t ncp, nw = smelt_bpe_split(v, src, len, t->cps, &ncp, t->ends), start = 0;
+    int rc;
+    for (size_t w = 0; w < nw; w++) {
+        size_t bl = smelt_bpe_encode(t->cps + start, t->ends[w] - start, t->buf);
+        start = t->ends[w];
+        int32_t id;
+        if (v->ignore_merges && (id = find_text(v, t->buf, bl)) >= 0) {
+            if ((rc = emit(t, id))) return rc;
+            continue;
+        }
+        size_t ns;
+        if ((rc = merge_syms(t, bl, &ns))) return rc;
+        for (int32_t i = ns ? 0 : -1; i >= 0; i = t->syms[i].next) {
+            const char *p = t->buf + t->syms[i].off;
+            size_t n = t->syms[i].n;
+            if ((id = find_text(v, p, n)) >= 0) {
+                if ((rc = emit(t, id))) return rc;
+                continue;
+            }
+            for (size_t j = 0; j < n; j++)
+                if ((id = find_text(v, p + j, 1)) >= 0 && (rc = emit(t, id))) return rc;
+        }
+    }
+    return 0;
+}
+
 static bool is_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 
 /* Split raw fragments on every special token (longest first), as llama.cpp partitions. */
@@ -756,7 +808,7 @@ static int partition(const smelt_vocab *v, const char *text, size_t len, bool pa
         uint32_t a = v->attr[sid];
         if (!parse_special && (a & (SMELT_TOKATTR_CONTROL | SMELT_TOKATTR_UNKNOWN))) continue;
         size_t tl;
-        const char *st = tok_text(v, (uint32_t)sid, &tl);
+        const char *st = smelt_tok_text(v, (uint32_t)sid, &tl);
         size_t m = 0;
         for (size_t i = 0; i < n; i++) {
             frag f = cur[i];
@@ -823,7 +875,9 @@ int smelt_tokenize(const smelt_vocab *v, const char *text, size_t len, bool add_
             if ((rc = emit(&t, fr[i].tok))) goto out;
             prev_special = true;
         } else {
-            if ((rc = spm_fragment(&t, text + fr[i].off, fr[i].len, v->add_space_prefix && prev_special))) goto out;
+            if (v->kind == SMELT_VOCAB_BPE) rc = bpe_fragment(&t, text + fr[i].off, fr[i].len);
+            else rc = spm_fragment(&t, text + fr[i].off, fr[i].len, v->add_space_prefix && prev_special);
+            if (rc) goto out;
             prev_special = false;
         }
     }
@@ -844,6 +898,8 @@ out:
     free(t.buf);
     free(t.syms);
     free(t.heap);
+    free(t.cps);
+    free(t.ends);
     if (rc) {
         free(t.out);
         return rc;
@@ -893,6 +949,7 @@ int smelt_detokenize_ex(const smelt_vocab *v, const int32_t *ids, size_t n, bool
         memcpy(s + k, p, pl);
         k += pl;
     }
+    if (v->kind == SMELT_VOCAB_BPE && v->clean_spaces) k = smelt_bpe_clean_spaces(s, k);
     s[k] = 0;
     *text = s;
     if (len) *len = k;

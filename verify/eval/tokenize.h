@@ -1,6 +1,8 @@
-/* tokenize.h — the SentencePiece (SPM, tokenizer.ggml.model "llama") tokenizer over a GGUF
+/* tokenize.h — the SentencePiece (SPM, tokenizer.ggml.model "llama") and byte-level BPE
+ * ("gpt2" with the llama3 or qwen2 pre-tokenizer, tokenize_bpe.c) tokenizers over a GGUF
  * vocabulary, giving the same token ids as llama.cpp's llama_tokenize, and the reverse.
- * Layer: verify. Includes formats/ only.
+ * Layer: verify. Includes formats/ only. BPE: see docs/tokenizer.md (the SPM notes below
+ * on special tokens, BOS/EOS and loading apply to both).
  *
  * What is reproduced (llama.cpp src/llama-vocab.cpp, node-llama-cpp 3.21.1 bundle):
  *  - the vocabulary load: token texts (an empty text becomes "[EMPTY_<id>]"), scores (f32 or
@@ -45,11 +47,12 @@ enum {
     SMELT_TOKATTR_RSTRIP = 1 << 8,
 };
 
-/* Build from GGUF metadata (tokenizer.ggml.model "llama" = SPM; tokens, scores, token_type,
- * bos/eos/unk/… ids, add_bos_token/add_eos_token, add_space_prefix). Errors: EFORMAT for a
- * missing or mistyped key, short scores/token_type arrays or duplicate token texts (naming
- * the file, the key and the id); EUNSUPPORTED naming any other tokenizer model; ENOMEM.
- * *out is NULL on error. */
+/* Build from GGUF metadata (tokenizer.ggml.model "llama" = SPM, "gpt2" = BPE with
+ * tokenizer.ggml.pre and tokenizer.ggml.merges; tokens, scores, token_type, bos/eos/unk/…
+ * ids, add_bos_token/add_eos_token, add_space_prefix). Errors: EFORMAT for a missing or
+ * mistyped key, short scores/token_type arrays or duplicate token texts (naming the file,
+ * the key and the id); EUNSUPPORTED naming any other tokenizer model or pre-tokenizer;
+ * ENOMEM. *out is NULL on error. */
 int smelt_vocab_from_gguf(const smelt_gguf *g, smelt_vocab **out, smelt_err *e);
 void smelt_vocab_free(smelt_vocab *v); /* NULL is a no-op */
 
