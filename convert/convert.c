@@ -16,7 +16,7 @@
 #define CHUNK_ELEMS (1u << 20) /* values converted per step: 4 MB of f32 */
 #define DIRECT_SLICE (256u << 10) /* bytes checked for NaN/Inf, then written, per step of a copy */
 
-static smelt_gguf_writer *make_writer(const smelt_convert_plan *p, smelt_err *e)
+static smelt_gguf_writer *make_writer(const smelt_convert_plan *p, bool split, smelt_err *e)
 {
     smelt_gguf_writer *w = smelt_gguf_writer_new();
     if (!w) {
@@ -25,7 +25,7 @@ static smelt_gguf_writer *make_writer(const smelt_convert_plan *p, smelt_err *e)
     }
     /* gguf-py leaves a file without tensors unpadded after its header */
     smelt_gguf_writer_set_pad_empty(w, false);
-    if (p->opts.split) smelt_gguf_writer_set_split(w, p->opts.split_max_bytes, p->opts.split_max_tensors);
+    if (split) smelt_gguf_writer_set_split(w, p->opts.split_max_bytes, p->opts.split_max_tensors);
     if (p->opts.guard) smelt_gguf_writer_set_guard(w, p->opts.guard);
     int rc = smelt_kvs_apply(&p->kv, w, e);
     for (size_t i = 0; i < p->n && !rc; i++)
@@ -40,7 +40,7 @@ static smelt_gguf_writer *make_writer(const smelt_convert_plan *p, smelt_err *e)
 uint64_t smelt_convert_plan_file_size(const smelt_convert_plan *p)
 {
     smelt_err e;
-    smelt_gguf_writer *w = make_writer(p, &e);
+    smelt_gguf_writer *w = make_writer(p, p->opts.split, &e);
     uint64_t n = w ? smelt_gguf_writer_file_size(w) : 0;
     smelt_gguf_writer_free(w);
     return n;
@@ -242,7 +242,7 @@ int smelt_convert_plan_write(smelt_convert_plan *p, const char *out_path, smelt_
     memset(&r, 0, sizeof r);
     workspace ws;
     int rc = alloc_workspace(p, &ws, e);
-    smelt_gguf_writer *w = rc ? NULL : make_writer(p, e);
+    smelt_gguf_writer *w = rc ? NULL : make_writer(p, p->opts.split, e);
     if (!rc && !w) rc = e->code ? e->code : SMELT_ENOMEM;
     if (!rc) rc = smelt_fs_check_space(out_path, smelt_gguf_writer_file_size(w), 0, e);
     if (!rc) rc = smelt_gguf_writer_begin(w, out_path, e);
@@ -286,13 +286,136 @@ int smelt_convert_plan_write(smelt_convert_plan *p, const char *out_path, smelt_
     return rc;
 }
 
+/* ==== one pass into the quantizer ==== */
+
+/* The plan as the quantizer's model source: the file's header as metadata, and rows of a
+ * tensor converted on request, exactly as plan_write converts them. */
+typedef struct {
+    smelt_convert_plan *p;
+    workspace ws;
+    const smelt_qtype_ops *q8;
+    bool have;             /* a source tensor is held (a merged one is computed once) */
+    uint64_t cur;          /* which */
+    const void *data;
+    uint64_t over_t, over; /* f16 overflow of the tensor read last, noted when it changes */
+    smelt_convert_result r;
+} onepass;
+
+static void onepass_drop(onepass *o)
+{
+    if (o->have) smelt_tsrc_release(o->p->src, o->cur);
+    o->have = false;
+}
+
+static void onepass_note_overflow(onepass *o)
+{
+    if (!o->over) return;
+    o->r.f16_overflow += o->over;
+    o->r.f16_overflow_tensors++;
+    smelt_note(&o->p->opts.notes, "%s: %llu values beyond the f16 range (±65504) became ±inf", o->p->t[o->over_t].name,
+               (unsigned long long)o->over);
+    o->over = 0;
+}
+
+static int onepass_rows(void *user, uint64_t i, uint64_t row0, uint64_t nrows, void *dst, smelt_err *e)
+{
+    onepass *o = user;
+    smelt_convert_plan *p = o->p;
+    workspace *ws = &o->ws;
+    if (i >= p->n) return SMELT_ERR(e, SMELT_EINTERNAL, NULL, NULL, "tensor %llu of %zu", (unsigned long long)i, p->n);
+    const smelt_cv_tensor *t = &p->t[i];
+    if (i != o->over_t) onepass_note_overflow(o);
+    o->over_t = i;
+    /* a GGUF row (ne[0] values) is k rows of the parts (1-D tensors have rows of one value) */
+    uint64_t L = t->row_len, k = L && t->ne[0] % L == 0 ? t->ne[0] / L : 0, orb;
+    if (!k) return SMELT_ERR(e, SMELT_EINTERNAL, NULL, t->name, "rows of %llu values in a tensor of rows of %llu",
+                             (unsigned long long)L, (unsigned long long)t->ne[0]);
+    int rc = smelt_type_row_bytes(t->type, L, &orb, e);
+    if (rc) return rc;
+    uint64_t a = row0 * k, b = (row0 + nrows) * k, s = 0;
+    uint64_t per_chunk = L >= CHUNK_ELEMS ? 1 : CHUNK_ELEMS / L;
+    for (size_t pi = 0; pi < t->n_parts && !rc; s += t->parts[pi++].nrows) {
+        const smelt_cv_part *part = &t->parts[pi];
+        uint64_t lo = a > s ? a : s, hi = b < s + part->nrows ? b : s + part->nrows;
+        if (lo >= hi) continue;
+        if (!o->have || o->cur != part->src) {
+            onepass_drop(o);
+            if ((rc = smelt_tsrc_read(p->src, part->src, &o->data, &ws->scratch, e))) break;
+            o->have = true;
+            o->cur = part->src;
+        }
+        const smelt_tinfo *ti = smelt_tsrc_info(p->src, part->src);
+        chunk_job j = {t, part, o->data, ti->dtype, 0, s, 0, 0, ws->f32, NULL, orb, ws->overflow, ws->nonfinite, o->q8};
+        for (uint64_t first = lo - s; first < hi - s; first += j.rows) {
+            j.first = first;
+            j.rows = hi - s - first < per_chunk ? hi - s - first : per_chunk;
+            j.out = (uint8_t *)dst + (s + first - a) * orb;
+            uint64_t tasks = (uint64_t)ws->threads;
+            if (tasks > j.rows) tasks = j.rows;
+            if (j.rows * L < 65536) tasks = 1;
+            j.rows_per_task = (j.rows + tasks - 1) / tasks;
+            tasks = (j.rows + j.rows_per_task - 1) / j.rows_per_task;
+            smelt_pool_run(ws->pool, (size_t)tasks, run_rows, &j);
+            uint64_t nf = 0;
+            for (uint64_t q = 0; q < tasks; q++) {
+                o->over += ws->overflow[q];
+                nf += ws->nonfinite[q];
+            }
+            o->r.nonfinite += nf;
+            if (nf && !p->opts.allow_nonfinite) {
+                rc = refuse_nonfinite(ws, ti, o->data, part, L, e);
+                break;
+            }
+        }
+    }
+    return rc;
+}
+
+int smelt_convert_plan_quantize(smelt_convert_plan *p, const smelt_quantize_opts *qo, const char *in_name, const char *out_path,
+                                const smelt_progress *progress, smelt_convert_result *res, smelt_err *e)
+{
+    double t0 = smelt_now();
+    onepass o;
+    memset(&o, 0, sizeof o);
+    o.p = p;
+    o.q8 = smelt_q_ops(SMELT_TYPE_Q8_0);
+    uint8_t *head = NULL;
+    size_t head_n = 0;
+    smelt_gguf *meta = NULL;
+    int rc = alloc_workspace(p, &o.ws, e);
+    smelt_gguf_writer *w = rc ? NULL : make_writer(p, false, e);
+    if (!rc && !w) rc = e->code ? e->code : SMELT_ENOMEM;
+    if (!rc) rc = smelt_gguf_writer_header(w, &head, &head_n, e);
+    smelt_gguf_writer_free(w);
+    if (!rc) rc = smelt_gguf_open_mem(head, head_n, in_name, SMELT_GGUF_META_ONLY, &meta, e);
+    if (!rc && smelt_gguf_n_tensors(meta) != p->n)
+        rc = SMELT_ERR(e, SMELT_EINTERNAL, in_name, NULL, "the plan's header lists %llu tensors, the plan %zu",
+                       (unsigned long long)smelt_gguf_n_tensors(meta), p->n);
+    if (!rc) {
+        smelt_quantize_source src = {meta, onepass_rows, &o, p->opts.guard};
+        smelt_quantize_opts q = *qo;
+        q.source = &src;
+        rc = smelt_quantize_run(&q, in_name, out_path, progress, e);
+    }
+    onepass_drop(&o);
+    onepass_note_overflow(&o);
+    smelt_gguf_close(meta);
+    free(head);
+    free_workspace(&o.ws);
+    o.r.n_tensors = p->n;
+    o.r.seconds = smelt_now() - t0;
+    if (res) *res = o.r;
+    return rc;
+}
+
 int smelt_convert_run(const smelt_tsrc *weights, json_t *config, const char *config_path, const char *tok_dir,
                       const smelt_convert_opts *opts, const char *out_path, smelt_convert_result *res, smelt_err *e)
 {
     smelt_convert_plan *p;
     int rc = smelt_convert_plan_new(weights, config, config_path, tok_dir, opts, &p, e);
     if (rc) return rc;
-    rc = smelt_convert_plan_write(p, out_path, res, e);
+    if (opts->quantize) rc = smelt_convert_plan_quantize(p, opts->quantize, tok_dir, out_path, opts->quantize_progress, res, e);
+    else rc = smelt_convert_plan_write(p, out_path, res, e);
     smelt_convert_plan_free(p);
     return rc;
 }

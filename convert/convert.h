@@ -46,6 +46,7 @@
 #include "formats/base/progress.h"
 #include "formats/ggml_types.h"
 #include "formats/tsrc.h"
+#include "quant/quantize.h"
 
 /* opts.outtype: a ggml type id (F32, F16, BF16, Q8_0) or AUTO (the weights' own dtype). */
 #define SMELT_OUTTYPE_AUTO (-1)
@@ -65,6 +66,10 @@ typedef struct smelt_convert_opts {
     bool split;
     uint64_t split_max_bytes, split_max_tensors;
     const struct smelt_guard *guard; /* every output file is checked against it (NULL: not) */
+    /* smelt_convert_run quantizes in one pass with these options (smelt_convert_plan_quantize,
+     * the model named by tok_dir in messages) instead of writing outtype; NULL: it does not. */
+    const smelt_quantize_opts *quantize;
+    const smelt_progress *quantize_progress; /* the quantizer's progress (one step per tensor) */
 } smelt_convert_opts;
 
 void smelt_convert_opts_default(smelt_convert_opts *o);
@@ -124,7 +129,22 @@ typedef struct smelt_convert_result {
 /* Stream the plan's tensors into out_path (atomic). res may be NULL. */
 int smelt_convert_plan_write(smelt_convert_plan *p, const char *out_path, smelt_convert_result *res, smelt_err *e);
 
-/* plan_new + plan_write. */
+/* One pass to a quantized GGUF: the file plan_write would write (header and every tensor's
+ * bytes, made as plan_write makes them) handed to smelt_quantize_run() as its model source
+ * (quant/quantize.h), tensor by tensor and row range by row range, so nothing but the output
+ * is written and memory stays bounded by one source tensor plus the quantizer's slabs. The
+ * output equals smelt_quantize_run() of plan_write's file (unsplit) with the same options,
+ * byte for byte; smelt-convert and smelt-merge plan with outtype F16, so one pass equals
+ * "convert --outtype f16, then quantize". qo: the quantizer's options (source and keep_split
+ * unset; the split options are the quantizer's, not p's); in_name names the model in
+ * messages; every output is checked against p's opts.guard, which must list the imatrix
+ * (and a plan file) too. res (may be NULL): f16_overflow and nonfinite counts of the
+ * conversion, n_tensors, seconds; bytes and n_files are left 0 (the quantizer's on_done
+ * has them). */
+int smelt_convert_plan_quantize(smelt_convert_plan *p, const smelt_quantize_opts *qo, const char *in_name, const char *out_path,
+                                const smelt_progress *progress, smelt_convert_result *res, smelt_err *e);
+
+/* plan_new + plan_write (or plan_quantize, with opts.quantize). */
 int smelt_convert_run(const smelt_tsrc *weights, json_t *config, const char *config_path, const char *tok_dir,
                       const smelt_convert_opts *opts, const char *out_path, smelt_convert_result *res, smelt_err *e);
 

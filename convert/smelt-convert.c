@@ -32,6 +32,12 @@ static void usage(void)
            "  --outtype T         f32, f16, bf16, q8_0 or auto (default: auto = the weights' own\n"
            "                      dtype; a checkpoint mixing dtypes gets the majority, with a warning).\n"
            "                      Norms, biases, 1-D tensors and the MoE router stay f32.\n"
+           "                      Any other type smelt-quantize takes (Q4_K_M, IQ4_XS, Q6_K, and\n"
+           "                      the uppercase Q8_0, F16, BF16, F32 of llama-quantize) quantizes in\n"
+           "                      one pass: the output is byte-identical to --outtype f16 followed by\n"
+           "                      smelt-quantize, and no f16 file is written.\n"
+           "  --imatrix FILE      with a quantized --outtype: the importance matrix (as smelt-quantize's\n"
+           "                      --imatrix; the i-quants of 2-3 bits need one)\n"
            "  --vocab-only        write the metadata and vocabulary only\n"
            "  --dry-run           print the plan (metadata and every tensor) and write nothing\n"
            "  --json              with --dry-run: the plan as JSON; otherwise a JSON summary\n"
@@ -100,12 +106,13 @@ static void print_plan(const smelt_convert_plan *p, const smelt_tsrc *src, const
 /* The output GGUF may be none of the inputs: the model (or base) directory and the adapter.
  * With keep != NULL the guard is kept there, for the files of a split output. */
 static int check_output_path(const char *out, const char *model_dir, const char *what, const char *adapter_dir,
-                             smelt_guard **keep, smelt_err *e)
+                             const char *imatrix, smelt_guard **keep, smelt_err *e)
 {
     smelt_guard *g = smelt_guard_new();
     if (!g) return SMELT_NOMEM(e, "the list of inputs");
     int rc = smelt_guard_add(g, model_dir, what, smelt_guard_reads_model_dir, e);
     if (!rc && adapter_dir) rc = smelt_guard_add(g, adapter_dir, "the adapter", smelt_guard_reads_model_dir, e);
+    if (!rc && imatrix) rc = smelt_guard_add(g, imatrix, "the importance matrix", NULL, e);
     if (!rc) rc = smelt_guard_check_file(g, out, e);
     if (keep && !rc) *keep = g;
     else smelt_guard_free(g);
@@ -159,7 +166,7 @@ static int run_lora(const char *lora, const char *base, const char *out, const c
     smelt_peft *peft = NULL;
     smelt_lora_gguf_report rep;
     memset(&rep, 0, sizeof rep);
-    int rc = check_output_path(out, base, "the base model", lora, NULL, &e);
+    int rc = check_output_path(out, base, "the base model", lora, NULL, NULL, &e);
     if (!rc) rc = smelt_hf_open(base, &hf, &e);
     if (!rc) rc = smelt_peft_open(lora, &peft, &e);
     if (!rc) rc = smelt_lora_to_gguf(peft, hf, out, &lo, &rep, &t->progress, &e);
@@ -187,6 +194,13 @@ static int run_lora(const char *lora, const char *base, const char *out, const c
     return 0;
 }
 
+/* The quantizer's plan once it is written: the summary's figures. */
+static void keep_plan(void *user, const smelt_qplan *p)
+{
+    smelt_qplan *keep = user;
+    *keep = *p;
+}
+
 int main(int argc, char **argv)
 {
     smelt_convert_opts o;
@@ -200,11 +214,12 @@ int main(int argc, char **argv)
                                        {"model-name", required_argument, 0, 'm'}, {"threads", required_argument, 0, 't'},
                                        {"lora", required_argument, 0, 'L'},    {"base", required_argument, 0, 'B'},
                                        {"no-full-delta", no_argument, 0, 'F'}, {"allow-nonfinite", no_argument, 0, 'N'},
+                                       {"imatrix", required_argument, 0, 'I'},
                                        SMELT_CLI_SPLIT_LONGOPTS,               SMELT_TOOL_OPTIONS,
                                        {0, 0, 0, 0}};
     smelt_cli_split split = {0};
     t.split = &split;
-    const char *lora = NULL, *base = NULL, *outtype = NULL;
+    const char *lora = NULL, *base = NULL, *outtype = NULL, *qtype = NULL, *imatrix = NULL;
     int no_full = 0;
     int c;
     long n;
@@ -220,9 +235,17 @@ int main(int argc, char **argv)
         case 'N': o.allow_nonfinite = true; break;
         case 'T':
             outtype = optarg;
+            qtype = NULL;
             o.outtype = smelt_convert_outtype_from_name(optarg);
-            if (o.outtype == -2) return smelt_cli_usage_error(TOOL, "--outtype must be f32, f16, bf16, q8_0 or auto (got '%s')", optarg);
+            if (o.outtype == -2 && smelt_ftype_find(optarg)) { /* one pass: f16, as the file smelt-quantize would read */
+                qtype = optarg;
+                o.outtype = SMELT_TYPE_F16;
+            }
+            if (o.outtype == -2)
+                return smelt_cli_usage_error(TOOL, "--outtype must be f32, f16, bf16, q8_0, auto or a smelt-quantize type such as "
+                                                   "Q4_K_M (got '%s')", optarg);
             break;
+        case 'I': imatrix = optarg; break;
         case 'v': o.vocab_only = true; break;
         case 'n': dry = 1; break;
         case 'm': o.name = optarg; break;
@@ -234,14 +257,19 @@ int main(int argc, char **argv)
     }
     if (split.on && (lora || base)) return smelt_cli_usage_error(TOOL, "--split-max-size/--split-max-tensors do not apply to a LoRA GGUF");
     if (split.on && o.vocab_only) return smelt_cli_usage_error(TOOL, "--split-max-size/--split-max-tensors need tensors (not --vocab-only)");
-    o.split = split.on;
+    if (imatrix && !qtype) return smelt_cli_usage_error(TOOL, "--imatrix goes with a quantized --outtype (e.g. Q4_K_M)");
+    if (qtype && (lora || base)) return smelt_cli_usage_error(TOOL, "with --lora, --outtype must be f32, f16 or bf16 (got '%s')", qtype);
+    if (qtype && (dry || o.vocab_only))
+        return smelt_cli_usage_error(TOOL, "--%s writes no tensors; a quantized --outtype needs them (smelt-quantize --dry-run shows "
+                                           "a quantization plan)", dry ? "dry-run" : "vocab-only");
+    o.split = split.on && !qtype; /* a one-pass split is the quantizer's */
     o.split_max_bytes = split.max_bytes;
     o.split_max_tensors = split.max_tensors;
     if (lora || base) return run_lora(lora, base, out, outtype, no_full, o.name, o.allow_nonfinite, &t, argc - optind);
     if (optind != argc - 1) return smelt_cli_usage_error(TOOL, optind >= argc ? "MODEL_DIR is required" : "one MODEL_DIR only");
     const char *dir = argv[optind];
     if (!out && !dry) return smelt_cli_usage_error(TOOL, "-o OUT.gguf is required (or --dry-run)");
-    smelt_tool_start(&t, "converting");
+    smelt_tool_start(&t, qtype ? "converting+quantizing" : "converting");
     if (t.json || dry) t.term.quiet = 1;
     o.notes = smelt_tool_notes(&t);
     o.progress = t.progress;
@@ -251,7 +279,7 @@ int main(int argc, char **argv)
     smelt_hf *hf = NULL;
     smelt_convert_plan *plan = NULL;
     smelt_guard *guard = NULL;
-    int rc = out ? check_output_path(out, dir, "the model", NULL, &guard, &e) : 0;
+    int rc = out ? check_output_path(out, dir, "the model", NULL, imatrix, &guard, &e) : 0;
     o.guard = guard;
     if (!rc) rc = smelt_hf_open(dir, &hf, &e);
     char cfg[4096];
@@ -265,6 +293,40 @@ int main(int argc, char **argv)
                 json_decref(j);
             } else {
                 print_plan(plan, smelt_hf_tensors(hf), dir);
+            }
+        } else if (!rc && qtype) {
+            smelt_quantize_opts qo;
+            smelt_quantize_opts_default(&qo);
+            smelt_qplan done = {0};
+            qo.ftype = qtype;
+            qo.imatrix = imatrix;
+            qo.n_threads = o.n_threads;
+            qo.notes = o.notes;
+            qo.allow_nonfinite = o.allow_nonfinite;
+            qo.split = split.on;
+            qo.split_max_bytes = split.max_bytes;
+            qo.split_max_tensors = split.max_tensors;
+            qo.on_done = keep_plan;
+            qo.user = &done;
+            smelt_convert_result res;
+            rc = smelt_convert_plan_quantize(plan, &qo, dir, out, &t.progress, &res, &e);
+            if (!rc) {
+                smelt_progress_term_done(&t.term, done.out_bytes);
+                smelt_tool_warn_nonfinite(&t, res.nonfinite, res.nonfinite_tensors);
+                char sz[32], f0[4200];
+                smelt_gguf_split_out_path(f0, sizeof f0, out, 0, done.n_shards_out);
+                if (t.json) {
+                    json_t *j = json_pack("{s:o?, s:I, s:s, s:I, s:I, s:I, s:I, s:f}", "output", json_string(split.on ? f0 : out),
+                                          "files", (json_int_t)done.n_shards_out, "outtype", done.ftype_name, "tensors",
+                                          (json_int_t)done.n, "bytes", (json_int_t)done.out_bytes, "f16_overflow",
+                                          (json_int_t)res.f16_overflow, "nonfinite", (json_int_t)res.nonfinite, "seconds",
+                                          round(res.seconds * 1000.0) / 1000.0);
+                    rc = print_summary(j, &e);
+                } else if (!t.quiet) {
+                    fprintf(stderr, "%s: wrote %s%s (%s in one pass, %zu tensors, %s)\n", TOOL, split.on ? f0 : out,
+                            done.n_shards_out > 1 ? " …" : "", done.ftype_name, done.n,
+                            smelt_cli_bytes(sz, sizeof sz, done.out_bytes));
+                }
             }
         } else if (!rc) {
             smelt_convert_result res;

@@ -43,6 +43,10 @@ static void usage(void)
            "                        tensor keeps its base dtype, as PEFT does)\n"
            "  --max-shard-size S    re-shard (e.g. 5GB, 500MB) instead of the base's split\n"
            "  --gguf OUT.gguf       merge and convert to GGUF in one pass (needs smelt-convert)\n"
+           "  --outtype T           with --gguf: f32, f16, bf16, q8_0 or auto as smelt-convert's, or\n"
+           "                        any type smelt-quantize takes (Q4_K_M, IQ4_XS, …): quantized in the\n"
+           "                        same pass, byte-identical to --outtype f16 then smelt-quantize\n"
+           "  --imatrix FILE        with a quantized --outtype: the importance matrix\n"
            SMELT_CLI_SPLIT_HELP
            "  --allow-unused        skip adapter tensors that match no base tensor (default: error)\n"
            "  --allow-nonfinite     write NaN/Inf weights anyway, with a warning counting them\n"
@@ -134,8 +138,17 @@ static void report_text(const smelt_merge_report *r, const char *out)
 
 /* ==== --gguf: the merged source straight into the converter ==== */
 
+/* The quantizer's plan once it is written: the files it made. */
+typedef struct written {
+    uint16_t files;
+    uint64_t bytes;
+} written;
+
+static void keep_plan(void *user, const smelt_qplan *p) { *(written *)user = (written){p->n_shards_out, p->out_bytes}; }
+
 static int write_gguf(smelt_merge *m, const smelt_hf *base, const smelt_merge_adapter *ads, size_t n, const char *path,
-                      int outtype, int threads, smelt_tool *t, bool allow_nonfinite, const smelt_cli_split *split, smelt_err *e)
+                      int outtype, const char *qtype, const char *imatrix, int threads, smelt_tool *t, bool allow_nonfinite,
+                      const smelt_cli_split *split, smelt_err *e)
 {
     const smelt_merge_report *r = smelt_merge_get_report(m);
     json_t *cfg = json_deep_copy(smelt_hf_config(base));
@@ -163,25 +176,47 @@ static int write_gguf(smelt_merge *m, const smelt_hf *base, const smelt_merge_ad
     co.card_dir = smelt_hf_dir(base);
     co.notes = smelt_tool_notes(t);
     co.allow_nonfinite = allow_nonfinite;
-    co.split = split->on;
+    co.split = split->on && !qtype; /* a one-pass split is the quantizer's */
     co.split_max_bytes = split->max_bytes;
     co.split_max_tensors = split->max_tensors;
+    smelt_quantize_opts qo;
+    smelt_quantize_opts_default(&qo);
+    written wr = {1, 0};
+    if (qtype) { /* one pass: the f16 file smelt-quantize would read, quantized as it is made */
+        co.outtype = SMELT_TYPE_F16;
+        qo.ftype = qtype;
+        qo.imatrix = imatrix;
+        qo.n_threads = threads;
+        qo.notes = co.notes;
+        qo.allow_nonfinite = allow_nonfinite;
+        qo.split = split->on;
+        qo.split_max_bytes = split->max_bytes;
+        qo.split_max_tensors = split->max_tensors;
+        qo.on_done = keep_plan;
+        qo.user = &wr;
+        co.quantize = &qo;
+    }
     smelt_guard *guard = smelt_merge_guard_new(base, ads, n, e);
-    if (!guard) {
+    int rc = guard ? 0 : e->code ? e->code : SMELT_ENOMEM;
+    if (!rc && imatrix) rc = smelt_guard_add(guard, imatrix, "the importance matrix", NULL, e);
+    if (rc) {
+        smelt_guard_free(guard);
         json_decref(cfg);
-        return e->code ? e->code : SMELT_ENOMEM;
+        return rc;
     }
     co.guard = guard;
     smelt_progress_term term;
-    smelt_progress_term_init(&term, &co.progress, "merging+converting", t->quiet);
+    smelt_progress_term_init(&term, &co.progress, qtype ? "merging+quantizing" : "merging+converting", t->quiet);
+    co.quantize_progress = &co.progress;
     smelt_convert_result res;
-    int rc = smelt_convert_run(smelt_merge_source(m), cfg, cfgp, tok, &co, path, &res, e);
+    rc = smelt_convert_run(smelt_merge_source(m), cfg, cfgp, tok, &co, path, &res, e);
     json_decref(cfg);
     smelt_guard_free(guard);
     if (rc) return rc;
-    smelt_progress_term_done(&term, res.bytes);
+    if (!qtype) wr = (written){(uint16_t)res.n_files, res.bytes};
+    smelt_progress_term_done(&term, wr.bytes);
     char first[4200];
-    if (split->on) smelt_gguf_split_out_path(first, sizeof first, path, 0, (int)res.n_files);
+    if (split->on) smelt_gguf_split_out_path(first, sizeof first, path, 0, wr.files);
     else snprintf(first, sizeof first, "%s", path);
     char manifest[4200];
     snprintf(manifest, sizeof manifest, "%s.xxh64", path);
@@ -190,7 +225,7 @@ static int write_gguf(smelt_merge *m, const smelt_hf *base, const smelt_merge_ad
 
 int main(int argc, char **argv)
 {
-    const char *base_dir = NULL, *out = NULL, *gguf = NULL, *outtype = NULL;
+    const char *base_dir = NULL, *out = NULL, *gguf = NULL, *outtype = NULL, *imatrix = NULL, *qtype = NULL;
     enum { MAX_LORA = 64 };
     const char *lora_args[MAX_LORA];
     char **lora_dirs = NULL;
@@ -209,6 +244,7 @@ int main(int argc, char **argv)
                                        {"gguf", required_argument, 0, 'g'},   {"outtype", required_argument, 0, 'O'},
                                        {"allow-unused", no_argument, 0, 'U'}, {"force", no_argument, 0, 'F'},
                                        {"threads", required_argument, 0, 't'}, {"allow-nonfinite", no_argument, 0, 'N'},
+                                       {"imatrix", required_argument, 0, 'I'},
                                        SMELT_CLI_SPLIT_LONGOPTS,              SMELT_TOOL_OPTIONS,
                                        {0, 0, 0, 0}};
     smelt_cli_split split = {0};
@@ -237,6 +273,7 @@ int main(int argc, char **argv)
             break;
         case 'g': gguf = optarg; break;
         case 'O': outtype = optarg; break;
+        case 'I': imatrix = optarg; break;
         case 'U': mo.allow_unused = true; break;
         case 'N': mo.allow_nonfinite = true; break;
         case 'F':
@@ -255,8 +292,11 @@ int main(int argc, char **argv)
     if (outtype && !gguf) return smelt_cli_usage_error(TOOL, "--outtype goes with --gguf");
     if (split.on && !gguf) return smelt_cli_usage_error(TOOL, "--split-max-size/--split-max-tensors go with --gguf");
     int gguf_type = SMELT_OUTTYPE_AUTO;
-    if (outtype && (gguf_type = smelt_convert_outtype_from_name(outtype)) == -2)
-        return smelt_cli_usage_error(TOOL, "--outtype must be f32, f16, bf16, q8_0 or auto (got '%s')", outtype);
+    if (outtype && (gguf_type = smelt_convert_outtype_from_name(outtype)) == -2 && smelt_ftype_find(outtype)) qtype = outtype;
+    if (outtype && gguf_type == -2 && !qtype)
+        return smelt_cli_usage_error(TOOL, "--outtype must be f32, f16, bf16, q8_0, auto or a smelt-quantize type such as Q4_K_M "
+                                           "(got '%s')", outtype);
+    if (imatrix && !qtype) return smelt_cli_usage_error(TOOL, "--imatrix goes with a quantized --outtype (e.g. Q4_K_M)");
     lora_dirs = calloc(n_lora, sizeof *lora_dirs);
     weights = calloc(n_lora, sizeof *weights);
     int pr = lora_dirs && weights ? 0 : -1;
@@ -304,7 +344,7 @@ int main(int argc, char **argv)
         if ((rc = smelt_merge_write_hf(m, base, ads, n_lora, out, &wo, &t.progress, &e))) goto done;
         smelt_progress_term_done(&t.term, bytes);
     }
-    if (gguf && (rc = write_gguf(m, base, ads, n_lora, gguf, gguf_type, (int)threads, &t, mo.allow_nonfinite, &split, &e))) goto done;
+    if (gguf && (rc = write_gguf(m, base, ads, n_lora, gguf, gguf_type, qtype, imatrix, (int)threads, &t, mo.allow_nonfinite, &split, &e))) goto done;
     if (r->f16_overflow)
         smelt_tool_warn(&t, "%" PRIu64 " merged values exceed the f16 range and became inf (as in PEFT)", r->f16_overflow);
     smelt_tool_warn_nonfinite(&t, r->nonfinite, r->nonfinite_tensors);

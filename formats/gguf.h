@@ -255,6 +255,11 @@ size_t smelt_gguf_writer_file_of(const smelt_gguf_writer *w, uint64_t i);
 size_t smelt_gguf_writer_n_files(const smelt_gguf_writer *w);
 void smelt_gguf_writer_file_path(const smelt_gguf_writer *w, const char *path, size_t i, char *buf, size_t n);
 
+/* The header the unsplit file would have with the current KVs and tensors, padded to the
+ * data section (a metadata-only GGUF: smelt_gguf_open_mem with SMELT_GGUF_META_ONLY reads
+ * it). *buf is malloc'ed, the caller frees it. */
+int smelt_gguf_writer_header(const smelt_gguf_writer *w, uint8_t **buf, size_t *n, smelt_err *e);
+
 /* Open the (temporary) output and write the header. No KV/tensor changes afterwards. */
 int smelt_gguf_writer_begin(smelt_gguf_writer *w, const char *path, smelt_err *e);
 /* Append data of the current tensor; a piece may not cross into the next tensor. The

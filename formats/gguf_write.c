@@ -467,6 +467,51 @@ void smelt_gguf_split_out_path(char *buf, size_t n, const char *out, int i, int 
     smelt_gguf_split_path(buf, n, prefix, i, count);
 }
 
+/* The header of file f holding tensors [a, z) of an n_files split, into b: magic, counts,
+ * KV records, tensor infos with each tensor's offset from its file's data section; without
+ * the padding after it. */
+static void put_header(const smelt_gguf_writer *w, size_t f, size_t n_files, size_t a, size_t z, uint64_t align,
+                       smelt_strbuf *b)
+{
+    uint64_t kvb;
+    smelt_strbuf_add(b, "GGUF", 4);
+    put_u32(b, w->version);
+    put_u64(b, z - a);
+    put_u64(b, 0); /* patched below */
+    uint64_t nkv = file_kvs(w, f, n_files, b, &kvb);
+    if (!b->oom) memcpy(b->text + 16, &nkv, 8);
+    uint64_t off = 0;
+    for (size_t i = a; i < z; i++) {
+        const wtensor *t = &w->t[i];
+        put_str(b, t->name, strlen(t->name));
+        put_u32(b, t->n_dims);
+        for (uint32_t d = 0; d < t->n_dims; d++) put_u64(b, t->ne[d]);
+        put_u32(b, (uint32_t)t->type);
+        put_u64(b, off);
+        off += smelt_pad_u64(t->nbytes, align);
+    }
+}
+
+int smelt_gguf_writer_header(const smelt_gguf_writer *w, uint8_t **buf, size_t *n, smelt_err *e)
+{
+    *buf = NULL;
+    *n = 0;
+    uint64_t align = writer_alignment(w);
+    if (!align) return SMELT_ERR(e, SMELT_EUSAGE, NULL, "general.alignment", "must be a u32 power of two");
+    smelt_strbuf b = {0};
+    put_header(w, 0, 1, 0, w->n_t, align, &b);
+    size_t len = b.len, padded = (w->n_t || !w->no_pad_empty) ? (size_t)smelt_pad_u64(len, align) : len;
+    static const uint8_t zeros[256];
+    while (!b.oom && b.len < padded) smelt_strbuf_add(&b, zeros, padded - b.len < sizeof zeros ? padded - b.len : sizeof zeros);
+    if (b.oom) {
+        smelt_strbuf_free(&b);
+        return SMELT_NOMEM(e, "gguf header");
+    }
+    *buf = (uint8_t *)b.text;
+    *n = b.len;
+    return 0;
+}
+
 /* Open file f and write its header: each tensor's offset counts from its file's data. */
 static int open_file(smelt_gguf_writer *w, size_t f, smelt_err *e)
 {
@@ -477,27 +522,15 @@ static int open_file(smelt_gguf_writer *w, size_t f, smelt_err *e)
     w->cur_file = f;
     size_t a = w->first[f], z = w->first[f + 1];
     smelt_strbuf b = {0};
-    uint64_t kvb;
-    smelt_strbuf_add(&b, "GGUF", 4);
-    put_u32(&b, w->version);
-    put_u64(&b, z - a);
-    put_u64(&b, 0); /* patched below */
-    uint64_t nkv = file_kvs(w, f, w->n_files, &b, &kvb);
-    if (!b.oom) memcpy(b.text + 16, &nkv, 8);
-    uint64_t off = 0;
-    for (size_t i = a; i < z; i++) {
-        const wtensor *t = &w->t[i];
-        put_str(&b, t->name, strlen(t->name));
-        put_u32(&b, t->n_dims);
-        for (uint32_t d = 0; d < t->n_dims; d++) put_u64(&b, t->ne[d]);
-        put_u32(&b, (uint32_t)t->type);
-        put_u64(&b, off);
-        w->t[i].offset = off;
-        off += smelt_pad_u64(t->nbytes, w->alignment);
-    }
+    put_header(w, f, w->n_files, a, z, w->alignment, &b);
     if (b.oom) {
         smelt_strbuf_free(&b);
         return SMELT_NOMEM(e, "gguf header");
+    }
+    uint64_t off = 0; /* the offsets the header holds */
+    for (size_t i = a; i < z; i++) {
+        w->t[i].offset = off;
+        off += smelt_pad_u64(w->t[i].nbytes, w->alignment);
     }
     rc = smelt_outfile_write(w->out, b.text, b.len, e);
     smelt_strbuf_free(&b);

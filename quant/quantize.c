@@ -89,6 +89,7 @@ int smelt_kv_override_parse(const char *spec, smelt_kv_override *out, smelt_err 
 typedef struct in_tensor {
     const smelt_gguf_tensor *t;
     uint16_t shard;
+    uint64_t index; /* in the model's tensor list (what a source's read_rows takes) */
 } in_tensor;
 
 typedef struct inputs {
@@ -97,11 +98,12 @@ typedef struct inputs {
     char **paths;
     in_tensor *t;
     size_t nt;
+    const smelt_quantize_source *src; /* the model is this source (g[0] is its metadata, borrowed) */
 } inputs;
 
 static void inputs_close(inputs *in)
 {
-    if (in->g) smelt_gguf_close(in->g[0]); /* closes the other shards too */
+    if (in->g && !in->src) smelt_gguf_close(in->g[0]); /* closes the other shards too */
     free(in->g);
     free(in->paths);
     free(in->t);
@@ -110,17 +112,24 @@ static void inputs_close(inputs *in)
 
 /* The model: its first file (and the other shards of a split model, which the reader finds
  * and checks), with the tensors of all shards. */
-static int open_inputs(const char *path, unsigned flags, inputs *in, smelt_err *e)
+static int open_inputs(const char *path, unsigned flags, const smelt_quantize_source *src, inputs *in, smelt_err *e)
 {
     memset(in, 0, sizeof *in);
     smelt_gguf *g0;
-    int rc = smelt_gguf_open(path, flags, &g0, e);
-    if (rc) return rc;
+    int rc = 0;
+    if (src) {
+        g0 = (smelt_gguf *)src->meta;
+        in->src = src;
+        if (smelt_gguf_n_shards(g0) != 1)
+            return SMELT_ERR(e, SMELT_EINTERNAL, path, NULL, "a model source is one file");
+    } else if ((rc = smelt_gguf_open(path, flags, &g0, e))) {
+        return rc;
+    }
     uint16_t count = smelt_gguf_n_shards(g0);
     in->g = calloc(count, sizeof *in->g);
     in->paths = calloc(count, sizeof *in->paths);
     if (!in->g || !in->paths) {
-        smelt_gguf_close(g0);
+        if (!src) smelt_gguf_close(g0);
         free(in->g);
         free(in->paths);
         return SMELT_NOMEM(e, "shard list");
@@ -128,14 +137,14 @@ static int open_inputs(const char *path, unsigned flags, inputs *in, smelt_err *
     in->n = count;
     for (uint16_t i = 0; i < count; i++) {
         in->g[i] = (smelt_gguf *)smelt_gguf_shard(g0, i);
-        in->paths[i] = (char *)smelt_gguf_path(in->g[i]);
+        in->paths[i] = (char *)(src ? path : smelt_gguf_path(in->g[i]));
     }
     size_t total = smelt_gguf_n_tensors(g0);
     in->t = calloc(total ? total : 1, sizeof *in->t);
     if (!in->t) return SMELT_NOMEM(e, "tensor list");
     for (uint64_t j = 0; j < total; j++) {
         const smelt_gguf_tensor *t = smelt_gguf_tensor_at(g0, j);
-        in->t[in->nt++] = (in_tensor){t, t->shard};
+        in->t[in->nt++] = (in_tensor){t, t->shard, j};
     }
     return 0;
 }
@@ -235,6 +244,8 @@ typedef struct job {
 static int apply_replay(job *j, smelt_err *e);
 static void set_chosen_file_type(smelt_qplan *p);
 static int grow(void **p, size_t *cap, size_t need, size_t elem, smelt_err *e);
+static int model_rows(const inputs *in, const in_tensor *it, uint64_t row0, uint64_t nrows, uint8_t **buf, size_t *cap,
+                      const uint8_t **out, smelt_err *e);
 static int set_metadata(job *j, smelt_gguf_writer *w, smelt_err *e);
 static const smelt_qerr *error_model(const smelt_quantize_opts *o, int type, bool with_imatrix, const char *tensor);
 
@@ -428,6 +439,11 @@ static int check_plan(job *j, smelt_err *e)
             rc = SMELT_ERR(e, SMELT_EUNSUPPORTED, in0, missing_imx->name,
                            "%s %s needs importance weights (the imatrix has no usable entry for it); quantizing it "
                            "without them gives garbage", p->ftype_name, smelt_type_name(missing_imx->new_type));
+        else if (j->in.src) /* smelt-imatrix runs a GGUF file of the model */
+            rc = SMELT_ERR(e, SMELT_EUNSUPPORTED, in0, missing_imx->name,
+                           "%s %s needs importance weights (pass --imatrix FILE; make one with: smelt-imatrix -m F16.gguf "
+                           "-f CALIB.txt -o FILE, F16.gguf a float GGUF of %s); quantizing it without them gives garbage",
+                           p->ftype_name, smelt_type_name(missing_imx->new_type), in0);
         else
             rc = SMELT_ERR(e, SMELT_EUNSUPPORTED, in0, missing_imx->name,
                            "%s %s needs importance weights (pass --imatrix FILE; make one with: smelt-imatrix -m %s "
@@ -631,6 +647,8 @@ typedef struct target_ctx {
     uint64_t align;
     float *weights;
     size_t cap_w;
+    uint8_t *tbuf; /* a model source's tensor */
+    size_t cap_t;
 } target_ctx;
 
 static bool slow_encoder(int type)
@@ -676,7 +694,9 @@ static int estimate_candidates(target_ctx *c, size_t ti, const size_t *ks, size_
         if ((rc = smelt_imx_weights(j->imx.m, en, c->weights, &zero, e))) return rc;
     }
     target_model_ctx mc = {j->o, q};
-    smelt_target_source src = {q->name, {q->ne[0], q->ne[1], q->ne[2], q->ne[3]}, q->type, it->t->data,
+    const uint8_t *data;
+    if ((rc = model_rows(&j->in, it, 0, smelt_gguf_tensor_rows(it->t), &c->tbuf, &c->cap_t, &data, e))) return rc;
+    smelt_target_source src = {q->name, {q->ne[0], q->ne[1], q->ne[2], q->ne[3]}, q->type, data,
                                smelt_gguf_tensor_row_bytes(it->t), en ? c->weights : NULL, target_error_model, &mc};
     if ((rc = smelt_target_estimate(&src, sub, m, c->pool, err, e))) {
         if (!e->file[0]) snprintf(e->file, sizeof e->file, "%s", j->in.paths[it->shard]);
@@ -798,6 +818,7 @@ out:
     free(items);
     free(which);
     free(c.weights);
+    free(c.tbuf);
     smelt_pool_free(c.pool);
     return rc;
 }
@@ -944,6 +965,8 @@ typedef struct stream {
     size_t cap_scratch, cap_q, cap_bad, cap_hit;
     float *weights;
     size_t cap_w;
+    uint8_t *src; /* rows made by a model source */
+    size_t cap_src;
 } stream;
 
 /* Drop the whole pages of an input byte range from RSS once it has been encoded (the
@@ -965,6 +988,23 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem, smelt_err *e)
     return 0;
 }
 
+/* Rows [row0, row0 + nrows) of a tensor in its type: where the file is mapped, or made by
+ * the model source into *buf. */
+static int model_rows(const inputs *in, const in_tensor *it, uint64_t row0, uint64_t nrows, uint8_t **buf, size_t *cap,
+                      const uint8_t **out, smelt_err *e)
+{
+    uint64_t rb = smelt_gguf_tensor_row_bytes(it->t);
+    if (it->t->data) {
+        *out = it->t->data + row0 * rb;
+        return 0;
+    }
+    if (!in->src) return SMELT_ERR(e, SMELT_EINTERNAL, in->paths[it->shard], it->t->name, "tensor data is not mapped");
+    int rc = grow((void **)buf, cap, (size_t)(nrows * rb), 1, e);
+    if (!rc) rc = in->src->read_rows(in->src->user, it->index, row0, nrows, *buf, e);
+    if (!rc) *out = *buf;
+    return rc;
+}
+
 /* The error model for a block type: a --error-model override for it, else plain or the
  * tuned default. NULL = the plain squared error. */
 static const smelt_qerr *error_model(const smelt_quantize_opts *o, int type, bool with_imatrix, const char *tensor)
@@ -983,25 +1023,31 @@ static const smelt_qerr *error_model(const smelt_quantize_opts *o, int type, boo
 /* The token embedding's column importance from the model's RMSNorm weights (smelt_qerr.norms):
  * the mean of gamma^2 over every attn_norm, ffn_norm and output_norm of length n. 0 if there
  * is none (then the caller uses no weights). */
-static int norm_importance(const inputs *in, uint64_t n, float *w)
+static int norm_importance(const inputs *in, uint64_t n, float *w, int *found, smelt_err *e)
 {
-    int found = 0;
+    *found = 0;
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    int rc = 0;
     for (uint64_t i = 0; i < n; i++) w[i] = 0;
-    for (size_t k = 0; k < in->nt; k++) {
+    for (size_t k = 0; k < in->nt && !rc; k++) {
         const smelt_gguf_tensor *t = in->t[k].t;
         size_t l = strlen(t->name);
         bool norm = !strcmp(t->name, "output_norm.weight") ||
                     (l > 16 && (!strcmp(t->name + l - 16, "attn_norm.weight") || !strcmp(t->name + l - 15, "ffn_norm.weight")));
-        if (!norm || t->type != SMELT_TYPE_F32 || t->ne[0] != n || t->nelements != n || !t->data) continue;
+        if (!norm || t->type != SMELT_TYPE_F32 || t->ne[0] != n || t->nelements != n || (!t->data && !in->src)) continue;
+        const uint8_t *d;
+        if ((rc = model_rows(in, &in->t[k], 0, 1, &buf, &cap, &d, e))) break;
         for (uint64_t i = 0; i < n; i++) {
             float g;
-            memcpy(&g, t->data + 4 * i, 4);
+            memcpy(&g, d + 4 * i, 4);
             w[i] += isfinite(g) ? g * g : 0;
         }
-        found++;
+        (*found)++;
     }
-    for (uint64_t i = 0; found && i < n; i++) w[i] /= (float)found;
-    return found;
+    free(buf);
+    for (uint64_t i = 0; !rc && *found && i < n; i++) w[i] /= (float)*found;
+    return rc;
 }
 
 static int write_tensor(job *j, stream *st, smelt_gguf_writer *w, size_t i, smelt_err *e)
@@ -1015,17 +1061,21 @@ static int write_tensor(job *j, stream *st, smelt_gguf_writer *w, size_t i, smel
         int fmt = q->type == SMELT_TYPE_F32 ? SMELT_FIN_F32 : q->type == SMELT_TYPE_F16 ? SMELT_FIN_F16
                   : q->type == SMELT_TYPE_BF16 ? SMELT_FIN_BF16 : -1;
         size_t es = fmt == SMELT_FIN_F32 ? 4 : 2;
-        for (uint64_t off = 0; off < t->nbytes; off += COPY_CHUNK) {
-            uint64_t k = t->nbytes - off < COPY_CHUNK ? t->nbytes - off : COPY_CHUNK;
-            uint64_t nf = fmt < 0 ? 0 : smelt_nonfinite_count((smelt_fin_fmt)fmt, t->data + off, k / es);
+        uint64_t rb = smelt_gguf_tensor_row_bytes(t), rows = smelt_gguf_tensor_rows(t);
+        uint64_t step = rb && COPY_CHUNK / rb ? COPY_CHUNK / rb : 1; /* rows per write */
+        for (uint64_t r = 0; r < rows; r += step) {
+            uint64_t nr = rows - r < step ? rows - r : step, off = r * rb, k = nr * rb;
+            const uint8_t *d;
+            if ((rc = model_rows(&j->in, it, r, nr, &st->src, &st->cap_src, &d, e))) return rc;
+            uint64_t nf = fmt < 0 ? 0 : smelt_nonfinite_count((smelt_fin_fmt)fmt, d, k / es);
             q->nonfinite += nf;
             if (nf && !j->o->allow_nonfinite) {
                 double v;
-                uint64_t at = smelt_nonfinite_first((smelt_fin_fmt)fmt, t->data + off, k / es, &v);
+                uint64_t at = smelt_nonfinite_first((smelt_fin_fmt)fmt, d, k / es, &v);
                 return SMELT_ERR_NONFINITE(e, j->in.paths[it->shard], q->name, NULL, off / es + at, v, NULL);
             }
-            if ((rc = smelt_gguf_writer_write(w, t->data + off, (size_t)k, e))) return rc;
-            release_range(t->data + off, k);
+            if ((rc = smelt_gguf_writer_write(w, d, (size_t)k, e))) return rc;
+            if (t->data) release_range(d, k);
         }
         if (q->nonfinite)
             smelt_note(&j->o->notes, "tensor '%s': %" PRIu64 " NaN/Inf value%s in the input, kept as they are", q->name, q->nonfinite,
@@ -1067,14 +1117,18 @@ static int write_tensor(job *j, stream *st, smelt_gguf_writer *w, size_t i, smel
     bool norm_weights = false;
     if (!en && err && err->norms) {
         if ((rc = grow((void **)&st->weights, &st->cap_w, (size_t)row_len, sizeof(float), e))) return rc;
-        norm_weights = norm_importance(&j->in, row_len, st->weights) > 0;
+        int found;
+        if ((rc = norm_importance(&j->in, row_len, st->weights, &found, e))) return rc;
+        norm_weights = found > 0;
     }
     for (uint64_t m = 0; m < n_mat; m++) {
         const float *imx = en ? st->weights + (m % q->ne[2]) * row_len : norm_weights ? st->weights : NULL;
         for (uint64_t r = 0; r < rows_per_mat; r += slab) {
             uint64_t nr = rows_per_mat - r < slab ? rows_per_mat - r : slab;
             uint64_t row0 = m * rows_per_mat + r;
-            conv_job c = {enc, q->type, t->data + row0 * src_rb, src_rb, dst_rb, row_len, per, nr, st->qbuf, imx,
+            const uint8_t *rows;
+            if ((rc = model_rows(&j->in, it, row0, nr, &st->src, &st->cap_src, &rows, e))) return rc;
+            conv_job c = {enc, q->type, rows, src_rb, dst_rb, row_len, per, nr, st->qbuf, imx,
                           err, sanitize, st->scratch, NULL};
             size_t tasks = (size_t)((nr + per - 1) / per);
             if ((rc = grow((void **)&st->bad, &st->cap_bad, tasks, sizeof(uint64_t), e)) ||
@@ -1092,7 +1146,7 @@ static int write_tensor(job *j, stream *st, smelt_gguf_writer *w, size_t i, smel
                                            st->hit[k].v, NULL);
             }
             if ((rc = smelt_gguf_writer_write(w, st->qbuf, (size_t)(nr * dst_rb), e))) return rc;
-            release_range(c.src, nr * src_rb);
+            if (t->data) release_range(c.src, nr * src_rb);
         }
     }
     if (q->nonfinite)
@@ -1114,9 +1168,11 @@ static int run_output(job *j, const char *out_path, const smelt_progress *progre
     smelt_gguf_writer **w = calloc(ns, sizeof *w);
     stream st = {0};
     int rc = 0;
-    smelt_guard *guard = input_guard(j, e);
-    if (!paths || !w || !guard) {
-        rc = guard ? SMELT_NOMEM(e, "writers") : (e->code ? e->code : SMELT_ENOMEM);
+    /* a model source lists its inputs itself */
+    smelt_guard *owned = j->in.src ? NULL : input_guard(j, e);
+    const smelt_guard *guard = j->in.src ? j->in.src->guard : owned;
+    if (!paths || !w || (!j->in.src && !owned)) {
+        rc = j->in.src || owned ? SMELT_NOMEM(e, "writers") : (e->code ? e->code : SMELT_ENOMEM);
         goto out;
     }
     for (uint16_t s = 0; s < ns && !rc; s++) {
@@ -1127,7 +1183,7 @@ static int run_output(job *j, const char *out_path, const smelt_progress *progre
             rc = SMELT_NOMEM(e, "writer");
             break;
         }
-        if (!rc) rc = smelt_guard_check_file(guard, pth, e);
+        if (!rc && guard) rc = smelt_guard_check_file(guard, pth, e);
         if (!rc && s == 0) rc = set_metadata(j, w[0], e);
         if (!rc && o->split) {
             smelt_gguf_writer_set_split(w[s], o->split_max_bytes, o->split_max_tensors);
@@ -1189,8 +1245,9 @@ out:
     for (uint16_t s = 0; paths && s < ns; s++) free(paths[s]);
     free(w);
     free(paths);
-    smelt_guard_free(guard);
+    smelt_guard_free(owned);
     smelt_pool_free(st.pool);
+    free(st.src);
     free(st.scratch);
     free(st.qbuf);
     free(st.bad);
@@ -1240,7 +1297,9 @@ int smelt_quantize_run(const smelt_quantize_opts *o, const char *in_path, const 
         return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL,
                          "--keep-split keeps the input's shards; --split-max-size/--split-max-tensors make new ones: give one");
     /* a size-budget plan reads the weights even for a dry run */
-    int rc = open_inputs(in_path, o->dry_run && !o->target ? SMELT_GGUF_META_ONLY : 0, &j.in, e);
+    if (o->source && o->keep_split)
+        return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "--keep-split keeps the shards of an input file; this model is not read from one");
+    int rc = open_inputs(in_path, o->dry_run && !o->target ? SMELT_GGUF_META_ONLY : 0, o->source, &j.in, e);
     /* the model check every tool shares (llama models; other architectures pass as is) */
     if (!rc && !o->skip_model_check && (rc = smelt_mc_check_gguf(j.in.g[0], SMELT_MC_OTHER_ARCH_OK, NULL, e)) > 0)
         rc = 0; /* SMELT_MC_SKIPPED */

@@ -12,6 +12,7 @@
 #include "formats/base/err.h"
 #include "formats/base/notes.h"
 #include "formats/base/progress.h"
+#include "formats/gguf.h"
 #include "quant/policy.h"
 #include "quant/qtypes.h"
 #include "quant/target.h"
@@ -93,6 +94,22 @@ typedef struct smelt_qerr_override {
     smelt_qerr model;
 } smelt_qerr_override;
 
+/* A model that is not a GGUF file (smelt_quantize_opts.source), e.g. the converter's plan
+ * (convert.h smelt_convert_plan_quantize): its KVs and tensor infos as a metadata-only GGUF
+ * handle, and the tensor data made on request. The quantizer treats it exactly as the GGUF
+ * file with that metadata and data, so the output is the same, byte for byte. */
+typedef struct smelt_quantize_source {
+    const smelt_gguf *meta;   /* KVs and tensor infos (tensors have data == NULL); borrowed */
+    /* Rows [row0, row0 + nrows) of meta's tensor i (a row: ne[0] values), in the tensor's
+     * type, into dst. Asked for one tensor at a time in increasing rows (the fast case);
+     * other orders are allowed. */
+    int (*read_rows)(void *user, uint64_t i, uint64_t row0, uint64_t nrows, void *dst, smelt_err *e);
+    void *user;
+    /* Every input of the source and of the options (the imatrix, a plan file): each output
+     * file is checked against it. Borrowed; NULL: no check. */
+    const struct smelt_guard *guard;
+} smelt_quantize_source;
+
 typedef struct smelt_quantize_opts {
     const char *ftype;      /* llama-quantize name ("Q4_K_M", "q4_k", "COPY") or number */
     int n_threads;          /* <= 0: one per CPU */
@@ -155,6 +172,9 @@ typedef struct smelt_quantize_opts {
     void *user;
     /* Tests only: pretend the output filesystem has this many free bytes (0: ask it). */
     uint64_t assume_free_bytes;
+    /* Read the model from this source instead of a file; in_path then only names it in
+     * messages. Not with keep_split. */
+    const smelt_quantize_source *source;
     /* Benchmarks only: skip the model check (formats/model_check.h), so that a file of a few
      * large tensors — which llama_model_quantize takes too — can be timed. */
     bool skip_model_check;

@@ -13,7 +13,8 @@ typedef struct ta_tensor {
     smelt_dtype dt;      /* F32, F16 or BF16 */
     uint32_t nd;
     uint64_t shape[4];
-    const float *data;   /* nelements floats (rounded to dt) */
+    const float *data;   /* nelements floats (rounded to dt); NULL: pseudo-random values in
+                            ±0.05, one fixed sequence per file (for large generated models) */
 } ta_tensor;
 
 /* Write a safetensors file holding the tensors. 0 on success. */

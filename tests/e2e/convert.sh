@@ -12,7 +12,7 @@ set +e
 "$C" 2>/dev/null; [ $? -eq 2 ] || fail "no arguments must be a usage error"
 "$C" samples/tiny-mixtral 2>/dev/null; [ $? -eq 2 ] || fail "missing -o must be a usage error"
 "$C" samples/tiny-mixtral -o "$tmp/x.gguf" --outtype q4 2>"$tmp/err"; [ $? -eq 2 ] || fail "bad --outtype"
-grep -q "outtype must be f32, f16, bf16, q8_0 or auto (got 'q4')" "$tmp/err" || fail "bad --outtype message"
+grep -q "outtype must be f32, f16, bf16, q8_0, auto or a smelt-quantize type such as Q4_K_M (got 'q4')" "$tmp/err" || fail "bad --outtype message"
 set -e
 # dry run: the plan, nothing written
 "$C" samples/tiny-mixtral -o "$tmp/x.gguf" --dry-run > "$tmp/plan.txt"

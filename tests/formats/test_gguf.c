@@ -489,6 +489,44 @@ Test(gguf, round_trip_third_party_file)
     tu_rmtree(dir);
 }
 
+/* smelt_gguf_writer_header: the bytes of the file up to its data section, which the reader
+ * opens as a metadata-only GGUF with the same KVs and tensor infos. */
+Test(gguf, writer_header_is_the_file_up_to_its_data)
+{
+    char src[1024];
+    tu_path(src, sizeof src, "tests/fixtures/external/gguf-llama2-tiny-random-ollama/llama-2-tiny-random.gguf");
+    smelt_gguf *g, *m;
+    smelt_err e;
+    cr_assert_eq(smelt_gguf_open(src, 0, &g, &e), 0, "%s", e.msg);
+    smelt_gguf_writer *w = smelt_gguf_writer_new();
+    smelt_gguf_writer_set_version(w, smelt_gguf_version(g));
+    cr_assert_eq(smelt_gguf_writer_copy_all_kv(w, g, &e), 0);
+    for (uint64_t i = 0; i < smelt_gguf_n_tensors(g); i++) {
+        const smelt_gguf_tensor *t = smelt_gguf_tensor_at(g, i);
+        cr_assert_eq(smelt_gguf_writer_add_tensor(w, t->name, t->n_dims, t->ne, t->type, &e), 0, "%s", e.msg);
+    }
+    uint8_t *head;
+    size_t n;
+    cr_assert_eq(smelt_gguf_writer_header(w, &head, &n, &e), 0, "%s", e.msg);
+    cr_expect_eq(n, smelt_gguf_data_offset(g));
+    cr_expect(!memcmp(head, smelt_gguf_base(g), n), "header bytes differ from the file's");
+    cr_assert_eq(smelt_gguf_open_mem(head, n, "header", 0, &m, &e), SMELT_EFORMAT, "tensor data is missing");
+    cr_assert_eq(smelt_gguf_open_mem(head, n, "header", SMELT_GGUF_META_ONLY, &m, &e), 0, "%s", e.msg);
+    cr_expect_eq(smelt_gguf_n_kv(m), smelt_gguf_n_kv(g));
+    cr_assert_eq(smelt_gguf_n_tensors(m), smelt_gguf_n_tensors(g));
+    for (uint64_t i = 0; i < smelt_gguf_n_tensors(g); i++) {
+        const smelt_gguf_tensor *a = smelt_gguf_tensor_at(g, i), *b = smelt_gguf_tensor_at(m, i);
+        cr_expect_str_eq(a->name, b->name);
+        cr_expect_eq(a->offset, b->offset);
+        cr_expect_eq(a->nbytes, b->nbytes);
+        cr_expect_null(b->data);
+    }
+    smelt_gguf_close(m);
+    free(head);
+    smelt_gguf_writer_free(w);
+    smelt_gguf_close(g);
+}
+
 Test(gguf, round_trip_llama_cpp_vocab_files)
 {
     const char *srcdir = tu_oracle_src();
