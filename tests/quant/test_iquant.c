@@ -161,6 +161,12 @@ Test(iquant, iq3_s_edges)
     check_type(SMELT_TYPE_IQ3_S);
 }
 
+Test(iquant, iq2_s_edges)
+{
+    QT_NEED_ORACLE();
+    check_type(SMELT_TYPE_IQ2_S);
+}
+
 /* The grid types' search tables fill their static arrays exactly (sizes counted once
  * offline: a codebook or shell change must show here, not as silently shortened lists). */
 Test(iquant, grid_tables)
