@@ -227,8 +227,8 @@ void iq4_quantize_rows(const iq4_type *t, const float *src, void *dst, int64_t n
     }
     float fl = imx ? smelt_qs_weight_floor(imx, row_len) : 0;
     if (imx && m && m->a > 0) fl += smelt_qs_weight_lift(fl, m->a);
-    bool mag = m && m->p != 0.0f, unbias = m && m->unbias;
-    static const size_t d_off[1] = {0}; /* both types start with the f16 factor d */
+    bool mag = m && m->p != 0.0f, unbias = m && m->unbias && !t->split_d;
+    static const size_t d_off[1] = {0}; /* every type but split_d ones starts with its f16 factor d */
     for (int64_t r = 0; r < n_rows; r++) {
         uint8_t *row = y;
         double s[2] = {0, 0};
