@@ -17,14 +17,33 @@ static inline unsigned sc16(const smelt_block_iq1_m *b, int u)
     return (unsigned)b->scales[2 * u] | (unsigned)b->scales[2 * u + 1] << 8;
 }
 
+/* The f16 factor from the scales' top nibbles. */
+static float get_d(const smelt_block_iq1_m *b)
+{
+    unsigned dh = sc16(b, 0) >> 12 | (sc16(b, 1) >> 8 & 0xf0) | (sc16(b, 2) >> 4 & 0xf00) | (sc16(b, 3) & 0xf000);
+    uint8_t h[2] = {(uint8_t)dh, (uint8_t)(dh >> 8)};
+    return q_f16(h);
+}
+
+static void put_d(smelt_block_iq1_m *b, float d)
+{
+    unsigned dh = smelt_f32_to_f16(d);
+    for (int u = 0; u < 4; u++) b->scales[2 * u + 1] = (uint8_t)((b->scales[2 * u + 1] & 15) | ((dh >> 4 * u) & 15) << 4);
+}
+
+/* Unbiased rows: the factor times c, unless that leaves f16's range. */
+static void scale_d(void *blk, double c)
+{
+    float v = (float)(get_d(blk) * c);
+    if (fabsf(v) <= 65504.0f) put_d(blk, v);
+}
+
 static void deq_iq1_m(const void *src, float *y, size_t n)
 {
     const iqg_grid *g = iqg_get(IQG_1S);
     const smelt_block_iq1_m *b = src;
     for (size_t i = 0; i < n / QK; i++, b++) {
-        unsigned dh = sc16(b, 0) >> 12 | (sc16(b, 1) >> 8 & 0xf0) | (sc16(b, 2) >> 4 & 0xf00) | (sc16(b, 3) & 0xf000);
-        uint8_t dl16[2] = {(uint8_t)dh, (uint8_t)(dh >> 8)};
-        float d = q_f16(dl16);
+        float d = get_d(b);
         for (int h = 0; h < 16; h++) {
             float dl = d * (float)(2 * ((sc16(b, h / 4) >> 3 * (h % 4)) & 7) + 1);
             for (int r = 0; r < 2; r++, y += 8) {
@@ -39,7 +58,7 @@ static void pack(const iq1_choice *c, void *dst)
 {
     smelt_block_iq1_m *y = dst;
     memset(y, 0, sizeof *y);
-    unsigned sc[4] = {0}, dh = smelt_f32_to_f16(c->d);
+    unsigned sc[4] = {0};
     for (int h = 0; h < 16; h++) {
         sc[h / 4] |= (unsigned)c->l[h] << 3 * (h % 4);
         for (int r = 0; r < 2; r++) {
@@ -49,10 +68,10 @@ static void pack(const iq1_choice *c, void *dst)
         }
     }
     for (int u = 0; u < 4; u++) {
-        sc[u] |= ((dh >> 4 * u) & 15) << 12;
         y->scales[2 * u] = (uint8_t)sc[u];
         y->scales[2 * u + 1] = (uint8_t)(sc[u] >> 8);
     }
+    put_d(y, c->d);
 }
 
 /* ==== llama.cpp's encoder ====
@@ -156,7 +175,7 @@ static void ref_iq1_m(const float *x, void *dst, int64_t k) { iq1_llama_rows(&k_
 
 static void enc_block(const float *x, const float *w, const float *qw, void *dst) { iq1_encode(&k_iq1, x, w, qw, dst); }
 
-static const iq4_type k_type = {QK, sizeof(smelt_block_iq1_m), enc_block, ref_iq1_m, deq_iq1_m, NULL, true};
+static const iq4_type k_type = {QK, sizeof(smelt_block_iq1_m), enc_block, ref_iq1_m, deq_iq1_m, NULL, scale_d};
 
 static void quant_err_iq1_m(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx,
                             const smelt_qerr *m)

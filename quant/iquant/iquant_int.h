@@ -74,13 +74,15 @@ typedef struct iq4_type {
     void (*ref)(const float *x, void *dst, int64_t k);
     void (*dequantize)(const void *src, float *dst, size_t n);
     const struct iqg_type *grid;
-    bool split_d; /* no f16 factor at byte 0 (IQ1_M): rows are not unbiased */
+    /* multiply a block's factor by c (unbiased rows), for a type whose f16 factor is not
+     * at byte 0 (IQ1_M); NULL: the f16 at byte 0 */
+    void (*scale_d)(void *blk, double c);
 } iq4_type;
 
 /* Rows loop: per block the non-finite values are read as 0 and the weights built (the
  * imatrix with a small floor, or ones; times the magnitude term of model m). m->ref
- * writes llama.cpp's reference blocks instead; m->unbias rescales each row's factors d (the
- * f16 at byte 0 of each block) to an unbiased projection (quant/search.h). */
+ * writes llama.cpp's reference blocks instead; m->unbias rescales each row's factors d to
+ * an unbiased projection (quant/search.h). */
 void iq4_quantize_rows(const iq4_type *t, const float *src, void *dst, int64_t n_rows, int64_t row_len,
                        const float *imx, const smelt_qerr *m);
 
