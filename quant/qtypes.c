@@ -224,6 +224,9 @@ static const struct {
     /* llama.cpp's own weighting of these encoders (imatrix * sqrt(mean(x^2) + x^2)), rows unbiased */
     {SMELT_TYPE_IQ2_XXS, {0}, {1, 1, 0, false, true}, {0}},
     {SMELT_TYPE_IQ2_XS, {0}, {1, 1, 0, false, true}, {0}},
+    {SMELT_TYPE_IQ2_S, {0}, {1, 1, 0, false, true}, {0}},
+    {SMELT_TYPE_IQ1_S, {0}, {1, 1, 0, false, true}, {0}},
+    {SMELT_TYPE_IQ1_M, {0}, {1, 1, 0, false, true}, {0}},
 };
 
 const smelt_qerr *smelt_q_tuned_err(int type, smelt_qerr_role role)

@@ -30,56 +30,7 @@ static void deq_iq2_xs(const void *src, float *y, size_t n) { iqg_dequantize(&k_
  * Per group of 16 (weights qw * sqrt(mean(x^2) + x^2)): signs, 19 trial scales
  * (5 + 0.1t) / max, off-grid runs re-picked at the fitted scale; the factor maps the largest
  * group scale on 31. */
-static const iqg_llama_plan k_llama = {3, 9, 0.1f, false, 1e-15f, true, IQG_REPICK_OFF_GRID};
-
-static void llama_block(const float *x, const float *qw, void *dst)
-{
-    smelt_block_iq2_xs *y = dst;
-    const iqg_grid *g = iqg_get(IQG_2XS);
-    uint16_t q2[32] = {0};
-    float scales[16], max_scale = 0, sumx2 = 0;
-    for (int i = 0; i < QK; i++) sumx2 += x[i] * x[i];
-    float sigma2 = sumx2 / QK;
-    for (int ib = 0; ib < 8; ib++) {
-        const float *xb = x + 32 * ib;
-        float w[32], xv[32], scale;
-        uint8_t signs[4];
-        for (int i = 0; i < 32; i++) w[i] = (qw ? qw[32 * ib + i] : 1.f) * sqrtf(sigma2 + xb[i] * xb[i]);
-        iqg_llama_signs(xb, w, xv, signs); /* per 8: the same as two halves of 16 */
-        for (int h = 0; h < 2; h++) {
-            int idx[2], j = 2 * ib + h;
-            scales[j] = 0;
-            if (!iqg_llama_group(g, &k_llama, 16, xv + 16 * h, w + 16 * h, idx, &scale)) continue;
-            uint8_t *s = signs + 2 * h;
-            if (scale < 0) {
-                scale = -scale;
-                for (int k = 0; k < 2; k++) s[k] = (uint8_t)(~s[k] & 127);
-            }
-            for (int k = 0; k < 2; k++) q2[2 * j + k] = (uint16_t)(idx[k] | s[k] << 9);
-            scales[j] = scale;
-            max_scale = max_scale > scale ? max_scale : scale;
-        }
-    }
-    memset(y, 0, sizeof *y);
-    y->d = smelt_f32_to_f16(0.f);
-    if (!max_scale) return;
-    float d = max_scale / 31;
-    y->d = smelt_f32_to_f16(d);
-    float id = 1 / d;
-    for (int j = 0; j < 16; j++) {
-        int l = q_clampi(q_nearest(0.5f * (id * scales[j] - 1)), 0, 15);
-        y->scales[j / 2] |= (uint8_t)(l << 4 * (j % 2));
-    }
-    memcpy(y->qs, q2, sizeof q2);
-}
-
-/* llama.cpp's encoder with unit importance (what ggml_quantize_chunk writes for an
- * imatrix of ones). */
-static void ref_iq2_xs(const float *x, void *dst, int64_t k)
-{
-    smelt_block_iq2_xs *y = dst;
-    for (int64_t i = 0; i < k / QK; i++) llama_block(x + QK * i, NULL, &y[i]);
-}
+static const iqg_llama_spec k_llama = {IQG_2XS, 16, 1, IQG_NOQW_SQRT, true, 1, {3, 9, 0.1f, false, 1e-15f, true, IQG_REPICK_OFF_GRID}};
 
 /* ==== smelt's encoder ==== */
 
@@ -95,7 +46,12 @@ static void put(const iqg_choice *c, void *dst)
 
 /* Smelt's encoder: iqg_search on the decoded grid values; llama.cpp's block when that is
  * better. */
-static const iqg_type k_grid = {IQG_2XS, {NULL, 16, 0.125f, true}, sizeof(smelt_block_iq2_xs), put, llama_block, deq_iq2_xs};
+static const iqg_type k_grid = {IQG_2XS, {NULL, 16, 0.125f, true}, sizeof(smelt_block_iq2_xs), put, &k_llama, NULL,
+                                deq_iq2_xs};
+
+/* llama.cpp's encoder with unit importance (what ggml_quantize_chunk writes for an
+ * imatrix of ones). */
+static void ref_iq2_xs(const float *x, void *dst, int64_t k) { iqg_llama_rows(&k_grid, x, dst, k); }
 static const iq4_type k_type = {QK, sizeof(smelt_block_iq2_xs), NULL, ref_iq2_xs, deq_iq2_xs, &k_grid};
 
 static void quant_err_iq2_xs(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx,

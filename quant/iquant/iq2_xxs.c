@@ -27,56 +27,7 @@ static void deq_iq2_xxs(const void *src, float *y, size_t n) { iqg_dequantize(&k
  * Per group of 32 (weights qw * sqrt(mean(x^2) + x^2)): signs, a first scale from
  * make_qp_quants, 13 trial scales around it, every point re-picked at the fitted scale; the
  * factor maps the largest group scale on 31. */
-static const iqg_llama_plan k_llama = {3, 6, 0.1f, true, 1e-15f, true, IQG_REPICK_ALL};
-
-static void llama_block(const float *x, const float *qw, void *dst)
-{
-    smelt_block_iq2_xxs *y = dst;
-    const iqg_grid *g = iqg_get(IQG_2XXS);
-    uint32_t q2[16] = {0};
-    float scales[8], max_scale = 0, sumx2 = 0;
-    for (int i = 0; i < QK; i++) sumx2 += x[i] * x[i];
-    float sigma2 = sumx2 / QK;
-    for (int ib = 0; ib < 8; ib++) {
-        const float *xb = x + 32 * ib;
-        float w[32], xv[32], scale;
-        int idx[4];
-        uint8_t signs[4];
-        for (int i = 0; i < 32; i++) w[i] = (qw ? qw[32 * ib + i] : 1.f) * sqrtf(sigma2 + xb[i] * xb[i]);
-        iqg_llama_signs(xb, w, xv, signs);
-        scales[ib] = 0;
-        if (!iqg_llama_group(g, &k_llama, 32, xv, w, idx, &scale)) continue;
-        if (scale < 0) {
-            scale = -scale;
-            for (int k = 0; k < 4; k++) signs[k] = (uint8_t)(~signs[k] & 127);
-        }
-        for (int k = 0; k < 4; k++) {
-            q2[2 * ib] |= (uint32_t)idx[k] << 8 * k;
-            q2[2 * ib + 1] |= (uint32_t)signs[k] << 7 * k;
-        }
-        scales[ib] = scale;
-        max_scale = max_scale > scale ? max_scale : scale;
-    }
-    memset(y, 0, sizeof *y);
-    y->d = smelt_f32_to_f16(0.f);
-    if (!max_scale) return;
-    float d = max_scale / 31;
-    y->d = smelt_f32_to_f16(d);
-    float id = 1 / d;
-    for (int ib = 0; ib < 8; ib++) {
-        int l = q_clampi(q_nearest(0.5f * (id * scales[ib] - 1)), 0, 15);
-        q2[2 * ib + 1] |= (uint32_t)l << 28;
-    }
-    for (int k = 0; k < 16; k++) iqg_put32((uint8_t *)y->qs + 4 * k, q2[k]);
-}
-
-/* llama.cpp's encoder with unit importance (what ggml_quantize_chunk writes for an
- * imatrix of ones). */
-static void ref_iq2_xxs(const float *x, void *dst, int64_t k)
-{
-    smelt_block_iq2_xxs *y = dst;
-    for (int64_t i = 0; i < k / QK; i++) llama_block(x + QK * i, NULL, &y[i]);
-}
+static const iqg_llama_spec k_llama = {IQG_2XXS, 32, 1, IQG_NOQW_SQRT, true, 1, {3, 6, 0.1f, true, 1e-15f, true, IQG_REPICK_ALL}};
 
 /* ==== smelt's encoder ==== */
 
@@ -98,7 +49,12 @@ static void put(const iqg_choice *c, void *dst)
 
 /* Smelt's encoder: iqg_search on the decoded grid values; llama.cpp's block when that is
  * better. */
-static const iqg_type k_grid = {IQG_2XXS, {NULL, 32, 0.125f, true}, sizeof(smelt_block_iq2_xxs), put, llama_block, deq_iq2_xxs};
+static const iqg_type k_grid = {IQG_2XXS, {NULL, 32, 0.125f, true}, sizeof(smelt_block_iq2_xxs), put, &k_llama, NULL,
+                                deq_iq2_xxs};
+
+/* llama.cpp's encoder with unit importance (what ggml_quantize_chunk writes for an
+ * imatrix of ones). */
+static void ref_iq2_xxs(const float *x, void *dst, int64_t k) { iqg_llama_rows(&k_grid, x, dst, k); }
 static const iq4_type k_type = {QK, sizeof(smelt_block_iq2_xxs), NULL, ref_iq2_xxs, deq_iq2_xxs, &k_grid};
 
 static void quant_err_iq2_xxs(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx,

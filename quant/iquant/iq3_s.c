@@ -46,15 +46,7 @@ static void llama_block(const float *x, const float *qw, void *dst)
         int idx[8];
         uint8_t signs[4];
         for (int i = 0; i < 32; i++) w[i] = qw ? qw[32 * ib + i] * sqrtf(sigma2 + xb[i] * xb[i]) : xb[i] * xb[i];
-        for (int k = 0; k < 4; k++) {
-            unsigned s = 0;
-            for (int i = 0; i < 8; i++) {
-                float v = xb[8 * k + i];
-                xv[8 * k + i] = v >= 0 ? v : -v;
-                if (!(v >= 0)) s |= 1u << i;
-            }
-            signs[k] = (uint8_t)s;
-        }
+        iqg_llama_signs(xb, w, 32, false, xv, signs);
         scales[ib] = 0;
         if (!iqg_llama_group(g, &k_llama, 32, xv, w, idx, &scale)) continue;
         if (scale < 0) {
@@ -83,11 +75,6 @@ static void llama_block(const float *x, const float *qw, void *dst)
     }
 }
 
-static void ref_iq3_s(const float *x, void *dst, int64_t k)
-{
-    smelt_block_iq3_s *y = dst;
-    for (int64_t i = 0; i < k / QK; i++) llama_block(x + QK * i, NULL, &y[i]);
-}
 
 /* ==== smelt's encoder ==== */
 
@@ -107,7 +94,11 @@ static void put(const iqg_choice *c, void *dst)
 
 /* Smelt's encoder: iqg_search on the decoded grid values; llama.cpp's block when that is
  * better. */
-static const iqg_type k_grid = {IQG_3S, {NULL, 32, 1.f, false}, sizeof(smelt_block_iq3_s), put, llama_block, deq_iq3_s};
+static const iqg_type k_grid = {IQG_3S, {NULL, 32, 1.f, false}, sizeof(smelt_block_iq3_s), put, NULL, llama_block,
+                                deq_iq3_s};
+
+/* ggml's quantize_row_iq3_s_ref. */
+static void ref_iq3_s(const float *x, void *dst, int64_t k) { iqg_llama_rows(&k_grid, x, dst, k); }
 static const iq4_type k_type = {QK, sizeof(smelt_block_iq3_s), NULL, ref_iq3_s, deq_iq3_s, &k_grid};
 
 static void quant_err_iq3_s(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx,

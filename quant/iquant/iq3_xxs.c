@@ -30,54 +30,7 @@ static void deq_iq3_xxs(const void *src, float *y, size_t n) { iqg_dequantize(&k
  * best by least squares on the "2l + 1" levels, off-grid points re-picked at that scale;
  * the factor maps the largest group scale on 31, times 1.0125. Weights x^2 without qw,
  * qw * sqrt(2 mean(x^2) + x^2) with it. */
-static const iqg_llama_plan k_llama = {8, 15, 0.2f, false, 1e-8f, true, IQG_REPICK_OFF_GRID};
-
-static void llama_block(const float *x, const float *qw, void *dst)
-{
-    smelt_block_iq3_xxs *y = dst;
-    const iqg_grid *g = iqg_get(IQG_3XXS);
-    uint8_t q[64] = {0};
-    uint32_t ss[8] = {0};
-    float scales[8], max_scale = 0, sumx2 = 0;
-    for (int i = 0; i < QK; i++) sumx2 += x[i] * x[i];
-    float sigma2 = 2 * sumx2 / QK;
-    for (int ib = 0; ib < 8; ib++) {
-        const float *xb = x + 32 * ib;
-        float w[32], xv[32], scale;
-        int idx[8];
-        uint8_t signs[4];
-        for (int i = 0; i < 32; i++) w[i] = qw ? qw[32 * ib + i] * sqrtf(sigma2 + xb[i] * xb[i]) : xb[i] * xb[i];
-        iqg_llama_signs(xb, w, xv, signs);
-        scales[ib] = 0;
-        if (!iqg_llama_group(g, &k_llama, 32, xv, w, idx, &scale)) continue;
-        if (scale < 0) {
-            scale = -scale;
-            for (int k = 0; k < 4; k++) signs[k] = (uint8_t)(~signs[k] & 127);
-        }
-        for (int k = 0; k < 8; k++) q[8 * ib + k] = (uint8_t)idx[k];
-        ss[ib] = (uint32_t)signs[0] | (uint32_t)signs[1] << 7 | (uint32_t)signs[2] << 14 | (uint32_t)signs[3] << 21;
-        scales[ib] = scale;
-        max_scale = max_scale > scale ? max_scale : scale;
-    }
-    memset(y, 0, sizeof *y);
-    y->d = smelt_f32_to_f16(0.f);
-    if (!max_scale) return;
-    float d = max_scale / 31;
-    y->d = smelt_f32_to_f16(d * 1.0125f);
-    float id = 1 / d;
-    for (int ib = 0; ib < 8; ib++) {
-        int l = q_clampi(q_nearest(0.5f * (id * scales[ib] - 1)), 0, 15);
-        ss[ib] |= (uint32_t)l << 28;
-    }
-    memcpy(y->qs, q, 64);
-    for (int ib = 0; ib < 8; ib++) iqg_put32(y->qs + 64 + 4 * ib, ss[ib]);
-}
-
-static void ref_iq3_xxs(const float *x, void *dst, int64_t k)
-{
-    smelt_block_iq3_xxs *y = dst;
-    for (int64_t i = 0; i < k / QK; i++) llama_block(x + QK * i, NULL, &y[i]);
-}
+static const iqg_llama_spec k_llama = {IQG_3XXS, 32, 2, IQG_NOQW_X2, true, 1.0125f, {8, 15, 0.2f, false, 1e-8f, true, IQG_REPICK_OFF_GRID}};
 
 /* ==== smelt's encoder ==== */
 
@@ -97,7 +50,11 @@ static void put(const iqg_choice *c, void *dst)
 
 /* Smelt's encoder: iqg_search on the decoded grid values; llama.cpp's block when that is
  * better. */
-static const iqg_type k_grid = {IQG_3XXS, {NULL, 32, 0.25f, true}, sizeof(smelt_block_iq3_xxs), put, llama_block, deq_iq3_xxs};
+static const iqg_type k_grid = {IQG_3XXS, {NULL, 32, 0.25f, true}, sizeof(smelt_block_iq3_xxs), put, &k_llama, NULL,
+                                deq_iq3_xxs};
+
+/* ggml's quantize_row_iq3_xxs_ref. */
+static void ref_iq3_xxs(const float *x, void *dst, int64_t k) { iqg_llama_rows(&k_grid, x, dst, k); }
 static const iq4_type k_type = {QK, sizeof(smelt_block_iq3_xxs), NULL, ref_iq3_xxs, deq_iq3_xxs, &k_grid};
 
 static void quant_err_iq3_xxs(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx,

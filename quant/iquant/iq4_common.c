@@ -228,7 +228,7 @@ void iq4_quantize_rows(const iq4_type *t, const float *src, void *dst, int64_t n
     float fl = imx ? smelt_qs_weight_floor(imx, row_len) : 0;
     if (imx && m && m->a > 0) fl += smelt_qs_weight_lift(fl, m->a);
     bool mag = m && m->p != 0.0f, unbias = m && m->unbias;
-    static const size_t d_off[1] = {0}; /* both types start with the f16 factor d */
+    static const size_t d_off[1] = {0}; /* where scale_d is NULL, blocks start with their f16 factor d */
     for (int64_t r = 0; r < n_rows; r++) {
         uint8_t *row = y;
         double s[2] = {0, 0};
@@ -244,6 +244,10 @@ void iq4_quantize_rows(const iq4_type *t, const float *src, void *dst, int64_t n
                 smelt_qs_unbias_sums(xs, qw, w, blck, s);
             }
         }
-        if (unbias) smelt_qs_unbias_apply(row, nb, bytes, d_off, 1, s);
+        double c;
+        if (unbias && t->scale_d && smelt_qs_unbias_scale(s, &c))
+            for (int64_t ib = 0; ib < nb; ib++) t->scale_d(row + ib * bytes, c);
+        else if (unbias && !t->scale_d)
+            smelt_qs_unbias_apply(row, nb, bytes, d_off, 1, s);
     }
 }

@@ -9,7 +9,8 @@
 #include <math.h>
 #include <string.h>
 
-extern const uint16_t iqg_iq2xxs_code[256], iqg_iq2xs_code[512], iqg_iq3xxs_code[256], iqg_iq3s_code[512];
+extern const uint16_t iqg_iq2xxs_code[256], iqg_iq2xs_code[512], iqg_iq2s_code[1024], iqg_iq3xxs_code[256],
+    iqg_iq3s_code[512], iqg_iq1s_code[2048];
 
 /* ==== codebooks and tables ==== */
 
@@ -18,16 +19,21 @@ extern const uint16_t iqg_iq2xxs_code[256], iqg_iq2xs_code[512], iqg_iq3xxs_code
 #define CUBE2 65536
 #define CUBE3 4096
 
-static float g_val2xxs[256 * 8], g_val2xs[512 * 8], g_val3xxs[256 * 4], g_val3s[512 * 4];
-static float g_mod2xxs[256 * 8], g_mod2xs[512 * 8], g_mod3xxs[256 * 4], g_mod3s[512 * 4];
-static int32_t g_map2xxs[CUBE2], g_map2xs[CUBE2], g_map3xxs[CUBE3], g_map3s[CUBE3];
-static uint16_t g_nbr2xxs[119462], g_nbr2xs[187770], g_nbr3xxs[22825], g_nbr3s[28317];
+static float g_val2xxs[256 * 8], g_val2xs[512 * 8], g_val2s[1024 * 8], g_val3xxs[256 * 4], g_val3s[512 * 4],
+    g_val1s[2048 * 8];
+static float g_mod2xxs[256 * 8], g_mod2xs[512 * 8], g_mod2s[1024 * 8], g_mod3xxs[256 * 4], g_mod3s[512 * 4],
+    g_mod1s[2048 * 8];
+static int32_t g_map2xxs[CUBE2], g_map2xs[CUBE2], g_map2s[CUBE2], g_map3xxs[CUBE3], g_map3s[CUBE3], g_map1s[CUBE2];
+static uint16_t g_nbr2xxs[119462], g_nbr2xs[187770], g_nbr2s[50253], g_nbr3xxs[22825], g_nbr3s[28317],
+    g_nbr1s[332234];
 static pthread_once_t g_once[IQG_COUNT] = {PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT,
-                                           PTHREAD_ONCE_INIT};
+                                           PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT};
 
 static void build(iqg_grid *g);
 static void init_2xxs(void);
 static void init_2xs(void);
+static void init_2s(void);
+static void init_1s(void);
 static void init_3xxs(void);
 static void init_3s(void);
 
@@ -37,14 +43,20 @@ static iqg_grid g_grids[IQG_COUNT] = {
                   g_map2xxs, NBR(g_nbr2xxs)},
     [IQG_2XS] = {8, 2, 3, 512, 2, iqg_iq2xs_code, {8, 25, 43}, &g_once[IQG_2XS], init_2xs, g_val2xs, g_mod2xs, g_map2xs,
                  NBR(g_nbr2xs)},
+    [IQG_2S] = {8, 2, 3, 1024, 1, iqg_iq2s_code, {8, 25, 43}, &g_once[IQG_2S], init_2s, g_val2s, g_mod2s, g_map2s,
+                NBR(g_nbr2s)},
     [IQG_3XXS] = {4, 3, 8, 256, 2, iqg_iq3xxs_code, {4, 12, 20, 28, 36, 44, 52, 62}, &g_once[IQG_3XXS], init_3xxs,
                   g_val3xxs, g_mod3xxs, g_map3xxs, NBR(g_nbr3xxs)},
     [IQG_3S] = {4, 3, 8, 512, 3, iqg_iq3s_code, {1, 3, 5, 7, 9, 11, 13, 15}, &g_once[IQG_3S], init_3s, g_val3s, g_mod3s,
                 g_map3s, NBR(g_nbr3s)},
+    [IQG_1S] = {8, 2, 3, 2048, 3, iqg_iq1s_code, {-1, 0, 1}, &g_once[IQG_1S], init_1s, g_val1s, g_mod1s, g_map1s,
+                NBR(g_nbr1s)},
 };
 
 static void init_2xxs(void) { build(&g_grids[IQG_2XXS]); }
 static void init_2xs(void) { build(&g_grids[IQG_2XS]); }
+static void init_2s(void) { build(&g_grids[IQG_2S]); }
+static void init_1s(void) { build(&g_grids[IQG_1S]); }
 static void init_3xxs(void) { build(&g_grids[IQG_3XXS]); }
 static void init_3s(void) { build(&g_grids[IQG_3S]); }
 
@@ -63,7 +75,7 @@ static void build(iqg_grid *g)
         }
     for (int u = 0; u < ncube; u++) g->map[u] = INT32_MIN;
     for (int p = 0; p < g->n; p++) g->map[g->code[p]] = p;
-    int d2[512];
+    int d2[2048]; /* one per point of the largest codebook */
     size_t len = 0;
     for (int u = 0; u < ncube; u++) {
         bool in = true;
@@ -107,9 +119,9 @@ const iqg_grid *iqg_get(int which)
 
 /* ==== llama.cpp's steps ==== */
 
-void iqg_llama_signs(const float *x, const float *w, float *xv, uint8_t *signs)
+void iqg_llama_signs(const float *x, const float *w, int n, bool parity, float *xv, uint8_t *signs)
 {
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < n / 8; k++) {
         const float *xk = x + 8 * k, *wk = w + 8 * k;
         float *vk = xv + 8 * k;
         int nneg = 0;
@@ -121,7 +133,7 @@ void iqg_llama_signs(const float *x, const float *w, float *xv, uint8_t *signs)
                 s |= 1u << i;
             }
         }
-        if (nneg % 2) {
+        if (parity && nneg % 2) {
             int imin = 0;
             float min = wk[0] * xk[0] * xk[0];
             for (int i = 1; i < 8; i++) {
@@ -134,7 +146,7 @@ void iqg_llama_signs(const float *x, const float *w, float *xv, uint8_t *signs)
             vk[imin] = -vk[imin];
             s ^= 1u << imin;
         }
-        signs[k] = (uint8_t)(s & 127);
+        signs[k] = (uint8_t)(parity ? s & 127 : s);
     }
 }
 
@@ -293,6 +305,62 @@ bool iqg_llama_group(const iqg_grid *g, const iqg_llama_plan *p, int n, const fl
     }
     *scale_out = scale;
     return true;
+}
+
+void iqg_llama_block(const iqg_llama_spec *sp, const float *x, const float *qw, iqg_choice *c)
+{
+    const iqg_grid *g = iqg_get(sp->grid);
+    const int G = sp->gsize, ng = 256 / G, ppg = G / g->dim;
+    const unsigned smask = sp->parity ? 127 : 255;
+    float scales[16], max_scale = 0, sumx2 = 0;
+    memset(c, 0, sizeof *c);
+    for (int i = 0; i < 256; i++) sumx2 += x[i] * x[i];
+    float sigma2 = sp->sigma * sumx2 / 256;
+    for (int j = 0; j < ng; j++) {
+        const float *xb = x + G * j;
+        float w[32], xv[32], scale;
+        int idx[8];
+        for (int i = 0; i < G; i++) {
+            float x2 = xb[i] * xb[i];
+            w[i] = qw                           ? qw[G * j + i] * sqrtf(sigma2 + x2)
+                   : sp->noqw == IQG_NOQW_SQRT  ? sqrtf(sigma2 + x2)
+                   : sp->noqw == IQG_NOQW_FLOOR ? 0.25f * sigma2 + x2
+                                                : x2;
+        }
+        uint8_t sg[4];
+        iqg_llama_signs(xb, w, G, sp->parity, xv, sg);
+        scales[j] = 0;
+        if (!iqg_llama_group(g, &sp->plan, G, xv, w, idx, &scale)) continue;
+        if (scale < 0) {
+            scale = -scale;
+            for (int k = 0; k < G / 8; k++) sg[k] = (uint8_t)(~sg[k] & smask);
+        }
+        for (int k = 0; k < ppg; k++) c->pt[ppg * j + k] = (uint16_t)idx[k];
+        memcpy(c->sign + G / 8 * j, sg, (size_t)(G / 8));
+        scales[j] = scale;
+        max_scale = max_scale > scale ? max_scale : scale;
+    }
+    if (!max_scale) {
+        memset(c, 0, sizeof *c);
+        return;
+    }
+    float d = max_scale / 31, id = 1 / d;
+    c->d = d * sp->dmul;
+    for (int j = 0; j < ng; j++) c->s[j] = (uint8_t)q_clampi(q_nearest(0.5f * (id * scales[j] - 1)), 0, 15);
+}
+
+void iqg_llama_rows(const iqg_type *t, const float *x, void *dst, int64_t k)
+{
+    uint8_t *y = dst;
+    for (int64_t i = 0; i < k / 256; i++, y += t->bytes) {
+        if (t->spec) {
+            iqg_choice c;
+            iqg_llama_block(t->spec, x + 256 * i, NULL, &c);
+            t->put(&c, y);
+        } else {
+            t->llama(x + 256 * i, NULL, y);
+        }
+    }
 }
 
 /* ==== smelt's search ==== */
@@ -477,7 +545,12 @@ void iqg_encode(const iqg_type *t, const float *x, const float *w, const float *
     iqg_choice c;
     iqg_search(&f, x, w, &c);
     t->put(&c, mine);
-    t->llama(x, qw, theirs);
+    if (t->spec) {
+        iqg_llama_block(t->spec, x, qw, &c);
+        t->put(&c, theirs);
+    } else {
+        t->llama(x, qw, theirs);
+    }
     iqg_keep_better(x, w, t->deq, mine, theirs, t->bytes, dst);
 }
 

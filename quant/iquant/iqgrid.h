@@ -1,4 +1,4 @@
-/* iqgrid.h — the grid i-quants (IQ3_XXS, IQ2_XXS, IQ2_XS, IQ3_S): elements travel in
+/* iqgrid.h — the grid i-quants (IQ3_XXS, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_S): elements travel in
  * groups of 4 or 8 magnitudes that together name one point of a fixed codebook (a "grid"),
  * signs apart; a 4-bit scale per 16 or 32 elements times an f16 factor per 256 sizes them.
  * Layouts are format facts (identical to ggml's); little-endian, f16 is IEEE binary16.
@@ -78,6 +78,24 @@ typedef struct {
 } smelt_block_iq3_s;
 _Static_assert(sizeof(smelt_block_iq3_s) == 110, "iq3_s block is 110 bytes");
 
+/* ==== IQ2_S: 2.5625 bits per weight (82 bytes / 256) ====
+ *
+ *   0      2          34         66      74          82
+ *   +------+----------+----------+-------+-----------+
+ *   |  d   | qs[32]   | signs[32]| qh[8] | scales[8] |
+ *   +------+----------+----------+-------+-----------+
+ *   point of elements 8k..8k+7 = qs[k] | bits 2(k % 4).. of qh[k / 4] << 8 (10 bits);
+ *   signs: bit i % 8 of signs[i / 8] (all 8 stored); elements 16h..16h+15 use scale
+ *   s = nibble h % 2 of scales[h / 2]:  x[i] = d * (2 s + 1) / 8 * grid2s[point][i % 8] * sign */
+typedef struct {
+    uint16_t d;
+    uint8_t qs[32];
+    uint8_t signs[32];
+    uint8_t qh[8];
+    uint8_t scales[8];
+} smelt_block_iq2_s;
+_Static_assert(sizeof(smelt_block_iq2_s) == 82, "iq2_s block is 82 bytes");
+
 /* The full sign byte of 7 stored bits: the 8th bit makes the number of set bits even
  * (ggml's ksigns_iq2xs table, computed). */
 static inline unsigned iqg_signs8(unsigned s7) { return s7 | (unsigned)__builtin_parity(s7) << 7; }
@@ -117,7 +135,7 @@ typedef struct iqg_grid {
     size_t nbr_cap, nbr_len;
 } iqg_grid;
 
-enum { IQG_2XXS, IQG_2XS, IQG_3XXS, IQG_3S, IQG_COUNT };
+enum { IQG_2XXS, IQG_2XS, IQG_2S, IQG_3XXS, IQG_3S, IQG_1S, IQG_COUNT }; /* IQG_1S: IQ1_S and IQ1_M */
 
 /* The codebook `which` with its tables built (thread-safe). */
 const iqg_grid *iqg_get(int which);
@@ -125,9 +143,10 @@ const iqg_grid *iqg_get(int which);
 /* ==== llama.cpp's search, shared by its grid encoders ====
  * Its points are levels 2l + 1 (l = level index), whatever the decoded values. */
 
-/* Signs of 32 elements in 4 bytes of 7 bits, magnitudes to xv; an odd count of negatives
- * among 8 flips the one with the least w x^2 back (its magnitude turns negative). */
-void iqg_llama_signs(const float *x, const float *w, float *xv, uint8_t *signs);
+/* Signs of n elements (a multiple of 8) in n / 8 bytes, magnitudes to xv. With parity a
+ * byte keeps 7 bits: an odd count of negatives among 8 flips the one with the least w x^2
+ * back (its magnitude turns negative). */
+void iqg_llama_signs(const float *x, const float *w, int n, bool parity, float *xv, uint8_t *signs);
 
 /* How llama.cpp searches one group's scale (per type). */
 typedef enum { IQG_REPICK_OFF_GRID, IQG_REPICK_ALL_IF_OFF, IQG_REPICK_ALL } iqg_repick;
@@ -165,6 +184,28 @@ typedef struct iqg_choice {
     uint8_t sign[32];  /* sign bits per 8 elements (parity types: bit 7 implied) */
 } iqg_choice;
 
+/* llama.cpp's block encoder of the types without cursor quirks (IQ2_XXS, IQ2_XS, IQ2_S,
+ * IQ3_XXS): per group of `gsize` its weights, signs and iqg_llama_group; the factor maps
+ * the largest group scale on 31 (times dmul in the stored d). */
+typedef enum {
+    IQG_NOQW_SQRT,  /* weights without importance: sqrt(sigma2 + x^2) (importance one) */
+    IQG_NOQW_X2,    /* x^2 */
+    IQG_NOQW_FLOOR, /* sigma2 / 4 + x^2 */
+} iqg_noqw;
+typedef struct iqg_llama_spec {
+    int grid;      /* IQG_* */
+    int gsize;     /* elements per scale: 16 or 32 */
+    float sigma;   /* sigma2 = sigma * mean(x^2); with importance qw: qw * sqrt(sigma2 + x^2) */
+    iqg_noqw noqw;
+    bool parity;   /* sign bytes of 7 bits */
+    float dmul;    /* stored d = dmul * largest scale / 31 */
+    iqg_llama_plan plan;
+} iqg_llama_spec;
+
+/* One block of 256 by llama.cpp's encoder (qw NULL: no importance), as a choice for the
+ * type's packer (d = 0: the block is all zeros). */
+void iqg_llama_block(const iqg_llama_spec *sp, const float *x, const float *qw, iqg_choice *c);
+
 /* Search the super-block x (finite) under weights w (> 0). Returns the weighted error. */
 double iqg_search(const iqg_fit *f, const float *x, const float *w, iqg_choice *c);
 
@@ -186,15 +227,21 @@ void iqg_signed_run(const iqg_grid *g, int point, unsigned signs, int *q);
 void iqg_dequantize(const iqg_layout *l, const void *src, float *y, size_t n);
 
 /* A grid type's encoder: smelt's search (`fit`, its grid filled in at use) packed by `put`,
- * and llama.cpp's encoder beside it. */
+ * and llama.cpp's encoder beside it (`spec` packed by `put`, or its own `llama`). */
 typedef struct iqg_type {
     int grid; /* IQG_* */
     iqg_fit fit;
     size_t bytes;
     void (*put)(const iqg_choice *c, void *blk);
-    void (*llama)(const float *x, const float *qw, void *blk);
+    const iqg_llama_spec *spec;
+    void (*llama)(const float *x, const float *qw, void *blk); /* when spec is NULL */
     void (*deq)(const void *src, float *y, size_t n);
 } iqg_type;
+
+/* llama.cpp's encoder of the type on k elements (a multiple of 256) without importance:
+ * its reference blocks (or, for the types ggml has no reference encoder for, what
+ * ggml_quantize_chunk writes for an importance of ones). */
+void iqg_llama_rows(const iqg_type *t, const float *x, void *dst, int64_t k);
 
 /* One block of 256 (finite x, weights w > 0, raw importance qw or NULL): smelt's search,
  * or llama.cpp's block when that decodes closer under w. */

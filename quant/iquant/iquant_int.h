@@ -74,6 +74,9 @@ typedef struct iq4_type {
     void (*ref)(const float *x, void *dst, int64_t k);
     void (*dequantize)(const void *src, float *dst, size_t n);
     const struct iqg_type *grid;
+    /* multiply a block's factor by c (unbiased rows), for a type whose f16 factor is not
+     * at byte 0 (IQ1_M); NULL: the f16 at byte 0 */
+    void (*scale_d)(void *blk, double c);
 } iq4_type;
 
 /* Rows loop: per block the non-finite values are read as 0 and the weights built (the

@@ -1,4 +1,4 @@
-/* test_iquant.c — the i-quants (IQ4_NL, IQ4_XS, the grid types), the ternary types (TQ1_0,
+/* test_iquant.c — the i-quants (IQ4_NL, IQ4_XS, the grid types, IQ1_S, IQ1_M), the ternary types (TQ1_0,
  * TQ2_0) and MXFP4 at the edges the table-wide tests do not
  * reach, against libggml-base: rows of 256·k elements for odd k, and matrices whose rows
  * are all zero, have zero groups next to full ones, values whose scale leaves the f16
@@ -159,6 +159,21 @@ Test(iquant, iq3_s_edges)
 {
     QT_NEED_ORACLE();
     check_type(SMELT_TYPE_IQ3_S);
+}
+
+Test(iquant, iq2_s_edges)
+{
+    QT_NEED_ORACLE();
+    check_type(SMELT_TYPE_IQ2_S);
+}
+
+/* One test for both: they share ggml's search tables, whose first use costs about 10 s of
+ * CPU in each process. */
+Test(iquant, iq1_s_m_edges, .timeout = 300)
+{
+    QT_NEED_ORACLE();
+    check_type(SMELT_TYPE_IQ1_S);
+    check_type(SMELT_TYPE_IQ1_M);
 }
 
 /* The grid types' search tables fill their static arrays exactly (sizes counted once

@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "tests/common/qtypes_oracle.h"
+#include "quant/iquant/iq1.h"
 #include "quant/iquant/iquant.h"
 #include "quant/kquant/kquant.h"
 #include "quant/legacy/legacy.h"
@@ -180,22 +181,30 @@ ParameterizedTest(int *type, qerr, minimizes_its_error)
               qt_name(t), e_plain[0], e_model[0]);
 }
 
-/* The f16 factors that scale a whole block: byte offsets, count. */
-static int kq_factors(int t, size_t off[2])
+/* The bytes of a block that hold the f16 factors scaling the whole block: positions, count. */
+static int kq_factor_bytes(int t, size_t pos[4])
 {
+    size_t off[2];
+    int n;
     switch (t) {
-    case SMELT_TYPE_Q4_0: off[0] = offsetof(smelt_block_q4_0, d); return 1;
-    case SMELT_TYPE_Q5_0: off[0] = offsetof(smelt_block_q5_0, d); return 1;
-    case SMELT_TYPE_Q4_1: off[0] = offsetof(smelt_block_q4_1, d), off[1] = offsetof(smelt_block_q4_1, m); return 2;
-    case SMELT_TYPE_Q5_1: off[0] = offsetof(smelt_block_q5_1, d), off[1] = offsetof(smelt_block_q5_1, m); return 2;
-    case SMELT_TYPE_Q2_K: off[0] = offsetof(smelt_block_q2_K, d), off[1] = offsetof(smelt_block_q2_K, dmin); return 2;
-    case SMELT_TYPE_Q3_K: off[0] = offsetof(smelt_block_q3_K, d); return 1;
-    case SMELT_TYPE_Q4_K: off[0] = offsetof(smelt_block_q4_K, d), off[1] = offsetof(smelt_block_q4_K, dmin); return 2;
-    case SMELT_TYPE_Q5_K: off[0] = offsetof(smelt_block_q5_K, d), off[1] = offsetof(smelt_block_q5_K, dmin); return 2;
-    case SMELT_TYPE_Q6_K: off[0] = offsetof(smelt_block_q6_K, d); return 1;
-    case SMELT_TYPE_IQ4_NL: off[0] = offsetof(smelt_block_iq4_nl, d); return 1;
+    case SMELT_TYPE_Q4_0: off[0] = offsetof(smelt_block_q4_0, d), n = 1; break;
+    case SMELT_TYPE_Q5_0: off[0] = offsetof(smelt_block_q5_0, d), n = 1; break;
+    case SMELT_TYPE_Q4_1: off[0] = offsetof(smelt_block_q4_1, d), off[1] = offsetof(smelt_block_q4_1, m), n = 2; break;
+    case SMELT_TYPE_Q5_1: off[0] = offsetof(smelt_block_q5_1, d), off[1] = offsetof(smelt_block_q5_1, m), n = 2; break;
+    case SMELT_TYPE_Q2_K: off[0] = offsetof(smelt_block_q2_K, d), off[1] = offsetof(smelt_block_q2_K, dmin), n = 2; break;
+    case SMELT_TYPE_Q3_K: off[0] = offsetof(smelt_block_q3_K, d), n = 1; break;
+    case SMELT_TYPE_Q4_K: off[0] = offsetof(smelt_block_q4_K, d), off[1] = offsetof(smelt_block_q4_K, dmin), n = 2; break;
+    case SMELT_TYPE_Q5_K: off[0] = offsetof(smelt_block_q5_K, d), off[1] = offsetof(smelt_block_q5_K, dmin), n = 2; break;
+    case SMELT_TYPE_Q6_K: off[0] = offsetof(smelt_block_q6_K, d), n = 1; break;
+    case SMELT_TYPE_IQ4_NL: off[0] = offsetof(smelt_block_iq4_nl, d), n = 1; break;
+    case SMELT_TYPE_IQ1_S: off[0] = offsetof(smelt_block_iq1_s, d), n = 1; break;
+    case SMELT_TYPE_IQ1_M: /* the top nibbles of the four 16-bit scale words (bytes shared with scales) */
+        for (int u = 0; u < 4; u++) pos[u] = offsetof(smelt_block_iq1_m, scales) + 2 * (size_t)u + 1;
+        return 4;
     default: return 0;
     }
+    for (int f = 0; f < n; f++) pos[2 * f] = off[f], pos[2 * f + 1] = off[f] + 1;
+    return 2 * n;
 }
 
 /* Not IQ4_XS: on the sample its super-block factor d (about a group scale / 32) lies in f16's
@@ -204,7 +213,8 @@ static int kq_factors(int t, size_t off[2])
 ParameterizedTestParameters(qerr, unbias)
 {
     static int kq[] = {SMELT_TYPE_Q4_0, SMELT_TYPE_Q4_1, SMELT_TYPE_Q5_0, SMELT_TYPE_Q5_1, SMELT_TYPE_Q2_K,
-                       SMELT_TYPE_Q3_K, SMELT_TYPE_Q4_K, SMELT_TYPE_Q5_K, SMELT_TYPE_Q6_K, SMELT_TYPE_IQ4_NL};
+                       SMELT_TYPE_Q3_K, SMELT_TYPE_Q4_K, SMELT_TYPE_Q5_K, SMELT_TYPE_Q6_K, SMELT_TYPE_IQ4_NL,
+                       SMELT_TYPE_IQ1_S, SMELT_TYPE_IQ1_M};
     return cr_make_param_array(int, kq, sizeof kq / sizeof kq[0]);
 }
 
@@ -224,8 +234,8 @@ ParameterizedTest(int *type, qerr, unbias)
 {
     int t = *type;
     const smelt_qtype_ops *o = smelt_q_ops(t);
-    size_t off[2];
-    int nf = kq_factors(t, off), bb = (int)smelt_type_get(t)->bytes;
+    size_t pos[4];
+    int nf = kq_factor_bytes(t, pos), bb = (int)smelt_type_get(t)->bytes;
     qt_matrix *mats;
     size_t nm = qt_sample_matrices(&mats);
     if (!nm) cr_skip_test("samples/tiny-mixtral not found");
@@ -247,7 +257,7 @@ ParameterizedTest(int *type, qerr, unbias)
             o->dequantize(qu, yu, n);
             for (size_t b = 0; b < nb; b++) { /* only the factors may differ */
                 int k = (int)(b % (size_t)bb), factor = 0;
-                for (int f = 0; f < nf; f++) factor |= k == (int)off[f] || k == (int)off[f] + 1;
+                for (int f = 0; f < nf; f++) factor |= k == (int)pos[f];
                 if (!factor && q[b] != qu[b])
                     cr_assert_fail("%s %s: unbiasing changed byte %d of block %zu, which is not a factor", qt_name(t),
                                    mats[j].name, k, b / (size_t)bb);

@@ -731,18 +731,23 @@ Test(quantize, errors_exact_messages)
                                 "without them gives garbage", v.tiny, v.tiny);
     cr_assert_str_eq(line_of(&e), want);
 
-    /* a type smelt cannot write yet is said first, not the importance matrix it would need */
+    /* the 1-bit types, as llama-quantize: refused without an imatrix, nothing written */
     opts_init(&o, &r, "IQ1_S");
     cr_assert_eq(smelt_quantize_run(&o, v.tiny, out, NULL, &e), SMELT_EUNSUPPORTED);
-    snprintf(want, sizeof want, "%s: 'blk.0.attn_k.weight': smelt cannot quantize to iq1_s yet (needed by IQ1_S)",
-             v.tiny);
+    snprintf(want, sizeof want, "%s: 'blk.0.attn_k.weight': IQ1_S iq1_s needs importance weights (pass --imatrix "
+                                "FILE; make one with: smelt-imatrix -m %s -f CALIB.txt -o FILE); quantizing it "
+                                "without them gives garbage", v.tiny, v.tiny);
     cr_assert_str_eq(line_of(&e), want);
+    cr_assert_not(smelt_file_exists(out));
 
     opts_init(&o, &r, "IQ1_M");
-    o.pure = true; /* every weight iq1_m, a type smelt cannot write yet */
+    o.pure = true; /* every weight iq1_m; the output and embedding need no imatrix, the rest does */
     cr_assert_eq(smelt_quantize_run(&o, v.tiny, out, NULL, &e), SMELT_EUNSUPPORTED);
-    snprintf(want, sizeof want, "%s: 'output.weight': smelt cannot quantize to iq1_m yet (needed by IQ1_M)", v.tiny);
+    snprintf(want, sizeof want, "%s: 'blk.0.attn_k.weight': IQ1_M iq1_m needs importance weights (pass --imatrix "
+                                "FILE; make one with: smelt-imatrix -m %s -f CALIB.txt -o FILE); quantizing it "
+                                "without them gives garbage", v.tiny, v.tiny);
     cr_assert_str_eq(line_of(&e), want);
+    cr_assert_not(smelt_file_exists(out));
 
     opts_init(&o, &r, "F16");
     o.assume_free_bytes = 1000000;

@@ -225,11 +225,11 @@ Test(verify, counts_nan_and_inf_in_every_decodable_type)
     memcpy(q8 + 34, &done, 2);
     for (int j = 0; j < 32; j++) q8[34 + 2 + j] = (uint8_t)(int8_t)(j - 16);
     int32_t i32[8] = {1, 2, 3, 4, 5, 6, 7, 8};
-    uint8_t iq1[50] = {0}; /* one IQ1_S block (256 elements): not decodable by smelt yet */
+    uint8_t q8k[292] = {0}; /* one Q8_K block (256 elements): an activation-only type smelt does not decode */
     tdesc T[] = {
         {"f32", SMELT_TYPE_F32, 32, 2, f32},  {"f16", SMELT_TYPE_F16, 32, 1, f16},
         {"bf16", SMELT_TYPE_BF16, 32, 1, bf16}, {"q8", SMELT_TYPE_Q8_0, 64, 1, q8},
-        {"ints", SMELT_TYPE_I32, 8, 1, i32},  {"iq1s", SMELT_TYPE_IQ1_S, 256, 1, iq1},
+        {"ints", SMELT_TYPE_I32, 8, 1, i32},  {"q8k", SMELT_TYPE_Q8_K, 256, 1, q8k},
     };
     char dir[512], path[600];
     cr_assert_eq(tu_mkdtemp(dir, sizeof dir), 0);
@@ -247,7 +247,7 @@ Test(verify, counts_nan_and_inf_in_every_decodable_type)
     cr_assert_eq(r.t[3].max_abs, 8.0f);
     cr_assert_eq(r.t[4].values, SMELT_VALUES_INTEGER);
     cr_assert_eq(r.t[5].values, SMELT_VALUES_UNSUPPORTED);
-    cr_assert_eq(r.t[5].xxh64, XXH64(iq1, sizeof iq1, 0));
+    cr_assert_eq(r.t[5].xxh64, XXH64(q8k, sizeof q8k, 0));
     cr_assert_eq(r.n_nonfinite_tensors, 4);
     cr_assert_eq(r.n_unchecked, 1);
     cr_assert(r.n_nan == 33 && r.n_inf == 4);
