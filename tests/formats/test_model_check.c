@@ -483,10 +483,10 @@ Test(model_check, adapters_and_other_architectures)
     base(&m, 0);
     set_str(&m, "general.architecture", "gpt2");
     expect(&m, SMELT_EUNSUPPORTED,
-           "m.gguf: 'general.architecture': architecture 'gpt2' is not supported; smelt handles \"llama\" (Llama, Mistral, "
-           "Mixtral)");
+           "m.gguf: 'general.architecture': architecture 'gpt2' is not supported; smelt handles llama, qwen2, qwen3, "
+           "qwen3moe");
     cr_expect_eq(run(&m, SMELT_MC_OTHER_ARCH_OK, &hp, line, sizeof line), SMELT_MC_SKIPPED);
-    cr_expect_str_eq(hp.skipped, "architecture 'gpt2': smelt validates llama models");
+    cr_expect_str_eq(hp.skipped, "architecture 'gpt2': smelt validates llama, qwen2, qwen3, qwen3moe models");
     cr_expect_eq(run(&m, SMELT_MC_NON_MODEL_OK, &hp, line, sizeof line), SMELT_EUNSUPPORTED, "another flag");
     base(&m, 0);
     del_kv(&m, "general.architecture");
