@@ -1,4 +1,4 @@
-/* smelt-convert — a Hugging Face Llama/Mistral/Mixtral directory to GGUF, as llama.cpp's
+/* smelt-convert — a Hugging Face Llama/Mistral/Mixtral/Qwen directory to GGUF, as llama.cpp's
  * convert_hf_to_gguf.py writes it. Thin main: options, smelt_hf_open, plan, write. */
 #include <getopt.h>
 #include <jansson.h>
@@ -22,7 +22,8 @@ static void usage(void)
            "       smelt-convert --lora ADAPTER_DIR --base BASE_DIR -o ADAPTER.gguf [options]\n"
            "\n"
            "Convert a Hugging Face checkpoint (LlamaForCausalLM, MistralForCausalLM,\n"
-           "MixtralForCausalLM; safetensors or PyTorch .bin, single or sharded; SentencePiece\n"
+           "MixtralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Qwen3MoeForCausalLM;\n"
+           "safetensors or PyTorch .bin, single or sharded; SentencePiece\n"
            "tokenizer.model) into a GGUF file identical to what llama.cpp's convert_hf_to_gguf.py\n"
            "writes: same metadata, same tensor order, same bytes. Streams one tensor at a time.\n"
            "\n"
