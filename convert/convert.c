@@ -250,6 +250,7 @@ int smelt_convert_plan_write(smelt_convert_plan *p, const char *out_path, smelt_
     for (size_t i = 0; i < p->n && !rc; i++) {
         const smelt_cv_tensor *t = &p->t[i];
         uint64_t over = 0, row0 = 0, nf = 0;
+        if (t->data) rc = smelt_gguf_writer_write(w, t->data, (size_t)t->nbytes, e);
         for (size_t k = 0; k < t->n_parts && !rc; k++) {
             rc = write_part(p, w, &ws, t, &t->parts[k], row0, &over, &nf, e);
             row0 += t->parts[k].nrows;

@@ -95,6 +95,7 @@ typedef struct smelt_cv_tensor {
     smelt_cv_part *parts;   /* concatenated in order (stacked experts: one per expert) */
     size_t n_parts;
     bool q8_fallback;       /* asked for Q8_0, row not a multiple of 32: written as F16 */
+    const float *data;      /* computed F32 values instead of parts (rope_freqs); owned by the plan */
 } smelt_cv_tensor;
 
 typedef struct smelt_convert_plan smelt_convert_plan;

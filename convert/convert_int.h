@@ -3,7 +3,7 @@
 #ifndef SMELT_CONVERT_INT_H
 #define SMELT_CONVERT_INT_H
 
-#include "convert/arch.h"
+#include "convert/config.h"
 #include "convert/convert.h"
 #include "convert/meta.h"
 #include "convert/vocab.h"
@@ -20,6 +20,7 @@ struct smelt_convert_plan {
     smelt_cv_vocab_info vocab;
     smelt_param_count pc;
     char *config_path, *tok_dir;
+    float *rope_freqs;    /* computed rope_freqs.weight (Llama 3 RoPE scaling), or NULL */
 };
 
 #endif

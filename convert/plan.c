@@ -178,12 +178,17 @@ typedef struct {
     int done;
 } layer_experts;
 
-/* v4: stack expert tensors of one layer: w1 → gate, w2 → down, w3 → up (in that order) */
+/* The index of a stacked expert kind among (gate, down, up). */
+static int expert_slot(smelt_tk k) { return k == SMELT_TK_FFN_GATE_EXPS ? 0 : k == SMELT_TK_FFN_DOWN_EXPS ? 1 : 2; }
+
+/* v4: stack expert tensors of one layer: w1 → gate, w2 → down, w3 → up, in the order the
+ * architecture's converter writes them (formats/arch.c: expert_order) */
 static int emit_v4(smelt_convert_plan *p, int64_t bid, layer_experts *le, smelt_err *e)
 {
     static const smelt_role out[3] = {SMELT_R_GATE_EXPS, SMELT_R_DOWN_EXPS, SMELT_R_UP_EXPS};
     uint64_t E = (uint64_t)p->hp.n_expert;
-    for (int w = 0; w < 3; w++) {
+    for (int o = 0; o < 3; o++) {
+        int w = expert_slot(p->hp.arch->expert_order[o]);
         smelt_cv_part *parts = calloc(E, sizeof *parts);
         if (!parts) return SMELT_NOMEM(e, "plan");
         const smelt_tinfo *t0 = smelt_tsrc_info(p->src, (uint64_t)le->w[w][0]);
@@ -207,7 +212,8 @@ static int emit_v5(smelt_convert_plan *p, int64_t bid, layer_experts *le, smelt_
 {
     uint64_t E = (uint64_t)p->hp.n_expert, I = (uint64_t)p->hp.n_ff, H = (uint64_t)p->hp.n_embd;
     char name[96];
-    for (int which = 0; which < 3; which++) { /* gate, down, up — the order v4 checkpoints give */
+    for (int o = 0; o < 3; o++) { /* the order v4 checkpoints give */
+        int which = expert_slot(p->hp.arch->expert_order[o]); /* 0 gate, 1 down, 2 up */
         smelt_cv_part *parts = calloc(E, sizeof *parts);
         if (!parts) return SMELT_NOMEM(e, "plan");
         size_t np = E;
@@ -281,6 +287,14 @@ static int check_tensor(const smelt_convert_plan *p, const smelt_tinfo *t, const
     return 0;
 }
 
+/* Whether the architecture has the GGUF tensor a source role becomes (formats/arch.c). */
+static bool arch_has(const smelt_arch *a, const smelt_tmap *m)
+{
+    smelt_tk k = smelt_tmap_kind(m->role);
+    if (k == SMELT_TK_COUNT) return true; /* expert sources, skipped tensors: checked by shape and config */
+    return (m->bias ? a->bias[k] : a->weight[k]) != SMELT_TP_NO;
+}
+
 /* llama.cpp's visiting order: weight files in name order; inside a safetensors file the
  * tensors in name order, inside a PyTorch file in pickle order (source order). */
 static int is_st(const char *f)
@@ -344,10 +358,10 @@ static int build_tensors(smelt_convert_plan *p, smelt_err *e)
     }
     for (uint64_t i = 0; i < n && !rc; i++) {
         const smelt_tinfo *t = smelt_tsrc_info(s, i);
-        if (smelt_tmap_parse(t->name, &map[i]))
+        if (smelt_tmap_parse(t->name, &map[i]) || !arch_has(p->hp.arch, &map[i]))
             rc = SMELT_ERR(e, SMELT_EUNSUPPORTED, src_file(t), t->name,
-                           "no GGUF equivalent for this tensor in the llama architecture (expected the tensor names of %s)",
-                           p->hp.hf_arch);
+                           "no GGUF equivalent for this tensor in the %s architecture (expected the tensor names of %s)",
+                           p->hp.arch->name, p->hp.hf_arch);
         else if (map[i].role != SMELT_R_SKIP)
             rc = check_tensor(p, t, &map[i], e);
         if (!rc && map[i].role != SMELT_R_SKIP) {
@@ -358,6 +372,13 @@ static int build_tensors(smelt_convert_plan *p, smelt_err *e)
         }
     }
     if (!rc) rc = order_sources(s, order, n, e);
+    if (!rc && p->rope_freqs) { /* generated tensors come first, as in llama.cpp's converter */
+        uint64_t shape[1] = {p->hp.head_dim / 2};
+        char name[64];
+        smelt_tmap_gguf_name(SMELT_R_ROPE_FREQS, -1, false, name, sizeof name);
+        rc = emit(p, name, 1, shape, shape[0], 0, NULL, 0, e);
+        if (!rc) p->t[p->n - 1].data = p->rope_freqs;
+    }
     for (uint64_t k = 0; k < n && !rc; k++) {
         uint64_t i = order[k];
         const smelt_tmap *m = &map[i];
@@ -386,10 +407,15 @@ static int build_tensors(smelt_convert_plan *p, smelt_err *e)
     /* everything a llama layer needs must be there */
     for (int64_t b = -1; b < L && !rc; b++) {
         static const smelt_role glob[] = {SMELT_R_TOKEN_EMBD, SMELT_R_OUTPUT_NORM};
-        static const smelt_role lay[] = {SMELT_R_ATTN_NORM, SMELT_R_ATTN_Q, SMELT_R_ATTN_K, SMELT_R_ATTN_V, SMELT_R_ATTN_OUT, SMELT_R_FFN_NORM};
+        static const smelt_role all[] = {SMELT_R_ATTN_NORM, SMELT_R_ATTN_Q,         SMELT_R_ATTN_K,        SMELT_R_ATTN_V,
+                                         SMELT_R_ATTN_Q_NORM, SMELT_R_ATTN_K_NORM, SMELT_R_ATTN_OUT, SMELT_R_FFN_NORM};
         static const smelt_role dense[] = {SMELT_R_FFN_GATE, SMELT_R_FFN_UP, SMELT_R_FFN_DOWN};
+        smelt_role lay[8];
+        size_t nl = 0; /* the layer roles the architecture requires */
+        for (size_t r = 0; r < 8; r++)
+            if (p->hp.arch->weight[smelt_tmap_kind(all[r])] == SMELT_TP_REQ) lay[nl++] = all[r];
         const smelt_role *need = b < 0 ? glob : lay;
-        size_t nn = b < 0 ? 2 : 6;
+        size_t nn = b < 0 ? 2 : nl;
         uint32_t have = present[b < 0 ? L : b];
         char hf[128], gg[96];
         for (size_t r = 0; r < nn + (b >= 0 ? 4 : 0) && !rc; r++) {
@@ -403,7 +429,7 @@ static int build_tensors(smelt_convert_plan *p, smelt_err *e)
                 role = SMELT_R_FFN_GATE_INP;
             }
             if (have & (1u << role)) continue;
-            smelt_tmap_hf_name(role, b, hf, sizeof hf);
+            smelt_tmap_hf_name(p->hp.arch, role, b, hf, sizeof hf);
             smelt_tmap_gguf_name(role, b, false, gg, sizeof gg);
             rc = SMELT_ERR(e, SMELT_EFORMAT, smelt_tsrc_count(s) ? src_file(smelt_tsrc_info(s, 0)) : "weights", hf,
                            "incomplete checkpoint: this tensor (%s in the GGUF) is missing", gg);
@@ -418,11 +444,15 @@ static int build_tensors(smelt_convert_plan *p, smelt_err *e)
                     for (int64_t x = 0; x < E && !rc; x++)
                         if (le[b].w[w][x] < 0) {
                             char nm[160];
-                            snprintf(nm, sizeof nm, "model.layers.%lld.block_sparse_moe.experts.%lld.w%d.weight", (long long)b, (long long)x, w + 1);
+                            const smelt_arch *A = p->hp.arch;
+                            snprintf(nm, sizeof nm, "model.layers.%lld.%s.experts.%lld.%s.weight", (long long)b, A->hf_moe,
+                                     (long long)x, A->hf_expert[w]);
                             rc = SMELT_ERR(e, SMELT_EFORMAT, src_file(smelt_tsrc_info(s, 0)), nm,
-                                           "incomplete checkpoint: expert tensor missing (Mixtral layers need num_local_experts %lld "
-                                           "experts × w1, w2, w3)",
-                                           (long long)E);
+                                           "incomplete checkpoint: expert tensor missing (%s layers need %s %lld "
+                                           "experts × %s, %s, %s)",
+                                           A->id == SMELT_ARCH_LLAMA ? "Mixtral" : A->family,
+                                           A->expert_ff ? "num_experts" : "num_local_experts", (long long)E, A->hf_expert[0],
+                                           A->hf_expert[1], A->hf_expert[2]);
                         }
             }
         }
@@ -477,9 +507,18 @@ int smelt_convert_plan_new(const smelt_tsrc *weights, json_t *config, const char
         p->file_type = file_type_of(p->outtype);
         if (p->outtype == SMELT_TYPE_Q8_0 && !opts->vocab_only) rc = probe_q8(e);
     }
+    if (!rc && !opts->vocab_only) {
+        p->rope_freqs = malloc((p->hp.head_dim / 2 + 1) * sizeof(float));
+        rc = !p->rope_freqs ? SMELT_NOMEM(e, "plan") : smelt_config_rope_freqs(config, p->config_path, &p->hp, p->rope_freqs, e);
+        if (rc == 0) {
+            free(p->rope_freqs);
+            p->rope_freqs = NULL;
+        }
+        if (rc > 0) rc = 0;
+    }
     if (!rc && !opts->vocab_only) rc = build_tensors(p, e);
     /* metadata, in the order llama.cpp's converter sets it */
-    if (!rc) rc = smelt_kvs_set_str(&p->kv, "general.architecture", "llama", 5, e);
+    if (!rc) rc = smelt_kvs_set_str(&p->kv, "general.architecture", p->hp.arch->name, strlen(p->hp.arch->name), e);
     if (!rc) rc = smelt_kvs_set_str(&p->kv, "general.type", "model", 5, e);
     if (!rc) {
         smelt_meta_src ms = {opts->card_dir ? opts->card_dir : tok_dir, config, opts->name_path ? opts->name_path : tok_dir, opts->name,
@@ -491,6 +530,9 @@ int smelt_convert_plan_new(const smelt_tsrc *weights, json_t *config, const char
     if (!rc) rc = smelt_arch_kvs(config, p->config_path, &p->hp, p->file_type, &p->kv, &p->opts.notes, e);
     if (!rc) rc = smelt_kvs_set_u32(&p->kv, "general.quantization_version", 2, e);
     if (!rc) rc = smelt_cv_vocab_kvs(tf, config, p->config_path, p->hp.n_vocab, &p->kv, &p->vocab, &p->opts.notes, e);
+    /* tokenizer_config.json's add_prefix_space is read by llama.cpp's Llama converter class
+     * only; the Qwen classes take the SentencePiece vocabulary without it */
+    if (!rc && !p->hp.arch->llama_keys) smelt_kvs_remove(&p->kv, "tokenizer.ggml.add_space_prefix");
     if (!rc) rc = smelt_arch_check_plan(&p->kv, p->t, p->n, opts->vocab_only, tok_dir, e);
     smelt_tokfiles_free(tf);
     if (rc) {
@@ -509,6 +551,7 @@ void smelt_convert_plan_free(smelt_convert_plan *p)
     smelt_kvs_free(&p->kv);
     free(p->config_path);
     free(p->tok_dir);
+    free(p->rope_freqs);
     free(p);
 }
 
@@ -540,7 +583,7 @@ json_t *smelt_convert_plan_json(const smelt_convert_plan *p)
         json_array_append_new(ts, o);
     }
     return json_pack("{s:s,s:s,s:s,s:i,s:b,s:I,s:I,s:{s:I,s:I,s:I},s:I,s:o,s:o}", "architecture", p->hp.hf_arch, "gguf_architecture",
-                     "llama", "outtype", smelt_convert_outtype_name(p->outtype), "file_type", (int)p->file_type, "vocab_only",
+                     p->hp.arch->name, "outtype", smelt_convert_outtype_name(p->outtype), "file_type", (int)p->file_type, "vocab_only",
                      p->opts.vocab_only, "n_tensors", (json_int_t)p->n, "file_size", (json_int_t)smelt_convert_plan_file_size(p),
                      "vocab", "size", (json_int_t)p->vocab.n_vocab, "tokenizer", (json_int_t)p->vocab.n_tokenizer, "padding",
                      (json_int_t)p->vocab.n_pad, "parameters", (json_int_t)p->pc.total, "kv", kvs, "tensors", ts);

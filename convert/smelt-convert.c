@@ -1,4 +1,4 @@
-/* smelt-convert — a Hugging Face Llama/Mistral/Mixtral directory to GGUF, as llama.cpp's
+/* smelt-convert — a Hugging Face Llama/Mistral/Mixtral/Qwen directory to GGUF, as llama.cpp's
  * convert_hf_to_gguf.py writes it. Thin main: options, smelt_hf_open, plan, write. */
 #include <getopt.h>
 #include <jansson.h>
@@ -22,10 +22,11 @@ static void usage(void)
            "       smelt-convert --lora ADAPTER_DIR --base BASE_DIR -o ADAPTER.gguf [options]\n"
            "\n"
            "Convert a Hugging Face checkpoint (LlamaForCausalLM, MistralForCausalLM,\n"
-           "MixtralForCausalLM; safetensors or PyTorch .bin, single or sharded; SentencePiece\n"
-           "tokenizer.model or byte-level BPE tokenizer.json: Llama 3, Qwen) into a GGUF file\n"
-           "identical to what llama.cpp's convert_hf_to_gguf.py writes: same metadata, same\n"
-           "tensor order, same bytes. Streams one tensor at a time.\n"
+           "MixtralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Qwen3MoeForCausalLM;\n"
+           "safetensors or PyTorch .bin, single or sharded; SentencePiece tokenizer.model or\n"
+           "byte-level BPE tokenizer.json: Llama 3, Qwen) into a GGUF file identical to what\n"
+           "llama.cpp's convert_hf_to_gguf.py writes: same metadata, same tensor order, same\n"
+           "bytes. Streams one tensor at a time.\n"
            "\n"
            "Options:\n"
            "  -o, --output FILE   output GGUF (written atomically; nothing is left on error)\n"

@@ -44,6 +44,24 @@ static int stem_is(const char *tail, const char *stem, int allow_bias, bool *bia
     return 0;
 }
 
+static const smelt_tk k_kind[SMELT_R_COUNT] = {
+    [SMELT_R_TOKEN_EMBD] = SMELT_TK_TOKEN_EMBD,     [SMELT_R_OUTPUT_NORM] = SMELT_TK_OUTPUT_NORM,
+    [SMELT_R_OUTPUT] = SMELT_TK_OUTPUT,             [SMELT_R_ATTN_NORM] = SMELT_TK_ATTN_NORM,
+    [SMELT_R_ATTN_Q] = SMELT_TK_ATTN_Q,             [SMELT_R_ATTN_K] = SMELT_TK_ATTN_K,
+    [SMELT_R_ATTN_V] = SMELT_TK_ATTN_V,             [SMELT_R_ATTN_OUT] = SMELT_TK_ATTN_OUT,
+    [SMELT_R_FFN_NORM] = SMELT_TK_FFN_NORM,         [SMELT_R_FFN_GATE] = SMELT_TK_FFN_GATE,
+    [SMELT_R_FFN_UP] = SMELT_TK_FFN_UP,             [SMELT_R_FFN_DOWN] = SMELT_TK_FFN_DOWN,
+    [SMELT_R_FFN_GATE_INP] = SMELT_TK_FFN_GATE_INP, [SMELT_R_ATTN_Q_NORM] = SMELT_TK_ATTN_Q_NORM,
+    [SMELT_R_ATTN_K_NORM] = SMELT_TK_ATTN_K_NORM,   [SMELT_R_EXP_W1] = SMELT_TK_COUNT,
+    [SMELT_R_EXP_W2] = SMELT_TK_COUNT,              [SMELT_R_EXP_W3] = SMELT_TK_COUNT,
+    [SMELT_R_EXP_GATE_UP] = SMELT_TK_COUNT,         [SMELT_R_EXP_DOWN] = SMELT_TK_COUNT,
+    [SMELT_R_GATE_EXPS] = SMELT_TK_FFN_GATE_EXPS,   [SMELT_R_UP_EXPS] = SMELT_TK_FFN_UP_EXPS,
+    [SMELT_R_DOWN_EXPS] = SMELT_TK_FFN_DOWN_EXPS,   [SMELT_R_ROPE_FREQS] = SMELT_TK_ROPE_FREQS,
+    [SMELT_R_SKIP] = SMELT_TK_COUNT,
+};
+
+smelt_tk smelt_tmap_kind(smelt_role role) { return role < SMELT_R_COUNT ? k_kind[role] : SMELT_TK_COUNT; }
+
 int smelt_tmap_parse(const char *name, smelt_tmap *m)
 {
     m->bid = -1;
@@ -69,23 +87,25 @@ int smelt_tmap_parse(const char *name, smelt_tmap *m)
     if (strncmp(p, "model.layers.", 13) != 0) return -1;
     p += 13;
     if (parse_index(&p, &m->bid)) return -1;
-    static const struct {
-        const char *stem;
-        smelt_role role;
-        int bias;
-    } plain[] = {
-        {"input_layernorm", SMELT_R_ATTN_NORM, 0},         {"post_attention_layernorm", SMELT_R_FFN_NORM, 0},
-        {"self_attn.q_proj", SMELT_R_ATTN_Q, 1},           {"self_attn.k_proj", SMELT_R_ATTN_K, 1},
-        {"self_attn.v_proj", SMELT_R_ATTN_V, 1},           {"self_attn.o_proj", SMELT_R_ATTN_OUT, 1},
-        {"mlp.gate_proj", SMELT_R_FFN_GATE, 1},            {"mlp.up_proj", SMELT_R_FFN_UP, 1},
-        {"mlp.down_proj", SMELT_R_FFN_DOWN, 1},            {"block_sparse_moe.gate", SMELT_R_FFN_GATE_INP, 0},
-        {"mlp.gate", SMELT_R_FFN_GATE_INP, 0},
-    };
-    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
-        if (stem_is(p, plain[i].stem, plain[i].bias, &m->bias)) {
-            m->role = plain[i].role;
+    /* one HF tensor per GGUF tensor: the names of formats/arch.c; biases where an
+     * architecture may have them (which one has which is checked against its entry) */
+    for (int r = SMELT_R_ATTN_NORM; r <= SMELT_R_ATTN_K_NORM; r++) {
+        smelt_tk k = smelt_tmap_kind((smelt_role)r);
+        bool norm = k == SMELT_TK_ATTN_NORM || k == SMELT_TK_FFN_NORM || k == SMELT_TK_ATTN_Q_NORM || k == SMELT_TK_ATTN_K_NORM;
+        if (k != SMELT_TK_FFN_GATE_INP && stem_is(p, smelt_tk_hf(k), !norm, &m->bias)) {
+            m->role = (smelt_role)r;
             return 0;
         }
+    }
+    /* the router: "<module>.gate" of an architecture with experts */
+    for (int a = 0; a < SMELT_ARCH_COUNT; a++) {
+        const smelt_arch *A = smelt_arch_at((smelt_arch_id)a);
+        size_t l = A->hf_moe ? strlen(A->hf_moe) : 0;
+        if (l && !strncmp(p, A->hf_moe, l) && stem_is(p + l, ".gate", 0, &m->bias)) {
+            m->role = SMELT_R_FFN_GATE_INP;
+            return 0;
+        }
+    }
     if (!strcmp(p, "mlp.experts.gate_up_proj") || !strcmp(p, "mlp.experts.gate_up_proj.weight")) {
         m->role = SMELT_R_EXP_GATE_UP;
         return 0;
@@ -94,52 +114,49 @@ int smelt_tmap_parse(const char *name, smelt_tmap *m)
         m->role = SMELT_R_EXP_DOWN;
         return 0;
     }
-    if (!strncmp(p, "block_sparse_moe.experts.", 25)) {
-        p += 25;
-        if (parse_index(&p, &m->expert)) return -1;
-        if (!strcmp(p, "w1.weight")) m->role = SMELT_R_EXP_W1;
-        else if (!strcmp(p, "w2.weight")) m->role = SMELT_R_EXP_W2;
-        else if (!strcmp(p, "w3.weight")) m->role = SMELT_R_EXP_W3;
-        else return -1;
-        return 0;
+    /* one expert's matrices, by the HF names of each architecture with experts */
+    for (int a = 0; a < SMELT_ARCH_COUNT; a++) {
+        const smelt_arch *A = smelt_arch_at((smelt_arch_id)a);
+        size_t l = A->hf_moe ? strlen(A->hf_moe) : 0;
+        const char *q = p;
+        if (!l || strncmp(q, A->hf_moe, l) || strncmp(q + l, ".experts.", 9)) continue;
+        q += l + 9;
+        if (parse_index(&q, &m->expert)) return -1;
+        static const smelt_role roles[3] = {SMELT_R_EXP_W1, SMELT_R_EXP_W2, SMELT_R_EXP_W3}; /* gate, down, up */
+        for (int w = 0; w < 3; w++)
+            if (!strncmp(q, A->hf_expert[w], strlen(A->hf_expert[w])) && !strcmp(q + strlen(A->hf_expert[w]), ".weight")) {
+                m->role = roles[w];
+                return 0;
+            }
+        return -1;
     }
     return -1;
 }
 
-static const char *k_gguf[SMELT_R_COUNT] = {
-    [SMELT_R_TOKEN_EMBD] = "token_embd",      [SMELT_R_OUTPUT_NORM] = "output_norm",  [SMELT_R_OUTPUT] = "output",
-    [SMELT_R_ATTN_NORM] = "attn_norm",        [SMELT_R_ATTN_Q] = "attn_q",            [SMELT_R_ATTN_K] = "attn_k",
-    [SMELT_R_ATTN_V] = "attn_v",              [SMELT_R_ATTN_OUT] = "attn_output",     [SMELT_R_FFN_NORM] = "ffn_norm",
-    [SMELT_R_FFN_GATE] = "ffn_gate",          [SMELT_R_FFN_UP] = "ffn_up",            [SMELT_R_FFN_DOWN] = "ffn_down",
-    [SMELT_R_FFN_GATE_INP] = "ffn_gate_inp",  [SMELT_R_GATE_EXPS] = "ffn_gate_exps", [SMELT_R_UP_EXPS] = "ffn_up_exps",
-    [SMELT_R_DOWN_EXPS] = "ffn_down_exps",
-};
 
 void smelt_tmap_gguf_name(smelt_role role, int64_t bid, bool bias, char *buf, size_t n)
 {
-    const char *b = k_gguf[role] ? k_gguf[role] : "?";
-    if (bid < 0) snprintf(buf, n, "%s.%s", b, bias ? "bias" : "weight");
-    else snprintf(buf, n, "blk.%lld.%s.%s", (long long)bid, b, bias ? "bias" : "weight");
+    smelt_tk k = smelt_tmap_kind(role);
+    if (k == SMELT_TK_COUNT) snprintf(buf, n, "?");
+    else smelt_tk_name(k, bid, bias, buf, n);
 }
 
-void smelt_tmap_hf_name(smelt_role role, int64_t bid, char *buf, size_t n)
+void smelt_tmap_hf_name(const smelt_arch *arch, smelt_role role, int64_t bid, char *buf, size_t n)
 {
-    static const char *hf[SMELT_R_COUNT] = {
-        [SMELT_R_TOKEN_EMBD] = "model.embed_tokens",         [SMELT_R_OUTPUT_NORM] = "model.norm",
-        [SMELT_R_OUTPUT] = "lm_head",                        [SMELT_R_ATTN_NORM] = "input_layernorm",
-        [SMELT_R_ATTN_Q] = "self_attn.q_proj",               [SMELT_R_ATTN_K] = "self_attn.k_proj",
-        [SMELT_R_ATTN_V] = "self_attn.v_proj",               [SMELT_R_ATTN_OUT] = "self_attn.o_proj",
-        [SMELT_R_FFN_NORM] = "post_attention_layernorm",     [SMELT_R_FFN_GATE] = "mlp.gate_proj",
-        [SMELT_R_FFN_UP] = "mlp.up_proj",                    [SMELT_R_FFN_DOWN] = "mlp.down_proj",
-        [SMELT_R_FFN_GATE_INP] = "block_sparse_moe.gate",
-    };
-    const char *s = hf[role] ? hf[role] : "?";
+    smelt_tk k = smelt_tmap_kind(role);
+    const char *s = k < SMELT_TK_COUNT ? smelt_tk_hf(k) : NULL;
+    if (role == SMELT_R_FFN_GATE_INP) {
+        snprintf(buf, n, "model.layers.%lld.%s.gate.weight", (long long)bid, arch->hf_moe);
+        return;
+    }
+    if (!s) s = "?";
     if (bid < 0) snprintf(buf, n, "%s.weight", s);
     else snprintf(buf, n, "model.layers.%lld.%s.weight", (long long)bid, s);
 }
 
 int64_t smelt_tmap_permute_heads(const smelt_hparams *hp, smelt_role role)
 {
+    if (!hp->arch->permute_qk) return 0;
     if (role == SMELT_R_ATTN_Q) return hp->n_head;
     if (role == SMELT_R_ATTN_K) return hp->n_head_kv;
     return 0;
@@ -148,7 +165,9 @@ int64_t smelt_tmap_permute_heads(const smelt_hparams *hp, smelt_role role)
 uint32_t smelt_tmap_expected(const smelt_hparams *hp, const smelt_tmap *m, uint64_t s[3], char *why, size_t n)
 {
     uint64_t H = (uint64_t)hp->n_embd, V = (uint64_t)hp->n_vocab, F = (uint64_t)hp->n_ff, E = (uint64_t)hp->n_expert;
-    uint64_t Q = (uint64_t)(hp->n_head * hp->head_dim), K = (uint64_t)(hp->n_head_kv * hp->head_dim);
+    uint64_t Q = (uint64_t)hp->n_head * hp->head_dim, K = (uint64_t)hp->n_head_kv * hp->head_dim;
+    uint64_t FX = hp->n_ff_exp ? hp->n_ff_exp : F; /* one expert's width */
+    bool fx = hp->arch->expert_ff;
     uint32_t nd = 2;
     const char *w = "";
 #define SET2(a, b, text) (s[0] = (a), s[1] = (b), w = (text))
@@ -162,6 +181,12 @@ uint32_t smelt_tmap_expected(const smelt_hparams *hp, const smelt_tmap *m, uint6
         s[0] = H;
         w = "[hidden_size]";
         break;
+    case SMELT_R_ATTN_Q_NORM:
+    case SMELT_R_ATTN_K_NORM:
+        nd = 1;
+        s[0] = hp->head_dim;
+        w = "[head_dim]";
+        break;
     case SMELT_R_ATTN_Q: SET2(Q, H, "[num_attention_heads × head_dim, hidden_size]"); break;
     case SMELT_R_ATTN_K:
     case SMELT_R_ATTN_V: SET2(K, H, "[num_key_value_heads × head_dim, hidden_size]"); break;
@@ -169,23 +194,29 @@ uint32_t smelt_tmap_expected(const smelt_hparams *hp, const smelt_tmap *m, uint6
     case SMELT_R_FFN_GATE:
     case SMELT_R_FFN_UP:
     case SMELT_R_EXP_W1:
-    case SMELT_R_EXP_W3: SET2(F, H, "[intermediate_size, hidden_size]"); break;
-    case SMELT_R_FFN_DOWN:
-    case SMELT_R_EXP_W2: SET2(H, F, "[hidden_size, intermediate_size]"); break;
+    case SMELT_R_EXP_W3:
+        if (fx) SET2(FX, H, "[moe_intermediate_size, hidden_size]");
+        else SET2(F, H, "[intermediate_size, hidden_size]");
+        break;
+    case SMELT_R_FFN_DOWN: SET2(H, F, "[hidden_size, intermediate_size]"); break;
+    case SMELT_R_EXP_W2:
+        if (fx) SET2(H, FX, "[hidden_size, moe_intermediate_size]");
+        else SET2(H, F, "[hidden_size, intermediate_size]");
+        break;
     case SMELT_R_FFN_GATE_INP: SET2(E, H, "[num_local_experts, hidden_size]"); break;
     case SMELT_R_EXP_GATE_UP:
         nd = 3;
         s[0] = E;
-        s[1] = 2 * F;
+        s[1] = 2 * FX;
         s[2] = H;
-        w = "[num_local_experts, 2 × intermediate_size, hidden_size]";
+        w = fx ? "[num_experts, 2 × moe_intermediate_size, hidden_size]" : "[num_local_experts, 2 × intermediate_size, hidden_size]";
         break;
     case SMELT_R_EXP_DOWN:
         nd = 3;
         s[0] = E;
         s[1] = H;
-        s[2] = F;
-        w = "[num_local_experts, hidden_size, intermediate_size]";
+        s[2] = FX;
+        w = fx ? "[num_experts, hidden_size, moe_intermediate_size]" : "[num_local_experts, hidden_size, intermediate_size]";
         break;
     default: nd = 0;
     }

@@ -17,11 +17,20 @@
 typedef struct {
     const smelt_mc_model *m;
     smelt_err *e;
+    const smelt_arch *a;
     smelt_mc_hparams hp;
-    uint32_t n_ff_shexp;
     size_t *by_name; /* tensor indices sorted by name */
     bool *used;
+    char keys[4][96]; /* K()'s buffers: up to four key names in one message */
+    int next_key;
 } ck;
+
+/* "<arch>.<suffix>", valid until four more calls */
+static const char *K(ck *c, const char *suffix)
+{
+    char *b = c->keys[c->next_key++ & 3];
+    return smelt_arch_key(c->a, suffix, b, sizeof c->keys[0]);
+}
 
 /* ==== metadata ==== */
 
@@ -55,13 +64,13 @@ static int missing(ck *c, const char *key)
     return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, key, "required key is missing (llama.cpp's loader needs it)");
 }
 
-/* llama.<suffix> as llama.cpp's get_key<uint32_t> (a u32 scalar) or, with per_layer, its
+/* <arch>.<suffix> as llama.cpp's get_key<uint32_t> (a u32 scalar) or, with per_layer, its
  * get_key_or_arr (also a u32/i32 array of block_count values, which smelt requires to be
  * equal). *present tells whether the key exists; absent → def. */
 static int get_u32(ck *c, const char *suffix, bool required, bool per_layer, uint32_t def, uint32_t *out, bool *present)
 {
-    char key[128], what[96];
-    snprintf(key, sizeof key, "llama.%s", suffix);
+    char what[96];
+    const char *key = K(c, suffix);
     const smelt_mc_kv *kv = kv_get(c->m, key);
     if (present) *present = kv != NULL;
     *out = def;
@@ -74,8 +83,8 @@ static int get_u32(ck *c, const char *suffix, bool required, bool per_layer, uin
         }
         if (kv->n != c->hp.n_layer)
             return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, key,
-                             "expected one value per layer (%" PRIu32 " values, llama.block_count), found an array of %" PRIu64,
-                             c->hp.n_layer, kv->n);
+                             "expected one value per layer (%" PRIu32 " values, %s), found an array of %" PRIu64,
+                             c->hp.n_layer, K(c, "block_count"), kv->n);
         int64_t v0 = arr_int(kv, 0);
         for (uint64_t i = 0; i < kv->n; i++) {
             int64_t v = arr_int(kv, i);
@@ -97,11 +106,11 @@ static int get_u32(ck *c, const char *suffix, bool required, bool per_layer, uin
     return 0;
 }
 
-/* llama.<suffix> as get_key<float>: an f32 scalar. */
+/* <arch>.<suffix> as get_key<float>: an f32 scalar. */
 static int get_f32(ck *c, const char *suffix, bool required, float def, float *out, bool *present)
 {
-    char key[128], what[96];
-    snprintf(key, sizeof key, "llama.%s", suffix);
+    char what[96];
+    const char *key = K(c, suffix);
     const smelt_mc_kv *kv = kv_get(c->m, key);
     if (present) *present = kv != NULL;
     *out = def;
@@ -117,17 +126,13 @@ static int get_f32(ck *c, const char *suffix, bool required, float def, float *o
 static int at_least(ck *c, const char *suffix, uint32_t v, uint32_t min)
 {
     if (v >= min) return 0;
-    char key[128];
-    snprintf(key, sizeof key, "llama.%s", suffix);
-    return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, key, "expected at least %" PRIu32 ", found %" PRIu32, min, v);
+    return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, K(c, suffix), "expected at least %" PRIu32 ", found %" PRIu32, min, v);
 }
 
 static int positive_finite(ck *c, const char *suffix, float v)
 {
     if (isfinite(v) && v > 0) return 0;
-    char key[128];
-    snprintf(key, sizeof key, "llama.%s", suffix);
-    return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, key, "expected a finite number > 0, found %g", (double)v);
+    return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, K(c, suffix), "expected a finite number > 0, found %g", (double)v);
 }
 
 static bool str_is(const smelt_mc_kv *kv, const char *s)
@@ -135,7 +140,7 @@ static bool str_is(const smelt_mc_kv *kv, const char *s)
     return kv && kv->type == SMELT_GGUF_STRING && kv->slen == strlen(s) && !memcmp(kv->s, s, kv->slen);
 }
 
-/* general.type and general.architecture. 0: a llama model; SMELT_MC_SKIPPED; or an error. */
+/* general.type and general.architecture. 0: a model of a known architecture (c->a); SMELT_MC_SKIPPED; or an error. */
 static int identify(ck *c, unsigned flags)
 {
     const smelt_mc_kv *type = kv_get(c->m, "general.type"), *arch = kv_get(c->m, "general.architecture");
@@ -158,15 +163,18 @@ static int identify(ck *c, unsigned flags)
         describe(arch, what, sizeof what);
         return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, "general.architecture", "expected a string, found %s", what);
     }
-    if (!str_is(arch, "llama")) {
+    c->a = smelt_arch_by_name(arch->s, arch->slen);
+    if (!c->a) {
         int l = (int)(arch->slen > 64 ? 64 : arch->slen);
         if (flags & SMELT_MC_OTHER_ARCH_OK) {
-            snprintf(c->hp.skipped, sizeof c->hp.skipped, "architecture '%.*s': smelt validates llama models", l, arch->s);
+            snprintf(c->hp.skipped, sizeof c->hp.skipped, "architecture '%.*s': smelt validates %s models", l, arch->s,
+                     smelt_arch_names);
             return SMELT_MC_SKIPPED;
         }
         return SMELT_ERR(c->e, SMELT_EUNSUPPORTED, c->m->path, "general.architecture",
-                         "architecture '%.*s' is not supported; smelt handles \"llama\" (Llama, Mistral, Mixtral)", l, arch->s);
+                         "architecture '%.*s' is not supported; smelt handles %s", l, arch->s, smelt_arch_names);
     }
+    c->hp.arch = c->a;
     return 0;
 }
 
@@ -177,7 +185,7 @@ static int check_hparams(ck *c)
     bool has_kl, has_vl, has;
     if ((rc = get_u32(c, "block_count", true, false, 0, &hp->n_layer, NULL))) return rc;
     if (hp->n_layer < 1 || hp->n_layer > MAX_LAYERS)
-        return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, "llama.block_count", "expected 1..%d layers, found %" PRIu32,
+        return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, K(c, "block_count"), "expected 1..%d layers, found %" PRIu32,
                          MAX_LAYERS, hp->n_layer);
     if ((rc = get_u32(c, "context_length", true, false, 0, &hp->n_ctx_train, NULL)) ||
         (rc = at_least(c, "context_length", hp->n_ctx_train, 1)) ||
@@ -191,44 +199,46 @@ static int check_hparams(ck *c)
         (rc = at_least(c, "attention.head_count_kv", hp->n_head_kv, 1)))
         return rc;
     if (hp->n_head % hp->n_head_kv)
-        return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, "llama.attention.head_count_kv",
-                         "expected a divisor of llama.attention.head_count %" PRIu32 ", found %" PRIu32, hp->n_head,
+        return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, K(c, "attention.head_count_kv"),
+                         "expected a divisor of %s %" PRIu32 ", found %" PRIu32, K(c, "attention.head_count"), hp->n_head,
                          hp->n_head_kv);
     uint32_t def = hp->n_embd / hp->n_head;
     if ((rc = get_u32(c, "attention.key_length", false, false, def, &hp->head_dim, &has_kl)) ||
         (rc = get_u32(c, "attention.value_length", false, false, def, &hp->head_dim_v, &has_vl)))
         return rc;
     if ((!has_kl || !has_vl) && hp->n_embd % hp->n_head)
-        return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, "llama.attention.head_count",
-                         "llama.embedding_length %" PRIu32 " is not a multiple of the head count %" PRIu32
-                         " (and llama.attention.%s_length, which would give the head size, is not set)",
-                         hp->n_embd, hp->n_head, has_kl ? "value" : "key");
+        return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, K(c, "attention.head_count"),
+                         "%s %" PRIu32 " is not a multiple of the head count %" PRIu32
+                         " (and %s, which would give the head size, is not set)",
+                         K(c, "embedding_length"), hp->n_embd, hp->n_head,
+                         K(c, has_kl ? "attention.value_length" : "attention.key_length"));
     if (hp->head_dim == 0 || hp->head_dim % 2)
-        return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, "llama.attention.key_length",
+        return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, K(c, "attention.key_length"),
                          "expected an even head size >= 2 (RoPE rotates pairs), found %" PRIu32, hp->head_dim);
     if (hp->head_dim_v != hp->head_dim)
-        return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, "llama.attention.value_length",
-                         "expected %" PRIu32 " (= llama.attention.key_length: the llama architecture has one head size), "
+        return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, K(c, "attention.value_length"),
+                         "expected %" PRIu32 " (= %s: the %s architecture has one head size), "
                          "found %" PRIu32,
-                         hp->head_dim, hp->head_dim_v);
+                         hp->head_dim, K(c, "attention.key_length"), c->a->name, hp->head_dim_v);
     if ((rc = get_u32(c, "rope.dimension_count", false, false, hp->head_dim, &hp->n_rot, NULL))) return rc;
     if (hp->n_rot != hp->head_dim)
-        return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, "llama.rope.dimension_count",
-                         "expected %" PRIu32 " (the head size: llama rotates the whole head), found %" PRIu32, hp->head_dim,
-                         hp->n_rot);
+        return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, K(c, "rope.dimension_count"),
+                         "expected %" PRIu32 " (the head size: %s rotates the whole head), found %" PRIu32, hp->head_dim,
+                         c->a->name, hp->n_rot);
     if ((rc = get_f32(c, "attention.layer_norm_rms_epsilon", true, 0, &hp->rms_eps, NULL)) ||
         (rc = positive_finite(c, "attention.layer_norm_rms_epsilon", hp->rms_eps)) ||
         (rc = get_f32(c, "rope.freq_base", false, 10000.0f, &hp->rope_base, NULL)) ||
         (rc = positive_finite(c, "rope.freq_base", hp->rope_base)))
         return rc;
-    const smelt_mc_kv *st = kv_get(c->m, "llama.rope.scaling.type");
+    const char *st_key = K(c, "rope.scaling.type");
+    const smelt_mc_kv *st = kv_get(c->m, st_key);
     if (st && !str_is(st, "none") && !str_is(st, "linear") && !str_is(st, "yarn") && !str_is(st, "longrope")) {
         if (st->type != SMELT_GGUF_STRING) {
             char what[96];
             describe(st, what, sizeof what);
-            return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, "llama.rope.scaling.type", "expected a string, found %s", what);
+            return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, st_key, "expected a string, found %s", what);
         }
-        return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, "llama.rope.scaling.type",
+        return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, st_key,
                          "expected none, linear, yarn or longrope, found '%.*s'", (int)(st->slen > 32 ? 32 : st->slen), st->s);
     }
     static const char *const factors[] = {"rope.scaling.factor", "rope.scale_linear"};
@@ -236,7 +246,7 @@ static int check_hparams(ck *c)
         float f;
         if ((rc = get_f32(c, factors[i], false, 0, &f, &has))) return rc;
         if (has && !(isfinite(f) && f >= 0))
-            return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, i ? "llama.rope.scale_linear" : "llama.rope.scaling.factor",
+            return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, K(c, factors[i]),
                              "expected a finite number >= 0 (0: no scaling), found %g", (double)f);
     }
     /* experts */
@@ -246,29 +256,44 @@ static int check_hparams(ck *c)
         (rc = get_u32(c, "expert_used_count", false, true, 0, &hp->n_expert_used, &has_used)) ||
         (rc = get_u32(c, "expert_group_count", false, false, 0, &groups, NULL)) ||
         (rc = get_u32(c, "expert_group_used_count", false, false, 0, &groups_used, NULL)) ||
-        (rc = get_u32(c, "expert_shared_feed_forward_length", false, false, 0, &c->n_ff_shexp, NULL)))
+        (rc = get_u32(c, "expert_shared_feed_forward_length", false, false, 0, &hp->n_ff_shexp, NULL)))
         return rc;
     if (hp->n_expert > MAX_EXPERTS)
-        return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, "llama.expert_count", "expected at most %d experts, found %" PRIu32,
+        return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, K(c, "expert_count"), "expected at most %d experts, found %" PRIu32,
                          MAX_EXPERTS, hp->n_expert);
     if (hp->n_expert > 0 && (hp->n_expert_used < 1 || hp->n_expert_used > hp->n_expert)) {
-        if (!has_used) return missing(c, "llama.expert_used_count");
-        return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, "llama.expert_used_count",
-                         "expected 1..%" PRIu32 " (llama.expert_count), found %" PRIu32, hp->n_expert, hp->n_expert_used);
+        if (!has_used) return missing(c, K(c, "expert_used_count"));
+        return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, K(c, "expert_used_count"),
+                         "expected 1..%" PRIu32 " (%s), found %" PRIu32, hp->n_expert, K(c, "expert_count"), hp->n_expert_used);
     }
     if (hp->n_expert == 0 && (hp->n_expert_used || groups))
-        return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, hp->n_expert_used ? "llama.expert_used_count" : "llama.expert_group_count",
-                         "expected 0 in a model without experts (no llama.expert_count), found %" PRIu32,
+        return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, K(c, hp->n_expert_used ? "expert_used_count" : "expert_group_count"),
+                         "expected 0 in a model without experts (no %s), found %" PRIu32, K(c, "expert_count"),
                          hp->n_expert_used ? hp->n_expert_used : groups);
     if (groups && (groups >= hp->n_expert || (groups > 1 && (hp->n_expert % groups || groups_used < 1 || groups_used >= groups))))
-        return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, "llama.expert_group_count",
-                         "%" PRIu32 " expert groups (%" PRIu32 " used) do not fit llama.expert_count %" PRIu32
+        return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, K(c, "expert_group_count"),
+                         "%" PRIu32 " expert groups (%" PRIu32 " used) do not fit %s %" PRIu32
                          ": expected fewer groups than experts, dividing them, and 1..groups-1 used",
-                         groups, groups_used, hp->n_expert);
+                         groups, groups_used, K(c, "expert_count"), hp->n_expert);
+    /* the architecture's feed-forward: dense only, experts only, or either */
+    if (hp->n_expert > 0 && !(c->a->ffn & SMELT_FFN_MOE))
+        return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, K(c, "expert_count"),
+                         "expected no experts (%s is a dense architecture), found %" PRIu32, c->a->name, hp->n_expert);
+    if (hp->n_expert == 0 && !(c->a->ffn & SMELT_FFN_DENSE))
+        return missing(c, K(c, "expert_count"));
+    hp->n_ff_exp = hp->n_ff;
+    if (c->a->expert_ff && hp->n_expert > 0) {
+        /* llama.cpp: expert_feed_forward_length, else n_ff / n_expert_used */
+        if ((rc = get_u32(c, "expert_feed_forward_length", false, true, 0, &hp->n_ff_exp, NULL))) return rc;
+        if (!hp->n_ff_exp) hp->n_ff_exp = hp->n_ff / hp->n_expert_used;
+        if (!hp->n_ff_exp)
+            return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, K(c, "expert_feed_forward_length"),
+                             "expected an expert width >= 1, found 0");
+    }
     return 0;
 }
 
-/* tokenizer arrays and llama.vocab_size */
+/* tokenizer arrays and <arch>.vocab_size */
 static int check_vocab(ck *c)
 {
     char what[96];
@@ -301,7 +326,7 @@ static int check_vocab(ck *c)
     int rc = get_u32(c, "vocab_size", false, false, 0, &vs, &has_vs);
     if (rc) return rc;
     if (has_vs && tok && vs != tok->n)
-        return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, "llama.vocab_size",
+        return SMELT_ERR(c->e, SMELT_EFORMAT, c->m->path, K(c, "vocab_size"),
                          "expected %" PRIu64 " (the entries of tokenizer.ggml.tokens), found %" PRIu32, tok->n, vs);
     c->hp.n_vocab = tok ? tok->n : has_vs ? vs : 0;
     return 0;
@@ -367,54 +392,101 @@ static int want(ck *c, const char *name, bool required, int nd, uint64_t d0, uin
                      got, exp, what);
 }
 
-static int check_layer(ck *c, uint32_t il)
+/* The shape llama.cpp's loader asks for a tensor kind (ggml order) and the names of its
+ * dimensions, for messages. */
+static int kind_shape(const ck *c, smelt_tk k, bool bias, uint64_t ne[3], const char **what)
 {
     const smelt_mc_hparams *hp = &c->hp;
-    uint64_t E = hp->n_embd, q = (uint64_t)hp->n_head * hp->head_dim, k = (uint64_t)hp->n_head_kv * hp->head_dim,
-             v = (uint64_t)hp->n_head_kv * hp->head_dim_v, F = hp->n_ff, X = hp->n_expert, S = c->n_ff_shexp;
+    uint64_t E = hp->n_embd, q = (uint64_t)hp->n_head * hp->head_dim, kv = (uint64_t)hp->n_head_kv * hp->head_dim,
+             v = (uint64_t)hp->n_head_kv * hp->head_dim_v, F = hp->n_ff, FX = hp->n_ff_exp, X = hp->n_expert,
+             S = hp->n_ff_shexp;
+    bool fx = c->a->expert_ff;
+#define SHAPE(nd, a, b, d, text) (ne[0] = (a), ne[1] = (b), ne[2] = (d), *what = (text), (nd))
+    if (bias) switch (k) {
+        case SMELT_TK_ATTN_QKV: return SHAPE(1, q + kv + v, 1, 1, "(n_head + 2 n_head_kv) × head size");
+        case SMELT_TK_ATTN_Q: return SHAPE(1, q, 1, 1, "n_head × head size");
+        case SMELT_TK_ATTN_K:
+        case SMELT_TK_ATTN_V: return SHAPE(1, k == SMELT_TK_ATTN_K ? kv : v, 1, 1, "n_head_kv × head size");
+        case SMELT_TK_ATTN_OUT:
+        case SMELT_TK_FFN_DOWN: return SHAPE(1, E, 1, 1, "n_embd");
+        default: return SHAPE(1, F, 1, 1, "n_ff"); /* ffn_gate, ffn_up */
+        }
+    switch (k) {
+    case SMELT_TK_ROPE_FREQS: return SHAPE(1, hp->n_rot / 2, 1, 1, "head size / 2");
+    case SMELT_TK_ATTN_NORM:
+    case SMELT_TK_FFN_NORM:
+    case SMELT_TK_OUTPUT_NORM: return SHAPE(1, E, 1, 1, "n_embd");
+    case SMELT_TK_ATTN_QKV: return SHAPE(2, E, q + kv + v, 1, "n_embd, (n_head + 2 n_head_kv) × head size");
+    case SMELT_TK_ATTN_Q: return SHAPE(2, E, q, 1, "n_embd, n_head × head size");
+    case SMELT_TK_ATTN_K:
+    case SMELT_TK_ATTN_V: return SHAPE(2, E, k == SMELT_TK_ATTN_K ? kv : v, 1, "n_embd, n_head_kv × head size");
+    case SMELT_TK_ATTN_Q_NORM:
+    case SMELT_TK_ATTN_K_NORM: return SHAPE(1, hp->head_dim, 1, 1, "head size");
+    case SMELT_TK_ATTN_OUT: return SHAPE(2, q, E, 1, "n_head × head size, n_embd");
+    case SMELT_TK_FFN_GATE:
+    case SMELT_TK_FFN_UP: return SHAPE(2, E, F, 1, "n_embd, n_ff");
+    case SMELT_TK_FFN_DOWN: return SHAPE(2, F, E, 1, "n_ff, n_embd");
+    case SMELT_TK_FFN_GATE_INP: return SHAPE(2, E, X, 1, "n_embd, n_expert");
+    case SMELT_TK_FFN_GATE_EXPS:
+    case SMELT_TK_FFN_UP_EXPS: return SHAPE(3, E, FX, X, fx ? "n_embd, n_ff_exp, n_expert" : "n_embd, n_ff, n_expert");
+    case SMELT_TK_FFN_DOWN_EXPS: return SHAPE(3, FX, E, X, fx ? "n_ff_exp, n_embd, n_expert" : "n_ff, n_embd, n_expert");
+    case SMELT_TK_FFN_GATE_SHEXP:
+    case SMELT_TK_FFN_UP_SHEXP: return SHAPE(2, E, S, 1, "n_embd, n_ff_shexp");
+    case SMELT_TK_FFN_DOWN_SHEXP: return SHAPE(2, S, E, 1, "n_ff_shexp, n_embd");
+    default: return SHAPE(2, E, hp->n_vocab, 1, "n_embd, n_vocab");
+    }
+#undef SHAPE
+}
+
+/* Whether the loader looks for a per-layer kind at all in this model: the dense or the
+ * expert feed-forward by expert_count, shared experts by their width, and either the fused
+ * attn_qkv or the separate attn_q/k/v. */
+static bool kind_applies(const ck *c, smelt_tk k, bool fused_qkv)
+{
+    const smelt_mc_hparams *hp = &c->hp;
+    switch (k) {
+    case SMELT_TK_ATTN_Q:
+    case SMELT_TK_ATTN_K:
+    case SMELT_TK_ATTN_V: return !fused_qkv;
+    case SMELT_TK_FFN_GATE:
+    case SMELT_TK_FFN_DOWN:
+    case SMELT_TK_FFN_UP: return hp->n_expert == 0;
+    case SMELT_TK_FFN_GATE_INP:
+    case SMELT_TK_FFN_GATE_EXPS:
+    case SMELT_TK_FFN_DOWN_EXPS:
+    case SMELT_TK_FFN_UP_EXPS: return hp->n_expert > 0;
+    case SMELT_TK_FFN_GATE_SHEXP:
+    case SMELT_TK_FFN_UP_SHEXP:
+    case SMELT_TK_FFN_DOWN_SHEXP: return hp->n_expert > 0 && hp->n_ff_shexp > 0;
+    default: return true;
+    }
+}
+
+/* One tensor kind of the architecture (weight or bias), by its entry in formats/arch.c. */
+static int want_kind(ck *c, smelt_tk k, bool bias, uint32_t il, const smelt_mc_tensor **found)
+{
+    uint8_t p = bias ? c->a->bias[k] : c->a->weight[k];
+    if (found) *found = NULL;
+    if (p == SMELT_TP_NO) return 0;
     char n[SMELT_GGUF_MAX_NAME + 32];
-    int rc;
-#define T(suffix) (snprintf(n, sizeof n, "blk.%" PRIu32 ".%s", il, suffix), n)
+    uint64_t ne[3];
+    const char *what;
+    smelt_tk_name(k, il, bias, n, sizeof n);
+    int nd = kind_shape(c, k, bias, ne, &what);
+    return want(c, n, p == SMELT_TP_REQ, nd, ne[0], ne[1], ne[2], what, found);
+}
+
+/* A layer: the weights in the order of smelt_tk, then the biases. */
+static int check_layer(ck *c, uint32_t il)
+{
     const smelt_mc_tensor *qkv;
-    if ((rc = want(c, T("attn_norm.weight"), true, 1, E, 1, 1, "n_embd", NULL)) ||
-        (rc = want(c, T("attn_qkv.weight"), false, 2, E, q + k + v, 1, "n_embd, (n_head + 2 n_head_kv) × head size", &qkv)))
-        return rc;
-    if (qkv) {
-        if ((rc = want(c, T("attn_qkv.bias"), false, 1, q + k + v, 1, 1, "(n_head + 2 n_head_kv) × head size", NULL))) return rc;
-    } else if ((rc = want(c, T("attn_q.weight"), true, 2, E, q, 1, "n_embd, n_head × head size", NULL)) ||
-               (rc = want(c, T("attn_k.weight"), true, 2, E, k, 1, "n_embd, n_head_kv × head size", NULL)) ||
-               (rc = want(c, T("attn_v.weight"), true, 2, E, v, 1, "n_embd, n_head_kv × head size", NULL)) ||
-               (rc = want(c, T("attn_q.bias"), false, 1, q, 1, 1, "n_head × head size", NULL)) ||
-               (rc = want(c, T("attn_k.bias"), false, 1, k, 1, 1, "n_head_kv × head size", NULL)) ||
-               (rc = want(c, T("attn_v.bias"), false, 1, v, 1, 1, "n_head_kv × head size", NULL))) {
-        return rc;
-    }
-    if ((rc = want(c, T("attn_output.weight"), true, 2, q, E, 1, "n_head × head size, n_embd", NULL)) ||
-        (rc = want(c, T("attn_output.bias"), false, 1, E, 1, 1, "n_embd", NULL)) ||
-        (rc = want(c, T("ffn_norm.weight"), true, 1, E, 1, 1, "n_embd", NULL)))
-        return rc;
-    if (!X) {
-        if ((rc = want(c, T("ffn_gate.weight"), true, 2, E, F, 1, "n_embd, n_ff", NULL)) ||
-            (rc = want(c, T("ffn_down.weight"), true, 2, F, E, 1, "n_ff, n_embd", NULL)) ||
-            (rc = want(c, T("ffn_up.weight"), true, 2, E, F, 1, "n_embd, n_ff", NULL)) ||
-            (rc = want(c, T("ffn_gate.bias"), false, 1, F, 1, 1, "n_ff", NULL)) ||
-            (rc = want(c, T("ffn_down.bias"), false, 1, E, 1, 1, "n_embd", NULL)) ||
-            (rc = want(c, T("ffn_up.bias"), false, 1, F, 1, 1, "n_ff", NULL)))
-            return rc;
-        return 0;
-    }
-    /* llama.cpp's llama loader makes ffn_gate_exps optional (a gate-less expert FFN) */
-    if ((rc = want(c, T("ffn_gate_inp.weight"), true, 2, E, X, 1, "n_embd, n_expert", NULL)) ||
-        (rc = want(c, T("ffn_gate_exps.weight"), false, 3, E, F, X, "n_embd, n_ff, n_expert", NULL)) ||
-        (rc = want(c, T("ffn_down_exps.weight"), true, 3, F, E, X, "n_ff, n_embd, n_expert", NULL)) ||
-        (rc = want(c, T("ffn_up_exps.weight"), true, 3, E, F, X, "n_embd, n_ff, n_expert", NULL)))
-        return rc;
-    if (S && ((rc = want(c, T("ffn_gate_shexp.weight"), true, 2, E, S, 1, "n_embd, n_ff_shexp", NULL)) ||
-              (rc = want(c, T("ffn_up_shexp.weight"), true, 2, E, S, 1, "n_embd, n_ff_shexp", NULL)) ||
-              (rc = want(c, T("ffn_down_shexp.weight"), true, 2, S, E, 1, "n_ff_shexp, n_embd", NULL))))
-        return rc;
-#undef T
-    return 0;
+    int rc = want_kind(c, SMELT_TK_ATTN_QKV, false, il, &qkv);
+    for (int b = 0; b < 2 && !rc; b++)
+        for (int k = SMELT_TK_FIRST_LAYER; k < SMELT_TK_COUNT && !rc; k++) {
+            if ((!b && k == SMELT_TK_ATTN_QKV) || (b && k == SMELT_TK_ATTN_QKV && !qkv)) continue;
+            if (kind_applies(c, (smelt_tk)k, qkv != NULL)) rc = want_kind(c, (smelt_tk)k, b, il, NULL);
+        }
+    return rc;
 }
 
 static int check_tensors(ck *c)
@@ -433,16 +505,18 @@ static int check_tensors(ck *c)
     /* token_embd fixes the vocabulary size unless the tokenizer or vocab_size already did */
     const smelt_mc_tensor *te = t_find(c, "token_embd.weight");
     uint64_t nv = hp->n_vocab ? hp->n_vocab : te ? te->ne[1] : 0;
-    const char *vwhat = hp->n_tokens ? "n_embd, n_vocab (tokenizer.ggml.tokens)" : hp->n_vocab ? "n_embd, n_vocab (llama.vocab_size)" : "n_embd, n_vocab";
+    char vwhat[96];
+    snprintf(vwhat, sizeof vwhat, "n_embd, n_vocab%s%s%s", hp->n_tokens ? " (tokenizer.ggml.tokens)" : hp->n_vocab ? " (" : "",
+             !hp->n_tokens && hp->n_vocab ? K(c, "vocab_size") : "", !hp->n_tokens && hp->n_vocab ? ")" : "");
     const smelt_mc_tensor *out;
     int rc;
     if (!te && !nv)
         return SMELT_ERR(c->e, SMELT_EFORMAT, m->path, "token_embd.weight",
                          "required tensor is missing (llama.cpp's loader needs it: [n_embd, n_vocab])");
     if ((rc = want(c, "token_embd.weight", true, 2, hp->n_embd, nv, 1, vwhat, NULL)) ||
-        (rc = want(c, "output_norm.weight", true, 1, hp->n_embd, 1, 1, "n_embd", NULL)) ||
+        (rc = want_kind(c, SMELT_TK_OUTPUT_NORM, false, 0, NULL)) ||
         (rc = want(c, "output.weight", false, 2, hp->n_embd, nv, 1, vwhat, &out)) ||
-        (rc = want(c, "rope_freqs.weight", false, 1, hp->n_rot / 2, 1, 1, "head size / 2", NULL)))
+        (rc = want_kind(c, SMELT_TK_ROPE_FREQS, false, 0, NULL)))
         return rc;
     hp->n_vocab = nv;
     hp->tied_output = out == NULL;
@@ -451,9 +525,9 @@ static int check_tensors(ck *c)
     for (size_t i = 0; i < m->n_t; i++)
         if (!c->used[i])
             return SMELT_ERR(c->e, SMELT_EFORMAT, t_file(c, &m->t[i]), m->t[i].name,
-                             "tensor is not part of the llama architecture (%s): llama.cpp refuses to load a file with "
+                             "tensor is not part of the %s architecture (%s): llama.cpp refuses to load a file with "
                              "tensors it does not use",
-                             hp->n_expert ? "mixture of experts, ffn_{gate,up,down}_exps" : "dense feed-forward, no experts");
+                             c->a->name, hp->n_expert ? "mixture of experts, ffn_{gate,up,down}_exps" : "dense feed-forward, no experts");
     return 0;
 }
 

@@ -1,11 +1,12 @@
-/* model_check.h — one validation of a llama-architecture model (Llama, Mistral, Mixtral
- * with its MoE experts) shared by every tool, so a file gets one verdict and one message
- * whichever tool reads it: smelt-convert checks its plan before writing a byte,
+/* model_check.h — one validation of a model of an architecture smelt knows (formats/arch.h:
+ * llama for Llama, Mistral and Mixtral; qwen2, qwen3, qwen3moe) shared by every tool, so a
+ * file gets one verdict and one message whichever tool reads it: smelt-convert checks its plan before writing a byte,
  * smelt-quantize / -verify / -perplexity / -imatrix check a GGUF when reading it, and
- * smelt-dump prints the verdict. Layer: formats. Includes base/err.h, gguf.h.
+ * smelt-dump prints the verdict. Layer: formats. Includes arch.h, base/err.h, gguf.h.
  *
  * What is checked is what llama.cpp's loader needs to load and run the model (its
- * llama-model.cpp and models/llama.cpp are the source of these facts):
+ * llama-model.cpp and models/<arch>.cpp are the source of these facts; keys are
+ * "<arch>.<name>", written llama.* below):
  *   - hyperparameters: block_count 1..512, context_length, embedding_length,
  *     feed_forward_length and head_count >= 1, head_count_kv >= 1 dividing head_count,
  *     key/value lengths (default embedding_length / head_count, which must divide), equal
@@ -18,8 +19,10 @@
  *   - the tensors: every required one present with the shape the hyperparameters imply
  *     (token_embd, output_norm, output or tied, per layer attn_norm, attn_q/k/v or a fused
  *     attn_qkv, attn_output, ffn_norm, ffn_gate/up/down or ffn_gate_inp +
- *     ffn_{gate,up,down}_exps), optional ones (biases, rope_freqs) with their shapes, and no
- *     tensor the architecture does not use (llama.cpp refuses such files).
+ *     ffn_{gate,up,down}_exps, and what the architecture adds: attn_q_norm/attn_k_norm
+ *     for qwen3 and qwen3moe), optional ones (biases, rope_freqs) with their shapes, and
+ *     no tensor the architecture does not use (llama.cpp refuses such files); which
+ *     tensors an architecture has is its entry in formats/arch.c.
  * The first problem is reported as SMELT_EFORMAT naming the file, the key or tensor, and
  * what was expected and found; a LoRA adapter (general.type = adapter) and another
  * architecture are SMELT_EUNSUPPORTED. */
@@ -30,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "arch.h"
 #include "base/err.h"
 #include "gguf.h"
 
@@ -61,20 +65,13 @@ typedef struct smelt_mc_model {
     bool vocab_only;   /* no tensors to check (a vocabulary-only file or plan) */
 } smelt_mc_model;
 
-/* The hyperparameters as validated (defaults applied). */
-typedef struct smelt_mc_hparams {
-    uint32_t n_layer, n_ctx_train, n_embd, n_ff, n_head, n_head_kv;
-    uint32_t head_dim, head_dim_v, n_rot; /* key_length, value_length, rope.dimension_count */
-    uint32_t n_expert, n_expert_used;
-    uint64_t n_vocab;  /* token_embd rows (without tensors: tokens or vocab_size, else 0) */
-    uint64_t n_tokens; /* entries of tokenizer.ggml.tokens (0: no vocabulary) */
-    float rms_eps, rope_base;
-    bool tied_output;  /* no output.weight: token_embd is the output head */
-    char skipped[96];  /* set when SMELT_MC_SKIPPED is returned: why */
-} smelt_mc_hparams;
+/* The hyperparameters as validated (defaults applied): the one hyperparameter struct
+ * (formats/arch.h), with the architecture, n_vocab, n_tokens, tied_output and, when
+ * SMELT_MC_SKIPPED is returned, `skipped` (why) filled. */
+typedef smelt_hparams smelt_mc_hparams;
 
 enum {
-    /* general.architecture other than "llama": not an error, returns SMELT_MC_SKIPPED
+    /* general.architecture that smelt does not know: not an error, returns SMELT_MC_SKIPPED
      * (smelt-quantize handles any architecture; smelt-verify hashes anything). */
     SMELT_MC_OTHER_ARCH_OK = 1,
     /* no general.architecture, or a LoRA adapter: not an error, returns SMELT_MC_SKIPPED

@@ -449,10 +449,10 @@ static void expect_fail(const hs_model *m, breaker brk, int code, const char *fm
     tu_rmtree(tmp);
 }
 
-static void cfg_qwen(const char *d)
+static void cfg_phi3(const char *d)
 {
-    hs_config_set(d, "architectures", "[\"Qwen2ForCausalLM\"]");
-    hs_config_set(d, "model_type", "\"qwen2\"");
+    hs_config_set(d, "architectures", "[\"Phi3ForCausalLM\"]");
+    hs_config_set(d, "model_type", "\"phi3\"");
 }
 static void cfg_no_hidden(const char *d) { hs_config_set(d, "hidden_size", NULL); }
 static void cfg_ff(const char *d) { hs_config_set(d, "intermediate_size", "96"); }
@@ -514,10 +514,10 @@ static void to_bin_evil(const char *d)
 Test(convert, bad_inputs, .timeout = 120)
 {
     hs_model m = hs_default();
-    expect_fail(&m, cfg_qwen, SMELT_EUNSUPPORTED,
-                "%s/config.json: 'architectures': architecture 'Qwen2ForCausalLM' (model_type 'qwen2') is not supported; "
-                "smelt-convert handles LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM (model_type llama, mistral, "
-                "mixtral)");
+    expect_fail(&m, cfg_phi3, SMELT_EUNSUPPORTED,
+                "%s/config.json: 'architectures': architecture 'Phi3ForCausalLM' (model_type 'phi3') is not supported; "
+                "smelt-convert handles LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM, Qwen2ForCausalLM, "
+                "Qwen3ForCausalLM, Qwen3MoeForCausalLM");
     expect_fail(&m, cfg_no_hidden, SMELT_EFORMAT, "%s/config.json: 'hidden_size': required key is missing");
     expect_fail(&m, cfg_ff, SMELT_EFORMAT,
                 "%s/model.safetensors: 'model.layers.0.mlp.down_proj.weight': shape [64, 128] contradicts config.json: "

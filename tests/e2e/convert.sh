@@ -48,8 +48,8 @@ expect() { # status pattern dir
   [ ! -e "$tmp/bad.gguf" ] || fail "$3: output left behind"
 }
 mk() { rm -rf "$tmp/$1"; mkdir -p "$tmp/$1"; cp tests/fixtures/external/llama2c-babyllama-tok105/hf/* "$tmp/$1/"; }
-mk qwen; sed -i 's/LlamaForCausalLM/Qwen2ForCausalLM/; s/"llama"/"qwen2"/' "$tmp/qwen/config.json"
-expect 4 "architecture 'Qwen2ForCausalLM' (model_type 'qwen2') is not supported; smelt-convert handles LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM" "$tmp/qwen"
+mk phi; sed -i 's/LlamaForCausalLM/Phi3ForCausalLM/; s/"llama"/"phi3"/' "$tmp/phi/config.json"
+expect 4 "architecture 'Phi3ForCausalLM' (model_type 'phi3') is not supported; smelt-convert handles LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM, Qwen2ForCausalLM" "$tmp/phi"
 mk nokey; sed -i '/"num_attention_heads"/d' "$tmp/nokey/config.json"
 expect 3 "config.json: 'num_attention_heads': required key is missing" "$tmp/nokey"
 mk shape; sed -i 's/"intermediate_size": 352/"intermediate_size": 350/' "$tmp/shape/config.json"

@@ -483,10 +483,10 @@ Test(model_check, adapters_and_other_architectures)
     base(&m, 0);
     set_str(&m, "general.architecture", "gpt2");
     expect(&m, SMELT_EUNSUPPORTED,
-           "m.gguf: 'general.architecture': architecture 'gpt2' is not supported; smelt handles \"llama\" (Llama, Mistral, "
-           "Mixtral)");
+           "m.gguf: 'general.architecture': architecture 'gpt2' is not supported; smelt handles llama, qwen2, qwen3, "
+           "qwen3moe");
     cr_expect_eq(run(&m, SMELT_MC_OTHER_ARCH_OK, &hp, line, sizeof line), SMELT_MC_SKIPPED);
-    cr_expect_str_eq(hp.skipped, "architecture 'gpt2': smelt validates llama models");
+    cr_expect_str_eq(hp.skipped, "architecture 'gpt2': smelt validates llama, qwen2, qwen3, qwen3moe models");
     cr_expect_eq(run(&m, SMELT_MC_NON_MODEL_OK, &hp, line, sizeof line), SMELT_EUNSUPPORTED, "another flag");
     base(&m, 0);
     del_kv(&m, "general.architecture");
@@ -609,4 +609,73 @@ Test(model_check, gguf_shards)
     cr_expect_str_eq(line, want);
     smelt_gguf_close(g[0]);
     tu_rmtree(dir);
+}
+
+/* The same model under another architecture of formats/arch.c: keys renamed. */
+static void rearch(mdl *m, const char *arch)
+{
+    set_str(m, "general.architecture", arch);
+    for (size_t i = 0; i < m->n_kv; i++)
+        if (!strncmp(m->keys[i], "llama.", 6)) {
+            char k[64];
+            snprintf(k, sizeof k, "%s.%s", arch, m->keys[i] + 6);
+            snprintf(m->keys[i], sizeof m->keys[i], "%s", k);
+        }
+}
+
+static void add_qk_norms(mdl *m)
+{
+    for (int l = 0; l < 2; l++) {
+        char n[64];
+        snprintf(n, sizeof n, "blk.%d.attn_q_norm.weight", l);
+        add_t(m, n, 16, 1, 1);
+        snprintf(n, sizeof n, "blk.%d.attn_k_norm.weight", l);
+        add_t(m, n, 16, 1, 1);
+    }
+}
+
+Test(model_check, qwen_architectures)
+{
+    mdl m;
+    smelt_mc_hparams hp;
+    char line[1200];
+    /* qwen3: q/k norms required, no rope_freqs */
+    base(&m, 0);
+    rearch(&m, "qwen3");
+    expect(&m, SMELT_EFORMAT,
+           "m.gguf: 'blk.0.attn_q_norm.weight': required tensor is missing (llama.cpp's loader needs it: [16] = [head size])");
+    add_qk_norms(&m);
+    cr_assert_eq(run(&m, 0, &hp, line, sizeof line), 0, "%s", line);
+    cr_expect_str_eq(hp.arch->name, "qwen3");
+    cr_expect(hp.arch->rope_neox);
+    add_t(&m, "rope_freqs.weight", 8, 1, 1);
+    expect(&m, SMELT_EFORMAT,
+           "m.gguf: 'rope_freqs.weight': tensor is not part of the qwen3 architecture (dense feed-forward, no experts): "
+           "llama.cpp refuses to load a file with tensors it does not use");
+    /* qwen2: dense only; q/k/v biases optional */
+    base(&m, 4);
+    rearch(&m, "qwen2");
+    expect(&m, SMELT_EFORMAT, "m.gguf: 'qwen2.expert_count': expected no experts (qwen2 is a dense architecture), found 4");
+    base(&m, 0);
+    rearch(&m, "qwen2");
+    add_t(&m, "blk.1.attn_k.bias", 32, 1, 1);
+    cr_expect_eq(run(&m, 0, &hp, line, sizeof line), 0, "%s", line);
+    add_t(&m, "blk.1.attn_output.bias", 64, 1, 1);
+    expect(&m, SMELT_EFORMAT,
+           "m.gguf: 'blk.1.attn_output.bias': tensor is not part of the qwen2 architecture (dense feed-forward, no "
+           "experts): llama.cpp refuses to load a file with tensors it does not use");
+    /* qwen3moe: experts required, with their own width */
+    base(&m, 0);
+    rearch(&m, "qwen3moe");
+    expect(&m, SMELT_EFORMAT, "m.gguf: 'qwen3moe.expert_count': required key is missing (llama.cpp's loader needs it)");
+    base(&m, 4);
+    rearch(&m, "qwen3moe");
+    add_qk_norms(&m);
+    set_u32(&m, "qwen3moe.expert_feed_forward_length", 128);
+    cr_assert_eq(run(&m, 0, &hp, line, sizeof line), 0, "%s", line);
+    cr_expect_eq(hp.n_ff_exp, 128);
+    del_kv(&m, "qwen3moe.expert_feed_forward_length"); /* llama.cpp's default: n_ff / n_expert_used */
+    expect(&m, SMELT_EFORMAT,
+           "m.gguf: 'blk.0.ffn_gate_exps.weight': shape [64, 128, 4] does not match the hyperparameters: expected "
+           "[64, 64, 4] = [n_embd, n_ff_exp, n_expert]");
 }

@@ -294,8 +294,8 @@ Test(model, unsupported_architecture)
     md.str_key = "general.architecture";
     md.str_val = "gpt2";
     expect_open_error(&md, SMELT_EUNSUPPORTED,
-                      "'general.architecture': architecture 'gpt2' is not supported; smelt handles \"llama\" "
-                      "(Llama, Mistral, Mixtral)");
+                      "'general.architecture': architecture 'gpt2' is not supported; smelt handles llama, qwen2, "
+                      "qwen3, qwen3moe");
 }
 
 Test(model, missing_tensor)

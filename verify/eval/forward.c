@@ -1,8 +1,11 @@
-/* forward.c — the forward pass of a Llama-architecture model, read top to bottom.
+/* forward.c — the forward pass of the architectures of formats/arch.h, read top to bottom.
  * Includes formats/, quant/qtypes.h, verify/eval/model.h, verify/eval/ops.h, verify/eval/forward.h.
  *
  * The computation is llama.cpp's graph for the "llama" architecture (src/models/llama.cpp,
- * build_moe_ffn in src/llama-graph.cpp), in f32 with f32 accumulation. Shapes are written
+ * build_moe_ffn in src/llama-graph.cpp), in f32 with f32 accumulation. The qwen
+ * architectures differ only where marked: NeoX RoPE (qwen2, qwen3, qwen3moe), q/k biases
+ * (optional anywhere), a per-head RMSNorm of q and k before RoPE (qwen3, qwen3moe), and an
+ * expert width of its own (qwen3moe: F = n_ff_exp in the MoE FFN). Shapes are written
  * [rows x cols] with T = tokens in the batch, E = n_embd, H = heads, Hkv = key/value
  * heads, D = head_dim, F = n_ff, X = experts, U = experts used per token.
  *
@@ -10,7 +13,9 @@
  *   for each block l:
  *     h   = rmsnorm(x) * attn_norm                                  [T x E]
  *     q,k,v = h Wq^T, h Wk^T, h Wv^T                                [T x HD], [T x HkvD] x2
- *     q,k = rope(q), rope(k)         (pairs (2i, 2i+1), θ_i = pos · base^(-2i/D))
+ *     qwen3: q,k = rmsnorm(q_h) * q_norm, rmsnorm(k_h) * k_norm   per head h
+ *     q,k = rope(q), rope(k)         (pairs (2i, 2i+1), or (i, i + D/2) for NeoX;
+ *                                     θ_i = pos · base^(-2i/D) / rope_freqs_i)
  *     a   = softmax(q k^T / sqrt(D) + causal mask) v   per head (GQA: H/Hkv heads share k,v)
  *     x   = x + a Wo^T
  *     h   = rmsnorm(x) * ffn_norm
@@ -38,6 +43,7 @@ struct smelt_fwd {
     uint32_t n_ctx, n_seq, n_tok_max;
     size_t t_max;                 /* n_seq * n_tok_max */
     size_t qd, kd, vd, od;        /* H*D, Hkv*D, Hkv*Dv, H*Dv */
+    size_t ff;                    /* FFN hidden width: n_ff (dense) or n_ff_exp (experts) */
     smelt_fwd_hook hook;
     void *hook_user;
     float *kt;                    /* [layer][seq][kv head][D][n_ctx]   keys, transposed */
@@ -170,9 +176,11 @@ static void project_qkv(smelt_fwd *f, const smelt_layer *L, size_t T)
     add_bias(f, &L->bv, f->v, f->vd, T);
 }
 
-/* ==== step 4: RoPE on q and k, then k and v into the cache ====
- * Normal (non-NeoX) rotation of adjacent pairs, as llama.cpp runs the llama architecture
- * on the GGUF layout (whose Q/K rows the converter permuted from HF's rotate-half order):
+/* ==== step 4: per-head Q/K RMSNorm (qwen3), RoPE on q and k, then k and v into the cache ====
+ * llama: normal (non-NeoX) rotation of adjacent pairs, as llama.cpp runs the llama
+ * architecture on the GGUF layout (whose Q/K rows the converter permuted from HF's
+ * rotate-half order); the qwen architectures: NeoX rotation of (x[i], x[i + n_rot/2]), HF's
+ * own order, which the converter keeps:
  *   (x₀, x₁) → (x₀ cos θ − x₁ sin θ,  x₀ sin θ + x₁ cos θ) */
 
 static float *kt_at(const smelt_fwd *f, int layer, size_t seq, size_t kvh)
@@ -193,13 +201,22 @@ static void rope_rows(smelt_fwd *f, size_t r0, size_t r1, int thread, void *arg)
     (void)arg;
     const smelt_hparams *hp = &f->m->hp;
     size_t D = hp->head_dim, Dv = hp->head_dim_v;
+    const smelt_layer *L = &f->m->layers[f->layer];
+    const bool neox = hp->arch->rope_neox;
     for (size_t r = r0; r < r1; r++) {
         size_t s = r / f->n_tok, pos = f->pos0 + r % f->n_tok;
         const float *cs = f->rope + pos * D;
-        for (size_t hh = 0; hh < hp->n_head; hh++) smelt_rope_apply(f->q + r * f->qd + hh * D, cs, hp->n_rot);
+        for (size_t hh = 0; hh < hp->n_head; hh++) {
+            float *qr = f->q + r * f->qd + hh * D;
+            if (L->attn_q_norm) smelt_rmsnorm(qr, L->attn_q_norm, qr, D, hp->rms_eps);
+            if (neox) smelt_rope_apply_neox(qr, cs, hp->n_rot);
+            else smelt_rope_apply(qr, cs, hp->n_rot);
+        }
         for (size_t kh = 0; kh < hp->n_head_kv; kh++) {
             float *kr = f->k + r * f->kd + kh * D;
-            smelt_rope_apply(kr, cs, hp->n_rot);
+            if (L->attn_k_norm) smelt_rmsnorm(kr, L->attn_k_norm, kr, D, hp->rms_eps);
+            if (neox) smelt_rope_apply_neox(kr, cs, hp->n_rot);
+            else smelt_rope_apply(kr, cs, hp->n_rot);
             float *kt = kt_at(f, f->layer, s, kh);
             for (size_t d = 0; d < D; d++) kt[d * f->n_ctx + pos] = kr[d];
             memcpy(v_at(f, f->layer, s, kh) + pos * Dv, f->v + r * f->vd + kh * Dv, Dv * sizeof(float));
@@ -240,7 +257,7 @@ static void swiglu_rows(smelt_fwd *f, size_t r0, size_t r1, int thread, void *ar
 {
     (void)thread;
     (void)arg;
-    size_t F = f->m->hp.n_ff;
+    size_t F = f->ff;
     smelt_fwd_ops_swiglu(f->ops, f->g + r0 * F, f->u + r0 * F, (r1 - r0) * F);
 }
 
@@ -328,7 +345,7 @@ static void combine_rows(smelt_fwd *f, size_t r0, size_t r1, int thread, void *a
 static void ffn_moe(smelt_fwd *f, const smelt_layer *L, size_t T)
 {
     const smelt_hparams *hp = &f->m->hp;
-    size_t E = hp->n_embd, F = hp->n_ff, X = hp->n_expert, U = hp->n_expert_used;
+    size_t E = hp->n_embd, F = f->ff, X = hp->n_expert, U = hp->n_expert_used;
     hook(f, &L->ffn_gate_inp, -1, f->h, T, E);
     smelt_mm r = mm(&L->ffn_gate_inp, 0, f->h, E, f->router, X, T);
     smelt_fwd_ops_matmul(f->ops, &r, 1);
@@ -399,7 +416,7 @@ int smelt_fwd_eval(smelt_fwd *f, const int32_t *tokens, uint32_t n_seq, uint32_t
             return SMELT_ERR(e, SMELT_EMISMATCH, NULL, NULL,
                              "token id %" PRId32 " (sequence %zu, position %zu) is outside the vocabulary of "
                              "%u tokens",
-                             tokens[r], r / n_tok, pos0 + r % n_tok, hp->n_vocab);
+                             tokens[r], r / n_tok, pos0 + r % n_tok, (uint32_t)hp->n_vocab);
     f->n_tok = n_tok;
     f->pos0 = pos0;
     size_t E = hp->n_embd;
@@ -450,11 +467,12 @@ int smelt_fwd_new(const smelt_model *m, smelt_fwd_ops *ops, uint32_t n_ctx, uint
 {
     *out = NULL;
     const smelt_hparams *hp = &m->hp;
+    char key[128];
     if (!n_ctx || !n_seq || !n_tok_max || n_tok_max > n_ctx)
         return SMELT_ERR(e, SMELT_EUSAGE, NULL, NULL, "invalid forward-pass sizes: n_ctx %u, %u sequences, %u tokens per call",
                          n_ctx, n_seq, n_tok_max);
     if (n_ctx > hp->n_ctx_train)
-        return SMELT_ERR(e, SMELT_EUSAGE, smelt_gguf_path(m->gguf), "llama.context_length",
+        return SMELT_ERR(e, SMELT_EUSAGE, smelt_gguf_path(m->gguf), smelt_arch_key(hp->arch, "context_length", key, sizeof key),
                          "context of %u tokens exceeds the model's training context of %u", n_ctx, hp->n_ctx_train);
     smelt_fwd *f = calloc(1, sizeof *f);
     if (!f) return SMELT_NOMEM(e, "the forward pass");
@@ -468,7 +486,8 @@ int smelt_fwd_new(const smelt_model *m, smelt_fwd_ops *ops, uint32_t n_ctx, uint
     f->kd = (size_t)hp->n_head_kv * hp->head_dim;
     f->vd = (size_t)hp->n_head_kv * hp->head_dim_v;
     f->od = (size_t)hp->n_head * hp->head_dim_v;
-    size_t E = hp->n_embd, F = hp->n_ff, U = hp->n_expert ? hp->n_expert_used : 1;
+    f->ff = hp->n_expert ? hp->n_ff_exp : hp->n_ff;
+    size_t E = hp->n_embd, F = f->ff, U = hp->n_expert ? hp->n_expert_used : 1;
     size_t cache = (size_t)hp->n_layer * n_seq * n_ctx;
     bool ok = true;
     f->kt = grab(f, cache * f->kd, &ok);

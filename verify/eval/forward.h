@@ -1,5 +1,6 @@
-/* forward.h — the reference forward pass of a Llama-architecture model (Llama, Mistral,
- * Mixtral MoE) over a GGUF, evaluating whole batches of tokens at once.
+/* forward.h — the reference forward pass over a GGUF of an architecture of formats/arch.h
+ * (llama: Llama, Mistral, Mixtral MoE; qwen2, qwen3, qwen3moe), evaluating whole batches of
+ * tokens at once.
  * Layer: verify. Includes formats/, quant/, verify/eval/model.h and verify/eval/ops.h.
  *
  * A smelt_fwd holds the scratch buffers and the key/value cache for up to n_seq

@@ -1,4 +1,4 @@
-/* model.c — Llama-architecture hyperparameters and weight views from a GGUF, validated.
+/* model.c — hyperparameters and weight views from a GGUF, validated.
  * Includes formats/ and quant/qtypes.h. Key and tensor names are llama.cpp's (facts of the
  * GGUF format: gguf-py/gguf/constants.py). */
 #include "model.h"
@@ -26,7 +26,7 @@ typedef struct {
 static int key_f32(loader *L, const char *suffix, bool required, float def, float *out)
 {
     char key[128];
-    snprintf(key, sizeof key, "%s.%s", L->m->hp.arch, suffix);
+    smelt_arch_key(L->m->hp.arch, suffix, key, sizeof key);
     if (!smelt_gguf_get_kv(L->g, key)) {
         if (required) return SMELT_ERR(L->e, SMELT_EFORMAT, L->path, key, "required key is missing");
         *out = def;
@@ -43,36 +43,22 @@ static int read_hparams(loader *L)
     smelt_mc_hparams mc;
     int rc = smelt_mc_check_gguf(L->g, 0, &mc, L->e);
     if (rc) return rc;
-    memcpy(hp->arch, "llama", 6);
-    hp->n_ctx_train = mc.n_ctx_train;
-    hp->n_embd = mc.n_embd;
-    hp->n_layer = mc.n_layer;
-    hp->n_ff = mc.n_ff;
-    hp->n_head = mc.n_head;
-    hp->n_head_kv = mc.n_head_kv;
-    hp->head_dim = mc.head_dim;
-    hp->head_dim_v = mc.head_dim_v;
-    hp->n_rot = mc.n_rot;
-    hp->n_expert = mc.n_expert;
-    hp->n_expert_used = mc.n_expert_used;
-    hp->rms_eps = mc.rms_eps;
-    hp->rope_base = mc.rope_base;
+    *hp = mc;
+    char key[128];
     if (mc.n_vocab > INT32_MAX)
         return SMELT_ERR(L->e, SMELT_EUNSUPPORTED, L->path, "token_embd.weight",
                          "a vocabulary of %" PRIu64 " tokens is more than smelt's forward pass handles (2^31 - 1)", mc.n_vocab);
-    hp->n_vocab = (uint32_t)mc.n_vocab;
     if (hp->head_dim > 1024)
-        return SMELT_ERR(L->e, SMELT_EUNSUPPORTED, L->path, "llama.attention.key_length",
+        return SMELT_ERR(L->e, SMELT_EUNSUPPORTED, L->path, smelt_arch_key(hp->arch, "attention.key_length", key, sizeof key),
                          "head size %u is more than smelt's forward pass handles (1024)", hp->head_dim);
     if (hp->n_expert > SMELT_MAX_EXPERTS)
-        return SMELT_ERR(L->e, SMELT_EUNSUPPORTED, L->path, "llama.expert_count",
+        return SMELT_ERR(L->e, SMELT_EUNSUPPORTED, L->path, smelt_arch_key(hp->arch, "expert_count", key, sizeof key),
                          "%u experts are more than smelt's forward pass handles (%d)", hp->n_expert, SMELT_MAX_EXPERTS);
     if ((rc = key_f32(L, "expert_weights_scale", false, 0.0f, &hp->expert_weights_scale))) return rc;
     /* rope scaling: only none and linear are plain llama */
     hp->rope_freq_scale = 1.0f;
     float factor = 0.0f;
-    char key[128];
-    snprintf(key, sizeof key, "%s.rope.scaling.type", hp->arch);
+    smelt_arch_key(hp->arch, "rope.scaling.type", key, sizeof key);
     const smelt_gguf_kv *kv = smelt_gguf_get_kv(L->g, key);
     bool linear = false;
     if (kv) {
@@ -88,7 +74,8 @@ static int read_hparams(loader *L)
     if (!kv && (rc = key_f32(L, "rope.scale_linear", false, 0.0f, &factor))) return rc;
     if (factor != 0.0f) hp->rope_freq_scale = 1.0f / factor;
     if (!isfinite(hp->rope_freq_scale))
-        return SMELT_ERR(L->e, SMELT_EUNSUPPORTED, L->path, linear ? "llama.rope.scaling.factor" : "llama.rope.scale_linear",
+        return SMELT_ERR(L->e, SMELT_EUNSUPPORTED, L->path,
+                         smelt_arch_key(hp->arch, linear ? "rope.scaling.factor" : "rope.scale_linear", key, sizeof key),
                          "a rope scaling factor of %g is too small for the forward pass (the frequency scale 1/%g is "
                          "not finite)",
                          (double)factor, (double)factor);
@@ -199,10 +186,14 @@ static int bind_layer(loader *L, int il)
                (rc = bind(L, &ly->bv, false, 1, vv, 1, 1, "n_head_kv x head_dim_v", "blk.%d.attn_v.bias", il))) {
         return rc;
     }
+    bool qk_norm = hp->arch->weight[SMELT_TK_ATTN_Q_NORM] != SMELT_TP_NO;
+    if (qk_norm && ((rc = bind_vec(L, &ly->attn_q_norm, true, hp->head_dim, "head_dim", "blk.%d.attn_q_norm.weight", il)) ||
+                    (rc = bind_vec(L, &ly->attn_k_norm, true, hp->head_dim, "head_dim", "blk.%d.attn_k_norm.weight", il))))
+        return rc;
     if ((rc = bind(L, &ly->wo, true, 2, o, E, 1, "n_head x head_dim_v, n_embd", "blk.%d.attn_output.weight", il)) ||
         (rc = bind(L, &ly->bo, false, 1, E, 1, 1, "n_embd", "blk.%d.attn_output.bias", il)))
         return rc;
-    uint64_t F = hp->n_ff, X = hp->n_expert;
+    uint64_t F = hp->n_ff, X = hp->n_expert, FX = hp->n_ff_exp;
     if (X == 0) {
         if ((rc = bind(L, &ly->ffn_gate, true, 2, E, F, 1, "n_embd, n_ff", "blk.%d.ffn_gate.weight", il)) ||
             (rc = bind(L, &ly->ffn_up, true, 2, E, F, 1, "n_embd, n_ff", "blk.%d.ffn_up.weight", il)) ||
@@ -213,9 +204,9 @@ static int bind_layer(loader *L, int il)
             return rc;
     } else {
         if ((rc = bind(L, &ly->ffn_gate_inp, true, 2, E, X, 1, "n_embd, n_expert", "blk.%d.ffn_gate_inp.weight", il)) ||
-            (rc = bind(L, &ly->ffn_gate_exps, true, 3, E, F, X, "n_embd, n_ff, n_expert", "blk.%d.ffn_gate_exps.weight", il)) ||
-            (rc = bind(L, &ly->ffn_up_exps, true, 3, E, F, X, "n_embd, n_ff, n_expert", "blk.%d.ffn_up_exps.weight", il)) ||
-            (rc = bind(L, &ly->ffn_down_exps, true, 3, F, E, X, "n_ff, n_embd, n_expert", "blk.%d.ffn_down_exps.weight", il)))
+            (rc = bind(L, &ly->ffn_gate_exps, true, 3, E, FX, X, "n_embd, n_ff_exp, n_expert", "blk.%d.ffn_gate_exps.weight", il)) ||
+            (rc = bind(L, &ly->ffn_up_exps, true, 3, E, FX, X, "n_embd, n_ff_exp, n_expert", "blk.%d.ffn_up_exps.weight", il)) ||
+            (rc = bind(L, &ly->ffn_down_exps, true, 3, FX, E, X, "n_ff_exp, n_embd, n_expert", "blk.%d.ffn_down_exps.weight", il)))
             return rc;
     }
     return 0;
@@ -235,7 +226,7 @@ int smelt_model_from_gguf(smelt_gguf *g, smelt_model **out, smelt_err *e)
     if ((rc = read_hparams(&L))) goto fail;
     const smelt_hparams *hp0 = &m->hp;
     m->layers = calloc(hp0->n_layer, sizeof *m->layers);
-    L.norm_cap = ((size_t)hp0->n_layer * 2 + 1) * hp0->n_embd + hp0->head_dim;
+    L.norm_cap = ((size_t)hp0->n_layer * 2 + 1) * hp0->n_embd + ((size_t)hp0->n_layer * 2 + 1) * hp0->head_dim;
     m->norm_store = malloc(L.norm_cap * sizeof(float));
     if (!m->layers || !m->norm_store) {
         rc = SMELT_NOMEM(e, "the layer table");
@@ -245,7 +236,8 @@ int smelt_model_from_gguf(smelt_gguf *g, smelt_model **out, smelt_err *e)
     if ((rc = bind(&L, &m->tok_embd, true, 2, hp->n_embd, hp->n_vocab, 1, "n_embd, n_vocab", "token_embd.weight", 0)) ||
         (rc = bind_vec(&L, &m->output_norm, true, hp->n_embd, "n_embd", "output_norm.weight", 0)) ||
         (rc = bind(&L, &m->output, false, 2, hp->n_embd, hp->n_vocab, 1, "n_embd, n_vocab", "output.weight", 0)) ||
-        (rc = bind_vec(&L, &m->rope_freqs, false, hp->n_rot / 2, "n_rot / 2", "rope_freqs.weight", 0)))
+        (hp->arch->weight[SMELT_TK_ROPE_FREQS] &&
+         (rc = bind_vec(&L, &m->rope_freqs, false, hp->n_rot / 2, "n_rot / 2", "rope_freqs.weight", 0))))
         goto fail;
     if (!m->output.data) {
         m->output = m->tok_embd;
@@ -257,9 +249,9 @@ int smelt_model_from_gguf(smelt_gguf *g, smelt_model **out, smelt_err *e)
         if (L.used[i]) continue;
         const smelt_gguf_tensor *t = smelt_gguf_tensor_at(g, i);
         rc = SMELT_ERR(e, SMELT_EUNSUPPORTED, L.path, t->name,
-                       "tensor is not part of the llama architecture as smelt runs it (%s); "
+                       "tensor is not part of the %s architecture as smelt runs it (%s); "
                        "refusing to ignore it",
-                       hp->n_expert ? "MoE with ffn_{gate,up,down}_exps" : "dense FFN");
+                       hp->arch->name, hp->n_expert ? "MoE with ffn_{gate,up,down}_exps" : "dense FFN");
         goto fail;
     }
     free(L.used);

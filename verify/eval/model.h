@@ -1,4 +1,5 @@
-/* model.h — a Llama-architecture GGUF (Llama, Mistral, Mixtral MoE) as hyperparameters and
+/* model.h — a GGUF of an architecture of formats/arch.h (llama with Mistral and Mixtral MoE,
+ * qwen2, qwen3, qwen3moe) as hyperparameters (the one smelt_hparams of formats/arch.h) and
  * weight views into the mapped file: nothing is copied except the small norm vectors.
  * Layer: verify. Includes formats/ and quant/ only.
  *
@@ -13,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "formats/arch.h"
 #include "formats/base/err.h"
 #include "formats/gguf.h"
 
@@ -33,6 +35,7 @@ typedef struct smelt_wview {
 
 typedef struct smelt_layer {
     const float *attn_norm, *ffn_norm; /* n_embd each, decoded to f32 */
+    const float *attn_q_norm, *attn_k_norm; /* head_dim each (qwen3, qwen3moe), else NULL */
     smelt_wview wq, wk, wv, wqkv;      /* wqkv: fused Q|K|V rows (then wq/wk/wv absent) */
     smelt_wview bq, bk, bv, bqkv, bo;  /* optional biases (1-D) */
     smelt_wview wo;
@@ -41,23 +44,6 @@ typedef struct smelt_layer {
     /* MoE FFN (n_expert > 0) */
     smelt_wview ffn_gate_inp, ffn_gate_exps, ffn_up_exps, ffn_down_exps;
 } smelt_layer;
-
-typedef struct smelt_hparams {
-    char arch[32];            /* general.architecture ("llama") */
-    uint32_t n_vocab;         /* rows of token_embd */
-    uint32_t n_ctx_train;     /* <arch>.context_length */
-    uint32_t n_embd, n_layer, n_ff;
-    uint32_t n_head, n_head_kv;
-    uint32_t head_dim;        /* <arch>.attention.key_length, default n_embd / n_head */
-    uint32_t head_dim_v;      /* <arch>.attention.value_length, default head_dim */
-    uint32_t n_rot;           /* <arch>.rope.dimension_count, default head_dim */
-    uint32_t n_expert, n_expert_used;
-    float rms_eps;            /* <arch>.attention.layer_norm_rms_epsilon */
-    float rope_base;          /* <arch>.rope.freq_base, default 10000 */
-    float rope_freq_scale;    /* 1 / <arch>.rope.scaling.factor for linear scaling, else 1 */
-    float expert_weights_scale; /* <arch>.expert_weights_scale, 0 = none */
-    float attn_scale;         /* 1 / sqrt(head_dim) */
-} smelt_hparams;
 
 /* All fields are read-only for users. */
 typedef struct smelt_model {
@@ -71,11 +57,12 @@ typedef struct smelt_model {
     float *norm_store;        /* owned storage of the decoded norm vectors */
 } smelt_model;
 
-/* Open a GGUF and validate it as a Llama-architecture model: first the check every tool
+/* Open a GGUF and validate it as a model of its architecture: first the check every tool
  * shares (formats/model_check.h: hyperparameters, vocabulary, every tensor and its shape;
  * EFORMAT naming the key or tensor, EUNSUPPORTED for a LoRA adapter or another
  * architecture), then what smelt's forward pass needs on top: EUNSUPPORTED for a tensor
- * type smelt cannot decode, rope scaling other than none and linear, a head size over
+ * type smelt cannot decode, rope scaling other than none and linear (Llama 3's scaling is the
+ * rope_freqs tensor, which is applied), a head size over
  * 1024, more than SMELT_MAX_EXPERTS experts, or a tensor the pass does not use (shared
  * experts); EFORMAT for a metadata-only file; EIO. *out is NULL on error. */
 int smelt_model_open(const char *path, smelt_model **out, smelt_err *e);

@@ -377,6 +377,17 @@ void smelt_rope_apply(float *x, const float *cs, uint32_t n_rot)
     }
 }
 
+void smelt_rope_apply_neox(float *x, const float *cs, uint32_t n_rot)
+{
+    const uint32_t h = n_rot / 2;
+    for (uint32_t i = 0; i < h; i++) {
+        const float c = cs[2 * i], s = cs[2 * i + 1];
+        const float x0 = x[i], x1 = x[i + h];
+        x[i] = x0 * c - x1 * s;
+        x[i + h] = x0 * s + x1 * c;
+    }
+}
+
 /* ==== attention ==== */
 
 void smelt_fwd_ops_attend(const smelt_fwd_ops *o, const float *q, size_t ldq, size_t n_q, size_t pos0, size_t hd,

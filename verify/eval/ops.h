@@ -71,7 +71,8 @@ double smelt_fwd_ops_sum_exp(const smelt_fwd_ops *o, const float *x, float sub, 
  * the partition function; *imax receives the first index of the maximum (may be NULL). */
 double smelt_fwd_ops_logsumexp(const smelt_fwd_ops *o, const float *x, size_t n, float *scratch, size_t *imax);
 
-/* ==== RoPE (llama.cpp's "normal" mode: rotate adjacent pairs (x[2i], x[2i+1])) ==== */
+/* ==== RoPE (llama.cpp's "normal" mode: rotate adjacent pairs (x[2i], x[2i+1]); NeoX mode:
+ * rotate (x[i], x[i + n_rot/2])) ==== */
 
 /* cos/sin table for one position: cs[2i] = cos θ_i, cs[2i+1] = sin θ_i, i < n_rot/2, with
  * θ_0 = pos·scale/ff_0 and the base angle multiplied by base^(-2/n_rot) per pair, in f32, as
@@ -80,6 +81,8 @@ void smelt_rope_table(float *cs, uint32_t pos, uint32_t n_rot, float base, float
                       const float *freq_factors);
 /* Rotate the first n_rot elements of one head vector in place with a table. */
 void smelt_rope_apply(float *x, const float *cs, uint32_t n_rot);
+/* The same in llama.cpp's NeoX mode: pair i is (x[i], x[i + n_rot/2]), angle θ_i. */
+void smelt_rope_apply_neox(float *x, const float *cs, uint32_t n_rot);
 
 /* ==== attention ==== */
 

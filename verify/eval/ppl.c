@@ -143,7 +143,7 @@ static int open_base(const smelt_ppl_opts *o, run_state *s, uint32_t *n_ctx, siz
     if (nv != s->model->hp.n_vocab)
         return SMELT_ERR(e, SMELT_EMISMATCH, o->kld_in, "n_vocab",
                          "the base distributions are over %u tokens but %s has a vocabulary of %u: not the same "
-                         "tokenizer", nv, o->model, s->model->hp.n_vocab);
+                         "tokenizer", nv, o->model, (uint32_t)s->model->hp.n_vocab);
     if (o->n_ctx && o->n_ctx != fc)
         return SMELT_ERR(e, SMELT_EUSAGE, o->kld_in, "n_ctx",
                          "the base file was computed with a context of %u; -c %u differs (omit -c)", fc, o->n_ctx);
@@ -259,7 +259,7 @@ int smelt_ppl_run(const smelt_ppl_opts *o, smelt_ppl_result *r, smelt_ppl_chunk_
     const uint32_t n_tok_call = n_batch < n_ctx ? n_batch : n_ctx;
     const uint32_t first = n_ctx / 2, n_rec = n_ctx - 1 - first;
     const uint32_t lfrom = o->all_logits ? 0 : first, n_out = n_ctx - lfrom;
-    const uint32_t V = hp->n_vocab;
+    const uint32_t V = (uint32_t)hp->n_vocab;
     const bool add_bos = smelt_vocab_add_bos(s.vocab);
     const int32_t bos = smelt_vocab_bos(s.vocab);
 

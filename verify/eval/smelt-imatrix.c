@@ -29,7 +29,7 @@ static void usage(void)
            "       smelt-imatrix --combine IMATRIX... -o OUT.imatrix.gguf [--output-format FMT] [-c N]\n"
            "       smelt-imatrix --show-statistics IMATRIX [--json]\n"
            "\n"
-           "Importance matrix of a Llama/Mistral/Mixtral GGUF on a calibration text, as llama-imatrix\n"
+           "Importance matrix of a Llama/Mistral/Mixtral/Qwen GGUF on a calibration text, as llama-imatrix\n"
            "computes it: the text is cut into BOS-led chunks of N_CTX tokens, every chunk runs through\n"
            "the f32 reference forward pass, and for every matrix product of the blocks the squares of\n"
            "its input activations are summed per column (per expert for MoE expert weights, with the\n"

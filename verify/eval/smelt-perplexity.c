@@ -20,7 +20,7 @@ static void usage(void)
            "       smelt-perplexity -m MODEL.gguf -f TEXT --kld-base BASE.kld [options]\n"
            "       smelt-perplexity -m MODEL.gguf --kld BASE.kld [options]\n"
            "\n"
-           "Perplexity of a Llama/Mistral/Mixtral GGUF on a text, by llama-perplexity's method:\n"
+           "Perplexity of a Llama/Mistral/Mixtral/Qwen GGUF on a text, by llama-perplexity's method:\n"
            "BOS-led chunks of N_CTX tokens, the second half of each chunk scored. With --kld-base,\n"
            "also store the model's per-token distributions (llama.cpp's .kld format); with --kld,\n"
            "compare this model against such a file (KL-divergence, token probability statistics).\n"

@@ -10,6 +10,7 @@ produce such tensors here), so no tensor is silently misread. The models smelt t
 (bf16/f16/f32) never touch these entries. This file is smelt's own.
 """
 
+import os
 import runpy
 import sys
 
@@ -27,6 +28,16 @@ class _MissingDtype:
 for _name in ("float8_e4m3fn", "float8_e5m2"):
     if not hasattr(torch, _name):
         setattr(torch, _name, _MissingDtype(_name))
+
+# SMELT_ORACLE_SPM_VOCAB=1: the MoE Qwen classes take a SentencePiece tokenizer.model the way
+# the dense Qwen2 class does (their own set_vocab only knows tokenizer.json), so a tiny
+# Qwen3-MoE fixture with the sample's SentencePiece vocabulary can be converted; tensors
+# and the architecture keys are still the MoE class's own.
+if os.environ.get("SMELT_ORACLE_SPM_VOCAB") == "1":
+    import conversion.qwen as _qwen
+
+    _qwen.Qwen2MoeModel.set_vocab = _qwen.Qwen2Model.set_vocab
+    _qwen.Qwen3MoeModel.set_vocab = _qwen.Qwen2Model.set_vocab
 
 if len(sys.argv) < 2:
     sys.exit("usage: run_converter.py SCRIPT.py [args...]")
