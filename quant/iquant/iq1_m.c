@@ -194,4 +194,5 @@ const smelt_qtype_ops smelt_iq1_m_ops = {
     .quantize = quant_iq1_m,
     .quantize_ref = ref_iq1_m,
     .quantize_err = quant_err_iq1_m,
+    .encode_cost = 40,
 };

@@ -145,4 +145,5 @@ const smelt_qtype_ops smelt_iq1_s_ops = {
     .quantize_ref = ref_iq1_s,
     .quantize_err = quant_err_iq1_s,
     .needs_imatrix = true,
+    .encode_cost = 40,
 };

@@ -72,4 +72,5 @@ const smelt_qtype_ops smelt_iq2_s_ops = {
     .quantize = quant_iq2_s,
     .quantize_ref = ref_iq2_s,
     .quantize_err = quant_err_iq2_s,
+    .encode_cost = 40,
 };

@@ -21,7 +21,7 @@ grep -qxF "smelt-quantize: error: $f16: --target-bpw/--target-size weigh each ty
   { cat "$tmp/err"; fail "no-imatrix message"; }
 "$Q" -q --imatrix "$imx" --target-bpw 1 "$f16" "$tmp/o.gguf" 2>"$tmp/err"; rc=$?
 [ $rc -eq 2 ] || fail "budget below the smallest plan: exit $rc"
-grep -qxF "smelt-quantize: error: $f16: the budget (target-bpw 1) is below the smallest plan: 2357248 bytes of tensor data, 2.084 bits per weight" "$tmp/err" ||
+grep -qxF "smelt-quantize: error: $f16: the budget (target-bpw 1) is below the smallest plan: 1792000 bytes of tensor data, 1.584 bits per weight" "$tmp/err" ||
   { cat "$tmp/err"; fail "small budget message"; }
 set -e
 [ ! -e "$tmp/o.gguf" ] || fail "an output appeared after an error"
