@@ -80,10 +80,10 @@ expect_status 0 "$I" -m "$M" -f $C -c 256 --chunks 10 -o "$tmp/a.dat" --output-f
 grep -q "(legacy .dat)" "$tmp/out" || fail "dat summary"
 [ "$(head -c 4 "$tmp/a.dat" | od -An -tu4 | tr -d ' ')" = 32 ] || fail ".dat entry count"
 expect_status 0 "$I" -m "$M" -f $C -c 256 --chunks 2 -o "$tmp/c.imatrix"
-grep -q "warning: writing the GGUF format to '$tmp/c.imatrix' (no .gguf suffix)" "$tmp/err" || fail "suffix warning"
+grep -q "warning: wrote the GGUF format to '$tmp/c.imatrix' (no .gguf suffix)" "$tmp/err" || fail "suffix warning"
 # a warning is printed with -q too, and with --json it is in the result's "warnings"
 expect_status 0 "$I" -q --json -m "$M" -f $C -c 256 --chunks 2 -o "$tmp/d.imatrix"
-grep -q "warning: writing the GGUF format to '$tmp/d.imatrix' (no .gguf suffix)" "$tmp/err" || fail "suffix warning with -q"
+grep -q "warning: wrote the GGUF format to '$tmp/d.imatrix' (no .gguf suffix)" "$tmp/err" || fail "suffix warning with -q"
 python3 -c 'import json,sys; w=json.load(open(sys.argv[1]))["warnings"]; assert len(w)==1 and "no .gguf suffix" in w[0], w' "$tmp/out" ||
   fail "--json warnings: $(head -c 300 "$tmp/out")"
 

@@ -433,9 +433,6 @@ int main(int argc, char **argv)
     if (!o.model) return smelt_cli_usage_error(TOOL, "no model given (-m MODEL.gguf)");
     if (!o.text) return smelt_cli_usage_error(TOOL, "no calibration text given (-f CALIB.txt)");
     if (!*o.output) return smelt_cli_usage_error(TOOL, "-o: empty output path");
-    if (!format_given && o.format == SMELT_IMX_GGUF && !ends_with(o.output, ".gguf"))
-        smelt_tool_warn(&u.t, "writing the GGUF format to '%s' (no .gguf suffix); use --output-format dat "
-                              "for llama.cpp's legacy format", o.output);
     char ckpt_default[4096];
     if (o.save_every) {
         if (!checkpoint) {
@@ -460,6 +457,9 @@ int main(int argc, char **argv)
     smelt_imatrix_result r;
     int rc = smelt_imatrix_run(&o, &r, on_chunk, &u, &e);
     if (rc) return smelt_tool_fail(&u.t, rc, &e);
+    if (!format_given && o.format == SMELT_IMX_GGUF && !ends_with(o.output, ".gguf"))
+        smelt_tool_warn(&u.t, "wrote the GGUF format to '%s' (no .gguf suffix); use --output-format dat "
+                              "for llama.cpp's legacy format", o.output);
     smelt_tool_clear_line(&u.t);
     if (u.t.json) print_json(&u.t, &o, &r);
     else print_text(&o, &r, &u);
