@@ -61,6 +61,8 @@ FUZZ_REPLAY := $(FUZZ_SRC:%.c=$(BUILD)/%-replay)
 
 BENCH_SRC   := $(wildcard tests/bench/bench_*.c)
 BENCH_BINS  := $(BENCH_SRC:%.c=$(BUILD)/%)
+# generators the bench scripts call (the synthetic Mixtral layer), not benchmarks themselves
+BENCH_TOOLS := $(BUILD)/tests/bench/make_layer
 
 # ISA-specific kernels: files named *_avx2.c get the AVX2/FMA/F16C flags; they are only
 # called after runtime CPU detection (formats/base/cpu.c).
@@ -106,7 +108,7 @@ $(BUILD)/tests/fuzz/fuzz_%-replay: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/f
 	$(call say,LINK,$@)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 # Build every test and benchmark binary.
-tests: $(TOOLS) $(TEST_BINS) $(BENCH_BINS) $(FUZZ_REPLAY)
+tests: $(TOOLS) $(TEST_BINS) $(BENCH_BINS) $(BENCH_TOOLS) $(FUZZ_REPLAY)
 
 # Run the unit, oracle, fuzz-corpus and end-to-end tests (release build), and the house rules.
 test: tests
@@ -118,7 +120,7 @@ check:
 	$(Q)$(MAKE) --no-print-directory FLAVOR=asan test
 
 # Benchmarks: throughput and memory, with ratios against llama.cpp where it is installed.
-bench: tools $(BENCH_BINS)
+bench: tools $(BENCH_BINS) $(BENCH_TOOLS)
 	$(Q)SMELT_BIN=$(CURDIR)/$(BINDIR) SMELT_BUILD=$(CURDIR)/$(BUILD) tests/bench/run-bench $(BENCH_BINS)
 
 # The main job on samples/: the whole pipeline from a base model + LoRA to a quality table.

@@ -1,8 +1,9 @@
 /* bench_quantize.c — smelt-quantize throughput (input MB/s) and peak RSS per type on
  * Mixtral-shaped expert tensors (rows of 4096 and 14336), next to llama.cpp's
  * llama_model_quantize with the same thread count when the oracle is installed.
- * The model is generated (random f16), never committed: SMELT_BENCH_EXPERTS experts per
- * tensor (default 1; 8 = one full Mixtral-8x7B layer, 2.8 GB), SMELT_BENCH_THREADS
+ * The model is generated (random f16, tests/common/mixtral_layer.h's expert tensors), never
+ * committed: SMELT_BENCH_EXPERTS experts per tensor (default 1; 8 = the up and down experts
+ * of one Mixtral-8x7B layer, 1.9 GB), SMELT_BENCH_THREADS
  * (default 2), SMELT_BENCH_TYPES (default: every pure type smelt can produce). Each run
  * is a forked child, so wall time and RSS are its own; three alternating rounds per type,
  * the best time of each side kept. smelt's time includes fsync of its output before the
@@ -17,40 +18,7 @@
 #include "formats/base/progress.h"
 #include "quant/qtypes.h"
 #include "quant/quantize.h"
-#include "tests/common/quantize_plans.h"
-
-static int write_layer(const char *path, uint32_t n_exp)
-{
-    smelt_err e;
-    smelt_gguf_writer *w = smelt_gguf_writer_new();
-    int rc = smelt_gguf_writer_set_str(w, "general.architecture", "llama", &e);
-    rc |= smelt_gguf_writer_set_u32(w, "llama.block_count", 1, &e);
-    rc |= smelt_gguf_writer_set_u32(w, "llama.context_length", 4096, &e);
-    rc |= smelt_gguf_writer_set_u32(w, "llama.embedding_length", 4096, &e);
-    rc |= smelt_gguf_writer_set_u32(w, "llama.feed_forward_length", 14336, &e);
-    rc |= smelt_gguf_writer_set_u32(w, "llama.attention.head_count", 32, &e);
-    rc |= smelt_gguf_writer_set_u32(w, "llama.attention.head_count_kv", 8, &e);
-    rc |= smelt_gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f, &e);
-    rc |= smelt_gguf_writer_set_u32(w, "llama.expert_count", 8, &e);
-    rc |= smelt_gguf_writer_set_u32(w, "llama.expert_used_count", 2, &e);
-    uint64_t up[3] = {4096, 14336, n_exp}, down[3] = {14336, 4096, n_exp};
-    uint32_t nd = n_exp > 1 ? 3 : 2;
-    rc |= smelt_gguf_writer_add_tensor(w, "blk.0.ffn_up_exps.weight", nd, up, SMELT_TYPE_F16, &e);
-    rc |= smelt_gguf_writer_add_tensor(w, "blk.0.ffn_down_exps.weight", nd, down, SMELT_TYPE_F16, &e);
-    if (!rc) rc = smelt_gguf_writer_begin(w, path, &e);
-    size_t row = 14336, n = 2 * (size_t)4096 * 14336 * n_exp / row;
-    uint16_t *buf = malloc(row * 2);
-    uint64_t seed = 12345;
-    for (size_t r = 0; !rc && r < n; r++) {
-        for (size_t i = 0; i < row; i++) buf[i] = smelt_f32_to_f16(qr_rand(&seed));
-        rc = smelt_gguf_writer_write(w, buf, row * 2, &e);
-    }
-    free(buf);
-    if (!rc) rc = smelt_gguf_writer_commit(w, &e);
-    if (rc) fprintf(stderr, "bench_quantize: writing the model: %s\n", e.msg);
-    smelt_gguf_writer_free(w);
-    return rc;
-}
+#include "tests/common/mixtral_layer.h"
 
 typedef struct result {
     double secs;
@@ -134,7 +102,11 @@ int main(void)
     if (tu_mkdtemp(dir, sizeof dir)) return 1;
     snprintf(in, sizeof in, "%s/layer-f16.gguf", dir);
     snprintf(out, sizeof out, "%s/out.gguf", dir);
-    if (write_layer(in, n_exp)) return 1;
+    smelt_err e;
+    if (ml_write_experts(in, n_exp, &e)) {
+        fprintf(stderr, "bench_quantize: writing the model: %s\n", e.msg);
+        return 1;
+    }
     double mb = 2.0 * 4096 * 14336 * n_exp * 2 / 1e6;
     const lq_api *a = lq_get();
     printf("Mixtral-shaped ffn_up_exps + ffn_down_exps, %u expert%s: %.0f MB of f16, %d thread%s, --pure\n", n_exp,

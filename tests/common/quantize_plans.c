@@ -30,7 +30,7 @@ size_t qr_shape_tensors(const qr_shape *s, qr_tensor *t)
         qr_add(t, &n, L("attn_v.weight"), s->n_embd, kv, 1, SMELT_TYPE_F16);
         qr_add(t, &n, L("attn_output.weight"), s->n_embd, s->n_embd, 1, SMELT_TYPE_F16);
         qr_add(t, &n, L("ffn_norm.weight"), s->n_embd, 1, 1, SMELT_TYPE_F32);
-        if (s->n_expert > 1) {
+        if (s->n_expert > 0) {
             qr_add(t, &n, L("ffn_gate_inp.weight"), s->n_embd, s->n_expert, 1, SMELT_TYPE_F32);
             qr_add(t, &n, L("ffn_gate_exps.weight"), s->n_embd, s->n_ff, s->n_expert, SMELT_TYPE_F16);
             qr_add(t, &n, L("ffn_down_exps.weight"), s->n_ff, s->n_embd, s->n_expert, SMELT_TYPE_F16);
@@ -103,9 +103,9 @@ int qr_write_model(const char *path, const qr_shape *s, int mode, const char *to
         rc |= smelt_gguf_writer_set_u32(w, "llama.attention.head_count_kv", s->n_head_kv, &e);
         rc |= smelt_gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f, &e);
         rc |= smelt_gguf_writer_set_u32(w, "llama.rope.dimension_count", s->n_embd / s->n_head, &e);
-        if (s->n_expert > 1) {
+        if (s->n_expert > 0) {
             rc |= smelt_gguf_writer_set_u32(w, "llama.expert_count", s->n_expert, &e);
-            rc |= smelt_gguf_writer_set_u32(w, "llama.expert_used_count", 2, &e);
+            rc |= smelt_gguf_writer_set_u32(w, "llama.expert_used_count", s->n_expert < 2 ? s->n_expert : 2, &e);
         }
         rc |= smelt_gguf_writer_set_u32(w, "general.file_type", 1, &e);
         if (tok_src && !strcmp(tok_src, QR_SMALL_VOCAB)) {
@@ -144,20 +144,23 @@ int qr_write_model(const char *path, const qr_shape *s, int mode, const char *to
         for (size_t i = 0; !rc && i < n; i++) rc |= smelt_gguf_writer_add_tensor(w, t[i].name, qr_ndims(t[i].ne), t[i].ne, t[i].type, &e);
         if (!rc) rc = smelt_gguf_writer_begin(w, path, &e);
         uint64_t seed = 0x9e3779b97f4a7c15ull;
-        for (size_t i = 0; !rc && i < n; i++) {
-            uint64_t ne = t[i].ne[0] * t[i].ne[1] * t[i].ne[2];
-            size_t bytes = (size_t)qr_nbytes(&t[i]);
-            uint8_t *buf = malloc(bytes);
-            for (uint64_t j = 0; j < ne; j++) {
-                float v = qr_rand(&seed);
-                if (strstr(t[i].name, "_norm")) v = 1.0f + v;
-                if (t[i].type == SMELT_TYPE_F32) memcpy(buf + 4 * j, &v, 4);
-                else {
-                    uint16_t h = smelt_f32_to_f16(v);
-                    memcpy(buf + 2 * j, &h, 2);
+        for (size_t i = 0; !rc && i < n; i++) { /* a row at a time: a tensor may be GBs */
+            uint64_t rows = t[i].ne[1] * t[i].ne[2];
+            size_t esz = t[i].type == SMELT_TYPE_F32 ? 4 : 2;
+            uint8_t *buf = malloc((size_t)t[i].ne[0] * esz);
+            if (!buf) rc = -1;
+            for (uint64_t r = 0; !rc && r < rows; r++) {
+                for (uint64_t j = 0; j < t[i].ne[0]; j++) {
+                    float v = qr_rand(&seed);
+                    if (strstr(t[i].name, "_norm")) v = 1.0f + v;
+                    if (esz == 4) memcpy(buf + 4 * j, &v, 4);
+                    else {
+                        uint16_t h = smelt_f32_to_f16(v);
+                        memcpy(buf + 2 * j, &h, 2);
+                    }
                 }
+                rc = smelt_gguf_writer_write(w, buf, (size_t)t[i].ne[0] * esz, &e);
             }
-            rc = smelt_gguf_writer_write(w, buf, bytes, &e);
             free(buf);
         }
         if (!rc) rc = smelt_gguf_writer_commit(w, &e);
@@ -169,7 +172,7 @@ int qr_write_model(const char *path, const qr_shape *s, int mode, const char *to
     tb_put(&b, "GGUF", 4);
     tb_u32(&b, 3);
     tb_u64(&b, n);
-    tb_u64(&b, s->n_expert > 1 ? 12 : 10);
+    tb_u64(&b, s->n_expert > 0 ? 12 : 10);
     qr_kv_str(&b, "general.architecture", "llama");
     qr_kv_str(&b, "general.name", s->name);
     qr_kv_u32(&b, "llama.block_count", s->n_layer);
@@ -181,9 +184,9 @@ int qr_write_model(const char *path, const qr_shape *s, int mode, const char *to
     tb_gstr(&b, "llama.attention.layer_norm_rms_epsilon");
     tb_u32(&b, SMELT_GGUF_F32);
     tb_f32(&b, 1e-5f);
-    if (s->n_expert > 1) {
+    if (s->n_expert > 0) {
         qr_kv_u32(&b, "llama.expert_count", s->n_expert);
-        qr_kv_u32(&b, "llama.expert_used_count", 2);
+        qr_kv_u32(&b, "llama.expert_used_count", s->n_expert < 2 ? s->n_expert : 2);
     }
     qr_kv_u32(&b, "general.file_type", 1);
     uint64_t off = 0;
