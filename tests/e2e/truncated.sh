@@ -4,7 +4,8 @@
 # first tensor whose data runs past the end and the byte offset of its info record
 # (docs/errors.md). Covers a model given alone, the later shard of a split model, a model
 # inside a directory (smelt-report), and an imatrix GGUF (smelt-quantize --imatrix,
-# smelt-imatrix --combine / --show-statistics; smelt-merge --imatrix when it has it).
+# smelt-imatrix --combine / --show-statistics; the one-pass smelt-merge and smelt-convert
+# with --outtype Q4_K_M --imatrix).
 # The reader's own corpus of cut-off files is tests/formats/test_gguf.c
 # (every_truncation_is_an_error, truncation_messages).
 # Exit 0 pass, 77 skip, anything else fail.
@@ -58,9 +59,9 @@ expect "$tmp/dir/q.gguf" "$M" "$B/smelt-report" -q --no-cache --base "$G" -f "$T
 expect "$tmp/im.gguf" "$MI" "$B/smelt-quantize" -q --imatrix "$tmp/im.gguf" "$G" "$tmp/q.gguf" Q4_K_M
 expect "$tmp/im.gguf" "$MI" "$B/smelt-imatrix" --combine "$tmp/im.gguf" "$IM" -o "$tmp/c.gguf"
 expect "$tmp/im.gguf" "$MI" "$B/smelt-imatrix" --show-statistics "$tmp/im.gguf"
-if "$B/smelt-merge" --help | grep -q -- '--imatrix'; then
-  expect "$tmp/im.gguf" "$MI" "$B/smelt-merge" -q --base samples/tiny-mixtral --gguf "$tmp/m.gguf" --outtype Q4_K_M --imatrix "$tmp/im.gguf"
-fi
+expect "$tmp/im.gguf" "$MI" "$B/smelt-merge" -q --base samples/tiny-mixtral --lora samples/tiny-mixtral-zh-lora \
+  --gguf "$tmp/m.gguf" --outtype Q4_K_M --imatrix "$tmp/im.gguf"
+expect "$tmp/im.gguf" "$MI" "$B/smelt-convert" -q samples/tiny-mixtral -o "$tmp/m.gguf" --outtype Q4_K_M --imatrix "$tmp/im.gguf"
 for f in q.gguf i.gguf r.md c.gguf m.gguf; do [ -e "$tmp/$f" ] && fail "$f was written"; done
 [ $fails -eq 0 ] || { echo "$fails of $n failed"; exit 1; }
 echo "ok: $n runs"
