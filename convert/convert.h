@@ -73,6 +73,11 @@ typedef struct smelt_convert_opts {
 } smelt_convert_opts;
 
 void smelt_convert_opts_default(smelt_convert_opts *o);
+/* One pass to the quantized ftype `ftype` (a smelt-quantize name): the quantizer's options
+ * from co's (threads, notes, allow_nonfinite, and the split, which becomes the quantizer's),
+ * co then plans the f16 file smelt-quantize would read and quantizes it with qo
+ * (co->quantize). qo's on_done and user are left to the caller. */
+void smelt_convert_opts_one_pass(smelt_convert_opts *co, smelt_quantize_opts *qo, const char *ftype, const char *imatrix);
 /* "f32", "f16", "bf16", "q8_0", "auto" → outtype; -2 if unknown. */
 int smelt_convert_outtype_from_name(const char *s);
 const char *smelt_convert_outtype_name(int outtype);

@@ -16,6 +16,22 @@ void smelt_convert_opts_default(smelt_convert_opts *o)
     o->outtype = SMELT_OUTTYPE_AUTO;
 }
 
+void smelt_convert_opts_one_pass(smelt_convert_opts *co, smelt_quantize_opts *qo, const char *ftype, const char *imatrix)
+{
+    smelt_quantize_opts_default(qo);
+    qo->ftype = ftype;
+    qo->imatrix = imatrix;
+    qo->n_threads = co->n_threads;
+    qo->notes = co->notes;
+    qo->allow_nonfinite = co->allow_nonfinite;
+    qo->split = co->split;
+    qo->split_max_bytes = co->split_max_bytes;
+    qo->split_max_tensors = co->split_max_tensors;
+    co->split = false;
+    co->outtype = SMELT_TYPE_F16;
+    co->quantize = qo;
+}
+
 int smelt_convert_outtype_from_name(const char *s)
 {
     if (!strcmp(s, "f32")) return SMELT_TYPE_F32;

@@ -263,7 +263,7 @@ int main(int argc, char **argv)
     if (qtype && (dry || o.vocab_only))
         return smelt_cli_usage_error(TOOL, "--%s writes no tensors; a quantized --outtype needs them (smelt-quantize --dry-run shows "
                                            "a quantization plan)", dry ? "dry-run" : "vocab-only");
-    o.split = split.on && !qtype; /* a one-pass split is the quantizer's */
+    o.split = split.on;
     o.split_max_bytes = split.max_bytes;
     o.split_max_tensors = split.max_tensors;
     if (lora || base) return run_lora(lora, base, out, outtype, no_full, o.name, o.allow_nonfinite, &t, argc - optind);
@@ -273,6 +273,13 @@ int main(int argc, char **argv)
     smelt_tool_start(&t, qtype ? "converting+quantizing" : "converting");
     if (t.json || dry) t.term.quiet = 1;
     o.notes = smelt_tool_notes(&t);
+    smelt_quantize_opts qo;
+    smelt_qplan done = {0};
+    if (qtype) { /* one pass: the split is the quantizer's */
+        smelt_convert_opts_one_pass(&o, &qo, qtype, imatrix);
+        qo.on_done = keep_plan;
+        qo.user = &done;
+    }
     o.progress = t.progress;
 
     smelt_err e;
@@ -296,19 +303,6 @@ int main(int argc, char **argv)
                 print_plan(plan, smelt_hf_tensors(hf), dir);
             }
         } else if (!rc && qtype) {
-            smelt_quantize_opts qo;
-            smelt_quantize_opts_default(&qo);
-            smelt_qplan done = {0};
-            qo.ftype = qtype;
-            qo.imatrix = imatrix;
-            qo.n_threads = o.n_threads;
-            qo.notes = o.notes;
-            qo.allow_nonfinite = o.allow_nonfinite;
-            qo.split = split.on;
-            qo.split_max_bytes = split.max_bytes;
-            qo.split_max_tensors = split.max_tensors;
-            qo.on_done = keep_plan;
-            qo.user = &done;
             smelt_convert_result res;
             rc = smelt_convert_plan_quantize(plan, &qo, dir, out, &t.progress, &res, &e);
             if (!rc) {

@@ -176,25 +176,15 @@ static int write_gguf(smelt_merge *m, const smelt_hf *base, const smelt_merge_ad
     co.card_dir = smelt_hf_dir(base);
     co.notes = smelt_tool_notes(t);
     co.allow_nonfinite = allow_nonfinite;
-    co.split = split->on && !qtype; /* a one-pass split is the quantizer's */
+    co.split = split->on;
     co.split_max_bytes = split->max_bytes;
     co.split_max_tensors = split->max_tensors;
     smelt_quantize_opts qo;
-    smelt_quantize_opts_default(&qo);
     written wr = {1, 0};
     if (qtype) { /* one pass: the f16 file smelt-quantize would read, quantized as it is made */
-        co.outtype = SMELT_TYPE_F16;
-        qo.ftype = qtype;
-        qo.imatrix = imatrix;
-        qo.n_threads = threads;
-        qo.notes = co.notes;
-        qo.allow_nonfinite = allow_nonfinite;
-        qo.split = split->on;
-        qo.split_max_bytes = split->max_bytes;
-        qo.split_max_tensors = split->max_tensors;
+        smelt_convert_opts_one_pass(&co, &qo, qtype, imatrix);
         qo.on_done = keep_plan;
         qo.user = &wr;
-        co.quantize = &qo;
     }
     smelt_guard *guard = smelt_merge_guard_new(base, ads, n, e);
     int rc = guard ? 0 : e->code ? e->code : SMELT_ENOMEM;
