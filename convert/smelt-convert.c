@@ -134,9 +134,9 @@ static json_t *json_number_g(double v)
 /* The --json line after a write (j is released; NULL when it could not be built); 0 or
  * ENOMEM. Reals get 10 significant digits: enough for %g's six and for seconds to the
  * millisecond. A path that is not UTF-8 cannot be a JSON string and becomes null. */
-static int print_summary(json_t *j, smelt_err *e)
+static int print_summary(const smelt_tool *t, json_t *j, smelt_err *e)
 {
-    int rc = smelt_cli_print_json(j, JSON_REAL_PRECISION(10));
+    int rc = smelt_tool_print_json(t, j, JSON_REAL_PRECISION(10));
     json_decref(j);
     return rc ? SMELT_NOMEM(e, "the JSON summary") : 0;
 }
@@ -183,7 +183,7 @@ static int run_lora(const char *lora, const char *base, const char *out, const c
                               (json_int_t)rep.full_pairs, "full_bytes", (json_int_t)rep.full_bytes, "bytes",
                               (json_int_t)rep.bytes, "alpha", json_number_g((double)rep.alpha), "scaling_in_lora_b",
                               (int)rep.baked, "nonfinite", (json_int_t)rep.nonfinite);
-        if ((rc = print_summary(j, &e))) return smelt_tool_fail(t, rc, &e);
+        if ((rc = print_summary(t, j, &e))) return smelt_tool_fail(t, rc, &e);
     } else if (!t->quiet) {
         fprintf(stderr, "%s: wrote %s: %llu LoRA pairs (%llu modules), %s, adapter.lora.alpha %g%s\n", TOOL, out,
                 (unsigned long long)rep.pairs, (unsigned long long)rep.modules, smelt_cli_bytes(sz, sizeof sz, rep.bytes),
@@ -297,7 +297,7 @@ int main(int argc, char **argv)
         if (!rc && dry) {
             if (t.json) {
                 json_t *j = smelt_convert_plan_json(plan);
-                if (smelt_cli_print_json(j, JSON_INDENT(2) | JSON_ENSURE_ASCII)) rc = SMELT_NOMEM(&e, "JSON");
+                if (smelt_tool_print_json(&t, j, JSON_INDENT(2) | JSON_ENSURE_ASCII)) rc = SMELT_NOMEM(&e, "JSON");
                 json_decref(j);
             } else {
                 print_plan(plan, smelt_hf_tensors(hf), dir);
@@ -316,7 +316,7 @@ int main(int argc, char **argv)
                                           (json_int_t)done.n, "bytes", (json_int_t)done.out_bytes, "f16_overflow",
                                           (json_int_t)res.f16_overflow, "nonfinite", (json_int_t)res.nonfinite, "seconds",
                                           round(res.seconds * 1000.0) / 1000.0);
-                    rc = print_summary(j, &e);
+                    rc = print_summary(&t, j, &e);
                 } else if (!t.quiet) {
                     fprintf(stderr, "%s: wrote %s%s (%s in one pass, %zu tensors, %s)\n", TOOL, split.on ? f0 : out,
                             done.n_shards_out > 1 ? " …" : "", done.ftype_name, done.n,
@@ -342,7 +342,7 @@ int main(int argc, char **argv)
                                           (json_int_t)res.n_tensors, "bytes", (json_int_t)res.bytes, "f16_overflow",
                                           (json_int_t)res.f16_overflow, "nonfinite", (json_int_t)res.nonfinite, "seconds",
                                           round(res.seconds * 1000.0) / 1000.0);
-                    rc = print_summary(j, &e);
+                    rc = print_summary(&t, j, &e);
                 } else if (!t.quiet && res.n_files > 1)
                     fprintf(stderr, "%s: wrote %s … %s (%llu files; %s, %llu tensors, %s)\n", TOOL, f0, fl,
                             (unsigned long long)res.n_files, smelt_convert_outtype_name(smelt_convert_plan_outtype(plan)),

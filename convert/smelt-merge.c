@@ -340,7 +340,7 @@ int main(int argc, char **argv)
     smelt_tool_warn_nonfinite(&t, r->nonfinite, r->nonfinite_tensors);
     if (t.json) {
         json_t *j = report_json(r, out ? out : gguf, ads, n_lora);
-        smelt_cli_print_json(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        smelt_tool_print_json(&t, j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         json_decref(j);
     } else if (!t.quiet) {
         report_text(r, out ? out : gguf);

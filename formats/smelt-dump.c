@@ -241,7 +241,7 @@ static int dump_gguf(const char *path, opts *o)
             }
             json_object_set_new(root, "tensors", ts);
         }
-        smelt_cli_print_json(root, JSON_INDENT(1) | JSON_ENSURE_ASCII);
+        smelt_tool_print_json(&o->t, root, JSON_INDENT(1) | JSON_ENSURE_ASCII);
         json_decref(root);
         smelt_gguf_close(g);
         return 0;
@@ -372,7 +372,7 @@ static int dump_st(const char *path, opts *o)
             }
             json_object_set_new(root, "tensors", ts);
         }
-        smelt_cli_print_json(root, JSON_INDENT(1) | JSON_ENSURE_ASCII);
+        smelt_tool_print_json(&o->t, root, JSON_INDENT(1) | JSON_ENSURE_ASCII);
         json_decref(root);
         smelt_stset_close(s);
         return 0;
@@ -498,7 +498,7 @@ static int dump_torch(const char *path, const char *adapter, opts *o)
         }
         if (!o->no_tensors) json_object_set_new(root, "tensors", ts);
         else json_decref(ts);
-        smelt_cli_print_json(root, JSON_INDENT(1) | JSON_ENSURE_ASCII);
+        smelt_tool_print_json(&o->t, root, JSON_INDENT(1) | JSON_ENSURE_ASCII);
         json_decref(root);
     } else if (sel >= 0) {
         const smelt_tinfo *t = smelt_tsrc_info(&src, (uint64_t)sel);

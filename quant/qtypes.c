@@ -8,6 +8,7 @@
 
 #include "formats/base/cpu.h"
 #include "formats/base/half.h"
+#include "iquant/iquant_int.h"
 #include "kquant/kquant.h"
 #include "legacy/legacy.h"
 #include "quant_int.h"
@@ -148,10 +149,18 @@ bool smelt_q_can_dequantize(int type)
     return o && o->dequantize;
 }
 
-bool smelt_q_can_quantize(int type)
+bool smelt_q_can_quantize(int type) { return smelt_qtype_encodes(smelt_q_ops(type)); }
+
+bool smelt_qtype_encodes(const smelt_qtype_ops *o) { return o && (o->quantize || o->rows_encoder); }
+
+bool smelt_qtype_has_error_models(const smelt_qtype_ops *o) { return o && (o->quantize_err || o->rows_encoder); }
+
+void smelt_qtype_quantize(const smelt_qtype_ops *o, const float *src, void *dst, int64_t n_rows, int64_t row_len,
+                          const float *imatrix, const smelt_qerr *m)
 {
-    const smelt_qtype_ops *o = smelt_q_ops(type);
-    return o && o->quantize;
+    if (o->rows_encoder) iq4_quantize_rows(o->rows_encoder, src, dst, n_rows, row_len, imatrix, m);
+    else if (m && o->quantize_err) o->quantize_err(src, dst, n_rows, row_len, imatrix, m);
+    else o->quantize(src, dst, n_rows, row_len, imatrix);
 }
 
 bool smelt_q_requires_imatrix(int type)
@@ -177,14 +186,15 @@ static void q_task(void *ctx, size_t task, int thread)
     qjob *j = ctx;
     int64_t r0 = (int64_t)task * j->rows_per_task;
     int64_t nr = j->n_rows - r0 < j->rows_per_task ? j->n_rows - r0 : j->rows_per_task;
-    j->o->quantize(j->src + r0 * j->row_len, j->dst + (uint64_t)r0 * j->row_bytes, nr, j->row_len, j->imx);
+    smelt_qtype_quantize(j->o, j->src + r0 * j->row_len, j->dst + (uint64_t)r0 * j->row_bytes, nr, j->row_len,
+                         j->imx, NULL);
 }
 
 int smelt_q_quantize_rows(int type, const float *src, void *dst, int64_t n_rows, int64_t row_len,
                           const float *imatrix, smelt_pool *pool, smelt_err *e)
 {
     const smelt_qtype_ops *o = smelt_q_ops(type);
-    if (!o || !o->quantize)
+    if (!smelt_qtype_encodes(o))
         return SMELT_ERR(e, SMELT_EUNSUPPORTED, NULL, NULL, "smelt cannot quantize to %s", smelt_type_name(type));
     uint64_t rb;
     const smelt_type_info *ti = smelt_type_get(type);

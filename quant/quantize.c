@@ -950,10 +950,9 @@ static void conv_task(void *ctx, size_t task, int thread)
     if (c->err && c->err->ref && c->enc->quantize_ref)
         for (uint64_t r = 0; r < nr; r++)
             c->enc->quantize_ref(f + r * c->row_len, c->dst + (r0 + r) * c->dst_row_bytes, (int64_t)c->row_len);
-    else if (c->err && c->enc->quantize_err)
-        c->enc->quantize_err(f, c->dst + r0 * c->dst_row_bytes, (int64_t)nr, (int64_t)c->row_len, c->imx, c->err);
     else
-        c->enc->quantize(f, c->dst + r0 * c->dst_row_bytes, (int64_t)nr, (int64_t)c->row_len, c->imx);
+        smelt_qtype_quantize(c->enc, f, c->dst + r0 * c->dst_row_bytes, (int64_t)nr, (int64_t)c->row_len, c->imx,
+                             c->err);
 }
 
 typedef struct stream {
@@ -1101,7 +1100,7 @@ static int write_tensor(job *j, stream *st, smelt_gguf_writer *w, size_t i, smel
                         "importance weights", q->name, zero, en->n_mat);
     }
     const smelt_qtype_ops *enc = smelt_q_ops(q->new_type);
-    if (!enc || !enc->quantize)
+    if (!smelt_qtype_encodes(enc))
         return SMELT_ERR(e, SMELT_EUNSUPPORTED, NULL, q->name, "smelt cannot quantize to %s", smelt_type_name(q->new_type));
     uint64_t per = (65536 + row_len - 1) / row_len; /* rows per task */
     uint64_t slab = SLAB_ELEMS / row_len;           /* rows per write */

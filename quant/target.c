@@ -118,8 +118,7 @@ static void encode_row(const smelt_qtype_ops *op, const smelt_qerr *m, const flo
                        const float *imx)
 {
     if (m && m->ref && op->quantize_ref) op->quantize_ref(x, dst, n);
-    else if (m && op->quantize_err) op->quantize_err(x, dst, 1, n, imx, m);
-    else op->quantize(x, dst, 1, n, imx);
+    else smelt_qtype_quantize(op, x, dst, 1, n, imx, m);
 }
 
 static void estimate_task(void *ctx, size_t task, int thread)
@@ -177,7 +176,7 @@ int smelt_target_estimate(const smelt_target_source *s, const int *types, size_t
     for (size_t k = 0; k < n; k++) {
         const smelt_type_info *ti = smelt_type_get(types[k]);
         const smelt_qtype_ops *op = smelt_q_ops(types[k]);
-        ops[k] = ti && ti->blck && op && op->quantize && row_len % ti->blck == 0 ? op : NULL;
+        ops[k] = ti && ti->blck && smelt_qtype_encodes(op) && row_len % ti->blck == 0 ? op : NULL;
         models[k] = ops[k] && s->error_model ? s->error_model(s->user, types[k]) : NULL;
         if (ops[k] && row_len / ti->blck * ti->bytes > j.max_row_bytes) j.max_row_bytes = (size_t)(row_len / ti->blck * ti->bytes);
     }

@@ -72,6 +72,14 @@ int smelt_cli_eval_opt(const char *tool, int code, const char *arg, const smelt_
 {
     long v;
     switch (code) {
+    case 'm':
+        if (!ev->model) return 0;
+        *ev->model = arg;
+        return 1;
+    case 'f':
+        if (!ev->text) return 0;
+        *ev->text = arg;
+        return 1;
     case 'c':
         if (smelt_cli_int(arg, 4, 1 << 24, &v)) return smelt_cli_usage_error(tool, "-c: expected 4 .. 16777216, got '%s'", arg);
         *ev->n_ctx = (uint32_t)v;

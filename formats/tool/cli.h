@@ -22,13 +22,23 @@ void smelt_cli_version(const char *tool);
 /* Print "TOOL: error: MSG\nTry 'TOOL --help'.\n" to stderr; returns exit status 2. */
 int smelt_cli_usage_error(const char *tool, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The evaluation options of smelt-perplexity, smelt-imatrix and smelt-report, by getopt
- * code: 'c' (-c N_CTX), 'C' (--chunks N), 'b' (-b N_BATCH), 't' (-t N_THREADS). */
+ * code: 'm' (-m MODEL), 'f' (-f TEXT), 'c' (-c N_CTX), 'C' (--chunks N), 'b' (-b N_BATCH),
+ * 't' (-t N_THREADS). A NULL field is not the tool's option (smelt-report takes no -m).
+ * SMELT_CLI_EVAL_LONGOPTS goes in the option table (with --model only where `model` is set:
+ * SMELT_CLI_EVAL_MODEL_LONGOPT). */
 typedef struct smelt_cli_eval {
+    const char **model;
+    const char **text;
     uint32_t *n_ctx;
     int64_t *n_chunks;
     uint32_t *n_batch;
     int *n_threads;
 } smelt_cli_eval;
+#define SMELT_CLI_EVAL_MODEL_LONGOPT {"model", required_argument, 0, 'm'}
+#define SMELT_CLI_EVAL_LONGOPTS                                                           \
+    {"file", required_argument, 0, 'f'}, {"ctx-size", required_argument, 0, 'c'},         \
+        {"chunks", required_argument, 0, 'C'}, {"batch-size", required_argument, 0, 'b'}, \
+        {"threads", required_argument, 0, 't'}
 /* If `code` is one of them: parse `arg` into its field and return 1, or print the usage
  * error and return its exit status 2. Otherwise return 0. */
 int smelt_cli_eval_opt(const char *tool, int code, const char *arg, const smelt_cli_eval *ev);

@@ -83,6 +83,10 @@ extern const float iq1_lev[2][3];
  * sum w q x and sum w q^2 to *sqx, *sq2, q = mul * shifted level, in its order. */
 void iq1_llama_sums(const iqg_grid *g, const uint16_t *pt, const uint8_t *neg, int nrun, const float *x,
                     const float *w, float mul, float *sqx, float *sq2);
+/* llama.cpp's refit of a group's scale when some of its points fell off the grid: the
+ * least-squares scale over the group's nrun runs, or `scale` when that is not positive. */
+float iq1_llama_refit_scale(const iqg_grid *g, const uint16_t *pt, const uint8_t *neg, int nrun, const float *x,
+                            const float *w, float scale);
 
 /* Smelt's search from a starting choice c (llama.cpp's block): at c's factor, per group
  * the scales around the start and both shifts (per group of `gsize`, or per run when

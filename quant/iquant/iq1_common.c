@@ -197,6 +197,14 @@ void iq1_llama_sums(const iqg_grid *g, const uint16_t *pt, const uint8_t *neg, i
     *sq2 = b;
 }
 
+float iq1_llama_refit_scale(const iqg_grid *g, const uint16_t *pt, const uint8_t *neg, int nrun, const float *x,
+                            const float *w, float scale)
+{
+    float sqx = 0, sq2 = 0;
+    iq1_llama_sums(g, pt, neg, nrun, x, w, 1, &sqx, &sq2);
+    return sqx > 0 && sq2 > 0 ? sqx / sq2 : scale;
+}
+
 void iq1_llama_rows(const iq1_type *t, const float *x, void *dst, int64_t k)
 {
     iq1_choice c;

@@ -142,11 +142,7 @@ static void llama_block(const float *x, const float *qw, iq1_choice *c)
                                                           L + 8 * k, &on);
             all_on = all_on && on;
         }
-        if (!all_on) {
-            float sqx = 0, sq2 = 0;
-            iq1_llama_sums(g, c->pt + 2 * ib, c->neg + 2 * ib, 2, xb, w, 1, &sqx, &sq2);
-            if (sqx > 0 && sq2 > 0) scale = sqx / sq2;
-        }
+        if (!all_on) scale = iq1_llama_refit_scale(g, c->pt + 2 * ib, c->neg + 2 * ib, 2, xb, w, scale);
         scales[ib] = scale;
         max_scale = max_scale > scale ? max_scale : scale;
     }
@@ -177,22 +173,10 @@ static void enc_block(const float *x, const float *w, const float *qw, void *dst
 
 static const iq4_type k_type = {QK, sizeof(smelt_block_iq1_m), enc_block, ref_iq1_m, deq_iq1_m, NULL, scale_d};
 
-static void quant_err_iq1_m(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx,
-                            const smelt_qerr *m)
-{
-    iq4_quantize_rows(&k_type, src, dst, n_rows, row_len, imx, m);
-}
-
-static void quant_iq1_m(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)
-{
-    quant_err_iq1_m(src, dst, n_rows, row_len, imx, NULL);
-}
-
 const smelt_qtype_ops smelt_iq1_m_ops = {
     .type = SMELT_TYPE_IQ1_M,
     .dequantize = deq_iq1_m,
-    .quantize = quant_iq1_m,
+    .rows_encoder = &k_type,
     .quantize_ref = ref_iq1_m,
-    .quantize_err = quant_err_iq1_m,
     .encode_cost = 40,
 };

@@ -99,11 +99,7 @@ static void llama_block(const float *x, const float *qw, iq1_choice *c)
                 (uint16_t)iq1_llama_point(g, xb + 8 * k, w + 8 * k, scale, iq1_lev[bs == -1], L + 8 * k, &on);
             all_on = all_on && on;
         }
-        if (!all_on) {
-            float sqx = 0, sq2 = 0;
-            iq1_llama_sums(g, c->pt + 4 * ib, c->neg + 4 * ib, GS / 8, xb, w, 1, &sqx, &sq2);
-            if (sqx > 0 && sq2 > 0) scale = sqx / sq2;
-        }
+        if (!all_on) scale = iq1_llama_refit_scale(g, c->pt + 4 * ib, c->neg + 4 * ib, GS / 8, xb, w, scale);
         scales[ib] = scale;
         max_scale = max_scale > scale ? max_scale : scale;
     }
@@ -127,23 +123,11 @@ static void enc_block(const float *x, const float *w, const float *qw, void *dst
 
 static const iq4_type k_type = {QK, sizeof(smelt_block_iq1_s), enc_block, ref_iq1_s, deq_iq1_s, NULL};
 
-static void quant_err_iq1_s(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx,
-                            const smelt_qerr *m)
-{
-    iq4_quantize_rows(&k_type, src, dst, n_rows, row_len, imx, m);
-}
-
-static void quant_iq1_s(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)
-{
-    quant_err_iq1_s(src, dst, n_rows, row_len, imx, NULL);
-}
-
 const smelt_qtype_ops smelt_iq1_s_ops = {
     .type = SMELT_TYPE_IQ1_S,
     .dequantize = deq_iq1_s,
-    .quantize = quant_iq1_s,
+    .rows_encoder = &k_type,
     .quantize_ref = ref_iq1_s,
-    .quantize_err = quant_err_iq1_s,
     .needs_imatrix = true,
     .encode_cost = 40,
 };

@@ -55,22 +55,10 @@ static const iqg_type k_grid = {IQG_2S, {NULL, 16, 0.125f, false}, sizeof(smelt_
 static void ref_iq2_s(const float *x, void *dst, int64_t k) { iqg_llama_rows(&k_grid, x, dst, k); }
 static const iq4_type k_type = {QK, sizeof(smelt_block_iq2_s), NULL, ref_iq2_s, deq_iq2_s, &k_grid};
 
-static void quant_err_iq2_s(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx,
-                            const smelt_qerr *m)
-{
-    iq4_quantize_rows(&k_type, src, dst, n_rows, row_len, imx, m);
-}
-
-static void quant_iq2_s(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)
-{
-    quant_err_iq2_s(src, dst, n_rows, row_len, imx, NULL);
-}
-
 const smelt_qtype_ops smelt_iq2_s_ops = {
     .type = SMELT_TYPE_IQ2_S,
     .dequantize = deq_iq2_s,
-    .quantize = quant_iq2_s,
+    .rows_encoder = &k_type,
     .quantize_ref = ref_iq2_s,
-    .quantize_err = quant_err_iq2_s,
     .encode_cost = 40,
 };

@@ -54,24 +54,11 @@ static const iqg_type k_grid = {IQG_2XS, {NULL, 16, 0.125f, true}, sizeof(smelt_
 static void ref_iq2_xs(const float *x, void *dst, int64_t k) { iqg_llama_rows(&k_grid, x, dst, k); }
 static const iq4_type k_type = {QK, sizeof(smelt_block_iq2_xs), NULL, ref_iq2_xs, deq_iq2_xs, &k_grid};
 
-static void quant_err_iq2_xs(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx,
-                         const smelt_qerr *m)
-{
-    iq4_quantize_rows(&k_type, src, dst, n_rows, row_len, imx, m);
-}
-
-static void quant_iq2_xs(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)
-{
-    quant_err_iq2_xs(src, dst, n_rows, row_len, imx, NULL);
-}
-
-
 const smelt_qtype_ops smelt_iq2_xs_ops = {
     .type = SMELT_TYPE_IQ2_XS,
     .dequantize = deq_iq2_xs,
-    .quantize = quant_iq2_xs,
+    .rows_encoder = &k_type,
     .quantize_ref = ref_iq2_xs,
-    .quantize_err = quant_err_iq2_xs,
     .needs_imatrix = true,
     .encode_cost = 40,
 };

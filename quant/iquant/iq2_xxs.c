@@ -57,24 +57,11 @@ static const iqg_type k_grid = {IQG_2XXS, {NULL, 32, 0.125f, true}, sizeof(smelt
 static void ref_iq2_xxs(const float *x, void *dst, int64_t k) { iqg_llama_rows(&k_grid, x, dst, k); }
 static const iq4_type k_type = {QK, sizeof(smelt_block_iq2_xxs), NULL, ref_iq2_xxs, deq_iq2_xxs, &k_grid};
 
-static void quant_err_iq2_xxs(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx,
-                         const smelt_qerr *m)
-{
-    iq4_quantize_rows(&k_type, src, dst, n_rows, row_len, imx, m);
-}
-
-static void quant_iq2_xxs(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)
-{
-    quant_err_iq2_xxs(src, dst, n_rows, row_len, imx, NULL);
-}
-
-
 const smelt_qtype_ops smelt_iq2_xxs_ops = {
     .type = SMELT_TYPE_IQ2_XXS,
     .dequantize = deq_iq2_xxs,
-    .quantize = quant_iq2_xxs,
+    .rows_encoder = &k_type,
     .quantize_ref = ref_iq2_xxs,
-    .quantize_err = quant_err_iq2_xxs,
     .needs_imatrix = true,
     .encode_cost = 40,
 };

@@ -60,23 +60,12 @@ static void enc_block(const float *x, const float *w, const float *qw, void *dst
     *y = iq4_error(x, yl, w, QK) < iq4_error(x, ym, w, QK) ? ll : mine;
 }
 
-static void quant_err_iq4_nl(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx,
-                             const smelt_qerr *m)
-{
-    static const iq4_type k_type = {QK, sizeof(smelt_block_iq4_nl), enc_block, ref_iq4_nl, deq_iq4_nl};
-    iq4_quantize_rows(&k_type, src, dst, n_rows, row_len, imx, m);
-}
-
-static void quant_iq4_nl(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)
-{
-    quant_err_iq4_nl(src, dst, n_rows, row_len, imx, NULL);
-}
+static const iq4_type k_type = {QK, sizeof(smelt_block_iq4_nl), enc_block, ref_iq4_nl, deq_iq4_nl};
 
 const smelt_qtype_ops smelt_iq4_nl_ops = {
     .type = SMELT_TYPE_IQ4_NL,
     .dequantize = deq_iq4_nl,
-    .quantize = quant_iq4_nl,
+    .rows_encoder = &k_type,
     .quantize_ref = ref_iq4_nl,
-    .quantize_err = quant_err_iq4_nl,
     .encode_cost = 10,
 };

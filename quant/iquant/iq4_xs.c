@@ -148,23 +148,12 @@ static void enc_block(const float *x, const float *w, const float *qw, void *dst
     if (iq4_error(x, ym, w, QK) <= iq4_error(x, yl, w, QK)) *y = mine;
 }
 
-static void quant_err_iq4_xs(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx,
-                             const smelt_qerr *m)
-{
-    static const iq4_type k_type = {QK, sizeof(smelt_block_iq4_xs), enc_block, ref_iq4_xs, deq_iq4_xs};
-    iq4_quantize_rows(&k_type, src, dst, n_rows, row_len, imx, m);
-}
-
-static void quant_iq4_xs(const float *src, void *dst, int64_t n_rows, int64_t row_len, const float *imx)
-{
-    quant_err_iq4_xs(src, dst, n_rows, row_len, imx, NULL);
-}
+static const iq4_type k_type = {QK, sizeof(smelt_block_iq4_xs), enc_block, ref_iq4_xs, deq_iq4_xs};
 
 const smelt_qtype_ops smelt_iq4_xs_ops = {
     .type = SMELT_TYPE_IQ4_XS,
     .dequantize = deq_iq4_xs,
-    .quantize = quant_iq4_xs,
+    .rows_encoder = &k_type,
     .quantize_ref = ref_iq4_xs,
-    .quantize_err = quant_err_iq4_xs,
     .encode_cost = 10,
 };

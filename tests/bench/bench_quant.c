@@ -131,7 +131,7 @@ int main(void)
     for (size_t i = 0; i < smelt_q_n_types(); i++) {
         int t = smelt_q_type_at(i);
         const smelt_qtype_ops *o = smelt_q_ops(t);
-        if (!o->quantize || !smelt_type_is_quantized(t) || !wanted(types, smelt_type_name(t))) continue;
+        if (!smelt_qtype_encodes(o) || !smelt_type_is_quantized(t) || !wanted(types, smelt_type_name(t))) continue;
         for (int w = o->needs_imatrix ? 1 : 0; w < 2; w++) { /* ggml aborts without one there */
             const float *im = w ? imx : NULL;
             /* alternate the two sides and keep each one's best round: a shared machine's

@@ -17,7 +17,7 @@ int *qt_quant_types(size_t *n)
     for (size_t i = 0; i < k; i++) {
         int t = smelt_q_type_at(i);
         const smelt_qtype_ops *o = smelt_q_ops(t);
-        if (o->quantize && smelt_type_is_quantized(t)) p[m++] = t;
+        if (smelt_qtype_encodes(o) && smelt_type_is_quantized(t)) p[m++] = t;
     }
     *n = m;
     return p;

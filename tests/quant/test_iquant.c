@@ -59,7 +59,7 @@ static void check_type(int t)
     qt_deq_fn gdeq = qt_ggml_deq(t);
     qt_ref_fn gref = qt_ggml_ref(t);
     qt_chunk_fn chunk = qt_ggml_chunk();
-    cr_assert(o && o->quantize && gdeq && chunk, "%s: smelt or ggml lacks an entry point", qt_name(t));
+    cr_assert(o && smelt_qtype_encodes(o) && gdeq && chunk, "%s: smelt or ggml lacks an entry point", qt_name(t));
     bool (*req)(int) = (bool (*)(int))qt_ggml_sym("ggml_quantize_requires_imatrix");
     bool need = req && req(t); /* ggml aborts without importance weights */
     static const int ks[] = {1, 3, 5, 7};
@@ -80,7 +80,7 @@ static void check_type(int t)
         for (int w = 0; w < 2; w++) {
             const float *im = w ? imx : NULL;
             if (need && !im) continue;
-            o->quantize(x, qb, ROWS, cols, im);
+            smelt_qtype_quantize(o, x, qb, ROWS, cols, im, NULL);
             chunk(t, x, qa, 0, ROWS, cols, im);
             gdeq(qb, ya, n);
             o->dequantize(qb, yb, n);

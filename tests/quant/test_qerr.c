@@ -24,7 +24,7 @@ static int *err_types(size_t *n)
     int *p = cr_malloc(k * sizeof(int));
     for (size_t i = 0; i < k; i++) {
         int t = smelt_q_type_at(i);
-        if (smelt_q_ops(t)->quantize_err) p[m++] = t;
+        if (smelt_qtype_has_error_models(smelt_q_ops(t))) p[m++] = t;
     }
     *n = m;
     return p;
@@ -87,9 +87,9 @@ ParameterizedTest(int *type, qerr, zero_model_is_plain)
     for (int k = 0; k < QT_N_KINDS; k++) {
         qt_fill(x, NR, k, 700 + (uint64_t)k);
         for (int w = 0; w < 2; w++) {
-            o->quantize(x, a, NR / 512, 512, w ? imx : NULL);
-            o->quantize_err(x, b, NR / 512, 512, w ? imx : NULL, &zero);
-            o->quantize_err(x, c, NR / 512, 512, w ? imx : NULL, NULL);
+            smelt_qtype_quantize(o, x, a, NR / 512, 512, w ? imx : NULL, NULL);
+            smelt_qtype_quantize(o, x, b, NR / 512, 512, w ? imx : NULL, &zero);
+            smelt_qtype_quantize(o, x, c, NR / 512, 512, w ? imx : NULL, NULL);
             cr_expect(first_diff(a, b, nb) == nb, "%s on %s data%s: the zero model differs from plain at byte %zu",
                       qt_name(t), qt_kind_name(k), w ? " (imatrix)" : "", first_diff(a, b, nb));
             cr_expect(first_diff(a, c, nb) == nb, "%s on %s data: a NULL model differs from plain", qt_name(t),
@@ -125,8 +125,8 @@ ParameterizedTest(int *type, qerr, avx2_matches_portable)
         qt_fill(x, NR, k, 800 + (uint64_t)k);
         for (size_t m = 0; m < sizeof models / sizeof models[0]; m++)
             for (int w = 0; w < 2; w++) {
-                p->quantize_err(x, a, NR / 512, 512, w ? imx : NULL, &models[m]);
-                v->quantize_err(x, b, NR / 512, 512, w ? imx : NULL, &models[m]);
+                smelt_qtype_quantize(p, x, a, NR / 512, 512, w ? imx : NULL, &models[m]);
+                smelt_qtype_quantize(v, x, b, NR / 512, 512, w ? imx : NULL, &models[m]);
                 cr_expect(first_diff(a, b, nb) == nb, "%s model %zu on %s data%s: AVX2 differs at byte %zu",
                           qt_name(t), m, qt_kind_name(k), w ? " (imatrix)" : "", first_diff(a, b, nb));
             }
@@ -158,11 +158,11 @@ ParameterizedTest(int *type, qerr, minimizes_its_error)
         uint8_t *q = malloc(nb);
         float *y = malloc(n * sizeof(float)), *w = malloc(n * sizeof(float));
         model_weights(mats[j].x, n, qt_blck(t), NULL, (size_t)mats[j].cols, &m, w);
-        o->quantize(mats[j].x, q, mats[j].rows, mats[j].cols, NULL);
+        smelt_qtype_quantize(o, mats[j].x, q, mats[j].rows, mats[j].cols, NULL, NULL);
         o->dequantize(q, y, n);
         e_plain[0] += werr(mats[j].x, y, NULL, n);
         e_plain[1] += werr(mats[j].x, y, w, n);
-        o->quantize_err(mats[j].x, q, mats[j].rows, mats[j].cols, NULL, &m);
+        smelt_qtype_quantize(o, mats[j].x, q, mats[j].rows, mats[j].cols, NULL, &m);
         o->dequantize(q, y, n);
         e_model[0] += werr(mats[j].x, y, NULL, n);
         e_model[1] += werr(mats[j].x, y, w, n);
@@ -251,8 +251,8 @@ ParameterizedTest(int *type, qerr, unbias)
             const float *a = w ? imx : NULL;
             uint8_t *q = malloc(nb), *qu = malloc(nb);
             float *y = malloc(n * sizeof(float)), *yu = malloc(n * sizeof(float));
-            o->quantize_err(mats[j].x, q, mats[j].rows, mats[j].cols, a, &m);
-            o->quantize_err(mats[j].x, qu, mats[j].rows, mats[j].cols, a, &mu);
+            smelt_qtype_quantize(o, mats[j].x, q, mats[j].rows, mats[j].cols, a, &m);
+            smelt_qtype_quantize(o, mats[j].x, qu, mats[j].rows, mats[j].cols, a, &mu);
             o->dequantize(q, y, n);
             o->dequantize(qu, yu, n);
             for (size_t b = 0; b < nb; b++) { /* only the factors may differ */
@@ -299,7 +299,7 @@ Test(qerr, tuned_table)
     static const char *const role_name[] = {"", " (no imatrix)", " (imatrix)", " (embedding)"};
     static const int with[] = {SMELT_TYPE_Q2_K, SMELT_TYPE_Q3_K};
     for (size_t i = 0; i < sizeof with / sizeof with[0]; i++) {
-        cr_expect(smelt_q_ops(with[i])->quantize_err, "%s: a tuned model but no quantize_err", qt_name(with[i]));
+        cr_expect(smelt_qtype_has_error_models(smelt_q_ops(with[i])), "%s: a tuned model but no error models", qt_name(with[i]));
         for (size_t r = 0; r < 3; r++) {
             const smelt_qerr *m = smelt_q_tuned_err(with[i], roles[r]);
             cr_expect(m && m->p > 0 && m->unbias, "%s%s: expected a magnitude model with unbiased rows", qt_name(with[i]),
@@ -349,12 +349,12 @@ ParameterizedTest(int *type, qerr, unbias_row_lengths)
         qt_imatrix(imx, (size_t)cols, 77 + s);
         for (int w = 0; w < 2; w++) {
             const float *im = w ? imx : NULL;
-            o->quantize_err(x, a, rows, cols, im, NULL);
+            smelt_qtype_quantize(o, x, a, rows, cols, im, NULL);
             o->dequantize(a, y, n);
             double dev = 0, devu = 0, worst = 0;
             for (int64_t r = 0; r < rows; r++)
                 dev += fabs(projection(x + r * cols, y + r * cols, im, (size_t)cols) - 1);
-            o->quantize_err(x, a, rows, cols, im, &mu);
+            smelt_qtype_quantize(o, x, a, rows, cols, im, &mu);
             o->dequantize(a, y, n);
             for (int64_t r = 0; r < rows; r++) {
                 double d = fabs(projection(x + r * cols, y + r * cols, im, (size_t)cols) - 1);
@@ -366,8 +366,8 @@ ParameterizedTest(int *type, qerr, unbias_row_lengths)
             cr_expect(devu < dev / 4, "%s, rows of %" PRId64 "%s: unbiasing left %.3g of a %.3g deviation", qt_name(t),
                       cols, w ? " (imatrix)" : "", devu / (double)rows, dev / (double)rows);
             if (v) {
-                p->quantize_err(x, a, rows, cols, im, &mu);
-                v->quantize_err(x, b, rows, cols, im, &mu);
+                smelt_qtype_quantize(p, x, a, rows, cols, im, &mu);
+                smelt_qtype_quantize(v, x, b, rows, cols, im, &mu);
                 cr_expect(first_diff(a, b, nb) == nb, "%s, rows of %" PRId64 "%s: AVX2 differs at byte %zu",
                           qt_name(t), cols, w ? " (imatrix)" : "", first_diff(a, b, nb));
             }

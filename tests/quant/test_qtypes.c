@@ -111,9 +111,9 @@ ParameterizedTest(int *type, qtypes, ggml_decodes_smelt_blocks)
         o->quantize_ref(x, q, N_RAND);
         snprintf(what, sizeof what, "reference blocks of %s data", qt_kind_name(k));
         expect_same_decode(t, g, q, N_RAND, what);
-        if (!o->quantize) continue;
+        if (!smelt_qtype_encodes(o)) continue;
         for (int w = 0; w < 2; w++) {
-            o->quantize(x, q, N_RAND / 512, 512, w ? imx : NULL);
+            smelt_qtype_quantize(o, x, q, N_RAND / 512, 512, w ? imx : NULL, NULL);
             snprintf(what, sizeof what, "smelt blocks of %s data%s", qt_kind_name(k), w ? " (imatrix)" : "");
             expect_same_decode(t, g, q, N_RAND, what);
         }
@@ -121,11 +121,11 @@ ParameterizedTest(int *type, qtypes, ggml_decodes_smelt_blocks)
     qt_matrix *m;
     size_t nm = qt_sample_matrices(&m);
     cr_assert(nm > 0, "samples/tiny-mixtral not readable");
-    for (size_t j = qt_sample_stride(t) / 2; j < nm && o->quantize; j += qt_sample_stride(t)) {
+    for (size_t j = qt_sample_stride(t) / 2; j < nm && smelt_qtype_encodes(o); j += qt_sample_stride(t)) {
         size_t n = (size_t)(m[j].rows * m[j].cols);
         if (m[j].cols % qt_blck(t)) continue;
         uint8_t *p = malloc(qt_bytes(t, n));
-        o->quantize(m[j].x, p, m[j].rows, m[j].cols, NULL);
+        smelt_qtype_quantize(o, m[j].x, p, m[j].rows, m[j].cols, NULL, NULL);
         snprintf(what, sizeof what, "smelt blocks of %s", m[j].name);
         expect_same_decode(t, g, p, n, what);
         free(p);
@@ -154,7 +154,7 @@ ParameterizedTest(int *type, qtypes, avx2_matches_portable)
     const smelt_qtype_ops *p = smelt_q_ops_isa(t, SMELT_ISA_PORTABLE), *v = smelt_q_ops_isa(t, SMELT_ISA_AVX2);
     if (!v) cr_skip_test("this CPU cannot run the AVX2 kernels");
     cr_assert(p);
-    if (p->quantize == v->quantize && p->quantize_ref == v->quantize_ref && p->dequantize == v->dequantize &&
+    if (p->quantize == v->quantize && p->rows_encoder == v->rows_encoder && p->quantize_ref == v->quantize_ref && p->dequantize == v->dequantize &&
         p->quantize_err == v->quantize_err)
         cr_skip_test("%s has no AVX2 encoders or decoder (the same functions serve both sets)", qt_name(t));
     float *x = malloc(N_RAND * sizeof(float)), *fa = malloc(N_RAND * 4), *fb = malloc(N_RAND * 4), imx[512];
@@ -163,11 +163,11 @@ ParameterizedTest(int *type, qtypes, avx2_matches_portable)
     qt_imatrix(imx, 512, 9);
     for (int k = 0; k < QT_N_KINDS; k++) {
         qt_fill(x, N_RAND, k, 300 + (uint64_t)k);
-        for (int w = 0; w < 2 && p->quantize; w++) {
+        for (int w = 0; w < 2 && smelt_qtype_encodes(p); w++) {
             memset(a, 0, nb);
             memset(b, 0, nb);
-            p->quantize(x, a, N_RAND / 512, 512, w ? imx : NULL);
-            v->quantize(x, b, N_RAND / 512, 512, w ? imx : NULL);
+            smelt_qtype_quantize(p, x, a, N_RAND / 512, 512, w ? imx : NULL, NULL);
+            smelt_qtype_quantize(v, x, b, N_RAND / 512, 512, w ? imx : NULL, NULL);
             size_t i = 0;
             while (i < nb && a[i] == b[i]) i++;
             cr_expect(i == nb, "%s encoder on %s data%s: AVX2 differs from portable at byte %zu", qt_name(t),
@@ -182,12 +182,12 @@ ParameterizedTest(int *type, qtypes, avx2_matches_portable)
     }
     qt_matrix *m;
     size_t nm = qt_sample_matrices(&m);
-    for (size_t j = 0; j < nm && p->quantize; j += 3) {
+    for (size_t j = 0; j < nm && smelt_qtype_encodes(p); j += 3) {
         size_t n = (size_t)(m[j].rows * m[j].cols), bytes = qt_bytes(t, n);
         if (m[j].cols % qt_blck(t)) continue;
         uint8_t *c = malloc(bytes), *d = malloc(bytes);
-        p->quantize(m[j].x, c, m[j].rows, m[j].cols, NULL);
-        v->quantize(m[j].x, d, m[j].rows, m[j].cols, NULL);
+        smelt_qtype_quantize(p, m[j].x, c, m[j].rows, m[j].cols, NULL, NULL);
+        smelt_qtype_quantize(v, m[j].x, d, m[j].rows, m[j].cols, NULL, NULL);
         cr_expect(memcmp(c, d, bytes) == 0, "%s encoder: AVX2 differs from portable on %s", qt_name(t), m[j].name);
         free(c);
         free(d);
@@ -222,8 +222,8 @@ ParameterizedTest(int *type, qtypes, rows_and_threads_independent)
     uint8_t *a = malloc(nb), *b = malloc(nb), *c = malloc(nb);
     for (int w = 0; w < 2; w++) {
         const float *im = w ? imx : NULL;
-        o->quantize(x, a, rows, cols, im);
-        for (int64_t r = 0; r < rows; r++) o->quantize(x + r * cols, b + (size_t)r * rb, 1, cols, im);
+        smelt_qtype_quantize(o, x, a, rows, cols, im, NULL);
+        for (int64_t r = 0; r < rows; r++) smelt_qtype_quantize(o, x + r * cols, b + (size_t)r * rb, 1, cols, im, NULL);
         cr_expect(memcmp(a, b, nb) == 0, "%s: row-by-row encoding differs%s", qt_name(t), w ? " (imatrix)" : "");
         for (int th = 1; th <= 3; th++) {
             smelt_pool *pool = smelt_pool_new(th);
@@ -262,8 +262,8 @@ ParameterizedTest(int *type, qtypes, non_finite_inputs)
         z[i] = 0;
     }
     uint8_t *a = malloc(qt_bytes(t, n)), *b = malloc(qt_bytes(t, n));
-    o->quantize(x, a, 1, n, NULL);
-    o->quantize(z, b, 1, n, NULL);
+    smelt_qtype_quantize(o, x, a, 1, n, NULL, NULL);
+    smelt_qtype_quantize(o, z, b, 1, n, NULL, NULL);
     cr_expect(memcmp(a, b, qt_bytes(t, n)) == 0, "%s: non-finite values are not encoded as 0", qt_name(t));
     o->dequantize(a, d, n);
     for (int i = 0; i < n; i++) cr_assert(isfinite(d[i]), "%s: element %d decodes to %g", qt_name(t), i, d[i]);
@@ -279,7 +279,7 @@ Test(qtypes, table_matches_ggml_traits)
         int t = smelt_q_type_at(i);
         const smelt_qtype_ops *o = smelt_q_ops(t);
         cr_assert(o && o->type == t, "table entry %zu", i);
-        cr_expect(o->dequantize && o->quantize && o->quantize_ref, "%s lacks a decoder, an encoder or a reference encoder",
+        cr_expect(o->dequantize && smelt_qtype_encodes(o) && o->quantize_ref, "%s lacks a decoder, an encoder or a reference encoder",
                   qt_name(t));
         if (req) cr_expect_eq(o->needs_imatrix, req(t), "%s needs_imatrix", qt_name(t));
     }

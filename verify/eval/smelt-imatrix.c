@@ -372,26 +372,22 @@ int main(int argc, char **argv)
     int format_given = 0, combine_mode = 0;
     const char *checkpoint = NULL, *stats_file = NULL;
     static const struct option lo[] = {
-        {"model", required_argument, 0, 'm'},      {"file", required_argument, 0, 'f'},
+        SMELT_CLI_EVAL_MODEL_LONGOPT,              SMELT_CLI_EVAL_LONGOPTS,
         {"output", required_argument, 0, 'o'},     {"output-file", required_argument, 0, 'o'},
         {"output-format", required_argument, 0, 'F'},
-        {"ctx-size", required_argument, 0, 'c'},   {"chunks", required_argument, 0, 'C'},
-        {"batch-size", required_argument, 0, 'b'}, {"threads", required_argument, 0, 't'},
         {"process-output", no_argument, 0, 'P'},
         {"chunk-range", required_argument, 0, 'R'}, {"save-every", required_argument, 0, 'S'},
         {"checkpoint", required_argument, 0, 'K'},  {"combine", no_argument, 0, 'M'},
         {"show-statistics", required_argument, 0, 'Z'},
         SMELT_TOOL_OPTIONS,                        {0, 0, 0, 0}};
     int c;
-    const smelt_cli_eval ev = {&o.n_ctx, &o.n_chunks, &o.n_batch, &o.n_threads};
+    const smelt_cli_eval ev = {&o.model, &o.text, &o.n_ctx, &o.n_chunks, &o.n_batch, &o.n_threads};
     u.t.eval = &ev;
     while ((c = getopt_long(argc, argv, "m:f:o:c:b:t:qh", lo, NULL)) != -1) {
         int er = smelt_tool_option(&u.t, c, optarg);
         if (er == SMELT_TOOL_OPTION_TAKEN) continue;
         if (er != SMELT_TOOL_OPTION_OTHER) return er;
         switch (c) {
-        case 'm': o.model = optarg; break;
-        case 'f': o.text = optarg; break;
         case 'o': o.output = optarg; break;
         case 'F':
             if (!strcmp(optarg, "gguf")) o.format = SMELT_IMX_GGUF;

@@ -240,22 +240,18 @@ int main(int argc, char **argv)
     memset(&u, 0, sizeof u);
     smelt_tool_init(&u.t, TOOL, usage);
     static const struct option lo[] = {
-        {"model", required_argument, 0, 'm'},      {"file", required_argument, 0, 'f'},
-        {"ctx-size", required_argument, 0, 'c'},   {"chunks", required_argument, 0, 'C'},
-        {"batch-size", required_argument, 0, 'b'}, {"threads", required_argument, 0, 't'},
+        SMELT_CLI_EVAL_MODEL_LONGOPT,              SMELT_CLI_EVAL_LONGOPTS,
         {"kld-base", required_argument, 0, 'B'},   {"kld", required_argument, 0, 'K'},
         {"kld-tokens", required_argument, 0, 'T'}, SMELT_TOOL_OPTIONS,
         {0, 0, 0, 0}};
     int c;
-    const smelt_cli_eval ev = {&o.n_ctx, &o.n_chunks, &o.n_batch, &o.n_threads};
+    const smelt_cli_eval ev = {&o.model, &o.text, &o.n_ctx, &o.n_chunks, &o.n_batch, &o.n_threads};
     u.t.eval = &ev;
     while ((c = getopt_long(argc, argv, "m:f:c:b:t:qh", lo, NULL)) != -1) {
         int er = smelt_tool_option(&u.t, c, optarg);
         if (er == SMELT_TOOL_OPTION_TAKEN) continue;
         if (er != SMELT_TOOL_OPTION_OTHER) return er;
         switch (c) {
-        case 'm': o.model = optarg; break;
-        case 'f': o.text = optarg; break;
         case 'B': o.kld_base = optarg; break;
         case 'K': o.kld_in = optarg; break;
         case 'T': o.kld_tokens = optarg; break;

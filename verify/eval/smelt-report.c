@@ -66,16 +66,14 @@ int main(int argc, char **argv)
     const char *prefix = NULL, *cache = NULL;
     int no_cache = 0;
     static const struct option lo[] = {
-        {"base", required_argument, 0, 'B'},       {"file", required_argument, 0, 'f'},
-        {"output", required_argument, 0, 'o'},     {"ctx-size", required_argument, 0, 'c'},
-        {"chunks", required_argument, 0, 'C'},     {"batch-size", required_argument, 0, 'b'},
-        {"threads", required_argument, 0, 't'},    {"cache", required_argument, 0, 'K'},
+        {"base", required_argument, 0, 'B'},       SMELT_CLI_EVAL_LONGOPTS,
+        {"output", required_argument, 0, 'o'},     {"cache", required_argument, 0, 'K'},
         {"no-cache", no_argument, 0, 'N'},         {"ctx-sweep", required_argument, 0, 'S'},
         SMELT_TOOL_OPTIONS,                        {0, 0, 0, 0}};
     uint32_t sweep[32];
     size_t n_sweep = 0;
     int c;
-    const smelt_cli_eval ev = {&o.n_ctx, &o.n_chunks, &o.n_batch, &o.n_threads};
+    const smelt_cli_eval ev = {NULL, &o.text, &o.n_ctx, &o.n_chunks, &o.n_batch, &o.n_threads};
     t.eval = &ev;
     while ((c = getopt_long(argc, argv, "f:o:c:b:t:qh", lo, NULL)) != -1) {
         int er = smelt_tool_option(&t, c, optarg);
@@ -83,7 +81,6 @@ int main(int argc, char **argv)
         if (er != SMELT_TOOL_OPTION_OTHER) return er;
         switch (c) {
         case 'B': o.base = optarg; break;
-        case 'f': o.text = optarg; break;
         case 'o': prefix = optarg; break;
         case 'K': cache = optarg; break;
         case 'S': {

@@ -217,7 +217,7 @@ static int run_check(const char *path, opts *o)
         }
         if (o->manifest) json_object_set_new(root, "manifest_written", json_string(o->manifest));
         json_object_set_new(root, "ok", json_boolean(ok));
-        smelt_cli_print_json(root, JSON_INDENT(2));
+        smelt_tool_print_json(&o->t, root, JSON_INDENT(2));
         json_decref(root);
     } else {
         printf("%s: %s, %" PRIu64 " tensors, %s of tensor data\n", path, smelt_checkpoint_describe(m), n,
@@ -371,7 +371,7 @@ static int run_diff(const char *pa, const char *pb, opts *o)
         json_object_set_new(s, "only_b", json_integer((json_int_t)r.n_only_b));
         json_object_set_new(s, "kv", json_integer((json_int_t)r.n_kv));
         json_object_set_new(root, "summary", s);
-        smelt_cli_print_json(root, JSON_INDENT(2));
+        smelt_tool_print_json(&o->t, root, JSON_INDENT(2));
         json_decref(root);
     } else {
         printf("A: %s (%s, %" PRIu64 " tensors)\nB: %s (%s, %" PRIu64 " tensors)\n", pa, smelt_checkpoint_describe(a),
