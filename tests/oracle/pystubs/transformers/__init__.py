@@ -90,8 +90,6 @@ class _JsonTokenizer:
         tc_path = os.path.join(path, "tokenizer_config.json")
         if not os.path.isfile(tj_path):
             raise _Refused(path, "no tokenizer.json")
-        with open(tj_path, encoding="utf-8") as f:
-            tj = json.load(f)
         tc = {}
         if os.path.isfile(tc_path):
             with open(tc_path, encoding="utf-8") as f:
@@ -101,7 +99,9 @@ class _JsonTokenizer:
             raise _Refused(tc_path, f"tokenizer_class {cls!r} is not one of {', '.join(_AS_IS_CLASSES)}")
         if "auto_map" in tc:
             raise _Refused(tc_path, "a tokenizer with remote code (auto_map)")
-        self._start_node()  # it loads the tokenizer (seconds) while we read the files
+        self._start_node()  # it loads the tokenizer (seconds) while we read tokenizer.json
+        with open(tj_path, encoding="utf-8") as f:
+            tj = json.load(f)
 
         added = sorted(tj.get("added_tokens", []), key=lambda a: a["id"])
         self._decoder = {a["id"]: AddedToken(a) for a in added}
