@@ -18,7 +18,6 @@ import struct
 import sys
 
 import numpy as np
-import sentencepiece
 import torch
 
 
@@ -115,6 +114,8 @@ def forward(cfg, t, tokens, counts=None):
 
 def main():
     d, what, text, n_ctx, n_chunks = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+    import sentencepiece  # only here: forward() is imported without it (samples/make-tiny-bpe.py)
+
     cfg, t = load(d)
     sp = sentencepiece.SentencePieceProcessor(model_file=f"{d}/tokenizer.model")
     s = open(text, "rb").read().decode()
