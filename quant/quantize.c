@@ -657,6 +657,12 @@ static bool slow_encoder(int type)
     return op && op->encode_cost >= SMELT_QTYPE_SLOW_ENCODER;
 }
 
+/* a has fewer bits per weight than b */
+static bool fewer_bits(const smelt_type_info *a, const smelt_type_info *b)
+{
+    return (uint64_t)a->bytes * b->blck < (uint64_t)b->bytes * a->blck;
+}
+
 /* Bytes of candidate k for tensor q as the budget counts them; 0 when k cannot be used. */
 static uint64_t candidate_bytes(const target_ctx *c, const smelt_qplan_tensor *q, size_t k)
 {
@@ -740,9 +746,9 @@ static int estimate_candidates(target_ctx *c, size_t ti, const size_t *ks, size_
  * fall on them: between the sizes of its chosen type and its neighbours. First the fast
  * types are estimated and the choice made; then, until the choice falls on no such type
  * not yet estimated, the slow types in those gaps are, and the choice made again. When the
- * budget is below what the fast types can reach, the first pass takes a first look at the
- * slow types too (one row, smelt_target_source.coarse), and those are estimated in full
- * where they are chosen or a neighbour of the choice. */
+ * budget is below what the fast types can reach, the first pass also takes a first look
+ * (one row, smelt_target_source.coarse) at the slow types smaller than every fast type, and
+ * those are estimated in full where they are chosen or a neighbour of the choice. */
 static int plan_target(job *j, smelt_err *e)
 {
     const smelt_quantize_opts *o = j->o;
@@ -792,10 +798,19 @@ static int plan_target(job *j, smelt_err *e)
     }
     bool all_at_once = fixed + least_fast > budget;
     size_t first[SMELT_TARGET_MAX_TYPES], n_first = 0;
-    uint32_t slow = 0; /* bit k: types[k] is a slow encoder */
+    /* bit k: types[k] is a slow encoder; one the first pass looks at (below the fast types'
+     * reach, the slow types smaller than all of them: the ones the budget needs) */
+    uint32_t slow = 0, coarse = 0;
+    const smelt_type_info *fast_min = NULL;
     for (size_t k = 0; k < nt; k++) {
+        const smelt_type_info *ti = smelt_type_get(types[k]);
+        if (!slow_encoder(types[k]) && ti && (!fast_min || fewer_bits(ti, fast_min))) fast_min = ti;
+    }
+    for (size_t k = 0; k < nt; k++) {
+        const smelt_type_info *ti = smelt_type_get(types[k]);
         if (slow_encoder(types[k])) slow |= 1u << k;
-        if (all_at_once || !slow_encoder(types[k])) first[n_first++] = k;
+        if (all_at_once && slow >> k & 1 && ti && (!fast_min || fewer_bits(ti, fast_min))) coarse |= 1u << k;
+        if (!(slow >> k & 1) || coarse >> k & 1) first[n_first++] = k;
     }
     uint64_t bytes_done = 0;
     for (size_t w = 0; w < n_todo && !rc; w++) {
@@ -810,7 +825,7 @@ static int plan_target(job *j, smelt_err *e)
         smelt_progress_step(o->plan_progress, w + 1, n_todo, bytes_done, q->name);
     }
     /* per tensor, the slow types estimated in full (bit k), and those with a first look */
-    uint32_t *full = calloc(n_todo ? n_todo : 1, sizeof *full), coarse = all_at_once ? slow : 0;
+    uint32_t *full = calloc(n_todo ? n_todo : 1, sizeof *full);
     if (!rc && !full) rc = SMELT_NOMEM(e, "plan");
     for (bool again = true; again && !rc;) {
         if ((rc = smelt_target_solve(items, n_todo, budget - fixed, &total, e))) break;

@@ -98,13 +98,14 @@ static uint64_t rows_seen(uint64_t n_sample, uint64_t every)
 
 uint64_t smelt_target_type_every(int type, uint64_t n_sample, uint64_t row_len)
 {
-    enum { MIN_ROWS = 4, MAX_VALUES = 32768 };
+    enum { MAX_VALUES = 32768 };
     const smelt_qtype_ops *op = smelt_q_ops(type);
     unsigned cost = op ? op->encode_cost : 0;
     if (cost < 2) return 1;
+    uint64_t min_rows = cost >= SMELT_QTYPE_SLOW_ENCODER ? 4 : 16;
     uint64_t every = 1;
-    while (every * 4 <= cost && rows_seen(n_sample, every * 2) >= MIN_ROWS) every *= 2; /* ≈ cost / 2 */
-    while (rows_seen(n_sample, every * 2) >= MIN_ROWS && rows_seen(n_sample, every) * row_len > MAX_VALUES) every *= 2;
+    while (every * 4 <= cost && rows_seen(n_sample, every * 2) >= min_rows) every *= 2; /* ≈ cost / 2 */
+    while (rows_seen(n_sample, every * 2) >= min_rows && rows_seen(n_sample, every) * row_len > MAX_VALUES) every *= 2;
     return every;
 }
 

@@ -143,13 +143,14 @@ Test(target, sample_covers_a_thirty_second)
     cr_assert_eq(smelt_target_sample_step(14336 * 8), 32);
 }
 
-/* The slow encoders see fewer rows: about cost / 2 times fewer, at least 4 (all when there
- * are fewer), at most 32768 values beyond those 4. */
+/* The slow encoders see fewer rows: about cost / 2 times fewer, at least 16 (the grid
+ * types 4; all when there are fewer), at most 32768 values beyond those. */
 Test(target, slow_types_see_fewer_rows)
 {
     cr_assert_eq(smelt_target_type_every(SMELT_TYPE_Q4_K, 448, 4096), 1);
-    cr_assert_eq(smelt_target_type_every(SMELT_TYPE_IQ4_XS, 16, 256), 4);
-    cr_assert_eq(smelt_target_type_every(SMELT_TYPE_IQ4_XS, 448, 4096), 64); /* 7 rows */
+    cr_assert_eq(smelt_target_type_every(SMELT_TYPE_IQ4_XS, 16, 256), 1);
+    cr_assert_eq(smelt_target_type_every(SMELT_TYPE_IQ4_XS, 64, 256), 4);
+    cr_assert_eq(smelt_target_type_every(SMELT_TYPE_IQ4_XS, 448, 4096), 16); /* 28 rows */
     cr_assert_eq(smelt_target_type_every(SMELT_TYPE_IQ2_XXS, 3, 256), 1);
     cr_assert_eq(smelt_target_type_every(SMELT_TYPE_IQ2_XXS, 64, 256), 16);
     cr_assert_eq(smelt_target_type_every(SMELT_TYPE_IQ2_XXS, 1024, 256), 16);  /* 64 rows of 256 */
