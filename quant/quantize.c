@@ -697,9 +697,10 @@ static void set_candidate(smelt_target_item *item, int type, uint64_t b, double 
 }
 
 /* Estimate the errors of the candidates ks[0..n) for tensor q (coarse: the slowest
- * encoders on one row, smelt_target_source) and put the usable ones in its item. A type
- * that needs an imatrix is no candidate for a tensor the imatrix lacks. */
-static int estimate_candidates(target_ctx *c, size_t ti, const size_t *ks, size_t n, bool coarse,
+ * encoders on one row; slow_rows: on at least that many, smelt_target_source) and put the
+ * usable ones in its item. A type that needs an imatrix is no candidate for a tensor the
+ * imatrix lacks. */
+static int estimate_candidates(target_ctx *c, size_t ti, const size_t *ks, size_t n, bool coarse, uint64_t slow_rows,
                                smelt_target_item *item, smelt_err *e)
 {
     job *j = c->j;
@@ -726,7 +727,7 @@ static int estimate_candidates(target_ctx *c, size_t ti, const size_t *ks, size_
     if ((rc = model_rows(&j->in, it, 0, smelt_gguf_tensor_rows(it->t), &c->tbuf, &c->cap_t, &data, e))) return rc;
     smelt_target_source src = {q->name, {q->ne[0], q->ne[1], q->ne[2], q->ne[3]}, q->type, data,
                                smelt_gguf_tensor_row_bytes(it->t), en ? c->weights : NULL, target_error_model, &mc,
-                               coarse};
+                               coarse, slow_rows};
     if ((rc = smelt_target_estimate(&src, sub, m, c->pool, err, e))) {
         if (!e->file[0]) snprintf(e->file, sizeof e->file, "%s", j->in.paths[it->shard]);
         return rc;
@@ -748,7 +749,8 @@ static int estimate_candidates(target_ctx *c, size_t ti, const size_t *ks, size_
  * not yet estimated, the slow types in those gaps are, and the choice made again. When the
  * budget is below what the fast types can reach, the first pass also takes a first look
  * (one row, smelt_target_source.coarse) at the slow types smaller than every fast type, and
- * those are estimated in full where they are chosen or a neighbour of the choice. */
+ * those are estimated in full where they are chosen or a neighbour of the choice; as most
+ * tensors then get such estimates, on 4 sampled rows rather than 8. */
 static int plan_target(job *j, smelt_err *e)
 {
     const smelt_quantize_opts *o = j->o;
@@ -819,7 +821,7 @@ static int plan_target(job *j, smelt_err *e)
         q->planned = true;
         q->tclass = smelt_target_class_of(q->name);
         q->sensitivity = o->sensitivity ? o->sensitivity[q->tclass] : smelt_target_default_sensitivity(q->tclass);
-        if ((rc = estimate_candidates(&c, which[w], first, n_first, all_at_once, &items[w], e))) break;
+        if ((rc = estimate_candidates(&c, which[w], first, n_first, all_at_once, 0, &items[w], e))) break;
         if (!items[w].n_cand) rc = SMELT_ERR(e, SMELT_EINTERNAL, j->in.paths[0], q->name, "no candidate type can be estimated");
         bytes_done += q->bytes;
         smelt_progress_step(o->plan_progress, w + 1, n_todo, bytes_done, q->name);
@@ -845,7 +847,7 @@ static int plan_target(job *j, smelt_err *e)
             }
             for (size_t i = 0; i < n_more; i++) full[w] |= 1u << more[i];
             if (n_more) {
-                rc = estimate_candidates(&c, which[w], more, n_more, false, item, e);
+                rc = estimate_candidates(&c, which[w], more, n_more, false, all_at_once ? 4 : 0, item, e);
                 again = true;
             }
         }

@@ -96,13 +96,13 @@ static uint64_t rows_seen(uint64_t n_sample, uint64_t every)
     return n_sample > every / 2 ? (n_sample - every / 2 - 1) / every + 1 : 0;
 }
 
-uint64_t smelt_target_type_every(int type, uint64_t n_sample, uint64_t row_len)
+uint64_t smelt_target_type_every(int type, uint64_t n_sample, uint64_t row_len, uint64_t slow_rows)
 {
     enum { MAX_VALUES = 32768 };
     const smelt_qtype_ops *op = smelt_q_ops(type);
     unsigned cost = op ? op->encode_cost : 0;
     if (cost < 2) return 1;
-    uint64_t min_rows = cost >= SMELT_QTYPE_SLOW_ENCODER ? 4 : 16;
+    uint64_t min_rows = cost < SMELT_QTYPE_SLOW_ENCODER ? 16 : slow_rows ? slow_rows : 8;
     uint64_t every = 1;
     while (every * 4 <= cost && rows_seen(n_sample, every * 2) >= min_rows) every *= 2; /* ≈ cost / 2 */
     while (rows_seen(n_sample, every * 2) >= min_rows && rows_seen(n_sample, every) * row_len > MAX_VALUES) every *= 2;
@@ -214,7 +214,7 @@ int smelt_target_estimate(const smelt_target_source *s, const int *types, size_t
     for (size_t k = 0; k < n; k++) {
         const smelt_qtype_ops *op = smelt_q_ops(types[k]);
         bool coarse = s->coarse && op && op->encode_cost >= SMELT_QTYPE_SLOW_ENCODER;
-        every[k] = coarse ? j.n_sample : smelt_target_type_every(types[k], j.n_sample, row_len);
+        every[k] = coarse ? j.n_sample : smelt_target_type_every(types[k], j.n_sample, row_len, s->slow_rows);
     }
     size_t nthr = (size_t)(pool ? smelt_pool_threads(pool) : 1);
     if (!nthr) nthr = 1;
