@@ -657,6 +657,12 @@ static bool slow_encoder(int type)
     return op && op->encode_cost >= SMELT_QTYPE_SLOW_ENCODER;
 }
 
+/* a has fewer bits per weight than b */
+static bool fewer_bits(const smelt_type_info *a, const smelt_type_info *b)
+{
+    return (uint64_t)a->bytes * b->blck < (uint64_t)b->bytes * a->blck;
+}
+
 /* Bytes of candidate k for tensor q as the budget counts them; 0 when k cannot be used. */
 static uint64_t candidate_bytes(const target_ctx *c, const smelt_qplan_tensor *q, size_t k)
 {
@@ -669,10 +675,33 @@ static uint64_t candidate_bytes(const target_ctx *c, const smelt_qplan_tensor *q
     return c->file ? padded(b, c->align) : b;
 }
 
-/* Estimate the errors of the candidates ks[0..n) for tensor q and add the usable ones to
- * its item. A type that needs an imatrix is no candidate for a tensor the imatrix lacks. */
-static int estimate_candidates(target_ctx *c, size_t ti, const size_t *ks, size_t n, smelt_target_item *item,
-                               smelt_err *e)
+/* Put type's candidate (bytes b, cost) in the item, in place of an earlier estimate of the
+ * same type; b = 0 takes it out. */
+static void set_candidate(smelt_target_item *item, int type, uint64_t b, double cost)
+{
+    size_t k = 0;
+    while (k < item->n_cand && item->type[k] != type) k++;
+    if (!b) {
+        if (k < item->n_cand) {
+            memmove(&item->type[k], &item->type[k + 1], (item->n_cand - k - 1) * sizeof item->type[0]);
+            memmove(&item->bytes[k], &item->bytes[k + 1], (item->n_cand - k - 1) * sizeof item->bytes[0]);
+            memmove(&item->cost[k], &item->cost[k + 1], (item->n_cand - k - 1) * sizeof item->cost[0]);
+            item->n_cand--;
+        }
+        return;
+    }
+    if (k == item->n_cand) item->n_cand++;
+    item->type[k] = type;
+    item->bytes[k] = b;
+    item->cost[k] = cost;
+}
+
+/* Estimate the errors of the candidates ks[0..n) for tensor q (coarse: the slowest
+ * encoders on one row; slow_rows: on at least that many, smelt_target_source) and put the
+ * usable ones in its item. A type that needs an imatrix is no candidate for a tensor the
+ * imatrix lacks. */
+static int estimate_candidates(target_ctx *c, size_t ti, const size_t *ks, size_t n, bool coarse, uint64_t slow_rows,
+                               smelt_target_item *item, smelt_err *e)
 {
     job *j = c->j;
     smelt_qplan_tensor *q = &j->plan.t[ti];
@@ -697,30 +726,31 @@ static int estimate_candidates(target_ctx *c, size_t ti, const size_t *ks, size_
     const uint8_t *data;
     if ((rc = model_rows(&j->in, it, 0, smelt_gguf_tensor_rows(it->t), &c->tbuf, &c->cap_t, &data, e))) return rc;
     smelt_target_source src = {q->name, {q->ne[0], q->ne[1], q->ne[2], q->ne[3]}, q->type, data,
-                               smelt_gguf_tensor_row_bytes(it->t), en ? c->weights : NULL, target_error_model, &mc};
+                               smelt_gguf_tensor_row_bytes(it->t), en ? c->weights : NULL, target_error_model, &mc,
+                               coarse, slow_rows};
     if ((rc = smelt_target_estimate(&src, sub, m, c->pool, err, e))) {
         if (!e->file[0]) snprintf(e->file, sizeof e->file, "%s", j->in.paths[it->shard]);
         return rc;
     }
     smelt_gguf_release_tensor(j->in.g[it->shard], it->t);
     for (size_t i = 0; i < m; i++) {
-        uint64_t b = candidate_bytes(c, q, at[i]);
-        if (!isfinite(err[i]) || !b) continue;
-        q->rel_err[at[i]] = err[i];
-        size_t k = item->n_cand++;
-        item->type[k] = c->types[at[i]];
-        item->bytes[k] = b;
-        item->cost[k] = q->sensitivity * err[i];
+        uint64_t b = isfinite(err[i]) ? candidate_bytes(c, q, at[i]) : 0;
+        q->rel_err[at[i]] = b ? err[i] : NAN;
+        set_candidate(item, c->types[at[i]], b, q->sensitivity * err[i]);
     }
     return 0;
 }
 
 /* --target-bpw / --target-size: estimate the error of the candidate types of every tensor
  * whose type is not fixed, then choose under the budget (quant/target.h). The slowest
- * encoders (the grid i-quants) are estimated in a second pass, for a tensor only where its
- * first choice leaves room for them: between the sizes of the chosen type and its
- * neighbours. When the budget is below what the fast types can reach, every type is
- * estimated at once. */
+ * encoders (the grid i-quants) are estimated in full only for a tensor where the choice may
+ * fall on them: between the sizes of its chosen type and its neighbours. First the fast
+ * types are estimated and the choice made; then, until the choice falls on no such type
+ * not yet estimated, the slow types in those gaps are, and the choice made again. When the
+ * budget is below what the fast types can reach, the first pass also takes a first look
+ * (one row, smelt_target_source.coarse) at the slow types smaller than every fast type, and
+ * those are estimated in full where they are chosen or a neighbour of the choice; as most
+ * tensors then get such estimates, on 4 sampled rows rather than 8. */
 static int plan_target(job *j, smelt_err *e)
 {
     const smelt_quantize_opts *o = j->o;
@@ -770,8 +800,20 @@ static int plan_target(job *j, smelt_err *e)
     }
     bool all_at_once = fixed + least_fast > budget;
     size_t first[SMELT_TARGET_MAX_TYPES], n_first = 0;
-    for (size_t k = 0; k < nt; k++)
-        if (all_at_once || !slow_encoder(types[k])) first[n_first++] = k;
+    /* bit k: types[k] is a slow encoder; one the first pass looks at (below the fast types'
+     * reach, the slow types smaller than all of them: the ones the budget needs) */
+    uint32_t slow = 0, coarse = 0;
+    const smelt_type_info *fast_min = NULL;
+    for (size_t k = 0; k < nt; k++) {
+        const smelt_type_info *ti = smelt_type_get(types[k]);
+        if (!slow_encoder(types[k]) && ti && (!fast_min || fewer_bits(ti, fast_min))) fast_min = ti;
+    }
+    for (size_t k = 0; k < nt; k++) {
+        const smelt_type_info *ti = smelt_type_get(types[k]);
+        if (slow_encoder(types[k])) slow |= 1u << k;
+        if (all_at_once && slow >> k & 1 && ti && (!fast_min || fewer_bits(ti, fast_min))) coarse |= 1u << k;
+        if (!(slow >> k & 1) || coarse >> k & 1) first[n_first++] = k;
+    }
     uint64_t bytes_done = 0;
     for (size_t w = 0; w < n_todo && !rc; w++) {
         smelt_qplan_tensor *q = &p->t[which[w]];
@@ -779,27 +821,39 @@ static int plan_target(job *j, smelt_err *e)
         q->planned = true;
         q->tclass = smelt_target_class_of(q->name);
         q->sensitivity = o->sensitivity ? o->sensitivity[q->tclass] : smelt_target_default_sensitivity(q->tclass);
-        if ((rc = estimate_candidates(&c, which[w], first, n_first, &items[w], e))) break;
+        if ((rc = estimate_candidates(&c, which[w], first, n_first, all_at_once, 0, &items[w], e))) break;
         if (!items[w].n_cand) rc = SMELT_ERR(e, SMELT_EINTERNAL, j->in.paths[0], q->name, "no candidate type can be estimated");
         bytes_done += q->bytes;
         smelt_progress_step(o->plan_progress, w + 1, n_todo, bytes_done, q->name);
     }
-    if (rc || (rc = smelt_target_solve(items, n_todo, budget - fixed, &total, e))) goto out;
-    for (size_t w = 0; w < n_todo && !all_at_once && !rc; w++) {
-        smelt_target_item *item = &items[w];
-        uint64_t at = item->bytes[item->chosen], lo = 0, hi = UINT64_MAX;
-        for (size_t k = 0; k < item->n_cand; k++) {
-            if (item->bytes[k] < at && item->bytes[k] > lo) lo = item->bytes[k];
-            if (item->bytes[k] > at && item->bytes[k] < hi) hi = item->bytes[k];
+    /* per tensor, the slow types estimated in full (bit k), and those with a first look */
+    uint32_t *full = calloc(n_todo ? n_todo : 1, sizeof *full);
+    if (!rc && !full) rc = SMELT_NOMEM(e, "plan");
+    for (bool again = true; again && !rc;) {
+        if ((rc = smelt_target_solve(items, n_todo, budget - fixed, &total, e))) break;
+        again = false;
+        for (size_t w = 0; w < n_todo && !rc; w++) {
+            smelt_target_item *item = &items[w];
+            uint64_t at = item->bytes[item->chosen], lo = 0, hi = UINT64_MAX;
+            for (size_t k = 0; k < item->n_cand; k++) {
+                if (item->bytes[k] < at && item->bytes[k] > lo) lo = item->bytes[k];
+                if (item->bytes[k] > at && item->bytes[k] < hi) hi = item->bytes[k];
+            }
+            size_t more[SMELT_TARGET_MAX_TYPES], n_more = 0;
+            for (size_t k = 0; k < nt; k++) {
+                uint64_t b = slow >> k & 1 && !(full[w] >> k & 1) ? candidate_bytes(&c, &p->t[which[w]], k) : 0;
+                bool looked = coarse >> k & 1;
+                if (b && (looked ? b >= lo && b <= hi : b > lo && b < hi)) more[n_more++] = k;
+            }
+            for (size_t i = 0; i < n_more; i++) full[w] |= 1u << more[i];
+            if (n_more) {
+                rc = estimate_candidates(&c, which[w], more, n_more, false, all_at_once ? 4 : 0, item, e);
+                again = true;
+            }
         }
-        size_t more[SMELT_TARGET_MAX_TYPES], n_more = 0;
-        for (size_t k = 0; k < nt; k++) {
-            uint64_t b = slow_encoder(types[k]) ? candidate_bytes(&c, &p->t[which[w]], k) : 0;
-            if (b > lo && b < hi) more[n_more++] = k;
-        }
-        if (n_more) rc = estimate_candidates(&c, which[w], more, n_more, item, e);
     }
-    if (rc || (!all_at_once && (rc = smelt_target_solve(items, n_todo, budget - fixed, &total, e)))) goto out;
+    free(full);
+    if (rc) goto out;
     p->budget_bytes = budget;
     p->predicted_cost = 0;
     for (size_t w = 0; w < n_todo; w++) {

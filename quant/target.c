@@ -89,13 +89,23 @@ uint64_t smelt_target_sample_step(uint64_t rows)
     return rows <= want ? 1 : (rows + want - 1) / want;
 }
 
-uint64_t smelt_target_type_every(int type, uint64_t n_sample)
+/* A type that sees every `every`-th sampled row sees those r with r % every == every / 2
+ * (the middle of each stride: the first rows of a tensor are often special tokens). */
+static uint64_t rows_seen(uint64_t n_sample, uint64_t every)
 {
+    return n_sample > every / 2 ? (n_sample - every / 2 - 1) / every + 1 : 0;
+}
+
+uint64_t smelt_target_type_every(int type, uint64_t n_sample, uint64_t row_len, uint64_t slow_rows)
+{
+    enum { MAX_VALUES = 32768 };
     const smelt_qtype_ops *op = smelt_q_ops(type);
     unsigned cost = op ? op->encode_cost : 0;
-    if (cost < 2 || n_sample < 64) return 1;
+    if (cost < 2) return 1;
+    uint64_t min_rows = cost < SMELT_QTYPE_SLOW_ENCODER ? 16 : slow_rows ? slow_rows : 8;
     uint64_t every = 1;
-    while (every * 4 <= cost && every * 2 * 16 <= n_sample) every *= 2; /* ≈ cost / 2, ≥ 16 rows */
+    while (every * 4 <= cost && rows_seen(n_sample, every * 2) >= min_rows) every *= 2; /* ≈ cost / 2 */
+    while (rows_seen(n_sample, every * 2) >= min_rows && rows_seen(n_sample, every) * row_len > MAX_VALUES) every *= 2;
     return every;
 }
 
@@ -108,7 +118,10 @@ typedef struct estimate_job {
     uint64_t step, n_sample, rows_per_matrix, row_len;
     const uint64_t *every; /* per type: it sees every every[k]-th sampled row (the slow encoders) */
     size_t max_row_bytes;
+    uint64_t *task;   /* sampled row × (n_types + 1) + k: a slow type on one row; k = n_types: the rest */
     float *scratch;   /* per thread: source row, decoded row, weights */
+    uint64_t *held;   /* per thread: the sampled row its scratch holds (UINT64_MAX: none) */
+    bool *finite;     /* per thread: that row has no NaN/Inf */
     uint8_t *qbuf;    /* per thread: one encoded row */
     double *num, *den; /* per sampled row × type: sum w (x - q)^2; per sampled row: sum w x^2 */
     uint8_t *bad;      /* per sampled row: a NaN/Inf was read */
@@ -121,42 +134,57 @@ static void encode_row(const smelt_qtype_ops *op, const smelt_qerr *m, const flo
     else smelt_qtype_quantize(op, x, dst, 1, n, imx, m);
 }
 
+/* Type k's weighted squared error on sampled row r (x, weights w, importances imx). */
+static void estimate_type(estimate_job *j, size_t k, uint64_t r, const float *x, const float *w, const float *imx,
+                          int thread)
+{
+    uint64_t n = j->row_len;
+    float *y = j->scratch + (size_t)thread * 3 * n + n;
+    uint8_t *q = j->qbuf + (size_t)thread * j->max_row_bytes;
+    encode_row(j->ops[k], j->models[k], x, q, (int64_t)n, imx);
+    j->ops[k]->dequantize(q, y, (size_t)n);
+    double sum = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        double d = (double)x[i] - y[i];
+        sum += w[i] * d * d;
+    }
+    j->num[r * j->n_types + k] = sum;
+}
+
+/* One task: a slow type on one sampled row, or a row's weights, NaN check and fast types
+ * (tasks of one row share the thread's copy of it). */
 static void estimate_task(void *ctx, size_t task, int thread)
 {
     estimate_job *j = ctx;
     const smelt_target_source *s = j->s;
-    uint64_t n = j->row_len, row = (uint64_t)task * j->step;
-    float *x = j->scratch + (size_t)thread * 3 * n, *y = x + n, *w = y + n;
-    uint8_t *q = j->qbuf + (size_t)thread * j->max_row_bytes;
-    smelt_q_dequantize_row(s->src_type, s->data + row * s->src_row_bytes, x, (size_t)n);
-    for (uint64_t i = 0; i < n; i++)
-        if (!isfinite(x[i])) {
-            j->bad[task] = 1;
-            return;
-        }
-    const float *imx = NULL;
-    if (s->imatrix) imx = s->imatrix + ((row / j->rows_per_matrix) % s->ne[2]) * n;
-    double den = 0;
-    for (uint64_t i = 0; i < n; i++) {
-        w[i] = imx ? imx[i] : 1.0f;
-        den += (double)w[i] * x[i] * x[i];
-    }
-    j->den[task] = den;
-    for (size_t k = 0; k < j->n_types; k++) {
-        double *num = &j->num[task * j->n_types + k];
-        if (!j->ops[k]) {
-            *num = INFINITY;
-            continue;
-        }
-        if (task % j->every[k]) continue;
-        encode_row(j->ops[k], j->models[k], x, q, (int64_t)n, imx);
-        j->ops[k]->dequantize(q, y, (size_t)n);
-        double sum = 0;
+    uint64_t n = j->row_len, r = j->task[task] / (j->n_types + 1), row = r * j->step;
+    size_t kind = j->task[task] % (j->n_types + 1);
+    float *x = j->scratch + (size_t)thread * 3 * n, *w = x + 2 * n;
+    const float *imx = s->imatrix ? s->imatrix + ((row / j->rows_per_matrix) % s->ne[2]) * n : NULL;
+    if (j->held[thread] != r) {
+        smelt_q_dequantize_row(s->src_type, s->data + row * s->src_row_bytes, x, (size_t)n);
+        bool ok = true;
         for (uint64_t i = 0; i < n; i++) {
-            double d = (double)x[i] - y[i];
-            sum += w[i] * d * d;
+            ok = ok && isfinite(x[i]);
+            w[i] = imx ? imx[i] : 1.0f;
         }
-        *num = sum;
+        j->held[thread] = r;
+        j->finite[thread] = ok;
+    }
+    if (kind < j->n_types) {
+        if (j->finite[thread]) estimate_type(j, kind, r, x, w, imx, thread);
+        return;
+    }
+    if (!j->finite[thread]) {
+        j->bad[r] = 1;
+        return;
+    }
+    double den = 0;
+    for (uint64_t i = 0; i < n; i++) den += (double)w[i] * x[i] * x[i];
+    j->den[r] = den;
+    for (size_t k = 0; k < j->n_types; k++) {
+        if (!j->ops[k]) j->num[r * j->n_types + k] = INFINITY;
+        else if (j->every[k] == 1) estimate_type(j, k, r, x, w, imx, thread);
     }
 }
 
@@ -182,22 +210,39 @@ int smelt_target_estimate(const smelt_target_source *s, const int *types, size_t
     }
     j.step = smelt_target_sample_step(rows);
     j.n_sample = (rows + j.step - 1) / j.step;
-    for (size_t k = 0; k < n; k++) every[k] = smelt_target_type_every(types[k], j.n_sample);
+    for (size_t k = 0; k < n; k++) {
+        const smelt_qtype_ops *op = smelt_q_ops(types[k]);
+        bool coarse = s->coarse && op && op->encode_cost >= SMELT_QTYPE_SLOW_ENCODER;
+        every[k] = coarse ? j.n_sample : smelt_target_type_every(types[k], j.n_sample, row_len, s->slow_rows);
+    }
     size_t nthr = (size_t)(pool ? smelt_pool_threads(pool) : 1);
     if (!nthr) nthr = 1;
+    size_t n_tasks = 0;
+    for (size_t k = 0; k < n; k++) /* the slow types' tasks first: the longest */
+        for (uint64_t r = every[k] / 2; ops[k] && every[k] > 1 && r < j.n_sample; r += every[k]) n_tasks++;
+    n_tasks += (size_t)j.n_sample;
+    j.task = malloc(n_tasks * sizeof *j.task);
+    j.held = malloc(nthr * sizeof *j.held);
+    j.finite = malloc(nthr * sizeof *j.finite);
     j.scratch = malloc(nthr * 3 * (size_t)row_len * sizeof *j.scratch);
     j.qbuf = malloc(nthr * (j.max_row_bytes ? j.max_row_bytes : 1));
     j.num = calloc((size_t)j.n_sample * n, sizeof *j.num);
     j.den = calloc((size_t)j.n_sample, sizeof *j.den);
     j.bad = calloc((size_t)j.n_sample, 1);
     int rc = 0;
-    if (!j.scratch || !j.qbuf || !j.num || !j.den || !j.bad) {
+    if (!j.task || !j.held || !j.finite || !j.scratch || !j.qbuf || !j.num || !j.den || !j.bad) {
         rc = SMELT_NOMEM(e, "error estimates");
         goto out;
     }
-    if (pool) smelt_pool_run(pool, (size_t)j.n_sample, estimate_task, &j);
+    size_t t = 0;
+    for (size_t k = 0; k < n; k++)
+        for (uint64_t r = every[k] / 2; ops[k] && every[k] > 1 && r < j.n_sample; r += every[k])
+            j.task[t++] = r * (n + 1) + k;
+    for (uint64_t r = 0; r < j.n_sample; r++) j.task[t++] = r * (n + 1) + n;
+    for (size_t i = 0; i < nthr; i++) j.held[i] = UINT64_MAX;
+    if (pool) smelt_pool_run(pool, n_tasks, estimate_task, &j);
     else
-        for (size_t t = 0; t < j.n_sample; t++) estimate_task(&j, t, 0);
+        for (t = 0; t < n_tasks; t++) estimate_task(&j, t, 0);
     for (uint64_t r = 0; r < j.n_sample; r++)
         if (j.bad[r]) {
             rc = SMELT_ERR(e, SMELT_EFORMAT, NULL, s->name, "row %llu has NaN/Inf values; a plan cannot be made for it",
@@ -206,13 +251,16 @@ int smelt_target_estimate(const smelt_target_source *s, const int *types, size_t
         }
     for (size_t k = 0; k < n; k++) {
         double num = 0, den = 0;
-        for (uint64_t r = 0; r < j.n_sample; r += every[k]) { /* in row order: thread-count independent */
+        for (uint64_t r = every[k] / 2; r < j.n_sample; r += every[k]) { /* in row order: thread-count independent */
             num += j.num[r * n + k];
             den += j.den[r];
         }
         rel_err[k] = !ops[k] ? INFINITY : den > 0 ? num / den : 0.0;
     }
 out:
+    free(j.task);
+    free(j.held);
+    free(j.finite);
     free(j.scratch);
     free(j.qbuf);
     free(j.num);

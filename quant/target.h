@@ -55,16 +55,24 @@ typedef struct smelt_target_source {
     const float *imatrix;
     const smelt_qerr *(*error_model)(void *user, int type);
     void *user;
+    /* a first look: the slowest encoders (encode_cost ≥ SMELT_QTYPE_SLOW_ENCODER) see one
+     * sampled row, enough to tell which of them may be chosen */
+    bool coarse;
+    /* otherwise they see at least this many sampled rows (0: 8; smelt_target_type_every) */
+    uint64_t slow_rows;
 } smelt_target_source;
 
 /* Rows a tensor's errors are estimated on: every k-th row, k = ceil(rows / want) with
  * want = max(16, rows / 32) (all rows of a small tensor). */
 uint64_t smelt_target_sample_step(uint64_t rows);
-/* Of those n_sample rows, a type sees every m-th: m = 1 for the fast encoders and when
- * there are fewer than 64; for a slow one (encode_cost c ≥ 2 in its descriptor) the power
- * of two nearest below c / 2, at most n_sample / 16 (IQ4_XS: 4, the grid i-quants: 16):
- * planning costs about one quantization. */
-uint64_t smelt_target_type_every(int type, uint64_t n_sample);
+/* Of those n_sample rows (of row_len values), a type sees every m-th: m = 1 for the fast
+ * encoders; for a slow one (encode_cost c ≥ 2 in its descriptor) the power of two nearest
+ * below c / 2 (IQ4_XS: 4, the grid i-quants: 16), then doubled while it sees more than
+ * 32768 values (128 blocks of 256), but never below 16 rows, slow_rows for the slowest
+ * (encode_cost ≥ SMELT_QTYPE_SLOW_ENCODER; 0 means 8; all rows when there are fewer):
+ * planning costs less than one quantization, on small models too. The rows seen are the
+ * middle one of each m. */
+uint64_t smelt_target_type_every(int type, uint64_t n_sample, uint64_t row_len, uint64_t slow_rows);
 
 /* Relative importance-weighted error of each of the n types on a sample of the source's
  * rows: sum w (x - q)^2 / sum w x^2 with w the row's imatrix weights (1 without), after

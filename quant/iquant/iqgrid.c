@@ -64,46 +64,49 @@ static inline int lev(const iqg_grid *g, unsigned code, int i) { return (int)(co
 
 /* Every point's values; the map; for each cube point with all levels in range that is not
  * a point, the points of the first `shells` distinct squared distances (in level steps),
- * nearest first, equal distances by index. */
+ * nearest first, equal distances by index. The distances to every point come from one
+ * vectorizable pass over the points' levels (stored by coordinate), the shells from their
+ * histogram, and the list from one counting pass. */
 static void build(iqg_grid *g)
 {
-    const int ncube = 1 << g->bits * g->dim;
+    enum { MAX_POINTS = 2048, MAX_D2 = 8 * 7 * 7 }; /* the largest codebook; dim 8 × (nlev - 1)^2 */
+    const int ncube = 1 << g->bits * g->dim, D = g->dim;
+    int16_t pl[8][MAX_POINTS], d2[MAX_POINTS];
+    size_t hist[MAX_D2 + 1], at[MAX_D2 + 1];
     for (int p = 0; p < g->n; p++)
-        for (int i = 0; i < g->dim; i++) {
-            g->val[p * g->dim + i] = g->level[lev(g, g->code[p], i)];
-            g->model[p * g->dim + i] = (float)(2 * lev(g, g->code[p], i) + 1);
+        for (int i = 0; i < D; i++) {
+            pl[i][p] = (int16_t)lev(g, g->code[p], i);
+            g->val[p * D + i] = g->level[pl[i][p]];
+            g->model[p * D + i] = (float)(2 * pl[i][p] + 1);
         }
     for (int u = 0; u < ncube; u++) g->map[u] = INT32_MIN;
     for (int p = 0; p < g->n; p++) g->map[g->code[p]] = p;
-    int d2[2048]; /* one per point of the largest codebook */
+    const int max_d2 = D * (g->nlev - 1) * (g->nlev - 1);
     size_t len = 0;
     for (int u = 0; u < ncube; u++) {
         bool in = true;
-        for (int i = 0; i < g->dim; i++) in = in && lev(g, (unsigned)u, i) < g->nlev;
+        for (int i = 0; i < D; i++) in = in && lev(g, (unsigned)u, i) < g->nlev;
         if (!in || g->map[u] != INT32_MIN) continue;
-        for (int p = 0; p < g->n; p++) {
-            int s = 0;
-            for (int i = 0; i < g->dim; i++) {
-                int t = lev(g, (unsigned)u, i) - lev(g, g->code[p], i);
-                s += t * t;
-            }
-            d2[p] = s;
+        for (int p = 0; p < g->n; p++) d2[p] = 0;
+        for (int i = 0; i < D; i++) {
+            const int16_t l = (int16_t)lev(g, (unsigned)u, i), *li = pl[i];
+            for (int p = 0; p < g->n; p++) d2[p] = (int16_t)(d2[p] + (l - li[p]) * (l - li[p]));
         }
-        size_t start = len++;
-        int prev = -1, count = 0;
-        for (int sh = 0; sh < g->shells; sh++) {
-            int next = INT32_MAX;
-            for (int p = 0; p < g->n; p++)
-                if (d2[p] > prev && d2[p] < next) next = d2[p];
-            if (next == INT32_MAX) break;
-            for (int p = 0; p < g->n; p++)
-                if (d2[p] == next && len < g->nbr_cap) {
-                    g->nbr[len++] = (uint16_t)p;
-                    count++;
-                }
-            prev = next;
+        memset(hist, 0, sizeof(size_t) * (size_t)(max_d2 + 1));
+        for (int p = 0; p < g->n; p++) hist[d2[p]]++;
+        size_t start = len++, count = 0;
+        int last = -1; /* the farthest shell kept */
+        for (int d = 0, sh = 0; d <= max_d2 && sh < g->shells; d++) {
+            at[d] = len + count; /* where the points of this distance go */
+            if (!hist[d]) continue;
+            count += hist[d];
+            last = d;
+            sh++;
         }
+        for (int p = 0; p < g->n; p++)
+            if (d2[p] <= last && hist[d2[p]] && at[d2[p]] < g->nbr_cap) g->nbr[at[d2[p]]++] = (uint16_t)p;
         if (start < g->nbr_cap) g->nbr[start] = (uint16_t)count;
+        len += count;
         g->map[u] = -(int32_t)(start + 1);
     }
     g->nbr_len = len;

@@ -143,6 +143,45 @@ Test(target, sample_covers_a_thirty_second)
     cr_assert_eq(smelt_target_sample_step(14336 * 8), 32);
 }
 
+/* The slow encoders see fewer rows: about cost / 2 times fewer, at least 16 (the grid
+ * types 8, or as asked; all when there are fewer), at most 32768 values beyond those. */
+Test(target, slow_types_see_fewer_rows)
+{
+    cr_assert_eq(smelt_target_type_every(SMELT_TYPE_Q4_K, 448, 4096, 0), 1);
+    cr_assert_eq(smelt_target_type_every(SMELT_TYPE_IQ4_XS, 16, 256, 0), 1);
+    cr_assert_eq(smelt_target_type_every(SMELT_TYPE_IQ4_XS, 64, 256, 0), 4);
+    cr_assert_eq(smelt_target_type_every(SMELT_TYPE_IQ4_XS, 448, 4096, 0), 16); /* 28 rows */
+    cr_assert_eq(smelt_target_type_every(SMELT_TYPE_IQ2_XXS, 3, 256, 0), 1);
+    cr_assert_eq(smelt_target_type_every(SMELT_TYPE_IQ2_XXS, 64, 256, 0), 8);
+    cr_assert_eq(smelt_target_type_every(SMELT_TYPE_IQ2_XXS, 1024, 256, 0), 16);  /* 64 rows of 256 */
+    cr_assert_eq(smelt_target_type_every(SMELT_TYPE_IQ2_XXS, 128, 14336, 0), 16); /* 8 rows */
+    cr_assert_eq(smelt_target_type_every(SMELT_TYPE_IQ2_XXS, 64, 256, 4), 16);    /* 4 rows */
+}
+
+/* A first look (coarse) estimates a grid type on the middle sampled row alone. */
+Test(target, coarse_look_is_the_middle_row)
+{
+    enum { COLS = 256, ROWS = 96 }; /* 16 sampled rows, every 6th; the middle one is row 48 */
+    static float w[COLS * ROWS], imx[COLS];
+    uint64_t seed = 5;
+    for (size_t i = 0; i < COLS * ROWS; i++) w[i] = qr_rand(&seed);
+    for (size_t i = 0; i < COLS; i++) imx[i] = 0.1f + (float)unit(&seed);
+    smelt_target_source s = {"blk.0.ffn_up.weight", {COLS, ROWS, 1, 1}, SMELT_TYPE_F32, (const uint8_t *)w,
+                             COLS * sizeof(float), imx, no_model, NULL, true, 0};
+    const int types[] = {SMELT_TYPE_IQ3_XXS, SMELT_TYPE_Q4_K};
+    double coarse[2], full[2], one[2];
+    smelt_err e;
+    cr_assert_eq(smelt_target_estimate(&s, types, 2, NULL, coarse, &e), 0);
+    s.coarse = false;
+    cr_assert_eq(smelt_target_estimate(&s, types, 2, NULL, full, &e), 0);
+    s.data = (const uint8_t *)(w + 48 * COLS);
+    s.ne[1] = 1;
+    cr_assert_eq(smelt_target_estimate(&s, types, 2, NULL, one, &e), 0);
+    cr_assert_eq(memcmp(&coarse[0], &one[0], sizeof one[0]), 0, "coarse %g, row 48 %g", coarse[0], one[0]);
+    cr_assert_eq(memcmp(&coarse[1], &full[1], sizeof full[1]), 0, "the fast type sees every sampled row");
+    cr_assert(full[0] > 0 && coarse[0] > 0 && full[0] != coarse[0]);
+}
+
 Test(target, classes_by_name)
 {
     cr_assert_eq(smelt_target_class_of("token_embd.weight"), SMELT_TC_TOKEN_EMBEDDING);
