@@ -155,10 +155,16 @@ bool smelt_qtype_encodes(const smelt_qtype_ops *o) { return o && (o->quantize ||
 
 bool smelt_qtype_has_error_models(const smelt_qtype_ops *o) { return o && (o->quantize_err || o->rows_encoder); }
 
+bool smelt_qtype_slow_encoder(const smelt_qtype_ops *o) { return o && o->encode_cost >= SMELT_QTYPE_SLOW_ENCODER; }
+
 void smelt_qtype_quantize(const smelt_qtype_ops *o, const float *src, void *dst, int64_t n_rows, int64_t row_len,
                           const float *imatrix, const smelt_qerr *m)
 {
-    if (o->rows_encoder) iq4_quantize_rows(o->rows_encoder, src, dst, n_rows, row_len, imatrix, m);
+    if (m && m->ref && o->quantize_ref) {
+        const smelt_type_info *ti = smelt_type_get(o->type);
+        const size_t row_bytes = (size_t)row_len / ti->blck * ti->bytes;
+        for (int64_t r = 0; r < n_rows; r++) o->quantize_ref(src + r * row_len, (uint8_t *)dst + r * row_bytes, row_len);
+    } else if (o->rows_encoder) iq4_quantize_rows(o->rows_encoder, src, dst, n_rows, row_len, imatrix, m);
     else if (m && o->quantize_err) o->quantize_err(src, dst, n_rows, row_len, imatrix, m);
     else o->quantize(src, dst, n_rows, row_len, imatrix);
 }

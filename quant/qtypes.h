@@ -64,15 +64,18 @@ typedef struct smelt_qtype_ops {
     const struct iq4_type *rows_encoder;
 } smelt_qtype_ops;
 
-/* Quantize as `o` does (its rows encoder, quantize_err with model m, or quantize when m is
- * NULL or the type has no error models): the one way to call a type's encoder. o must
- * encode (smelt_qtype_encodes). */
+/* Quantize as `o` does (ggml's reference encoding row by row when m asks for it, its rows
+ * encoder, quantize_err with model m, or quantize when m is NULL or the type has no error
+ * models): the one way to call a type's encoder. o must encode (smelt_qtype_encodes). */
 void smelt_qtype_quantize(const smelt_qtype_ops *o, const float *src, void *dst, int64_t n_rows, int64_t row_len,
                           const float *imatrix, const smelt_qerr *m);
 /* Whether o has an encoder (quantize or a rows encoder); false for NULL. */
 bool smelt_qtype_encodes(const smelt_qtype_ops *o);
 /* Whether o takes error models (quantize_err or a rows encoder); false for NULL. */
 bool smelt_qtype_has_error_models(const smelt_qtype_ops *o);
+/* Whether o's encoder is among the slowest (encode_cost >= SMELT_QTYPE_SLOW_ENCODER, below);
+ * false for NULL. */
+bool smelt_qtype_slow_encoder(const smelt_qtype_ops *o);
 
 enum { SMELT_QTYPE_SLOW_ENCODER = 20 };
 

@@ -651,11 +651,7 @@ typedef struct target_ctx {
     size_t cap_t;
 } target_ctx;
 
-static bool slow_encoder(int type)
-{
-    const smelt_qtype_ops *op = smelt_q_ops(type);
-    return op && op->encode_cost >= SMELT_QTYPE_SLOW_ENCODER;
-}
+static bool slow_encoder(int type) { return smelt_qtype_slow_encoder(smelt_q_ops(type)); }
 
 /* a has fewer bits per weight than b */
 static bool fewer_bits(const smelt_type_info *a, const smelt_type_info *b)
@@ -1001,12 +997,7 @@ static void conv_task(void *ctx, size_t task, int thread)
             for (uint64_t i = 0; i < nr * c->row_len; i++)
                 if (!isfinite(f[i])) f[i] = 0.0f;
     }
-    if (c->err && c->err->ref && c->enc->quantize_ref)
-        for (uint64_t r = 0; r < nr; r++)
-            c->enc->quantize_ref(f + r * c->row_len, c->dst + (r0 + r) * c->dst_row_bytes, (int64_t)c->row_len);
-    else
-        smelt_qtype_quantize(c->enc, f, c->dst + r0 * c->dst_row_bytes, (int64_t)nr, (int64_t)c->row_len, c->imx,
-                             c->err);
+    smelt_qtype_quantize(c->enc, f, c->dst + r0 * c->dst_row_bytes, (int64_t)nr, (int64_t)c->row_len, c->imx, c->err);
 }
 
 typedef struct stream {

@@ -127,13 +127,6 @@ typedef struct estimate_job {
     uint8_t *bad;      /* per sampled row: a NaN/Inf was read */
 } estimate_job;
 
-static void encode_row(const smelt_qtype_ops *op, const smelt_qerr *m, const float *x, void *dst, int64_t n,
-                       const float *imx)
-{
-    if (m && m->ref && op->quantize_ref) op->quantize_ref(x, dst, n);
-    else smelt_qtype_quantize(op, x, dst, 1, n, imx, m);
-}
-
 /* Type k's weighted squared error on sampled row r (x, weights w, importances imx). */
 static void estimate_type(estimate_job *j, size_t k, uint64_t r, const float *x, const float *w, const float *imx,
                           int thread)
@@ -141,7 +134,7 @@ static void estimate_type(estimate_job *j, size_t k, uint64_t r, const float *x,
     uint64_t n = j->row_len;
     float *y = j->scratch + (size_t)thread * 3 * n + n;
     uint8_t *q = j->qbuf + (size_t)thread * j->max_row_bytes;
-    encode_row(j->ops[k], j->models[k], x, q, (int64_t)n, imx);
+    smelt_qtype_quantize(j->ops[k], x, q, 1, (int64_t)n, imx, j->models[k]);
     j->ops[k]->dequantize(q, y, (size_t)n);
     double sum = 0;
     for (uint64_t i = 0; i < n; i++) {
@@ -212,7 +205,7 @@ int smelt_target_estimate(const smelt_target_source *s, const int *types, size_t
     j.n_sample = (rows + j.step - 1) / j.step;
     for (size_t k = 0; k < n; k++) {
         const smelt_qtype_ops *op = smelt_q_ops(types[k]);
-        bool coarse = s->coarse && op && op->encode_cost >= SMELT_QTYPE_SLOW_ENCODER;
+        bool coarse = s->coarse && smelt_qtype_slow_encoder(op);
         every[k] = coarse ? j.n_sample : smelt_target_type_every(types[k], j.n_sample, row_len, s->slow_rows);
     }
     size_t nthr = (size_t)(pool ? smelt_pool_threads(pool) : 1);
