@@ -210,11 +210,7 @@ int smelt_target_estimate(const smelt_target_source *s, const int *types, size_t
     }
     size_t nthr = (size_t)(pool ? smelt_pool_threads(pool) : 1);
     if (!nthr) nthr = 1;
-    size_t n_tasks = 0;
-    for (size_t k = 0; k < n; k++) /* the slow types' tasks first: the longest */
-        for (uint64_t r = every[k] / 2; ops[k] && every[k] > 1 && r < j.n_sample; r += every[k]) n_tasks++;
-    n_tasks += (size_t)j.n_sample;
-    j.task = malloc(n_tasks * sizeof *j.task);
+    j.task = malloc((size_t)j.n_sample * (n + 1) * sizeof *j.task); /* at most one per row and type, and the rows */
     j.held = malloc(nthr * sizeof *j.held);
     j.finite = malloc(nthr * sizeof *j.finite);
     j.scratch = malloc(nthr * 3 * (size_t)row_len * sizeof *j.scratch);
@@ -227,15 +223,15 @@ int smelt_target_estimate(const smelt_target_source *s, const int *types, size_t
         rc = SMELT_NOMEM(e, "error estimates");
         goto out;
     }
-    size_t t = 0;
-    for (size_t k = 0; k < n; k++)
+    size_t n_tasks = 0;
+    for (size_t k = 0; k < n; k++) /* the slow types' tasks first: the longest */
         for (uint64_t r = every[k] / 2; ops[k] && every[k] > 1 && r < j.n_sample; r += every[k])
-            j.task[t++] = r * (n + 1) + k;
-    for (uint64_t r = 0; r < j.n_sample; r++) j.task[t++] = r * (n + 1) + n;
+            j.task[n_tasks++] = r * (n + 1) + k;
+    for (uint64_t r = 0; r < j.n_sample; r++) j.task[n_tasks++] = r * (n + 1) + n;
     for (size_t i = 0; i < nthr; i++) j.held[i] = UINT64_MAX;
     if (pool) smelt_pool_run(pool, n_tasks, estimate_task, &j);
     else
-        for (t = 0; t < n_tasks; t++) estimate_task(&j, t, 0);
+        for (size_t t = 0; t < n_tasks; t++) estimate_task(&j, t, 0);
     for (uint64_t r = 0; r < j.n_sample; r++)
         if (j.bad[r]) {
             rc = SMELT_ERR(e, SMELT_EFORMAT, NULL, s->name, "row %llu has NaN/Inf values; a plan cannot be made for it",
